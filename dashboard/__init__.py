@@ -1,0 +1,1 @@
+"""The benchmark dashboard (reads published aggregates only)."""

@@ -1,0 +1,1 @@
+"""Instruments as data, synthetic responses, settings and the `culture` command line."""

@@ -1,0 +1,67 @@
+"""Settings resolved once, with a stated precedence: flag > environment > default.
+
+Nothing reads configuration at import time; the CLI builds one `Settings` and
+passes it down.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from survey.errors import SettingsError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+INSTRUMENTS_DIR = PROJECT_ROOT / "instruments"
+SAMPLES_DIR = PROJECT_ROOT / "data_samples"
+DEFAULT_INSTRUMENT = INSTRUMENTS_DIR / "support-culture-v1.yaml"
+
+ENV_DB = "CULTURE_DB"
+ENV_INSTRUMENT = "CULTURE_INSTRUMENT"
+ENV_MIN_GROUP = "CULTURE_MIN_GROUP_SIZE"
+
+#: The disclosure floor: no configuration may publish groups smaller than this.
+ABSOLUTE_MIN_GROUP_SIZE = 5
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the store and the instrument are, and the reporting threshold."""
+
+    db_path: Path = field(default_factory=lambda: Path("culture.duckdb"))
+    instrument_path: Path = DEFAULT_INSTRUMENT
+    min_group_size: int = 10
+
+    def __post_init__(self) -> None:
+        if self.min_group_size < ABSOLUTE_MIN_GROUP_SIZE:
+            raise SettingsError(
+                f"minimum group size {self.min_group_size} is below the floor of "
+                f"{ABSOLUTE_MIN_GROUP_SIZE}; use {ABSOLUTE_MIN_GROUP_SIZE} or more"
+            )
+
+
+def resolve_settings(
+    db: Path | str | None = None,
+    instrument: Path | str | None = None,
+    min_group_size: int | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Settings from command-line flags, then environment variables, then defaults."""
+    env = os.environ if environ is None else environ
+    db_path = Path(db) if db else Path(env.get(ENV_DB) or "culture.duckdb")
+    instrument_path = (
+        Path(instrument) if instrument else Path(env.get(ENV_INSTRUMENT) or DEFAULT_INSTRUMENT)
+    )
+    if min_group_size is None:
+        raw = env.get(ENV_MIN_GROUP)
+        if raw:
+            try:
+                min_group_size = int(raw)
+            except ValueError:
+                raise SettingsError(
+                    f"{ENV_MIN_GROUP}={raw!r} is not a whole number; use e.g. 10"
+                ) from None
+        else:
+            min_group_size = 10
+    return Settings(db_path=db_path, instrument_path=instrument_path, min_group_size=min_group_size)
