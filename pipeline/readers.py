@@ -1,0 +1,188 @@
+"""Expose an input file to DuckDB as the temporary view `raw`: text columns plus `source_row`.
+
+CSV (UTF-8, UTF-8 with BOM, or Windows-1252 as Excel writes it; comma, semicolon or
+tab), XLSX (first sheet) and Parquet are read by DuckDB's own readers, or for XLSX by
+the calamine reader, never row by row through pandas. Every column arrives as
+VARCHAR so that validation sees exactly what the file holds; `source_row` is the
+1-based data row of the file (the header row is not counted).
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Callable
+
+import duckdb
+import pyarrow as pa
+
+from survey.errors import IngestError
+
+FORMATS = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".xlsx": "xlsx", ".parquet": "parquet",
+           ".pq": "parquet"}
+CHUNK = 1 << 20
+
+#: Called with (stage, done, total) while a file is hashed; lets the CLI draw a bar.
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """What was learnt about an input file before reading it."""
+
+    path: Path
+    file_format: str
+    sha256: str
+    size: int
+    encoding: str | None = None      # 'utf-8' or 'cp1252' for CSV
+    delimiter: str | None = None
+
+
+def file_format(path: Path) -> str:
+    """'csv', 'xlsx' or 'parquet' from the file name, or an `IngestError` saying what is accepted."""
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise IngestError(f"{path}: cannot read '{path.suffix or 'no extension'}' files; give a "
+                          f"CSV (.csv), Excel workbook (.xlsx) or Parquet (.parquet) file")
+    return fmt
+
+
+def inspect_file(path: Path, progress: Progress | None = None) -> SourceFile:
+    """Hash the file and, for CSV, find its encoding and delimiter, in one pass."""
+    if not path.exists():
+        raise IngestError(f"{path}: no such file")
+    if not path.is_file():
+        raise IngestError(f"{path}: is a folder, not a file; give the file(s) inside it")
+    fmt = file_format(path)
+    size = path.stat().st_size
+    if size == 0:
+        raise IngestError(f"{path}: the file is empty; export the survey responses again")
+    digest = hashlib.sha256()
+    utf8 = codecs.getincrementaldecoder("utf-8")()
+    is_utf8 = fmt == "csv"
+    head = b""
+    done = 0
+    try:
+        with path.open("rb") as handle:
+            while chunk := handle.read(CHUNK):
+                digest.update(chunk)
+                if len(head) < 65536:
+                    head += chunk[: 65536 - len(head)]
+                if is_utf8:
+                    try:
+                        utf8.decode(chunk)
+                    except UnicodeDecodeError:
+                        is_utf8 = False
+                done += len(chunk)
+                if progress:
+                    progress("checking file", done, size)
+    except OSError as exc:
+        raise IngestError(f"{path}: cannot be read ({exc.strerror}); check the path and "
+                          f"permissions") from None
+    if fmt != "csv":
+        return SourceFile(path, fmt, digest.hexdigest(), size)
+    encoding = "utf-8" if is_utf8 else "cp1252"
+    if encoding == "cp1252":
+        try:
+            head.decode("cp1252")
+        except UnicodeDecodeError:
+            raise IngestError(f"{path}: the text is neither UTF-8 nor Windows-1252; save it from "
+                              f"Excel as 'CSV UTF-8 (Comma delimited)'") from None
+    text = head.decode(encoding, errors="ignore").lstrip("\ufeff")
+    header = text.splitlines()[0] if text else ""
+    delimiter = max((",", ";", "\t"), key=header.count)
+    if header.count(delimiter) == 0:
+        raise IngestError(f"{path}: the first line has no commas, semicolons or tabs; the file "
+                          f"should start with a header row such as response_id,site,wave,hs01,...")
+    return SourceFile(path, fmt, digest.hexdigest(), size, encoding, delimiter)
+
+
+def _transcode_to_utf8(source: Path, target: Path) -> None:
+    """Rewrite a Windows-1252 file as UTF-8 so DuckDB's reader sees the right characters."""
+    decoder = codecs.getincrementaldecoder("cp1252")()
+    try:
+        with source.open("rb") as src, target.open("wb") as dst:
+            while chunk := src.read(CHUNK):
+                dst.write(decoder.decode(chunk).encode("utf-8"))
+            dst.write(decoder.decode(b"", final=True).encode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise IngestError(f"{source}: byte {exc.start} is neither UTF-8 nor Windows-1252 text; "
+                          f"save it from Excel as 'CSV UTF-8 (Comma delimited)'") from None
+
+
+def _cell_text(value: object) -> str | None:
+    """A spreadsheet cell as the text a person sees (5.0 -> '5', dates as ISO)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return str(value).upper()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    return str(value)
+
+
+def _xlsx_table(path: Path) -> pa.Table:
+    from python_calamine import CalamineError, CalamineWorkbook
+
+    try:
+        workbook = CalamineWorkbook.from_path(str(path))
+        rows = workbook.get_sheet_by_index(0).to_python(skip_empty_area=False)
+    except (CalamineError, OSError, ValueError) as exc:
+        raise IngestError(f"{path}: not a readable Excel workbook ({exc}); save it again "
+                          f"as .xlsx") from None
+    if not rows:
+        raise IngestError(f"{path}: the first sheet is empty; responses should be on the "
+                          f"first sheet with a header row")
+    header = [(_cell_text(h) or f"column_{i + 1}") for i, h in enumerate(rows[0])]
+    columns = list(zip(*[[_cell_text(v) for v in row] for row in rows[1:]])) or [()] * len(header)
+    return pa.table({name: pa.array(col, type=pa.string()) for name, col in zip(header, columns)})
+
+
+def _first_line_of(exc: Exception) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def create_raw_view(con: duckdb.DuckDBPyConnection, source: SourceFile,
+                    scratch: Path) -> list[str]:
+    """Create temp view `raw` (source_row + the file's columns as text); return column names.
+
+    `scratch` is a private folder that must outlive the view (a transcoded copy of a
+    Windows-1252 file is written there).
+    """
+    path = source.path
+    try:
+        if source.file_format == "csv":
+            readable = path
+            if source.encoding == "cp1252":
+                readable = scratch / "utf8.csv"
+                _transcode_to_utf8(path, readable)
+            relation = con.read_csv(str(readable), header=True, all_varchar=True,
+                                    sep=source.delimiter, quotechar='"', escapechar='"',
+                                    normalize_names=False)
+            relation.create_view("raw_source", replace=True)
+            # DuckDB keeps insertion order, so row_number() follows the file's rows.
+            con.execute("create or replace temp view raw as "
+                        "select row_number() over () as source_row, * from raw_source")
+        elif source.file_format == "parquet":
+            relation = con.read_parquet(str(path), file_row_number=True)
+            relation.create_view("raw_source", replace=True)
+            con.execute("create or replace temp view raw as select file_row_number + 1 "
+                        "as source_row, columns(* exclude (file_row_number))::varchar "
+                        "from raw_source")
+        else:
+            con.register("raw_source", _xlsx_table(path))
+            con.execute("create or replace temp view raw as "
+                        "select row_number() over () as source_row, * from raw_source")
+        columns = [row[0] for row in con.execute("describe raw").fetchall()]
+    except IngestError:
+        raise
+    except duckdb.Error as exc:
+        kind = {"csv": "CSV", "parquet": "Parquet", "xlsx": "Excel"}[source.file_format]
+        raise IngestError(f"{path}: cannot be read as {kind}: {_first_line_of(exc)}") from None
+    return columns[1:]

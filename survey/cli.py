@@ -1,0 +1,324 @@
+"""The `culture` command line: a thin shell over the library.
+
+Every command resolves `Settings` once (flag > environment > default) and calls library
+functions. Library errors (`CultureError`) become one line on stderr and exit code 1
+here and nowhere else; a user never sees a traceback for a problem they can fix.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from survey.errors import CultureError
+from survey.settings import SAMPLES_DIR, Settings, resolve_settings
+
+app = typer.Typer(help="Measure and benchmark the culture of support for doctors.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+instrument_app = typer.Typer(help="Check instrument files.", no_args_is_help=True)
+sites_app = typer.Typer(help="Set up the sites (trusts, support units) in the store.",
+                        no_args_is_help=True)
+waves_app = typer.Typer(help="Set up survey waves (one per year).", no_args_is_help=True)
+app.add_typer(instrument_app, name="instrument")
+app.add_typer(sites_app, name="sites")
+app.add_typer(waves_app, name="waves")
+
+out = Console()
+err = Console(stderr=True)
+
+DbOption = Annotated[Optional[Path], typer.Option(
+    "--db", help="DuckDB store file [env: CULTURE_DB; default: ./culture.duckdb]")]
+InstrumentOption = Annotated[Optional[Path], typer.Option(
+    "--instrument", help="Instrument YAML [env: CULTURE_INSTRUMENT; default: "
+                         "instruments/support-culture-v1.yaml]")]
+
+
+def _settings(db: Path | None = None, instrument: Path | None = None) -> Settings:
+    return resolve_settings(db=db, instrument=instrument)
+
+
+def _load_instrument(settings: Settings):
+    from survey.instrument import load_instrument
+
+    return load_instrument(settings.instrument_path)
+
+
+@instrument_app.command("check")
+def instrument_check(file: Annotated[Path, typer.Argument(help="Instrument YAML file")]) -> None:
+    """Validate an instrument file and summarise it.
+
+    Example: culture instrument check instruments/support-culture-v1.yaml
+    """
+    from survey.instrument import load_instrument
+
+    inst = load_instrument(file)
+    out.print(f"[green]OK[/green] {file}: {inst.key}, {len(inst.items)} items in "
+              f"{len(inst.scales)} scales, {len(inst.attributes)} optional attributes")
+    table = Table("scale", "items", "reverse-keyed", "min answered", "principles")
+    for scale in inst.scales:
+        members = inst.items_of(scale.id)
+        principles = ", ".join(p.id for p in inst.principles if scale.id in p.scales)
+        table.add_row(scale.name + (" (core)" if scale.core else ""), str(len(members)),
+                      str(sum(i.reverse for i in members)), str(scale.min_items), principles)
+    out.print(table)
+
+
+@sites_app.command("add")
+def sites_add(code: str, name: Annotated[str, typer.Option(help="Organisation name")],
+              site_type: Annotated[str, typer.Option("--type", help=(
+                  "acute_trust, professional_support_unit, independent_support_org or "
+                  "primary_care"))],
+              region: Annotated[Optional[str], typer.Option(help="Region of England")] = None,
+              db: DbOption = None) -> None:
+    """Add or update one site.
+
+    Example: culture sites add RX1 --name "Tamar Valley Hospitals" --type acute_trust --region "South West"
+    """
+    from pipeline.store import Site, add_sites, open_store
+
+    with open_store(_settings(db).db_path) as con:
+        add_sites(con, [Site(code, name, site_type, region)])
+    out.print(f"site {code.upper()} saved")
+
+
+@sites_app.command("load")
+def sites_load(file: Path, headcounts: Annotated[Optional[Path], typer.Option(
+        help="Optional CSV site_code,staff_group,headcount")] = None,
+        db: DbOption = None, instrument: InstrumentOption = None) -> None:
+    """Load sites from a CSV with columns site_code,name,site_type,region.
+
+    Example: culture sites load data_samples/sites.csv --headcounts data_samples/headcounts.csv
+    """
+    from pipeline.store import load_headcounts_csv, load_sites_csv, open_store
+
+    settings = _settings(db, instrument)
+    with open_store(settings.db_path) as con:
+        con.execute("begin transaction")
+        n_sites = load_sites_csv(con, file)
+        n_heads = load_headcounts_csv(con, headcounts, _load_instrument(settings)) if headcounts else 0
+        con.execute("commit")
+    out.print(f"{n_sites} sites loaded" + (f", {n_heads} headcounts" if headcounts else ""))
+
+
+@sites_app.command("list")
+def sites_list(db: DbOption = None) -> None:
+    """List the sites in the store."""
+    from pipeline.store import open_store
+
+    with open_store(_settings(db).db_path) as con:
+        rows = con.execute("select site_code, name, site_type, region from sites "
+                           "order by site_code").fetchall()
+    table = Table("code", "name", "type", "region")
+    for row in rows:
+        table.add_row(*[str(v or "") for v in row])
+    out.print(table)
+
+
+@waves_app.command("add")
+def waves_add(year: int, label: Annotated[Optional[str], typer.Option()] = None,
+              db: DbOption = None) -> None:
+    """Set up a survey wave.
+
+    Example: culture waves add 2026
+    """
+    from pipeline.store import add_wave, open_store
+
+    with open_store(_settings(db).db_path) as con:
+        add_wave(con, year, label)
+    out.print(f"wave {year} saved")
+
+
+def _progress_bar():
+    """A stage-by-stage progress bar for large files (drawn on stderr only)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                   console=err, transient=True)
+    tasks: dict[str, int] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            for task in tasks.values():
+                bar.update(task, completed=bar.tasks[task].total)
+            tasks[stage] = bar.add_task(stage, total=max(total, 1))
+        bar.update(tasks[stage], completed=done)
+
+    return bar, update
+
+
+def run_ingest(settings: Settings, files: list[Path], site: str | None,
+               wave: int | None) -> list:
+    """Ingest files one by one (each all-or-nothing) and print what happened to each."""
+    from pipeline.ingest import ingest_file
+    from pipeline.store import open_store
+
+    inst = _load_instrument(settings)
+    definition = settings.instrument_path.read_text(encoding="utf-8")
+    reports = []
+    with open_store(settings.db_path) as con:
+        for file in files:
+            large = file.exists() and file.stat().st_size > 5_000_000
+            bar, update = _progress_bar()
+            if large:
+                with bar:
+                    report = ingest_file(con, file, inst, definition, site, wave, update)
+            else:
+                report = ingest_file(con, file, inst, definition, site, wave)
+            reports.append(report)
+            _print_ingest(report)
+    return reports
+
+
+def _print_ingest(report) -> None:
+    if report.already_ingested:
+        batch, when = report.previous_batch
+        out.print(f"{report.source}: already ingested as batch {batch} on "
+                  f"{when:%Y-%m-%d}; nothing to do")
+        return
+    out.print(f"{report.source}: batch {report.batch_id}: {report.rows_read} rows read, "
+              f"[green]{report.rows_accepted} accepted[/green], "
+              f"[{'red' if report.rows_rejected else 'green'}]{report.rows_rejected} "
+              f"quarantined[/]")
+    for reason, count in report.rejected_by_reason.items():
+        out.print(f"  {count} row(s): {reason}")
+    if report.rows_rejected:
+        out.print(f"  see them with: culture quarantine --batch {report.batch_id}")
+    if report.ignored_columns:
+        out.print(f"  columns not in the instrument, ignored: {', '.join(report.ignored_columns)}")
+
+
+@app.command()
+def ingest(files: Annotated[list[Path], typer.Argument(help="CSV, XLSX or Parquet files")],
+           site: Annotated[Optional[str], typer.Option(
+               help="Site code for rows without a site column/value")] = None,
+           wave: Annotated[Optional[int], typer.Option(
+               help="Survey year for rows without a wave column/value")] = None,
+           db: DbOption = None, instrument: InstrumentOption = None) -> None:
+    """Ingest survey exports; every row is accepted or quarantined with a reason.
+
+    Each file is all-or-nothing. Ingesting the same file again does nothing.
+
+    Example: culture ingest export.csv --site RX1 --wave 2026
+    """
+    run_ingest(_settings(db, instrument), files, site, wave)
+
+
+@app.command()
+def quarantine(batch: Annotated[Optional[int], typer.Option(help="Only this batch")] = None,
+               csv_out: Annotated[Optional[Path], typer.Option(
+                   "--csv", help="Write the rows to this CSV instead of the screen")] = None,
+               db: DbOption = None) -> None:
+    """Show rejected rows with the reason for each, to fix and ingest again.
+
+    Example: culture quarantine --batch 2 --csv rejected.csv
+    """
+    from pipeline.store import open_store
+
+    with open_store(_settings(db).db_path) as con:
+        query = ("select q.batch_id, b.source_name, q.source_row, q.response_id, q.column_name, "
+                 "q.bad_value, q.reason_code, q.reason from quarantine q "
+                 "join ingest_batches b using (batch_id) "
+                 "where ? is null or q.batch_id = ? order by q.batch_id, q.source_row")
+        rows = con.execute(query, [batch, batch]).fetchall()
+    if csv_out:
+        write_quarantine_csv(csv_out, rows)
+        out.print(f"{len(rows)} rejected row problem(s) written to {csv_out}")
+        return
+    table = Table("batch", "file", "row", "response", "column", "value", "reason")
+    for row in rows[:200]:
+        table.add_row(str(row[0]), row[1], str(row[2]), str(row[3] or ""), row[4],
+                      str(row[5] if row[5] is not None else ""), row[7])
+    out.print(table)
+    if len(rows) > 200:
+        out.print(f"... {len(rows) - 200} more; use --csv FILE to get them all")
+
+
+def write_quarantine_csv(path: Path, rows: list[tuple]) -> None:
+    """Rejected rows as CSV, safe to open in a spreadsheet (bad values may be hostile)."""
+    import csv
+
+    from survey.spreadsheet import safe_cell
+
+    with path.open("w", newline="", encoding="utf-8-sig") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["batch", "file", "row", "response_id", "column", "bad_value",
+                         "reason_code", "reason"])
+        writer.writerows([safe_cell(v) for v in row] for row in rows)
+
+
+@app.command()
+def status(db: DbOption = None) -> None:
+    """Summarise the store: responses per site and wave, batches, quarantined rows."""
+    from pipeline.store import open_store, store_summary
+
+    with open_store(_settings(db).db_path) as con:
+        summary = store_summary(con)
+    _print_summary(summary)
+
+
+def _print_summary(summary: dict) -> None:
+    out.print(f"{summary['responses']} responses from {summary['sites']} sites, waves "
+              f"{', '.join(map(str, summary['waves'])) or 'none'}, in "
+              f"{summary['batches']} ingest batch(es)")
+    waves = summary["waves"]
+    per = {(s, w): n for s, _, w, n in summary["per_site_wave"]}
+    types = {s: t for s, t, _, _ in summary["per_site_wave"]}
+    table = Table("site", "type", *map(str, waves))
+    for site in sorted(types):
+        table.add_row(site, types[site], *[str(per.get((site, w), 0)) for w in waves])
+    out.print(table)
+    if summary["quarantined_rows_by_reason"]:
+        out.print("quarantined rows: " + ", ".join(
+            f"{reason} {n}" for reason, n in summary["quarantined_rows_by_reason"]))
+
+
+@app.command()
+def demo(db: DbOption = None, instrument: InstrumentOption = None) -> None:
+    """Load the committed sample sites and responses into the store and summarise them.
+
+    Example: culture demo
+    """
+    from pipeline.store import add_wave, load_headcounts_csv, load_sites_csv, open_store, store_summary
+
+    settings = _settings(db, instrument)
+    manifest = json.loads((SAMPLES_DIR / "manifest.json").read_text(encoding="utf-8"))
+    inst = _load_instrument(settings)
+    with open_store(settings.db_path) as con:
+        con.execute("begin transaction")
+        load_sites_csv(con, SAMPLES_DIR / "sites.csv")
+        load_headcounts_csv(con, SAMPLES_DIR / "headcounts.csv", inst)
+        for year in manifest["waves"]:
+            add_wave(con, int(year))
+        con.execute("commit")
+    out.print(f"store: {settings.db_path.resolve()}")
+    run_ingest(settings, [SAMPLES_DIR / "responses_clean.csv"], None, None)
+    with open_store(settings.db_path) as con:
+        _print_summary(store_summary(con))
+    out.print("Try the messy export too: culture ingest data_samples/responses_dirty.csv "
+              "--db dirty.duckdb (after `culture demo --db dirty.duckdb`), then "
+              "`culture quarantine --db dirty.duckdb`.")
+
+
+def main() -> None:
+    """Entry point: run the app, turning user errors into one line and exit code 1."""
+    try:
+        app()
+    except CultureError as exc:
+        from rich.text import Text
+
+        err.print(Text("error: ", style="bold red") + Text(str(exc)), soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("interrupted; the file being ingested was not written (each file is all or "
+                  "nothing)")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
