@@ -10,6 +10,7 @@ VARCHAR so that validation sees exactly what the file holds; `source_row` is the
 from __future__ import annotations
 
 import codecs
+import csv
 import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -39,6 +40,7 @@ class SourceFile:
     size: int
     encoding: str | None = None      # 'utf-8' or 'cp1252' for CSV
     delimiter: str | None = None
+    header: tuple[str, ...] = ()     # CSV column names, read by us, not guessed by a sniffer
 
 
 def file_format(path: Path) -> str:
@@ -92,12 +94,18 @@ def inspect_file(path: Path, progress: Progress | None = None) -> SourceFile:
             raise IngestError(f"{path}: the text is neither UTF-8 nor Windows-1252; save it from "
                               f"Excel as 'CSV UTF-8 (Comma delimited)'") from None
     text = head.decode(encoding, errors="ignore").lstrip("\ufeff")
-    header = text.splitlines()[0] if text else ""
-    delimiter = max((",", ";", "\t"), key=header.count)
-    if header.count(delimiter) == 0:
+    first_line = text.splitlines()[0] if text else ""
+    delimiter = max((",", ";", "\t"), key=first_line.count)
+    if first_line.count(delimiter) == 0:
         raise IngestError(f"{path}: the first line has no commas, semicolons or tabs; the file "
                           f"should start with a header row such as response_id,site,wave,hs01,...")
-    return SourceFile(path, fmt, digest.hexdigest(), size, encoding, delimiter)
+    names = next(csv.reader([first_line], delimiter=delimiter))
+    header = tuple(name.strip() or f"column_{i + 1}" for i, name in enumerate(names))
+    repeated = sorted({n for n in header if header.count(n) > 1})
+    if repeated:
+        raise IngestError(f"{path}: the header repeats column(s) {', '.join(repeated)}; each "
+                          f"column needs its own name")
+    return SourceFile(path, fmt, digest.hexdigest(), size, encoding, delimiter, header)
 
 
 def _transcode_to_utf8(source: Path, target: Path) -> None:
@@ -143,9 +151,14 @@ def _xlsx_table(path: Path) -> pa.Table:
     return pa.table({name: pa.array(col, type=pa.string()) for name, col in zip(header, columns)})
 
 
-def _first_line_of(exc: Exception) -> str:
+def describe_read_error(exc: Exception) -> str:
+    """The useful part of a DuckDB reader error: where, and what was expected."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return lines[0] if lines else type(exc).__name__
+    if not lines:
+        return type(exc).__name__
+    first = lines[0].split("Error: ", 1)[-1]
+    details = [ln for ln in lines[1:] if ln.startswith(("Expected Number", "Original Line"))]
+    return first + (f" ({'; '.join(details)})" if details else "")
 
 
 def create_raw_view(con: duckdb.DuckDBPyConnection, source: SourceFile,
@@ -162,16 +175,19 @@ def create_raw_view(con: duckdb.DuckDBPyConnection, source: SourceFile,
             if source.encoding == "cp1252":
                 readable = scratch / "utf8.csv"
                 _transcode_to_utf8(path, readable)
-            relation = con.read_csv(str(readable), header=True, all_varchar=True,
+            # Columns come from our own reading of the header: DuckDB's sniffer would
+            # take the widest row as the header when one row has extra fields.
+            relation = con.read_csv(str(readable), header=True, auto_detect=False,
+                                    columns={name: "VARCHAR" for name in source.header},
                                     sep=source.delimiter, quotechar='"', escapechar='"',
                                     normalize_names=False)
-            relation.create_view("raw_source", replace=True)
+            con.register("raw_source", relation)  # a temporary view; create_view() would persist
             # DuckDB keeps insertion order, so row_number() follows the file's rows.
             con.execute("create or replace temp view raw as "
                         "select row_number() over () as source_row, * from raw_source")
         elif source.file_format == "parquet":
             relation = con.read_parquet(str(path), file_row_number=True)
-            relation.create_view("raw_source", replace=True)
+            con.register("raw_source", relation)  # a temporary view; create_view() would persist
             con.execute("create or replace temp view raw as select file_row_number + 1 "
                         "as source_row, columns(* exclude (file_row_number))::varchar "
                         "from raw_source")
@@ -184,5 +200,5 @@ def create_raw_view(con: duckdb.DuckDBPyConnection, source: SourceFile,
         raise
     except duckdb.Error as exc:
         kind = {"csv": "CSV", "parquet": "Parquet", "xlsx": "Excel"}[source.file_format]
-        raise IngestError(f"{path}: cannot be read as {kind}: {_first_line_of(exc)}") from None
+        raise IngestError(f"{path}: cannot be read as {kind}: {describe_read_error(exc)}") from None
     return columns[1:]

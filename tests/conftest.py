@@ -1,0 +1,64 @@
+"""Shared fixtures: the real instrument and a real DuckDB store file in a temp folder."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from pipeline.store import Site, add_sites, add_wave, open_store
+from survey.instrument import load_instrument
+from survey.settings import DEFAULT_INSTRUMENT
+
+
+@pytest.fixture(scope="session")
+def instrument():
+    return load_instrument(DEFAULT_INSTRUMENT)
+
+
+@pytest.fixture(scope="session")
+def definition_yaml() -> str:
+    return DEFAULT_INSTRUMENT.read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    """A store with sites A (acute trust) and C (support unit) and waves 2024-2025."""
+    path = tmp_path / "store.duckdb"
+    with open_store(path) as con:
+        add_sites(con, [Site("A", "Tamar Valley Hospitals", "acute_trust", "South West"),
+                        Site("C", "South East Professional Support Unit",
+                             "professional_support_unit", "South East")])
+        add_wave(con, 2024)
+        add_wave(con, 2025)
+    return path
+
+
+def full_answers(instrument, code: str = "4") -> dict[str, str]:
+    """Every item answered with `code` (yes/no items answered 'Yes' = 2)."""
+    answers = {}
+    for item in instrument.items:
+        answers[item.id] = "2" if item.response_scale == "yesno" else code
+    return answers
+
+
+def response_row(instrument, response_id: str, site: str = "A", wave: str = "2025",
+                 **overrides: str) -> dict[str, str]:
+    row = {"response_id": response_id, "site": site, "wave": wave, "staff_group": "consultant",
+           "pmq": "uk"}
+    row |= full_answers(instrument)
+    row |= overrides
+    return row
+
+
+def write_csv(path: Path, rows: list[dict[str, str]], encoding: str = "utf-8",
+              delimiter: str = ",") -> Path:
+    header: list[str] = []
+    for row in rows:
+        header += [k for k in row if k not in header]
+    with path.open("w", newline="", encoding=encoding) as handle:
+        writer = csv.DictWriter(handle, fieldnames=header, delimiter=delimiter)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path

@@ -1,0 +1,302 @@
+"""Ingest: formats and encodings, every rejection reason, all-or-nothing, idempotence."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.ingest import REASONS, ingest_file
+from pipeline.store import open_store
+from survey.errors import IngestError
+from tests.conftest import full_answers, response_row, write_csv
+
+
+def ingest(store_path, path, instrument, definition_yaml, **flags):
+    with open_store(store_path) as con:
+        return ingest_file(con, path, instrument, definition_yaml, **flags)
+
+
+def fetch(store_path, sql, params=()):
+    with duckdb.connect(str(store_path), read_only=True) as con:
+        return con.execute(sql, list(params)).fetchall()
+
+
+def table_counts(store_path) -> tuple[int, int, int]:
+    return fetch(store_path, "select (select count(*) from responses), "
+                             "(select count(*) from quarantine), "
+                             "(select count(*) from ingest_batches)")[0]
+
+
+# --- formats and encodings -------------------------------------------------------------
+
+LABELLED = {"hs01": "  strongly AGREE ", "hs02": "Neither agree nor disagree",
+            "hs03": "Don\u2019t know / prefer not to say", "hs04": "disagree",
+            "staff_group": "Consultant", "pmq": "Rest of the world"}
+EXPECTED_LABELLED = {"hs01": 5, "hs02": 3, "hs03": None, "hs04": 2,
+                     "staff_group": "consultant", "pmq": "rest_of_world"}
+
+
+def _labelled_rows(instrument):
+    return [response_row(instrument, "r1"),
+            response_row(instrument, "r2", **LABELLED)]
+
+
+def _write_xlsx(path: Path, rows: list[dict[str, str]]) -> Path:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    header = list(rows[0])
+    sheet.append(header)
+    for row in rows:
+        # Codes as numbers, as Excel stores them; labels as text.
+        sheet.append([int(v) if v.strip().isdigit() else v for v in (row[h] for h in header)])
+    book.save(path)
+    return path
+
+
+def _write_parquet(path: Path, rows: list[dict[str, str]]) -> Path:
+    columns = {}
+    for key in rows[0]:
+        values = [row[key] for row in rows]
+        if all(v.strip().isdigit() for v in values):
+            columns[key] = pa.array([int(v) for v in values], type=pa.int16())
+        else:
+            columns[key] = pa.array(values, type=pa.string())
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+WRITERS = {
+    "csv-utf8": lambda p, rows: write_csv(p.with_suffix(".csv"), rows),
+    "csv-utf8-bom": lambda p, rows: write_csv(p.with_suffix(".csv"), rows, encoding="utf-8-sig"),
+    "csv-windows-1252-semicolon": lambda p, rows: write_csv(
+        p.with_suffix(".csv"), rows, encoding="cp1252", delimiter=";"),
+    "csv-tab": lambda p, rows: write_csv(p.with_suffix(".tsv"), rows, delimiter="\t"),
+    "xlsx": lambda p, rows: _write_xlsx(p.with_suffix(".xlsx"), rows),
+    "parquet": lambda p, rows: _write_parquet(p.with_suffix(".parquet"), rows),
+}
+
+
+@pytest.mark.parametrize("fmt", list(WRITERS))
+def test_every_format_and_encoding_reads_codes_and_labels(fmt, tmp_path, store_path,
+                                                          instrument, definition_yaml):
+    path = WRITERS[fmt](tmp_path / "export", _labelled_rows(instrument))
+    report = ingest(store_path, path, instrument, definition_yaml)
+    assert (report.rows_read, report.rows_accepted, report.rows_rejected) == (2, 2, 0)
+    columns = list(EXPECTED_LABELLED)
+    got = fetch(store_path, f"select {', '.join(columns)} from responses "
+                            f"where response_id = 'r2'")[0]
+    assert dict(zip(columns, got)) == EXPECTED_LABELLED
+    plain = fetch(store_path, "select hs01, oc_used, site_code, wave from responses "
+                              "where response_id = 'r1'")[0]
+    assert plain == (4, 2, "A", 2025)
+
+
+def test_windows_1252_text_is_decoded_not_mangled(tmp_path, store_path, instrument,
+                                                  definition_yaml):
+    # 0x92 is the right single quote in Windows-1252 and invalid on its own in UTF-8.
+    path = write_csv(tmp_path / "excel.csv",
+                     [response_row(instrument, "caf\u00e9-1", hs05="Don\u2019t know")],
+                     encoding="cp1252")
+    assert b"\x92" in path.read_bytes()
+    report = ingest(store_path, path, instrument, definition_yaml)
+    assert report.rows_accepted == 1
+    assert fetch(store_path, "select response_id, hs05 from responses") == [("caf\u00e9-1", None)]
+
+
+# --- every rejection reason ----------------------------------------------------------------
+
+BAD_ROWS = {
+    # reason: (row overrides, column reported, bad value reported, words in the reason)
+    "out_of_range": ({"ps02": "7"}, "ps02", "7", "7 is not an answer code"),
+    "unknown_label": ({"ps03": "Agree strongly"}, "ps03", "Agree strongly",
+                      "is not a recognised answer"),
+    "missing_required": ({"response_id": ""}, "response_id", None,
+                         "response_id is blank"),
+    "unknown_site": ({"site": "ZZ"}, "site", "ZZ", "site 'ZZ' is not set up"),
+    "unknown_wave": ({"wave": "1999"}, "wave", "1999", "wave '1999' is not set up"),
+    "duplicate_response_id": ({"response_id": "ok-1"}, "response_id", "ok-1",
+                              "already used for this site and wave"),
+    # Overrides are built in _bad_row: all but three scale items left blank.
+    "too_few_answers": ({}, "(answers)", "3", "only 3 questions answered"),
+    "invalid_value": ({"duration_seconds": "-5"}, "duration_seconds", "-5", "is not valid"),
+}
+
+
+def _bad_row(instrument, reason):
+    overrides, *_ = BAD_ROWS[reason]
+    row = response_row(instrument, f"bad-{reason}", duration_seconds="300")
+    if reason == "too_few_answers":
+        kept = instrument.scale_item_ids[:3]
+        overrides = {i: "" for i in instrument.item_ids if i not in kept}
+    row |= overrides
+    return row
+
+
+@pytest.mark.parametrize("reason", list(BAD_ROWS))
+def test_each_rejection_reason_is_recorded_exactly(reason, tmp_path, store_path, instrument,
+                                                   definition_yaml):
+    rows = [response_row(instrument, "ok-1", duration_seconds="300"),
+            _bad_row(instrument, reason),
+            response_row(instrument, "ok-2", duration_seconds="300")]
+    report = ingest(store_path, write_csv(tmp_path / "x.csv", rows), instrument,
+                    definition_yaml)
+    assert (report.rows_accepted, report.rows_rejected) == (2, 1)
+    assert report.rejected_by_reason == {reason: 1}
+    _, column, value, words = BAD_ROWS[reason]
+    quarantined = fetch(store_path, "select source_row, column_name, bad_value, reason_code, "
+                                    "reason from quarantine")
+    assert len(quarantined) == 1
+    source_row, got_column, got_value, code, text = quarantined[0]
+    assert (source_row, got_column, got_value, code) == (2, column, value, reason)
+    assert words in text
+    assert fetch(store_path, "select list(response_id order by response_id) from responses") \
+        == [(["ok-1", "ok-2"],)]
+
+
+def test_reason_codes_are_the_documented_set():
+    assert set(REASONS) == set(BAD_ROWS)
+
+
+def test_a_row_with_two_problems_is_quarantined_once_with_both(tmp_path, store_path,
+                                                               instrument, definition_yaml):
+    row = response_row(instrument, "two", site="ZZ", hs01="0")
+    report = ingest(store_path, write_csv(tmp_path / "x.csv", [row]), instrument,
+                    definition_yaml)
+    assert (report.rows_read, report.rows_rejected) == (1, 1)
+    assert fetch(store_path, "select column_name, reason_code from quarantine order by 1") == [
+        ("hs01", "out_of_range"), ("site", "unknown_site")]
+
+
+def test_duplicate_against_an_earlier_file(tmp_path, store_path, instrument, definition_yaml):
+    ingest(store_path, write_csv(tmp_path / "one.csv", [response_row(instrument, "r1")]),
+           instrument, definition_yaml)
+    second = write_csv(tmp_path / "two.csv", [response_row(instrument, "r1"),
+                                              response_row(instrument, "r1", site="C")])
+    report = ingest(store_path, second, instrument, definition_yaml)
+    # Same id at another site is a different response.
+    assert (report.rows_accepted, report.rejected_by_reason) == (1, {"duplicate_response_id": 1})
+
+
+def test_flags_supply_site_and_wave_and_dates_keep_only_the_day(tmp_path, store_path,
+                                                               instrument, definition_yaml):
+    row = response_row(instrument, "r1", submitted_on="2025-10-14 09:31:12")
+    del row["site"], row["wave"]
+    report = ingest(store_path, write_csv(tmp_path / "x.csv", [row]), instrument,
+                    definition_yaml, site="c", wave=2024)
+    assert report.rows_accepted == 1
+    got = fetch(store_path, "select site_code, wave, submitted_on::varchar, "
+                            "typeof(submitted_on) from responses")
+    assert got == [("C", 2024, "2025-10-14", "DATE")]
+
+
+def test_unknown_columns_are_ignored_and_named(tmp_path, store_path, instrument,
+                                               definition_yaml):
+    row = response_row(instrument, "r1", **{"Free text comments": "my name is ..."})
+    report = ingest(store_path, write_csv(tmp_path / "x.csv", [row]), instrument,
+                    definition_yaml)
+    assert report.ignored_columns == ["Free text comments"]
+    columns = [r[0] for r in fetch(store_path, "select column_name from "
+                                               "information_schema.columns where "
+                                               "table_name = 'responses'")]
+    assert not any("free" in c.lower() for c in columns)
+
+
+# --- whole-file problems: one clear message, nothing written ---------------------------------
+
+def _file_problems(instrument):
+    no_site = response_row(instrument, "r1")
+    del no_site["site"]
+    return {
+        "missing required column 'site'": ("x.csv", lambda p: write_csv(p, [no_site])),
+        "cannot read '.json' files": ("x.json", lambda p: p.write_text("{}")),
+        "the file is empty": ("x.csv", lambda p: p.write_bytes(b"")),
+        "has a header but no data rows": (
+            "x.csv", lambda p: p.write_text("response_id,site,wave,hs01\n")),
+        "no column matches a question": (
+            "x.csv", lambda p: p.write_text("response_id,site,wave\nr1,A,2025\n")),
+        "not a readable Excel workbook": ("x.xlsx", lambda p: p.write_bytes(b"not a zip")),
+        "cannot be read": ("x.csv", lambda p: p.write_text(
+            "response_id,site,wave,hs01\nr1,A,2025,4\nr2,A,2025,4,5,6,7\n")),
+        "cannot be read as Parquet": ("x.parquet", lambda p: p.write_bytes(b"PAR1garbage")),
+    }
+
+
+@pytest.mark.parametrize("expected", [
+    "missing required column 'site'", "cannot read '.json' files", "the file is empty",
+    "has a header but no data rows", "no column matches a question",
+    "not a readable Excel workbook", "cannot be read", "cannot be read as Parquet"])
+def test_unusable_files_raise_one_clear_error_and_write_nothing(expected, tmp_path, store_path,
+                                                               instrument, definition_yaml):
+    name, make = _file_problems(instrument)[expected]
+    path = tmp_path / name
+    make(path)
+    with pytest.raises(IngestError) as caught:
+        ingest(store_path, path, instrument, definition_yaml)
+    message = str(caught.value)
+    assert message.startswith(str(path)) and expected in message
+    assert "\n" not in message
+    assert table_counts(store_path) == (0, 0, 0)
+
+
+def test_cli_reports_an_unreadable_file_in_one_line_without_traceback(tmp_path, store_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "survey.cli", "ingest", str(tmp_path / "missing.csv"),
+         "--db", str(store_path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"error: {tmp_path / 'missing.csv'}: no such file"
+
+
+# --- idempotence and crash safety ----------------------------------------------------------
+
+def test_same_content_again_is_a_no_op_that_says_so(tmp_path, store_path, instrument,
+                                                    definition_yaml):
+    rows = [response_row(instrument, "r1"), response_row(instrument, "r2", hs01="9")]
+    first = ingest(store_path, write_csv(tmp_path / "a.csv", rows), instrument, definition_yaml)
+    before = table_counts(store_path)
+    # Same bytes under another name are still the same content.
+    again = ingest(store_path, write_csv(tmp_path / "copy.csv", rows), instrument,
+                   definition_yaml)
+    assert again.already_ingested and again.previous_batch[0] == first.batch_id
+    assert table_counts(store_path) == before == (2, 0, 1)
+
+
+def test_killed_ingest_leaves_the_store_unchanged_and_a_rerun_completes(
+        tmp_path, store_path, instrument, definition_yaml):
+    ingest(store_path, write_csv(tmp_path / "first.csv", [response_row(instrument, "r0")]),
+           instrument, definition_yaml)
+    before = table_counts(store_path)
+    columns_before = fetch(store_path, "select count(*) from information_schema.columns")
+    rows = [response_row(instrument, f"r{i}") for i in range(1, 501)]
+    rows.append(response_row(instrument, "bad", hs01="7"))
+    big = write_csv(tmp_path / "big.csv", rows)
+    marker = tmp_path / "paused"
+    env = os.environ | {"CULTURE_TEST_PAUSE_BEFORE_COMMIT": str(marker)}
+    command = [sys.executable, "-m", "survey.cli", "ingest", str(big), "--db", str(store_path)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline, "ingest never reached the commit"
+        time.sleep(0.05)
+    # The rows are written inside the open transaction; kill before it commits.
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+    assert table_counts(store_path) == before
+    assert fetch(store_path, "select count(*) from information_schema.columns") == columns_before
+
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    assert table_counts(store_path) == (501, 1, 2)
