@@ -29,8 +29,8 @@ app.add_typer(instrument_app, name="instrument")
 app.add_typer(sites_app, name="sites")
 app.add_typer(waves_app, name="waves")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 DbOption = Annotated[Optional[Path], typer.Option(
     "--db", help="DuckDB store file [env: CULTURE_DB; default: ./culture.duckdb]")]
