@@ -162,11 +162,13 @@ def describe_read_error(exc: Exception) -> str:
 
 
 def create_raw_view(con: duckdb.DuckDBPyConnection, source: SourceFile,
-                    scratch: Path) -> list[str]:
-    """Create temp view `raw` (source_row + the file's columns as text); return column names.
+                    scratch: Path) -> dict[str, str]:
+    """Create temp views over the file and return its columns with their DuckDB types.
 
-    `scratch` is a private folder that must outlive the view (a transcoded copy of a
-    Windows-1252 file is written there).
+    `raw_typed` has `source_row` and the file's columns as the file types them (all text
+    for CSV and Excel, numbers stay numbers in Parquet); `raw` is the same with every
+    column as text, for showing a rejected value exactly. `scratch` is a private folder
+    that must outlive the views (a transcoded copy of a Windows-1252 file goes there).
     """
     path = source.path
     try:
@@ -181,24 +183,36 @@ def create_raw_view(con: duckdb.DuckDBPyConnection, source: SourceFile,
                                     columns={name: "VARCHAR" for name in source.header},
                                     sep=source.delimiter, quotechar='"', escapechar='"',
                                     normalize_names=False)
-            con.register("raw_source", relation)  # a temporary view; create_view() would persist
+            # register() makes a temporary view; create_view() would persist in the store.
+            con.register("raw_source", relation)
             # DuckDB keeps insertion order, so row_number() follows the file's rows.
-            con.execute("create or replace temp view raw as "
+            con.execute("create or replace temp view raw_typed as "
                         "select row_number() over () as source_row, * from raw_source")
+            con.execute("create or replace temp view raw as select * from raw_typed")
         elif source.file_format == "parquet":
             relation = con.read_parquet(str(path), file_row_number=True)
-            con.register("raw_source", relation)  # a temporary view; create_view() would persist
-            con.execute("create or replace temp view raw as select file_row_number + 1 "
-                        "as source_row, columns(* exclude (file_row_number))::varchar "
-                        "from raw_source")
+            con.register("raw_source", relation)
+            con.execute("create or replace temp view raw_typed as select file_row_number + 1 "
+                        "as source_row, columns(* exclude (file_row_number)) from raw_source")
+            con.execute("create or replace temp view raw as select source_row, "
+                        "columns(* exclude (source_row))::varchar from raw_typed")
         else:
             con.register("raw_source", _xlsx_table(path))
-            con.execute("create or replace temp view raw as "
+            con.execute("create or replace temp view raw_typed as "
                         "select row_number() over () as source_row, * from raw_source")
-        columns = [row[0] for row in con.execute("describe raw").fetchall()]
+            con.execute("create or replace temp view raw as select * from raw_typed")
+        columns = {row[0]: row[1] for row in con.execute("describe raw_typed").fetchall()}
     except IngestError:
         raise
     except duckdb.Error as exc:
         kind = {"csv": "CSV", "parquet": "Parquet", "xlsx": "Excel"}[source.file_format]
         raise IngestError(f"{path}: cannot be read as {kind}: {describe_read_error(exc)}") from None
-    return columns[1:]
+    columns.pop("source_row")
+    return columns
+
+
+def drop_raw_views(con: duckdb.DuckDBPyConnection) -> None:
+    """Remove the views `create_raw_view` made (they must not outlive the file)."""
+    con.execute("drop view if exists raw")
+    con.execute("drop view if exists raw_typed")
+    con.unregister("raw_source")

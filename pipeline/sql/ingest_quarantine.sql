@@ -1,9 +1,11 @@
 -- Rejected rows of one ingest batch, one line per problem, with a reason a survey
 -- lead can act on.
 --
--- Reads the temp relations the ingest step builds:
---   checked       one row per data row: cleaned values, problem columns p__<column>
---   problem_map   problem column -> reported column name, source column, accepted values
+-- Reads the temp relations the ingest step builds (pipeline.validation_sql):
+--   checked       one row per data row: cleaned values, reason ids in p__<column>,
+--                 item statuses in s__<item> (>= 250 marks a problem: status - 249 is
+--                 the reason id)
+--   problem_map   marker column -> reported column name, source column, accepted values
 --   raw           the file as text, with source_row
 -- Parameters: $batch_id, $min_answered.
 
@@ -13,13 +15,20 @@ bad_rows as (
     select * from checked where n_problems > 0
 ),
 
-problems as (
-    -- UNPIVOT drops NULL problem codes, leaving only the real problems.
+markers as (
+    -- UNPIVOT drops NULL markers; item statuses below 250 are answers, not problems.
     unpivot (select source_row, response_id, site_text, wave_text, answered,
-                    columns('^p__')
+                    columns('^[ps]__')
              from bad_rows)
-    on columns('^p__')
-    into name problem_column value reason_id
+    on columns('^[ps]__')
+    into name marker value code
+),
+
+problems as (
+    select *,
+        case when starts_with(marker, 's__') then code - 249 else code end as reason_id
+    from markers
+    where starts_with(marker, 'p__') or code >= 250
 ),
 
 bad_raw as (
@@ -42,7 +51,7 @@ located as (
             else bad_raw.bad_value
         end as bad_value
     from problems
-    join problem_map using (problem_column)
+    join problem_map using (marker)
     left join bad_raw
         on bad_raw.source_row = problems.source_row
         and bad_raw.source_column = problem_map.source_column
@@ -55,7 +64,7 @@ final as (
         response_id,
         column_name,
         bad_value,
-        -- Reason ids are pipeline.ingest.REASONS in order, starting at 1.
+        -- Reason ids are pipeline.validation_sql.REASONS in order, starting at 1.
         [ 'out_of_range', 'unknown_label', 'missing_required', 'unknown_site',
           'unknown_wave', 'duplicate_response_id', 'too_few_answers',
           'invalid_value' ][reason_id] as reason_code,

@@ -1,0 +1,253 @@
+"""The validation statement of ingest, generated from the instrument.
+
+One `create temp table checked as ...` over the view `raw_typed` turns every data row
+into cleaned values plus problem markers, in a single vectorised pass:
+
+- fixed columns and attributes get a `p__<column>` reason id (NULL when fine);
+- each item gets a status `s__<item>`: its code (1-5, 1-2 ...), 0 when blank or
+  "don't know", or `OUT_OF_RANGE` / `UNKNOWN_LABEL` (codes at the top of UTINYINT so
+  they can never be mistaken for an answer);
+- `answered` counts scored answers, `p__answers` flags too few, `n_problems` totals.
+
+Identifiers come from the validated instrument (a safe alphabet) and are quoted;
+values (label lists, flags, site and wave lists) are bound as parameters. Only the
+instrument's integer codes are written into the SQL text, as IN lists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from survey.instrument import Instrument
+
+#: Reason codes, in the order of their numeric ids (1-based) used inside the SQL.
+REASONS = ("out_of_range", "unknown_label", "missing_required", "unknown_site",
+           "unknown_wave", "duplicate_response_id", "too_few_answers", "invalid_value")
+REASON_ID = {code: number for number, code in enumerate(REASONS, start=1)}
+
+#: Item statuses at or above this mark a problem: status - 249 is the reason id.
+OUT_OF_RANGE = 250
+UNKNOWN_LABEL = 251
+
+#: The SQL form of survey.instrument.normalise_label (case, spacing, curly quotes).
+NORMALISE = ("lower(trim(regexp_replace(replace(replace(replace({v}, '\u2019', ''''), "
+             "'\u2018', ''''), chr(160), ' '), '\\s+', ' ', 'g')))")
+
+NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT",
+                 "UINTEGER", "UBIGINT", "HUGEINT", "FLOAT", "DOUBLE", "DECIMAL")
+
+
+@dataclass(frozen=True)
+class ProblemColumn:
+    """Where a problem marker column of `checked` points in the file, for the quarantine."""
+
+    marker: str               # p__x or s__x
+    column_name: str          # the name a survey lead knows (item id, 'site', '(answers)')
+    source_column: str | None  # the header in their file, when there is one
+    accepts: str              # what would have been accepted
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _accepts_item(instrument: Instrument, response_scale: str) -> str:
+    rs = instrument.response_scale(response_scale)
+    scored = ", ".join(f"{o.code} = {o.label}" for o in rs.options)
+    missing = ", ".join(f"{o.code} or '{o.label}'" for o in rs.missing)
+    return f"{scored}; {missing} (stored as missing); or blank"
+
+
+def _is_one_of(value: str, codes: tuple[int, ...]) -> str:
+    """SQL testing that `value` is one of the integer `codes`.
+
+    Written as a range or equalities: DuckDB turns an IN list into a join, which is slow
+    when repeated for every item of a wide row.
+    """
+    codes = tuple(sorted(int(c) for c in codes))
+    if not codes:
+        return "false"
+    if codes == tuple(range(codes[0], codes[-1] + 1)) and len(codes) > 2:
+        return f"({value} between {codes[0]} and {codes[-1]} and {value} = floor({value}))"
+    return "(" + " or ".join(f"{value} = {c}" for c in codes) + ")"
+
+
+def build_checked_sql(instrument: Instrument, mapping: dict[str, str],
+                      types: dict[str, str]) -> tuple[str, dict, list[ProblemColumn]]:
+    """The statement creating `checked`, its parameters, and the map of problem columns.
+
+    `mapping` is canonical name -> the file's column; `types` the file's column types.
+    """
+    params: dict[str, object] = {}
+    cleaned, coded, final = ["source_row"], ["*"], ["source_row"]
+    problems: list[ProblemColumn] = []
+
+    def numeric(canonical: str) -> bool:
+        source = mapping.get(canonical)
+        return bool(source) and types[source].split("(")[0] in NUMERIC_TYPES
+
+    def text(canonical: str) -> str:
+        source = mapping.get(canonical)
+        if not source:
+            return "null::varchar"
+        if numeric(canonical):
+            return f"{quote(source)}::varchar"
+        return f"nullif(trim({quote(source)}::varchar), '')"
+
+    r = REASON_ID
+    # --- fixed columns -----------------------------------------------------------------
+    cleaned += [f"{text('response_id')} as v__response_id",
+                f"coalesce({text('site')}, $site_flag) as v__site",
+                f"coalesce({text('wave')}, $wave_flag) as v__wave",
+                f"{text('submitted_on')} as v__submitted_on",
+                f"{text('duration_seconds')} as v__duration"]
+    coded += ["upper(v__site) as c__site",
+              "try_cast(try_cast(v__wave as double) as integer) as c__wave",
+              # Exports carry dates or timestamps; only the day is kept.
+              "coalesce(try_cast(v__submitted_on as date), "
+              "try_strptime(v__submitted_on, '%d/%m/%Y')::date, "
+              "try_cast(v__submitted_on as timestamp)::date, "
+              "try_strptime(v__submitted_on, '%d/%m/%Y %H:%M')::date) as c__submitted_on",
+              "try_cast(v__duration as double) as c__duration"]
+    final += [
+        "v__response_id as response_id", "v__site as site_text", "v__wave as wave_text",
+        "case when list_contains($known_sites, c__site) then c__site end as site_code",
+        "case when list_contains($known_waves, c__wave) then c__wave end as wave",
+        "c__submitted_on as submitted_on",
+        "case when isfinite(c__duration) and c__duration >= 0 then c__duration end "
+        "as duration_seconds",
+        f"case when v__response_id is null then {r['missing_required']} end "
+        f"::utinyint as p__response_id",
+        f"case when v__site is null then {r['missing_required']} "
+        f"when not list_contains($known_sites, c__site) then {r['unknown_site']} end "
+        f"::utinyint as p__site",
+        f"case when v__wave is null then {r['missing_required']} "
+        f"when not coalesce(list_contains($known_waves, c__wave), false) "
+        f"then {r['unknown_wave']} end::utinyint as p__wave",
+        f"case when v__submitted_on is not null and c__submitted_on is null "
+        f"then {r['invalid_value']} end::utinyint as p__submitted_on",
+        f"case when v__duration is not null and not coalesce(isfinite(c__duration) "
+        f"and c__duration >= 0, false) then {r['invalid_value']} end::utinyint "
+        f"as p__duration_seconds",
+    ]
+    problems += [
+        ProblemColumn("p__response_id", "response_id", mapping.get("response_id"), "any text"),
+        ProblemColumn("p__site", "site", mapping.get("site"), "a site code set up in the store"),
+        ProblemColumn("p__wave", "wave", mapping.get("wave"), "a survey year set up in the store"),
+        ProblemColumn("p__submitted_on", "submitted_on", mapping.get("submitted_on"),
+                      "a date such as 2025-10-14 or 14/10/2025, or blank"),
+        ProblemColumn("p__duration_seconds", "duration_seconds", mapping.get("duration_seconds"),
+                      "a number of seconds (0 or more), or blank"),
+    ]
+
+    # --- attributes: a code or label of the instrument's options, or blank -----------------
+    for attribute in instrument.attributes:
+        ident = attribute.id
+        v, c = quote("v__" + ident), quote("c__" + ident)
+        lookup = attribute.label_map()
+        params[f"keys_{ident}"] = list(lookup)
+        params[f"codes_{ident}"] = list(lookup.values())
+        cleaned.append(f"{text(ident)} as {v}")
+        # Most cells hold the code itself; only the rest pay for normalising the text.
+        coded.append(f"coalesce(list_extract($codes_{ident}, list_position($keys_{ident}, {v})), "
+                     f"list_extract($codes_{ident}, list_position($keys_{ident}, "
+                     f"{NORMALISE.format(v=v)}))) as {c}")
+        final += [f"{c} as {quote(ident)}",
+                  f"case when {v} is not null and {c} is null then {r['unknown_label']} "
+                  f"end::utinyint as {quote('p__' + ident)}"]
+        problems.append(ProblemColumn(f"p__{ident}", ident, mapping.get(ident),
+                                      ", ".join(o.label for o in attribute.options) + ", or blank"))
+
+    # --- items: a numeric code, or a label / alias of the item's response scale ------------
+    for rs in instrument.response_scales:
+        lookup = rs.label_map() | {"": None}   # a cell of spaces is a blank
+        params[f"labels_{rs.id}"] = list(lookup)
+        params[f"labelcodes_{rs.id}"] = [float(c if c is not None else rs.missing_codes[0])
+                                         for c in lookup.values()]
+    answered = []
+    for item in instrument.items:
+        v, c, s = (quote(prefix + item.id) for prefix in ("v__", "c__", "s__"))
+        rs = instrument.response_scale(item.response_scale)
+        source = mapping.get(item.id)
+        if numeric(item.id):
+            # Parquet codes arrive as numbers: no text round trip.
+            cleaned.append(f"{quote(source)}::double as {v}")
+            coded.append(f"{v} as {c}")
+        elif source:
+            # No trim here: try_cast ignores surrounding spaces, and whitespace-only cells
+            # normalise to '' which the label list maps to missing.
+            cleaned.append(f"{quote(source)}::varchar as {v}")
+            coded.append(f"coalesce(try_cast({v} as double), "
+                         f"list_extract($labelcodes_{rs.id}, list_position($labels_{rs.id}, "
+                         f"{NORMALISE.format(v=v)}))) as {c}")
+        else:
+            cleaned.append(f"null::double as {v}")
+            coded.append(f"null::double as {c}")
+        final.append(f"(case when {v} is null then 0 when {c} is null then {UNKNOWN_LABEL} "
+                     f"when {_is_one_of(c, rs.codes)} then {c} "
+                     f"when {_is_one_of(c, rs.missing_codes)} then 0 "
+                     f"else {OUT_OF_RANGE} end)::utinyint as {s}")
+        problems.append(ProblemColumn(f"s__{item.id}", item.id, source,
+                                      _accepts_item(instrument, item.response_scale)))
+        if item.kind == "scale":
+            answered.append(f"({s} between 1 and {OUT_OF_RANGE - 1})::integer")
+
+    problems.append(ProblemColumn("p__answers", "(answers)", None, ""))
+    problems.append(ProblemColumn("p__duplicate", "response_id", mapping.get("response_id"), ""))
+    params["min_answered"] = instrument.scoring.min_answered_items
+
+    markers = [p.marker for p in problems if p.marker not in ("p__answers", "p__duplicate")]
+    counted = " + ".join(f"({m} >= {OUT_OF_RANGE})::integer" if m.startswith("s__")
+                         else f"({m} is not null)::integer" for m in markers)
+    sql = f"""
+        create or replace temp table checked as
+        with
+        cleaned as (select {', '.join(cleaned)} from raw_typed),
+        coded as (select {', '.join(coded)} from cleaned),
+        final_values as (select {', '.join(final)} from coded),
+        counted as (
+            select *, ({' + '.join(answered)}) as answered
+            from final_values
+        ),
+        flagged as (
+            select *,
+                case when answered < $min_answered then {r['too_few_answers']} end::utinyint
+                    as p__answers,
+                -- Filled in afterwards by DUPLICATES_SQL (a narrow pass, not a wide window).
+                null::utinyint as p__duplicate
+            from counted
+        )
+        select *, ({counted} + (p__answers is not null)::integer) as n_problems
+        from flagged
+    """
+    # Label lists are bound only when some column needs them (Parquet codes do not).
+    used = {name: value for name, value in params.items() if f"${name}" in sql}
+    return sql, used, problems
+
+
+#: Marks the second and later rows with the same site, wave and response id, and rows whose
+#: id is already stored for that site and wave. Runs on `checked`'s key columns only.
+DUPLICATES_SQL = f"""
+    update checked set p__duplicate = {REASON_ID['duplicate_response_id']},
+                       n_problems = n_problems + 1
+    where source_row in (
+        with keyed as (
+            select source_row, site_code, wave, response_id from checked
+            where response_id is not null and site_code is not null and wave is not null
+        ),
+        repeated as (
+            select source_row from (
+                select source_row, row_number() over (
+                    partition by site_code, wave, response_id order by source_row) as nth
+                from keyed)
+            where nth > 1
+        ),
+        already_stored as (
+            select source_row from keyed
+            semi join responses using (site_code, wave, response_id)
+        )
+        select source_row from repeated
+        union
+        select source_row from already_stored
+    )
+"""
