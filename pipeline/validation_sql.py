@@ -80,6 +80,7 @@ def build_checked_sql(instrument: Instrument, mapping: dict[str, str],
     """
     params: dict[str, object] = {}
     cleaned, coded, final = ["source_row"], ["*"], ["source_row"]
+    # Items need no separate coding step: their status is computed from the cell directly.
     problems: list[ProblemColumn] = []
 
     def numeric(canonical: str) -> bool:
@@ -169,24 +170,30 @@ def build_checked_sql(instrument: Instrument, mapping: dict[str, str],
         v, c, s = (quote(prefix + item.id) for prefix in ("v__", "c__", "s__"))
         rs = instrument.response_scale(item.response_scale)
         source = mapping.get(item.id)
+        def status_of(code: str) -> str:
+            return (f"case when {code} is null then {UNKNOWN_LABEL} "
+                    f"when {_is_one_of(code, rs.codes)} then {code} "
+                    f"when {_is_one_of(code, rs.missing_codes)} then 0 "
+                    f"else {OUT_OF_RANGE} end")
+
         if numeric(item.id):
             # Parquet codes arrive as numbers: no text round trip.
             cleaned.append(f"{quote(source)}::double as {v}")
-            coded.append(f"{v} as {c}")
+            status = f"case when {v} is null then 0 else {status_of(v)} end"
         elif source:
-            # No trim here: try_cast ignores surrounding spaces, and whitespace-only cells
-            # normalise to '' which the label list maps to missing.
+            # Cells holding exactly a code take the fast path; anything else (labels,
+            # ' 4', '4.0', whitespace) is parsed and looked up. try_cast ignores spaces,
+            # and a cell of spaces normalises to '' which the label list maps to missing.
             cleaned.append(f"{quote(source)}::varchar as {v}")
-            coded.append(f"coalesce(try_cast({v} as double), "
-                         f"list_extract($labelcodes_{rs.id}, list_position($labels_{rs.id}, "
-                         f"{NORMALISE.format(v=v)}))) as {c}")
+            parsed = (f"coalesce(try_cast({v} as double), list_extract($labelcodes_{rs.id}, "
+                      f"list_position($labels_{rs.id}, {NORMALISE.format(v=v)})))")
+            exact = " ".join(f"when {v} = '{code}' then {code}" for code in rs.codes)
+            exact += " " + " ".join(f"when {v} = '{code}' then 0" for code in rs.missing_codes)
+            status = f"case when {v} is null then 0 {exact} else {status_of(parsed)} end"
         else:
             cleaned.append(f"null::double as {v}")
-            coded.append(f"null::double as {c}")
-        final.append(f"(case when {v} is null then 0 when {c} is null then {UNKNOWN_LABEL} "
-                     f"when {_is_one_of(c, rs.codes)} then {c} "
-                     f"when {_is_one_of(c, rs.missing_codes)} then 0 "
-                     f"else {OUT_OF_RANGE} end)::utinyint as {s}")
+            status = "0"
+        final.append(f"({status})::utinyint as {s}")
         problems.append(ProblemColumn(f"s__{item.id}", item.id, source,
                                       _accepts_item(instrument, item.response_scale)))
         if item.kind == "scale":
