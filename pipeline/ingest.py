@@ -24,7 +24,8 @@ from pipeline.readers import (Progress, SourceFile, create_raw_view, describe_re
                               drop_raw_views, inspect_file)
 from pipeline.store import read_sql, register_instrument
 from survey.errors import IngestError
-from pipeline.validation_sql import DUPLICATES_SQL, REASONS, build_checked_sql, quote
+from pipeline.validation_sql import (DUPLICATES_SQL, NUMBER_ROWS_SQL, REASONS, build_checked_sql,
+                                     quote)
 from survey.instrument import Instrument
 
 __all__ = ["REASONS", "IngestReport", "ingest_file", "map_columns"]
@@ -171,6 +172,7 @@ def _validate(con: duckdb.DuckDBPyConnection, path: Path, instrument: Instrument
                           f"columns on every line") from None
     finally:
         con.execute("reset disabled_optimizers")
+    con.execute(NUMBER_ROWS_SQL)
     con.execute(DUPLICATES_SQL)
     con.execute("create or replace temp table problem_map (marker varchar, "
                 "column_name varchar, source_column varchar, accepts varchar)")
@@ -216,10 +218,16 @@ def _insert_accepted(con: duckdb.DuckDBPyConnection, instrument: Instrument,
     values = ["response_id", "site_code", "wave", "$version", "$batch_id", "source_row",
               "submitted_on", "duration_seconds", *(quote(a.id) for a in instrument.attributes),
               *(f"nullif({quote('s__' + i)}, 0)" for i in instrument.item_ids)]
-    con.execute(
-        f"insert into responses ({', '.join(quote(c) for c in columns)}) "
-        f"select {', '.join(values)} from checked where n_problems = 0",
-        {"version": instrument.key, "batch_id": batch_id})
+    # Rows carry their source_row, so their physical order does not matter: letting
+    # DuckDB append in any order makes the insert parallel.
+    con.execute("set preserve_insertion_order = false")
+    try:
+        con.execute(
+            f"insert into responses ({', '.join(quote(c) for c in columns)}) "
+            f"select {', '.join(values)} from checked where n_problems = 0",
+            {"version": instrument.key, "batch_id": batch_id})
+    finally:
+        con.execute("reset preserve_insertion_order")
 
 
 def _pause_for_crash_test() -> None:

@@ -1,10 +1,10 @@
-"""Expose an input file to DuckDB as the temporary view `raw`: text columns plus `source_row`.
+"""Expose an input file to DuckDB as temporary views: `raw_typed` to validate, `raw` to quote.
 
 CSV (UTF-8, UTF-8 with BOM, or Windows-1252 as Excel writes it; comma, semicolon or
 tab), XLSX (first sheet) and Parquet are read by DuckDB's own readers, or for XLSX by
 the calamine reader, never row by row through pandas. Every column arrives as
-VARCHAR so that validation sees exactly what the file holds; `source_row` is the
-1-based data row of the file (the header row is not counted).
+VARCHAR in `raw` so that a rejected value is shown exactly as the file holds it;
+`source_row` is the 1-based data row of the file (the header row is not counted).
 """
 
 from __future__ import annotations
@@ -165,10 +165,11 @@ def create_raw_view(con: duckdb.DuckDBPyConnection, source: SourceFile,
                     scratch: Path) -> dict[str, str]:
     """Create temp views over the file and return its columns with their DuckDB types.
 
-    `raw_typed` has `source_row` and the file's columns as the file types them (all text
-    for CSV and Excel, numbers stay numbers in Parquet); `raw` is the same with every
-    column as text, for showing a rejected value exactly. `scratch` is a private folder
-    that must outlive the views (a transcoded copy of a Windows-1252 file goes there).
+    `raw_typed` has the file's columns as the file types them (all text for CSV and
+    Excel; numbers stay numbers in Parquet), in file order, for a parallel scan;
+    `raw` adds `source_row` and makes every column text, for showing a rejected value
+    exactly. `scratch` is a private folder that must outlive the views (a transcoded
+    copy of a Windows-1252 file goes there).
     """
     path = source.path
     try:
@@ -183,36 +184,26 @@ def create_raw_view(con: duckdb.DuckDBPyConnection, source: SourceFile,
                                     columns={name: "VARCHAR" for name in source.header},
                                     sep=source.delimiter, quotechar='"', escapechar='"',
                                     normalize_names=False)
-            # register() makes a temporary view; create_view() would persist in the store.
-            con.register("raw_source", relation)
-            # DuckDB keeps insertion order, so row_number() follows the file's rows.
-            con.execute("create or replace temp view raw_typed as "
-                        "select row_number() over () as source_row, * from raw_source")
-            con.execute("create or replace temp view raw as select * from raw_typed")
         elif source.file_format == "parquet":
-            relation = con.read_parquet(str(path), file_row_number=True)
-            con.register("raw_source", relation)
-            con.execute("create or replace temp view raw_typed as select file_row_number + 1 "
-                        "as source_row, columns(* exclude (file_row_number)) from raw_source")
-            con.execute("create or replace temp view raw as select source_row, "
-                        "columns(* exclude (source_row))::varchar from raw_typed")
+            relation = con.read_parquet(str(path))
         else:
-            con.register("raw_source", _xlsx_table(path))
-            con.execute("create or replace temp view raw_typed as "
-                        "select row_number() over () as source_row, * from raw_source")
-            con.execute("create or replace temp view raw as select * from raw_typed")
+            relation = con.from_arrow(_xlsx_table(path))
+        # register() makes a temporary view; create_view() would persist in the store.
+        con.register("raw_typed", relation)
+        # row_number() over () follows the file's order (DuckDB preserves insertion
+        # order) but makes the scan single-threaded: only the quarantine step uses it.
+        con.execute("create or replace temp view raw as select row_number() over () "
+                    "as source_row, columns(*)::varchar from raw_typed")
         columns = {row[0]: row[1] for row in con.execute("describe raw_typed").fetchall()}
     except IngestError:
         raise
     except duckdb.Error as exc:
         kind = {"csv": "CSV", "parquet": "Parquet", "xlsx": "Excel"}[source.file_format]
         raise IngestError(f"{path}: cannot be read as {kind}: {describe_read_error(exc)}") from None
-    columns.pop("source_row")
     return columns
 
 
 def drop_raw_views(con: duckdb.DuckDBPyConnection) -> None:
     """Remove the views `create_raw_view` made (they must not outlive the file)."""
     con.execute("drop view if exists raw")
-    con.execute("drop view if exists raw_typed")
-    con.unregister("raw_source")
+    con.unregister("raw_typed")

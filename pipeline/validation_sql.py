@@ -79,7 +79,7 @@ def build_checked_sql(instrument: Instrument, mapping: dict[str, str],
     `mapping` is canonical name -> the file's column; `types` the file's column types.
     """
     params: dict[str, object] = {}
-    cleaned, coded, final = ["source_row"], ["*"], ["source_row"]
+    cleaned, coded, final = [], ["*"], []
     # Items need no separate coding step: their status is computed from the cell directly.
     problems: list[ProblemColumn] = []
 
@@ -227,10 +227,18 @@ def build_checked_sql(instrument: Instrument, mapping: dict[str, str],
         select *, ({counted} + (p__answers is not null)::integer) as n_problems
         from flagged
     """
+    # The statement scans the file in parallel, yet CREATE TABLE AS keeps the file's
+    # order, so a row's position in `checked` is its data row number.
     # Label lists are bound only when some column needs them (Parquet codes do not).
     used = {name: value for name, value in params.items() if f"${name}" in sql}
     return sql, used, problems
 
+
+#: Numbers the rows of `checked` by their position, which is their order in the file.
+NUMBER_ROWS_SQL = """
+    alter table checked add column source_row bigint;
+    update checked set source_row = rowid + 1;
+"""
 
 #: Marks the second and later rows with the same site, wave and response id, and rows whose
 #: id is already stored for that site and wave. Runs on `checked`'s key columns only.

@@ -300,3 +300,27 @@ def test_killed_ingest_leaves_the_store_unchanged_and_a_rerun_completes(
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
     assert table_counts(store_path) == (501, 1, 2)
+
+
+def test_row_numbers_follow_the_file_when_a_large_csv_is_read_in_parallel(
+        tmp_path, store_path, instrument, definition_yaml):
+    """source_row must be the file's row even though DuckDB splits the scan across threads."""
+    rows = 300_000
+    bad_rows = (1, 123_457, 299_999)
+    answers = ", ".join(
+        f"case when i in {bad_rows} and '{item.id}' = 'ps03' then '7' "
+        f"else ((i % {2 if item.response_scale == 'yesno' else 5}) + 1)::varchar end "
+        f"as {item.id}" for item in instrument.items)
+    path = tmp_path / "large.csv"
+    with duckdb.connect() as con:
+        con.execute(f"copy (select 'id-' || i as response_id, 'A' as site, '2025' as wave, "
+                    f"{answers} from range(1, {rows + 1}) t(i) order by i) "
+                    f"to '{path}' (header, delimiter ',')")
+    assert path.stat().st_size > 20_000_000
+    report = ingest(store_path, path, instrument, definition_yaml)
+    assert (report.rows_read, report.rows_rejected) == (rows, len(bad_rows))
+    assert fetch(store_path, "select source_row, response_id from quarantine order by 1") == [
+        (n, f"id-{n}") for n in bad_rows]
+    misplaced = fetch(store_path, "select count(*) from responses "
+                                  "where response_id <> 'id-' || source_row")
+    assert misplaced == [(0,)]
