@@ -279,10 +279,48 @@ def _print_summary(summary: dict) -> None:
 
 
 @app.command()
-def demo(db: DbOption = None, instrument: InstrumentOption = None) -> None:
+def generate(out_dir: Annotated[Path, typer.Option("--out", help="Folder to write into")] = SAMPLES_DIR,
+             seed: Annotated[int, typer.Option(help="Random seed (same seed, same files)")] = 20261123,
+             national: Annotated[bool, typer.Option(
+                 "--national", help="Write the national-scale set instead of the samples")] = False,
+             rows: Annotated[int, typer.Option(help="Responses in the national set")] = 1_000_000,
+             sites: Annotated[int, typer.Option(help="Sites in the national set")] = 300,
+             waves: Annotated[int, typer.Option(help="Waves in the national set")] = 5,
+             csv: Annotated[bool, typer.Option(help="Also write the national set as CSV")] = False) -> None:
+    """Write synthetic responses with planted truth (and a manifest saying what is planted).
+
+    Examples: culture generate --out /tmp/samples
+              culture generate --national --out /tmp/national --csv
+    """
+    from survey.synthetic import write_national, write_samples
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if national:
+        write_national(out_dir, seed=seed, n_responses=rows, n_sites=sites, n_waves=waves,
+                       formats=("parquet", "csv") if csv else ("parquet",))
+    else:
+        write_samples(out_dir, seed=seed)
+    manifest = json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
+    for entry in _manifest_files(manifest):
+        out.print(f"wrote {out_dir / entry['name']} ({entry['rows']:,} rows)")
+
+
+def _manifest_files(manifest: dict) -> list[dict]:
+    files = manifest.get("files", [])
+    if isinstance(files, dict):
+        files = [{"name": name} | info for name, info in files.items()]
+    return [{"name": f.get("name") or f.get("file"), "rows": f.get("rows", 0)} for f in files]
+
+
+@app.command()
+def demo(db: DbOption = None, instrument: InstrumentOption = None,
+         dirty: Annotated[bool, typer.Option(
+             "--dirty", help="Load the messy export (every kind of bad row) instead")] = False
+         ) -> None:
     """Load the committed sample sites and responses into the store and summarise them.
 
-    Example: culture demo
+    Examples: culture demo
+              culture demo --dirty --db dirty.duckdb && culture quarantine --db dirty.duckdb
     """
     from pipeline.store import add_wave, load_headcounts_csv, load_sites_csv, open_store, store_summary
 
@@ -297,12 +335,13 @@ def demo(db: DbOption = None, instrument: InstrumentOption = None) -> None:
             add_wave(con, int(year))
         con.execute("commit")
     out.print(f"store: {settings.db_path.resolve()}")
-    run_ingest(settings, [SAMPLES_DIR / "responses_clean.csv"], None, None)
+    sample = "responses_dirty.csv" if dirty else "responses_clean.csv"
+    run_ingest(settings, [SAMPLES_DIR / sample], None, None)
     with open_store(settings.db_path) as con:
         _print_summary(store_summary(con))
-    out.print("Try the messy export too: culture ingest data_samples/responses_dirty.csv "
-              "--db dirty.duckdb (after `culture demo --db dirty.duckdb`), then "
-              "`culture quarantine --db dirty.duckdb`.")
+    if not dirty:
+        out.print("Try the messy export too: culture demo --dirty --db dirty.duckdb, then "
+                  "culture quarantine --db dirty.duckdb")
 
 
 def main() -> None:

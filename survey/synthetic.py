@@ -1,0 +1,386 @@
+"""Synthetic survey responses drawn from a latent-variable model, with planted truth.
+
+Every respondent has one latent score per scale (higher = more supportive culture):
+
+    theta = site effect (per site x scale; plus a planted shift for outlier sites)
+          + wave trend + staff-group and place-of-qualification effects
+          + individual deviation (correlated across scales, unit variance)
+
+Each item is an ordinal cut of ``loading * theta + unique error`` at item-specific
+thresholds; negatively worded items are flipped back (6 - code) so the file looks like
+real answers. Realistic noise is added: blank items, "don't know" (code 9, more often on
+the pathways items), respondents who stop part-way, straight-liners and speeders.
+Everything is drawn from one seeded generator, so the same seed gives the same files.
+What was planted is written to ``manifest.json`` for tests and later stages to check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from survey.errors import CultureError
+from survey.instrument import Instrument, load_instrument
+from survey.settings import DEFAULT_INSTRUMENT, SAMPLES_DIR
+
+GENERATOR_VERSION = "1"
+SAMPLE_SEED = 20261123
+ATTRIBUTE_COLUMNS = ("staff_group", "contract", "pmq", "gender", "age_band", "ethnicity")
+
+#: SD of the site random effect on each latent scale: site ICC of scale scores ~ .07-.10.
+SITE_EFFECT_SD = 0.33
+#: Change of every latent scale per wave (culture improving slowly).
+WAVE_TREND = 0.04
+#: Latent shift of a planted outlier site on its scale(s): three site-effect SDs.
+OUTLIER_SHIFT = 1.0
+#: Correlation of the individual latent deviations: the "trust" cluster is tighter.
+BASE_CORRELATION = 0.35
+CLUSTER = ("stigma", "psysafety", "confidentiality", "leader_modelling")
+CLUSTER_CORRELATION = 0.55
+
+#: Attribute effects on the latent scales (SD units); the guide warns that international
+#: graduates and locally employed doctors know the routes into support less well.
+GROUP_EFFECTS = {
+    "staff_group": {
+        "locally_employed": {"pathways": -0.45, "psysafety": -0.2, "confidentiality": -0.15},
+        "foundation": {"pathways": -0.2, "stigma": -0.15},
+        "resident": {"stigma": -0.1},
+        "consultant": {"psysafety": 0.2, "pathways": 0.1},
+    },
+    "pmq": {
+        "rest_of_world": {"pathways": -0.4, "stigma": -0.15, "confidentiality": -0.2},
+        "eea": {"pathways": -0.2},
+    },
+}
+
+STAFF_MIX = {  # staff_group proportions by site type
+    "acute_trust": {"foundation": .12, "resident": .30, "gp_resident": .02, "sas": .10,
+                    "consultant": .30, "locally_employed": .12, "gp": .01, "non_medical": .03},
+    "professional_support_unit": {"foundation": .25, "resident": .45, "gp_resident": .18,
+                                  "sas": .04, "consultant": .03, "locally_employed": .03,
+                                  "gp": .01, "non_medical": .01},
+    "independent_support_org": {"foundation": .05, "resident": .20, "gp_resident": .05,
+                                "sas": .15, "consultant": .30, "locally_employed": .10,
+                                "gp": .14, "non_medical": .01},
+    "primary_care": {"foundation": .08, "resident": .02, "gp_resident": .25, "sas": .03,
+                     "consultant": .01, "locally_employed": .01, "gp": .55, "non_medical": .05},
+}
+REGIONS = ("North East and Yorkshire", "North West", "Midlands", "East of England", "London",
+           "South East", "South West")
+
+
+@dataclass(frozen=True)
+class SiteSpec:
+    code: str
+    name: str
+    site_type: str
+    region: str
+    responses_per_wave: int
+
+
+#: The seven sites of the RESTORE 2 design (Table 1); names are fictional.
+SAMPLE_SITES = (
+    SiteSpec("A", "Tamar Valley Hospitals NHS Trust", "acute_trust", "South West", 240),
+    SiteSpec("B", "Practitioner Support Partnership", "independent_support_org", "National", 90),
+    SiteSpec("C", "Weald and Downs Professional Support Unit", "professional_support_unit",
+             "South East", 140),
+    SiteSpec("D", "Trent Meadows University Hospitals NHS Trust", "acute_trust", "Midlands", 220),
+    SiteSpec("E", "Solent Coast Support and Wellbeing Service", "professional_support_unit",
+             "South East", 120),
+    SiteSpec("F", "North Downs Hospitals NHS Trust", "acute_trust", "South East", 200),
+    SiteSpec("G", "Exmoor and Quantock Healthcare NHS Trust", "acute_trust", "South West", 180),
+)
+SAMPLE_WAVES = (2024, 2025, 2026)
+SAMPLE_OUTLIERS = (("D", "psysafety", -1), ("C", "pathways", +1))
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise CultureError(message)
+
+
+def _latent_correlation(scales: tuple[str, ...]) -> np.ndarray:
+    k = len(scales)
+    corr = np.full((k, k), BASE_CORRELATION)
+    for i, a in enumerate(scales):
+        for j, b in enumerate(scales):
+            if a in CLUSTER and b in CLUSTER:
+                corr[i, j] = CLUSTER_CORRELATION
+    np.fill_diagonal(corr, 1.0)
+    return corr
+
+
+def _choice(rng: np.random.Generator, options: list[str], p: np.ndarray, n: int) -> np.ndarray:
+    return np.asarray(options, dtype=object)[rng.choice(len(options), size=n, p=p / p.sum())]
+
+
+def _attributes(rng: np.random.Generator, site_types: np.ndarray) -> dict[str, np.ndarray]:
+    """Coarse respondent attributes that depend on site type and on each other."""
+    n = len(site_types)
+    staff = np.empty(n, dtype=object)
+    for site_type, mix in STAFF_MIX.items():
+        rows = site_types == site_type
+        staff[rows] = _choice(rng, list(mix), np.array(list(mix.values())), int(rows.sum()))
+    in_training = np.isin(staff, ["foundation", "resident", "gp_resident"])
+    contract = np.where(in_training, "training", np.where(
+        staff == "locally_employed", "fixed_term", "permanent")).astype(object)
+    locum = rng.random(n) < 0.05
+    contract[locum & ~in_training] = "locum_bank"
+    international = np.where(staff == "locally_employed", 0.55, 0.2)
+    draw = rng.random(n)
+    pmq = np.where(draw < international, "rest_of_world",
+                   np.where(draw < international + 0.08, "eea", "uk")).astype(object)
+    gender = _choice(rng, ["woman", "man", "another"], np.array([.52, .47, .01]), n)
+    junior = np.isin(staff, ["foundation", "resident", "gp_resident"])
+    young = _choice(rng, ["age_under30", "age_30_39", "age_40_49"], np.array([.55, .4, .05]), n)
+    older = _choice(rng, ["age_30_39", "age_40_49", "age_50_59", "age_60_plus"],
+                    np.array([.2, .35, .33, .12]), n)
+    age = np.where(junior, young, older)
+    ethnicity = _choice(rng, ["white", "asian", "black_mixed_other"], np.array([.6, .29, .11]), n)
+    values = {"staff_group": staff, "contract": contract, "pmq": pmq, "gender": gender,
+              "age_band": age, "ethnicity": ethnicity}
+    for name, column in values.items():
+        draw = rng.random(n)
+        column = column.copy()
+        column[draw < 0.03] = "prefer_not_to_say"
+        column[(draw >= 0.03) & (draw < 0.06)] = None     # skipped: optional question
+        values[name] = column
+    return values
+
+
+def generate_responses(instrument: Instrument, sites: list[SiteSpec], waves: list[int],
+                       seed: int, outliers: list[tuple[str, str, int]],
+                       site_sizes: np.ndarray | None = None) -> tuple[pa.Table, dict]:
+    """Responses for every site and wave as an Arrow table, and the truth planted in them.
+
+    `site_sizes` (sites x waves) overrides the per-site responses_per_wave.
+    """
+    _check(len(sites) >= 1 and len(waves) >= 1, "need at least one site and one wave")
+    rng = np.random.default_rng(seed)
+    scales = tuple(s.id for s in instrument.scales)
+    scale_index = {s: i for i, s in enumerate(scales)}
+    sizes = site_sizes if site_sizes is not None else np.array(
+        [[s.responses_per_wave] * len(waves) for s in sites])
+    site_of = np.repeat(np.arange(len(sites)), sizes.sum(axis=1))
+    wave_of = np.concatenate([np.repeat(np.arange(len(waves)), row) for row in sizes])
+    n = len(site_of)
+
+    site_effects = rng.normal(0, SITE_EFFECT_SD, size=(len(sites), len(scales)))
+    for code, scale, direction in outliers:
+        site_effects[[s.code for s in sites].index(code), scale_index[scale]] += \
+            direction * OUTLIER_SHIFT
+    site_types = np.array([sites[i].site_type for i in site_of], dtype=object)
+    attributes = _attributes(rng, site_types)
+    chol = np.linalg.cholesky(_latent_correlation(scales))
+    theta = rng.standard_normal((n, len(scales))) @ chol.T
+    theta += site_effects[site_of] + WAVE_TREND * wave_of[:, None]
+    for attribute, groups in GROUP_EFFECTS.items():
+        for group, effects in groups.items():
+            rows = attributes[attribute] == group
+            for scale, effect in effects.items():
+                theta[rows, scale_index[scale]] += effect
+
+    columns: dict[str, np.ndarray] = {}
+    base_thresholds = np.array([-1.7, -0.8, 0.05, 1.2])
+    for item in instrument.items:
+        if item.kind != "scale":
+            continue
+        loading = rng.uniform(0.6, 0.8)
+        thresholds = base_thresholds + rng.normal(0, 0.15)
+        y = loading * theta[:, scale_index[item.scale]] + np.sqrt(1 - loading**2) * \
+            rng.standard_normal(n)
+        code = 1 + (y[:, None] > thresholds).sum(axis=1)
+        columns[item.id] = (6 - code if item.reverse else code).astype(np.int16)
+    propensity = (0.5 * theta[:, scale_index["stigma"]] + 0.3 * theta[:, scale_index["pathways"]]
+                  + 0.3 * theta[:, scale_index["leader_modelling"]] + 0.7 * rng.standard_normal(n))
+    columns["oc_intend"] = (1 + (propensity[:, None] > base_thresholds).sum(axis=1)).astype(np.int16)
+    needed = rng.random(n) < 0.3
+    used_p = np.where(needed, 1 / (1 + np.exp(0.3 - 0.8 * theta[:, scale_index["pathways"]])), .05)
+    columns["oc_needed"] = np.where(needed, 2, 1).astype(np.int16)
+    columns["oc_used"] = np.where(rng.random(n) < used_p, 2, 1).astype(np.int16)
+
+    agree_items = [i.id for i in instrument.items if i.response_scale == "agree5"]
+    straight = rng.random(n) < 0.01
+    straight_code = rng.choice([2, 3, 4, 4, 5], size=n)
+    for item_id in agree_items:
+        columns[item_id] = np.where(straight, straight_code, columns[item_id]).astype(np.int16)
+
+    # Missingness, as masks (True = blank): MCAR blanks, "don't know", stopping part-way
+    # (after item 20 at the earliest, so every clean response stays usable).
+    blank = {i.id: rng.random(n) < 0.02 for i in instrument.items}
+    dont_know = {i.id: rng.random(n) < (0.05 if i.scale == "pathways" else 0.01)
+                 for i in instrument.items}
+    stop_at = np.where(rng.random(n) < 0.02, rng.integers(20, len(instrument.items), n),
+                       len(instrument.items))
+    for position, item in enumerate(instrument.items):
+        dk = dont_know[item.id] & ~straight
+        columns[item.id] = np.where(dk, 9, columns[item.id]).astype(np.int16)
+        blank[item.id] |= position >= stop_at
+
+    ids = np.empty(n, dtype=object)
+    for (s, w) in set(zip(site_of.tolist(), wave_of.tolist())):
+        rows = np.flatnonzero((site_of == s) & (wave_of == w))
+        ids[rows] = [f"{sites[s].code}-{waves[w]}-{i + 1:05d}" for i in range(len(rows))]
+    # Submitted on a day of the wave's six-week autumn window (never a time of day).
+    wave_start = np.array([(date(year, 10, 1) - date(1970, 1, 1)).days for year in waves])
+    submitted_days = (wave_start[wave_of] + rng.integers(0, 42, n)).astype(np.int32)
+    duration = np.exp(rng.normal(np.log(300), 0.4, n))
+    speeder = rng.random(n) < 0.02
+    duration = np.where(speeder, rng.uniform(20, 59, n), duration).round().astype(np.int32)
+
+    arrays = {
+        "response_id": pa.array(ids, type=pa.string()),
+        "site": pa.array([sites[i].code for i in site_of], type=pa.string()),
+        "wave": pa.array(np.asarray(waves)[wave_of].astype(np.int32)),
+        "submitted_on": pa.array(submitted_days, type=pa.int32()).cast(pa.date32()),
+        "duration_seconds": pa.array(duration),
+    }
+    for name in ATTRIBUTE_COLUMNS:
+        arrays[name] = pa.array(attributes[name], type=pa.string())
+    for item in instrument.items:
+        arrays[item.id] = pa.array(columns[item.id], mask=blank[item.id], type=pa.int16())
+
+    truth = {
+        "site_effect_sd": SITE_EFFECT_SD,
+        "intended_site_icc": round(SITE_EFFECT_SD**2 / (1 + SITE_EFFECT_SD**2), 3),
+        "wave_trend_per_wave": WAVE_TREND,
+        "group_effects": GROUP_EFFECTS,
+        "outliers": [{"site": code, "scale": scale,
+                      "direction": "high" if direction > 0 else "low",
+                      "latent_shift": direction * OUTLIER_SHIFT}
+                     for code, scale, direction in outliers],
+        "straight_liners": int(straight.sum()),
+        "speeders": int(speeder.sum()),
+    }
+    return pa.table(arrays), truth
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _write_csv(table: pa.Table, path: Path) -> None:
+    """CSV with blanks for missing values, written by DuckDB in file order."""
+    with duckdb.connect() as con:
+        con.register("rows", table)
+        con.execute("copy (select * from rows) to '" + str(path).replace("'", "''") +
+                    "' (header, delimiter ',')")
+
+
+def _write_reference(sites: list[SiteSpec], out_dir: Path, instrument: Instrument,
+                     rng: np.random.Generator) -> None:
+    with (out_dir / "sites.csv").open("w", encoding="utf-8", newline="\n") as handle:
+        handle.write("site_code,name,site_type,region\n")
+        for s in sites:
+            handle.write(f"{s.code},{s.name},{s.site_type},{s.region}\n")
+    groups = [o.code for a in instrument.attributes if a.id == "staff_group"
+              for o in a.options if o.code != "prefer_not_to_say"]
+    with (out_dir / "headcounts.csv").open("w", encoding="utf-8", newline="\n") as handle:
+        handle.write("site_code,staff_group,headcount\n")
+        for s in sites:
+            mix = STAFF_MIX[s.site_type]
+            for group in groups:
+                # Headcount ~ responses / a response rate of 35-60%.
+                expected = s.responses_per_wave * mix[group] / rng.uniform(0.35, 0.6)
+                handle.write(f"{s.code},{group},{int(round(expected))}\n")
+
+
+def write_samples(out_dir: Path = SAMPLES_DIR, seed: int = SAMPLE_SEED,
+                  instrument_path: Path = DEFAULT_INSTRUMENT) -> dict:
+    """The committed samples: 7 sites x 3 waves, clean and dirty CSV, and the manifest."""
+    from survey.synthetic_dirty import make_dirty
+
+    instrument = load_instrument(instrument_path)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table, truth = generate_responses(instrument, list(SAMPLE_SITES), list(SAMPLE_WAVES), seed,
+                                      list(SAMPLE_OUTLIERS))
+    clean = out_dir / "responses_clean.csv"
+    _write_csv(table, clean)
+    dirty_rows = make_dirty(clean, out_dir / "responses_dirty.csv", instrument,
+                            np.random.default_rng(seed + 1))
+    _write_reference(list(SAMPLE_SITES), out_dir, instrument, np.random.default_rng(seed + 2))
+    manifest = {
+        "generator_version": GENERATOR_VERSION, "seed": seed, "instrument": instrument.key,
+        "n_responses": table.num_rows, "waves": list(SAMPLE_WAVES),
+        "sites": [s.__dict__ for s in SAMPLE_SITES], **truth,
+        "dirty": {"file": "responses_dirty.csv", "bad_rows": dirty_rows,
+                  "expected_accepted": table.num_rows, "expected_rejected": len(dirty_rows)},
+    }
+    return _finish_manifest(out_dir, manifest, ["responses_clean.csv", "responses_dirty.csv",
+                                                "sites.csv", "headcounts.csv"])
+
+
+def _finish_manifest(out_dir: Path, manifest: dict, names: list[str]) -> dict:
+    def rows(name: str) -> int:
+        if name.endswith(".parquet"):
+            with duckdb.connect() as con:
+                return con.execute("select count(*) from read_parquet(?)",
+                                   [str(out_dir / name)]).fetchone()[0]
+        with (out_dir / name).open("rb") as handle:
+            return sum(1 for _ in handle) - 1
+    manifest["files"] = [{"name": name, "rows": rows(name), "sha256": _sha256(out_dir / name)}
+                         for name in names]
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n",
+                                           encoding="utf-8")
+    return manifest
+
+
+def national_sites(n_sites: int, rng: np.random.Generator) -> list[SiteSpec]:
+    """A national mix of site types across the regions of England."""
+    types = _choice(rng, list(STAFF_MIX), np.array([.6, .1, .1, .2]), n_sites)
+    regions = _choice(rng, list(REGIONS), np.ones(len(REGIONS)), n_sites)
+    suffix = {"acute_trust": "Hospitals NHS Trust", "primary_care": "Primary Care Network",
+              "professional_support_unit": "Professional Support Unit",
+              "independent_support_org": "Practitioner Support Service"}
+    return [SiteSpec(f"S{i + 1:03d}", f"Site {i + 1:03d} {suffix[t]}", t, r, 0)
+            for i, (t, r) in enumerate(zip(types, regions))]
+
+
+def write_national(out_dir: Path, seed: int = 2026, n_responses: int = 1_000_000,
+                   n_sites: int = 300, n_waves: int = 5, formats: tuple[str, ...] = ("parquet",),
+                   instrument_path: Path = DEFAULT_INSTRUMENT) -> dict:
+    """The national-scale set (default 1M responses, 300 sites, 5 waves) as Parquet (+CSV)."""
+    import pyarrow.parquet as pq
+
+    _check(n_sites >= 1 and n_waves >= 1 and n_responses >= n_sites * n_waves,
+           f"need n_sites >= 1, n_waves >= 1 and at least one response per site and wave "
+           f"(got {n_responses} responses, {n_sites} sites, {n_waves} waves)")
+    _check(set(formats) <= {"parquet", "csv"}, f"formats must be parquet and/or csv: {formats}")
+    instrument = load_instrument(instrument_path)
+    rng = np.random.default_rng(seed)
+    sites = national_sites(n_sites, rng)
+    weights = np.exp(rng.normal(0, 0.6, n_sites))
+    cells = rng.multinomial(n_responses - n_sites * n_waves,
+                            np.repeat(weights / weights.sum() / n_waves, n_waves))
+    sizes = 1 + cells.reshape(n_sites, n_waves)
+    outlier_sites = rng.choice(n_sites, size=max(1, round(0.03 * n_sites)), replace=False)
+    core = [s.id for s in instrument.scales if s.core]
+    outliers = [(sites[i].code, core[int(rng.integers(len(core)))], int(rng.choice([-1, 1])))
+                for i in sorted(outlier_sites)]
+    waves = list(range(2027 - n_waves, 2027))
+    sites = [SiteSpec(s.code, s.name, s.site_type, s.region, int(sizes[i].mean()))
+             for i, s in enumerate(sites)]
+    table, truth = generate_responses(instrument, sites, waves, seed + 1, outliers, sizes)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = []
+    if "parquet" in formats:
+        # Row groups of 100k rows let DuckDB read the file on every core.
+        pq.write_table(table, out_dir / "responses.parquet", row_group_size=100_000)
+        names.append("responses.parquet")
+    if "csv" in formats:
+        _write_csv(table, out_dir / "responses.csv")
+        names.append("responses.csv")
+    _write_reference(sites, out_dir, instrument, rng)
+    manifest = {"generator_version": GENERATOR_VERSION, "seed": seed,
+                "instrument": instrument.key, "n_responses": table.num_rows,
+                "n_sites": n_sites, "waves": waves, **truth}
+    return _finish_manifest(out_dir, manifest, names + ["sites.csv", "headcounts.csv"])

@@ -1,0 +1,188 @@
+"""Synthetic data: deterministic, the committed samples are the generator's, the truth is planted."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.ingest import ingest_file
+from pipeline.store import add_wave, load_headcounts_csv, load_sites_csv, open_store
+from survey.errors import CultureError
+from survey.settings import SAMPLES_DIR
+from survey.synthetic import (SAMPLE_OUTLIERS, SAMPLE_SITES, SAMPLE_WAVES, generate_responses,
+                              write_national, write_samples)
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_same_seed_same_bytes_and_another_seed_differs(tmp_path):
+    write_samples(tmp_path / "one", seed=11)
+    write_samples(tmp_path / "two", seed=11)
+    write_samples(tmp_path / "three", seed=12)
+    assert _digests(tmp_path / "one") == _digests(tmp_path / "two")
+    differs = _digests(tmp_path / "three")
+    assert differs["responses_clean.csv"] != _digests(tmp_path / "one")["responses_clean.csv"]
+
+
+def test_committed_samples_are_exactly_what_the_generator_writes(tmp_path):
+    write_samples(tmp_path)
+    assert _digests(tmp_path) == _digests(SAMPLES_DIR)
+
+
+def scale_scores(instrument, frame: pd.DataFrame, scale: str) -> pd.Series:
+    """Mean of answered items after reverse-keying (9 = don't know is missing)."""
+    items = instrument.items_of(scale)
+    values = frame[[i.id for i in items]].astype(float).where(lambda x: x != 9)
+    for item in items:
+        if item.reverse:
+            values[item.id] = 6 - values[item.id]
+    return values.mean(axis=1, skipna=True)
+
+
+def icc1(scores: pd.Series, groups: pd.Series) -> float:
+    """ICC(1) from a one-way ANOVA with the unequal-group-size n0."""
+    data = pd.DataFrame({"y": scores, "g": groups}).dropna()
+    sizes = data.groupby("g").size()
+    big_n, j = len(data), len(sizes)
+    grand = data.y.mean()
+    means = data.groupby("g").y.mean()
+    msb = (sizes * (means - grand) ** 2).sum() / (j - 1)
+    msw = ((data.y - data.g.map(means)) ** 2).sum() / (big_n - j)
+    n0 = (big_n - (sizes ** 2).sum() / big_n) / (j - 1)
+    return (msb - msw) / (msb + (n0 - 1) * msw)
+
+
+@pytest.fixture(scope="module")
+def larger_set(instrument):
+    """40 sites x 2 waves x 150 responses, with one planted low and one high site."""
+    from survey.synthetic import SiteSpec
+
+    sites = [SiteSpec(f"S{i:02d}", f"Site {i}", "acute_trust", "London", 150) for i in range(40)]
+    table, truth = generate_responses(instrument, sites, [2025, 2026], seed=5,
+                                      outliers=[("S03", "psysafety", -1), ("S07", "pathways", 1)])
+    return table.to_pandas(), truth
+
+
+def test_site_icc_of_core_scales_is_in_the_planted_range(instrument, larger_set):
+    frame, truth = larger_set
+    assert truth["intended_site_icc"] == pytest.approx(0.098, abs=1e-3)
+    for scale in ("stigma", "psysafety", "pathways"):
+        value = icc1(scale_scores(instrument, frame, scale), frame.site)
+        assert 0.03 <= value <= 0.25, (scale, value)
+
+
+def test_outlier_sites_sit_where_the_manifest_says(instrument, larger_set):
+    frame, truth = larger_set
+    for outlier in truth["outliers"]:
+        scores = scale_scores(instrument, frame, outlier["scale"])
+        by_site = scores.groupby(frame.site).mean()
+        others = by_site.drop(outlier["site"])
+        gap = by_site[outlier["site"]] - others.mean()
+        assert abs(gap) > 0.3 and np.sign(gap) == (1 if outlier["direction"] == "high" else -1)
+        # ... and among the two most extreme of 40 sites (random effects alone rarely are).
+        ranked = by_site.sort_values(ascending=outlier["direction"] == "low")
+        assert outlier["site"] in ranked.index[:2]
+
+
+def test_international_graduates_know_the_pathways_less_well(instrument, larger_set):
+    frame, _ = larger_set
+    pathways = scale_scores(instrument, frame, "pathways")
+    by_pmq = pathways.groupby(frame.pmq).mean()
+    assert by_pmq["uk"] - by_pmq["rest_of_world"] > 0.2
+    by_group = pathways.groupby(frame.staff_group).mean()
+    assert by_group["consultant"] - by_group["locally_employed"] > 0.3
+
+
+def test_straight_liners_match_the_manifest(instrument, larger_set):
+    frame, truth = larger_set
+    agree = [i.id for i in instrument.items if i.response_scale == "agree5"]
+    answers = frame[agree]
+    one_code = answers.nunique(axis=1, dropna=True) == 1
+    several_answers = answers.notna().sum(axis=1) >= 10
+    # Straight-liners answer every agree item alike (some stop part-way); by chance no
+    # one else does.
+    assert int((one_code & several_answers).sum()) == truth["straight_liners"] > 0
+
+
+def test_sample_manifest_describes_the_files(instrument):
+    manifest = json.loads((SAMPLES_DIR / "manifest.json").read_text())
+    assert manifest["instrument"] == instrument.key
+    assert manifest["waves"] == list(SAMPLE_WAVES)
+    assert [s["code"] for s in manifest["sites"]] == [s.code for s in SAMPLE_SITES]
+    assert [(o["site"], o["scale"]) for o in manifest["outliers"]] == \
+        [(s, scale) for s, scale, _ in SAMPLE_OUTLIERS]
+    rows = {f["name"]: f["rows"] for f in manifest["files"]}
+    assert rows["responses_clean.csv"] == manifest["n_responses"]
+    assert 2000 <= manifest["n_responses"] <= 6000
+    assert rows["responses_dirty.csv"] == manifest["n_responses"] + len(manifest["dirty"]["bad_rows"])
+    assert {r["reason"] for r in manifest["dirty"]["bad_rows"]} == {
+        "out_of_range", "unknown_label", "unknown_site", "unknown_wave",
+        "duplicate_response_id", "missing_required", "too_few_answers"}
+
+
+def test_ingest_finds_exactly_the_planted_bad_rows(tmp_path, instrument, definition_yaml):
+    """The dirty sample through the real ingest: every planted row, at its row, for its reason."""
+    manifest = json.loads((SAMPLES_DIR / "manifest.json").read_text())
+    with open_store(tmp_path / "dirty.duckdb") as con:
+        load_sites_csv(con, SAMPLES_DIR / "sites.csv")
+        load_headcounts_csv(con, SAMPLES_DIR / "headcounts.csv", instrument)
+        for wave in manifest["waves"]:
+            add_wave(con, wave)
+        report = ingest_file(con, SAMPLES_DIR / "responses_dirty.csv", instrument,
+                             definition_yaml)
+        found = con.execute("select source_row, coalesce(response_id, ''), reason_code "
+                            "from quarantine order by source_row").fetchall()
+        labelled = con.execute("select count(*) from responses where batch_id = ?",
+                               [report.batch_id]).fetchone()[0]
+    expected = [(r["row"], r["response_id"], r["reason"]) for r in manifest["dirty"]["bad_rows"]]
+    assert found == expected
+    assert report.rows_accepted == manifest["dirty"]["expected_accepted"] == labelled
+    assert report.rows_rejected == manifest["dirty"]["expected_rejected"]
+
+
+def test_clean_sample_is_accepted_whole_with_the_same_answers(tmp_path, instrument,
+                                                             definition_yaml):
+    manifest = json.loads((SAMPLES_DIR / "manifest.json").read_text())
+    with open_store(tmp_path / "clean.duckdb") as con:
+        load_sites_csv(con, SAMPLES_DIR / "sites.csv")
+        for wave in manifest["waves"]:
+            add_wave(con, wave)
+        report = ingest_file(con, SAMPLES_DIR / "responses_clean.csv", instrument,
+                             definition_yaml)
+        stored = con.execute("select sum(hs01), count(hs01), count(*) from responses").fetchone()
+    assert report.rows_rejected == 0
+    raw = pd.read_csv(SAMPLES_DIR / "responses_clean.csv")
+    answered = raw.hs01[raw.hs01 != 9]
+    assert stored == (answered.sum(), answered.count(), len(raw))
+
+
+def test_national_writer_gives_typed_parquet_with_planted_outliers(tmp_path):
+    manifest = write_national(tmp_path, seed=3, n_responses=20_000, n_sites=30, n_waves=3,
+                              formats=("parquet", "csv"))
+    with duckdb.connect() as con:
+        count, sites, waves = con.execute(
+            "select count(*), count(distinct site), count(distinct wave) from read_parquet(?)",
+            [str(tmp_path / "responses.parquet")]).fetchone()
+        types = dict(con.execute("select column_name, column_type from (describe select * "
+                                 "from read_parquet(?))",
+                                 [str(tmp_path / "responses.parquet")]).fetchall())
+        csv_rows = con.execute("select count(*) from read_csv(?)",
+                               [str(tmp_path / "responses.csv")]).fetchone()[0]
+    assert (count, sites, waves, csv_rows) == (20_000, 30, 3, 20_000)
+    assert types["hs01"] == "SMALLINT" and types["wave"] == "INTEGER"
+    assert types["submitted_on"] == "DATE"
+    assert manifest["waves"] == [2024, 2025, 2026] and len(manifest["outliers"]) == 1
+
+
+def test_impossible_sizes_are_refused(tmp_path):
+    with pytest.raises(CultureError, match="at least one response per site and wave"):
+        write_national(tmp_path, n_responses=10, n_sites=30, n_waves=3)
