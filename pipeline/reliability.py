@@ -1,0 +1,142 @@
+"""Reliability of a scale: Cronbach's alpha with a Feldt interval, omega total, item statistics.
+
+Every function takes a pandas DataFrame of item responses (rows respondents, columns
+items, already reverse-keyed, NaN for missing) and returns a small frozen result.
+
+Missing data is a named policy, `nan_policy`:
+
+- ``"pairwise"`` (default): each covariance / correlation uses every respondent who
+  answered both items. Matches ``psych::alpha(x)`` (which uses
+  ``cor(x, use = "pairwise")``), with ``n`` = all rows.
+- ``"listwise"``: respondents with any missing item are dropped first. Matches
+  ``psych::alpha(na.omit(x))``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from survey.errors import CultureError
+
+NAN_POLICIES = ("pairwise", "listwise")
+
+
+class StatisticsError(CultureError):
+    """The data cannot support the statistic asked for (too few items or respondents)."""
+
+
+@dataclass(frozen=True)
+class AlphaResult:
+    """Cronbach's alpha of one scale, with its Feldt confidence interval."""
+
+    alpha: float                 # raw alpha, from covariances
+    alpha_standardised: float    # from correlations
+    ci_low: float
+    ci_high: float
+    n: int
+    k: int
+    nan_policy: str
+
+
+@dataclass(frozen=True)
+class ItemStatistics:
+    """Per item: corrected item-total correlation and alpha if the item is deleted."""
+
+    items: tuple[str, ...]
+    item_total_corrected: tuple[float, ...]
+    alpha_if_deleted: tuple[float, ...]
+
+
+def _prepared(items: pd.DataFrame, nan_policy: str, min_items: int = 2) -> pd.DataFrame:
+    if nan_policy not in NAN_POLICIES:
+        raise StatisticsError(f"nan_policy {nan_policy!r} is not one of {NAN_POLICIES}")
+    data = items.astype(float)
+    if nan_policy == "listwise":
+        data = data.dropna()
+    if data.shape[1] < min_items:
+        raise StatisticsError(f"reliability needs at least {min_items} items, got "
+                              f"{data.shape[1]}")
+    if len(data) < 3:
+        raise StatisticsError(f"reliability needs at least 3 respondents, got {len(data)}")
+    return data
+
+
+def _alpha_from_matrix(matrix: np.ndarray) -> float:
+    k = matrix.shape[0]
+    return k / (k - 1) * (1 - np.trace(matrix) / matrix.sum())
+
+
+def feldt_interval(alpha: float, n: int, k: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Feldt (1965) confidence interval for alpha.
+
+    lower = 1 - (1 - alpha) F(1 - p/2; n-1, (n-1)(k-1)), upper with F(p/2; ...),
+    p = 1 - confidence. In R: ``psych::alpha.ci(alpha, n.obs, n.var)``.
+    """
+    p = 1 - confidence
+    df1, df2 = n - 1, (n - 1) * (k - 1)
+    lower = 1 - (1 - alpha) * stats.f.ppf(1 - p / 2, df1, df2)
+    upper = 1 - (1 - alpha) * stats.f.ppf(p / 2, df1, df2)
+    return float(lower), float(upper)
+
+
+def cronbach_alpha(items: pd.DataFrame, nan_policy: str = "pairwise",
+                   confidence: float = 0.95) -> AlphaResult:
+    """Cronbach's alpha (raw and standardised) with the Feldt interval.
+
+    alpha = k / (k - 1) * (1 - trace(C) / sum(C)), C the item covariance matrix (the
+    correlation matrix for the standardised alpha). Cronbach (1951); Feldt (1965).
+    In R: ``psych::alpha(x)$total[c("raw_alpha", "std.alpha")]``.
+    """
+    data = _prepared(items, nan_policy)
+    cov = data.cov().to_numpy()
+    alpha = _alpha_from_matrix(cov)
+    # psych standardises the (pairwise) covariance matrix with its own diagonal
+    # (cov2cor), not with pair-specific variances as pandas' corr() would.
+    scale = 1 / np.sqrt(np.diag(cov))
+    standardised = _alpha_from_matrix(cov * np.outer(scale, scale))
+    n, k = len(data), data.shape[1]
+    low, high = feldt_interval(alpha, n, k, confidence)
+    return AlphaResult(float(alpha), float(standardised), low, high, n, k, nan_policy)
+
+
+def item_statistics(items: pd.DataFrame, nan_policy: str = "pairwise") -> ItemStatistics:
+    """Corrected item-total correlation and alpha if deleted, for each item.
+
+    The corrected item-total correlation is the correlation of an item with the sum of
+    the other items, computed from the covariance matrix so that the pairwise policy
+    matches psych. In R: ``psych::alpha(x)$item.stats$r.drop`` and
+    ``psych::alpha(x)$alpha.drop$raw_alpha``.
+    """
+    data = _prepared(items, nan_policy, min_items=3)
+    cov = data.cov().to_numpy()
+    k = cov.shape[0]
+    item_total, if_deleted = [], []
+    for i in range(k):
+        rest = [j for j in range(k) if j != i]
+        rest_cov = cov[np.ix_(rest, rest)]
+        covariance_with_rest = cov[i, rest].sum()
+        item_total.append(covariance_with_rest / np.sqrt(cov[i, i] * rest_cov.sum()))
+        if_deleted.append(_alpha_from_matrix(rest_cov))
+    return ItemStatistics(tuple(data.columns), tuple(map(float, item_total)),
+                          tuple(map(float, if_deleted)))
+
+
+def omega_total(items: pd.DataFrame, nan_policy: str = "pairwise") -> float:
+    """McDonald's omega total from a one-factor minimum-residual model.
+
+    omega_t = 1 - sum(u_i^2) / sum(R), u_i^2 = 1 - h_i^2 the uniquenesses of a
+    one-factor minres solution of the correlation matrix R (McDonald 1999).
+    In R: ``psych::omega(x, nfactors = 1, fm = "minres")$omega.tot``.
+    """
+    from factor_analyzer import FactorAnalyzer
+
+    data = _prepared(items, nan_policy, min_items=3)
+    corr = data.corr().to_numpy()
+    model = FactorAnalyzer(n_factors=1, rotation=None, method="minres", is_corr_matrix=True)
+    model.fit(corr)
+    uniquenesses = 1 - np.square(model.loadings_[:, 0])
+    return float(1 - uniquenesses.sum() / corr.sum())
