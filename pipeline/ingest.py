@@ -126,13 +126,13 @@ def ingest_file(con: duckdb.DuckDBPyConnection, path: Path | str, instrument: In
                                                           site, wave)
             report.missing_item_columns = [i for i in instrument.item_ids if i not in mapping]
             if progress:
-                progress("validating", 0, 1)
+                progress("validating", 0, 0)
             min_answered = _validate(con, path, instrument, mapping, columns, site, wave)
             report.rows_read = con.execute("select count(*) from checked").fetchone()[0]
             if report.rows_read == 0:
                 raise IngestError(f"{path}: has a header but no data rows; nothing to ingest")
             if progress:
-                progress("writing", 0, 1)
+                progress("writing", 0, 0)
             batch_id, accepted = _write_batch(con, path, source, instrument, definition_yaml,
                                               site, wave, report.rows_read, min_answered)
         finally:

@@ -26,7 +26,8 @@ FORMATS = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".xlsx": "xlsx", ".parqu
            ".pq": "parquet"}
 CHUNK = 1 << 20
 
-#: Called with (stage, done, total) while a file is hashed; lets the CLI draw a bar.
+#: Called with (stage, done, total) as ingest goes; total 0 means the stage has no
+#: measure of progress. Lets the CLI draw a bar.
 Progress = Callable[[str, int, int], None]
 
 

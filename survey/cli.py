@@ -145,8 +145,9 @@ def _progress_bar():
     def update(stage: str, done: int, total: int) -> None:
         if stage not in tasks:
             for task in tasks.values():
-                bar.update(task, completed=bar.tasks[task].total)
-            tasks[stage] = bar.add_task(stage, total=max(total, 1))
+                bar.update(task, total=1, completed=1)
+            # A total of 0 means "no measure of progress": rich then shows a pulsing bar.
+            tasks[stage] = bar.add_task(stage, total=total or None)
         bar.update(tasks[stage], completed=done)
 
     return bar, update
