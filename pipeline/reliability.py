@@ -92,15 +92,24 @@ def cronbach_alpha(items: pd.DataFrame, nan_policy: str = "pairwise",
     In R: ``psych::alpha(x)$total[c("raw_alpha", "std.alpha")]``.
     """
     data = _prepared(items, nan_policy)
-    cov = data.cov().to_numpy()
+    return alpha_from_covariance(data.cov().to_numpy(), len(data), nan_policy, confidence)
+
+
+def alpha_from_covariance(cov: np.ndarray, n: int, nan_policy: str = "pairwise",
+                          confidence: float = 0.95) -> AlphaResult:
+    """Alpha from an item covariance matrix and the number of respondents behind it.
+
+    The entry point for covariances built from sufficient statistics in DuckDB
+    (`pipeline.moments`); `cronbach_alpha` calls it with pandas' covariance.
+    """
+    k = cov.shape[0]
     alpha = _alpha_from_matrix(cov)
     # psych standardises the (pairwise) covariance matrix with its own diagonal
     # (cov2cor), not with pair-specific variances as pandas' corr() would.
     scale = 1 / np.sqrt(np.diag(cov))
     standardised = _alpha_from_matrix(cov * np.outer(scale, scale))
-    n, k = len(data), data.shape[1]
     low, high = feldt_interval(alpha, n, k, confidence)
-    return AlphaResult(float(alpha), float(standardised), low, high, n, k, nan_policy)
+    return AlphaResult(float(alpha), float(standardised), low, high, int(n), k, nan_policy)
 
 
 def item_statistics(items: pd.DataFrame, nan_policy: str = "pairwise") -> ItemStatistics:
@@ -132,10 +141,14 @@ def omega_total(items: pd.DataFrame, nan_policy: str = "pairwise") -> float:
     one-factor minres solution of the correlation matrix R (McDonald 1999).
     In R: ``psych::omega(x, nfactors = 1, fm = "minres")$omega.tot``.
     """
+    data = _prepared(items, nan_policy, min_items=3)
+    return omega_total_from_correlation(data.corr().to_numpy())
+
+
+def omega_total_from_correlation(corr: np.ndarray) -> float:
+    """Omega total from an item correlation matrix (see `omega_total`)."""
     from factor_analyzer import FactorAnalyzer
 
-    data = _prepared(items, nan_policy, min_items=3)
-    corr = data.corr().to_numpy()
     model = FactorAnalyzer(n_factors=1, rotation=None, method="minres", is_corr_matrix=True)
     model.fit(corr)
     uniquenesses = 1 - np.square(model.loadings_[:, 0])

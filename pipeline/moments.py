@@ -1,0 +1,126 @@
+"""Item covariance and correlation matrices per group, from sufficient statistics in DuckDB.
+
+Reliability for every scale x site x wave at national scale must not pull respondents
+into Python. One SQL statement per scale returns, for each group, the counts, sums and
+cross-products of every item pair; Python turns those into small k x k matrices that
+`pipeline.reliability` works on.
+
+With ``nan_policy="pairwise"`` each pair uses the respondents who answered both items
+(R: ``cov(x, use = "pairwise")`` / ``cor(x, use = "pairwise")``); the diagonal uses every
+answer to the item. With ``"listwise"`` only respondents who answered every item count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+
+from pipeline.reliability import NAN_POLICIES, StatisticsError
+from pipeline.validation_sql import quote
+from survey.instrument import Instrument
+
+#: Columns a caller may group by.
+GROUPABLE = ("site_code", "wave", "instrument_version", "staff_group", "contract", "pmq",
+             "gender", "age_band", "ethnicity")
+
+
+@dataclass(frozen=True)
+class GroupMoments:
+    """The item matrices of one scale in one group."""
+
+    key: tuple
+    items: tuple[str, ...]
+    n_rows: int            # respondents in the group (psych's n.obs for pairwise alpha)
+    n_complete: int        # respondents who answered every item
+    pair_n: np.ndarray     # respondents behind each covariance
+    cov: np.ndarray
+    corr: np.ndarray
+
+
+def _keyed(instrument: Instrument, scale_id: str) -> list[str]:
+    members = instrument.items_of(scale_id)
+    rs = instrument.response_scale(members[0].response_scale)
+    low, high = min(rs.codes), max(rs.codes)
+    return [f"({low + high} - {quote(i.id)})::double" if i.reverse else f"{quote(i.id)}::double"
+            for i in members]
+
+
+def scale_moments(con: duckdb.DuckDBPyConnection, instrument: Instrument, scale_id: str,
+                  by: tuple[str, ...] = ("site_code", "wave"), nan_policy: str = "pairwise",
+                  source: str = "responses") -> list[GroupMoments]:
+    """Covariance and correlation matrices of a scale's (reverse-keyed) items per group.
+
+    `source` is a table or view of respondents with item columns (e.g. responses
+    restricted to those not flagged by the data-quality step).
+    """
+    if nan_policy not in NAN_POLICIES:
+        raise StatisticsError(f"nan_policy {nan_policy!r} is not one of {NAN_POLICIES}")
+    unknown = [b for b in by if b not in GROUPABLE]
+    if unknown:
+        raise StatisticsError(f"cannot group by {unknown}; choose from {GROUPABLE}")
+    items = tuple(i.id for i in instrument.items_of(scale_id))
+    keyed = _keyed(instrument, scale_id)
+    k = len(items)
+    x = [f"x{i}" for i in range(k)]
+    complete = " and ".join(f"{v} is not null" for v in x)
+    aggregates = ["count(*) as n_rows", f"count(*) filter (where {complete}) as n_complete"]
+    for i in range(k):
+        for j in range(i, k):
+            both = f"{x[i]} * {x[j]}"
+            aggregates += [
+                f"count({both}) as n_{i}_{j}",
+                f"sum({x[i]}) filter (where {x[j]} is not null) as si_{i}_{j}",
+                f"sum({x[j]}) filter (where {x[i]} is not null) as sj_{i}_{j}",
+                f"sum({x[i]} * {x[i]}) filter (where {x[j]} is not null) as sii_{i}_{j}",
+                f"sum({x[j]} * {x[j]}) filter (where {x[i]} is not null) as sjj_{i}_{j}",
+                f"sum({both}) as sij_{i}_{j}",
+            ]
+    group_columns = ", ".join(quote(b) for b in by)
+    where = f"where {complete}" if nan_policy == "listwise" else ""
+    sql = f"""
+        with keyed as (
+            select {group_columns + ', ' if by else ''}
+                   {', '.join(f'{expr} as {name}' for expr, name in zip(keyed, x))}
+            from {quote(source)}
+        )
+        select {group_columns + ', ' if by else ''}{', '.join(aggregates)}
+        from keyed {where}
+        {'group by ' + group_columns if by else ''}
+        {'order by ' + group_columns if by else ''}
+    """
+    columns = con.execute(sql).fetchnumpy()
+    return _matrices(columns, by, items, nan_policy)
+
+
+def _matrices(columns: dict, by: tuple[str, ...], items: tuple[str, ...],
+              nan_policy: str) -> list[GroupMoments]:
+    k = len(items)
+    groups = len(columns["n_rows"])
+
+    def col(name: str) -> np.ndarray:
+        return np.asarray(columns[name], dtype=float)
+
+    n = np.zeros((groups, k, k))
+    cov = np.full((groups, k, k), np.nan)
+    corr = np.full((groups, k, k), np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for i in range(k):
+            for j in range(i, k):
+                n_ij = col(f"n_{i}_{j}")
+                si, sj = col(f"si_{i}_{j}"), col(f"sj_{i}_{j}")
+                centred_ij = col(f"sij_{i}_{j}") - si * sj / n_ij
+                centred_ii = col(f"sii_{i}_{j}") - si * si / n_ij
+                centred_jj = col(f"sjj_{i}_{j}") - sj * sj / n_ij
+                n[:, i, j] = n[:, j, i] = n_ij
+                cov[:, i, j] = cov[:, j, i] = centred_ij / (n_ij - 1)
+                # Pearson r on the pair's respondents, with their own means and variances.
+                corr[:, i, j] = corr[:, j, i] = centred_ij / np.sqrt(centred_ii * centred_jj)
+    result = []
+    for g in range(groups):
+        key = tuple(columns[b][g].item() if hasattr(columns[b][g], "item") else columns[b][g]
+                    for b in by)
+        result.append(GroupMoments(key, items, int(columns["n_rows"][g]),
+                                   int(columns["n_complete"][g]), n[g], cov[g], corr[g]))
+    return result
