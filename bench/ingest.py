@@ -11,48 +11,27 @@ the pandas read (ratio >= 1.0), Parquet 1M rows in under 5 s.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
-import shutil
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from common import DEFAULT_DATA, ensure_data, load_reference
 
-from pipeline.ingest import ingest_file  # noqa: E402
-from pipeline.store import add_wave, load_sites_csv, open_store  # noqa: E402
-from survey.instrument import load_instrument  # noqa: E402
-from survey.settings import DEFAULT_INSTRUMENT  # noqa: E402
-from survey.synthetic import write_national  # noqa: E402
+from pipeline.ingest import ingest_file
+from pipeline.store import open_store
+from survey.instrument import load_instrument
+from survey.settings import DEFAULT_INSTRUMENT
 
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def ensure_data(folder: Path, rows: int) -> dict:
-    manifest_path = folder / "manifest.json"
-    if manifest_path.exists():
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("n_responses") == rows and (folder / "responses.csv").exists():
-            return manifest
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    started = time.perf_counter()
-    write_national(folder, n_responses=rows, formats=("parquet", "csv"))
-    print(f"generated {rows:,} responses in {time.perf_counter() - started:.1f} s")
-    return json.loads(manifest_path.read_text())
-
-
 def timed_ingest(data: Path, source: Path, store: Path, instrument, definition: str) -> tuple:
     store.unlink(missing_ok=True)
     with open_store(store) as con:
-        load_sites_csv(con, data / "sites.csv")
-        for wave in json.loads((data / "manifest.json").read_text())["waves"]:
-            add_wave(con, int(wave))
+        load_reference(con, data)
         started = time.perf_counter()
         report = ingest_file(con, source, instrument, definition)
         elapsed = time.perf_counter() - started
@@ -62,7 +41,7 @@ def timed_ingest(data: Path, source: Path, store: Path, instrument, definition: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--data", type=Path, default=ROOT / "bench" / "data" / "national")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     args = parser.parse_args()
 
     manifest = ensure_data(args.data, args.rows)

@@ -64,25 +64,32 @@ def scale_moments(con: duckdb.DuckDBPyConnection, instrument: Instrument, scale_
     keyed = _keyed(instrument, scale_id)
     k = len(items)
     x = [f"x{i}" for i in range(k)]
-    complete = " and ".join(f"{v} is not null" for v in x)
+    # Per item: m = answered (0/1) and z = answer or 0, so that every pairwise sum is a
+    # plain product sum (no FILTER clauses): n_ij = sum(m_i m_j), sum of x_i over the
+    # pair = sum(z_i m_j), sum of x_i^2 over the pair = sum(z_i^2 m_j), sum x_i x_j =
+    # sum(z_i z_j).
+    prepared = []
+    for expr, name in zip(keyed, x):
+        prepared += [f"({expr} is not null)::double as m_{name}",
+                     f"coalesce({expr}, 0) as z_{name}"]
+    complete = " and ".join(f"m_{v} = 1" for v in x)
     aggregates = ["count(*) as n_rows", f"count(*) filter (where {complete}) as n_complete"]
     for i in range(k):
         for j in range(i, k):
-            both = f"{x[i]} * {x[j]}"
+            zi, zj, mi, mj = f"z_{x[i]}", f"z_{x[j]}", f"m_{x[i]}", f"m_{x[j]}"
             aggregates += [
-                f"count({both}) as n_{i}_{j}",
-                f"sum({x[i]}) filter (where {x[j]} is not null) as si_{i}_{j}",
-                f"sum({x[j]}) filter (where {x[i]} is not null) as sj_{i}_{j}",
-                f"sum({x[i]} * {x[i]}) filter (where {x[j]} is not null) as sii_{i}_{j}",
-                f"sum({x[j]} * {x[j]}) filter (where {x[i]} is not null) as sjj_{i}_{j}",
-                f"sum({both}) as sij_{i}_{j}",
+                f"sum({mi} * {mj}) as n_{i}_{j}",
+                f"sum({zi} * {mj}) as si_{i}_{j}",
+                f"sum({zj} * {mi}) as sj_{i}_{j}",
+                f"sum({zi} * {zi} * {mj}) as sii_{i}_{j}",
+                f"sum({zj} * {zj} * {mi}) as sjj_{i}_{j}",
+                f"sum({zi} * {zj}) as sij_{i}_{j}",
             ]
     group_columns = ", ".join(quote(b) for b in by)
     where = f"where {complete}" if nan_policy == "listwise" else ""
     sql = f"""
         with keyed as (
-            select {group_columns + ', ' if by else ''}
-                   {', '.join(f'{expr} as {name}' for expr, name in zip(keyed, x))}
+            select {group_columns + ', ' if by else ''}{', '.join(prepared)}
             from {quote(source)}
         )
         select {group_columns + ', ' if by else ''}{', '.join(aggregates)}

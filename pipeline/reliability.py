@@ -165,23 +165,34 @@ def one_factor_loadings(corr: np.ndarray, tolerance: float = 1e-13,
     single = matrices.ndim == 2
     if single:
         matrices = matrices[None]
+    # Matrices with undefined entries (a group too small or an item nobody answered)
+    # get NaN loadings instead of stopping the batch.
+    valid = np.isfinite(matrices).all(axis=(1, 2))
+    result = np.full(matrices.shape[:2], np.nan)
+    if valid.any():
+        result[valid] = _principal_axis(matrices[valid], tolerance, max_iterations)
+    return result[0] if single else result
+
+
+def _principal_axis(matrices: np.ndarray, tolerance: float, max_iterations: int) -> np.ndarray:
     k = matrices.shape[-1]
     diagonal = np.arange(k)
     communality = 1 - 1 / np.diagonal(np.linalg.pinv(matrices), axis1=1, axis2=2)
     loadings = np.zeros(matrices.shape[:2])
+    active = np.arange(len(matrices))       # matrices still moving
     for _ in range(max_iterations):
-        reduced = matrices.copy()
-        reduced[:, diagonal, diagonal] = communality
+        reduced = matrices[active].copy()
+        reduced[:, diagonal, diagonal] = communality[active]
         values, vectors = np.linalg.eigh(reduced)
-        loadings = vectors[:, :, -1] * np.sqrt(np.clip(values[:, -1], 0, None))[:, None]
-        updated = loadings ** 2
-        converged = np.nanmax(np.abs(updated - communality)) < tolerance
-        communality = updated
-        if converged:
+        loadings[active] = vectors[:, :, -1] * np.sqrt(np.clip(values[:, -1], 0, None))[:, None]
+        updated = loadings[active] ** 2
+        moved = np.abs(updated - communality[active]).max(axis=1)
+        communality[active] = updated
+        active = active[moved >= tolerance]
+        if not len(active):
             break
     # Eigenvectors have an arbitrary sign: report loadings mostly positive.
-    loadings *= np.where(loadings.sum(axis=1, keepdims=True) < 0, -1.0, 1.0)
-    return loadings[0] if single else loadings
+    return loadings * np.where(loadings.sum(axis=1, keepdims=True) < 0, -1.0, 1.0)
 
 
 def omega_total_batch(corr: np.ndarray) -> np.ndarray:
