@@ -1,13 +1,14 @@
 """Scale scores of respondents: reverse-keying and the minimum-answered rule.
 
-This is the Python form used on small matrices (psychometrics, tests); the store-wide
-scoring of every respondent belongs in SQL (not yet built: see issue 3).
+Two forms of one rule: `scale_score` on a pandas frame (small matrices, tests) and
+`score_responses`, which scores every stored respondent in DuckDB.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
+from pipeline.validation_sql import quote
 from survey.instrument import Instrument
 
 
@@ -32,3 +33,44 @@ def scale_score(answers: pd.DataFrame, instrument: Instrument, scale_id: str) ->
     data = keyed_items(answers, instrument, scale_id)
     enough = data.notna().sum(axis=1) >= instrument.scale(scale_id).min_items
     return data.mean(axis=1).where(enough)
+
+
+def scoring_sql(instrument: Instrument) -> str:
+    """SQL building table `scale_scores`: one row per respondent and scale.
+
+    Columns: site_code, wave, response_id, scale_id, n_items, n_answered, score (mean of
+    answered items after reverse-keying, 1-5, NULL below the scale's min_items),
+    score_0_10 (NHS Staff Survey convention: 1..5 -> 0, 2.5, 5, 7.5, 10, averaged, which
+    is (score - 1) * 2.5), n_favourable (answers in the favourable codes after keying).
+    """
+    selects = []
+    for scale in instrument.scales:
+        members = instrument.items_of(scale.id)
+        rs = instrument.response_scale(members[0].response_scale)
+        low, high = min(rs.codes), max(rs.codes)
+        keyed = [f"({low + high} - {quote(i.id)})" if i.reverse else quote(i.id)
+                 for i in members]
+        answered = " + ".join(f"({quote(i.id)} is not null)::integer" for i in members)
+        total = " + ".join(f"coalesce({k}, 0)" for k in keyed)
+        favourable = " + ".join(
+            f"coalesce({k} in ({', '.join(str(c) for c in rs.favourable)}), false)::integer"
+            for k in keyed)
+        step = (10 / (high - low))
+        selects.append(f"""
+            select site_code, wave, response_id, '{scale.id}' as scale_id,
+                   {len(members)} as n_items, n_answered,
+                   case when n_answered >= {scale.min_items} then total / n_answered end
+                       as score,
+                   case when n_answered >= {scale.min_items}
+                        then (total / n_answered - {low}) * {step} end as score_0_10,
+                   n_favourable
+            from (select site_code, wave, response_id, ({answered}) as n_answered,
+                         ({total})::double as total, ({favourable}) as n_favourable
+                  from responses)""")
+    return "create or replace table scale_scores as\n" + "\nunion all\n".join(selects)
+
+
+def score_responses(con, instrument: Instrument) -> int:
+    """(Re)build `scale_scores` for every stored response; returns its row count."""
+    con.execute(scoring_sql(instrument))
+    return con.execute("select count(*) from scale_scores").fetchone()[0]
