@@ -20,6 +20,7 @@ DEFAULT_INSTRUMENT = INSTRUMENTS_DIR / "support-culture-v1.yaml"
 ENV_DB = "CULTURE_DB"
 ENV_INSTRUMENT = "CULTURE_INSTRUMENT"
 ENV_MIN_GROUP = "CULTURE_MIN_GROUP_SIZE"
+ENV_EXCLUDE_FLAGGED = "CULTURE_EXCLUDE_FLAGGED"
 
 #: The disclosure floor: no configuration may publish groups smaller than this.
 ABSOLUTE_MIN_GROUP_SIZE = 5
@@ -32,6 +33,8 @@ class Settings:
     db_path: Path = field(default_factory=lambda: Path("culture.duckdb"))
     instrument_path: Path = DEFAULT_INSTRUMENT
     min_group_size: int = 10
+    #: Leave respondents flagged by the data-quality step out of the analysis.
+    exclude_flagged: bool = False
 
     def __post_init__(self) -> None:
         if self.min_group_size < ABSOLUTE_MIN_GROUP_SIZE:
@@ -45,6 +48,7 @@ def resolve_settings(
     db: Path | str | None = None,
     instrument: Path | str | None = None,
     min_group_size: int | None = None,
+    exclude_flagged: bool | None = None,
     environ: dict[str, str] | None = None,
 ) -> Settings:
     """Settings from command-line flags, then environment variables, then defaults."""
@@ -64,4 +68,10 @@ def resolve_settings(
                 ) from None
         else:
             min_group_size = 10
-    return Settings(db_path=db_path, instrument_path=instrument_path, min_group_size=min_group_size)
+    if exclude_flagged is None:
+        raw = (env.get(ENV_EXCLUDE_FLAGGED) or "no").strip().lower()
+        if raw not in ("yes", "no", "true", "false", "1", "0"):
+            raise SettingsError(f"{ENV_EXCLUDE_FLAGGED}={raw!r}: use yes or no")
+        exclude_flagged = raw in ("yes", "true", "1")
+    return Settings(db_path=db_path, instrument_path=instrument_path,
+                    min_group_size=min_group_size, exclude_flagged=exclude_flagged)

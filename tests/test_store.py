@@ -130,6 +130,15 @@ def test_minimum_group_size_can_never_go_below_five():
         resolve_settings(environ={"CULTURE_MIN_GROUP_SIZE": "ten"})
 
 
+def test_excluding_flagged_respondents_is_an_explicit_setting():
+    assert resolve_settings(environ={}).exclude_flagged is False
+    assert resolve_settings(environ={"CULTURE_EXCLUDE_FLAGGED": "yes"}).exclude_flagged is True
+    assert resolve_settings(exclude_flagged=False,
+                            environ={"CULTURE_EXCLUDE_FLAGGED": "yes"}).exclude_flagged is False
+    with pytest.raises(SettingsError, match="use yes or no"):
+        resolve_settings(environ={"CULTURE_EXCLUDE_FLAGGED": "maybe"})
+
+
 def test_factor_analyzer_works_with_the_pinned_scikit_learn():
     """factor_analyzer 0.5.1 breaks on scikit-learn >= 1.8; the pin must keep it working."""
     import numpy as np

@@ -1,0 +1,109 @@
+"""Data quality: straight-lining, speeding and duplicate submissions, flagged per respondent.
+
+Nothing is dropped silently. `flag_response_quality` writes one row per respondent to
+`response_quality` with the measures and flags; `quality_by_site` counts them per site
+and wave; `analysis_view` defines `analysis_responses`, which excludes flagged
+respondents only when the setting says so.
+
+Rules (the defaults are stated in `QualityRules`):
+
+- longstring: the longest run of identical consecutive answers over the scale items in
+  questionnaire order; with mixed keying a long run is inconsistent answering.
+- straight-lining: at least `min_answers` scale items answered, all with the same code,
+  or a longstring of at least `longstring_share` of the scale items.
+- speeding: a completion time below `speed_fraction` of the wave's median (only when
+  a duration is present).
+- duplicate: the same site, wave and answers (items and attributes) as an earlier
+  respondent, with at least `min_answers` items answered; the first one is kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+
+from pipeline.validation_sql import quote
+from survey.instrument import Instrument
+
+
+@dataclass(frozen=True)
+class QualityRules:
+    min_answers: int = 10
+    longstring_share: float = 0.5
+    speed_fraction: float = 1 / 3
+
+
+def quality_sql(instrument: Instrument, rules: QualityRules) -> str:
+    """The statement that (re)builds `response_quality`."""
+    items = [quote(i) for i in instrument.scale_item_ids]
+    # DuckDB lets a select list refer to aliases defined earlier in the same list, so
+    # the run length at each position builds on the one before it.
+    runs = ["1 as run_0"] + [
+        f"case when {items[p]} = {items[p - 1]} then run_{p - 1} + 1 else 1 end as run_{p}"
+        for p in range(1, len(items))]
+    every = [quote(i) for i in instrument.item_ids] + [quote(a.id) for a in instrument.attributes]
+    answered = " + ".join(f"({i} is not null)::integer" for i in items)
+    longest = max(2, round(rules.longstring_share * len(items)))
+    return f"""
+        create or replace table response_quality as
+        with
+        runs as (
+            select site_code, wave, response_id, duration_seconds,
+                   ({answered}) as n_answered,
+                   least({', '.join(items)}) as lowest, greatest({', '.join(items)}) as highest,
+                   {', '.join(runs)},
+                   row({', '.join(every)}) as answers
+            from responses
+        ),
+        measured as (
+            select site_code, wave, response_id, duration_seconds, n_answered, lowest, highest,
+                   greatest({', '.join(f'run_{p}' for p in range(len(items)))}) as longstring,
+                   median(duration_seconds) over (partition by wave) as wave_median_seconds,
+                   row_number() over (partition by site_code, wave, answers
+                                      order by response_id) as copy_number
+            from runs
+        ),
+        final as (
+            select site_code, wave, response_id, n_answered, longstring, duration_seconds,
+                   wave_median_seconds,
+                   (n_answered >= {rules.min_answers} and lowest = highest)
+                       or longstring >= {longest} as straight_lining,
+                   coalesce(duration_seconds < {rules.speed_fraction} * wave_median_seconds,
+                            false) as speeding,
+                   (n_answered >= {rules.min_answers} and copy_number > 1) as duplicate
+            from measured
+        )
+        select *, straight_lining or speeding or duplicate as flagged from final
+    """
+
+
+def flag_response_quality(con: duckdb.DuckDBPyConnection, instrument: Instrument,
+                          rules: QualityRules = QualityRules()) -> dict[str, int]:
+    """Build `response_quality`; return how many respondents each flag caught."""
+    con.execute(quality_sql(instrument, rules))
+    counts = con.execute("select count(*) filter (where straight_lining), "
+                         "count(*) filter (where speeding), count(*) filter (where duplicate), "
+                         "count(*) filter (where flagged), count(*) "
+                         "from response_quality").fetchone()
+    return dict(zip(("straight_lining", "speeding", "duplicate", "flagged", "respondents"),
+                    counts))
+
+
+def quality_by_site(con: duckdb.DuckDBPyConnection) -> list[tuple]:
+    """(site, wave, respondents, straight-lining, speeding, duplicate, flagged) rows."""
+    return con.execute("""
+        select site_code, wave, count(*), count(*) filter (where straight_lining),
+               count(*) filter (where speeding), count(*) filter (where duplicate),
+               count(*) filter (where flagged)
+        from response_quality group by all order by all""").fetchall()
+
+
+def analysis_view(con: duckdb.DuckDBPyConnection, exclude_flagged: bool) -> None:
+    """Define `analysis_responses`: every response, or only unflagged ones."""
+    condition = "not q.flagged" if exclude_flagged else "true"
+    con.execute(f"""
+        create or replace view analysis_responses as
+        select r.* from responses r
+        join response_quality q using (site_code, wave, response_id)
+        where {condition}""")

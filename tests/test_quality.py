@@ -1,0 +1,76 @@
+"""Data-quality flags find what the generator planted, and nothing is dropped silently."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.ingest import ingest_file
+from pipeline.quality import analysis_view, flag_response_quality, quality_by_site
+from pipeline.store import add_wave, load_sites_csv, open_store
+from survey.settings import SAMPLES_DIR
+from tests.conftest import response_row, write_csv
+
+
+@pytest.fixture(scope="module")
+def sample_store(tmp_path_factory, instrument, definition_yaml):
+    path = tmp_path_factory.mktemp("quality") / "store.duckdb"
+    manifest = json.loads((SAMPLES_DIR / "manifest.json").read_text())
+    with open_store(path) as con:
+        load_sites_csv(con, SAMPLES_DIR / "sites.csv")
+        for wave in manifest["waves"]:
+            add_wave(con, wave)
+        ingest_file(con, SAMPLES_DIR / "responses_clean.csv", instrument, definition_yaml)
+    return path, manifest
+
+
+def test_planted_straight_liners_and_speeders_are_flagged(sample_store, instrument):
+    path, manifest = sample_store
+    with open_store(path) as con:
+        counts = flag_response_quality(con, instrument)
+        slow_flagged = con.execute("select count(*) from response_quality where speeding "
+                                   "and duration_seconds >= 60").fetchone()[0]
+        planted_fast = con.execute("select count(*) from response_quality "
+                                   "where duration_seconds < 60").fetchone()[0]
+    # Every planted straight-liner answered all agree items alike; no one else did.
+    assert counts["straight_lining"] == manifest["straight_liners"]
+    assert counts["respondents"] == manifest["n_responses"]
+    # Planted speeders took 20-59 s; the wave median is ~300 s, so a third of it is ~100 s.
+    assert planted_fast == manifest["speeders"]
+    assert counts["speeding"] == planted_fast + slow_flagged
+    assert slow_flagged <= 0.01 * manifest["n_responses"]
+    assert counts["duplicate"] == 0
+    assert counts["flagged"] <= counts["straight_lining"] + counts["speeding"]
+
+
+def test_counts_per_site_add_up_and_exclusion_is_a_setting(sample_store, instrument):
+    path, manifest = sample_store
+    with open_store(path) as con:
+        counts = flag_response_quality(con, instrument)
+        per_site = quality_by_site(con)
+        analysis_view(con, exclude_flagged=False)
+        everyone = con.execute("select count(*) from analysis_responses").fetchone()[0]
+        analysis_view(con, exclude_flagged=True)
+        kept = con.execute("select count(*) from analysis_responses").fetchone()[0]
+    assert len(per_site) == 7 * 3
+    assert sum(row[6] for row in per_site) == counts["flagged"]
+    assert everyone == manifest["n_responses"]
+    assert kept == manifest["n_responses"] - counts["flagged"]
+
+
+def test_duplicate_submissions_and_longstrings(tmp_path, store_path, instrument,
+                                               definition_yaml):
+    varied = {item.id: str(1 + position % 5) for position, item in enumerate(instrument.items)
+              if item.response_scale == "agree5"}
+    rows = [response_row(instrument, "r1", **varied),
+            response_row(instrument, "r2", **varied),          # same answers: a duplicate
+            response_row(instrument, "r3", **varied, staff_group="foundation"),
+            response_row(instrument, "r4")]                    # every item 4: straight-line
+    with open_store(store_path) as con:
+        ingest_file(con, write_csv(tmp_path / "x.csv", rows), instrument, definition_yaml)
+        flag_response_quality(con, instrument)
+        got = con.execute("select response_id, longstring, straight_lining, duplicate "
+                          "from response_quality order by response_id").fetchall()
+    assert got == [("r1", 1, False, False), ("r2", 1, False, True),
+                   ("r3", 1, False, False), ("r4", 44, True, False)]
