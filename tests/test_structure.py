@@ -1,0 +1,107 @@
+"""Structure and validity against R (psych 2.2.9, lavaan 0.6.14, semTools).
+
+tests/expected/generate_r_structure.R made tests/expected/structure_samples.json from the
+committed sample (three core scales, listwise).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.reliability import StatisticsError
+from pipeline.scoring import keyed_items
+from pipeline.structure import (bartlett_sphericity, cfa, efa, htmt, kmo, parallel_analysis,
+                                rmsea_interval)
+from survey.settings import PROJECT_ROOT, SAMPLES_DIR
+
+#: Closed-form statistics agree with R to rounding.
+EXACT = 1e-9
+#: Model-based ones go through semopy's optimiser, which stops at a slightly different
+#: point from lavaan's (chi-square differs by ~5e-4, loadings by ~6e-5).
+OPTIMISER = 1e-3
+
+GOLDEN = json.loads((PROJECT_ROOT / "tests" / "expected" / "structure_samples.json")
+                    .read_text(encoding="utf-8"))
+CORE = ("stigma", "psysafety", "pathways")
+
+
+@pytest.fixture(scope="module")
+def core_items(instrument) -> pd.DataFrame:
+    answers = pd.read_csv(SAMPLES_DIR / "responses_clean.csv")
+    return pd.concat([keyed_items(answers, instrument, s) for s in CORE], axis=1).dropna()
+
+
+@pytest.fixture(scope="module")
+def structure(instrument) -> dict[str, list[str]]:
+    return {s: [i.id for i in instrument.items_of(s)] for s in CORE}
+
+
+@pytest.fixture(scope="module")
+def fitted(core_items, structure):
+    return cfa(core_items, structure)
+
+
+def test_kmo_and_bartlett_match_psych(core_items):
+    assert len(core_items) == GOLDEN["n"]
+    result = kmo(core_items)
+    assert result.overall == pytest.approx(GOLDEN["kmo_overall"], abs=EXACT)
+    for item, value in GOLDEN["kmo_items"].items():
+        assert result.per_item[item] == pytest.approx(value, abs=EXACT)
+    test = bartlett_sphericity(core_items)
+    assert test.chi_square == pytest.approx(GOLDEN["bartlett_chisq"], abs=1e-6)
+    assert test.df == GOLDEN["bartlett_df"] and test.p_value < 1e-300
+
+
+def test_cfa_fit_matches_lavaan(fitted):
+    expected = GOLDEN["fit"]
+    assert fitted.n == GOLDEN["n"] and fitted.df == expected["df"]
+    assert fitted.chi_square == pytest.approx(expected["chisq"], abs=OPTIMISER)
+    for name, value in (("cfi", fitted.cfi), ("tli", fitted.tli), ("rmsea", fitted.rmsea),
+                        ("rmsea.ci.lower", fitted.rmsea_ci[0]),
+                        ("rmsea.ci.upper", fitted.rmsea_ci[1]), ("srmr", fitted.srmr)):
+        assert value == pytest.approx(expected[name], abs=OPTIMISER), name
+
+
+def test_loadings_reliability_and_validity_match_lavaan_and_semtools(fitted, core_items,
+                                                                      structure):
+    for factor, items in GOLDEN["loadings"].items():
+        for item, value in items.items():
+            assert fitted.loadings[factor][item] == pytest.approx(value, abs=OPTIMISER)
+    for factor in CORE:
+        assert fitted.composite_reliability[factor] == pytest.approx(
+            GOLDEN["composite_reliability"][factor], abs=OPTIMISER)
+        assert fitted.ave[factor] == pytest.approx(GOLDEN["ave"][factor], abs=OPTIMISER)
+    ratios = htmt(core_items, structure)
+    for a in CORE:
+        for b in CORE:
+            assert ratios.loc[a, b] == pytest.approx(GOLDEN["htmt"][a][b], abs=EXACT)
+
+
+def test_rmsea_interval_uses_n_as_lavaan_does():
+    # lavaan's values for the sample model: chi2 478.9676, df 227, N 1334.
+    # lavaan's own root finder stops within ~1e-9 of the bound.
+    low, high = rmsea_interval(478.967573099003, 227, 1334)
+    assert low == pytest.approx(GOLDEN["fit"]["rmsea.ci.lower"], abs=1e-8)
+    assert high == pytest.approx(GOLDEN["fit"]["rmsea.ci.upper"], abs=1e-8)
+    # A model fitting better than chance has an interval starting at zero.
+    assert rmsea_interval(200.0, 227, 1334)[0] == 0.0
+
+
+def test_parallel_analysis_finds_the_three_planted_constructs(core_items):
+    result = parallel_analysis(core_items, iterations=50, seed=1)
+    assert result.suggested_factors == 3
+    assert result == parallel_analysis(core_items, iterations=50, seed=1)
+
+
+def test_efa_separates_the_scales_and_checks_its_options(core_items, structure):
+    loadings = efa(core_items, 3, rotation="oblimin")
+    primary = loadings.abs().idxmax(axis=1)
+    for items in structure.values():
+        assert primary[items].nunique() == 1           # every scale on its own factor
+    assert primary.nunique() == 3
+    with pytest.raises(StatisticsError, match="rotation 'spin'"):
+        efa(core_items, 2, rotation="spin")
