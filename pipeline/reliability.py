@@ -112,6 +112,28 @@ def alpha_from_covariance(cov: np.ndarray, n: int, nan_policy: str = "pairwise",
     return AlphaResult(float(alpha), float(standardised), low, high, int(n), k, nan_policy)
 
 
+def alpha_batch(cov: np.ndarray, n: np.ndarray, confidence: float = 0.95) -> dict[str, np.ndarray]:
+    """Alpha, standardised alpha and the Feldt interval for many groups at once.
+
+    `cov` is (groups, k, k), `n` the respondents behind each. The same formulas as
+    `alpha_from_covariance`, vectorised for every site x wave of a national wave.
+    """
+    cov = np.asarray(cov, dtype=float)
+    n = np.asarray(n, dtype=float)
+    k = cov.shape[-1]
+    trace = np.trace(cov, axis1=1, axis2=2)
+    alpha = k / (k - 1) * (1 - trace / cov.sum(axis=(1, 2)))
+    scale = 1 / np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
+    corr = cov * scale[:, :, None] * scale[:, None, :]
+    standardised = k / (k - 1) * (1 - k / corr.sum(axis=(1, 2)))
+    p = 1 - confidence
+    df1, df2 = n - 1, (n - 1) * (k - 1)
+    with np.errstate(invalid="ignore"):
+        low = 1 - (1 - alpha) * stats.f.ppf(1 - p / 2, df1, df2)
+        high = 1 - (1 - alpha) * stats.f.ppf(p / 2, df1, df2)
+    return {"alpha": alpha, "alpha_standardised": standardised, "ci_low": low, "ci_high": high}
+
+
 def item_statistics(items: pd.DataFrame, nan_policy: str = "pairwise") -> ItemStatistics:
     """Corrected item-total correlation and alpha if deleted, for each item.
 
@@ -151,13 +173,15 @@ def omega_total_from_correlation(corr: np.ndarray) -> float:
     return float(omega_total_batch(np.asarray(corr)[None])[0])
 
 
-def one_factor_loadings(corr: np.ndarray, tolerance: float = 1e-13,
+def one_factor_loadings(corr: np.ndarray, tolerance: float = 1e-11,
                         max_iterations: int = 10_000) -> np.ndarray:
     """Minimum-residual one-factor loadings of one or many correlation matrices at once.
 
     `corr` is (k, k) or (groups, k, k). Iterated principal axis factoring, started from
     squared multiple correlations: its fixed point is the minres (unweighted least
-    squares) solution, since both satisfy sum_j!=i (r_ij - l_i l_j) l_j = 0. Vectorised
+    squares) solution, since both satisfy sum_j!=i (r_ij - l_i l_j) l_j = 0. Iterating
+    until no communality moves by `tolerance` (1e-11) puts omega within ~1e-11 of the
+    exact fixed point. Vectorised
     across groups so that thousands of site x wave matrices cost one batched eigen
     decomposition per iteration. Matches ``psych::fa(r, 1, fm = "minres")``.
     """

@@ -190,6 +190,9 @@ def _print_ingest(report) -> None:
         out.print(f"  {count} row(s): {reason}")
     if report.rows_rejected:
         out.print(f"  see them with: culture quarantine --batch {report.batch_id}")
+    if report.missing_item_columns:
+        out.print(f"  questions not in this file (stored as unanswered): "
+                  f"{', '.join(report.missing_item_columns)}")
     if report.ignored_columns:
         out.print(f"  columns not in the instrument, ignored: {', '.join(report.ignored_columns)}")
 
@@ -302,15 +305,10 @@ def generate(out_dir: Annotated[Path, typer.Option("--out", help="Folder to writ
     else:
         write_samples(out_dir, seed=seed)
     manifest = json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
-    for entry in _manifest_files(manifest):
+    for entry in manifest["files"]:
         out.print(f"wrote {out_dir / entry['name']} ({entry['rows']:,} rows)")
 
 
-def _manifest_files(manifest: dict) -> list[dict]:
-    files = manifest.get("files", [])
-    if isinstance(files, dict):
-        files = [{"name": name} | info for name, info in files.items()]
-    return [{"name": f.get("name") or f.get("file"), "rows": f.get("rows", 0)} for f in files]
 
 
 @app.command()

@@ -324,3 +324,14 @@ def test_row_numbers_follow_the_file_when_a_large_csv_is_read_in_parallel(
     misplaced = fetch(store_path, "select count(*) from responses "
                                   "where response_id <> 'id-' || source_row")
     assert misplaced == [(0,)]
+
+
+def test_questions_missing_from_the_file_are_named_and_stored_as_unanswered(
+        tmp_path, store_path, instrument, definition_yaml):
+    row = response_row(instrument, "r1")
+    del row["oc_used"], row["lm04"]
+    report = ingest(store_path, write_csv(tmp_path / "x.csv", [row]), instrument,
+                    definition_yaml)
+    assert report.rows_accepted == 1
+    assert report.missing_item_columns == ["lm04", "oc_used"]
+    assert fetch(store_path, "select lm04, oc_used, lm03 from responses") == [(None, None, 4)]

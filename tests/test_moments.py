@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from pipeline.moments import scale_moments
-from pipeline.reliability import (StatisticsError, alpha_from_covariance, cronbach_alpha,
+from pipeline.reliability import (StatisticsError, alpha_batch, alpha_from_covariance,
+                                  cronbach_alpha,
                                   omega_total, omega_total_from_correlation)
 from pipeline.scoring import keyed_items
 from survey.settings import SAMPLES_DIR
@@ -52,6 +53,16 @@ def test_moments_give_the_same_alpha_and_omega_as_respondent_data(scale, policy,
         assert np.allclose(group.corr, used.corr().to_numpy(), atol=TOLERANCE, rtol=0)
         assert abs(omega_total_from_correlation(group.corr) -
                    omega_total(items, nan_policy=policy)) < 1e-9
+
+
+def test_batched_alpha_equals_one_group_at_a_time(sample_db, instrument):
+    con, _ = sample_db
+    groups = scale_moments(con, instrument, "pathways")
+    batch = alpha_batch(np.stack([g.cov for g in groups]), [g.n_rows for g in groups])
+    for index, group in enumerate(groups):
+        single = alpha_from_covariance(group.cov, group.n_rows)
+        for field in ("alpha", "alpha_standardised", "ci_low", "ci_high"):
+            assert abs(batch[field][index] - getattr(single, field)) < TOLERANCE
 
 
 def test_grouping_is_limited_to_known_columns(sample_db, instrument):
