@@ -48,18 +48,38 @@ def icc(scores: pd.Series, groups: pd.Series) -> IccResult:
     (``multilevel::ICC1`` uses the plain mean group size instead of n0).
     """
     data = pd.DataFrame({"y": scores.astype(float), "g": groups}).dropna()
-    sizes = data.groupby("g", observed=True).size()
-    n, j = len(data), len(sizes)
+    grouped = data.groupby("g", observed=True)["y"]
+    sizes, means = grouped.size(), grouped.mean()
+    within = ((data["y"] - data["g"].map(means)) ** 2).groupby(data["g"], observed=True).sum()
+    return icc_from_group_stats(sizes.to_numpy(), means.to_numpy(), within.to_numpy())
+
+
+def icc_from_group_stats(sizes: np.ndarray, means: np.ndarray,
+                         within_squares: np.ndarray) -> IccResult:
+    """ICC(1) and ICC(2) from per-group counts, means and within-group sums of squares.
+
+    The form used at national scale, where DuckDB returns one row per site.
+    """
+    sizes, means = np.asarray(sizes, dtype=float), np.asarray(means, dtype=float)
+    n, j = sizes.sum(), len(sizes)
     if j < 2 or n <= j:
         raise StatisticsError(f"ICC needs at least two groups and more respondents than "
-                              f"groups (got {n} respondents in {j} groups)")
-    means = data.groupby("g", observed=True)["y"].mean()
-    grand = data["y"].mean()
+                              f"groups (got {int(n)} respondents in {j} groups)")
+    grand = (sizes * means).sum() / n
     msb = float((sizes * (means - grand) ** 2).sum() / (j - 1))
-    msw = float(((data["y"] - data["g"].map(means)) ** 2).sum() / (n - j))
+    msw = float(np.sum(within_squares) / (n - j))
     n0 = float((n - (sizes ** 2).sum() / n) / (j - 1))
     return IccResult(icc1=(msb - msw) / (msb + (n0 - 1) * msw), icc2=(msb - msw) / msb,
-                     n=n, groups=j, n0=n0, msb=msb, msw=msw)
+                     n=int(n), groups=j, n0=n0, msb=msb, msw=msw)
+
+
+def group_mean_reliability(icc1: float, size: np.ndarray) -> np.ndarray:
+    """Reliability of each group's mean from ICC(1) and its size (Spearman-Brown).
+
+    lambda_j = n_j ICC(1) / (1 + (n_j - 1) ICC(1)) (Bliese 2000); ICC(2) is this at n0.
+    """
+    size = np.asarray(size, dtype=float)
+    return size * icc1 / (1 + (size - 1) * icc1)
 
 
 def rwg_j(items: pd.DataFrame, groups: pd.Series, options: int = 5) -> RwgResult:
@@ -74,9 +94,16 @@ def rwg_j(items: pd.DataFrame, groups: pd.Series, options: int = 5) -> RwgResult
     null_variance = (options ** 2 - 1) / 12
     k = items.shape[1]
     variances = items.astype(float).groupby(groups.to_numpy(), observed=True).var(ddof=1)
-    by_group: dict[str, float] = {}
-    for group, row in variances.iterrows():
-        ratio = row.mean() / null_variance
-        by_group[str(group)] = 0.0 if ratio >= 1 else float(
-            k * (1 - ratio) / (k * (1 - ratio) + ratio))
-    return RwgResult(by_group, float(np.median(list(by_group.values()))), null_variance)
+    values = rwg_from_variances(variances.to_numpy(), options)
+    by_group = {str(group): float(v) for group, v in zip(variances.index, values)}
+    return RwgResult(by_group, float(np.median(values)), null_variance)
+
+
+def rwg_from_variances(item_variances: np.ndarray, options: int = 5) -> np.ndarray:
+    """rwg(j) of each group from its item variances (groups x items), see `rwg_j`."""
+    variances = np.atleast_2d(np.asarray(item_variances, dtype=float))
+    k = variances.shape[1]
+    ratio = variances.mean(axis=1) / ((options ** 2 - 1) / 12)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = k * (1 - ratio) / (k * (1 - ratio) + ratio)
+    return np.where(ratio >= 1, 0.0, value)

@@ -143,7 +143,11 @@ def item_statistics(items: pd.DataFrame, nan_policy: str = "pairwise") -> ItemSt
     ``psych::alpha(x)$alpha.drop$raw_alpha``.
     """
     data = _prepared(items, nan_policy, min_items=3)
-    cov = data.cov().to_numpy()
+    return item_statistics_from_covariance(data.cov().to_numpy(), tuple(data.columns))
+
+
+def item_statistics_from_covariance(cov: np.ndarray, items: tuple[str, ...]) -> ItemStatistics:
+    """Item statistics from a covariance matrix (see `item_statistics`)."""
     k = cov.shape[0]
     item_total, if_deleted = [], []
     for i in range(k):
@@ -152,7 +156,7 @@ def item_statistics(items: pd.DataFrame, nan_policy: str = "pairwise") -> ItemSt
         covariance_with_rest = cov[i, rest].sum()
         item_total.append(covariance_with_rest / np.sqrt(cov[i, i] * rest_cov.sum()))
         if_deleted.append(_alpha_from_matrix(rest_cov))
-    return ItemStatistics(tuple(data.columns), tuple(map(float, item_total)),
+    return ItemStatistics(tuple(items), tuple(map(float, item_total)),
                           tuple(map(float, if_deleted)))
 
 

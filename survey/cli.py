@@ -283,6 +283,33 @@ def _print_summary(summary: dict) -> None:
 
 
 @app.command()
+def psychometrics(wave: Annotated[Optional[int], typer.Option(help="Only this wave")] = None,
+                  site: Annotated[Optional[str], typer.Option(help="Only this site")] = None,
+                  out_dir: Annotated[Path, typer.Option(
+                      "--out", help="Folder for the HTML and JSON report")] = Path("reports"),
+                  db: DbOption = None, instrument: InstrumentOption = None) -> None:
+    """Score responses and write the validation report (HTML and JSON).
+
+    Example: culture psychometrics --wave 2026 --out reports
+    """
+    from pipeline.psychometrics import run_psychometrics
+    from pipeline.store import open_store
+    from pipeline.validation_report import write_report
+
+    settings = _settings(db, instrument)
+    inst = _load_instrument(settings)
+    with open_store(settings.db_path) as con:
+        result = run_psychometrics(con, inst, settings, wave, site)
+    html_path, json_path = write_report(result, inst, out_dir)
+    overall = [r for r in result["reliability"] if r["level"] == "overall"]
+    for row in overall:
+        out.print(f"  {row['scale']:<18} alpha {row['alpha']:.2f} "
+                  f"({row['ci_low']:.2f}-{row['ci_high']:.2f}), omega {row['omega_total']:.2f}: "
+                  f"{row['alpha_verdict']}")
+    out.print(f"validation report: {html_path} and {json_path}")
+
+
+@app.command()
 def generate(out_dir: Annotated[Path, typer.Option("--out", help="Folder to write into")] = SAMPLES_DIR,
              seed: Annotated[int, typer.Option(help="Random seed (same seed, same files)")] = 20261123,
              national: Annotated[bool, typer.Option(
@@ -316,7 +343,7 @@ def demo(db: DbOption = None, instrument: InstrumentOption = None,
          dirty: Annotated[bool, typer.Option(
              "--dirty", help="Load the messy export (every kind of bad row) instead")] = False
          ) -> None:
-    """Load the committed sample sites and responses into the store and summarise them.
+    """Load the committed sample sites and responses, score them and write the validation report.
 
     Examples: culture demo
               culture demo --dirty --db dirty.duckdb && culture quarantine --db dirty.duckdb
@@ -338,6 +365,8 @@ def demo(db: DbOption = None, instrument: InstrumentOption = None,
     run_ingest(settings, [SAMPLES_DIR / sample], None, None)
     with open_store(settings.db_path) as con:
         _print_summary(store_summary(con))
+    psychometrics(wave=None, site=None, out_dir=Path("reports"), db=settings.db_path,
+                  instrument=settings.instrument_path)
     if not dirty:
         out.print("Try the messy export too: culture demo --dirty --db dirty.duckdb, then "
                   "culture quarantine --db dirty.duckdb")

@@ -1,0 +1,116 @@
+"""The psychometrics stage on the real ingested sample, and its report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from pipeline.aggregation import icc
+from pipeline.ingest import ingest_file
+from pipeline.psychometrics import PsychometricsError, judge, run_psychometrics
+from pipeline.scoring import scale_score
+from pipeline.store import add_wave, load_sites_csv, open_store
+from pipeline.validation_report import write_report
+from survey.settings import PROJECT_ROOT, SAMPLES_DIR, resolve_settings
+
+GOLDEN = json.loads((PROJECT_ROOT / "tests" / "expected" / "reliability_samples.json")
+                    .read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def sample_store(tmp_path_factory, instrument, definition_yaml):
+    path = tmp_path_factory.mktemp("psychometrics") / "store.duckdb"
+    manifest = json.loads((SAMPLES_DIR / "manifest.json").read_text())
+    with open_store(path) as con:
+        load_sites_csv(con, SAMPLES_DIR / "sites.csv")
+        for wave in manifest["waves"]:
+            add_wave(con, wave)
+        ingest_file(con, SAMPLES_DIR / "responses_clean.csv", instrument, definition_yaml)
+    return path
+
+
+@pytest.fixture(scope="module")
+def result(sample_store, instrument):
+    with open_store(sample_store) as con:
+        return run_psychometrics(con, instrument, resolve_settings(environ={}))
+
+
+def test_overall_reliability_is_psychs(result):
+    overall = {r["scale"]: r for r in result["reliability"] if r["level"] == "overall"}
+    assert set(overall) == set(GOLDEN)
+    for scale, row in overall.items():
+        expected = GOLDEN[scale]["pairwise"]
+        assert row["n"] == expected["n"]
+        assert row["alpha"] == pytest.approx(expected["raw_alpha"], abs=1e-9)
+        assert row["ci_low"] == pytest.approx(expected["feldt_lower"], abs=1e-9)
+        assert row["omega_total"] == pytest.approx(expected["omega_total"], abs=1e-6)
+        assert row["alpha_verdict"] == "meets"
+
+
+def test_every_site_and_wave_is_covered_and_small_groups_are_not_reported(result, instrument):
+    site_wave = [r for r in result["reliability"] if r["level"] == "site_wave"]
+    assert len(site_wave) == 7 * 3 * len(instrument.scales)
+    assert all("alpha" in r for r in site_wave if r["n"] >= 10)
+
+
+def test_icc_per_wave_equals_the_respondent_level_anova(result, instrument):
+    answers = pd.read_csv(SAMPLES_DIR / "responses_clean.csv")
+    wave = answers[answers.wave == 2025]
+    expected = icc(scale_score(wave, instrument, "psysafety"), wave.site)
+    got = next(r for r in result["icc"] if r["scale"] == "psysafety" and r["wave"] == 2025)
+    assert got["icc1"] == pytest.approx(expected.icc1, abs=1e-12)
+    assert got["icc2"] == pytest.approx(expected.icc2, abs=1e-12)
+
+
+def test_site_verdicts_state_their_reason(result):
+    assert {r["reason"] for r in result["sites"]} <= {
+        "reportable", "fewer than 10 responses", "site mean not reliable enough (below .70)"}
+    assert all(r["reportable"] == (r["reason"] == "reportable") for r in result["sites"])
+    assert all(0 <= r["rwg_j"] <= 1 for r in result["sites"])
+
+
+def test_structure_fits_the_planted_eight_factors(result):
+    structure = result["structure"]
+    assert structure["parallel_analysis"]["intended_factors"] == 8
+    assert structure["cfa"]["cfi"]["verdict"] == "meets"
+    assert structure["cfa"]["srmr"]["value"] < 0.08
+    assert len(structure["htmt"]) == 8 * 7 // 2
+
+
+def test_judge_states_criterion_and_verdict():
+    assert judge("rmsea", 0.07) == {"value": 0.07, "criterion": "<= 0.06",
+                                    "source": "Hu & Bentler 1999", "verdict": "does not meet"}
+    assert judge("alpha", float("nan"))["verdict"] == "n/a"
+
+
+def test_unknown_site_is_refused(sample_store, instrument):
+    with open_store(sample_store) as con:
+        with pytest.raises(PsychometricsError, match="site 'ZZ' is not in the store"):
+            run_psychometrics(con, instrument, resolve_settings(environ={}), site="ZZ")
+
+
+def test_report_holds_every_scale_the_caveat_and_matching_json(result, instrument, tmp_path):
+    html_path, json_path = write_report(result, instrument, tmp_path)
+    page = html_path.read_text(encoding="utf-8")
+    for scale in instrument.scales:
+        assert f"<td>{scale.id}</td>" in page
+    assert "prove the machinery" in page
+    assert "https://" not in page.split("<body>")[1].split("<script")[0]   # no remote assets
+    assert page.count("plotly.js v") <= 2                                 # embedded once
+    assert json.loads(json_path.read_text())["reliability"] == json.loads(
+        json.dumps(result["reliability"], default=float))
+
+
+def test_demo_scores_and_writes_the_report(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "survey.cli", "demo", "--db",
+                          str(tmp_path / "demo.duckdb")], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "3570 accepted" in run.stdout
+    assert "stigma             alpha 0.87" in run.stdout
+    report = json.loads((tmp_path / "reports" / "validation_report.json").read_text())
+    assert report["data_quality"]["totals"]["respondents"] == 3570
