@@ -69,7 +69,9 @@ def _scope_view(con, wave: int | None, site: str | None) -> None:
             raise PsychometricsError(f"site '{site}' is not in the store; known: "
                                      f"{', '.join(sorted(known))}")
         conditions.append("site_code = '" + site.upper().replace("'", "''") + "'")
-    con.execute("create or replace temp view scope_responses as select * from "
+    # Materialised once: every statistic below scans it, and a view would repeat the
+    # filtering (and the quality anti-join) each time.
+    con.execute("create or replace temp table scope_responses as select * from "
                 f"analysis_responses where {' and '.join(conditions)}")
     n = con.execute("select count(*) from scope_responses").fetchone()[0]
     if n == 0:

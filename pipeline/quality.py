@@ -13,8 +13,9 @@ Rules (the defaults are stated in `QualityRules`):
   or a longstring of at least `longstring_share` of the scale items.
 - speeding: a completion time below `speed_fraction` of the wave's median (only when
   a duration is present).
-- duplicate: the same site, wave and answers (items and attributes) as an earlier
-  respondent, with at least `min_answers` items answered; the first one is kept.
+- duplicate: the same site, wave and answers (items and attributes) as another
+  respondent, with at least `min_answers` items answered; the one with the smallest
+  response id is kept unflagged.
 """
 
 from __future__ import annotations
@@ -53,26 +54,33 @@ def quality_sql(instrument: Instrument, rules: QualityRules) -> str:
                    ({answered}) as n_answered,
                    least({', '.join(items)}) as lowest, greatest({', '.join(items)}) as highest,
                    {', '.join(runs)},
-                   row({', '.join(every)}) as answers
+                   -- A 64-bit hash stands in for the answers: grouping wide structs is
+                   -- slow, and two different answer sets colliding among a million
+                   -- respondents is about a 1 in 10^7 chance.
+                   hash(row({', '.join(every)})) as answers_hash
             from responses
         ),
-        measured as (
-            select site_code, wave, response_id, duration_seconds, n_answered, lowest, highest,
-                   greatest({', '.join(f'run_{p}' for p in range(len(items)))}) as longstring,
-                   median(duration_seconds) over (partition by wave) as wave_median_seconds,
-                   row_number() over (partition by site_code, wave, answers
-                                      order by response_id) as copy_number
-            from runs
+        repeated as (
+            select site_code, wave, answers_hash, min(response_id) as first_id
+            from runs where n_answered >= {rules.min_answers}
+            group by all having count(*) > 1
+        ),
+        wave_medians as (
+            select wave, median(duration_seconds) as wave_median_seconds
+            from responses group by wave
         ),
         final as (
-            select site_code, wave, response_id, n_answered, longstring, duration_seconds,
-                   wave_median_seconds,
+            select site_code, wave, response_id, n_answered,
+                   greatest({', '.join(f'run_{p}' for p in range(len(items)))}) as longstring,
+                   duration_seconds, wave_median_seconds,
                    (n_answered >= {rules.min_answers} and lowest = highest)
                        or longstring >= {longest} as straight_lining,
                    coalesce(duration_seconds < {rules.speed_fraction} * wave_median_seconds,
                             false) as speeding,
-                   (n_answered >= {rules.min_answers} and copy_number > 1) as duplicate
-            from measured
+                   coalesce(response_id <> repeated.first_id, false) as duplicate
+            from runs
+            join wave_medians using (wave)
+            left join repeated using (site_code, wave, answers_hash)
         )
         select *, straight_lining or speeding or duplicate as flagged from final
     """
@@ -101,9 +109,11 @@ def quality_by_site(con: duckdb.DuckDBPyConnection) -> list[tuple]:
 
 def analysis_view(con: duckdb.DuckDBPyConnection, exclude_flagged: bool) -> None:
     """Define `analysis_responses`: every response, or only unflagged ones."""
-    condition = "not q.flagged" if exclude_flagged else "true"
-    con.execute(f"""
-        create or replace view analysis_responses as
+    if not exclude_flagged:
+        con.execute("create or replace temp view analysis_responses as select * from responses")
+        return
+    con.execute("""
+        create or replace temp view analysis_responses as
         select r.* from responses r
-        join response_quality q using (site_code, wave, response_id)
-        where {condition}""")
+        anti join (select site_code, wave, response_id from response_quality where flagged)
+        using (site_code, wave, response_id)""")
