@@ -210,6 +210,38 @@ def item_distributions(con, instrument: Instrument) -> list[dict]:
     return list(rows.values())
 
 
+def invariance_summary(con, instrument: Instrument, min_group: int) -> list[dict]:
+    """Configural / metric / scalar invariance of each core scale across site types and
+    staff groups, on a seeded sample of respondents; groups too small are left out."""
+    from pipeline.invariance import measurement_invariance
+
+    columns = ", ".join(f'r."{i}"' for i in instrument.scale_item_ids)
+    frame = con.execute(
+        f"select s.site_type, r.staff_group, {columns} from scope_responses r "
+        f"join sites s using (site_code) using sample reservoir({STRUCTURE_SAMPLE} rows) "
+        f"repeatable ({SEED})").df()
+    rows = []
+    for scale in (s for s in instrument.scales if s.core):
+        items = keyed_items(frame, instrument, scale.id)
+        needed = max(min_group, 5 * items.shape[1])
+        for attribute in ("site_type", "staff_group"):
+            data = items.assign(group=frame[attribute])
+            data = data[data.group.notna() & (data.group != "prefer_not_to_say")]
+            sizes = data.dropna().groupby("group").size()
+            kept = sizes[sizes >= needed].index
+            left_out = sorted(set(sizes.index) - set(kept))
+            entry = {"scale": scale.id, "across": attribute, "groups": sorted(kept),
+                     "left_out": left_out}
+            try:
+                steps = measurement_invariance(data[data.group.isin(kept)],
+                                               list(items.columns), "group")
+            except StatisticsError as exc:
+                rows.append(entry | {"note": str(exc)})
+                continue
+            rows.append(entry | {"steps": [s.__dict__ for s in steps]})
+    return rows
+
+
 def run_psychometrics(con, instrument: Instrument, settings: Settings,
                       wave: int | None = None, site: str | None = None) -> dict:
     """Every check of the validation report, as JSON-ready data."""
@@ -231,6 +263,7 @@ def run_psychometrics(con, instrument: Instrument, settings: Settings,
         "icc": iccs,
         "sites": sites,
         "structure": structure_summary(con, instrument),
+        "invariance": invariance_summary(con, instrument, settings.min_group_size),
         "criteria": {k: {"criterion": f"{op} {v}", "source": src}
                      for k, (op, v, src) in CRITERIA.items()},
         "caveat": ("These checks prove the machinery. On synthetic data they say nothing "

@@ -150,6 +150,27 @@ def render_html(result: dict, instrument: Instrument) -> str:
             parts.append(_figure_html(figure, first))
     else:
         parts.append(f"<p>{html.escape(structure.get('note', ''))}</p>")
+    parts.append("<h2>Do the scales mean the same in every group?</h2>")
+    parts.append("<p>Measurement invariance of the core scales: each step adds equality "
+                 "constraints (metric: loadings; scalar: loadings and intercepts) and holds "
+                 "when CFI falls by no more than .01 and RMSEA rises by no more than .015 "
+                 "(Chen 2007). Scalar invariance is what comparing group means needs.</p>")
+    invariance_rows = []
+    for entry in result["invariance"]:
+        for step in entry.get("steps", []):
+            delta = ("" if step["delta_cfi"] is None else
+                     f"{step['delta_cfi']:+.3f} / {step['delta_rmsea']:+.3f}")
+            invariance_rows.append([
+                f"<td>{entry['scale']}</td>", f"<td>{entry['across']}</td>",
+                f"<td>{step['step']}</td>", f"<td>{step['chi_square']:.1f}</td>",
+                f"<td>{step['df']}</td>", f"<td>{step['cfi']:.3f}</td>",
+                f"<td>{step['rmsea']:.3f}</td>", f"<td>{delta}</td>",
+                f"<td>{html.escape(step['verdict'])}</td>"])
+        if "note" in entry:
+            invariance_rows.append([f"<td>{entry['scale']}</td>", f"<td>{entry['across']}</td>",
+                                    f"<td colspan='7'>{html.escape(entry['note'])}</td>"])
+    parts.append(_table(["scale", "across", "model", "chi-square", "df", "CFI", "RMSEA",
+                         "change in CFI / RMSEA", "verdict"], invariance_rows))
     parts.append("<h2>How people answered each item</h2>")
     parts.append(_figure_html(_distribution_figure(result, instrument), first))
     totals = result["data_quality"]["totals"]

@@ -81,6 +81,22 @@ def test_structure_fits_the_planted_eight_factors(result):
     assert len(structure["htmt"]) == 8 * 7 // 2
 
 
+def test_invariance_is_tested_for_core_scales_across_site_types_and_staff_groups(result):
+    entries = {(e["scale"], e["across"]): e for e in result["invariance"]}
+    assert set(entries) == {(s, a) for s in ("stigma", "psysafety", "pathways")
+                            for a in ("site_type", "staff_group")}
+    site_types = entries[("psysafety", "site_type")]
+    assert site_types["groups"] == ["acute_trust", "independent_support_org",
+                                    "professional_support_unit"]
+    assert [s["step"] for s in site_types["steps"]] == ["configural", "metric", "scalar"]
+    # Groups too small to fit are named, not silently dropped.
+    staff = entries[("stigma", "staff_group")]
+    answers = pd.read_csv(SAMPLES_DIR / "responses_clean.csv")
+    present = set(answers.staff_group.dropna()) - {"prefer_not_to_say"}
+    assert set(staff["groups"]) | set(staff["left_out"]) == present
+    assert len(staff["groups"]) >= 4
+
+
 def test_judge_states_criterion_and_verdict():
     assert judge("rmsea", 0.07) == {"value": 0.07, "criterion": "<= 0.06",
                                     "source": "Hu & Bentler 1999", "verdict": "does not meet"}
