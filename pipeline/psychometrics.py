@@ -58,21 +58,19 @@ class PsychometricsError(CultureError):
     """The requested wave or site has no responses to analyse."""
 
 
-def _scope_view(con, wave: int | None, site: str | None) -> None:
-    """Temp view `scope_responses`: the analysed respondents of the chosen wave / site."""
-    conditions = ["true"]
-    if wave is not None:
-        conditions.append(f"wave = {int(wave)}")
+def _scope_table(con, wave: int | None, site: str | None) -> None:
+    """Temp table `scope_responses`: the analysed respondents of the chosen wave / site."""
     if site is not None:
         known = {r[0] for r in con.execute("select site_code from sites").fetchall()}
         if site.upper() not in known:
             raise PsychometricsError(f"site '{site}' is not in the store; known: "
                                      f"{', '.join(sorted(known))}")
-        conditions.append("site_code = '" + site.upper().replace("'", "''") + "'")
     # Materialised once: every statistic below scans it, and a view would repeat the
     # filtering (and the quality anti-join) each time.
     con.execute("create or replace temp table scope_responses as select * from "
-                f"analysis_responses where {' and '.join(conditions)}")
+                "analysis_responses where ($wave is null or wave = $wave) "
+                "and ($site is null or site_code = $site)",
+                {"wave": wave, "site": site.upper() if site else None})
     n = con.execute("select count(*) from scope_responses").fetchone()[0]
     if n == 0:
         raise PsychometricsError(f"no responses for wave {wave or 'any'} and site "
@@ -248,7 +246,7 @@ def run_psychometrics(con, instrument: Instrument, settings: Settings,
     flags = flag_response_quality(con, instrument)
     analysis_view(con, settings.exclude_flagged)
     score_responses(con, instrument)
-    _scope_view(con, wave, site)
+    _scope_table(con, wave, site)
     iccs, sites = aggregation_rows(con, instrument, settings.min_group_size)
     return {
         "scope": {"wave": wave, "site": site, "instrument": instrument.key,
