@@ -92,7 +92,6 @@ def rwg_j(items: pd.DataFrame, groups: pd.Series, options: int = 5) -> RwgResult
     ranvar = 2)`` (with the same truncation).
     """
     null_variance = (options ** 2 - 1) / 12
-    k = items.shape[1]
     variances = items.astype(float).groupby(groups.to_numpy(), observed=True).var(ddof=1)
     values = rwg_from_variances(variances.to_numpy(), options)
     by_group = {str(group): float(v) for group, v in zip(variances.index, values)}

@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.store import Site, add_sites, add_wave, open_store
+import json
+
+from pipeline.ingest import ingest_file
+from pipeline.store import Site, add_sites, add_wave, load_sites_csv, open_store
 from survey.instrument import load_instrument
-from survey.settings import DEFAULT_INSTRUMENT
+from survey.settings import DEFAULT_INSTRUMENT, SAMPLES_DIR
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +35,23 @@ def store_path(tmp_path: Path) -> Path:
                              "professional_support_unit", "South East")])
         add_wave(con, 2024)
         add_wave(con, 2025)
+    return path
+
+
+@pytest.fixture(scope="session")
+def sample_manifest() -> dict:
+    return json.loads((SAMPLES_DIR / "manifest.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def sample_store(tmp_path_factory, instrument, definition_yaml, sample_manifest) -> Path:
+    """A store holding the committed clean sample, ingested for real (one per module)."""
+    path = tmp_path_factory.mktemp("sample") / "store.duckdb"
+    with open_store(path) as con:
+        load_sites_csv(con, SAMPLES_DIR / "sites.csv")
+        for wave in sample_manifest["waves"]:
+            add_wave(con, wave)
+        ingest_file(con, SAMPLES_DIR / "responses_clean.csv", instrument, definition_yaml)
     return path
 
 

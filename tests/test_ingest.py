@@ -17,7 +17,7 @@ import pytest
 from pipeline.ingest import REASONS, ingest_file
 from pipeline.store import open_store
 from survey.errors import IngestError
-from tests.conftest import full_answers, response_row, write_csv
+from tests.conftest import response_row, write_csv
 
 
 def ingest(store_path, path, instrument, definition_yaml, **flags):

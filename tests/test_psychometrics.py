@@ -10,27 +10,14 @@ import pandas as pd
 import pytest
 
 from pipeline.aggregation import icc
-from pipeline.ingest import ingest_file
 from pipeline.psychometrics import PsychometricsError, judge, run_psychometrics
 from pipeline.scoring import scale_score
-from pipeline.store import add_wave, load_sites_csv, open_store
+from pipeline.store import open_store
 from pipeline.validation_report import write_report
 from survey.settings import PROJECT_ROOT, SAMPLES_DIR, resolve_settings
 
 GOLDEN = json.loads((PROJECT_ROOT / "tests" / "expected" / "reliability_samples.json")
                     .read_text(encoding="utf-8"))
-
-
-@pytest.fixture(scope="module")
-def sample_store(tmp_path_factory, instrument, definition_yaml):
-    path = tmp_path_factory.mktemp("psychometrics") / "store.duckdb"
-    manifest = json.loads((SAMPLES_DIR / "manifest.json").read_text())
-    with open_store(path) as con:
-        load_sites_csv(con, SAMPLES_DIR / "sites.csv")
-        for wave in manifest["waves"]:
-            add_wave(con, wave)
-        ingest_file(con, SAMPLES_DIR / "responses_clean.csv", instrument, definition_yaml)
-    return path
 
 
 @pytest.fixture(scope="module")

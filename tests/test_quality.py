@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-import json
 
-import pytest
 
 from pipeline.ingest import ingest_file
 from pipeline.quality import analysis_view, flag_response_quality, quality_by_site
-from pipeline.store import add_wave, load_sites_csv, open_store
-from survey.settings import SAMPLES_DIR
+from pipeline.store import open_store
 from tests.conftest import response_row, write_csv
 
 
-@pytest.fixture(scope="module")
-def sample_store(tmp_path_factory, instrument, definition_yaml):
-    path = tmp_path_factory.mktemp("quality") / "store.duckdb"
-    manifest = json.loads((SAMPLES_DIR / "manifest.json").read_text())
-    with open_store(path) as con:
-        load_sites_csv(con, SAMPLES_DIR / "sites.csv")
-        for wave in manifest["waves"]:
-            add_wave(con, wave)
-        ingest_file(con, SAMPLES_DIR / "responses_clean.csv", instrument, definition_yaml)
-    return path, manifest
-
-
-def test_planted_straight_liners_and_speeders_are_flagged(sample_store, instrument):
-    path, manifest = sample_store
+def test_planted_straight_liners_and_speeders_are_flagged(sample_store, sample_manifest,
+                                                         instrument):
+    path, manifest = sample_store, sample_manifest
     with open_store(path) as con:
         counts = flag_response_quality(con, instrument)
         slow_flagged = con.execute("select count(*) from response_quality where speeding "
@@ -44,8 +30,9 @@ def test_planted_straight_liners_and_speeders_are_flagged(sample_store, instrume
     assert counts["flagged"] <= counts["straight_lining"] + counts["speeding"]
 
 
-def test_counts_per_site_add_up_and_exclusion_is_a_setting(sample_store, instrument):
-    path, manifest = sample_store
+def test_counts_per_site_add_up_and_exclusion_is_a_setting(sample_store, sample_manifest,
+                                                           instrument):
+    path, manifest = sample_store, sample_manifest
     with open_store(path) as con:
         counts = flag_response_quality(con, instrument)
         per_site = quality_by_site(con)

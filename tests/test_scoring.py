@@ -8,21 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.ingest import ingest_file
 from pipeline.scoring import keyed_items, scale_score, score_responses
-from pipeline.store import add_wave, load_sites_csv, open_store
+from pipeline.store import open_store
 from survey.settings import SAMPLES_DIR
 
 
 @pytest.fixture(scope="module")
-def scored(tmp_path_factory, instrument, definition_yaml):
-    path = tmp_path_factory.mktemp("scored") / "store.duckdb"
-    manifest = json.loads((SAMPLES_DIR / "manifest.json").read_text())
-    with open_store(path) as con:
-        load_sites_csv(con, SAMPLES_DIR / "sites.csv")
-        for wave in manifest["waves"]:
-            add_wave(con, wave)
-        ingest_file(con, SAMPLES_DIR / "responses_clean.csv", instrument, definition_yaml)
+def scored(sample_store, instrument):
+    with open_store(sample_store) as con:
         rows = score_responses(con, instrument)
         table = con.execute("select * from scale_scores").df()
     return rows, table
