@@ -23,9 +23,9 @@ import duckdb
 from pipeline.readers import (Progress, SourceFile, create_raw_view, describe_read_error,
                               drop_raw_views, inspect_file)
 from pipeline.store import read_sql, register_instrument
-from survey.errors import IngestError
 from pipeline.validation_sql import (DUPLICATES_SQL, NUMBER_ROWS_SQL, REASONS, build_checked_sql,
                                      quote)
+from survey.errors import IngestError
 from survey.instrument import Instrument
 
 __all__ = ["REASONS", "IngestReport", "ingest_file", "map_columns"]
@@ -42,6 +42,7 @@ COLUMN_ALIASES = {
     "duration_seconds": ("duration_seconds", "duration", "duration_s",
                          "duration_in_seconds", "time_taken_seconds"),
 }
+
 
 @dataclass
 class IngestReport:
@@ -64,7 +65,7 @@ def _normal_header(name: str) -> str:
     return re.sub(r"[\s\-]+", "_", name.lstrip("\ufeff").strip().lower())
 
 
-def map_columns(columns, instrument: Instrument, path: Path,
+def map_columns(columns: list[str], instrument: Instrument, path: Path,
                 site: str | None, wave: int | None) -> tuple[dict[str, str], list[str]]:
     """Match the file's header to canonical names; return (canonical -> source, ignored)."""
     wanted: dict[str, str] = {}
