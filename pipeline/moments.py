@@ -47,14 +47,9 @@ def _keyed(instrument: Instrument, scale_id: str) -> list[str]:
             for i in members]
 
 
-def scale_moments(con: duckdb.DuckDBPyConnection, instrument: Instrument, scale_id: str,
-                  by: tuple[str, ...] = ("site_code", "wave"), nan_policy: str = "pairwise",
-                  source: str = "responses") -> list[GroupMoments]:
-    """Covariance and correlation matrices of a scale's (reverse-keyed) items per group.
-
-    `source` is a table or view of respondents with item columns (e.g. responses
-    restricted to those not flagged by the data-quality step).
-    """
+def _moment_sums(con: duckdb.DuckDBPyConnection, instrument: Instrument, scale_id: str,
+                 by: tuple[str, ...], nan_policy: str, source: str) -> tuple[dict, tuple]:
+    """Per group: counts, sums and cross-products of every item pair (one SQL pass)."""
     if nan_policy not in NAN_POLICIES:
         raise StatisticsError(f"nan_policy {nan_policy!r} is not one of {NAN_POLICIES}")
     unknown = [b for b in by if b not in GROUPABLE]
@@ -97,8 +92,49 @@ def scale_moments(con: duckdb.DuckDBPyConnection, instrument: Instrument, scale_
         {'group by ' + group_columns if by else ''}
         {'order by ' + group_columns if by else ''}
     """
-    columns = con.execute(sql).fetchnumpy()
-    return _matrices(columns, by, items, nan_policy)
+    return con.execute(sql).fetchnumpy(), items
+
+
+def scale_moments(con: duckdb.DuckDBPyConnection, instrument: Instrument, scale_id: str,
+                  by: tuple[str, ...] = ("site_code", "wave"), nan_policy: str = "pairwise",
+                  source: str = "responses") -> list[GroupMoments]:
+    """Covariance and correlation matrices of a scale's (reverse-keyed) items per group.
+
+    `source` is a table or view of respondents with item columns (e.g. responses
+    restricted to those not flagged by the data-quality step).
+    """
+    sums, items = _moment_sums(con, instrument, scale_id, by, nan_policy, source)
+    return _matrices(sums, by, items, nan_policy)
+
+
+def moments_at_levels(con: duckdb.DuckDBPyConnection, instrument: Instrument, scale_id: str,
+                      levels: tuple[tuple[str, ...], ...],
+                      source: str = "responses") -> dict[tuple[str, ...], list[GroupMoments]]:
+    """Pairwise matrices at several nested levels from one scan at the finest level.
+
+    Counts and sums add up across groups, so e.g. site x wave statistics summed over
+    sites give the wave's, and over everything the overall ones: one SQL statement
+    serves every level. Each level must be a subset of the finest (the longest).
+    """
+    finest = max(levels, key=len)
+    if any(not set(level) <= set(finest) for level in levels):
+        raise StatisticsError(f"levels {levels} must nest inside {finest}")
+    sums, items = _moment_sums(con, instrument, scale_id, finest, "pairwise", source)
+    rows = len(sums["n_rows"])
+    keys = [tuple(sums[b][r] for b in finest) for r in range(rows)]
+    result = {}
+    for level in levels:
+        coarse = [tuple(key[finest.index(b)] for b in level) for key in keys]
+        order = sorted(set(coarse))
+        position = {key: i for i, key in enumerate(order)}
+        index = np.array([position[key] for key in coarse], dtype=int)
+        summed = {name: np.bincount(index, weights=np.asarray(values, dtype=float),
+                                    minlength=len(order))
+                  for name, values in sums.items() if name not in finest}
+        for i, b in enumerate(level):
+            summed[b] = np.array([key[i] for key in order], dtype=object)
+        result[level] = _matrices(summed, level, items, "pairwise")
+    return result
 
 
 def _matrices(columns: dict, by: tuple[str, ...], items: tuple[str, ...],

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.aggregation import group_mean_reliability, icc_from_group_stats, rwg_from_variances
-from pipeline.moments import scale_moments
+from pipeline.moments import moments_at_levels
 from pipeline.quality import analysis_view, flag_response_quality, quality_by_site
 from pipeline.reliability import (StatisticsError, alpha_batch, item_statistics_from_covariance,
                                   omega_total_batch)
@@ -59,36 +59,54 @@ class PsychometricsError(CultureError):
 
 
 def _scope_table(con, wave: int | None, site: str | None) -> None:
-    """Temp table `scope_responses`: the analysed respondents of the chosen wave / site."""
+    """`scope_responses`: the analysed respondents of the chosen wave / site."""
     if site is not None:
         known = {r[0] for r in con.execute("select site_code from sites").fetchall()}
         if site.upper() not in known:
             raise PsychometricsError(f"site '{site}' is not in the store; known: "
                                      f"{', '.join(sorted(known))}")
-    # Materialised once: every statistic below scans it, and a view would repeat the
-    # filtering (and the quality anti-join) each time.
-    con.execute("create or replace temp table scope_responses as select * from "
-                "analysis_responses where ($wave is null or wave = $wave) "
-                "and ($site is null or site_code = $site)",
-                {"wave": wave, "site": site.upper() if site else None})
+    kind = con.execute("select table_type from information_schema.tables "
+                       "where table_name = 'scope_responses'").fetchone()
+    if kind:
+        con.execute(f"drop {'view' if kind[0] == 'VIEW' else 'table'} scope_responses")
+    if wave is None and site is None:
+        con.execute("create temp view scope_responses as select * from analysis_responses")
+    else:
+        # Materialised once: every statistic below scans it, and a view would repeat
+        # the filtering (and the quality anti-join) each time.
+        con.execute("create temp table scope_responses as select * from "
+                    "analysis_responses where ($wave is null or wave = $wave) "
+                    "and ($site is null or site_code = $site)",
+                    {"wave": wave, "site": site.upper() if site else None})
     n = con.execute("select count(*) from scope_responses").fetchone()[0]
     if n == 0:
         raise PsychometricsError(f"no responses for wave {wave or 'any'} and site "
                                  f"{site or 'any'}; check `culture status`")
 
 
-def reliability_rows(con, instrument: Instrument, min_group: int) -> list[dict]:
+LEVELS = {"overall": (), "wave": ("wave",), "site_wave": ("site_code", "wave")}
+
+
+def scope_moments(con, instrument: Instrument) -> dict[str, dict[str, list]]:
+    """Item matrices of every scale at every level, one scan per scale."""
+    return {scale.id: dict(zip(LEVELS, moments_at_levels(con, instrument, scale.id,
+                                                         tuple(LEVELS.values()),
+                                                         source="scope_responses").values()))
+            for scale in instrument.scales}
+
+
+def reliability_rows(moments: dict, min_group: int) -> list[dict]:
     """Alpha (with CI) and omega per scale: overall, per wave, per site x wave."""
     rows = []
-    for level, by in (("overall", ()), ("wave", ("wave",)), ("site_wave", ("site_code", "wave"))):
-        for scale in instrument.scales:
-            groups = scale_moments(con, instrument, scale.id, by=by, source="scope_responses")
+    for level, by in LEVELS.items():
+        for scale_id, levels in moments.items():
+            groups = levels[level]
             if not groups:
                 continue
             alphas = alpha_batch(np.stack([g.cov for g in groups]), [g.n_rows for g in groups])
             omegas = omega_total_batch(np.stack([g.corr for g in groups]))
             for index, group in enumerate(groups):
-                row = {"level": level, "scale": scale.id, **dict(zip(by, group.key)),
+                row = {"level": level, "scale": scale_id, **dict(zip(by, group.key)),
                        "n": group.n_rows, "k": len(group.items)}
                 if group.n_rows < min_group:
                     row["note"] = f"fewer than {min_group} responses: not reported"
@@ -100,20 +118,20 @@ def reliability_rows(con, instrument: Instrument, min_group: int) -> list[dict]:
     return rows
 
 
-def item_rows(con, instrument: Instrument) -> list[dict]:
+def item_rows(moments: dict) -> list[dict]:
     """Corrected item-total correlation and alpha if deleted, pooled over the scope."""
     rows = []
-    for scale in instrument.scales:
-        (group,) = scale_moments(con, instrument, scale.id, by=(), source="scope_responses")
+    for scale_id, levels in moments.items():
+        (group,) = levels["overall"]
         stats = item_statistics_from_covariance(group.cov, group.items)
         for item, r, alpha in zip(stats.items, stats.item_total_corrected,
                                   stats.alpha_if_deleted):
-            rows.append({"scale": scale.id, "item": item, "item_total_corrected": r,
+            rows.append({"scale": scale_id, "item": item, "item_total_corrected": r,
                          "alpha_if_deleted": alpha})
     return rows
 
 
-def aggregation_rows(con, instrument: Instrument, min_group: int) -> tuple[list[dict], list[dict]]:
+def aggregation_rows(con, moments: dict, min_group: int) -> tuple[list[dict], list[dict]]:
     """ICC(1), ICC(2) per scale and wave; rwg(j) and a reportable verdict per site x wave."""
     stats = con.execute("""
         select scale_id, wave, site_code, count(score) as n, avg(score) as mean,
@@ -136,13 +154,12 @@ def aggregation_rows(con, instrument: Instrument, min_group: int) -> tuple[list[
             sites.append({"scale": scale_id, "wave": int(wave), "site_code": site,
                           "n": int(n), "site_mean_reliability": float(lam)})
     by_key = {(r["scale"], r["wave"], r["site_code"]): r for r in sites}
-    for scale in instrument.scales:
-        groups = scale_moments(con, instrument, scale.id, by=("site_code", "wave"),
-                               source="scope_responses")
+    for scale_id, levels in moments.items():
+        groups = levels["site_wave"]
         values = rwg_from_variances(np.stack([np.diag(g.cov) for g in groups])) \
             if groups else []
         for group, value in zip(groups, values):
-            row = by_key.get((scale.id, int(group.key[1]), group.key[0]))
+            row = by_key.get((scale_id, int(group.key[1]), group.key[0]))
             if row is not None:
                 row["rwg_j"] = float(value)
     for row in sites:
@@ -189,22 +206,22 @@ def structure_summary(con, instrument: Instrument) -> dict:
 
 
 def item_distributions(con, instrument: Instrument) -> list[dict]:
-    """Answers per code for every item (raw, before reverse-keying), in one scan."""
-    parts, keys = [], []
-    for item in instrument.items:
-        for code in instrument.response_scale(item.response_scale).codes:
-            parts.append(f'count(*) filter (where "{item.id}" = {int(code)})')
-            keys.append((item.id, code))
-        parts.append(f'count(*) filter (where "{item.id}" is null)')
-        keys.append((item.id, None))
-    counts = con.execute(f"select {', '.join(parts)} from scope_responses").fetchone()
-    rows: dict[str, dict] = {}
-    for (item, code), n in zip(keys, counts):
-        entry = rows.setdefault(item, {"item": item, "counts": {}, "missing": 0})
+    """Answers per code for every item (raw, before reverse-keying).
+
+    One narrow GROUP BY per item in a single statement: each branch reads one column.
+    """
+    branches = [f"""select '{item.id}' as item, "{item.id}" as code, count(*) as n
+                    from scope_responses group by all""" for item in instrument.items]
+    counts = con.execute(" union all ".join(branches)).fetchall()
+    rows = {item.id: {"item": item.id, "missing": 0,
+                      "counts": {str(c): 0 for c in
+                                 instrument.response_scale(item.response_scale).codes}}
+            for item in instrument.items}
+    for item, code, n in counts:
         if code is None:
-            entry["missing"] = int(n)
+            rows[item]["missing"] = int(n)
         else:
-            entry["counts"][str(code)] = int(n)
+            rows[item]["counts"][str(code)] = int(n)
     return list(rows.values())
 
 
@@ -247,7 +264,8 @@ def run_psychometrics(con, instrument: Instrument, settings: Settings,
     analysis_view(con, settings.exclude_flagged)
     score_responses(con, instrument)
     _scope_table(con, wave, site)
-    iccs, sites = aggregation_rows(con, instrument, settings.min_group_size)
+    moments = scope_moments(con, instrument)
+    iccs, sites = aggregation_rows(con, moments, settings.min_group_size)
     return {
         "scope": {"wave": wave, "site": site, "instrument": instrument.key,
                   "excluded_flagged": settings.exclude_flagged,
@@ -255,8 +273,8 @@ def run_psychometrics(con, instrument: Instrument, settings: Settings,
         "data_quality": {"totals": flags, "by_site": [
             dict(zip(("site_code", "wave", "respondents", "straight_lining", "speeding",
                       "duplicate", "flagged"), row)) for row in quality_by_site(con)]},
-        "reliability": reliability_rows(con, instrument, settings.min_group_size),
-        "items": item_rows(con, instrument),
+        "reliability": reliability_rows(moments, settings.min_group_size),
+        "items": item_rows(moments),
         "item_distributions": item_distributions(con, instrument),
         "icc": iccs,
         "sites": sites,

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.moments import scale_moments
+from pipeline.moments import moments_at_levels, scale_moments
 from pipeline.reliability import (StatisticsError, alpha_batch, alpha_from_covariance,
                                   cronbach_alpha,
                                   omega_total, omega_total_from_correlation)
@@ -69,3 +69,16 @@ def test_grouping_is_limited_to_known_columns(sample_db, instrument):
     con, _ = sample_db
     with pytest.raises(StatisticsError, match="cannot group by"):
         scale_moments(con, instrument, "stigma", by=("response_id",))
+
+
+def test_coarser_levels_summed_from_the_finest_equal_a_direct_query(sample_db, instrument):
+    con, _ = sample_db
+    levels = ((), ("wave",), ("site_code", "wave"))
+    summed = moments_at_levels(con, instrument, "stigma", levels)
+    for level in levels:
+        direct = scale_moments(con, instrument, "stigma", by=level)
+        assert [g.key for g in summed[level]] == [g.key for g in direct]
+        for got, expected in zip(summed[level], direct):
+            assert got.n_rows == expected.n_rows and got.n_complete == expected.n_complete
+            assert np.allclose(got.cov, expected.cov, atol=1e-10, rtol=0)
+            assert np.allclose(got.corr, expected.corr, atol=1e-10, rtol=0)

@@ -90,6 +90,17 @@ def test_judge_states_criterion_and_verdict():
     assert judge("alpha", float("nan"))["verdict"] == "n/a"
 
 
+def test_one_wave_and_one_site_narrow_the_scope(sample_store, instrument):
+    with open_store(sample_store) as con:
+        wave = run_psychometrics(con, instrument, resolve_settings(environ={}), wave=2025)
+        site = run_psychometrics(con, instrument, resolve_settings(environ={}), site="d")
+    overall = next(r for r in wave["reliability"] if r["level"] == "overall")
+    assert overall["n"] == 1190
+    assert {r["wave"] for r in wave["reliability"] if r["level"] == "wave"} == {2025}
+    assert {r["site_code"] for r in site["reliability"] if r["level"] == "site_wave"} == {"D"}
+    assert next(r for r in site["reliability"] if r["level"] == "overall")["n"] == 660
+
+
 def test_unknown_site_is_refused(sample_store, instrument):
     with open_store(sample_store) as con:
         with pytest.raises(PsychometricsError, match="site 'ZZ' is not in the store"):
