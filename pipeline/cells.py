@@ -1,0 +1,237 @@
+"""Sufficient statistics for every reportable cell, computed from respondents in DuckDB.
+
+A *cell* is one number a reader could be shown: a measure (the response count, a
+scale, a principle or an item) for one unit (a site, a peer group of sites of one
+type, or all sites) in one wave, for everyone or for one group of an attribute
+(staff group, contract, ...). This module turns respondent rows into table
+`cell_sums` in the store, holding for each cell its n and the sums the published
+layer is built from:
+
+    n        respondents counted (with a score for a scale or principle, an answer
+             for an item)
+    s1, s2   sum and sum of squares of their values (scales 1-5 after reverse-keying;
+             principles 0-100; agreement items 1-5 after reverse-keying)
+    fav      favourable answers, fav_den answers counted ("% favourable" =
+             fav / fav_den; for a scale every answered item counts, the AHRQ SOPS
+             composite convention)
+
+Cells form *partitions*: a site's total is the sum of its groups for each attribute
+(respondents who left an attribute blank or preferred not to say form the group
+``not_stated``, so each breakdown adds up exactly); a peer group is the sum of its
+sites; all sites are the sum of the peer groups. Every option of every attribute gets
+a row, even when nobody chose it, so that a suppressed cell never reveals whether it
+was empty. The disclosure step (`pipeline.disclosure`) relies on all of this.
+
+Only this module and the psychometrics stage read respondents; what leaves the store
+is decided by `pipeline.publish`.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+
+from pipeline.validation_sql import quote
+from survey.instrument import Instrument
+
+#: Group of respondents who did not state an attribute (blank or "prefer not to say").
+NOT_STATED = "not_stated"
+#: Breakdown and group names of a unit's total.
+ALL = "all"
+#: Unit name of the national level.
+NATIONAL = "national"
+LEVELS = ("site", "peer", "national")
+MEASURE_KINDS = ("responses", "scale", "principle", "item")
+
+
+def breakdown_groups(instrument: Instrument) -> dict[str, list[str]]:
+    """Every attribute's published groups: its options, with "prefer not to say" folded
+    into ``not_stated`` (blank and declined answers are one group)."""
+    groups = {}
+    for attribute in instrument.attributes:
+        codes = [o.code for o in attribute.options if o.code != "prefer_not_to_say"]
+        groups[attribute.id] = codes + [NOT_STATED]
+    return groups
+
+
+def _group_expr(attribute: str) -> str:
+    column = quote(attribute)
+    return (f"coalesce(nullif({column}, 'prefer_not_to_say'), '{NOT_STATED}')")
+
+
+def _respondent_sql(instrument: Instrument) -> str:
+    """One row per analysed respondent: groups, scale scores, principle scores, keyed items."""
+    columns = ["site_code", "wave"]
+    columns += [f"{_group_expr(a.id)} as {quote('g_' + a.id)}" for a in instrument.attributes]
+    for scale in instrument.scales:
+        members = instrument.items_of(scale.id)
+        rs = instrument.response_scale(members[0].response_scale)
+        low, high = min(rs.codes), max(rs.codes)
+        keyed = [f"({low + high} - {quote(i.id)})" if i.reverse else quote(i.id)
+                 for i in members]
+        answered = " + ".join(f"({quote(i.id)} is not null)::integer" for i in members)
+        total = " + ".join(f"coalesce({k}, 0)" for k in keyed)
+        favourable = " + ".join(
+            f"coalesce({k} in ({', '.join(str(c) for c in rs.favourable)}), false)::integer"
+            for k in keyed)
+        columns += [
+            f"({answered}) as {quote('a_' + scale.id)}",
+            f"({favourable}) as {quote('f_' + scale.id)}",
+            f"case when ({answered}) >= {scale.min_items} "
+            f"then ({total})::double / ({answered}) end as {quote('s_' + scale.id)}",
+        ]
+    for item in instrument.items:
+        rs = instrument.response_scale(item.response_scale)
+        low, high = min(rs.codes), max(rs.codes)
+        value = f"({low + high} - {quote(item.id)})" if item.reverse else quote(item.id)
+        fav = ", ".join(str(c) for c in rs.favourable)
+        columns += [f"{value}::double as {quote('i_' + item.id)}",
+                    f"({value} in ({fav}))::integer as {quote('if_' + item.id)}"]
+    return "select " + ",\n       ".join(columns) + "\nfrom analysis_responses"
+
+
+def _principle_exprs(instrument: Instrument) -> list[str]:
+    """Respondent principle score, 0-100: the mean of the principle's scale scores that
+    the respondent has, rescaled from 1-5 ((mean - 1) * 25)."""
+    exprs = []
+    for principle in instrument.principles:
+        scores = [quote("s_" + s) for s in principle.scales]
+        present = " + ".join(f"({s} is not null)::integer" for s in scores)
+        total = " + ".join(f"coalesce({s}, 0)" for s in scores)
+        exprs.append(f"case when ({present}) > 0 then (({total}) / ({present}) - 1) * 25 end "
+                     f"as {quote('p_' + principle.id)}")
+    return exprs
+
+
+def _is_agreement(instrument: Instrument, item) -> bool:
+    return len(instrument.response_scale(item.response_scale).codes) > 2
+
+
+def build_cell_sums(con: duckdb.DuckDBPyConnection, instrument: Instrument) -> int:
+    """(Re)build table `cell_sums` from `analysis_responses`; returns its row count.
+
+    One scan groups respondents by wave x site for every attribute at once (grouping
+    sets); peer-group and national cells are sums of site cells, so they cost nothing
+    more. Items are counted for site totals only: item-level results by group would
+    multiply small cells without telling a director anything the scales do not.
+    """
+    attributes = [a.id for a in instrument.attributes]
+    con.execute("create or replace temp table respondent_values as select *, "
+                + ", ".join(_principle_exprs(instrument))
+                + f" from ({_respondent_sql(instrument)})")
+    measure_aggs = ["count(*)::bigint as n__responses"]
+    for scale in instrument.scales:
+        s = quote("s_" + scale.id)
+        measure_aggs += [f"count({s})::bigint as {quote('n__scale__' + scale.id)}",
+                         f"sum({s}) as {quote('s1__scale__' + scale.id)}",
+                         f"sum({s} * {s}) as {quote('s2__scale__' + scale.id)}",
+                         f"sum(case when {s} is not null then {quote('f_' + scale.id)} end)"
+                         f"::bigint as {quote('fav__scale__' + scale.id)}",
+                         f"sum(case when {s} is not null then {quote('a_' + scale.id)} end)"
+                         f"::bigint as {quote('den__scale__' + scale.id)}"]
+    for principle in instrument.principles:
+        p = quote("p_" + principle.id)
+        measure_aggs += [f"count({p})::bigint as {quote('n__principle__' + principle.id)}",
+                         f"sum({p}) as {quote('s1__principle__' + principle.id)}",
+                         f"sum({p} * {p}) as {quote('s2__principle__' + principle.id)}"]
+    grouping_sets = ", ".join(["(wave, site_code)"]
+                              + [f"(wave, site_code, {quote('g_' + a)})" for a in attributes])
+    breakdown_case = "case " + " ".join(
+        f"when grouping({quote('g_' + a)}) = 0 then '{a}'" for a in attributes) + f" else '{ALL}' end"
+    group_case = "coalesce(" + ", ".join(quote("g_" + a) for a in attributes) + f", '{ALL}')"
+    con.execute(f"""
+        create or replace temp table group_sums as
+        select wave, site_code, {breakdown_case} as breakdown, {group_case} as grp,
+               {', '.join(measure_aggs)}
+        from respondent_values
+        group by grouping sets ({grouping_sets})""")
+
+    item_aggs = []
+    for item in instrument.items:
+        v = quote("i_" + item.id)
+        item_aggs += [f"count({v})::bigint as {quote('n__item__' + item.id)}",
+                      f"sum({v}) as {quote('s1__item__' + item.id)}",
+                      f"sum({v} * {v}) as {quote('s2__item__' + item.id)}",
+                      f"sum({quote('if_' + item.id)})::bigint as {quote('fav__item__' + item.id)}",
+                      f"count({v})::bigint as {quote('den__item__' + item.id)}"]
+    con.execute(f"""
+        create or replace temp table item_sums as
+        select wave, site_code, '{ALL}' as breakdown, '{ALL}' as grp, {', '.join(item_aggs)}
+        from respondent_values group by wave, site_code""")
+
+    _register_grid(con, instrument)
+    long_parts = []
+    for kind, measure, table in _measures(instrument):
+        prefix = f"{kind}__{measure}" if kind != "responses" else "responses"
+        n = quote(f"n__{prefix}")
+        s1 = quote(f"s1__{prefix}") if kind != "responses" else "null::double"
+        s2 = quote(f"s2__{prefix}") if kind != "responses" else "null::double"
+        has_fav = kind in ("scale", "item")
+        fav = quote(f"fav__{prefix}") if has_fav else "null::bigint"
+        den = quote(f"den__{prefix}") if has_fav else "null::bigint"
+        item_only = "where g.breakdown = 'all'" if table == "item_sums" else ""
+        long_parts.append(f"""
+            select g.wave, g.site_code, g.breakdown, g.grp, '{kind}' as measure_kind,
+                   '{measure}' as measure, coalesce({n}, 0)::bigint as n,
+                   {s1}::double as s1, {s2}::double as s2, {fav}::bigint as fav,
+                   {den}::bigint as fav_den
+            from cell_grid g left join {table} t using (wave, site_code, breakdown, grp)
+            {item_only}""")
+    con.execute("create or replace temp table site_cells as " + " union all ".join(long_parts))
+    con.execute(f"""
+        create or replace table cell_sums as
+        with site_level as (
+            select c.wave, 'site' as level, c.site_code as unit, s.site_type as peer_group,
+                   c.breakdown, c.grp, c.measure_kind, c.measure,
+                   c.n, c.s1, c.s2, c.fav, c.fav_den
+            from site_cells c join sites s using (site_code)
+        ),
+        peer_level as (
+            select wave, 'peer' as level, peer_group as unit, peer_group, breakdown, grp,
+                   measure_kind, measure, sum(n)::bigint as n, sum(s1) as s1, sum(s2) as s2,
+                   sum(fav)::bigint as fav, sum(fav_den)::bigint as fav_den
+            from site_level group by all
+        ),
+        national_level as (
+            select wave, 'national' as level, '{NATIONAL}' as unit, null as peer_group,
+                   breakdown, grp, measure_kind, measure, sum(n)::bigint as n,
+                   sum(s1) as s1, sum(s2) as s2, sum(fav)::bigint as fav,
+                   sum(fav_den)::bigint as fav_den
+            from site_level group by all
+        ),
+        final as (
+            select * from site_level union all select * from peer_level
+            union all select * from national_level
+        )
+        select * from final""")
+    for table in ("site_cells", "group_sums", "item_sums", "respondent_values"):
+        con.execute(f"drop table if exists {table}")
+    return con.execute("select count(*) from cell_sums").fetchall()[0][0]
+
+
+def _measures(instrument: Instrument):
+    yield "responses", "responses", "group_sums"
+    for scale in instrument.scales:
+        yield "scale", scale.id, "group_sums"
+    for principle in instrument.principles:
+        yield "principle", principle.id, "group_sums"
+    for item in instrument.items:
+        yield "item", item.id, "item_sums"
+
+
+def _register_grid(con: duckdb.DuckDBPyConnection, instrument: Instrument) -> None:
+    """`cell_grid`: every site with responses in a wave x every breakdown group."""
+    groups = [(ALL, ALL)] + [(b, g) for b, gs in breakdown_groups(instrument).items() for g in gs]
+    frame = pd.DataFrame(groups, columns=["breakdown", "grp"])
+    con.register("breakdown_grid_frame", frame)
+    con.execute("""
+        create or replace temp table cell_grid as
+        select w.wave, w.site_code, b.breakdown, b.grp
+        from (select distinct wave, site_code from respondent_values) w
+        cross join breakdown_grid_frame b""")
+    con.unregister("breakdown_grid_frame")
+
+
+def item_is_agreement(instrument: Instrument) -> dict[str, bool]:
+    """Whether each item is answered on an agreement scale (a mean makes sense) or yes/no."""
+    return {item.id: _is_agreement(instrument, item) for item in instrument.items}
