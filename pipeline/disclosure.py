@@ -33,6 +33,9 @@ import pandas as pd
 
 from pipeline.cells import ALL
 
+#: Reluctance to hide a unit's total (added to 0 site, 1 peer group, 2 all sites).
+TOTAL = 4
+
 KEY = ["wave", "level", "unit", "breakdown", "grp", "measure_kind", "measure"]
 
 
@@ -122,6 +125,10 @@ def suppress_small_cells(cells: pd.DataFrame, min_group_size: int,
     primary = n < min_group_size
     hidden = primary.copy()
     eqs = cell_equations(cells)
+    # Hide group cells before unit totals and sites before peer groups and all sites:
+    # a total hidden takes a whole row of results away from a reader.
+    reluctance = (TOTAL * (cells["breakdown"] == ALL).to_numpy()
+                  + cells["level"].map({"site": 0, "peer": 1, "national": 2}).to_numpy())
     for _ in range(max_rounds):
         known, revealed_by = _known_by_subtraction(eqs, ~hidden)
         # A small hidden cell recovered by a chain of subtractions...
@@ -134,7 +141,9 @@ def suppress_small_cells(cells: pd.DataFrame, min_group_size: int,
         leaking[revealed_by[recovered]] = True
         if not leaking.any():
             break
-        grown = _hide_one_more(eqs, leaking, hidden, n, revealed_by)
+        grown = _hide_one_more(eqs, leaking, hidden, n, revealed_by, reluctance, totals=False)
+        if grown.sum() == hidden.sum():
+            grown = _hide_one_more(eqs, leaking, hidden, n, revealed_by, reluctance, totals=True)
         if grown.sum() == hidden.sum():
             raise RuntimeError("complementary suppression found no cell left to hide")
         hidden = grown
@@ -147,11 +156,14 @@ def suppress_small_cells(cells: pd.DataFrame, min_group_size: int,
 
 
 def _hide_one_more(eqs: Equations, leaking: np.ndarray, hidden: np.ndarray,
-                   n: np.ndarray, revealed_by: np.ndarray) -> np.ndarray:
-    """For each leaking equation hide its smallest shown cell with anyone in it (a part
-    before the total, since a total is never smaller than its parts). An equation with
+                   n: np.ndarray, revealed_by: np.ndarray,
+                   reluctance: np.ndarray, totals: bool) -> np.ndarray:
+    """For each leaking equation hide one more shown cell with anyone in it: the least
+    reluctant (a group before a total, a site before a peer group), then the smallest.
+    An equation with
     no such cell leaks only because some of its hidden cells were recovered elsewhere:
-    the equations that recovered them are treated as leaking instead."""
+    the equations that recovered them are treated as leaking instead. Unit totals are
+    candidates only when `totals` is true (when nothing else would stop the leak)."""
     hidden = hidden.copy()
     members = pd.concat([
         pd.DataFrame({"eq": eqs.eq_of, "cell": eqs.child}),
@@ -163,10 +175,11 @@ def _hide_one_more(eqs: Equations, leaking: np.ndarray, hidden: np.ndarray,
         seen.update(todo.tolist())
         in_todo = np.isin(eq_all, todo)
         eq, cell = eq_all[in_todo], cell_all[in_todo]
-        open_cells = ~hidden[cell] & (n[cell] > 0)
+        open_cells = ~hidden[cell] & (n[cell] > 0) & (totals | (reluctance[cell] < TOTAL))
         chosen = (pd.DataFrame({"eq": eq[open_cells], "cell": cell[open_cells],
+                                "reluctance": reluctance[cell[open_cells]],
                                 "n": n[cell[open_cells]]})
-                  .sort_values(["eq", "n", "cell"]).drop_duplicates("eq"))
+                  .sort_values(["eq", "reluctance", "n", "cell"]).drop_duplicates("eq"))
         hidden[chosen["cell"].to_numpy()] = True
         stuck = np.setdiff1d(todo, chosen["eq"].to_numpy())
         upstream = revealed_by[cell_all[np.isin(eq_all, stuck)]]

@@ -21,6 +21,10 @@ ENV_DB = "CULTURE_DB"
 ENV_INSTRUMENT = "CULTURE_INSTRUMENT"
 ENV_MIN_GROUP = "CULTURE_MIN_GROUP_SIZE"
 ENV_EXCLUDE_FLAGGED = "CULTURE_EXCLUDE_FLAGGED"
+ENV_TARGET = "CULTURE_TARGET"
+
+#: How a principle's target is set (see pipeline.benchmark.principle_gap_table).
+TARGET_RULES = ("peer_q3", "national_q3", "peer_median", "national_median")
 
 #: The disclosure floor: no configuration may publish groups smaller than this.
 ABSOLUTE_MIN_GROUP_SIZE = 5
@@ -35,8 +39,18 @@ class Settings:
     min_group_size: int = 10
     #: Leave respondents flagged by the data-quality step out of the analysis.
     exclude_flagged: bool = False
+    #: Principle targets: the peer group's upper quartile unless said otherwise.
+    target_rule: str = "peer_q3"
+
+    @property
+    def published_path(self) -> Path:
+        """The published layer: aggregates only, beside the store (culture.published.duckdb)."""
+        return self.db_path.with_name(self.db_path.stem + ".published.duckdb")
 
     def __post_init__(self) -> None:
+        if self.target_rule not in TARGET_RULES:
+            raise SettingsError(f"target rule {self.target_rule!r} is not known; use one of "
+                                f"{', '.join(TARGET_RULES)}")
         if self.min_group_size < ABSOLUTE_MIN_GROUP_SIZE:
             raise SettingsError(
                 f"minimum group size {self.min_group_size} is below the floor of "
@@ -49,6 +63,7 @@ def resolve_settings(
     instrument: Path | str | None = None,
     min_group_size: int | None = None,
     exclude_flagged: bool | None = None,
+    target_rule: str | None = None,
     environ: dict[str, str] | None = None,
 ) -> Settings:
     """Settings from command-line flags, then environment variables, then defaults."""
@@ -73,5 +88,7 @@ def resolve_settings(
         if raw not in ("yes", "no", "true", "false", "1", "0"):
             raise SettingsError(f"{ENV_EXCLUDE_FLAGGED}={raw!r}: use yes or no")
         exclude_flagged = raw in ("yes", "true", "1")
+    target_rule = target_rule or env.get(ENV_TARGET) or "peer_q3"
     return Settings(db_path=db_path, instrument_path=instrument_path,
-                    min_group_size=min_group_size, exclude_flagged=exclude_flagged)
+                    min_group_size=min_group_size, exclude_flagged=exclude_flagged,
+                    target_rule=target_rule)

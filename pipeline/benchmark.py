@@ -1,0 +1,264 @@
+"""Benchmarks, funnel flags, shrunken means, trends, principle gaps and equity.
+
+Everything here is computed from the published cells alone (table `cells` of the
+published file): the stage sits downstream of suppression, so no number it adds can
+rest on a group the suppression step hid. A hidden cell simply takes no part.
+
+Tables written (all into the published file):
+
+    benchmarks      site x wave x measure: the site against all sites and its peer group
+                    (median, quartiles, best / worst site mean; difference from the rest
+                    of the peer group and of all sites, Welch 95% CI)
+    funnel_params   wave x measure: target, within-site SD, tau^2, phi, sites
+    funnel          site x wave x measure: z, p, BH q, limits at the site's n, band, flag
+    shrunken        site x wave x measure: empirical-Bayes mean, 95% interval, rank
+    trends          unit x wave x measure: change from the unit's previous wave, test, flag
+    principle_gaps  site x wave x principle: score, target, gap with 95% CI, certainty,
+                    priority (1 = act first)
+    equity          unit x wave x attribute group x measure: group vs the rest of the unit
+"""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from survey.settings import TARGET_RULES
+from pipeline.comparison import (benjamini_hochberg, funnel, funnel_band, pooled_sd, shrink,
+                                 welch)
+
+#: Sites a peer group needs before its own quartile is used as a target.
+MIN_PEER_SITES_FOR_TARGET = 3
+#: False discovery rate at which sites are flagged.
+FDR = 0.05
+COMPARED_KINDS = ("scale", "principle")
+
+
+def _site_totals(cells: pd.DataFrame) -> pd.DataFrame:
+    """Shown whole-site cells (no breakdown) of scales, principles and items."""
+    return cells[(cells["level"] == "site") & (cells["breakdown"] == "all")
+                 & ~cells["suppressed"] & cells["measure_kind"].isin(
+                     ["scale", "principle", "item"]) & cells["mean"].notna()].copy()
+
+
+def benchmark_table(cells: pd.DataFrame) -> pd.DataFrame:
+    """Each shown site cell against the distribution of shown site means."""
+    sites = _site_totals(cells)
+    by = ["wave", "measure_kind", "measure"]
+    national = sites.groupby(by)["mean"].agg(
+        national_sites="count", national_worst="min", national_q1=lambda s: s.quantile(.25),
+        national_median="median", national_q3=lambda s: s.quantile(.75), national_best="max")
+    peer = sites.groupby(by + ["peer_group"])["mean"].agg(
+        peer_sites="count", peer_worst="min", peer_q1=lambda s: s.quantile(.25),
+        peer_median="median", peer_q3=lambda s: s.quantile(.75), peer_best="max")
+    out = sites.join(national, on=by).join(peer, on=by + ["peer_group"])
+    totals = cells[(cells["breakdown"] == "all") & ~cells["suppressed"]
+                   & cells["level"].isin(["peer", "national"])]
+    for level, label in (("peer", "peer"), ("national", "national")):
+        ref = totals[totals["level"] == level][by + ["unit", "n", "mean", "sd"]]
+        key = by + (["peer_group"] if level == "peer" else [])
+        ref = ref.rename(columns={"unit": "peer_group"} if level == "peer" else {})
+        if level == "national":
+            ref = ref.drop(columns="unit")
+        ref = ref.rename(columns={"n": "ref_n", "mean": "ref_mean", "sd": "ref_sd"})
+        merged = out.merge(ref, on=key, how="left")
+        rest = _rest_of(merged["ref_n"], merged["ref_mean"], merged["ref_sd"],
+                        merged["n"], merged["mean"], merged["sd"])
+        diff, _se, low, high, p = welch(merged["mean"], merged["sd"], merged["n"], *rest)
+        usable = (rest[2] >= 2) & merged["ref_n"].notna()
+        out[f"n_rest_of_{label}"] = np.where(usable, rest[2], np.nan)
+        out[f"diff_vs_{label}"] = np.where(usable, diff, np.nan)
+        out[f"diff_vs_{label}_low"] = np.where(usable, low, np.nan)
+        out[f"diff_vs_{label}_high"] = np.where(usable, high, np.nan)
+        out[f"diff_vs_{label}_p"] = np.where(usable, p, np.nan)
+    keep = ["wave", "unit", "peer_group", "measure_kind", "measure", "n", "mean", "sd", "se",
+            "ci_low", "ci_high", "mean_0_10", "pct_favourable"]
+    rest_cols = [c for c in out.columns if c.startswith(("national_", "peer_", "diff_vs_",
+                                                         "n_rest_of_")) and c != "peer_group"]
+    return out[keep + rest_cols].rename(columns={"unit": "site_code"}).reset_index(drop=True)
+
+
+def _rest_of(total_n, total_mean, total_sd, part_n, part_mean, part_sd):
+    """(mean, sd, n) of a total's respondents outside one part, from their sums."""
+    total_n, part_n = np.asarray(total_n, float), np.asarray(part_n, float)
+    total_s1 = total_n * total_mean
+    total_s2 = (total_n - 1) * total_sd ** 2 + total_n * total_mean ** 2
+    part_s1 = part_n * part_mean
+    part_s2 = (part_n - 1) * part_sd ** 2 + part_n * part_mean ** 2
+    n = total_n - part_n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = (total_s1 - part_s1) / n
+        var = ((total_s2 - part_s2) - n * mean ** 2) / (n - 1)
+    return np.asarray(mean, float), np.sqrt(np.clip(np.asarray(var, float), 0, None)), n
+
+
+def funnel_tables(cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Funnel parameters per wave x measure and each site's position and flag."""
+    sites = _site_totals(cells)
+    sites = sites[sites["measure_kind"].isin(COMPARED_KINDS)]
+    national = cells[(cells["level"] == "national") & (cells["breakdown"] == "all")
+                     & ~cells["suppressed"]].set_index(["wave", "measure_kind", "measure"])
+    params, rows = [], []
+    for (wave, kind, measure), group in sites.groupby(["wave", "measure_kind", "measure"]):
+        if (wave, kind, measure) not in national.index or len(group) < 2:
+            continue
+        target = float(national.loc[(wave, kind, measure), "mean"])
+        sigma = pooled_sd(group["n"], group["sd"])
+        fun = funnel(group["mean"].to_numpy(), group["n"].to_numpy(), target, sigma)
+        params.append({"wave": wave, "measure_kind": kind, "measure": measure,
+                       "target": target, "sigma": sigma, "tau2": fun.tau2, "phi": fun.phi,
+                       "sites": len(group)})
+        lo95, hi95 = fun.limits(group["n"].to_numpy(), 0.95)
+        lo998, hi998 = fun.limits(group["n"].to_numpy(), 0.998)
+        q = benjamini_hochberg(fun.p)
+        y = group["mean"].to_numpy()
+        rows.append(pd.DataFrame({
+            "wave": wave, "site_code": group["unit"].to_numpy(),
+            "peer_group": group["peer_group"].to_numpy(), "measure_kind": kind,
+            "measure": measure, "n": group["n"].to_numpy(), "mean": y, "z": fun.z,
+            "z_adjusted": fun.z_adjusted, "p": fun.p, "q": q,
+            "limit95_low": lo95, "limit95_high": hi95,
+            "limit998_low": lo998, "limit998_high": hi998,
+            "band": funnel_band(fun, y, group["n"].to_numpy()),
+            "flag": np.where(q < FDR, np.where(y > target, "above", "below"), "within")}))
+    return pd.DataFrame(params), _concat(rows)
+
+
+def shrunken_table(cells: pd.DataFrame, params: pd.DataFrame) -> pd.DataFrame:
+    """Empirical-Bayes site means (tau^2 from the funnel) with intervals and ranks."""
+    sites = _site_totals(cells)
+    sites = sites[sites["measure_kind"].isin(COMPARED_KINDS)]
+    rows = []
+    for p in params.itertuples():
+        group = sites[(sites["wave"] == p.wave) & (sites["measure_kind"] == p.measure_kind)
+                      & (sites["measure"] == p.measure)]
+        s2 = p.sigma ** 2 / group["n"].to_numpy(float)
+        est = shrink(group["mean"].to_numpy(), s2, p.tau2)
+        low, high = est.interval()
+        rows.append(pd.DataFrame({
+            "wave": p.wave, "site_code": group["unit"].to_numpy(),
+            "peer_group": group["peer_group"].to_numpy(), "measure_kind": p.measure_kind,
+            "measure": p.measure, "n": group["n"].to_numpy(), "mean": group["mean"].to_numpy(),
+            "eb_mean": est.mean, "eb_low": low, "eb_high": high, "shrinkage": est.shrinkage,
+            "rank": pd.Series(-est.mean).rank(method="min").astype(int).to_numpy(),
+            "sites_ranked": len(group)}))
+    return _concat(rows)
+
+
+def trend_table(cells: pd.DataFrame) -> pd.DataFrame:
+    """Change from each unit's previous wave (both cells shown), Welch test, BH per family."""
+    shown = cells[(cells["breakdown"] == "all") & ~cells["suppressed"]
+                  & cells["measure_kind"].isin(COMPARED_KINDS)]
+    shown = shown[["wave", "level", "unit", "peer_group", "measure_kind", "measure", "n",
+                   "mean", "sd"]]
+    by = ["level", "unit", "measure_kind", "measure"]
+    shown = shown.sort_values(by + ["wave"])
+    prev = shown.groupby(by)[["wave", "n", "mean", "sd"]].shift(1)
+    pairs = shown.assign(previous_wave=prev["wave"], n_previous=prev["n"],
+                         mean_previous=prev["mean"], sd_previous=prev["sd"]).dropna(
+        subset=["previous_wave"])
+    diff, _se, low, high, p = welch(pairs["mean"], pairs["sd"], pairs["n"],
+                                    pairs["mean_previous"], pairs["sd_previous"],
+                                    pairs["n_previous"])
+    pairs = pairs.assign(change=diff, change_low=low, change_high=high, p=p)
+    pairs["q"] = pairs.groupby(["wave", "level", "measure_kind", "measure"])["p"].transform(
+        lambda s: pd.Series(benjamini_hochberg(s.to_numpy()), index=s.index))
+    pairs["flag"] = np.where(pairs["q"] < FDR, np.where(pairs["change"] > 0, "improved",
+                                                         "declined"), "no clear change")
+    pairs["previous_wave"] = pairs["previous_wave"].astype(int)
+    pairs["n_previous"] = pairs["n_previous"].astype(int)
+    return pairs.drop(columns=["sd", "sd_previous"]).reset_index(drop=True)
+
+
+def principle_gap_table(cells: pd.DataFrame, target_rule: str = "peer_q3") -> pd.DataFrame:
+    """Each site's principle scores against a target, gaps ordered by size and certainty.
+
+    gap = target - score (positive: short of the target), 95% CI from the score's SE
+    (the target, a quartile of site scores, is treated as fixed). certainty: 'clear
+    gap' when the whole interval is short of the target, 'possible gap' when the score
+    is short but the interval reaches it, 'meets target' otherwise. priority orders a
+    site's principles by the lower end of the gap interval, so a large, certain gap
+    comes before a large, uncertain one.
+    """
+    if target_rule not in TARGET_RULES:
+        raise ValueError(f"target rule {target_rule!r}; use one of {', '.join(TARGET_RULES)}")
+    sites = _site_totals(cells)
+    sites = sites[sites["measure_kind"] == "principle"].copy()
+    stat = "median" if target_rule.endswith("median") else (lambda s: s.quantile(.75))
+    by = ["wave", "measure"]
+    national = sites.groupby(by)["mean"].agg(stat).rename("national_target")
+    peer = sites.groupby(by + ["peer_group"])["mean"].agg(peer_target=stat, peer_sites="count")
+    sites = sites.join(national, on=by).join(peer, on=by + ["peer_group"])
+    use_peer = target_rule.startswith("peer") & (sites["peer_sites"] >= MIN_PEER_SITES_FOR_TARGET)
+    sites["target"] = np.where(use_peer, sites["peer_target"], sites["national_target"])
+    what = "upper quartile" if target_rule.endswith("q3") else "median"
+    sites["target_basis"] = np.where(use_peer, f"peer group {what}",
+                                     f"all sites {what}" + (
+                                         f" (peer group has fewer than {MIN_PEER_SITES_FOR_TARGET} "
+                                         "reportable sites)" if target_rule.startswith("peer")
+                                         else ""))
+    half = stats.norm.ppf(0.975) * sites["se"]
+    sites["gap"] = sites["target"] - sites["mean"]
+    sites["gap_low"], sites["gap_high"] = sites["gap"] - half, sites["gap"] + half
+    sites["certainty"] = np.where(sites["gap_low"] > 0, "clear gap",
+                                  np.where(sites["gap"] > 0, "possible gap", "meets target"))
+    sites["priority"] = sites.groupby(["wave", "unit"])["gap_low"].rank(
+        ascending=False, method="first").astype(int)
+    out = sites.rename(columns={"unit": "site_code", "measure": "principle", "mean": "score"})
+    return out[["wave", "site_code", "peer_group", "principle", "n", "score", "se", "ci_low",
+                "ci_high", "target", "target_basis", "gap", "gap_low", "gap_high", "certainty",
+                "priority"]].sort_values(["wave", "site_code", "priority"]).reset_index(drop=True)
+
+
+def equity_table(cells: pd.DataFrame) -> pd.DataFrame:
+    """Each shown group against the rest of its unit (site, peer group or all sites)."""
+    kinds = cells["measure_kind"].isin(COMPARED_KINDS) & ~cells["suppressed"]
+    groups = cells[kinds & (cells["breakdown"] != "all") & (cells["grp"] != "not_stated")]
+    totals = cells[kinds & (cells["breakdown"] == "all")][
+        ["wave", "level", "unit", "measure_kind", "measure", "n", "mean", "sd"]].rename(
+        columns={"n": "unit_n", "mean": "unit_mean", "sd": "unit_sd"})
+    merged = groups.merge(totals, on=["wave", "level", "unit", "measure_kind", "measure"])
+    rest_mean, rest_sd, rest_n = _rest_of(merged["unit_n"], merged["unit_mean"],
+                                          merged["unit_sd"], merged["n"], merged["mean"],
+                                          merged["sd"])
+    merged = merged.assign(mean_rest=rest_mean, sd_rest=rest_sd, n_rest=rest_n)
+    merged = merged[merged["n_rest"] >= 2]
+    diff, _se, low, high, p = welch(merged["mean"], merged["sd"], merged["n"],
+                                    merged["mean_rest"], merged["sd_rest"], merged["n_rest"])
+    merged = merged.assign(diff=diff, diff_low=low, diff_high=high, p=p)
+    merged["q"] = merged.groupby(["wave", "level", "unit", "measure_kind", "measure"])[
+        "p"].transform(lambda s: pd.Series(benjamini_hochberg(s.to_numpy()), index=s.index))
+    merged["flag"] = np.where(merged["q"] < FDR, np.where(merged["diff"] < 0, "lower",
+                                                           "higher"), "no clear difference")
+    merged["n_rest"] = merged["n_rest"].astype(int)
+    return merged[["wave", "level", "unit", "peer_group", "breakdown", "grp", "measure_kind",
+                   "measure", "n", "mean", "ci_low", "ci_high", "n_rest", "mean_rest", "diff",
+                   "diff_low", "diff_high", "p", "q", "flag"]].reset_index(drop=True)
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def build_benchmarks(pub: duckdb.DuckDBPyConnection, target_rule: str = "peer_q3") -> dict:
+    """Write every comparison table into the published file; return counts of flags."""
+    cells = pub.execute("select * from cells").df()
+    tables = {"benchmarks": benchmark_table(cells)}
+    params, funnel_rows = funnel_tables(cells)
+    tables |= {"funnel_params": params, "funnel": funnel_rows,
+               "shrunken": shrunken_table(cells, params) if len(params) else pd.DataFrame(),
+               "trends": trend_table(cells),
+               "principle_gaps": principle_gap_table(cells, target_rule),
+               "equity": equity_table(cells)}
+    for name, frame in tables.items():
+        if frame.empty:
+            continue
+        pub.register("frame_to_publish", frame)
+        pub.execute(f'create or replace table "{name}" as select * from frame_to_publish')
+        pub.unregister("frame_to_publish")
+    flagged = funnel_rows[funnel_rows["flag"] != "within"] if len(funnel_rows) else funnel_rows
+    return {"funnel_flags": flagged[["wave", "site_code", "measure_kind", "measure", "flag",
+                                     "q"]].to_dict("records") if len(flagged) else [],
+            "rows": {name: len(frame) for name, frame in tables.items()}}

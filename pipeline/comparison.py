@@ -1,0 +1,177 @@
+"""Fair comparison of institutions: funnel limits, overdispersion, shrinkage, FDR.
+
+Pure functions on small arrays (one value per site), checked against the worked
+example in `tests/expected/generate_r_funnel.R`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+#: Funnel control limits drawn: two-sided 95% and 99.8% (Spiegelhalter 2005).
+FUNNEL_LEVELS = (0.95, 0.998)
+#: Share of z-scores pulled in at each end before estimating overdispersion.
+WINSOR_FRACTION = 0.10
+
+
+@dataclass(frozen=True)
+class Funnel:
+    """A funnel plot for one indicator across units.
+
+    target      the benchmark theta_0 the funnel is centred on
+    sigma       the within-unit SD: s_i = sigma / sqrt(n_i)
+    tau2        additive between-unit variance (DerSimonian-Laird on winsorised z)
+    phi         mean squared winsorised z-score (the multiplicative overdispersion)
+    z           z-scores without overdispersion, (y_i - target) / s_i
+    z_adjusted  z-scores allowing for it, (y_i - target) / sqrt(s_i^2 + tau2)
+    p           two-sided p-values of z_adjusted
+    """
+
+    target: float
+    sigma: float
+    tau2: float
+    phi: float
+    z: np.ndarray
+    z_adjusted: np.ndarray
+    p: np.ndarray
+
+    def limits(self, n: np.ndarray | float, level: float) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper control limits at sample size(s) `n` for two-sided `level`."""
+        half = stats.norm.ppf(0.5 + level / 2) * np.sqrt(self.sigma ** 2 / np.asarray(n, float)
+                                                          + self.tau2)
+        return self.target - half, self.target + half
+
+
+def winsorise(z: np.ndarray, fraction: float = WINSOR_FRACTION) -> np.ndarray:
+    """z with values below the `fraction` quantile (and above 1 - `fraction`) set to it.
+
+    Quantiles by linear interpolation (R's `quantile(type = 7)`, numpy's default).
+    """
+    low, high = np.quantile(z, [fraction, 1 - fraction])
+    return np.clip(z, low, high)
+
+
+def dersimonian_laird_tau2(z_squared_sum: float, weights: np.ndarray) -> float:
+    """Additive between-unit variance from a heterogeneity statistic Q.
+
+    tau^2 = max(0, (Q - (I - 1)) / (sum(w) - sum(w^2) / sum(w))), w_i = 1 / s_i^2
+    (DerSimonian & Laird 1986; Spiegelhalter 2005, section 3.2, with Q = I * phi
+    computed from winsorised z-scores).
+    """
+    count = len(weights)
+    denominator = weights.sum() - (weights ** 2).sum() / weights.sum()
+    return max(0.0, (z_squared_sum - (count - 1)) / denominator)
+
+
+def funnel(y: np.ndarray, n: np.ndarray, target: float, sigma: float,
+           winsor_fraction: float = WINSOR_FRACTION) -> Funnel:
+    """Funnel plot for unit means `y` of `n` respondents around `target`.
+
+    Follows Spiegelhalter (2005) "Funnel plots for comparing institutional
+    performance", Stat Med 24:1185-1202, for a normally distributed indicator with
+    within-unit SD `sigma`: z_i = (y_i - target) / (sigma / sqrt(n_i)); the z-scores
+    are winsorised at 10% each end, phi = mean(z_w^2), and an additive random-effects
+    variance tau^2 is estimated by DerSimonian-Laird with Q = I * phi. Limits are then
+    target +/- z_alpha * sqrt(sigma^2 / n + tau^2).
+    """
+    y, n = np.asarray(y, float), np.asarray(n, float)
+    s2 = sigma ** 2 / n
+    z = (y - target) / np.sqrt(s2)
+    if len(y) >= 3:
+        z_w = winsorise(z, winsor_fraction)
+        phi = float(np.mean(z_w ** 2))
+        tau2 = dersimonian_laird_tau2(len(y) * phi, 1 / s2)
+    else:  # too few units to estimate overdispersion
+        phi, tau2 = float("nan"), 0.0
+    z_adj = (y - target) / np.sqrt(s2 + tau2)
+    p = 2 * stats.norm.sf(np.abs(z_adj))
+    return Funnel(target=float(target), sigma=float(sigma), tau2=float(tau2), phi=phi,
+                  z=z, z_adjusted=z_adj, p=p)
+
+
+def funnel_band(fun: Funnel, y: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Where each unit falls: 'inside 95%', 'outside 95%' or 'outside 99.8%'."""
+    lo95, hi95 = fun.limits(n, 0.95)
+    lo998, hi998 = fun.limits(n, 0.998)
+    y = np.asarray(y, float)
+    return np.where((y < lo998) | (y > hi998), "outside 99.8%",
+                    np.where((y < lo95) | (y > hi95), "outside 95%", "inside 95%"))
+
+
+def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (q-values); NaN p-values stay NaN.
+
+    q_(i) = min over j >= i of p_(j) * m / j, capped at 1. In R: p.adjust(p, "BH").
+    """
+    p = np.asarray(p, float)
+    q = np.full_like(p, np.nan)
+    ok = ~np.isnan(p)
+    m = int(ok.sum())
+    if not m:
+        return q
+    order = np.argsort(p[ok])
+    ranked = p[ok][order] * m / np.arange(1, m + 1)
+    adjusted = np.minimum.accumulate(ranked[::-1])[::-1].clip(max=1.0)
+    out = np.empty(m)
+    out[order] = adjusted
+    q[ok] = out
+    return q
+
+
+@dataclass(frozen=True)
+class Shrunken:
+    """Empirical-Bayes estimates of unit means under a normal random-effects model."""
+
+    mean: np.ndarray
+    se: np.ndarray
+    grand_mean: float
+    shrinkage: np.ndarray      # B_i: weight on the unit's own data (1 = no shrinkage)
+
+    def interval(self, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+        half = stats.norm.ppf(0.5 + level / 2) * self.se
+        return self.mean - half, self.mean + half
+
+
+def shrink(y: np.ndarray, s2: np.ndarray, tau2: float) -> Shrunken:
+    """Posterior means of unit true means theta_i ~ N(mu, tau2), y_i ~ N(theta_i, s2_i).
+
+    mu is the precision-weighted mean with weights 1 / (s2_i + tau2); the estimate is
+    mu + B_i (y_i - mu) with B_i = tau2 / (tau2 + s2_i), and its variance
+    B_i s2_i + (1 - B_i)^2 / sum(w) includes the uncertainty in mu (Morris 1983).
+    With tau2 = 0 every unit is estimated by mu. Small units move furthest, so ranks
+    of shrunken means do not reward the luck of small samples.
+    """
+    y, s2 = np.asarray(y, float), np.asarray(s2, float)
+    w = 1 / (s2 + tau2)
+    mu = float((w * y).sum() / w.sum())
+    b = tau2 / (tau2 + s2)
+    mean = mu + b * (y - mu)
+    var = b * s2 + (1 - b) ** 2 / w.sum()
+    return Shrunken(mean=mean, se=np.sqrt(var), grand_mean=mu, shrinkage=b)
+
+
+def pooled_sd(n: np.ndarray, sd: np.ndarray) -> float:
+    """Within-unit SD pooled over units: sqrt(sum((n_i - 1) sd_i^2) / sum(n_i - 1))."""
+    n, sd = np.asarray(n, float), np.asarray(sd, float)
+    return float(np.sqrt(((n - 1) * sd ** 2).sum() / (n - 1).sum()))
+
+
+def welch(mean1, sd1, n1, mean2, sd2, n2, level: float = 0.95):
+    """Difference mean1 - mean2 with a Welch t interval and two-sided p (arrays welcome).
+
+    Returns (difference, se, low, high, p). Welch-Satterthwaite degrees of freedom.
+    """
+    mean1, sd1, n1, mean2, sd2, n2 = (np.asarray(a, float)
+                                      for a in (mean1, sd1, n1, mean2, sd2, n2))
+    v1, v2 = sd1 ** 2 / n1, sd2 ** 2 / n2
+    se = np.sqrt(v1 + v2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = (v1 + v2) ** 2 / (v1 ** 2 / (n1 - 1) + v2 ** 2 / (n2 - 1))
+        diff = mean1 - mean2
+        t = diff / se
+    half = stats.t.ppf(0.5 + level / 2, df) * se
+    p = 2 * stats.t.sf(np.abs(t), df)
+    return diff, se, diff - half, diff + half, p

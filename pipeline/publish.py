@@ -1,0 +1,215 @@
+"""Publish: aggregates only, suppressed, benchmarked and verified, in their own file.
+
+The published layer is a separate DuckDB file beside the store
+(`Settings.published_path`). It holds no respondent rows, so the dashboard and the
+exports, which open only this file, cannot read respondent-level data however they
+are written; and a reader of the published file never holds the store's write lock.
+
+The file is built under a temporary name, benchmarked from its own cells, checked by
+the independent verifier (`pipeline.verify`) and only then moved into place in one
+rename, so readers see either the previous complete layer or the new one. If the
+verifier finds a breach, the run fails loudly and the previous layer stays.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from pipeline.actions import action_rows, load_actions
+from pipeline.benchmark import build_benchmarks
+from pipeline.cells import build_cell_sums, item_is_agreement
+from pipeline.disclosure import suppress_small_cells
+from pipeline.verify import VerificationReport, verify_published
+from survey.instrument import Instrument
+from survey.settings import Settings
+
+#: Version of the published tables' layout, for readers to check.
+PUBLISHED_LAYOUT = "1"
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class PublishReport:
+    """What was published and what was hidden."""
+
+    path: Path
+    cells: int = 0
+    hidden_primary: int = 0
+    hidden_complementary: int = 0
+    hidden_by_level: dict[str, int] = field(default_factory=dict)
+    tables: dict[str, int] = field(default_factory=dict)
+    funnel_flags: list[dict] = field(default_factory=list)
+    verification: VerificationReport | None = None
+
+
+def published_cells(sums: pd.DataFrame, instrument: Instrument) -> pd.DataFrame:
+    """Cell statistics from sums; every statistic of a hidden cell is NULL.
+
+    mean, sd (n - 1 denominator), se = sd / sqrt(n), 95% CI mean +/- t(n-1) se;
+    mean_0_10 = (mean - 1) * 2.5 for 1-5 measures (NHS Staff Survey convention);
+    pct_favourable = 100 * favourable answers / answers.
+    """
+    out = sums.copy()
+    n = out["n"].to_numpy(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = out["s1"].to_numpy(float) / n
+        var = (out["s2"].to_numpy(float) - n * mean ** 2) / (n - 1)
+        sd = np.sqrt(np.clip(var, 0, None))
+        se = sd / np.sqrt(n)
+        half = stats.t.ppf(0.975, n - 1) * se
+        pct = 100 * out["fav"].to_numpy(float) / out["fav_den"].to_numpy(float)
+    agreement = item_is_agreement(instrument)
+    kind, measure = out["measure_kind"], out["measure"]
+    yes_no = (kind == "item") & ~measure.map(agreement).fillna(True).astype(bool)
+    no_mean = (kind == "responses") | yes_no
+    one_to_five = (kind == "scale") | ((kind == "item") & ~yes_no)
+    hidden = out["suppressed"].to_numpy()
+    blank = hidden | no_mean.to_numpy()
+    out["mean"] = np.where(blank, np.nan, mean)
+    out["sd"] = np.where(blank, np.nan, sd)
+    out["se"] = np.where(blank, np.nan, se)
+    out["ci_low"] = np.where(blank, np.nan, mean - half)
+    out["ci_high"] = np.where(blank, np.nan, mean + half)
+    out["mean_0_10"] = np.where(blank | ~one_to_five.to_numpy(), np.nan, (mean - 1) * 2.5)
+    out["pct_favourable"] = np.where(hidden, np.nan, pct)
+    out["n"] = out["n"].astype("Int64").mask(hidden)
+    return out[["wave", "level", "unit", "peer_group", "breakdown", "grp", "measure_kind",
+                "measure", "n", "mean", "sd", "se", "ci_low", "ci_high", "mean_0_10",
+                "pct_favourable", "suppressed"]]
+
+
+def _shown_site_waves(cells: pd.DataFrame, measure_kind: str) -> pd.DataFrame:
+    return cells[(cells["level"] == "site") & (cells["breakdown"] == "all")
+                 & (cells["measure_kind"] == measure_kind) & ~cells["suppressed"]]
+
+
+def reliability_tables(psychometrics: dict, cells: pd.DataFrame,
+                       k: int) -> dict[str, pd.DataFrame]:
+    """Reliability, ICC and data-quality rows safe to publish.
+
+    Site-level rows appear only where the site's cell for that scale is shown, so no
+    table gives away the n of a hidden cell; data-quality counts below k are NULL.
+    """
+    scales = _shown_site_waves(cells, "scale")[["wave", "unit", "measure"]].rename(
+        columns={"unit": "site_code", "measure": "scale"})
+    shown_scale = set(map(tuple, scales[["wave", "site_code", "scale"]].to_numpy()))
+    reliability = pd.DataFrame([r for r in psychometrics["reliability"] if "alpha" in r])
+    if len(reliability):
+        site_rows = reliability["level"] == "site_wave"
+        keep = ~site_rows | np.array([(w, s, sc) in shown_scale for w, s, sc in zip(
+            reliability.get("wave", pd.Series(np.nan, index=reliability.index)),
+            reliability.get("site_code", pd.Series(None, index=reliability.index)),
+            reliability["scale"])])
+        reliability = reliability[keep & (reliability["n"] >= k)]
+    site_agreement = pd.DataFrame([r for r in psychometrics["sites"]
+                                   if (r["wave"], r["site_code"], r["scale"]) in shown_scale])
+    icc = pd.DataFrame([r for r in psychometrics["icc"] if "icc1" in r])
+    responses = _shown_site_waves(cells, "responses")
+    shown_sites = set(map(tuple, responses[["wave", "unit"]].to_numpy()))
+    quality = pd.DataFrame([r for r in psychometrics["data_quality"]["by_site"]
+                            if (r["wave"], r["site_code"]) in shown_sites])
+    if len(quality):
+        quality = quality.rename(columns={c: f"n_{c}" for c in (
+            "respondents", "straight_lining", "speeding", "duplicate", "flagged")})
+        for column in ("n_straight_lining", "n_speeding", "n_duplicate", "n_flagged"):
+            quality[column] = quality[column].astype("Int64").mask(quality[column] < k)
+    return {"reliability": reliability.drop(columns=["note"], errors="ignore"),
+            "site_agreement": site_agreement, "icc": icc, "data_quality": quality}
+
+
+def publish(con: duckdb.DuckDBPyConnection, instrument: Instrument, settings: Settings,
+            psychometrics: dict | None = None, progress: Progress | None = None) -> PublishReport:
+    """Build, benchmark, verify and move into place the published layer of the store."""
+    step = progress or (lambda stage: None)
+    k = settings.min_group_size
+    final = settings.published_path
+    report = PublishReport(path=final)
+    step("aggregate")
+    build_cell_sums(con, instrument)
+    sums = con.execute("select * from cell_sums").df()
+    step("suppress")
+    decided = suppress_small_cells(sums, k)
+    report.cells = len(decided)
+    report.hidden_primary = int((decided["suppression"] == "primary").sum())
+    report.hidden_complementary = int((decided["suppression"] == "complementary").sum())
+    report.hidden_by_level = {
+        f"{level} {why}": int(count) for (level, why), count in
+        decided[decided["suppressed"]].groupby(["level", "suppression"]).size().items()}
+    _log_suppression(con, decided)
+    cells = published_cells(decided, instrument)
+
+    step("publish")
+    tmp = final.with_name(final.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    pub = duckdb.connect(str(tmp))
+    try:
+        tables = {"cells": cells, **_reference_tables(con, instrument, settings)}
+        if psychometrics is not None:
+            tables |= reliability_tables(psychometrics, cells, k)
+        for name, frame in tables.items():
+            pub.register("frame_to_publish", frame)
+            pub.execute(f'create table "{name}" as select * from frame_to_publish')
+            pub.unregister("frame_to_publish")
+        step("benchmark")
+        bench = build_benchmarks(pub, settings.target_rule)
+        pub.execute("checkpoint")
+    finally:
+        pub.close()
+    report.tables = {name: len(frame) for name, frame in tables.items()} | bench["rows"]
+    report.funnel_flags = bench["funnel_flags"]
+    step("verify")
+    try:
+        report.verification = verify_published(tmp, k)
+    except Exception:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, final)
+    return report
+
+
+def _reference_tables(con, instrument: Instrument, settings: Settings) -> dict[str, pd.DataFrame]:
+    """Descriptions readers need beside the numbers: sites, measures, actions, settings."""
+    sites = con.execute("select site_code, name, site_type, region from sites "
+                        "order by site_code").df()
+    headcounts = con.execute("select site_code, staff_group, headcount from site_headcounts "
+                             "order by all").df()
+    measures = [{"measure_kind": "responses", "measure": "responses", "name": "Responses",
+                 "description": "Number of people who answered", "principles": ""}]
+    measures += [{"measure_kind": "scale", "measure": s.id, "name": s.name,
+                  "description": s.high_score_means,
+                  "principles": ",".join(p.id for p in instrument.principles if s.id in p.scales)}
+                 for s in instrument.scales]
+    measures += [{"measure_kind": "principle", "measure": p.id, "name": p.name,
+                  "description": p.summary, "principles": p.id} for p in instrument.principles]
+    measures += [{"measure_kind": "item", "measure": i.id, "name": i.text,
+                  "description": ("reverse-keyed: agreeing is unfavourable; shown after "
+                                  "reversal" if i.reverse else ""),
+                  "principles": ",".join(i.principles)} for i in instrument.items]
+    meta = {"layout": PUBLISHED_LAYOUT, "instrument": instrument.key,
+            "min_group_size": str(settings.min_group_size),
+            "target_rule": settings.target_rule,
+            "excluded_flagged": str(settings.exclude_flagged).lower(),
+            "published_on": dt.date.today().isoformat()}
+    return {"meta": pd.DataFrame(list(meta.items()), columns=["key", "value"]),
+            "sites": sites, "site_headcounts": headcounts,
+            "measures": pd.DataFrame(measures),
+            "actions": pd.DataFrame(action_rows(load_actions(instrument)))}
+
+
+def _log_suppression(con, decided: pd.DataFrame) -> None:
+    """Keep why each cell was hidden in the store (not published): the survey lead's audit."""
+    hidden = decided.loc[decided["suppressed"], ["wave", "level", "unit", "breakdown", "grp",
+                                                 "measure_kind", "measure", "n", "suppression"]]
+    con.register("hidden_cells", hidden)
+    con.execute("create or replace table suppression_log as select * from hidden_cells")
+    con.unregister("hidden_cells")
