@@ -28,6 +28,7 @@ from pipeline.actions import action_rows, load_actions
 from pipeline.benchmark import build_benchmarks
 from pipeline.cells import build_cell_sums, item_is_agreement
 from pipeline.disclosure import suppress_small_cells
+from pipeline.quality import analysis_view
 from pipeline.verify import VerificationReport, verify_published
 from survey.instrument import Instrument
 from survey.settings import Settings
@@ -135,6 +136,7 @@ def publish(con: duckdb.DuckDBPyConnection, instrument: Instrument, settings: Se
     final = settings.published_path
     report = PublishReport(path=final)
     step("aggregate")
+    analysis_view(con, settings.exclude_flagged)
     build_cell_sums(con, instrument)
     sums = con.execute("select * from cell_sums").df()
     step("suppress")

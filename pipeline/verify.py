@@ -126,7 +126,8 @@ def _relations(cells: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     add(sites, sites.assign(level="national", unit="national"), [])
     peers = rows[rows["level"] == "peer"]
     add(peers, peers.assign(level="national", unit="national"), [])
-    return np.concatenate(eq_rows), np.concatenate(cell_rows), np.concatenate(coefs)
+    return (np.concatenate(eq_rows).astype(np.int64), np.concatenate(cell_rows).astype(np.int64),
+            np.concatenate(coefs))
 
 
 def _check_recovery(cells: pd.DataFrame, k: int, report: VerificationReport) -> None:
@@ -143,9 +144,10 @@ def _check_recovery(cells: pd.DataFrame, k: int, report: VerificationReport) -> 
     on_unknown = hidden[cell]
     a = coo_matrix((coef[on_unknown], (eq[on_unknown], unknown_index[cell[on_unknown]])),
                    shape=(report.equations, len(unknown_cells))).tocsr()
+    if not len(unknown_cells):
+        return
     # Blocks of unknowns tied together by equations are solved separately.
-    graph = (a.T @ a).tocsr() if len(unknown_cells) else a
-    n_blocks, block = connected_components(graph, directed=False) if len(unknown_cells) else (0, [])
+    n_blocks, block = connected_components((a.T @ a).tocsr(), directed=False)
     values = np.full(len(unknown_cells), np.nan)
     order = np.argsort(block, kind="stable")
     bounds = np.searchsorted(block[order], np.arange(n_blocks + 1))

@@ -339,11 +339,96 @@ def generate(out_dir: Annotated[Path, typer.Option("--out", help="Folder to writ
 
 
 @app.command()
+def run(files: Annotated[Optional[list[Path]], typer.Argument(
+            help="Response files to ingest first (CSV, XLSX or Parquet); none: use the store")] = None,
+        site: Annotated[Optional[str], typer.Option(help="Site of every row, if the files have no site column")] = None,
+        wave: Annotated[Optional[int], typer.Option(help="Wave of every row, if the files have no wave column")] = None,
+        report_dir: Annotated[Path, typer.Option(
+            "--reports", help="Folder for the validation report")] = Path("reports"),
+        target: Annotated[Optional[str], typer.Option(
+            help="Principle target: peer_q3, national_q3, peer_median or national_median "
+                 "[env: CULTURE_TARGET; default: peer_q3]")] = None,
+        min_group_size: Annotated[Optional[int], typer.Option(
+            "--min-group-size", help="Smallest group shown [env: CULTURE_MIN_GROUP_SIZE; "
+                                     "default: 10; never below 5]")] = None,
+        db: DbOption = None, instrument: InstrumentOption = None) -> None:
+    """Ingest, score, check, benchmark, suppress and publish: the whole pipeline.
+
+    The published layer (aggregates only) is written beside the store as
+    <store>.published.duckdb; the dashboard and exports read only that file.
+
+    Examples: culture run responses-2026.csv
+              culture run --target national_q3
+    """
+    settings = resolve_settings(db=db, instrument=instrument, target_rule=target,
+                                min_group_size=min_group_size)
+    run_and_summarise(settings, files or [], site, wave, report_dir)
+
+
+def run_and_summarise(settings: Settings, files: list[Path], site: str | None,
+                      wave: int | None, report_dir: Path) -> None:
+    """Run the pipeline with a progress bar per stage, then print what was published."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from pipeline.run import STAGES, run_pipeline
+    from pipeline.validation_report import write_report
+
+    inst = _load_instrument(settings)
+    bar = Progress(SpinnerColumn(), TextColumn("{task.description:<14}"), TimeElapsedColumn(),
+                   console=err, transient=False, disable=not err.is_terminal)
+    tasks: dict[str, int] = {}
+
+    def stage(name: str) -> None:
+        for task in tasks.values():
+            bar.update(task, total=1, completed=1)
+        tasks[name] = bar.add_task(name, total=None)
+
+    with bar:
+        result = run_pipeline(settings, inst, files, site, wave, stage)
+        for task in tasks.values():
+            bar.update(task, total=1, completed=1)
+    for report in result.ingests:
+        _print_ingest(report)
+    html_path, _ = write_report(result.psychometrics, inst, report_dir)
+    _print_published(result.published, settings)
+    out.print(f"validation report: {html_path}")
+
+
+def _print_published(pub, settings: Settings) -> None:
+    k = settings.min_group_size
+    shown = pub.cells - pub.hidden_primary - pub.hidden_complementary
+    out.print(f"published: {pub.path.resolve()}")
+    out.print(f"  {pub.cells:,} cells: {shown:,} shown; {pub.hidden_primary:,} hidden because "
+              f"fewer than {k} people answered; {pub.hidden_complementary:,} hidden so that "
+              f"those cannot be worked out by subtraction")
+    for level_reason, count in sorted(pub.hidden_by_level.items()):
+        out.print(f"    {level_reason}: {count:,}")
+    check = pub.verification
+    out.print(f"  verified: no shown count below {k}; none of {check.hidden_cells:,} hidden "
+              f"cells recoverable from {check.equations:,} equations")
+    flags = pub.funnel_flags
+    if not flags:
+        out.print("  no site stands out from its funnel after allowing for overdispersion "
+                  "(5% false discovery rate)")
+        return
+    latest = max(f["wave"] for f in flags)
+    table = Table(title=f"Sites outside their funnel in {latest} (5% false discovery rate)")
+    for column in ("site", "measure", "flag", "q"):
+        table.add_column(column)
+    for f in sorted((f for f in flags if f["wave"] == latest),
+                    key=lambda f: (f["site_code"], f["measure"])):
+        table.add_row(f["site_code"], f"{f['measure_kind']} {f['measure']}", f["flag"],
+                      f"{f['q']:.3g}")
+    out.print(table)
+    out.print(f"  {len(flags)} flag(s) across all waves; the dashboard shows every one")
+
+
+@app.command()
 def demo(db: DbOption = None, instrument: InstrumentOption = None,
          dirty: Annotated[bool, typer.Option(
              "--dirty", help="Load the messy export (every kind of bad row) instead")] = False
          ) -> None:
-    """Load the committed sample sites and responses, score them and write the validation report.
+    """Load the committed sample sites and responses and run the whole pipeline on them.
 
     Examples: culture demo
               culture demo --dirty --db dirty.duckdb && culture quarantine --db dirty.duckdb
@@ -362,11 +447,9 @@ def demo(db: DbOption = None, instrument: InstrumentOption = None,
         con.execute("commit")
     out.print(f"store: {settings.db_path.resolve()}")
     sample = "responses_dirty.csv" if dirty else "responses_clean.csv"
-    run_ingest(settings, [SAMPLES_DIR / sample], None, None)
-    with open_store(settings.db_path) as con:
+    run_and_summarise(settings, [SAMPLES_DIR / sample], None, None, Path("reports"))
+    with open_store(settings.db_path, read_only=True) as con:
         _print_summary(store_summary(con))
-    psychometrics(wave=None, site=None, out_dir=Path("reports"), db=settings.db_path,
-                  instrument=settings.instrument_path)
     if not dirty:
         out.print("Try the messy export too: culture demo --dirty --db dirty.duckdb, then "
                   "culture quarantine --db dirty.duckdb")

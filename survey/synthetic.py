@@ -157,10 +157,12 @@ def _attributes(rng: np.random.Generator, site_types: np.ndarray) -> dict[str, n
 
 def generate_responses(instrument: Instrument, sites: list[SiteSpec], waves: list[int],
                        seed: int, outliers: list[tuple[str, str, int]],
-                       site_sizes: np.ndarray | None = None) -> tuple[pa.Table, dict]:
+                       site_sizes: np.ndarray | None = None,
+                       outlier_shift: float = OUTLIER_SHIFT) -> tuple[pa.Table, dict]:
     """Responses for every site and wave as an Arrow table, and the truth planted in them.
 
-    `site_sizes` (sites x waves) overrides the per-site responses_per_wave.
+    `site_sizes` (sites x waves) overrides the per-site responses_per_wave;
+    `outlier_shift` is the latent shift of each planted outlier (in respondent SDs).
     """
     _check(len(sites) >= 1 and len(waves) >= 1, "need at least one site and one wave")
     rng = np.random.default_rng(seed)
@@ -175,7 +177,7 @@ def generate_responses(instrument: Instrument, sites: list[SiteSpec], waves: lis
     site_effects = rng.normal(0, SITE_EFFECT_SD, size=(len(sites), len(scales)))
     for code, scale, direction in outliers:
         site_effects[[s.code for s in sites].index(code), scale_index[scale]] += \
-            direction * OUTLIER_SHIFT
+            direction * outlier_shift
     site_types = np.array([sites[i].site_type for i in site_of], dtype=object)
     attributes = _attributes(rng, site_types)
     chol = np.linalg.cholesky(_latent_correlation(scales))
@@ -254,7 +256,7 @@ def generate_responses(instrument: Instrument, sites: list[SiteSpec], waves: lis
         "group_effects": GROUP_EFFECTS,
         "outliers": [{"site": code, "scale": scale,
                       "direction": "high" if direction > 0 else "low",
-                      "latent_shift": direction * OUTLIER_SHIFT}
+                      "latent_shift": direction * outlier_shift}
                      for code, scale, direction in outliers],
         "straight_liners": int(straight.sum()),
         "speeders": int(speeder.sum()),

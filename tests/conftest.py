@@ -82,3 +82,17 @@ def write_csv(path: Path, rows: list[dict[str, str]], encoding: str = "utf-8",
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+@pytest.fixture(scope="module")
+def published_sample(sample_store, instrument):
+    """The sample store run through psychometrics and publish (k = 10): (settings, report)."""
+    from pipeline.psychometrics import run_psychometrics
+    from pipeline.publish import publish
+    from survey.settings import Settings
+
+    settings = Settings(db_path=sample_store)
+    with open_store(sample_store) as con:
+        psychometrics = run_psychometrics(con, instrument, settings)
+        report = publish(con, instrument, settings, psychometrics)
+    return settings, report

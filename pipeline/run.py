@@ -1,0 +1,48 @@
+"""`culture run`: ingest to publish, one stage after another, on one store connection.
+
+Stages: ingest (files given, each all-or-nothing) -> psychometrics (quality flags,
+scores, reliability, structure) -> aggregate -> suppress -> publish -> benchmark ->
+verify. The store is opened once for writing; the published layer is a separate file
+replaced in one rename at the end, so a dashboard reading it is never blocked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.ingest import IngestReport, ingest_file
+from pipeline.psychometrics import run_psychometrics
+from pipeline.publish import PublishReport, publish
+from pipeline.store import open_store
+from survey.instrument import Instrument
+from survey.settings import Settings
+
+STAGES = ("ingest", "psychometrics", "aggregate", "suppress", "publish", "benchmark", "verify")
+
+
+@dataclass
+class RunReport:
+    """Everything `culture run` did."""
+
+    ingests: list[IngestReport] = field(default_factory=list)
+    psychometrics: dict | None = None
+    published: PublishReport | None = None
+
+
+def run_pipeline(settings: Settings, instrument: Instrument, files: list[Path] = (),
+                 site: str | None = None, wave: int | None = None,
+                 stage: Callable[[str], None] | None = None) -> RunReport:
+    """Run every stage; `stage(name)` is called as each one starts."""
+    step = stage or (lambda name: None)
+    report = RunReport()
+    definition = settings.instrument_path.read_text(encoding="utf-8")
+    with open_store(settings.db_path) as con:
+        step("ingest")
+        for file in files:
+            report.ingests.append(ingest_file(con, file, instrument, definition, site, wave))
+        step("psychometrics")
+        report.psychometrics = run_psychometrics(con, instrument, settings)
+        report.published = publish(con, instrument, settings, report.psychometrics, step)
+    return report
