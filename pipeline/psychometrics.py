@@ -101,11 +101,14 @@ def reliability_rows(moments: dict, min_group: int) -> list[dict]:
     for level, by in LEVELS.items():
         for scale_id, levels in moments.items():
             groups = levels[level]
-            if not groups:
-                continue
-            alphas = alpha_batch(np.stack([g.cov for g in groups]), [g.n_rows for g in groups])
-            omegas = omega_total_batch(np.stack([g.corr for g in groups]))
-            for index, group in enumerate(groups):
+            # Groups below the reporting threshold are listed but not estimated: their
+            # numbers are never shown, and tiny samples make the factor fit crawl.
+            big = [g for g in groups if g.n_rows >= min_group]
+            if big:
+                alphas = alpha_batch(np.stack([g.cov for g in big]), [g.n_rows for g in big])
+                omegas = omega_total_batch(np.stack([g.corr for g in big]))
+            index = 0
+            for group in groups:
                 row = {"level": level, "scale": scale_id, **dict(zip(by, group.key)),
                        "n": group.n_rows, "k": len(group.items)}
                 if group.n_rows < min_group:
@@ -114,6 +117,7 @@ def reliability_rows(moments: dict, min_group: int) -> list[dict]:
                     row |= {name: float(values[index]) for name, values in alphas.items()}
                     row["omega_total"] = float(omegas[index])
                     row["alpha_verdict"] = judge("alpha", row["alpha"])["verdict"]
+                    index += 1
                 rows.append(row)
     return rows
 

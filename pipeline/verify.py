@@ -13,7 +13,8 @@ with the offending cells if either fails:
    groups and of the sites) is a linear equation. A hidden cell is *recoverable* when
    its unknown is fixed by the equations, i.e. when its unit vector lies in the row
    space of the equation matrix (found from the null space of each connected block
-   of equations, so any combination of subtractions counts, not only chains). No
+   of equations, so any combination of subtractions counts, not only chains; blocks
+   larger than MAX_EXACT_BLOCK unknowns are attacked by chains of substitution). No
    recoverable hidden cell may hold 1 to k-1 respondents, and no equation may leave
    a remainder (the sum of its unrecoverable hidden parts) of 1 to k-1.
 
@@ -35,6 +36,11 @@ from scipy.sparse.csgraph import connected_components
 
 from survey.errors import CultureError
 
+#: Blocks of hidden cells up to this size are solved exactly (any combination of
+#: equations); larger ones, which only arise when most cells are hidden, are attacked by
+#: chains of substitution, the same attack the suppression step defends against.
+MAX_EXACT_BLOCK = 600
+
 CELL_KEY = ["wave", "level", "unit", "breakdown", "grp", "measure_kind", "measure"]
 
 
@@ -51,6 +57,7 @@ class VerificationReport:
     equations: int = 0
     largest_block: int = 0
     recoverable_hidden: int = 0
+    blocks_by_chain: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -149,18 +156,28 @@ def _check_recovery(cells: pd.DataFrame, k: int, report: VerificationReport) -> 
     # Blocks of unknowns tied together by equations are solved separately.
     n_blocks, block = connected_components((a.T @ a).tocsr(), directed=False)
     values = np.full(len(unknown_cells), np.nan)
-    order = np.argsort(block, kind="stable")
-    bounds = np.searchsorted(block[order], np.arange(n_blocks + 1))
-    a_csc = a.tocsc()
+    # Group the nonzeros by block once, then solve block by block on small pieces.
+    coo = a.tocoo()
+    entry_block = block[coo.col]
+    by_block = np.argsort(entry_block, kind="stable")
+    cuts = np.searchsorted(entry_block[by_block], np.arange(n_blocks + 1))
+    members_of = np.argsort(block, kind="stable")
+    member_cuts = np.searchsorted(block[members_of], np.arange(n_blocks + 1))
     for b in range(n_blocks):
-        members = order[bounds[b]:bounds[b + 1]]
-        sub = a_csc[:, members]
-        rows_used = np.unique(sub.nonzero()[0])
-        if not len(rows_used):
+        entries = by_block[cuts[b]:cuts[b + 1]]
+        if not len(entries):
             continue
-        dense = sub[rows_used].toarray()
+        members = members_of[member_cuts[b]:member_cuts[b + 1]]
+        rows_used, local_row = np.unique(coo.row[entries], return_inverse=True)
+        local_col = np.searchsorted(members, coo.col[entries])
+        sub = coo_matrix((coo.data[entries], (local_row.ravel(), local_col)),
+                         shape=(len(rows_used), len(members)))
         report.largest_block = max(report.largest_block, len(members))
-        values[members] = _determined_values(dense, rhs[rows_used])
+        if len(members) <= MAX_EXACT_BLOCK:
+            values[members] = _determined_values(sub.toarray(), rhs[rows_used])
+        else:
+            report.blocks_by_chain += 1
+            values[members] = _chain_values(sub.tocsr(), rhs[rows_used])
     recoverable = ~np.isnan(values)
     report.recoverable_hidden = int(recoverable.sum())
     leaked = recoverable & (np.round(values) >= 1) & (np.round(values) < k)
@@ -176,6 +193,23 @@ def _check_recovery(cells: pd.DataFrame, k: int, report: VerificationReport) -> 
              & (unrecoverable.getnnz(axis=1) > 0))
     for e in np.flatnonzero(small)[:20]:
         report.problems.append(f"equation {e}: hidden parts add up to {remainder[e]:.0f}")
+
+
+def _chain_values(a, b: np.ndarray) -> np.ndarray:
+    """Values fixed by repeated substitution (an equation with one unknown left gives it),
+    NaN for the rest: the attack a reader makes by hand, for blocks too large to solve."""
+    values = np.full(a.shape[1], np.nan)
+    known = np.zeros(a.shape[1], bool)
+    pattern = (a != 0).astype(np.int64)
+    while True:
+        unknown_left = pattern @ (~known).astype(np.int64)
+        rows = np.flatnonzero(unknown_left == 1)
+        if not len(rows):
+            return values
+        partial = a[rows] @ np.where(known, values, 0.0)
+        sub = a[rows].multiply((~known).astype(float)[None, :]).tocoo()
+        values[sub.col] = (b[rows][sub.row] - partial[sub.row]) / sub.data
+        known[sub.col] = True
 
 
 def _determined_values(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -301,12 +301,15 @@ def psychometrics(wave: Annotated[Optional[int], typer.Option(help="Only this wa
     with open_store(settings.db_path) as con:
         result = run_psychometrics(con, inst, settings, wave, site)
     html_path, json_path = write_report(result, inst, out_dir)
-    overall = [r for r in result["reliability"] if r["level"] == "overall"]
-    for row in overall:
+    _print_reliability(result)
+    out.print(f"validation report: {html_path} and {json_path}")
+
+
+def _print_reliability(result: dict) -> None:
+    for row in (r for r in result["reliability"] if r["level"] == "overall"):
         out.print(f"  {row['scale']:<18} alpha {row['alpha']:.2f} "
                   f"({row['ci_low']:.2f}-{row['ci_high']:.2f}), omega {row['omega_total']:.2f}: "
                   f"{row['alpha_verdict']}")
-    out.print(f"validation report: {html_path} and {json_path}")
 
 
 @app.command()
@@ -390,6 +393,7 @@ def run_and_summarise(settings: Settings, files: list[Path], site: str | None,
     for report in result.ingests:
         _print_ingest(report)
     html_path, _ = write_report(result.psychometrics, inst, report_dir)
+    _print_reliability(result.psychometrics)
     _print_published(result.published, settings)
     out.print(f"validation report: {html_path}")
 

@@ -128,3 +128,5 @@ def test_demo_scores_and_writes_the_report(tmp_path):
     assert "stigma             alpha 0.87" in run.stdout
     report = json.loads((tmp_path / "reports" / "validation_report.json").read_text())
     assert report["data_quality"]["totals"]["respondents"] == 3570
+    assert "verified: no shown count below 10" in run.stdout
+    assert (tmp_path / "demo.published.duckdb").exists()
