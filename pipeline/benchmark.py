@@ -47,12 +47,8 @@ def benchmark_table(cells: pd.DataFrame) -> pd.DataFrame:
     """Each shown site cell against the distribution of shown site means."""
     sites = _site_totals(cells)
     by = ["wave", "measure_kind", "measure"]
-    national = sites.groupby(by)["mean"].agg(
-        national_sites="count", national_worst="min", national_q1=lambda s: s.quantile(.25),
-        national_median="median", national_q3=lambda s: s.quantile(.75), national_best="max")
-    peer = sites.groupby(by + ["peer_group"])["mean"].agg(
-        peer_sites="count", peer_worst="min", peer_q1=lambda s: s.quantile(.25),
-        peer_median="median", peer_q3=lambda s: s.quantile(.75), peer_best="max")
+    national = _distribution(sites, by, "national")
+    peer = _distribution(sites, by + ["peer_group"], "peer")
     out = sites.join(national, on=by).join(peer, on=by + ["peer_group"])
     totals = cells[(cells["breakdown"] == "all") & ~cells["suppressed"]
                    & cells["level"].isin(["peer", "national"])]
@@ -78,6 +74,17 @@ def benchmark_table(cells: pd.DataFrame) -> pd.DataFrame:
     rest_cols = [c for c in out.columns if c.startswith(("national_", "peer_", "diff_vs_",
                                                          "n_rest_of_")) and c != "peer_group"]
     return out[keep + rest_cols].rename(columns={"unit": "site_code"}).reset_index(drop=True)
+
+
+def _distribution(sites: pd.DataFrame, by: list[str], prefix: str) -> pd.DataFrame:
+    """Count, worst, quartiles, median and best of site means per group (linear quantiles)."""
+    grouped = sites.groupby(by)["mean"]
+    out = grouped.agg(["count", "min", "median", "max"])
+    quartiles = grouped.quantile([0.25, 0.75]).unstack()
+    out["q1"], out["q3"] = quartiles[0.25], quartiles[0.75]
+    names = {"count": "sites", "min": "worst", "max": "best"}
+    out = out[["count", "min", "q1", "median", "q3", "max"]]
+    return out.rename(columns=lambda c: f"{prefix}_{names.get(c, c)}")
 
 
 def _rest_of(total_n, total_mean, total_sd, part_n, part_mean, part_sd):
@@ -186,10 +193,12 @@ def principle_gap_table(cells: pd.DataFrame, target_rule: str = "peer_q3") -> pd
         raise ValueError(f"target rule {target_rule!r}; use one of {', '.join(TARGET_RULES)}")
     sites = _site_totals(cells)
     sites = sites[sites["measure_kind"] == "principle"].copy()
-    stat = "median" if target_rule.endswith("median") else (lambda s: s.quantile(.75))
+    level = 0.5 if target_rule.endswith("median") else 0.75
     by = ["wave", "measure"]
-    national = sites.groupby(by)["mean"].agg(stat).rename("national_target")
-    peer = sites.groupby(by + ["peer_group"])["mean"].agg(peer_target=stat, peer_sites="count")
+    national = sites.groupby(by)["mean"].quantile(level).rename("national_target")
+    peer = pd.DataFrame({
+        "peer_target": sites.groupby(by + ["peer_group"])["mean"].quantile(level),
+        "peer_sites": sites.groupby(by + ["peer_group"])["mean"].count()})
     sites = sites.join(national, on=by).join(peer, on=by + ["peer_group"])
     use_peer = target_rule.startswith("peer") & (sites["peer_sites"] >= MIN_PEER_SITES_FOR_TARGET)
     sites["target"] = np.where(use_peer, sites["peer_target"], sites["national_target"])
