@@ -20,10 +20,22 @@ def raw() -> dict:
 
 
 def test_every_instrument_file_in_the_repository_is_valid():
-    files = sorted(INSTRUMENTS_DIR.glob("*.yaml"))
+    from pipeline.actions import DEFAULT_ACTIONS, load_actions
+
+    files = sorted(set(INSTRUMENTS_DIR.glob("*.yaml")) - {DEFAULT_ACTIONS})
     assert files, "instruments/ holds no instrument"
     for path in files:
-        load_instrument(path)
+        load_actions(load_instrument(path))
+
+
+def test_actions_file_must_cover_every_principle(tmp_path, instrument):
+    from pipeline.actions import DEFAULT_ACTIONS, load_actions
+
+    text = DEFAULT_ACTIONS.read_text(encoding="utf-8")
+    broken = tmp_path / "actions.yaml"
+    broken.write_text(text.replace("  P6:\n", "  P7:\n"), encoding="utf-8")
+    with pytest.raises(InstrumentError, match="missing: P6, unknown: P7"):
+        load_actions(instrument, broken)
 
 
 def test_shipped_instrument_measures_what_the_guide_needs(instrument):
