@@ -31,6 +31,7 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
+from pipeline.scoring import scale_sql_terms
 from pipeline.validation_sql import quote
 from survey.instrument import Instrument
 
@@ -64,16 +65,7 @@ def _respondent_sql(instrument: Instrument) -> str:
     columns = ["site_code", "wave"]
     columns += [f"{_group_expr(a.id)} as {quote('g_' + a.id)}" for a in instrument.attributes]
     for scale in instrument.scales:
-        members = instrument.items_of(scale.id)
-        rs = instrument.response_scale(members[0].response_scale)
-        low, high = min(rs.codes), max(rs.codes)
-        keyed = [f"({low + high} - {quote(i.id)})" if i.reverse else quote(i.id)
-                 for i in members]
-        answered = " + ".join(f"({quote(i.id)} is not null)::integer" for i in members)
-        total = " + ".join(f"coalesce({k}, 0)" for k in keyed)
-        favourable = " + ".join(
-            f"coalesce({k} in ({', '.join(str(c) for c in rs.favourable)}), false)::integer"
-            for k in keyed)
+        answered, total, favourable = scale_sql_terms(instrument, scale.id)
         columns += [
             f"({answered}) as {quote('a_' + scale.id)}",
             f"({favourable}) as {quote('f_' + scale.id)}",

@@ -35,6 +35,21 @@ def scale_score(answers: pd.DataFrame, instrument: Instrument, scale_id: str) ->
     return data.mean(axis=1).where(enough)
 
 
+def scale_sql_terms(instrument: Instrument, scale_id: str) -> tuple[str, str, str]:
+    """SQL expressions over one response row: (items answered, sum of answers after
+    reverse-keying, answers in the favourable codes after keying)."""
+    members = instrument.items_of(scale_id)
+    rs = instrument.response_scale(members[0].response_scale)
+    low, high = min(rs.codes), max(rs.codes)
+    keyed = [f"({low + high} - {quote(i.id)})" if i.reverse else quote(i.id) for i in members]
+    answered = " + ".join(f"({quote(i.id)} is not null)::integer" for i in members)
+    total = " + ".join(f"coalesce({k}, 0)" for k in keyed)
+    favourable = " + ".join(
+        f"coalesce({k} in ({', '.join(str(c) for c in rs.favourable)}), false)::integer"
+        for k in keyed)
+    return answered, total, favourable
+
+
 def scoring_sql(instrument: Instrument) -> str:
     """SQL building table `scale_scores`: one row per respondent and scale.
 
@@ -45,16 +60,10 @@ def scoring_sql(instrument: Instrument) -> str:
     """
     selects = []
     for scale in instrument.scales:
+        answered, total, favourable = scale_sql_terms(instrument, scale.id)
         members = instrument.items_of(scale.id)
         rs = instrument.response_scale(members[0].response_scale)
         low, high = min(rs.codes), max(rs.codes)
-        keyed = [f"({low + high} - {quote(i.id)})" if i.reverse else quote(i.id)
-                 for i in members]
-        answered = " + ".join(f"({quote(i.id)} is not null)::integer" for i in members)
-        total = " + ".join(f"coalesce({k}, 0)" for k in keyed)
-        favourable = " + ".join(
-            f"coalesce({k} in ({', '.join(str(c) for c in rs.favourable)}), false)::integer"
-            for k in keyed)
         step = (10 / (high - low))
         selects.append(f"""
             select site_code, wave, response_id, '{scale.id}' as scale_id,

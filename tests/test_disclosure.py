@@ -143,7 +143,7 @@ def test_no_published_figure_spans_waves_or_exposes_a_hidden_cell(published_samp
             columns = {c for (c,) in con.execute(
                 "select column_name from information_schema.columns where table_name = ?",
                 [table]).fetchall()}
-            assert "wave" in columns or table == "icc" and "wave" in columns, table
+            assert "wave" in columns, table
         trends = con.execute("select * from trends").df()
         equity = con.execute("select * from equity").df()
     assert "trends" in tables and len(trends) > 100
