@@ -14,6 +14,9 @@ layer is built from:
     fav      favourable answers, fav_den answers counted ("% favourable" =
              fav / fav_den; for a scale every answered item counts, the AHRQ SOPS
              composite convention)
+    unf      unfavourable answers of an item (the options below the middle one after
+             reverse-keying; "No" of a yes/no item), so that an item's answers split
+             into favourable / neither / unfavourable for stacked bars
 
 Cells form *partitions*: a site's total is the sum of its groups for each attribute
 (respondents who left an attribute blank or preferred not to say form the group
@@ -77,9 +80,18 @@ def _respondent_sql(instrument: Instrument) -> str:
         low, high = min(rs.codes), max(rs.codes)
         value = f"({low + high} - {quote(item.id)})" if item.reverse else quote(item.id)
         fav = ", ".join(str(c) for c in rs.favourable)
+        unf = ", ".join(str(c) for c in unfavourable_codes(rs))
         columns += [f"{value}::double as {quote('i_' + item.id)}",
-                    f"({value} in ({fav}))::integer as {quote('if_' + item.id)}"]
+                    f"({value} in ({fav}))::integer as {quote('if_' + item.id)}",
+                    f"({value} in ({unf}))::integer as {quote('iu_' + item.id)}"]
     return "select " + ",\n       ".join(columns) + "\nfrom analysis_responses"
+
+
+def unfavourable_codes(rs) -> tuple[int, ...]:
+    """Codes that are neither favourable nor the middle option of an odd-length scale."""
+    codes = list(rs.codes)
+    middle = codes[len(codes) // 2] if len(codes) % 2 else None
+    return tuple(c for c in codes if c not in rs.favourable and c != middle)
 
 
 def _principle_exprs(instrument: Instrument) -> list[str]:
@@ -145,6 +157,7 @@ def build_cell_sums(con: duckdb.DuckDBPyConnection, instrument: Instrument) -> i
                       f"sum({v}) as {quote('s1__item__' + item.id)}",
                       f"sum({v} * {v}) as {quote('s2__item__' + item.id)}",
                       f"sum({quote('if_' + item.id)})::bigint as {quote('fav__item__' + item.id)}",
+                      f"sum({quote('iu_' + item.id)})::bigint as {quote('unf__item__' + item.id)}",
                       f"count({v})::bigint as {quote('den__item__' + item.id)}"]
     con.execute(f"""
         create or replace temp table item_sums as
@@ -161,12 +174,13 @@ def build_cell_sums(con: duckdb.DuckDBPyConnection, instrument: Instrument) -> i
         has_fav = kind in ("scale", "item")
         fav = quote(f"fav__{prefix}") if has_fav else "null::bigint"
         den = quote(f"den__{prefix}") if has_fav else "null::bigint"
+        unf = quote(f"unf__{prefix}") if kind == "item" else "null::bigint"
         item_only = "where g.breakdown = 'all'" if table == "item_sums" else ""
         long_parts.append(f"""
             select g.wave, g.site_code, g.breakdown, g.grp, '{kind}' as measure_kind,
                    '{measure}' as measure, coalesce({n}, 0)::bigint as n,
                    {s1}::double as s1, {s2}::double as s2, {fav}::bigint as fav,
-                   {den}::bigint as fav_den
+                   {den}::bigint as fav_den, {unf}::bigint as unf
             from cell_grid g left join {table} t using (wave, site_code, breakdown, grp)
             {item_only}""")
     con.execute("create or replace temp table site_cells as " + " union all ".join(long_parts))
@@ -175,20 +189,21 @@ def build_cell_sums(con: duckdb.DuckDBPyConnection, instrument: Instrument) -> i
         with site_level as (
             select c.wave, 'site' as level, c.site_code as unit, s.site_type as peer_group,
                    c.breakdown, c.grp, c.measure_kind, c.measure,
-                   c.n, c.s1, c.s2, c.fav, c.fav_den
+                   c.n, c.s1, c.s2, c.fav, c.fav_den, c.unf
             from site_cells c join sites s using (site_code)
         ),
         peer_level as (
             select wave, 'peer' as level, peer_group as unit, peer_group, breakdown, grp,
                    measure_kind, measure, sum(n)::bigint as n, sum(s1) as s1, sum(s2) as s2,
-                   sum(fav)::bigint as fav, sum(fav_den)::bigint as fav_den
+                   sum(fav)::bigint as fav, sum(fav_den)::bigint as fav_den,
+                   sum(unf)::bigint as unf
             from site_level group by all
         ),
         national_level as (
             select wave, 'national' as level, '{NATIONAL}' as unit, null as peer_group,
                    breakdown, grp, measure_kind, measure, sum(n)::bigint as n,
                    sum(s1) as s1, sum(s2) as s2, sum(fav)::bigint as fav,
-                   sum(fav_den)::bigint as fav_den
+                   sum(fav_den)::bigint as fav_den, sum(unf)::bigint as unf
             from site_level group by all
         ),
         final as (

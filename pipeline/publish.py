@@ -26,12 +26,16 @@ from scipy import stats
 
 from pipeline.actions import action_rows, load_actions
 from pipeline.benchmark import build_benchmarks
-from pipeline.cells import build_cell_sums, item_is_agreement
+from pipeline.cells import NOT_STATED, build_cell_sums, item_is_agreement
 from pipeline.disclosure import suppress_small_cells
 from pipeline.quality import analysis_view
 from pipeline.verify import VerificationReport, verify_published
 from survey.instrument import Instrument
 from survey.settings import Settings
+
+#: Readers' names of the respondent attributes (otherwise the id, capitalised).
+ATTRIBUTE_TITLES = {"staff_group": "Staff group / career stage",
+                    "pmq": "Place of primary qualification", "age_band": "Age band"}
 
 #: Version of the published tables' layout, for readers to check.
 PUBLISHED_LAYOUT = "1"
@@ -58,7 +62,8 @@ def published_cells(sums: pd.DataFrame, instrument: Instrument) -> pd.DataFrame:
 
     mean, sd (n - 1 denominator), se = sd / sqrt(n), 95% CI mean +/- t(n-1) se;
     mean_0_10 = (mean - 1) * 2.5 for 1-5 measures (NHS Staff Survey convention);
-    pct_favourable = 100 * favourable answers / answers.
+    pct_favourable = 100 * favourable answers / answers; pct_unfavourable likewise for
+    items (the rest of an item's answers chose the middle option).
     """
     out = sums.copy()
     n = out["n"].to_numpy(float)
@@ -69,6 +74,7 @@ def published_cells(sums: pd.DataFrame, instrument: Instrument) -> pd.DataFrame:
         se = sd / np.sqrt(n)
         half = stats.t.ppf(0.975, n - 1) * se
         pct = 100 * out["fav"].to_numpy(float) / out["fav_den"].to_numpy(float)
+        pct_unf = 100 * out["unf"].to_numpy(float) / out["fav_den"].to_numpy(float)
     agreement = item_is_agreement(instrument)
     kind, measure = out["measure_kind"], out["measure"]
     yes_no = (kind == "item") & ~measure.map(agreement).fillna(True).astype(bool)
@@ -83,10 +89,11 @@ def published_cells(sums: pd.DataFrame, instrument: Instrument) -> pd.DataFrame:
     out["ci_high"] = np.where(blank, np.nan, mean + half)
     out["mean_0_10"] = np.where(blank | ~one_to_five.to_numpy(), np.nan, (mean - 1) * 2.5)
     out["pct_favourable"] = np.where(hidden, np.nan, pct)
+    out["pct_unfavourable"] = np.where(hidden, np.nan, pct_unf)
     out["n"] = out["n"].astype("Int64").mask(hidden)
     return out[["wave", "level", "unit", "peer_group", "breakdown", "grp", "measure_kind",
                 "measure", "n", "mean", "sd", "se", "ci_low", "ci_high", "mean_0_10",
-                "pct_favourable", "suppressed"]]
+                "pct_favourable", "pct_unfavourable", "suppressed"]]
 
 
 def _shown_site_waves(cells: pd.DataFrame, measure_kind: str) -> pd.DataFrame:
@@ -125,7 +132,46 @@ def reliability_tables(psychometrics: dict, cells: pd.DataFrame,
         for column in ("n_straight_lining", "n_speeding", "n_duplicate", "n_flagged"):
             quality[column] = quality[column].astype("Int64").mask(quality[column] < k)
     return {"reliability": reliability.drop(columns=["note"], errors="ignore"),
-            "site_agreement": site_agreement, "icc": icc, "data_quality": quality}
+            "site_agreement": site_agreement, "icc": icc, "data_quality": quality,
+            "validation": validation_rows(psychometrics)}
+
+
+def validation_rows(psychometrics: dict) -> pd.DataFrame:
+    """The pooled validity checks with their criteria and verdicts, one row per check.
+
+    These come from all sites together (structure) or from groups the invariance step
+    kept (each at least the minimum group size), so they describe no small group.
+    """
+    rows = []
+
+    def add(check: str, scope: str, judged: dict) -> None:
+        rows.append({"check": check, "scope": scope, "value": judged.get("value"),
+                     "criterion": judged.get("criterion", ""),
+                     "source": judged.get("source", ""), "verdict": judged.get("verdict", "")})
+
+    structure = psychometrics.get("structure") or {}
+    if isinstance(structure.get("kmo"), dict):
+        add("KMO sampling adequacy", "all items", structure["kmo"])
+    cfa = structure.get("cfa") or {}
+    for key, label in (("cfi", "CFA: CFI"), ("tli", "CFA: TLI"), ("rmsea", "CFA: RMSEA"),
+                       ("srmr", "CFA: SRMR")):
+        if isinstance(cfa.get(key), dict):
+            add(label, "intended structure", cfa[key])
+    for key, label in (("composite_reliability", "Composite reliability"),
+                       ("ave", "Average variance extracted"),
+                       ("htmt", "HTMT discriminant validity")):
+        for scope, judged in (structure.get(key) or {}).items():
+            if isinstance(judged, dict):
+                add(label, scope, judged)
+    for test in psychometrics.get("invariance") or []:
+        steps = test.get("steps") or []
+        if steps:
+            rows.append({"check": "Measurement invariance", "scope":
+                         f"{test['scale']} across {test['across']}", "value": None,
+                         "criterion": "change in CFI >= -0.01 and RMSEA <= 0.015 per step",
+                         "source": "Chen 2007", "verdict": steps[-1]["verdict"]})
+    return pd.DataFrame(rows, columns=["check", "scope", "value", "criterion", "source",
+                                       "verdict"])
 
 
 def publish(con: duckdb.DuckDBPyConnection, instrument: Instrument, settings: Settings,
@@ -202,7 +248,17 @@ def _reference_tables(con, instrument: Instrument, settings: Settings) -> dict[s
             "target_rule": settings.target_rule,
             "excluded_flagged": str(settings.exclude_flagged).lower(),
             "published_on": dt.date.today().isoformat()}
+    groups = [{"breakdown": a.id, "attribute": ATTRIBUTE_TITLES.get(a.id, a.id.replace("_", " ")
+                                                                   .capitalize()),
+               "grp": o.code, "label": o.label, "position": position}
+              for a in instrument.attributes
+              for position, o in enumerate(a.options) if o.code != "prefer_not_to_say"]
+    groups += [{"breakdown": a.id, "attribute": ATTRIBUTE_TITLES.get(
+        a.id, a.id.replace("_", " ").capitalize()), "grp": NOT_STATED,
+        "label": "Not stated (blank or prefer not to say)", "position": 99}
+        for a in instrument.attributes]
     return {"meta": pd.DataFrame(list(meta.items()), columns=["key", "value"]),
+            "groups": pd.DataFrame(groups),
             "sites": sites, "site_headcounts": headcounts,
             "measures": pd.DataFrame(measures),
             "actions": pd.DataFrame(action_rows(load_actions(instrument)))}

@@ -47,6 +47,11 @@ class Settings:
         """The published layer: aggregates only, beside the store (culture.published.duckdb)."""
         return self.db_path.with_name(self.db_path.stem + ".published.duckdb")
 
+    @property
+    def accounts_path(self) -> Path:
+        """Dashboard accounts, beside the store (culture.accounts.duckdb)."""
+        return self.db_path.with_name(self.db_path.stem + ".accounts.duckdb")
+
     def __post_init__(self) -> None:
         if self.target_rule not in TARGET_RULES:
             raise SettingsError(f"target rule {self.target_rule!r} is not known; use one of "

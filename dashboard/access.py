@@ -1,0 +1,119 @@
+"""Who sees what: the signed-in viewer, the sites they may open, and how sites are named.
+
+Every callback and route asks this module, on the server, before it reads anything:
+a director's page for another site is refused however the request was made (a URL,
+a crafted POST to Dash's callback endpoint), not merely hidden in the layout.
+
+Naming. An admin sees every site by name. A director sees their own site by name and
+every other site as "Peer 1", "Peer 2", ... A researcher sees every site as "Site 1",
+"Site 2", ... Numbers are consistent within one view (the funnel, the caterpillar and
+their tables agree) but follow a keyed shuffle of the view, not the site code or its
+rank, so numbers cannot be carried from one view to another to single a site out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+import flask
+
+from dashboard.accounts import Account
+
+
+class AccessDenied(Exception):
+    """The signed-in viewer may not see what was asked for (HTTP 403)."""
+
+
+class NotSignedIn(Exception):
+    """No valid session (HTTP 401)."""
+
+
+#: Page path -> roles allowed to open it.
+PAGE_ROLES = {
+    "/": ("admin", "director"),
+    "/principle": ("admin", "director"),
+    "/benchmark": ("admin", "director", "researcher"),
+    "/trends": ("admin", "director", "researcher"),
+    "/equity": ("admin", "director"),
+    "/quality": ("admin", "director", "researcher"),
+    "/export": ("admin", "researcher"),
+}
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The signed-in account and what its role allows."""
+
+    account: Account
+
+    @property
+    def role(self) -> str:
+        return self.account.role
+
+    @property
+    def own_site(self) -> str | None:
+        return self.account.site_code if self.role == "director" else None
+
+    def may_open_site(self, site: str) -> bool:
+        return self.role == "admin" or (self.role == "director" and site == self.own_site)
+
+    def may_open_page(self, path: str) -> bool:
+        return self.role in PAGE_ROLES.get(path, ())
+
+    def site_options(self, site_codes: list[str]) -> list[str]:
+        """Sites this viewer may pick in a site selector."""
+        return [s for s in site_codes if self.may_open_site(s)]
+
+
+def current_viewer() -> Viewer:
+    """The viewer of the request being served, re-checked against the accounts file so a
+    removed account loses access at its next request."""
+    username = flask.session.get("user")
+    book = flask.current_app.config["CULTURE_ACCOUNTS"]
+    account = book.get(username) if username else None
+    if account is None:
+        raise NotSignedIn("sign in first")
+    return Viewer(account)
+
+
+def authorise_site(viewer: Viewer, site: str | None, known: list[str]) -> str:
+    """`site` if the viewer may open it; AccessDenied otherwise (unknown sites too, so a
+    refusal never confirms that a code exists)."""
+    if site is None and viewer.own_site:
+        return viewer.own_site
+    if site is None and viewer.role == "admin" and known:
+        return known[0]
+    if site is None or site not in known or not viewer.may_open_site(site):
+        raise AccessDenied(f"you do not have access to site {site!r}")
+    return site
+
+
+def authorise_page(viewer: Viewer, path: str) -> None:
+    if not viewer.may_open_page(path):
+        raise AccessDenied(f"the page {path} is not available to the {viewer.role} role")
+
+
+class SiteLabels:
+    """Display names of sites within one view, following the viewer's role."""
+
+    def __init__(self, viewer: Viewer, names: dict[str, str], view: str, secret: bytes,
+                 codes: list[str] | None = None) -> None:
+        self.viewer, self.names = viewer, names
+        codes = sorted(codes if codes is not None else names)
+
+        def shuffle_key(code: str) -> bytes:
+            return hmac.new(secret, f"{view}\0{code}".encode(), hashlib.sha256).digest()
+
+        anonymous = [c for c in codes if not self.named(c)]
+        self._numbers = {c: i + 1 for i, c in enumerate(sorted(anonymous, key=shuffle_key))}
+
+    def named(self, code: str) -> bool:
+        return self.viewer.role == "admin" or code == self.viewer.own_site
+
+    def __call__(self, code: str) -> str:
+        if self.named(code):
+            return f"{self.names.get(code, code)} ({code})"
+        prefix = "Peer" if self.viewer.role == "director" else "Site"
+        return f"{prefix} {self._numbers.get(code, '?')}"

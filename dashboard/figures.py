@@ -1,0 +1,235 @@
+"""Pure figure builders: small DataFrames in, plotly figures out.
+
+No data access and no knowledge of who is looking: callers pass rows already scoped
+and labelled. Colours are the Okabe-Ito palette (distinguishable with the common
+colour-vision deficiencies); meaning never rests on colour alone (shapes, text and
+the table view carry it too). Every axis says what its number is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+BLUE, ORANGE, VERMILLION, SKY = "#0072B2", "#E69F00", "#D55E00", "#56B4E9"
+GREEN, PURPLE, YELLOW, BLACK, GREY = "#009E73", "#CC79A7", "#F0E442", "#000000", "#BBBBBB"
+SERIES = [BLUE, ORANGE, GREEN, VERMILLION, SKY, PURPLE, BLACK, YELLOW]
+PRINCIPLE_AXIS = "Principle score, 0-100 (its scales' 1-5 means rescaled; higher is better)"
+SCALE_AXIS = "Scale score, 1-5 (mean of items after reverse-keying; higher is better)"
+
+
+def _base(fig: go.Figure, title: str, height: int = 380) -> go.Figure:
+    fig.update_layout(title={"text": title, "x": 0, "font": {"size": 15}}, height=height,
+                      margin={"l": 10, "r": 10, "t": 50, "b": 50}, template="plotly_white",
+                      font={"family": "system-ui, sans-serif", "size": 13},
+                      legend={"orientation": "h", "y": -0.2})
+    fig.update_yaxes(automargin=True)
+    return fig
+
+
+def hidden_text(k: int) -> str:
+    return f"fewer than {k} responses"
+
+
+def principle_figure(rows: pd.DataFrame, site_label: str) -> go.Figure:
+    """Score (with 95% CI) against target per principle, largest gap at the top.
+
+    rows: name, score, ci_low, ci_high, target, gap, certainty, n (ordered by priority).
+    """
+    rows = rows.iloc[::-1]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(
+        x=rows["score"], y=rows["name"], mode="markers", name=f"{site_label}: score (95% CI)",
+        marker={"color": BLUE, "size": 11, "symbol": "circle"},
+        error_x={"type": "data", "symmetric": False, "color": BLUE,
+                 "array": rows["ci_high"] - rows["score"],
+                 "arrayminus": rows["score"] - rows["ci_low"]},
+        customdata=np.stack([rows["gap"], rows["certainty"], rows["n"]], axis=-1),
+        hovertemplate="%{y}<br>score %{x:.1f}<br>gap %{customdata[0]:.1f} "
+                      "(%{customdata[1]})<br>n = %{customdata[2]}<extra></extra>"))
+    fig.add_trace(go.Scatter(
+        x=rows["target"], y=rows["name"], mode="markers", name="target",
+        marker={"color": VERMILLION, "size": 12, "symbol": "diamond-open",
+                "line": {"width": 2}},
+        hovertemplate="%{y}<br>target %{x:.1f}<extra></extra>"))
+    fig.update_xaxes(title=PRINCIPLE_AXIS, range=[0, 100])
+    return _base(fig, "Principles: score against target (largest gap first)",
+                 height=120 + 45 * len(rows))
+
+
+def response_bars(rows: pd.DataFrame, k: int) -> go.Figure:
+    """Stacked % unfavourable / neither / favourable per item; hidden items say so.
+
+    rows: label, pct_unfavourable, pct_favourable, n, suppressed.
+    """
+    rows = rows.iloc[::-1].copy()
+    shown = ~rows["suppressed"].astype(bool)
+    unf = rows["pct_unfavourable"].where(shown)
+    fav = rows["pct_favourable"].where(shown)
+    neither = (100 - unf - fav).clip(lower=0)
+    fig = go.Figure()
+    for name, values, colour in (("Unfavourable", unf, VERMILLION), ("Neither", neither, GREY),
+                                 ("Favourable", fav, BLUE)):
+        fig.add_trace(go.Bar(
+            x=values, y=rows["label"], orientation="h", name=name, marker_color=colour,
+            text=[f"{v:.0f}%" if pd.notna(v) and v >= 6 else "" for v in values],
+            textposition="inside", customdata=rows["n"],
+            hovertemplate=f"%{{y}}<br>{name.lower()} %{{x:.1f}}%<br>n = %{{customdata}}"
+                          "<extra></extra>"))
+    for label in rows.loc[~shown, "label"]:
+        fig.add_annotation(x=50, y=label, text=hidden_text(k), showarrow=False,
+                           font={"color": BLACK})
+    fig.update_layout(barmode="stack")
+    fig.update_xaxes(title="% of answers (negatively worded items reversed; "
+                           "don't know excluded)", range=[0, 100])
+    return _base(fig, "How people answered each item", height=140 + 34 * len(rows))
+
+
+def trend_figure(series: pd.DataFrame, changes: pd.DataFrame, title: str,
+                 axis: str = SCALE_AXIS) -> go.Figure:
+    """One line per measure across waves with 95% CIs; significant changes starred.
+
+    series: label, wave, mean, ci_low, ci_high, n; changes: label, wave, flag (only rows
+    whose change is significant after FDR control).
+    """
+    fig = go.Figure()
+    for position, (label, rows) in enumerate(series.groupby("label", sort=False)):
+        colour = SERIES[position % len(SERIES)]
+        fig.add_trace(go.Scatter(
+            x=rows["wave"], y=rows["mean"], mode="lines+markers", name=label,
+            line={"color": colour}, marker={"color": colour},
+            error_y={"type": "data", "symmetric": False, "color": colour,
+                     "array": rows["ci_high"] - rows["mean"],
+                     "arrayminus": rows["mean"] - rows["ci_low"]},
+            customdata=rows["n"],
+            hovertemplate=f"{label}<br>%{{x}}: %{{y:.2f}}<br>n = %{{customdata}}"
+                          "<extra></extra>"))
+    if len(changes):
+        marked = changes.merge(series, on=["label", "wave"])
+        fig.add_trace(go.Scatter(
+            x=marked["wave"], y=marked["mean"], mode="markers+text", name="significant change",
+            marker={"symbol": "star", "size": 16, "color": BLACK},
+            text=marked["flag"], textposition="top center",
+            hovertemplate="%{text}<extra></extra>"))
+    fig.update_xaxes(title="Survey wave (year)", dtick=1)
+    fig.update_yaxes(title=axis)
+    return _base(fig, title, height=420)
+
+
+def funnel_figure(points: pd.DataFrame, params: dict, measure: str,
+                  axis: str = SCALE_AXIS) -> go.Figure:
+    """Site means against respondents with 95% and 99.8% limits around the benchmark.
+
+    points: label, n, mean, highlight (bool), flag. Limits: target +/- z *
+    sqrt(sigma^2 / n + tau^2) (Spiegelhalter 2005, additive overdispersion).
+    """
+    n_max = max(float(points["n"].max()) * 1.1, 20.0) if len(points) else 100.0
+    grid = np.linspace(max(2.0, float(points["n"].min()) * 0.8) if len(points) else 2.0,
+                       n_max, 120)
+    spread = np.sqrt(params["sigma"] ** 2 / grid + params["tau2"])
+    fig = go.Figure()
+    for z, dash, name in ((3.090, "dot", "99.8% limits"), (1.960, "dash", "95% limits")):
+        for sign, show in ((1, True), (-1, False)):
+            fig.add_trace(go.Scatter(x=grid, y=params["target"] + sign * z * spread,
+                                     mode="lines", line={"color": GREY if z > 2 else BLACK,
+                                                         "dash": dash, "width": 1.5},
+                                     name=name, showlegend=show, legendgroup=name,
+                                     hoverinfo="skip"))
+    fig.add_hline(y=params["target"], line={"color": BLACK, "width": 1},
+                  annotation_text="all-sites mean", annotation_position="top left")
+    others = points[~points["highlight"]]
+    mine = points[points["highlight"]]
+    fig.add_trace(go.Scatter(x=others["n"], y=others["mean"], mode="markers", name="other sites",
+                             marker={"color": SKY, "size": 8, "line": {"color": BLUE,
+                                                                       "width": 1}},
+                             text=others["label"], customdata=others["flag"],
+                             hovertemplate="%{text}<br>n = %{x}<br>mean %{y:.2f}<br>"
+                                           "%{customdata}<extra></extra>"))
+    if len(mine):
+        fig.add_trace(go.Scatter(x=mine["n"], y=mine["mean"], mode="markers+text",
+                                 name=mine["label"].iloc[0], text=mine["label"],
+                                 textposition="top center",
+                                 marker={"color": ORANGE, "size": 14, "symbol": "diamond",
+                                         "line": {"color": BLACK, "width": 1.5}},
+                                 customdata=mine["flag"],
+                                 hovertemplate="%{text}<br>n = %{x}<br>mean %{y:.2f}<br>"
+                                               "%{customdata}<extra></extra>"))
+    fig.update_xaxes(title="Respondents at the site (n)")
+    fig.update_yaxes(title=axis)
+    return _base(fig, f"Funnel plot: {measure}", height=440)
+
+
+def caterpillar_figure(rows: pd.DataFrame, measure: str, axis: str = SCALE_AXIS) -> go.Figure:
+    """Shrunken (empirical-Bayes) site means with 95% intervals, lowest first.
+
+    rows: label, eb_mean, eb_low, eb_high, highlight.
+    """
+    rows = rows.sort_values("eb_mean").reset_index(drop=True)
+    colours = [ORANGE if h else BLUE for h in rows["highlight"]]
+    fig = go.Figure(go.Scatter(
+        x=list(range(1, len(rows) + 1)), y=rows["eb_mean"], mode="markers",
+        marker={"color": colours, "size": [12 if h else 7 for h in rows["highlight"]],
+                "symbol": ["diamond" if h else "circle" for h in rows["highlight"]]},
+        error_y={"type": "data", "symmetric": False, "array": rows["eb_high"] - rows["eb_mean"],
+                 "arrayminus": rows["eb_mean"] - rows["eb_low"], "color": GREY},
+        text=rows["label"], showlegend=False,
+        hovertemplate="%{text}<br>shrunken mean %{y:.2f}<extra></extra>"))
+    fig.update_xaxes(title="Sites ordered by shrunken mean (1 = lowest)")
+    fig.update_yaxes(title=axis + ", shrunken towards the all-sites mean")
+    return _base(fig, f"Caterpillar plot: {measure} (empirical-Bayes means, 95% intervals)",
+                 height=400)
+
+
+def equity_heatmap(matrix: pd.DataFrame, hidden: pd.DataFrame, k: int) -> go.Figure:
+    """Group minus rest of site per scale; hidden cells grey and labelled, never blank.
+
+    matrix: groups x measures of differences (NaN where hidden or not comparable);
+    hidden: same shape, True where the group's cell was suppressed.
+    """
+    groups, measures = list(matrix.index), list(matrix.columns)
+    values = matrix.to_numpy(float)
+    hide = hidden.reindex(index=groups, columns=measures).fillna(False).to_numpy(bool)
+    text = np.where(hide, f"< {k}", np.where(np.isnan(values), "n/a",
+                                             np.vectorize(lambda v: f"{v:+.2f}")(
+                                                 np.nan_to_num(values))))
+    limit = max(0.3, float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 0.3)
+    fig = go.Figure()
+    fig.add_trace(go.Heatmap(
+        z=np.where(hide, np.nan, values), x=measures, y=groups, zmin=-limit, zmax=limit,
+        colorscale="PuOr", text=text, texttemplate="%{text}", hoverongaps=False,
+        colorbar={"title": "group minus<br>rest of site"},
+        hovertemplate="%{y} / %{x}: %{text}<extra></extra>"))
+    fig.add_trace(go.Heatmap(
+        z=np.where(hide, 1.0, np.nan), x=measures, y=groups, showscale=False,
+        colorscale=[[0, "#DDDDDD"], [1, "#DDDDDD"]], text=np.where(hide, text, ""),
+        texttemplate="%{text}", hoverongaps=False,
+        hovertemplate=f"%{{y}} / %{{x}}: {hidden_text(k)}<extra></extra>"))
+    fig.update_xaxes(title="Scale (difference in 1-5 score: the group minus everyone else "
+                           "at the site)", side="bottom")
+    fig.update_yaxes(autorange="reversed")
+    return _base(fig, f"Equity: groups against the rest of the site (grey: {hidden_text(k)})",
+                 height=160 + 28 * len(groups))
+
+
+def reliability_figure(rows: pd.DataFrame, title: str) -> go.Figure:
+    """Cronbach's alpha with Feldt 95% CI and omega per scale, against .70.
+
+    rows: label, alpha, ci_low, ci_high, omega_total, n.
+    """
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(
+        x=rows["alpha"], y=rows["label"], mode="markers", name="alpha (95% CI)",
+        marker={"color": BLUE, "size": 10},
+        error_x={"type": "data", "symmetric": False, "array": rows["ci_high"] - rows["alpha"],
+                 "arrayminus": rows["alpha"] - rows["ci_low"], "color": BLUE},
+        customdata=rows["n"], hovertemplate="%{y}: alpha %{x:.2f}, n = %{customdata}"
+                                            "<extra></extra>"))
+    fig.add_trace(go.Scatter(x=rows["omega_total"], y=rows["label"], mode="markers",
+                             name="omega total", marker={"color": ORANGE, "size": 10,
+                                                         "symbol": "square-open"}))
+    fig.add_vline(x=0.70, line={"color": BLACK, "dash": "dash"},
+                  annotation_text=".70 criterion")
+    fig.update_xaxes(title="Reliability coefficient (0-1; .70 or more is adequate)",
+                     range=[0.4, 1.0])
+    return _base(fig, title, height=140 + 36 * len(rows))

@@ -1,0 +1,18 @@
+"""The dashboard's pages, in navigation order: path -> module.
+
+Each module has TITLE, NEEDS_SITE (True: a site page; "unless researcher": a site page
+for admins and directors, an all-sites page for researchers; False), `layout(view)`
+and, if it has controls of its own, `register(app)`.
+"""
+
+from dashboard.pages import benchmark, equity, export, overview, principle, quality, trends
+
+PAGES = {
+    "/": overview,
+    "/principle": principle,
+    "/benchmark": benchmark,
+    "/trends": trends,
+    "/equity": equity,
+    "/quality": quality,
+    "/export": export,
+}

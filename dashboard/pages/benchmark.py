@@ -1,0 +1,108 @@
+"""Benchmark: funnel plot and caterpillar plot of one measure across sites, with the
+viewer's site highlighted, and best / average / worst of the site's peer group."""
+
+from __future__ import annotations
+
+import pandas as pd
+from dash import Input, Output, State, dcc, html
+
+from dashboard.components import chart, notice, table
+from dashboard.figures import PRINCIPLE_AXIS, SCALE_AXIS, caterpillar_figure, funnel_figure
+from dashboard.view import View
+
+TITLE = "Benchmark"
+NEEDS_SITE = "unless researcher"
+
+
+def _measure_options(view: View) -> list[dict]:
+    measures = view.data.measures()
+    chosen = measures[measures["measure_kind"].isin(["principle", "scale"])]
+    return [{"label": ("Principle: " if kind == "principle" else "Scale: ") + name,
+             "value": f"{kind}:{measure}"}
+            for kind, measure, name in chosen[["measure_kind", "measure", "name"]].itertuples(
+                index=False)]
+
+
+def layout(view: View) -> html.Div:
+    options = _measure_options(view)
+    values = [o["value"] for o in options]
+    asked = view.query.get("measure")
+    value = asked if asked in values else values[0]
+    title = f"{view.site_label} against all sites, {view.wave}" if view.site else \
+        f"All sites, {view.wave}"
+    return html.Div([
+        html.H1(title), view.controls(),
+        html.Div([html.Label("Measure", htmlFor="benchmark-measure"),
+                  dcc.Dropdown(id="benchmark-measure", options=options, value=value,
+                               clearable=False)], className="control wide"),
+        html.Div(benchmark_body(view, value), id="benchmark-body"),
+    ])
+
+
+def benchmark_body(view: View, value: str) -> list:
+    """Funnel, caterpillar and the peer-group table for one measure ('kind:id')."""
+    kind, _, measure = value.partition(":")
+    names = view.data.measure_names()
+    if measure not in names or kind not in ("scale", "principle"):
+        return [notice(f"{value!r} is not a measure of this instrument.", "error")]
+    axis = PRINCIPLE_AXIS if kind == "principle" else SCALE_AXIS
+    points, params = view.data.funnel(view.wave, kind, measure)
+    if params is None or points.empty:
+        return [notice(f"No funnel for {names[measure]} in {view.wave}: too few sites have "
+                       f"{view.k} or more responses.")]
+    labels = view.labels(list(points["site_code"]))
+    points = points.assign(label=points["site_code"].map(labels),
+                           highlight=points["site_code"] == view.site)
+    mine = points[points["highlight"]]
+    flagged = points[points["flag"] != "within"]
+    summary = (f"{len(points)} sites. " + (
+        f"{view.site_label}: mean {mine['mean'].iloc[0]:.2f} from {int(mine['n'].iloc[0])} "
+        f"respondents, {mine['band'].iloc[0]} limits, {mine['flag'].iloc[0]} after allowing "
+        "for overdispersion. " if len(mine) else "")
+        + f"{len(flagged)} site(s) flagged at a 5% false discovery rate.")
+    parts = [chart("benchmark-funnel", funnel_figure(points, params, names[measure], axis),
+                   table(points.sort_values("label"),
+                         {"label": "Site", "n": "Respondents", "mean": "Mean", "band": "Band",
+                          "flag": "Flag (5% FDR)"}, "Funnel plot points", {"n": 0}),
+                   summary)]
+    shrunk = view.data.shrunken(view.wave, kind, measure)
+    shrunk = shrunk.assign(label=shrunk["site_code"].map(labels),
+                           highlight=shrunk["site_code"] == view.site)
+    parts.append(chart("benchmark-caterpillar", caterpillar_figure(shrunk, names[measure], axis),
+                       table(shrunk, {"label": "Site", "n": "Respondents", "mean": "Raw mean",
+                                      "eb_mean": "Shrunken mean", "eb_low": "95% low",
+                                      "eb_high": "95% high", "rank": "Rank (1 = highest)"},
+                             "Shrunken site means", {"n": 0, "rank": 0}),
+                       "Small sites are pulled towards the all-sites mean in proportion to "
+                       "their uncertainty, so their rank is fair to them."))
+    if view.site:
+        parts.append(_peer_table(view, kind, names))
+    return parts
+
+
+def _peer_table(view: View, kind: str, names: dict[str, str]) -> html.Div:
+    peer = view.peer_group
+    distribution = view.data.peer_distribution(peer, view.wave, kind)
+    own = view.data.benchmarks(view.site, view.wave, kind)[["measure", "mean"]]
+    rows = distribution.merge(own, on="measure", how="left").assign(
+        label=lambda f: f["measure"].map(names))
+    if rows.empty:
+        return notice("No peer-group comparison is available for this wave.")
+    return html.Div([
+        html.H2(f"Best, average and worst in the peer group ({peer.replace('_', ' ')})"),
+        table(rows, {"label": "Measure", "mean": "This site", "best": "Best",
+                     "q3": "Upper quartile", "median": "Average (median)", "q1": "Lower quartile",
+                     "worst": "Worst", "sites": "Sites"},
+              "Site means in the peer group (each site's mean; sites shown only with "
+              f"{view.k} or more responses)", {"sites": 0})])
+
+
+def register(app) -> None:
+    from dashboard.app import view_from_request
+
+    @app.callback(Output("benchmark-body", "children"), Input("benchmark-measure", "value"),
+                  State("url", "search"), prevent_initial_call=True)
+    def update_benchmark(value: str, search: str):
+        # Authorised afresh: a crafted request naming another site is refused (403).
+        view = view_from_request("/benchmark", search, NEEDS_SITE)
+        return benchmark_body(view, value)

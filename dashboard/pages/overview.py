@@ -1,0 +1,77 @@
+"""Overview: a site's six principles against their targets, largest gaps first, with the
+guide's actions; responses and response rate."""
+
+from __future__ import annotations
+
+import pandas as pd
+from dash import html
+
+from dashboard.components import chart, fmt, key_figure, notice, table
+from dashboard.figures import hidden_text, principle_figure
+from dashboard.view import View
+
+TITLE = "Overview"
+NEEDS_SITE = True
+
+
+def principle_rows(view: View) -> pd.DataFrame:
+    """The site's principle gaps in priority order, with principle names."""
+    gaps = view.data.principle_gaps(view.site, view.wave)
+    names = view.data.measure_names()
+    return gaps.assign(name=gaps["principle"].map(names).fillna(gaps["principle"]))
+
+
+def layout(view: View) -> html.Div:
+    data, k = view.data, view.k
+    responses = data.responses(view.site, view.wave)
+    rows = principle_rows(view)
+    parts = [html.H1(f"{view.site_label}: culture of support, {view.wave}"),
+             view.controls(), _key_figures(responses, k)]
+    if rows.empty:
+        parts.append(notice(f"No principle scores can be shown for {view.wave}: the site had "
+                            f"{hidden_text(k)}, or too few comparable sites."))
+        return html.Div(parts)
+    top = rows.iloc[0]
+    summary = (f"Largest gap: {top['name']}, score {top['score']:.1f} against a target of "
+               f"{top['target']:.1f} ({top['certainty']}). Target: {top['target_basis']}.")
+    parts.append(chart("overview-principles", principle_figure(rows, view.site_label),
+                       table(rows, {"priority": "Priority", "name": "Principle",
+                                    "n": "Respondents", "score": "Score (0-100)",
+                                    "ci_low": "95% CI low", "ci_high": "95% CI high",
+                                    "target": "Target", "gap": "Gap (target - score)",
+                                    "gap_low": "Gap CI low", "gap_high": "Gap CI high",
+                                    "certainty": "Certainty"},
+                             "Principle scores, targets and gaps", {"n": 0, "priority": 0}),
+                       summary))
+    parts.append(html.H2("What the guide suggests, largest gaps first"))
+    actions = data.actions()
+    for _, row in rows.iterrows():
+        parts.append(_principle_actions(row, actions[actions["principle"] == row["principle"]]))
+    return html.Div(parts)
+
+
+def _key_figures(responses: dict, k: int) -> html.Div:
+    n = responses["n"]
+    return html.Div([
+        key_figure("Responses", fmt(n) if n is not None else hidden_text(k)),
+        key_figure("Staff headcount", fmt(responses["headcount"])
+                   if responses["headcount"] else "not given"),
+        key_figure("Response rate", fmt(responses["rate"], 0, "%")
+                   if responses["rate"] is not None else "not available",
+                   "responses / staff headcount"),
+    ], className="key-figures")
+
+
+def _principle_actions(row: pd.Series, actions: pd.DataFrame) -> html.Section:
+    if row["certainty"] == "meets target":
+        status = f"meets its target ({row['score']:.1f} against {row['target']:.1f})"
+    else:
+        status = (f"{row['gap']:.1f} points below target (95% CI {row['gap_low']:.1f} to "
+                  f"{row['gap_high']:.1f}; {row['certainty']})")
+    return html.Section([
+        html.H3(f"{int(row['priority'])}. {row['name']}"),
+        html.P(status, className="gap-status"),
+        html.Ul([html.Li([html.Strong(a["title"] + ": "), a["action"],
+                          html.Span(f" (evidence: CMOC {a['evidence']})", className="evidence")])
+                 for _, a in actions.iterrows()]),
+    ], className="principle-actions")

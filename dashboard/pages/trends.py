@@ -1,0 +1,50 @@
+"""Trends: every scale and principle across waves, significant changes marked."""
+
+from __future__ import annotations
+
+from dash import html
+
+from dashboard.components import chart, notice, table
+from dashboard.figures import PRINCIPLE_AXIS, SCALE_AXIS, trend_figure
+from dashboard.view import View
+
+TITLE = "Trends"
+NEEDS_SITE = "unless researcher"
+
+
+def layout(view: View) -> html.Div:
+    level, unit = ("site", view.site) if view.site else ("national", "national")
+    label = view.site_label
+    names = view.data.measure_names()
+    series = view.data.unit_series(level, unit, ("scale", "principle"))
+    series = series[~series["suppressed"]].assign(label=series["measure"].map(names))
+    trends = view.data.trends(level, unit)
+    changes = trends[trends["flag"] != "no clear change"].assign(
+        label=trends["measure"].map(names))
+    parts = [html.H1(f"{label}: change across waves"), view.controls(with_site=True),
+             html.P("A star marks a change from the previous wave that is unlikely to be "
+                    "chance (Welch test, Benjamini-Hochberg at 5% across the measures).",
+                    className="lead")]
+    if series.empty:
+        return html.Div(parts + [notice(f"Nothing to show: no wave had {view.k} or more "
+                                        "responses.")])
+    for kind, axis, heading in (("principle", PRINCIPLE_AXIS, "Principles"),
+                                ("scale", SCALE_AXIS, "Scales")):
+        rows = series[series["measure_kind"] == kind]
+        marked = changes[changes["measure_kind"] == kind][["label", "wave", "flag"]]
+        listed = trends[trends["measure_kind"] == kind].assign(
+            label=lambda f: f["measure"].map(names))
+        summary = (f"{len(marked)} significant change(s): " + "; ".join(
+            f"{r.label} {r.flag} in {r.wave}" for r in marked.itertuples())
+            if len(marked) else "No significant change between waves.")
+        parts.append(chart(f"trends-{kind}", trend_figure(rows, marked, f"{heading} by wave",
+                                                          axis),
+                           table(listed, {"label": "Measure", "wave": "Wave",
+                                          "mean": "Mean", "change": "Change",
+                                          "change_low": "95% CI low",
+                                          "change_high": "95% CI high", "q": "q (BH)",
+                                          "flag": "Verdict"},
+                                 f"{heading}: change from the previous wave",
+                                 {"wave": 0, "q": 3}),
+                           summary))
+    return html.Div(parts)

@@ -1,0 +1,70 @@
+"""One authorised view: who is looking, at which site and wave, with which extra choices.
+
+Pages receive a `View` only after `dashboard.app.view_from_request` has checked the
+viewer's right to the page and the site, so a page never has to remember to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dash import dcc, html
+
+from dashboard.access import SiteLabels, Viewer
+from dashboard.data import PublishedData
+
+
+@dataclass
+class View:
+    viewer: Viewer
+    data: PublishedData
+    path: str
+    site: str | None
+    wave: int
+    query: dict[str, str] = field(default_factory=dict)
+    secret: bytes = b""
+
+    @property
+    def k(self) -> int:
+        return self.data.min_group_size
+
+    def site_names(self) -> dict[str, str]:
+        sites = self.data.sites()
+        return dict(zip(sites["site_code"], sites["name"]))
+
+    def labels(self, codes: list[str] | None = None) -> SiteLabels:
+        """Site names for this view (anonymous where the role says so)."""
+        view_key = f"{self.path}|{self.wave}|{self.viewer.account.username}"
+        return SiteLabels(self.viewer, self.site_names(), view_key, self.secret, codes)
+
+    @property
+    def site_label(self) -> str:
+        return self.labels()(self.site) if self.site else "All sites"
+
+    @property
+    def peer_group(self) -> str | None:
+        row = self.data.site_row(self.site) if self.site else None
+        return row["site_type"] if row else None
+
+    def controls(self, with_site: bool = True) -> html.Div:
+        """Site and wave selectors (a director's own site is shown as text)."""
+        parts = []
+        if with_site and self.site:
+            choices = self.viewer.site_options(list(self.data.sites()["site_code"]))
+            labels = self.labels()
+            if len(choices) > 1:
+                parts.append(html.Div([
+                    html.Label("Site", htmlFor="site-select"),
+                    dcc.Dropdown(id="site-select", value=self.site, clearable=False,
+                                 options=[{"label": labels(c), "value": c} for c in choices])],
+                    className="control"))
+            else:
+                parts.append(html.Div([html.Span("Site", className="control-label"),
+                                       html.Strong(labels(self.site))], className="control"))
+        waves = self.data.waves()
+        parts.append(html.Div([
+            html.Label("Survey wave", htmlFor="wave-select"),
+            dcc.Dropdown(id="wave-select", value=self.wave, clearable=False,
+                         options=[{"label": str(w), "value": w} for w in waves])],
+            className="control"))
+        return html.Div(parts, className="controls")
