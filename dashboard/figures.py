@@ -1,30 +1,95 @@
-"""Pure figure builders: small DataFrames in, plotly figures out.
+"""Pure figure builders: small DataFrames in, plotly figure dicts out.
 
 No data access and no knowledge of who is looking: callers pass rows already scoped
-and labelled. Colours are the Okabe-Ito palette (distinguishable with the common
-colour-vision deficiencies); meaning never rests on colour alone (shapes, text and
-the table view carry it too). Every axis says what its number is.
+and labelled. Figures are plain dicts in plotly's schema rather than
+`plotly.graph_objects`, whose per-attribute validation cost ~50-100 ms a figure, most
+of a page's budget; `go.Figure(fig)` validates one when a test wants to.
+
+Colours are the Okabe-Ito palette (distinguishable with the common colour-vision
+deficiencies); meaning never rests on colour alone (shapes, text and the table view
+carry it too). Every axis says what its number is.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 
 BLUE, ORANGE, VERMILLION, SKY = "#0072B2", "#E69F00", "#D55E00", "#56B4E9"
 GREEN, PURPLE, YELLOW, BLACK, GREY = "#009E73", "#CC79A7", "#F0E442", "#000000", "#BBBBBB"
 SERIES = [BLUE, ORANGE, GREEN, VERMILLION, SKY, PURPLE, BLACK, YELLOW]
+#: Orange (lower) to purple (higher) through white: ColorBrewer PuOr, colour-blind safe.
+DIVERGING = [[0.0, "#B35806"], [0.25, "#F1A340"], [0.5, "#F7F7F7"], [0.75, "#998EC3"],
+             [1.0, "#542788"]]
 PRINCIPLE_AXIS = "Principle score, 0-100 (its scales' 1-5 means rescaled; higher is better)"
 SCALE_AXIS = "Scale score, 1-5 (mean of items after reverse-keying; higher is better)"
 
 
-def _base(fig: go.Figure, title: str, height: int = 380) -> go.Figure:
+_AXIS = {"gridcolor": "#E5E5E5", "zerolinecolor": "#BBBBBB", "automargin": True,
+         "linecolor": "#888888"}
+
+
+class Figure(dict):
+    """A plotly figure as a dict, with the few builder methods used here."""
+
+    def __init__(self, data: list | None = None) -> None:
+        super().__init__(data=list(data or []), layout={"xaxis": dict(_AXIS),
+                                                         "yaxis": dict(_AXIS)})
+
+    def add_trace(self, trace: dict) -> None:
+        self["data"].append(_plain(trace))
+
+    def update_layout(self, **values) -> None:
+        self["layout"].update(_plain(values))
+
+    def update_xaxes(self, title: str | None = None, **values) -> None:
+        self["layout"]["xaxis"].update(_plain(values) | ({"title": {"text": title}}
+                                                         if title else {}))
+
+    def update_yaxes(self, title: str | None = None, **values) -> None:
+        self["layout"]["yaxis"].update(_plain(values) | ({"title": {"text": title}}
+                                                         if title else {}))
+
+    def add_line(self, axis: str, value: float, colour: str, dash: str = "solid",
+                 label: str = "") -> None:
+        """A horizontal (axis 'y') or vertical (axis 'x') reference line across the plot."""
+        across = "x" if axis == "y" else "y"
+        shape = {"type": "line", "xref": f"{across} domain" if axis == "y" else "x",
+                 "yref": "y" if axis == "y" else "y domain",
+                 f"{axis}0": value, f"{axis}1": value, f"{across}0": 0, f"{across}1": 1,
+                 "line": {"color": colour, "dash": dash, "width": 1.5}}
+        self["layout"].setdefault("shapes", []).append(shape)
+        if label:
+            self.add_annotation(**{axis: value, across: 1 if axis == "x" else 0,
+                                   f"{across}ref": f"{across} domain", "text": label,
+                                   "showarrow": False, "yanchor": "bottom",
+                                   "xanchor": "left" if axis == "y" else "right"})
+
+    def add_annotation(self, **values) -> None:
+        self["layout"].setdefault("annotations", []).append(_plain(values))
+
+
+def _plain(value):
+    """JSON-ready copies: arrays and Series become lists, NaN becomes None."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (pd.Series, pd.Index, np.ndarray, list, tuple)):
+        return [_plain(v) for v in (value.tolist() if hasattr(value, "tolist") else value)]
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    if isinstance(value, np.generic):
+        return _plain(value.item())
+    if value is pd.NA:
+        return None
+    return value
+
+
+def _base(fig: Figure, title: str, height: int = 380) -> Figure:
     fig.update_layout(title={"text": title, "x": 0, "font": {"size": 15}}, height=height,
-                      margin={"l": 10, "r": 10, "t": 50, "b": 50}, template="plotly_white",
+                      margin={"l": 10, "r": 10, "t": 50, "b": 90},
+                      paper_bgcolor="#FFFFFF", plot_bgcolor="#FFFFFF",
                       font={"family": "system-ui, sans-serif", "size": 13},
-                      legend={"orientation": "h", "y": -0.2})
-    fig.update_yaxes(automargin=True)
+                      legend={"orientation": "h", "y": -0.3, "yanchor": "top"})
     return fig
 
 
@@ -32,14 +97,14 @@ def hidden_text(k: int) -> str:
     return f"fewer than {k} responses"
 
 
-def principle_figure(rows: pd.DataFrame, site_label: str) -> go.Figure:
+def principle_figure(rows: pd.DataFrame, site_label: str) -> Figure:
     """Score (with 95% CI) against target per principle, largest gap at the top.
 
     rows: name, score, ci_low, ci_high, target, gap, certainty, n (ordered by priority).
     """
     rows = rows.iloc[::-1]
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(
+    fig = Figure()
+    fig.add_trace(dict(type="scatter",
         x=rows["score"], y=rows["name"], mode="markers", name=f"{site_label}: score (95% CI)",
         marker={"color": BLUE, "size": 11, "symbol": "circle"},
         error_x={"type": "data", "symmetric": False, "color": BLUE,
@@ -48,7 +113,7 @@ def principle_figure(rows: pd.DataFrame, site_label: str) -> go.Figure:
         customdata=np.stack([rows["gap"], rows["certainty"], rows["n"]], axis=-1),
         hovertemplate="%{y}<br>score %{x:.1f}<br>gap %{customdata[0]:.1f} "
                       "(%{customdata[1]})<br>n = %{customdata[2]}<extra></extra>"))
-    fig.add_trace(go.Scatter(
+    fig.add_trace(dict(type="scatter",
         x=rows["target"], y=rows["name"], mode="markers", name="target",
         marker={"color": VERMILLION, "size": 12, "symbol": "diamond-open",
                 "line": {"width": 2}},
@@ -58,7 +123,7 @@ def principle_figure(rows: pd.DataFrame, site_label: str) -> go.Figure:
                  height=120 + 45 * len(rows))
 
 
-def response_bars(rows: pd.DataFrame, k: int) -> go.Figure:
+def response_bars(rows: pd.DataFrame, k: int) -> Figure:
     """Stacked % unfavourable / neither / favourable per item; hidden items say so.
 
     rows: label, pct_unfavourable, pct_favourable, n, suppressed.
@@ -68,11 +133,11 @@ def response_bars(rows: pd.DataFrame, k: int) -> go.Figure:
     unf = rows["pct_unfavourable"].where(shown)
     fav = rows["pct_favourable"].where(shown)
     neither = (100 - unf - fav).clip(lower=0)
-    fig = go.Figure()
+    fig = Figure()
     for name, values, colour in (("Unfavourable", unf, VERMILLION), ("Neither", neither, GREY),
                                  ("Favourable", fav, BLUE)):
-        fig.add_trace(go.Bar(
-            x=values, y=rows["label"], orientation="h", name=name, marker_color=colour,
+        fig.add_trace(dict(type="bar",
+            x=values, y=rows["label"], orientation="h", name=name, marker={"color": colour},
             text=[f"{v:.0f}%" if pd.notna(v) and v >= 6 else "" for v in values],
             textposition="inside", customdata=rows["n"],
             hovertemplate=f"%{{y}}<br>{name.lower()} %{{x:.1f}}%<br>n = %{{customdata}}"
@@ -87,16 +152,16 @@ def response_bars(rows: pd.DataFrame, k: int) -> go.Figure:
 
 
 def trend_figure(series: pd.DataFrame, changes: pd.DataFrame, title: str,
-                 axis: str = SCALE_AXIS) -> go.Figure:
+                 axis: str = SCALE_AXIS) -> Figure:
     """One line per measure across waves with 95% CIs; significant changes starred.
 
     series: label, wave, mean, ci_low, ci_high, n; changes: label, wave, flag (only rows
     whose change is significant after FDR control).
     """
-    fig = go.Figure()
+    fig = Figure()
     for position, (label, rows) in enumerate(series.groupby("label", sort=False)):
         colour = SERIES[position % len(SERIES)]
-        fig.add_trace(go.Scatter(
+        fig.add_trace(dict(type="scatter",
             x=rows["wave"], y=rows["mean"], mode="lines+markers", name=label,
             line={"color": colour}, marker={"color": colour},
             error_y={"type": "data", "symmetric": False, "color": colour,
@@ -107,7 +172,7 @@ def trend_figure(series: pd.DataFrame, changes: pd.DataFrame, title: str,
                           "<extra></extra>"))
     if len(changes):
         marked = changes.merge(series, on=["label", "wave"])
-        fig.add_trace(go.Scatter(
+        fig.add_trace(dict(type="scatter",
             x=marked["wave"], y=marked["mean"], mode="markers+text", name="significant change",
             marker={"symbol": "star", "size": 16, "color": BLACK},
             text=marked["flag"], textposition="top center",
@@ -118,7 +183,7 @@ def trend_figure(series: pd.DataFrame, changes: pd.DataFrame, title: str,
 
 
 def funnel_figure(points: pd.DataFrame, params: dict, measure: str,
-                  axis: str = SCALE_AXIS) -> go.Figure:
+                  axis: str = SCALE_AXIS) -> Figure:
     """Site means against respondents with 95% and 99.8% limits around the benchmark.
 
     points: label, n, mean, highlight (bool), flag. Limits: target +/- z *
@@ -128,26 +193,25 @@ def funnel_figure(points: pd.DataFrame, params: dict, measure: str,
     grid = np.linspace(max(2.0, float(points["n"].min()) * 0.8) if len(points) else 2.0,
                        n_max, 120)
     spread = np.sqrt(params["sigma"] ** 2 / grid + params["tau2"])
-    fig = go.Figure()
+    fig = Figure()
     for z, dash, name in ((3.090, "dot", "99.8% limits"), (1.960, "dash", "95% limits")):
         for sign, show in ((1, True), (-1, False)):
-            fig.add_trace(go.Scatter(x=grid, y=params["target"] + sign * z * spread,
+            fig.add_trace(dict(type="scatter", x=grid, y=params["target"] + sign * z * spread,
                                      mode="lines", line={"color": GREY if z > 2 else BLACK,
                                                          "dash": dash, "width": 1.5},
                                      name=name, showlegend=show, legendgroup=name,
                                      hoverinfo="skip"))
-    fig.add_hline(y=params["target"], line={"color": BLACK, "width": 1},
-                  annotation_text="all-sites mean", annotation_position="top left")
+    fig.add_line("y", params["target"], BLACK, label="all-sites mean")
     others = points[~points["highlight"]]
     mine = points[points["highlight"]]
-    fig.add_trace(go.Scatter(x=others["n"], y=others["mean"], mode="markers", name="other sites",
+    fig.add_trace(dict(type="scatter", x=others["n"], y=others["mean"], mode="markers", name="other sites",
                              marker={"color": SKY, "size": 8, "line": {"color": BLUE,
                                                                        "width": 1}},
                              text=others["label"], customdata=others["flag"],
                              hovertemplate="%{text}<br>n = %{x}<br>mean %{y:.2f}<br>"
                                            "%{customdata}<extra></extra>"))
     if len(mine):
-        fig.add_trace(go.Scatter(x=mine["n"], y=mine["mean"], mode="markers+text",
+        fig.add_trace(dict(type="scatter", x=mine["n"], y=mine["mean"], mode="markers+text",
                                  name=mine["label"].iloc[0], text=mine["label"],
                                  textposition="top center",
                                  marker={"color": ORANGE, "size": 14, "symbol": "diamond",
@@ -160,15 +224,16 @@ def funnel_figure(points: pd.DataFrame, params: dict, measure: str,
     return _base(fig, f"Funnel plot: {measure}", height=440)
 
 
-def caterpillar_figure(rows: pd.DataFrame, measure: str, axis: str = SCALE_AXIS) -> go.Figure:
+def caterpillar_figure(rows: pd.DataFrame, measure: str, axis: str = SCALE_AXIS) -> Figure:
     """Shrunken (empirical-Bayes) site means with 95% intervals, lowest first.
 
     rows: label, eb_mean, eb_low, eb_high, highlight.
     """
     rows = rows.sort_values("eb_mean").reset_index(drop=True)
     colours = [ORANGE if h else BLUE for h in rows["highlight"]]
-    fig = go.Figure(go.Scatter(
-        x=list(range(1, len(rows) + 1)), y=rows["eb_mean"], mode="markers",
+    fig = Figure()
+    fig.add_trace(dict(
+        type="scatter", x=list(range(1, len(rows) + 1)), y=rows["eb_mean"], mode="markers",
         marker={"color": colours, "size": [12 if h else 7 for h in rows["highlight"]],
                 "symbol": ["diamond" if h else "circle" for h in rows["highlight"]]},
         error_y={"type": "data", "symmetric": False, "array": rows["eb_high"] - rows["eb_mean"],
@@ -181,7 +246,7 @@ def caterpillar_figure(rows: pd.DataFrame, measure: str, axis: str = SCALE_AXIS)
                  height=400)
 
 
-def equity_heatmap(matrix: pd.DataFrame, hidden: pd.DataFrame, k: int) -> go.Figure:
+def equity_heatmap(matrix: pd.DataFrame, hidden: pd.DataFrame, k: int) -> Figure:
     """Group minus rest of site per scale; hidden cells grey and labelled, never blank.
 
     matrix: groups x measures of differences (NaN where hidden or not comparable);
@@ -194,42 +259,41 @@ def equity_heatmap(matrix: pd.DataFrame, hidden: pd.DataFrame, k: int) -> go.Fig
                                              np.vectorize(lambda v: f"{v:+.2f}")(
                                                  np.nan_to_num(values))))
     limit = max(0.3, float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 0.3)
-    fig = go.Figure()
-    fig.add_trace(go.Heatmap(
+    fig = Figure()
+    fig.add_trace(dict(type="heatmap",
         z=np.where(hide, np.nan, values), x=measures, y=groups, zmin=-limit, zmax=limit,
-        colorscale="PuOr", text=text, texttemplate="%{text}", hoverongaps=False,
+        colorscale=DIVERGING, text=text, texttemplate="%{text}", hoverongaps=False,
         colorbar={"title": "group minus<br>rest of site"},
         hovertemplate="%{y} / %{x}: %{text}<extra></extra>"))
-    fig.add_trace(go.Heatmap(
+    fig.add_trace(dict(type="heatmap",
         z=np.where(hide, 1.0, np.nan), x=measures, y=groups, showscale=False,
         colorscale=[[0, "#DDDDDD"], [1, "#DDDDDD"]], text=np.where(hide, text, ""),
         texttemplate="%{text}", hoverongaps=False,
         hovertemplate=f"%{{y}} / %{{x}}: {hidden_text(k)}<extra></extra>"))
     fig.update_xaxes(title="Scale (difference in 1-5 score: the group minus everyone else "
-                           "at the site)", side="bottom")
+                           "at the site)", side="top")
     fig.update_yaxes(autorange="reversed")
     return _base(fig, f"Equity: groups against the rest of the site (grey: {hidden_text(k)})",
                  height=160 + 28 * len(groups))
 
 
-def reliability_figure(rows: pd.DataFrame, title: str) -> go.Figure:
+def reliability_figure(rows: pd.DataFrame, title: str) -> Figure:
     """Cronbach's alpha with Feldt 95% CI and omega per scale, against .70.
 
     rows: label, alpha, ci_low, ci_high, omega_total, n.
     """
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(
+    fig = Figure()
+    fig.add_trace(dict(type="scatter",
         x=rows["alpha"], y=rows["label"], mode="markers", name="alpha (95% CI)",
         marker={"color": BLUE, "size": 10},
         error_x={"type": "data", "symmetric": False, "array": rows["ci_high"] - rows["alpha"],
                  "arrayminus": rows["alpha"] - rows["ci_low"], "color": BLUE},
         customdata=rows["n"], hovertemplate="%{y}: alpha %{x:.2f}, n = %{customdata}"
                                             "<extra></extra>"))
-    fig.add_trace(go.Scatter(x=rows["omega_total"], y=rows["label"], mode="markers",
+    fig.add_trace(dict(type="scatter", x=rows["omega_total"], y=rows["label"], mode="markers",
                              name="omega total", marker={"color": ORANGE, "size": 10,
                                                          "symbol": "square-open"}))
-    fig.add_vline(x=0.70, line={"color": BLACK, "dash": "dash"},
-                  annotation_text=".70 criterion")
+    fig.add_line("x", 0.70, BLACK, "dash", ".70 criterion")
     fig.update_xaxes(title="Reliability coefficient (0-1; .70 or more is adequate)",
                      range=[0.4, 1.0])
     return _base(fig, title, height=140 + 36 * len(rows))

@@ -8,6 +8,7 @@ here and nowhere else; a user never sees a traceback for a problem they can fix.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -27,7 +28,10 @@ sites_app = typer.Typer(help="Set up the sites (trusts, support units) in the st
 waves_app = typer.Typer(help="Set up survey waves (one per year).", no_args_is_help=True)
 app.add_typer(instrument_app, name="instrument")
 app.add_typer(sites_app, name="sites")
+users_app = typer.Typer(help="Dashboard accounts (admin, director, researcher).",
+                        no_args_is_help=True)
 app.add_typer(waves_app, name="waves")
+app.add_typer(users_app, name="users")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -430,11 +434,17 @@ def _print_published(pub, settings: Settings) -> None:
 @app.command()
 def demo(db: DbOption = None, instrument: InstrumentOption = None,
          dirty: Annotated[bool, typer.Option(
-             "--dirty", help="Load the messy export (every kind of bad row) instead")] = False
+             "--dirty", help="Load the messy export (every kind of bad row) instead")] = False,
+         serve: Annotated[Optional[bool], typer.Option(
+             "--serve/--no-serve", help="End by serving the dashboard [default: when run "
+             "in a terminal, and not under CI]")] = None,
+         port: Annotated[int, typer.Option(help="Dashboard port")] = 8050,
          ) -> None:
-    """Load the committed sample sites and responses and run the whole pipeline on them.
+    """Load the committed sample sites and responses, run the whole pipeline on them, and
+    serve the dashboard with a demo admin and director.
 
     Examples: culture demo
+              culture demo --no-serve
               culture demo --dirty --db dirty.duckdb && culture quarantine --db dirty.duckdb
     """
     from pipeline.store import add_wave, load_headcounts_csv, load_sites_csv, open_store, store_summary
@@ -457,6 +467,141 @@ def demo(db: DbOption = None, instrument: InstrumentOption = None,
     if not dirty:
         out.print("Try the messy export too: culture demo --dirty --db dirty.duckdb, then "
                   "culture quarantine --db dirty.duckdb")
+    if not settings.published_path.exists():
+        return
+    credentials = demo_accounts(settings)
+    out.print("dashboard accounts (new passwords each demo run):")
+    for username, (role, password) in credentials.items():
+        out.print(f"  {role:<9} {username:<14} password: {password}")
+    if serve is None:
+        serve = sys.stdin.isatty() and sys.stdout.isatty() and not os.environ.get("CI")
+    if serve:
+        serve_dashboard(settings, "127.0.0.1", port)
+    else:
+        out.print(f"see the dashboard: culture serve{' --db ' + str(db) if db else ''} "
+                  "(then open http://127.0.0.1:8050/ and sign in as above)")
+
+
+def demo_accounts(settings: Settings) -> dict[str, tuple[str, str]]:
+    """(Re)create the demo admin and the director of sample site A with fresh passwords."""
+    import secrets
+
+    from dashboard.accounts import AccountBook
+
+    book = AccountBook(settings.accounts_path)
+    existing = {a.username for a in book.accounts()}
+    made = {}
+    for username, role, site in (("demo-admin", "admin", None),
+                                 ("demo-director", "director", "A")):
+        password = secrets.token_urlsafe(9)
+        if username in existing:
+            book.set_password(username, password)
+        else:
+            book.add(username, role, password, site)
+        made[username] = (role, password)
+    return made
+
+
+@users_app.command("add")
+def users_add(username: str,
+              role: Annotated[str, typer.Option(help="admin, director or researcher")],
+              site: Annotated[Optional[str], typer.Option(
+                  help="A director's own site code")] = None,
+              password: Annotated[str, typer.Option(
+                  prompt=True, hide_input=True, confirmation_prompt=True,
+                  envvar="CULTURE_PASSWORD", help="At least 10 characters [env: "
+                  "CULTURE_PASSWORD; asked for when not given]")] = "",
+              db: DbOption = None) -> None:
+    """Add a dashboard account.
+
+    Example: culture users add jsmith --role director --site A
+    """
+    from dashboard.accounts import AccountBook
+
+    settings = _settings(db)
+    account = AccountBook(settings.accounts_path).add(username, role, password, site,
+                                                      known_sites=_published_sites(settings))
+    out.print(f"added {account.username} ({account.role}"
+              + (f", site {account.site_code}" if account.site_code else "") + ")")
+
+
+def _published_sites(settings: Settings) -> set[str] | None:
+    """Site codes of the published layer (None when nothing is published yet)."""
+    import duckdb
+
+    if not settings.published_path.exists():
+        return None
+    with duckdb.connect(str(settings.published_path), read_only=True) as con:
+        return {row[0] for row in con.execute("select site_code from sites").fetchall()}
+
+
+@users_app.command("list")
+def users_list(db: DbOption = None) -> None:
+    """List dashboard accounts (never their passwords).
+
+    Example: culture users list
+    """
+    from dashboard.accounts import AccountBook
+
+    table = Table("username", "role", "site")
+    for account in AccountBook(_settings(db).accounts_path).accounts():
+        table.add_row(account.username, account.role, account.site_code or "")
+    out.print(table)
+
+
+@users_app.command("remove")
+def users_remove(username: str, db: DbOption = None) -> None:
+    """Remove an account; its open sessions end at their next request.
+
+    Example: culture users remove jsmith
+    """
+    from dashboard.accounts import AccountBook
+
+    AccountBook(_settings(db).accounts_path).remove(username)
+    out.print(f"removed {username}")
+
+
+@users_app.command("set-password")
+def users_set_password(username: str, password: Annotated[str, typer.Option(
+        prompt=True, hide_input=True, confirmation_prompt=True, envvar="CULTURE_PASSWORD",
+        help="At least 10 characters [env: CULTURE_PASSWORD]")] = "",
+        db: DbOption = None) -> None:
+    """Set a new password for an account.
+
+    Example: culture users set-password jsmith
+    """
+    from dashboard.accounts import AccountBook
+
+    AccountBook(_settings(db).accounts_path).set_password(username, password)
+    out.print(f"password of {username} changed")
+
+
+@app.command()
+def serve(db: DbOption = None,
+          host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="Port")] = 8050) -> None:
+    """Serve the dashboard over the published results (sign-in required).
+
+    Example: culture serve --port 8050
+    """
+    settings = _settings(db)
+    serve_dashboard(settings, host, port)
+
+
+def serve_dashboard(settings: Settings, host: str, port: int) -> None:
+    from werkzeug.serving import run_simple
+
+    from dashboard.accounts import AccountBook
+    from dashboard.app import create_app
+    from dashboard.data import PublishedData
+
+    PublishedData(settings.published_path).waves()  # a clear error now, not per page
+    if not AccountBook(settings.accounts_path).accounts():
+        err.print("no dashboard accounts yet: add one with `culture users add NAME --role "
+                  "admin`")
+    app = create_app(settings)
+    out.print(f"dashboard: http://{host}:{port}/  (Ctrl+C to stop)")
+    run_simple(host, port, app.server, threaded=True, use_reloader=False)
 
 
 def main() -> None:

@@ -10,7 +10,8 @@ import pytest
 import json
 
 from pipeline.ingest import ingest_file
-from pipeline.store import Site, add_sites, add_wave, load_sites_csv, open_store
+from pipeline.store import (Site, add_sites, add_wave, load_headcounts_csv, load_sites_csv,
+                           open_store)
 from survey.instrument import load_instrument
 from survey.settings import DEFAULT_INSTRUMENT, SAMPLES_DIR
 
@@ -49,6 +50,7 @@ def sample_store(tmp_path_factory, instrument, definition_yaml, sample_manifest)
     path = tmp_path_factory.mktemp("sample") / "store.duckdb"
     with open_store(path) as con:
         load_sites_csv(con, SAMPLES_DIR / "sites.csv")
+        load_headcounts_csv(con, SAMPLES_DIR / "headcounts.csv", instrument)
         for wave in sample_manifest["waves"]:
             add_wave(con, wave)
         ingest_file(con, SAMPLES_DIR / "responses_clean.csv", instrument, definition_yaml)

@@ -1,0 +1,322 @@
+"""Dashboard logic without a browser: accounts, sign-in, scoping, and every page's
+callback called as a function over real published tables built from the samples."""
+
+from __future__ import annotations
+
+import json
+import re
+from contextlib import contextmanager
+
+import duckdb
+import numpy as np
+import flask
+import plotly.graph_objects as go
+import plotly.utils
+import pytest
+from dash.exceptions import PreventUpdate
+
+from dashboard.accounts import AccountBook, AccountError, LoginThrottle, check_password
+from dashboard.app import create_app, navigate, render_page, view_from_request
+from dashboard.pages.benchmark import benchmark_body
+from dashboard.pages.equity import equity_grid
+
+PASSWORD = "a long enough password"
+SITE_PAGES = ["/", "/principle", "/benchmark", "/trends", "/equity", "/quality"]
+
+
+@pytest.fixture(scope="module")
+def app(published_sample):
+    settings, _ = published_sample
+    book = AccountBook(settings.accounts_path)
+    for username, role, site in (("admin", "admin", None), ("dir-a", "director", "A"),
+                                 ("dir-d", "director", "D"), ("res", "researcher", None)):
+        book.add(username, role, PASSWORD, site)
+    return create_app(settings, secret_key=b"test secret", throttle=LoginThrottle(free=3))
+
+
+@pytest.fixture(scope="module")
+def published(published_sample):
+    settings, _ = published_sample
+    con = duckdb.connect(str(settings.published_path), read_only=True)
+    yield con
+    con.close()
+
+
+@contextmanager
+def signed_in(app, username: str):
+    with app.server.test_request_context("/_dash-update-component", method="POST"):
+        flask.session["user"] = username
+        yield
+
+
+def as_text(component) -> str:
+    return json.dumps(component, cls=plotly.utils.PlotlyJSONEncoder)
+
+
+def figures(component) -> list[dict]:
+    """Every figure in a rendered component tree."""
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "figure" in node.get("props", {}):
+                found.append(node["props"]["figure"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads(as_text(component)))
+    return found
+
+
+def site_names(published) -> dict[str, str]:
+    return dict(published.execute("select site_code, name from sites").fetchall())
+
+
+# -- accounts and sign-in --------------------------------------------------------------
+
+def test_accounts_hash_with_scrypt_and_check_roles(tmp_path):
+    book = AccountBook(tmp_path / "accounts.duckdb")
+    book.add("Jo.Smith", "director", PASSWORD, "A", known_sites={"A", "B"})
+    stored = duckdb.connect(str(tmp_path / "accounts.duckdb"), read_only=True).execute(
+        "select password_hash from accounts").fetchall()[0][0]
+    assert stored.startswith("scrypt$32768$8$1$") and PASSWORD not in stored
+    assert check_password(PASSWORD, stored) and not check_password(PASSWORD + "x", stored)
+    assert book.authenticate("jo.smith", PASSWORD).site_code == "A"
+    assert book.authenticate("jo.smith", "wrong password") is None
+    for args, message in (
+            (("x1", "director", PASSWORD), "needs --site"),
+            (("x2", "admin", PASSWORD, "A"), "directors only"),
+            (("x3", "boss", PASSWORD), "admin, director, researcher"),
+            (("x4", "director", PASSWORD, "Z"), "known sites: A, B"),
+            (("x5", "admin", "short"), "at least 10 characters"),
+            (("jo.smith", "admin", PASSWORD), "already exists")):
+        with pytest.raises(AccountError, match=message):
+            book.add(*args, known_sites={"A", "B"})
+    book.set_password("jo.smith", "another long password")
+    assert book.authenticate("jo.smith", PASSWORD) is None
+    book.remove("jo.smith")
+    assert book.accounts() == []
+    with pytest.raises(AccountError, match="no account 'jo.smith'"):
+        book.remove("jo.smith")
+
+
+def test_throttle_doubles_the_wait_after_free_failures_and_resets_on_success():
+    now = [1000.0]
+    throttle = LoginThrottle(free=3, max_wait=60, clock=lambda: now[0])
+    for _ in range(3):
+        assert throttle.wait_seconds("jo") == 0
+        throttle.failed("jo")
+    assert throttle.wait_seconds("jo") == 2
+    now[0] += 2
+    throttle.failed("jo")
+    assert throttle.wait_seconds("jo") == 4
+    for _ in range(10):
+        throttle.failed("jo")
+    assert throttle.wait_seconds("jo") == 60
+    assert throttle.wait_seconds("someone else") == 0
+    throttle.succeeded("jo")
+    assert throttle.wait_seconds("jo") == 0
+
+
+def _login(client, username: str, password: str):
+    page = client.get("/login")
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    return client.post("/login", data={"csrf": token, "username": username,
+                                       "password": password, "next": "/equity"})
+
+
+def test_sign_in_sets_a_strict_http_only_cookie_and_slows_repeated_failures(app):
+    client = app.server.test_client()
+    response = _login(client, "dir-a", PASSWORD)
+    assert response.status_code == 302 and response.headers["Location"] == "/equity"
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    other = app.server.test_client()
+    assert [_login(other, "dir-d", "wrong").status_code for _ in range(3)] == [401] * 3
+    refused = _login(other, "dir-d", PASSWORD)  # right password, but too soon
+    assert refused.status_code == 429 and "try again in" in refused.text
+
+
+def test_sign_in_refuses_a_missing_csrf_token_and_foreign_redirects(app):
+    client = app.server.test_client()
+    client.get("/login")
+    assert client.post("/login", data={"username": "admin", "password": PASSWORD}
+                       ).status_code == 400
+    page = client.get("/login")
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    response = client.post("/login", data={"csrf": token, "username": "admin",
+                                           "password": PASSWORD, "next": "//evil.example/x"})
+    assert response.headers["Location"] == "/"
+
+
+def test_everything_but_sign_in_needs_a_session(app):
+    client = app.server.test_client()
+    assert client.get("/benchmark").status_code == 302
+    assert client.post("/_dash-update-component", json={}).status_code == 401
+    assert client.get("/_dash-layout").status_code == 401
+    assert client.get("/download/aggregates").status_code == 302
+
+
+# -- who sees what -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", SITE_PAGES)
+def test_director_pages_name_only_their_own_site(app, published, path):
+    names = site_names(published)
+    with signed_in(app, "dir-a"):
+        page, nav = render_page(path, "?site=A&wave=2026")
+    text = as_text(page)
+    assert "Not available" not in text
+    assert names["A"] in text
+    for code, name in names.items():
+        if code != "A":
+            assert name not in text and f"({code})" not in text, (path, code)
+    assert "Export" not in as_text(nav)
+
+
+@pytest.mark.parametrize("path", SITE_PAGES)
+def test_director_is_refused_other_sites_and_unknown_waves(app, published, path):
+    names = site_names(published)
+    for search in ("?site=B&wave=2026", "?site=ZZ", "?site=A&wave=1999"):
+        with signed_in(app, "dir-a"):
+            page, _ = render_page(path, search)
+        text = as_text(page)
+        assert "Not available" in text
+        assert names["B"] not in text and "psysafety" not in text
+
+
+def test_crafted_callback_for_another_site_is_refused_with_403(app):
+    client = app.server.test_client()
+    _login(client, "dir-a", PASSWORD)
+    body = {"output": "benchmark-body.children",
+            "outputs": {"id": "benchmark-body", "property": "children"},
+            "inputs": [{"id": "benchmark-measure", "property": "value",
+                        "value": "scale:psysafety"}],
+            "state": [{"id": "url", "property": "search", "value": "?site=B&wave=2026"}],
+            "changedPropIds": ["benchmark-measure.value"]}
+    refused = client.post("/_dash-update-component", json=body)
+    assert refused.status_code == 403 and "site 'B'" in refused.text
+    body["state"][0]["value"] = "?site=A&wave=2026"
+    allowed = client.post("/_dash-update-component", json=body)
+    assert allowed.status_code == 200 and "Funnel plot" in allowed.text
+
+
+def test_researcher_sees_aggregates_without_names_and_no_site_pages(app, published):
+    names = site_names(published)
+    with signed_in(app, "res"):
+        refused, nav = render_page("/equity", "?site=A")
+        benchmark, _ = render_page("/benchmark", "?wave=2026")
+    assert "not available to the researcher role" in as_text(refused)
+    assert "Export" in as_text(nav) and "Equity" not in as_text(nav)
+    text = as_text(benchmark)
+    assert "Site 1" in text and not any(name in text for name in names.values())
+
+
+def test_admin_sees_every_site_named(app, published):
+    names = site_names(published)
+    with signed_in(app, "admin"):
+        page, nav = render_page("/benchmark", "?site=D&wave=2026")
+    text = as_text(page)
+    assert all(name in text for name in names.values())
+    assert "Peer 1" not in text and "Export" in as_text(nav)
+
+
+def test_peer_numbers_agree_within_a_view_and_are_not_ranks(app, published):
+    with signed_in(app, "dir-a"):
+        view = view_from_request("/benchmark", "?site=A&wave=2026", True)
+        body = benchmark_body(view, "scale:psysafety")
+    funnel, caterpillar = figures(body)[:2]
+    funnel_labels = {label for trace in funnel["data"] for label in (trace.get("text") or [])
+                     if isinstance(label, str)}
+    caterpillar_labels = caterpillar["data"][0]["text"]
+    assert set(caterpillar_labels) == funnel_labels
+    assert {f"Peer {i}" for i in range(1, 7)} < funnel_labels
+    means = published.execute("select site_code, eb_mean from shrunken where wave = 2026 and "
+                              "measure = 'psysafety' and site_code <> 'A' order by eb_mean"
+                              ).fetchall()
+    assert len([label for label in caterpillar_labels if label.startswith("Peer")]) \
+        == len(means) == 6
+    # Another view numbers the same peers afresh (a keyed shuffle per view), so a number
+    # cannot be carried from one view to the next.
+    codes = [code for code, _ in means]
+    with signed_in(app, "dir-a"):
+        this_view = view_from_request("/benchmark", "?site=A&wave=2026", True).labels(codes)
+        other_view = view_from_request("/benchmark", "?site=A&wave=2025", True).labels(codes)
+    assert sorted(map(this_view, codes)) == sorted(map(other_view, codes))
+    assert [this_view(c) for c in codes] != [other_view(c) for c in codes]
+
+
+# -- what is shown ------------------------------------------------------------------------
+
+def test_overview_shows_the_published_principle_scores_targets_and_actions(app, published):
+    rows = published.execute("select principle, score, target, priority from principle_gaps "
+                             "where site_code = 'D' and wave = 2026 order by priority"
+                             ).fetchall()
+    n = published.execute("select n from cells where level = 'site' and unit = 'D' and wave = "
+                          "2026 and breakdown = 'all' and measure_kind = 'responses'"
+                          ).fetchall()[0][0]
+    headcount = published.execute("select sum(headcount) from site_headcounts where "
+                                  "site_code = 'D'").fetchall()[0][0]
+    with signed_in(app, "dir-d"):
+        page, _ = render_page("/", "?site=D&wave=2026")
+    figure = figures(page)[0]
+    scores = dict(zip(figure["data"][0]["y"], figure["data"][0]["x"]))
+    targets = dict(zip(figure["data"][1]["y"], figure["data"][1]["x"]))
+    names = dict(published.execute("select measure, name from measures").fetchall())
+    for principle, score, target, _ in rows:
+        assert scores[names[principle]] == pytest.approx(score, abs=1e-9)
+        assert targets[names[principle]] == pytest.approx(target, abs=1e-9)
+    assert figure["data"][0]["y"][-1] == names[rows[0][0]]  # largest gap drawn on top
+    text = as_text(page)
+    assert f"{n:,}" in text and f"{100 * n / headcount:.0f}%" in text
+    first_action = published.execute("select title from actions where principle = ? order by "
+                                      "position", [rows[0][0]]).fetchall()[0][0]
+    assert first_action in text
+
+
+def test_equity_marks_hidden_cells_never_blank_or_zero(app, published):
+    k = 10
+    hidden = published.execute(
+        "select count(*) from cells where level = 'site' and unit = 'A' and wave = 2026 and "
+        "breakdown <> 'all' and measure_kind = 'scale' and suppressed").fetchall()[0][0]
+    assert hidden > 0
+    with signed_in(app, "dir-a"):
+        view = view_from_request("/equity", "?site=A&wave=2026", True)
+        diff, hidden_mask, rows = equity_grid(view)
+        page, _ = render_page("/equity", "?site=A&wave=2026")
+    assert int(hidden_mask.to_numpy().sum()) == hidden
+    assert np.isnan(diff.to_numpy(float)[hidden_mask.to_numpy()]).all()
+    heatmap = figures(page)[0]
+    shown_text, grey = heatmap["data"][0]["text"], heatmap["data"][1]
+    flat = [cell for row in shown_text for cell in row]
+    assert flat.count(f"< {k}") == hidden and "" not in flat
+    assert sum(cell == f"< {k}" for row in grey["text"] for cell in row) == hidden
+    for values, labels in zip(heatmap["data"][0]["z"], shown_text):
+        for value, label in zip(values, labels):
+            assert (value is None) == (label in (f"< {k}", "n/a"))
+    assert "fewer than 10 responses" in as_text(page)
+
+
+def test_every_page_figure_is_valid_plotly_with_titled_axes(app):
+    with signed_in(app, "admin"):
+        pages = [render_page(path, "?site=A&wave=2025")[0] for path in SITE_PAGES]
+    count = 0
+    for page in pages:
+        for figure in figures(page):
+            go.Figure(figure)  # raises on any property plotly does not know
+            layout = figure["layout"]
+            assert layout["title"]["text"]
+            assert layout["xaxis"].get("title", {}).get("text") or layout["yaxis"].get(
+                "title", {}).get("text")
+            count += 1
+        assert "Table view" in as_text(page)
+    assert count >= 8
+
+
+def test_navigate_keeps_other_choices_and_stops_when_nothing_changes():
+    assert navigate("B", 2025, "?measure=scale%3Astigma") == \
+        "?measure=scale%3Astigma&site=B&wave=2025"
+    with pytest.raises(PreventUpdate):
+        navigate("A", 2026, "?site=A&wave=2026")

@@ -1,0 +1,182 @@
+"""The dashboard in a real headless Chromium, served by a real `culture serve` process.
+
+A director sees their own site and anonymous peers on every page, is refused another
+site by URL and by a crafted callback request; an admin sees names. Each page's
+screenshot is saved under tests/screenshots/ for review.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from dashboard.accounts import AccountBook
+
+SCREENSHOTS = Path(__file__).parent / "screenshots"
+PAGES = ["/", "/principle", "/benchmark", "/trends", "/equity", "/quality"]
+PASSWORDS = {"dir-a": "director password", "boss": "administrator password"}
+
+
+def _browser_binaries() -> tuple[str, str]:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not (chromium and driver):
+        if os.environ.get("CI"):
+            pytest.fail("chromium and chromium-driver must be installed (see .ci/run)")
+        pytest.skip("chromium / chromedriver not installed")
+    return chromium, driver
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(published_sample):
+    settings, _ = published_sample
+    book = AccountBook(settings.accounts_path)
+    book.add("dir-a", "director", PASSWORDS["dir-a"], "A")
+    book.add("boss", "admin", PASSWORDS["boss"])
+    port = _free_port()
+    culture = Path(sys.executable).with_name("culture")
+    process = subprocess.Popen([str(culture), "serve", "--db", str(settings.db_path),
+                                "--port", str(port)], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(base + "/login", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail(f"culture serve did not start: {process.stdout.read().decode()[-2000:]}")
+    yield base, settings
+    process.kill()
+    process.wait()
+
+
+@pytest.fixture
+def browser():
+    chromium, driver = _browser_binaries()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--window-size=1280,1000"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(driver), options=options)
+    yield browser
+    browser.quit()
+
+
+def _sign_in(browser, base: str, username: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(base + "/login")
+    browser.find_element(By.ID, "username").send_keys(username)
+    browser.find_element(By.ID, "password").send_keys(PASSWORDS[username])
+    browser.find_element(By.ID, "sign-in").click()
+    _wait_for_heading(browser)
+
+
+def _wait_for_heading(browser, timeout: float = 30) -> str:
+    """Text of the page once Dash has rendered its heading (and no graph is pending)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, timeout).until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, "#page h1, #page h2")))
+    WebDriverWait(browser, timeout).until(lambda b: not b.find_elements(
+        By.CSS_SELECTOR, "[data-dash-is-loading='true']"))
+    time.sleep(0.5)  # let plotly finish drawing before a screenshot
+    return browser.find_element(By.ID, "page").text
+
+
+def _site_names(settings) -> dict[str, str]:
+    import duckdb
+
+    with duckdb.connect(str(settings.published_path), read_only=True) as con:
+        return dict(con.execute("select site_code, name from sites").fetchall())
+
+
+def test_director_sees_own_site_and_anonymous_peers_on_every_page(server, browser):
+    base, settings = server
+    names = _site_names(settings)
+    _sign_in(browser, base, "dir-a")
+    SCREENSHOTS.mkdir(exist_ok=True)
+    for path in PAGES:
+        browser.get(f"{base}{path}?site=A")
+        text = _wait_for_heading(browser)
+        assert names["A"] in text, path
+        for code, name in names.items():
+            if code != "A":
+                assert name not in browser.page_source, (path, name)
+        browser.save_screenshot(str(SCREENSHOTS / f"director{path.replace('/', '_') or '_'}"
+                                                  ".png"))
+    browser.get(f"{base}/benchmark?site=A")
+    _wait_for_heading(browser)
+    source = browser.page_source
+    assert "Peer 1" in source and "Peer 6" in source and "Peer 7" not in source
+
+
+def test_director_is_refused_another_site_by_url_and_by_crafted_callback(server, browser):
+    base, settings = server
+    names = _site_names(settings)
+    _sign_in(browser, base, "dir-a")
+    browser.get(f"{base}/benchmark?site=B")
+    text = _wait_for_heading(browser)
+    assert "Not available" in text and "you do not have access to site 'B'" in text
+    assert names["B"] not in browser.page_source
+    # The same session cookie, a hand-made request to Dash's callback endpoint.
+    status, body = browser.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        fetch('/_dash-update-component', {method: 'POST',
+              headers: {'Content-Type': 'application/json'},
+              body: JSON.stringify({output: 'benchmark-body.children',
+                    outputs: {id: 'benchmark-body', property: 'children'},
+                    inputs: [{id: 'benchmark-measure', property: 'value',
+                              value: 'scale:psysafety'}],
+                    state: [{id: 'url', property: 'search', value: '?site=B&wave=2026'}],
+                    changedPropIds: ['benchmark-measure.value']})})
+          .then(r => r.text().then(t => done([r.status, t])));""")
+    assert status == 403 and "site 'B'" in body and "psysafety" not in body
+    browser.set_window_size(820, 1180)  # a tablet, portrait
+    browser.get(f"{base}/?site=A")
+    _wait_for_heading(browser)
+    browser.save_screenshot(str(SCREENSHOTS / "director_tablet_overview.png"))
+
+
+def test_admin_sees_site_names(server, browser):
+    base, settings = server
+    names = _site_names(settings)
+    _sign_in(browser, base, "boss")
+    browser.get(f"{base}/benchmark?site=D")
+    text = _wait_for_heading(browser)
+    assert names["D"] in text
+    source = browser.page_source
+    assert sum(name in source for name in names.values()) >= 6
+    assert "Peer 1" not in source
+    browser.save_screenshot(str(SCREENSHOTS / "admin_benchmark.png"))
+
+
+def test_signed_out_browser_is_sent_to_sign_in(server, browser):
+    base, _ = server
+    browser.get(base + "/equity?site=A")
+    assert "/login" in browser.current_url
+    from selenium.webdriver.common.by import By
+    assert browser.find_element(By.ID, "password").get_attribute("type") == "password"
