@@ -50,7 +50,8 @@ def signed_in(app, username: str):
 
 
 def as_text(component) -> str:
-    return json.dumps(component, cls=plotly.utils.PlotlyJSONEncoder)
+    """The rendered tree as JSON, with Markdown escapes dropped (so names match)."""
+    return json.dumps(component, cls=plotly.utils.PlotlyJSONEncoder).replace("\\\\", "")
 
 
 def figures(component) -> list[dict]:

@@ -37,7 +37,7 @@ def register(app) -> None:
 
 def download():
     """A zip of one export, built from the published file; export rights checked here."""
-    from pipeline.export import export_zip_bytes
+    from pipeline.export import export_zip
     viewer = current_viewer()
     authorise_page(viewer, "/export")
     level = flask.request.args.get("level", "site")
@@ -46,6 +46,6 @@ def download():
         raise AccessDenied(f"unknown export {level!r} / {fmt!r}; levels: {', '.join(LEVELS)}; "
                            f"formats: {', '.join(FORMATS)}")
     data = flask.current_app.config["CULTURE_DATA"]
-    payload = export_zip_bytes(data.path, fmt=fmt, level=level)
+    payload = export_zip(data.path, fmt=fmt, level=level)
     return flask.Response(payload, mimetype="application/zip", headers={
         "Content-Disposition": f'attachment; filename="culture-{level}-{fmt}.zip"'})
