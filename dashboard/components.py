@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 from dash import dcc, html
 
+from dashboard.figures import DEFINITIONS
+
 
 def fmt(value, digits: int = 2, suffix: str = "") -> str:
     """A number for a table cell; blank-looking values are spelled out, never left empty."""
@@ -60,7 +62,8 @@ def chart(graph_id: str, figure: dict, alternative: html.Div, summary: str) -> h
         dcc.Graph(id=graph_id, figure=figure, config={"displaylogo": False,
                                                       "responsive": True},
                   className="graph"),
-        html.Figcaption(summary, className="summary"),
+        html.Figcaption([summary, " ", html.Span(DEFINITIONS, className="definition")],
+                        className="summary"),
         html.Details([html.Summary("Table view"), alternative], className="table-view"),
     ], className="chart")
 

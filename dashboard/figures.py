@@ -21,8 +21,12 @@ SERIES = [BLUE, ORANGE, GREEN, VERMILLION, SKY, PURPLE, BLACK, YELLOW]
 #: Orange (lower) to purple (higher) through white: ColorBrewer PuOr, colour-blind safe.
 DIVERGING = [[0.0, "#B35806"], [0.25, "#F1A340"], [0.5, "#F7F7F7"], [0.75, "#998EC3"],
              [1.0, "#542788"]]
-PRINCIPLE_AXIS = "Principle score, 0-100 (its scales' 1-5 means rescaled; higher is better)"
-SCALE_AXIS = "Scale score, 1-5 (mean of items after reverse-keying; higher is better)"
+#: Axis titles short enough for a tablet; the full definitions are in DEFINITIONS.
+PRINCIPLE_AXIS = "Principle score, 0-100 (higher is better)"
+SCALE_AXIS = "Scale score, 1-5 (higher is better)"
+DEFINITIONS = ("A scale score is the mean of a person's answers to its items (1-5, negatively "
+               "worded items reversed), averaged over respondents; a principle score is the "
+               "mean of its scales' scores rescaled to 0-100.")
 
 
 _AXIS = {"gridcolor": "#E5E5E5", "zerolinecolor": "#BBBBBB", "automargin": True,
@@ -241,7 +245,7 @@ def caterpillar_figure(rows: pd.DataFrame, measure: str, axis: str = SCALE_AXIS)
         text=rows["label"], showlegend=False,
         hovertemplate="%{text}<br>shrunken mean %{y:.2f}<extra></extra>"))
     fig.update_xaxes(title="Sites ordered by shrunken mean (1 = lowest)")
-    fig.update_yaxes(title=axis + ", shrunken towards the all-sites mean")
+    fig.update_yaxes(title=axis.replace("score", "shrunken score", 1))
     return _base(fig, f"Caterpillar plot: {measure} (empirical-Bayes means, 95% intervals)",
                  height=400)
 
