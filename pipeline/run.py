@@ -1,6 +1,7 @@
 """`culture run`: ingest to publish, one stage after another, on one store connection.
 
-Stages: ingest (files given, each all-or-nothing) -> psychometrics (quality flags,
+Stages: ingest (files given, each all-or-nothing, then the web form's new submissions
+from the inbox) -> psychometrics (quality flags,
 scores, reliability, structure) -> aggregate -> suppress -> publish -> benchmark ->
 verify. The store is opened once for writing; the published layer is a separate file
 replaced in one rename at the end, so a dashboard reading it is never blocked.
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.inbox_ingest import ingest_inbox
 from pipeline.ingest import IngestReport, ingest_file
 from pipeline.psychometrics import run_psychometrics
 from pipeline.publish import PublishReport, publish
@@ -42,6 +44,9 @@ def run_pipeline(settings: Settings, instrument: Instrument, files: list[Path] =
         step("ingest")
         for file in files:
             report.ingests.append(ingest_file(con, file, instrument, definition, site, wave))
+        from_form = ingest_inbox(con, settings.inbox_path, instrument, definition)
+        if from_form is not None:
+            report.ingests.append(from_form)
         step("psychometrics")
         report.psychometrics = run_psychometrics(con, instrument, settings)
         report.published = publish(con, instrument, settings, report.psychometrics, step)

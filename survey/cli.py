@@ -604,6 +604,87 @@ def serve_dashboard(settings: Settings, host: str, port: int) -> None:
     run_simple(host, port, app.server, threaded=True, use_reloader=False)
 
 
+def _surveys(settings: Settings) -> set[tuple[str, int]]:
+    """(site, wave) pairs the store knows; read once, so a later pipeline run can write."""
+    from pipeline.store import open_store
+
+    with open_store(settings.db_path, read_only=True) as con:
+        sites = [r[0] for r in con.execute("select site_code from sites").fetchall()]
+        waves = [int(r[0]) for r in con.execute("select wave from waves").fetchall()]
+    return {(site, wave) for site in sites for wave in waves}
+
+
+@app.command()
+def collect(db: DbOption = None, instrument: InstrumentOption = None,
+            host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+            port: Annotated[int, typer.Option(help="Port")] = 8060,
+            tokens: Annotated[bool, typer.Option(
+                "--tokens/--open", help="Require a single-use invitation token "
+                "(see `culture invite`) or accept anyone with the link")] = False) -> None:
+    """Serve the survey to respondents: one link per site and wave, /s/SITE/WAVE.
+
+    Answers go to <store>.inbox.sqlite, which this server can keep writing while
+    `culture run` uses the store; the next run ingests them.
+
+    Example: culture collect --port 8060   (then share http://HOST:8060/s/A/2026)
+    """
+    settings = _settings(db, instrument)
+    serve_survey(settings, host, port, tokens)
+
+
+def serve_survey(settings: Settings, host: str, port: int, tokens: bool) -> None:
+    import waitress
+
+    from survey.inbox import Inbox
+    from survey.webform import create_collect_app
+
+    surveys = _surveys(settings)
+    inbox = Inbox(settings.inbox_path)
+    app = create_collect_app(_load_instrument(settings), inbox, surveys, require_tokens=tokens)
+    out.print(f"survey: http://{host}:{port}/s/SITE/WAVE for {len(surveys)} site x wave "
+              f"link(s); answers to {settings.inbox_path}  (Ctrl+C to stop)", highlight=False)
+    try:
+        # waitress: a production WSGI server; its threads wait on the inbox's group
+        # commit while the writer thread syncs, so a few dozen keep the disk busy.
+        waitress.serve(app, host=host, port=port, threads=32, connection_limit=500,
+                       backlog=1024, channel_timeout=30, _quiet=True)
+    finally:
+        inbox.close()
+
+
+@app.command()
+def invite(site: Annotated[str, typer.Option(help="Site code")],
+           wave: Annotated[int, typer.Option(help="Survey wave (year)")],
+           count: Annotated[int, typer.Option(help="How many invitations")],
+           out_file: Annotated[Path, typer.Option("--out", help="CSV of links to send")],
+           base_url: Annotated[str, typer.Option(help="Address respondents will use")] =
+           "http://127.0.0.1:8060",
+           db: DbOption = None) -> None:
+    """Make single-use invitation links for `culture collect --tokens`.
+
+    Only a hash of each token is kept, with a used mark and nothing linking it to an
+    answer, so no one can tell which invitation produced which response.
+
+    Example: culture invite --site A --wave 2026 --count 300 --out links-A.csv
+    """
+    import csv
+
+    from survey.inbox import issue_tokens
+
+    settings = _settings(db)
+    if (site, wave) not in _surveys(settings):
+        raise CultureError(f"site {site!r} and wave {wave} are not both in the store; add them "
+                           "with `culture sites add` / `culture waves add`")
+    if not 1 <= count <= 100_000:
+        raise CultureError(f"--count {count}: use 1 to 100000")
+    tokens = issue_tokens(settings.inbox_path, site, wave, count)
+    with out_file.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["link"])
+        writer.writerows([[f"{base_url.rstrip('/')}/s/{site}/{wave}?t={t}"] for t in tokens])
+    out.print(f"{count} invitation links for site {site}, wave {wave}: {out_file}")
+
+
 def main() -> None:
     """Entry point: run the app, turning user errors into one line and exit code 1."""
     try:

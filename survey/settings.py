@@ -52,6 +52,11 @@ class Settings:
         """Dashboard accounts, beside the store (culture.accounts.duckdb)."""
         return self.db_path.with_name(self.db_path.stem + ".accounts.duckdb")
 
+    @property
+    def inbox_path(self) -> Path:
+        """The web form's submissions, beside the store (culture.inbox.sqlite)."""
+        return self.db_path.with_name(self.db_path.stem + ".inbox.sqlite")
+
     def __post_init__(self) -> None:
         if self.target_rule not in TARGET_RULES:
             raise SettingsError(f"target rule {self.target_rule!r} is not known; use one of "

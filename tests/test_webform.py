@@ -1,0 +1,278 @@
+"""The respondent's web form, its inbox and the pipeline's pick-up: real Flask requests, a
+real SQLite inbox, a real `culture collect` process killed with SIGKILL under load."""
+
+from __future__ import annotations
+
+import http.client
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+import duckdb
+import pytest
+
+from pipeline.inbox_ingest import ingest_inbox
+from pipeline.store import open_store
+from survey.inbox import Inbox, issue_tokens, read_submissions
+from survey.webform import create_collect_app, validate_answers, SubmissionError
+
+TOKEN = re.compile(r"name='form_token' value='([^']+)'")
+
+
+@pytest.fixture
+def inbox_path(tmp_path) -> Path:
+    return tmp_path / "store.inbox.sqlite"
+
+
+@pytest.fixture
+def client(instrument, inbox_path):
+    inbox = Inbox(inbox_path)
+    app = create_collect_app(instrument, inbox, {("A", 2025), ("C", 2025)})
+    yield app.test_client()
+    inbox.close()
+
+
+def form_token(client, path: str = "/s/A/2025") -> str:
+    return TOKEN.search(client.get(path).text).group(1)
+
+
+def stored(inbox_path: Path) -> list[tuple]:
+    return read_submissions(inbox_path) if inbox_path.exists() else []
+
+
+def test_form_page_is_accessible_and_complete(client, instrument):
+    page = client.get("/s/A/2025")
+    assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
+    html = page.text
+    assert "<html lang='en-GB'>" in html and "width=device-width" in html
+    assert html.count("<fieldset class='question'>") == len(instrument.items) + len(
+        instrument.attributes)
+    assert html.count("Don&#x27;t know / prefer not to say") >= 40
+    for item in instrument.items:
+        assert item.text.replace("'", "&#x27;") in html
+    assert html.count("(optional)") == len(instrument.attributes) + 1
+    assert "we do not record your name, email, IP address" in html
+    assert " required" not in html
+    assert len(re.findall(r"<label class='option'><input type='radio'", html)) > 200
+    assert client.get("/s/Z/2025").status_code == 404
+    assert client.get("/s/A/1999").status_code == 404
+
+
+def test_a_submission_is_stored_once_with_the_day_only(client, inbox_path):
+    token = form_token(client)
+    fields = {"form_token": token, "hs01": "4", "ps01": "9", "oc_needed": "2",
+              "staff_group": "consultant", "duration_seconds": "312"}
+    first = client.post("/s/A/2025", data=fields)
+    again = client.post("/s/A/2025", data=fields)
+    assert first.status_code == 200 and "saved anonymously" in first.text
+    assert again.status_code == 200 and "already been received" in again.text
+    rows = stored(inbox_path)
+    assert len(rows) == 1
+    _, response_id, site, wave, day, answers = rows[0]
+    assert (site, wave) == ("A", 2025) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", day)
+    assert answers == {"hs01": 4, "ps01": 9, "oc_needed": 2, "staff_group": "consultant",
+                       "duration_seconds": 312}
+    assert re.fullmatch(r"[0-9a-f]{24}", response_id)
+    with sqlite3.connect(inbox_path) as con:
+        columns = [r[1] for r in con.execute("pragma table_info(submissions)")]
+    assert columns == ["submission_id", "response_id", "site", "wave", "submitted_on",
+                       "answers"]
+
+
+@pytest.mark.parametrize("change, status, message", [
+    ({"hs01": "7"}, 400, "hs01: &#x27;7&#x27; is not one of 1, 2, 3, 4, 5, 9"),
+    ({"oc_needed": "3"}, 400, "oc_needed: &#x27;3&#x27; is not one of 1, 2, 9"),
+    ({"q99": "1"}, 400, "unknown field &#x27;q99&#x27;"),
+    ({"staff_group": "astronaut"}, 400, "staff_group: &#x27;astronaut&#x27; is not one of"),
+    ({"duration_seconds": "-5"}, 400, "not a whole number of seconds"),
+    ({"form_token": "forged.0123456789abcdef0123456789abcdef"}, 403, "did not come from"),
+    ({"form_token": ""}, 403, "did not come from"),
+])
+def test_bad_posts_get_a_clear_4xx_and_store_nothing(client, inbox_path, change, status,
+                                                     message):
+    fields = {"form_token": form_token(client), "hs01": "4", "staff_group": "sas"} | change
+    response = client.post("/s/A/2025", data=fields)
+    assert response.status_code == status and message in response.text
+    assert stored(inbox_path) == []
+    assert client.get("/s/A/2025").status_code == 200  # still serving
+
+
+def test_cross_site_posts_oversized_posts_and_other_sites_tokens_are_refused(client,
+                                                                            inbox_path):
+    token = form_token(client)
+    forged = client.post("/s/A/2025", data={"form_token": token, "hs01": "4"},
+                         headers={"Origin": "https://evil.example"})
+    assert forged.status_code == 403
+    huge = client.post("/s/A/2025", data={"form_token": token, "hs01": "4" * 40_000})
+    assert huge.status_code == 413
+    wrong_site = client.post("/s/C/2025", data={"form_token": token, "hs01": "4"})
+    assert wrong_site.status_code == 403
+    twice = client.post("/s/A/2025", data=f"form_token={token}&hs01=4&hs01=5",
+                        content_type="application/x-www-form-urlencoded")
+    assert twice.status_code == 400
+    assert stored(inbox_path) == []
+    assert client.post("/s/A/2025", data={"form_token": token, "hs01": "4"}).status_code == 200
+
+
+def test_invitation_tokens_are_single_use_and_unlinkable(instrument, inbox_path):
+    links = issue_tokens(inbox_path, "A", 2025, 3)
+    inbox = Inbox(inbox_path)
+    client = create_collect_app(instrument, inbox, {("A", 2025), ("C", 2025)},
+                                require_tokens=True).test_client()
+    try:
+        assert client.get("/s/A/2025").status_code == 403
+        page = client.get(f"/s/A/2025?t={links[0]}").text
+        assert f"name='t' value='{links[0]}'" in page
+        ok = client.post("/s/A/2025", data={"form_token": TOKEN.search(page).group(1),
+                                            "t": links[0], "hs01": "3"})
+        replay = client.post("/s/A/2025", data={"form_token": form_token(client,
+                                                f"/s/A/2025?t={links[0]}"),
+                                                "t": links[0], "hs01": "5"})
+        forged = client.post("/s/A/2025", data={"form_token": form_token(client,
+                                                "/s/A/2025?t=made-up"),
+                                                "t": "made-up", "hs01": "5"})
+        other_site = client.post("/s/C/2025", data={"form_token": form_token(
+            client, f"/s/C/2025?t={links[1]}"), "t": links[1], "hs01": "5"})
+        assert ok.status_code == 200
+        assert replay.status_code == 409 and "already been used" in replay.text
+        assert forged.status_code == 409 and other_site.status_code == 409
+    finally:
+        inbox.close()
+    assert len(stored(inbox_path)) == 1
+    with sqlite3.connect(inbox_path) as con:
+        token_columns = [r[1] for r in con.execute("pragma table_info(tokens)")]
+        used = con.execute("select count(*) from tokens where used = 1").fetchone()[0]
+        raw = con.execute("select token_hash from tokens").fetchall()
+    assert token_columns == ["token_hash", "site", "wave", "used"] and used == 1
+    assert not {links[0], links[1]} & {r[0] for r in raw}  # only hashes are kept
+
+
+def test_pipeline_picks_up_new_submissions_exactly_once(client, inbox_path, store_path,
+                                                        instrument, definition_yaml):
+    for code in ("2", "4", "5"):
+        assert client.post("/s/A/2025", data={"form_token": form_token(client),
+                                              "hs01": code, "hs02": code, "hs03": code,
+                                              "hs04": code, "hs05": code, "hs06": code,
+                                              "staff_group": "resident"}).status_code == 200
+    with open_store(store_path) as con:
+        first = ingest_inbox(con, inbox_path, instrument, definition_yaml)
+        assert first.rows_accepted == 3 and first.rows_rejected == 0
+        assert ingest_inbox(con, inbox_path, instrument, definition_yaml) is None
+        # A crash after the store's commit but before the cursor moved: the same rows
+        # come again (the same file: a no-op), then again with a newer one beside them.
+        con.execute("delete from inbox_cursor")
+        assert ingest_inbox(con, inbox_path, instrument, definition_yaml).already_ingested
+        con.execute("delete from inbox_cursor")
+        assert client.post("/s/A/2025", data={"form_token": form_token(client), "hs01": "1",
+                                              "hs02": "1", "hs03": "1", "hs04": "1",
+                                              "hs05": "1", "hs06": "1"}).status_code == 200
+        again = ingest_inbox(con, inbox_path, instrument, definition_yaml)
+        stored_rows = con.execute("select site_code, wave, hs01, staff_group from responses "
+                                  "order by hs01").fetchall()
+    assert again.rows_accepted == 1
+    assert again.rejected_by_reason == {"duplicate_response_id": 3}
+    assert stored_rows == [("A", 2025, 1, None), ("A", 2025, 2, "resident"),
+                           ("A", 2025, 4, "resident"), ("A", 2025, 5, "resident")]
+
+
+# -- a real server, killed ------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start(db: Path, port: int) -> subprocess.Popen:
+    culture = Path(sys.executable).with_name("culture")
+    process = subprocess.Popen([str(culture), "collect", "--db", str(db), "--port", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return process
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    pytest.fail(process.stderr.read().decode()[-2000:])
+
+
+def _post(port: int, token: str, hs01: str) -> int | None:
+    """The status of one post, or None when the connection died before an answer."""
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request("POST", "/s/A/2025", urlencode({"form_token": token, "hs01": hs01}),
+                           {"Content-Type": "application/x-www-form-urlencoded"})
+        status = connection.getresponse().status
+        connection.close()
+        return status
+    except (OSError, http.client.HTTPException):
+        return None
+
+
+def test_sigkill_under_load_loses_no_acknowledged_submission_and_stores_none_twice(
+        store_path, tmp_path):
+    port = _free_port()
+    server = _start(store_path, port)
+    client = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    client.request("GET", "/s/A/2025")
+    page = client.getresponse().read().decode()
+    tokens = []
+    for _ in range(400):  # forms handed out before the crash, sent during it
+        client = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        client.request("GET", "/s/A/2025")
+        tokens.append(TOKEN.search(client.getresponse().read().decode()).group(1))
+    assert TOKEN.search(page)
+    acknowledged, lock = set(), threading.Lock()
+    queue = list(enumerate(tokens))
+
+    def respondent():
+        while True:
+            with lock:
+                if not queue:
+                    return
+                number, token = queue.pop()
+            if _post(port, token, str(number % 5 + 1)) == 200:
+                with lock:
+                    acknowledged.add(token.split(".")[0])
+
+    threads = [threading.Thread(target=respondent) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    while len(acknowledged) < 100:
+        time.sleep(0.005)
+    server.send_signal(signal.SIGKILL)
+    server.wait()
+    for thread in threads:
+        thread.join()
+    assert 100 <= len(acknowledged) < 400  # killed mid-load
+
+    inbox = store_path.with_name("store.inbox.sqlite")
+    with sqlite3.connect(inbox) as con:
+        after_crash = {r[0] for r in con.execute("select submission_id from submissions")}
+    assert acknowledged <= after_crash
+
+    # Restart; every respondent whose post was not acknowledged sends it again.
+    server = _start(store_path, port)
+    try:
+        for token in tokens:
+            assert _post(port, token, "3") == 200
+    finally:
+        server.kill()
+        server.wait()
+    with sqlite3.connect(inbox) as con:
+        ids = [r[0] for r in con.execute("select submission_id from submissions")]
+        answers = dict(con.execute("select submission_id, answers from submissions"))
+    assert len(ids) == len(set(ids)) == len(tokens)
+    # what was acknowledged before the crash kept its first answers
+    for number, token in enumerate(tokens):
+        nonce = token.split(".")[0]
+        if nonce in acknowledged:
+            assert answers[nonce] == f'{{"hs01": {number % 5 + 1}}}'
