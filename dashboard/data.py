@@ -134,6 +134,13 @@ class PublishedData:
         return self.query("select * from principle_gaps where site_code = ? and wave = ? "
                           "order by priority", [site, wave])
 
+    def weighted(self, site: str, wave: int, kind: str) -> pd.DataFrame:
+        """Site means weighted to the staff-group headcount mix (empty if not published)."""
+        if "weighted" not in self.tables():
+            return pd.DataFrame()
+        return self.query("select * from weighted where site_code = ? and wave = ? and "
+                          "measure_kind = ? order by measure", [site, wave, kind])
+
     def equity(self, unit: str, wave: int, level: str = "site") -> pd.DataFrame:
         return self.query("select * from equity where level = ? and unit = ? and wave = ?",
                           [level, unit, wave])

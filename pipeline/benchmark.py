@@ -16,6 +16,8 @@ Tables written (all into the published file):
     principle_gaps  site x wave x principle: score, target, gap with 95% CI, certainty,
                     priority (1 = act first)
     equity          unit x wave x attribute group x measure: group vs the rest of the unit
+    weighted        site x wave x measure: mean weighted to the staff-group headcount mix
+                    (pipeline.weighting)
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from survey.settings import TARGET_RULES
 from pipeline.comparison import (benjamini_hochberg, funnel, funnel_band, pooled_sd, shrink,
                                  welch)
+from pipeline.weighting import weighted_table
+from survey.settings import TARGET_RULES
 
 #: Sites a peer group needs before its own quartile is used as a target.
 MIN_PEER_SITES_FOR_TARGET = 3
@@ -251,16 +254,19 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def build_benchmarks(pub: duckdb.DuckDBPyConnection, target_rule: str = "peer_q3") -> dict:
+def build_benchmarks(pub: duckdb.DuckDBPyConnection, target_rule: str = "peer_q3",
+                     k: int = 10) -> dict:
     """Write every comparison table into the published file; return counts of flags."""
     cells = pub.execute("select * from cells").df()
+    headcounts = pub.execute("select * from site_headcounts").df()
     tables = {"benchmarks": benchmark_table(cells)}
     params, funnel_rows = funnel_tables(cells)
     tables |= {"funnel_params": params, "funnel": funnel_rows,
                "shrunken": shrunken_table(cells, params) if len(params) else pd.DataFrame(),
                "trends": trend_table(cells),
                "principle_gaps": principle_gap_table(cells, target_rule),
-               "equity": equity_table(cells)}
+               "equity": equity_table(cells),
+               "weighted": weighted_table(cells, headcounts, k)}
     for name, frame in tables.items():
         if frame.empty:
             continue

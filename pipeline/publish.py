@@ -209,7 +209,7 @@ def publish(con: duckdb.DuckDBPyConnection, instrument: Instrument, settings: Se
             pub.execute(f'create table "{name}" as select * from frame_to_publish')
             pub.unregister("frame_to_publish")
         step("benchmark")
-        bench = build_benchmarks(pub, settings.target_rule)
+        bench = build_benchmarks(pub, settings.target_rule, k)
         pub.execute("checkpoint")
     finally:
         pub.close()

@@ -43,6 +43,23 @@ def layout(view: View) -> html.Div:
                                     "certainty": "Certainty"},
                              "Principle scores, targets and gaps", {"n": 0, "priority": 0}),
                        summary))
+    weighted = data.weighted(view.site, view.wave, "principle")
+    if len(weighted):
+        weighted = weighted.assign(name=weighted["measure"].map(data.measure_names()))
+        parts.append(html.Details([
+            html.Summary("Scores weighted to the site's staff-group mix"),
+            html.P("Each staff group counts by its share of the site's headcount rather than "
+                   "its share of the respondents (weights capped at 3; hidden groups and "
+                   "'not stated' weighted together).", className="lead"),
+            table(weighted, {"name": "Principle", "n": "Respondents", "mean": "Score",
+                             "weighted_mean": "Weighted score",
+                             "weighted_ci_low": "95% CI low", "weighted_ci_high": "95% CI high",
+                             "design_effect": "Design effect"},
+                  "Unweighted and weighted principle scores", {"n": 0, "mean": 1,
+                                                               "weighted_mean": 1,
+                                                               "weighted_ci_low": 1,
+                                                               "weighted_ci_high": 1})],
+            className="table-view"))
     parts.append(html.H2("What the guide suggests, largest gaps first"))
     actions = data.actions()
     for _, row in rows.iterrows():
