@@ -275,6 +275,9 @@ def test_overview_shows_the_published_principle_scores_targets_and_actions(app, 
     first_action = published.execute("select title from actions where principle = ? order by "
                                       "position", [rows[0][0]]).fetchall()[0][0]
     assert first_action in text
+    weighted = published.execute("select weighted_mean from weighted where site_code = 'D' and "
+                                 "wave = 2026 and measure = ?", [rows[0][0]]).fetchall()[0][0]
+    assert "Weighted score" in text and f"{weighted:.1f}" in text
 
 
 def test_equity_marks_hidden_cells_never_blank_or_zero(app, published):
