@@ -197,12 +197,14 @@ def render_form(instrument: Instrument, site: str, wave: int, form_token: str,
     """The whole survey as one accessible HTML page (sections shown one at a time by JS)."""
     sections = [("About this survey",
                  f"<p>{escape(instrument.introduction)}</p>")]
-    for scale in instrument.scales:
-        sections.append((scale.name, "".join(_question(instrument, item)
-                                             for item in instrument.items_of(scale.id))))
-    outcomes = [item for item in instrument.items if item.scale is None]
-    if outcomes:
-        sections.append(("Seeking help", "".join(_question(instrument, i) for i in outcomes)))
+    # Neutral headings ("Questions, part 2"): a scale's name ("Help-seeking stigma")
+    # would tell respondents what is being measured and colour their answers.
+    groups = [instrument.items_of(scale.id) for scale in instrument.scales]
+    groups += [tuple(item for item in instrument.items if item.scale is None)]
+    groups = [g for g in groups if g]
+    for number, items in enumerate(groups, start=1):
+        sections.append((f"Questions, part {number} of {len(groups)}",
+                         "".join(_question(instrument, item) for item in items)))
     sections.append(("About you (optional)",
                      "<p>These questions are optional. They are used only to compare groups "
                      "of ten or more people.</p>"

@@ -20,8 +20,9 @@ from survey.synthetic import SiteSpec, generate_responses
 
 K = 10
 EXPECTED_TABLES = {"actions", "benchmarks", "cells", "data_quality", "equity", "funnel",
-                   "funnel_params", "icc", "measures", "meta", "principle_gaps", "reliability",
-                   "shrunken", "site_agreement", "site_headcounts", "sites", "trends"}
+                   "funnel_params", "groups", "icc", "measures", "meta", "principle_gaps",
+                   "reliability", "shrunken", "site_agreement", "site_headcounts", "sites",
+                   "trends", "validation", "weighted"}
 
 
 def read(settings, sql, params=()):
@@ -37,6 +38,13 @@ def test_published_file_holds_aggregates_only(published_sample):
     assert not columns["column_name"].isin(["response_id", "source_row", "duration_seconds",
                                             "submitted_on", "batch_id"]).any()
     assert report.verification.problems == []
+    validation = read(settings, "select * from validation")
+    assert {"CFA: CFI", "CFA: RMSEA", "KMO sampling adequacy", "Measurement invariance"} <= set(
+        validation["check"]) and validation["verdict"].ne("").all()
+    items = read(settings, "select pct_favourable, pct_unfavourable from cells "
+                                            "where measure_kind = 'item' and not suppressed")
+    assert ((items["pct_favourable"] + items["pct_unfavourable"]) <= 100 + 1e-9).all()
+    assert items["pct_unfavourable"].gt(0).any()
     cells = read(settings, "select * from cells")
     hidden = cells[cells["suppressed"]]
     assert hidden[["n", "mean", "sd", "pct_favourable"]].isna().all().all()
@@ -184,3 +192,17 @@ def test_run_command_rejects_an_unknown_target(tmp_path):
     assert run.returncode == 1
     assert "target rule 'best' is not known; use one of peer_q3" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_item_answer_shares_equal_a_direct_count(published_sample, instrument):
+    settings, _ = published_sample
+    item = next(i for i in instrument.items if i.reverse and i.response_scale == "agree5")
+    with open_store(settings.db_path, read_only=True) as con:
+        answers = con.execute(f"select {item.id} from responses where site_code = 'A' and "
+                              f"wave = 2026 and {item.id} between 1 and 5").df()[item.id]
+    keyed = 6 - answers  # reverse-keyed: agreeing is unfavourable
+    cell = read(settings, "select * from cells where level = 'site' and unit = 'A' and wave = "
+                          "2026 and measure = ? and breakdown = 'all'", [item.id]).iloc[0]
+    assert cell["n"] == len(answers)
+    assert cell["pct_favourable"] == pytest.approx(100 * (keyed >= 4).mean(), abs=1e-12)
+    assert cell["pct_unfavourable"] == pytest.approx(100 * (keyed <= 2).mean(), abs=1e-12)
