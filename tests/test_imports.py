@@ -284,6 +284,47 @@ def test_unknown_answer_text_is_quarantined_and_the_rest_stored(instrument, defi
     assert set(stored(store_path, instrument)) == {"R_1", "R_3"}
 
 
+def test_kobo_export_named_by_the_xlsform_round_trips(instrument, definition_yaml, store_path,
+                                                     tmp_path):
+    """KoboToolbox's CSV: ';'-separated, XLSForm names with their group path, codes as values."""
+    path = export_instrument(instrument, "xlsform", tmp_path / "form.xlsx", ("A", "C"))
+    survey = list(load_workbook(path)["survey"].iter_rows(values_only=True))
+    group, columns = [], []
+    for kind, name, *_ in survey[1:]:
+        if kind == "begin_group":
+            group.append(name)
+        elif kind == "end_group":
+            group.pop()
+        elif kind != "note":
+            columns.append("/".join([*group, name]))
+    assert "stigma/hs01" in columns and "about_you/pmq" in columns
+    people = synthetic_answers(instrument, 10, seed=15)
+    for person in people:
+        for ident in instrument.scale_item_ids[:6]:
+            person[ident] = 1
+    header = ["start", "end", *columns, "_id", "_uuid", "_submission_time", "_submitted_by"]
+    export = tmp_path / "kobo.csv"
+    with export.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, delimiter=";")
+        writer.writerow(header)
+        for person in people:
+            values = {"submitted_on": person["when"].date().isoformat(), "site": "C",
+                      "wave": "2024", "_id": person["id"], "_uuid": f"uuid-{person['id']}",
+                      "start": person["when"].isoformat(), "end": person["when"].isoformat(),
+                      "_submission_time": person["when"].isoformat(), "_submitted_by": NAMES[0]}
+            values |= {k: ("" if v is None else str(v)) for k, v in person.items()
+                       if k in instrument.item_ids or k in {a.id for a in instrument.attributes}}
+            writer.writerow([values[h.rsplit("/", 1)[-1]] for h in header])
+    report = run_import(store_path, export, instrument, definition_yaml, "forms")
+    assert report.ingest.rows_accepted == 10
+    assert_round_trip(store_path, instrument, people, lambda p: p["id"])
+    assert {(r["site_code"], r["wave"]) for r in stored(store_path, instrument).values()} == \
+        {("C", 2024)}
+    assert report.unmapped_columns == ["start", "end", "_uuid", "_submission_time",
+                                       "_submitted_by"]
+    assert_nothing_identifying_stored(store_path)
+
+
 # --- Microsoft Forms -------------------------------------------------------------------
 
 def forms_rows(instrument, people, tmp_path, moment) -> list[list]:
