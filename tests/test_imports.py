@@ -144,6 +144,35 @@ def test_redcap_raw_export_round_trips(instrument, definition_yaml, store_path, 
             [("redcap-redcap.csv",)]
 
 
+def test_redcap_label_export_round_trips(instrument, definition_yaml, store_path, tmp_path):
+    """REDCap's "labels" export: headers are the field labels, answers the choice labels."""
+    dictionary = [r for r in csv.DictReader(io.StringIO(redcap_dictionary_csv(instrument)))
+                  if r["Field Type"] != "descriptive"]
+    people = synthetic_answers(instrument, 8, seed=16)
+    for person in people:
+        for ident in instrument.scale_item_ids[:6]:
+            person[ident] = 5
+    header = ["Record ID", "Survey Identifier", "Survey Timestamp",
+              *(r["Field Label"] for r in dictionary[1:]), "Complete?"]
+    path = tmp_path / "labels.csv"
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for person in people:
+            row = [person["id"], "", person["when"].strftime("%Y-%m-%d %H:%M"), "A", "2025"]
+            for field in dictionary[3:]:
+                choices = dict(part.split(", ", 1) for part in
+                               field["Choices, Calculations, OR Slider Labels"].split(" | "))
+                code = person[field["Variable / Field Name"]]
+                row.append("" if code is None else choices[str(code)])
+            writer.writerow([*row, "Complete"])
+    report = run_import(store_path, path, instrument, definition_yaml, "redcap")
+    assert report.ingest.rows_accepted == 8
+    assert report.dropped_columns == ["Survey Identifier", "Complete?"]
+    assert report.columns["wave"] == "Survey year"
+    assert_round_trip(store_path, instrument, people, lambda p: p["id"])
+
+
 def test_same_export_twice_is_a_no_op(instrument, definition_yaml, store_path, tmp_path):
     people = synthetic_answers(instrument, 5, seed=1)
     path = write_redcap_export(tmp_path / "again.csv", instrument, people)
