@@ -200,6 +200,34 @@ def test_xlsform_choice_lists_are_the_instruments_codes(xlsform, instrument):
     assert used == set(lists)
 
 
+def test_xlsform_converts_to_an_xform_with_pyxform(instrument, tmp_path):
+    """pyxform is what KoboToolbox and ODK Central run on upload: it must accept the form."""
+    import xml.etree.ElementTree as ET
+
+    from pyxform.xls2xform import convert
+
+    path = export_instrument(instrument, "xlsform", tmp_path / "form.xlsx", ("A", "C"))
+    warnings: list[str] = []
+    result = convert(xlsform=str(path), warnings=warnings)
+    assert warnings == []
+    root = ET.fromstring(result.xform)
+    ns = {"h": "http://www.w3.org/1999/xhtml", "x": "http://www.w3.org/2002/xforms"}
+    assert root.find("h:head/h:title", ns).text == instrument.title
+    binds = {b.get("nodeset").rsplit("/", 1)[-1]: b for b in root.iter(f"{{{ns['x']}}}bind")}
+    for item in instrument.items:
+        assert binds[item.id].get("type") == "string"    # select_one is stored as its code
+        assert binds[item.id].get("required") is None
+    assert binds["site"].get("required") == "true()"
+    assert binds["wave"].get("type") == "int"
+    assert binds["submitted_on"].get("type") == "date"
+    # Every item's answers are the instrument's codes, "don't know" included.
+    hs01 = next(e for e in root.iter() if e.tag.endswith("select1") and e.get("ref", "").endswith("/hs01"))
+    itemset = hs01.find("x:itemset", ns)
+    assert itemset is not None and "agree5" in itemset.get("nodeset")
+    instance = next(i for i in root.iter(f"{{{ns['x']}}}instance") if i.get("id") == "agree5")
+    assert [n.text for n in instance.iter(f"{{{ns['x']}}}name")] == ["1", "2", "3", "4", "5", "9"]
+
+
 # --- CSV template ----------------------------------------------------------------------
 
 def test_csv_template_header_is_accepted_by_ingest(instrument, definition_yaml, store_path,
