@@ -272,9 +272,9 @@ def ingest(files: Annotated[list[Path], typer.Argument(help="CSV, XLSX or Parque
            db: DbOption = None, instrument: InstrumentOption = None) -> None:
     """Ingest survey exports; every row is accepted or quarantined with a reason.
 
-    Each file is all-or-nothing. Ingesting the same file again does nothing. Exports of
-    other tools are matched by column name or question wording; answer text the
-    instrument does not know is quarantined as unknown_label.
+    Each file is all-or-nothing. Ingesting the same file again does nothing.
+
+    Other tools' exports (--from) are matched by column name or question wording.
 
     Examples: culture ingest export.csv --site RX1 --wave 2026
               culture ingest redcap-export.csv --from redcap --wave 2026
