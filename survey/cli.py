@@ -22,7 +22,8 @@ from survey.settings import SAMPLES_DIR, Settings, resolve_settings
 
 app = typer.Typer(help="Measure and benchmark the culture of support for doctors.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-instrument_app = typer.Typer(help="Check instrument files.", no_args_is_help=True)
+instrument_app = typer.Typer(help="Check instrument files and export them to other tools.",
+                              no_args_is_help=True)
 sites_app = typer.Typer(help="Set up the sites (trusts, support units) in the store.",
                         no_args_is_help=True)
 waves_app = typer.Typer(help="Set up survey waves (one per year).", no_args_is_help=True)
@@ -71,6 +72,28 @@ def instrument_check(file: Annotated[Path, typer.Argument(help="Instrument YAML 
         table.add_row(scale.name + (" (core)" if scale.core else ""), str(len(members)),
                       str(sum(i.reverse for i in members)), str(scale.min_items), principles)
     out.print(table)
+
+
+@instrument_app.command("export")
+def instrument_export(
+        fmt: Annotated[str, typer.Option("--format", help=(
+            "redcap (data dictionary CSV), xlsform (KoboToolbox / ODK .xlsx), html or pdf "
+            "(printable), csv (empty template for ingest)"))],
+        out_path: Annotated[Path, typer.Option("--out", help="File to write")],
+        sites: Annotated[Optional[str], typer.Option(
+            help="Site codes offered as a list, e.g. A,B,RX1 (default: typed in)")] = None,
+        instrument: InstrumentOption = None) -> None:
+    """Write the instrument for another survey tool, or on paper.
+
+    Examples: culture instrument export --format redcap --out dictionary.csv --sites A,B
+              culture instrument export --format pdf --out questionnaire.pdf
+    """
+    from survey.instrument_export import export_instrument, parse_site_codes
+
+    settings = _settings(instrument=instrument)
+    written = export_instrument(_load_instrument(settings), fmt.strip().lower(), out_path,
+                                parse_site_codes(sites))
+    out.print(f"wrote {written} ({fmt})")
 
 
 @sites_app.command("add")
@@ -158,26 +181,58 @@ def _progress_bar():
 
 
 def run_ingest(settings: Settings, files: list[Path], site: str | None,
-               wave: int | None) -> list:
-    """Ingest files one by one (each all-or-nothing) and print what happened to each."""
+               wave: int | None, tool: str = "culture", column_map: Path | None = None) -> list:
+    """Ingest files one by one (each all-or-nothing) and print what happened to each.
+
+    `tool` other than "culture" sends each file through its import adapter first
+    (survey.imports), which maps the tool's columns and answers onto ours.
+    """
+    from functools import partial
+
     from pipeline.ingest import ingest_file
     from pipeline.store import open_store
+    from survey.imports import TOOLS, import_export, load_column_map
 
+    if tool not in TOOLS:
+        raise CultureError(f"--from {tool!r} is not known; use one of {', '.join(TOOLS)}")
     inst = _load_instrument(settings)
     definition = settings.instrument_path.read_text(encoding="utf-8")
+    mapping = load_column_map(column_map) if column_map else None
+    if tool == "culture" and mapping:
+        raise CultureError("--map is for other tools' exports; give --from redcap, forms or "
+                           "qualtrics, or rename the columns of your file")
     reports = []
     with open_store(settings.db_path) as con:
         for file in files:
             large = file.exists() and file.stat().st_size > 5_000_000
             bar, update = _progress_bar()
+            ingest_one = (ingest_file if tool == "culture"
+                          else partial(import_export, tool=tool, column_map=mapping))
             if large:
                 with bar:
-                    report = ingest_file(con, file, inst, definition, site, wave, update)
+                    report = ingest_one(con, file, inst, definition, site=site, wave=wave,
+                                        progress=update)
             else:
-                report = ingest_file(con, file, inst, definition, site, wave)
+                report = ingest_one(con, file, inst, definition, site=site, wave=wave)
+            if tool != "culture":
+                _print_import(report)
+                report = report.ingest
             reports.append(report)
             _print_ingest(report)
     return reports
+
+
+def _print_import(report) -> None:
+    """What an adapter matched, dropped and could not place (before ingest's own summary)."""
+    out.print(f"{report.source}: read as a {report.tool} export; "
+              f"{len(report.columns)} column(s) matched")
+    if report.dropped_columns:
+        out.print(f"  identifying or tool columns, not stored: {', '.join(report.dropped_columns)}")
+    if report.unmapped_columns:
+        out.print(f"  columns matching no question, not stored: "
+                  f"{', '.join(report.unmapped_columns)}")
+    for note in report.notes:
+        out.print(f"  note: {note}")
 
 
 def _print_ingest(report) -> None:
@@ -207,14 +262,25 @@ def ingest(files: Annotated[list[Path], typer.Argument(help="CSV, XLSX or Parque
                help="Site code for rows without a site column/value")] = None,
            wave: Annotated[Optional[int], typer.Option(
                help="Survey year for rows without a wave column/value")] = None,
+           tool: Annotated[str, typer.Option(
+               "--from", help="Where the file comes from: culture (our columns), redcap "
+                              "(raw or label export), forms (Microsoft Forms, or any "
+                              "export headed by question text) or qualtrics")] = "culture",
+           column_map: Annotated[Optional[Path], typer.Option(
+               "--map", help="CSV 'column,field' mapping export columns (or Qualtrics "
+                             "QIDs) to item ids, for columns not matched by wording")] = None,
            db: DbOption = None, instrument: InstrumentOption = None) -> None:
     """Ingest survey exports; every row is accepted or quarantined with a reason.
 
     Each file is all-or-nothing. Ingesting the same file again does nothing.
 
-    Example: culture ingest export.csv --site RX1 --wave 2026
+    Other tools' exports (--from) are matched by column name or question wording.
+
+    Examples: culture ingest export.csv --site RX1 --wave 2026
+              culture ingest redcap-export.csv --from redcap --wave 2026
+              culture ingest responses.xlsx --from forms --site RX1 --wave 2026
     """
-    run_ingest(_settings(db, instrument), files, site, wave)
+    run_ingest(_settings(db, instrument), files, site, wave, tool.strip().lower(), column_map)
 
 
 @app.command()
