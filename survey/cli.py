@@ -467,6 +467,30 @@ def export_aggregates_command(
                                    if report.pseudonymised else ""))
 
 
+@app.command("report")
+def site_report_command(
+        site: Annotated[str, typer.Option("--site", help="Site code, e.g. A")],
+        wave: Annotated[int, typer.Option("--wave", help="Survey wave (year), e.g. 2026")],
+        out_dir: Annotated[Path, typer.Option("--out", help="Folder for the report")] = Path("reports"),
+        pdf: Annotated[bool, typer.Option(
+            "--pdf/--no-pdf", help="Also print a PDF with headless Chromium")] = True,
+        db: DbOption = None) -> None:
+    """Write a board-ready report for one site and wave: HTML, and a PDF made from it.
+
+    The six principles and their gaps with the guide's actions, benchmark position,
+    trends, equity, response rate and reliability, from the published layer only.
+
+    Examples: culture report --site A --wave 2026
+              culture report --site D --wave 2026 --out board-papers --no-pdf
+    """
+    from pipeline.site_report import write_site_report
+
+    files = write_site_report(_settings(db).published_path, site, wave, out_dir, pdf)
+    out.print(f"wrote {files.html}")
+    if files.pdf:
+        out.print(f"wrote {files.pdf}")
+
+
 @app.command()
 def demo(db: DbOption = None, instrument: InstrumentOption = None,
          dirty: Annotated[bool, typer.Option(
