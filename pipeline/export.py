@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
-import pandas as pd
+import polars as pl
 import pyreadstat
 
 from pipeline.published import min_group_size, open_published, published_meta
@@ -151,6 +151,10 @@ CODED_COLUMNS = {
     "certainty": {"clear gap": "Clear gap", "possible gap": "Possible gap",
                   "meets target": "Meets target"},
 }
+#: Further text columns coded 1, 2, ... in sorted order, labelled with their values: in
+#: SPSS and Stata a labelled number is the usual form of a category (and text cells cost
+#: five times as much to write as numbers).
+DATA_CODED_COLUMNS = ("region", "group_value")
 SUPPRESSED_LABELS = {0: "Shown", 1: "Suppressed (small cell or protects one)"}
 #: Codes above this are given, in sorted order, to values no list above knows.
 UNKNOWN_CODE_START = 90
@@ -223,16 +227,19 @@ def _prepare(con: duckdb.DuckDBPyConnection, key: str | None) -> None:
     con.execute("create or replace temp view export_cells as " + read_sql("export_cells.sql"))
 
 
-def _level_query(level: str, pseudonymised: bool, csv_safe: bool = False,
-                 types: dict[str, str] | None = None) -> str:
+def _level_query(level: str, pseudonymised: bool) -> str:
     """SQL selecting one level's columns in a stable order (no user value is formatted in)."""
     spec = LEVEL_SPECS[level]
     columns = [c for c in spec.columns if not (pseudonymised and c == "site_name")]
-    select = [f"csv_safe({c}) as {c}" if csv_safe and types and types[c] == "VARCHAR" else c
-              for c in columns]
-    return (f"select {', '.join(select)} from export_cells where {spec.where} "
+    return (f"select {', '.join(columns)} from export_cells where {spec.where} "
             "order by case level when 'site' then 1 when 'peer' then 2 else 3 end, unit, "
             "wave, breakdown, group_value, measure_kind, measure")
+
+
+def _csv_query(types: dict[str, str]) -> str:
+    """The materialised level with every text column passed through the formula guard."""
+    select = [f"csv_safe({c}) as {c}" if t == "VARCHAR" else c for c, t in types.items()]
+    return f"select {', '.join(select)} from export_level"
 
 
 def export_aggregates(published_path: Path, out_dir: Path,
@@ -260,23 +267,32 @@ def export_aggregates(published_path: Path, out_dir: Path,
         try:
             written, resources = [], []
             for name in levels:
-                query = _level_query(name, pseudonymised)
-                relation = con.sql(query)
+                # Materialised once (in the session's temp catalog, the file stays
+                # read-only), then written in every format: the joins and the sort run once.
+                con.execute("create or replace temp table export_level as "
+                            + _level_query(name, pseudonymised))
+                relation = con.table("export_level")
                 types = dict(zip(relation.columns, map(str, relation.types)))
-                rows = con.execute(f"select count(*) from ({query})").fetchall()[0][0]
+                rows = con.execute("select count(*) from export_level").fetchall()[0][0]
+                observed = {column: [r[0] for r in con.execute(
+                    f"select distinct {column} from export_level where {column} is not null"
+                ).fetchall()] for column in (*CODED_COLUMNS, *DATA_CODED_COLUMNS)
+                    if column in types}
                 frame = None
                 for fmt_name in formats:
                     path = staging / f"culture_{name}.{fmt_name}"
                     if fmt_name == "csv":
-                        con.sql(_level_query(name, pseudonymised, True, types)).write_csv(
-                            str(path), header=True)
+                        con.sql(_csv_query(types)).write_csv(str(path), header=True)
                     elif fmt_name == "parquet":
                         relation.write_parquet(str(path), compression="zstd")
                     else:
-                        frame = relation.df() if frame is None else frame
-                        _write_labelled(frame, path, fmt_name, name, k)
+                        # Polars, not pandas: pyreadstat walks the rows one by one, and
+                        # polars hands them over several times faster.
+                        frame = relation.pl() if frame is None else frame
+                        _write_labelled(frame, path, fmt_name, name, k, observed)
                     written.append(ExportedFile(name, fmt_name, out_dir / path.name, rows))
-                    resources.append(_resource(con, name, fmt_name, path, types, query))
+                    resources.append(_resource(name, fmt_name, path, types, observed))
+                con.execute("drop table export_level")
             package = _package(resources, meta, k, pseudonymised)
             (staging / "datapackage.json").write_text(json.dumps(package, indent=2),
                                                       encoding="utf-8")
@@ -301,32 +317,33 @@ def export_zip(published_path: Path, fmt: str | Sequence[str] = "csv",
     return buffer.getvalue()
 
 
-def value_codes(column: str, values: pd.Series) -> dict[str, int]:
-    """Stable codes for a categorical column: its known values in order, then others sorted."""
-    known = list(CODED_COLUMNS[column])
+def value_codes(column: str, values) -> dict[str, int]:
+    """Codes for a categorical column: its known values in order (stable from export to
+    export), then values no list knows in sorted order (from 90 where a list exists)."""
+    known = list(CODED_COLUMNS.get(column, ()))
     codes = {value: i for i, value in enumerate(known, start=1)}
-    extra = sorted(set(values.dropna()) - set(codes))
-    codes |= {value: UNKNOWN_CODE_START + i for i, value in enumerate(extra)}
+    extra = sorted(set(v for v in values if v is not None) - set(codes))
+    start = UNKNOWN_CODE_START if known else 1
+    codes |= {value: start + i for i, value in enumerate(extra)}
     return codes
 
 
-def _write_labelled(frame: pd.DataFrame, path: Path, fmt: str, level: str, k: int) -> None:
-    """An SPSS or Stata file with variable labels and value labels for coded columns."""
-    out = frame.copy()
-    value_labels: dict[str, dict[int, str]] = {}
-    for column in CODED_COLUMNS:
-        if column in out:
-            codes = value_codes(column, out[column])
-            out[column] = out[column].map(codes)
-            value_labels[column] = {code: CODED_COLUMNS[column].get(value, value)
-                                    for value, code in codes.items()}
-    value_labels["suppressed"] = dict(SUPPRESSED_LABELS)
-    for column in out.columns:
-        # pyreadstat writes doubles with system-missing for NULL; nullable ints it cannot.
-        if str(out[column].dtype) in ("Int64", "Int32", "int64", "int32", "boolean"):
-            out[column] = out[column].astype("float64")
-        elif out[column].dtype == object:
-            out[column] = out[column].fillna("")
+def value_labels_of(column: str, codes: dict[str, int]) -> dict[int, str]:
+    """The value labels of a coded column: code -> readable label."""
+    return {code: CODED_COLUMNS.get(column, {}).get(value, value) for value, code in codes.items()}
+
+
+def _write_labelled(frame: pl.DataFrame, path: Path, fmt: str, level: str, k: int,
+                    observed: dict[str, list]) -> None:
+    """An SPSS or Stata file with variable labels, and value labels for coded columns."""
+    value_labels: dict[str, dict[int, str]] = {"suppressed": dict(SUPPRESSED_LABELS)}
+    recoded = []
+    for column, values in observed.items():
+        codes = value_codes(column, values)
+        recoded.append(pl.col(column).replace_strict(codes, default=None,
+                                                     return_dtype=pl.Int32))
+        value_labels[column] = value_labels_of(column, codes)
+    out = frame.with_columns(recoded)
     labels = [COLUMN_LABELS[c] for c in out.columns]
     file_label = f"Culture of support: {level} aggregates (k = {k})"
     if fmt == "sav":
@@ -341,24 +358,21 @@ _FIELD_TYPES = {"VARCHAR": "string", "INTEGER": "integer", "BIGINT": "integer",
                 "DOUBLE": "number", "FLOAT": "number", "BOOLEAN": "boolean"}
 
 
-def _resource(con, level: str, fmt: str, path: Path, types: dict[str, str],
-              query: str) -> dict:
+def _resource(level: str, fmt: str, path: Path, types: dict[str, str],
+              observed: dict[str, list]) -> dict:
     """The data-package resource describing one written file, with its sha256."""
     fields = []
     for column, duck_type in types.items():
         field = {"name": column, "type": _FIELD_TYPES.get(duck_type, "any"),
                  "title": COLUMN_LABELS[column]}
-        if column in CODED_COLUMNS:
-            observed = [row[0] for row in con.execute(
-                f"select distinct {column} from ({query}) where {column} is not null").fetchall()]
-            codes = value_codes(column, pd.Series(observed, dtype=object))
+        if column in observed:
+            codes = value_codes(column, observed[column])
             if fmt in ("sav", "dta"):
                 field["type"] = "integer"
                 field["description"] = "; ".join(
-                    f"{code} = {CODED_COLUMNS[column].get(value, value)}"
-                    for value, code in codes.items())
+                    f"{code} = {label}" for code, label in value_labels_of(column, codes).items())
                 field["constraints"] = {"enum": sorted(codes.values())}
-            else:
+            elif column in CODED_COLUMNS:
                 field["constraints"] = {"enum": list(codes)}
         elif column == "suppressed":
             field["description"] = "; ".join(f"{c} = {t}" for c, t in SUPPRESSED_LABELS.items())
@@ -406,7 +420,3 @@ def _package(resources: list[dict], meta: dict[str, str], k: int, pseudonymised:
         "resources": resources,
     }
 
-
-__all__ = ["FORMATS", "LEVELS", "ENV_PSEUDONYM_KEY", "ExportError", "ExportReport",
-           "ExportedFile", "export_aggregates", "export_zip", "pseudonymise", "value_codes",
-           "COLUMN_LABELS", "CODED_COLUMNS", "LEVEL_SPECS"]

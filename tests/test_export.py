@@ -134,8 +134,12 @@ def test_spss_and_stata_files_carry_variable_and_value_labels(exported, fmt):
             assert labels["measure_kind"][2] == "Scale"
         if file.level == "group":
             assert labels["breakdown"][3] == "Place of primary medical qualification"
-            pmq = frame[frame["group_value"] == "rest_of_world"]
-            assert set(pmq["breakdown"]) == {3}
+            codes = {label: code for code, label in labels["group_value"].items()}
+            pmq = frame[frame["group_value"] == codes["rest_of_world"]]
+            assert set(pmq["breakdown"]) == {3} and len(pmq) > 0
+        assert labels["region"] == {1: "=1+1", 2: "Midlands", 3: "National", 4: "South East",
+                                    5: "South West"}
+        assert labels["region"][int(row["region"])] == "National"
         if fmt == "dta":
             assert all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,31}", c) for c in frame.columns)
         assert all(len(label) <= 80 for label in meta.column_names_to_labels.values())
