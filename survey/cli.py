@@ -436,10 +436,10 @@ def export_aggregates_command(
         out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the files into")],
         fmt: Annotated[Optional[list[str]], typer.Option(
             "--format", help="csv, parquet, sav (SPSS) or dta (Stata); repeat for several "
-                             "[default: csv]")] = None,
+                             "(default: csv)")] = None,
         level: Annotated[Optional[list[str]], typer.Option(
             "--level", help="site, principle, item or group; repeat for several "
-                            "[default: all four]")] = None,
+                            "(default: all four)")] = None,
         pseudonymise_key: Annotated[Optional[str], typer.Option(
             "--pseudonymise-key", envvar=ENV_PSEUDONYMISE_KEY, show_envvar=True,
             help="Replace site codes by keyed pseudonyms (HMAC-SHA256) and leave site names "
