@@ -497,6 +497,70 @@ def _print_published(pub, settings: Settings) -> None:
     out.print(f"  {len(flags)} flag(s) across all waves; the dashboard shows every one")
 
 
+#: Read by `culture export` when --pseudonymise-key is not given (pipeline.export names it too).
+ENV_PSEUDONYMISE_KEY = "CULTURE_PSEUDONYMISE_KEY"
+
+
+@app.command("export")
+def export_aggregates_command(
+        out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the files into")],
+        fmt: Annotated[Optional[list[str]], typer.Option(
+            "--format", help="csv, parquet, sav (SPSS) or dta (Stata); repeat for several "
+                             "(default: csv)")] = None,
+        level: Annotated[Optional[list[str]], typer.Option(
+            "--level", help="site, principle, item or group; repeat for several "
+                            "(default: all four)")] = None,
+        pseudonymise_key: Annotated[Optional[str], typer.Option(
+            "--pseudonymise-key", envvar=ENV_PSEUDONYMISE_KEY, show_envvar=True,
+            help="Replace site codes by keyed pseudonyms (HMAC-SHA256) and leave site names "
+                 "out; at least 16 characters; the same key gives the same pseudonyms")] = None,
+        db: DbOption = None) -> None:
+    """Export the published aggregates for researchers, with a datapackage.json codebook.
+
+    Only published, suppressed aggregates are exported: cells below the reporting
+    threshold have blank statistics and suppressed = 1.
+
+    Examples: culture export --out exports
+              culture export --out exports --format sav --format dta --level site
+              CULTURE_PSEUDONYMISE_KEY=... culture export --out exports --format parquet
+    """
+    from pipeline.export import export_aggregates
+
+    settings = _settings(db)
+    report = export_aggregates(settings.published_path, out_dir, fmt or "csv", level,
+                               pseudonymise_key)
+    for file in report.files:
+        out.print(f"wrote {file.path} ({file.rows:,} rows)")
+    out.print(f"wrote {report.datapackage} (describes every file and field)")
+    out.print(f"cells with fewer than {report.min_group_size} respondents are blank with "
+              f"suppressed = 1" + ("; sites are pseudonymised, names left out"
+                                   if report.pseudonymised else ""))
+
+
+@app.command("report")
+def site_report_command(
+        site: Annotated[str, typer.Option("--site", help="Site code, e.g. A")],
+        wave: Annotated[int, typer.Option("--wave", help="Survey wave (year), e.g. 2026")],
+        out_dir: Annotated[Path, typer.Option("--out", help="Folder for the report")] = Path("reports"),
+        pdf: Annotated[bool, typer.Option(
+            "--pdf/--no-pdf", help="Also print a PDF with headless Chromium")] = True,
+        db: DbOption = None) -> None:
+    """Write a board-ready report for one site and wave: HTML, and a PDF made from it.
+
+    The six principles and their gaps with the guide's actions, benchmark position,
+    trends, equity, response rate and reliability, from the published layer only.
+
+    Examples: culture report --site A --wave 2026
+              culture report --site D --wave 2026 --out board-papers --no-pdf
+    """
+    from pipeline.site_report import write_site_report
+
+    files = write_site_report(_settings(db).published_path, site, wave, out_dir, pdf)
+    out.print(f"wrote {files.html}")
+    if files.pdf:
+        out.print(f"wrote {files.pdf}")
+
+
 @app.command()
 def demo(db: DbOption = None, instrument: InstrumentOption = None,
          dirty: Annotated[bool, typer.Option(

@@ -1,0 +1,470 @@
+"""Board-ready site report: one self-contained HTML page and a PDF made from it.
+
+`write_site_report` reads only the published layer (opened read-only) and writes
+``site-report-<CODE>-<WAVE>.html`` and ``.pdf``: the six principles and their gaps
+with the guide's actions, the site's benchmark position (funnel plots and the peer
+group's best / median / worst), trends, equity between staff groups, response rate
+and reliability, and a methods note. Figures are inline SVG and the CSS is inline, so
+the page opens offline and prints the same anywhere. Hidden cells are reported as
+"fewer than k responses", never as a number, a blank or a zero.
+
+The PDF is printed by headless Chromium from the written HTML, with every host name
+resolving to nothing, so a report cannot reach the network even by accident.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from contextlib import closing
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.benchmark import FDR
+from pipeline.export import CODED_COLUMNS
+from pipeline.published import open_published, published_meta
+from pipeline.report_figures import funnel_charts, principle_chart, trend_chart
+from survey.errors import CultureError
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+PDF_TIMEOUT_SECONDS = 120
+CSS_PATH = Path(__file__).resolve().parent / "site_report.css"
+
+
+class ReportError(CultureError):
+    """A site report cannot be made as asked (unknown site or wave, no PDF printer)."""
+
+
+@dataclass(frozen=True)
+class SiteReportFiles:
+    """Where a site report was written."""
+
+    html: Path
+    pdf: Path | None
+
+
+@dataclass
+class SiteData:
+    """Everything the report shows for one site and wave, read from the published layer."""
+
+    code: str
+    name: str
+    site_type: str
+    region: str
+    wave: int
+    k: int
+    meta: dict[str, str]
+    responses: int
+    headcount: int | None
+    names: dict[str, str]
+    gaps: pd.DataFrame
+    actions: pd.DataFrame
+    benchmarks: pd.DataFrame
+    funnel: pd.DataFrame
+    funnel_params: pd.DataFrame
+    history: pd.DataFrame
+    trends: pd.DataFrame
+    group_cells: pd.DataFrame
+    equity: pd.DataFrame
+    reliability: pd.DataFrame
+    agreement: pd.DataFrame
+
+
+def _query(con, sql: str, *params) -> pd.DataFrame:
+    return con.execute(sql, list(params)).df()
+
+
+def load_site_data(con, site_code: str, wave: int) -> SiteData:
+    """The published rows for one site and wave; bad requests name what is accepted."""
+    code = site_code.strip().upper()
+    meta = published_meta(con)
+    k = int(meta["min_group_size"])
+    sites = _query(con, "select * from sites order by site_code")
+    if code not in set(sites["site_code"]):
+        raise ReportError(f"site {site_code!r} is not in the published layer; published "
+                          f"sites: {', '.join(sites['site_code'])}")
+    waves = sorted(_query(con, "select distinct wave from cells")["wave"].astype(int))
+    if wave not in waves:
+        raise ReportError(f"wave {wave} is not published; published waves: "
+                          f"{', '.join(map(str, waves))}")
+    responses = _query(con, "select wave, n from cells where level = 'site' and unit = ? and "
+                            "breakdown = 'all' and measure_kind = 'responses' and "
+                            "not suppressed order by wave", code)
+    shown = dict(zip(responses["wave"].astype(int), responses["n"]))
+    if wave not in shown:
+        raise ReportError(f"site {code} has fewer than {k} responses in {wave} (or they are "
+                          f"hidden to protect a smaller group), so no report can be shown; "
+                          f"waves with a report for {code}: "
+                          f"{', '.join(map(str, sorted(shown))) or 'none'}")
+    site = sites.set_index("site_code").loc[code]
+    headcount = _query(con, "select sum(headcount) as h from site_headcounts where "
+                            "site_code = ?", code)["h"].iloc[0]
+    measures = _query(con, "select measure, name from measures where measure_kind in "
+                           "('principle', 'scale')")
+    funnel = _query(con, "select * from funnel where wave = ? and measure_kind = 'principle' "
+                         "order by measure, site_code", wave)
+    return SiteData(
+        code=code, name=str(site["name"]), site_type=str(site["site_type"]),
+        region=str(site["region"] or ""), wave=wave, k=k, meta=meta,
+        responses=int(shown[wave]),
+        headcount=None if pd.isna(headcount) else int(headcount),
+        names=dict(zip(measures["measure"], measures["name"])),
+        gaps=_query(con, "select * from principle_gaps where site_code = ? and wave = ? "
+                         "order by priority", code, wave),
+        actions=_query(con, "select * from actions order by principle, position"),
+        benchmarks=_query(con, "select * from benchmarks where site_code = ? and wave = ? and "
+                               "measure_kind in ('principle', 'scale') order by measure_kind, "
+                               "measure", code, wave),
+        # Other sites enter only as anonymous points: their codes never reach the page.
+        funnel=funnel.assign(site_code=funnel["site_code"].where(funnel["site_code"] == code,
+                                                                 "other")),
+        funnel_params=_query(con, "select * from funnel_params where wave = ? and "
+                                  "measure_kind = 'principle'", wave),
+        history=_query(con, "select wave, measure, n, mean, ci_low, ci_high from cells where "
+                            "level = 'site' and unit = ? and breakdown = 'all' and "
+                            "measure_kind = 'principle' and not suppressed and wave <= ? "
+                            "order by measure, wave", code, wave),
+        trends=_query(con, "select * from trends where level = 'site' and unit = ? and "
+                           "wave = ? and measure_kind = 'principle' order by measure", code, wave),
+        group_cells=_query(con, "select breakdown, grp, measure_kind, measure, n, mean, "
+                                "suppressed from cells where level = 'site' and unit = ? and "
+                                "wave = ? and breakdown <> 'all' and grp <> 'not_stated' and "
+                                "measure_kind in ('responses', 'principle')", code, wave),
+        equity=_query(con, "select breakdown, grp, measure, diff, diff_low, diff_high, q, flag "
+                           "from equity where level = 'site' and unit = ? and wave = ? and "
+                           "measure_kind = 'principle'", code, wave),
+        reliability=_query(con, "select * from reliability where (level = 'site_wave' and "
+                                "site_code = ? and wave = ?) or (level = 'wave' and wave = ?)",
+                           code, wave, wave),
+        agreement=_query(con, "select * from site_agreement where site_code = ? and wave = ?",
+                         code, wave),
+    )
+
+
+# Formatting ---------------------------------------------------------------------------
+
+def _num(value, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or pd.isna(value):
+        return "–"
+    return f"{value:,.{digits}f}".replace("-", "−")
+
+
+def _ci(low, high, digits: int = 1) -> str:
+    return f"{_num(low, digits)} to {_num(high, digits)}"
+
+
+_ACRONYMS = {"uk", "eea", "gp", "sas", "nhs"}
+
+
+def _label(code: str) -> str:
+    """A readable label for a published code ('locally_employed' -> 'Locally employed')."""
+    text = re.sub(r"(\d+)_(\d+)", r"\1-\2", str(code)).replace("_", " ")
+    text = re.sub(r"(?<=[a-z])(\d)", r" \1", text)
+    text = " ".join(w.upper() if w in _ACRONYMS else w for w in text.split(" "))
+    return text[:1].upper() + text[1:]
+
+
+def _hidden(k: int) -> str:
+    return (f"fewer than {k} responses <span class='note'>(or hidden so that a smaller "
+            f"group cannot be worked out)</span>")
+
+
+# Sections -----------------------------------------------------------------------------
+
+def _summary(d: SiteData) -> str:
+    rate = (f"{d.responses / d.headcount:.0%} of {d.headcount:,} staff in post"
+            if d.headcount else "headcount not known, so no response rate")
+    clear = d.gaps[d.gaps["certainty"] == "clear gap"]
+    first = d.gaps.iloc[0] if len(d.gaps) else None
+    focus = (f"Act first on <b>{escape(first['principle'])} {escape(d.names.get(first['principle'], ''))}</b> "
+             f"({escape(first['certainty'])})." if first is not None else "")
+    return f"""
+<section class="summary">
+  <div class="tile"><div class="big">{d.responses:,}</div>responses in {d.wave}</div>
+  <div class="tile"><div class="big">{_response_rate(d)}</div>response rate: {rate}</div>
+  <div class="tile"><div class="big">{len(clear)} of 6</div>principles with a clear gap to
+    the target</div>
+  <p>{focus} Scores are 0-100 (higher is a more supportive culture); the target is the
+    {escape(_target_words(d))}.</p>
+</section>"""
+
+
+def _response_rate(d: SiteData) -> str:
+    return f"{d.responses / d.headcount:.0%}" if d.headcount else "–"
+
+
+def _target_words(d: SiteData) -> str:
+    return str(d.gaps["target_basis"].iloc[0]) if len(d.gaps) else "peer group upper quartile"
+
+
+def _principles(d: SiteData) -> str:
+    rows = []
+    shown = d.gaps.set_index("principle")
+    ordered = list(d.gaps["principle"]) + sorted(p for p in d.names if re.fullmatch(r"P\d", p)
+                                                 and p not in set(d.gaps["principle"]))
+    for principle in ordered:
+        name = escape(d.names.get(principle, principle))
+        if principle not in shown.index:
+            rows.append(f"<tr><td>–</td><td>{principle} {name}</td>"
+                        f"<td colspan='4'>{_hidden(d.k)}</td></tr>")
+            continue
+        g = shown.loc[principle]
+        css = g["certainty"].replace(" ", "-")
+        rows.append(
+            f"<tr class='{css}'><td>{int(g['priority'])}</td><td>{principle} {name}</td>"
+            f"<td>{_num(g['score'])} <span class='ci'>({_ci(g['ci_low'], g['ci_high'])})</span></td>"
+            f"<td>{_num(g['target'])}</td>"
+            f"<td>{_num(g['gap'])} <span class='ci'>({_ci(g['gap_low'], g['gap_high'])})</span></td>"
+            f"<td>{escape(g['certainty'])}</td></tr>")
+    figure = principle_chart(d.gaps, d.names) if len(d.gaps) else ""
+    return f"""
+<section>
+  <h2>The six principles: gaps against the target</h2>
+  <p>Ordered by priority: a large gap whose whole 95% confidence interval lies short of the
+    target comes first. Target: {escape(_target_words(d))}.</p>
+  <figure>{figure}</figure>
+  <table><thead><tr><th>priority</th><th>principle</th><th>score (95% CI)</th><th>target</th>
+    <th>gap (95% CI)</th><th>certainty</th></tr></thead><tbody>{''.join(rows)}</tbody></table>
+</section>"""
+
+
+def _actions(d: SiteData) -> str:
+    gaps = d.gaps[d.gaps["certainty"] != "meets target"]
+    if gaps.empty:
+        return ("<section><h2>What the guide suggests</h2><p>Every principle meets its target "
+                "this year; the guide's actions remain a checklist for keeping it so.</p></section>")
+    blocks = []
+    for g in gaps.itertuples():
+        items = "".join(
+            f"<li><b>{escape(a.title)}.</b> {escape(a.action)}"
+            + (f" <span class='note'>{escape(a.evidence)}</span>" if isinstance(a.evidence, str) and a.evidence else "") + "</li>"
+            for a in d.actions[d.actions["principle"] == g.principle].itertuples())
+        blocks.append(f"<h3>{g.principle} {escape(d.names.get(g.principle, ''))} "
+                      f"<span class='note'>({escape(g.certainty)}, gap {_num(g.gap)})</span></h3>"
+                      f"<ul>{items}</ul>")
+    return f"""
+<section class="actions">
+  <h2>What the guide suggests, for each gap</h2>
+  {''.join(blocks)}
+</section>"""
+
+
+def _benchmarks(d: SiteData) -> str:
+    funnel = d.funnel[d.funnel["site_code"] == d.code].set_index("measure")
+    rows = []
+    for b in d.benchmarks.itertuples():
+        unit = "" if b.measure_kind == "principle" else " <span class='note'>(1-5)</span>"
+        position = (f"{escape(funnel.loc[b.measure, 'band'])}, {escape(funnel.loc[b.measure, 'flag'])}"
+                    if b.measure in funnel.index else "–")
+        rows.append(
+            f"<tr><td>{escape(b.measure if b.measure_kind == 'principle' else '')} "
+            f"{escape(d.names.get(b.measure, b.measure))}{unit}</td><td><b>{_num(b.mean, 2)}</b></td>"
+            f"<td>{_num(b.peer_worst, 2)}</td><td>{_num(b.peer_median, 2)}</td>"
+            f"<td>{_num(b.peer_best, 2)}</td><td>{_num(b.national_median, 2)}</td>"
+            f"<td>{_num(b.diff_vs_peer, 2)} <span class='ci'>"
+            f"({_ci(b.diff_vs_peer_low, b.diff_vs_peer_high, 2)})</span></td>"
+            f"<td>{position}</td></tr>")
+    figure = (funnel_charts(d.funnel, d.funnel_params, d.code, d.names)
+              if len(d.funnel) and len(d.funnel_params) else "<p>Too few sites for a funnel plot.</p>")
+    peers = int(d.benchmarks["peer_sites"].max()) if len(d.benchmarks) else 0
+    return f"""
+<section>
+  <h2>Benchmark position</h2>
+  <p>Each panel shows every reportable site (grey) and this site (blue) against the mean of all
+    sites, with 95% and 99.8% limits that allow for real differences between sites
+    (overdispersion). A site is flagged only when it lies outside after controlling the false
+    discovery rate at {FDR:.0%}. Peer group: {escape(_label(d.site_type))}, {peers} reportable
+    sites including this one.</p>
+  <figure>{figure}</figure>
+  <table><thead><tr><th>measure</th><th>this site</th><th>peer worst</th><th>peer average
+    (median site)</th><th>peer best</th><th>all sites median</th><th>difference from rest of
+    peer group (95% CI)</th><th>funnel position</th></tr></thead>
+    <tbody>{''.join(rows)}</tbody></table>
+</section>"""
+
+
+def _trends(d: SiteData) -> str:
+    rows = "".join(
+        f"<tr><td>{t.measure} {escape(d.names.get(t.measure, ''))}</td>"
+        f"<td>{_num(t.mean_previous)} ({int(t.previous_wave)})</td><td>{_num(t.mean)}</td>"
+        f"<td>{_num(t.change)} <span class='ci'>({_ci(t.change_low, t.change_high)})</span></td>"
+        f"<td>{escape(t.flag)}</td></tr>" for t in d.trends.itertuples())
+    table = (f"<table><thead><tr><th>principle</th><th>previous</th><th>{d.wave}</th><th>change "
+             f"(95% CI)</th><th>verdict ({FDR:.0%} FDR)</th></tr></thead><tbody>{rows}</tbody></table>"
+             if rows else "<p>No earlier wave is published for this site, so no change is shown.</p>")
+    figure = trend_chart(d.history, d.names) if d.history["wave"].nunique() > 1 else ""
+    return f"""
+<section>
+  <h2>Trends</h2>
+  <figure>{figure}</figure>
+  {table}
+</section>"""
+
+
+def _equity(d: SiteData) -> str:
+    principles = sorted(p for p in d.names if re.fullmatch(r"P\d", p))
+    cells = d.group_cells.set_index(["breakdown", "grp", "measure"])
+    flags = d.equity.set_index(["breakdown", "grp", "measure"])
+    labels = CODED_COLUMNS["breakdown"]
+    rows, previous = [], None
+    for (breakdown, grp), _ in d.group_cells.groupby(["breakdown", "grp"], sort=True):
+        # The attribute is named on its first row only, so each block reads as one.
+        attribute = labels.get(breakdown, _label(breakdown)) if breakdown != previous else ""
+        previous = breakdown
+        head = (f"<tr data-group='{escape(breakdown)}:{escape(grp)}'><td>"
+                f"{escape(attribute)}</td><td>{escape(_label(grp))}</td>")
+        total = cells.loc[(breakdown, grp, "responses")]
+        if total["suppressed"]:
+            rows.append(head + f"<td colspan='{len(principles) + 1}'>{_hidden(d.k)}</td></tr>")
+            continue
+        tds = [f"<td>{int(total['n']):,}</td>"]
+        for p in principles:
+            key = (breakdown, grp, p)
+            if key not in cells.index or cells.loc[key, "suppressed"]:
+                tds.append(f"<td>fewer than {d.k}</td>")
+                continue
+            flag = flags.loc[key, "flag"] if key in flags.index else "no clear difference"
+            mark = {"lower": " ▼", "higher": " ▲"}.get(flag, "")
+            tds.append(f"<td class='{flag.replace(' ', '-')}'>{_num(cells.loc[key, 'mean'])}{mark}</td>")
+        rows.append(head + "".join(tds) + "</tr>")
+    heads = "".join(f"<th>{p}</th>" for p in principles)
+    return f"""
+<section>
+  <h2>Equity: staff groups within the site</h2>
+  <p>Principle scores of each group. ▼ / ▲: lower / higher than the rest of the site after
+    controlling the false discovery rate at {FDR:.0%}. Groups with fewer than {d.k} responses are
+    never shown, and neither is any group whose number could be worked out from the others.</p>
+  <table class="equity"><thead><tr><th>attribute</th><th>group</th><th>responses</th>{heads}</tr>
+    </thead><tbody>{''.join(rows)}</tbody></table>
+</section>"""
+
+
+def _reliability(d: SiteData) -> str:
+    site = d.reliability[d.reliability["level"] == "site_wave"].set_index("scale")
+    overall = d.reliability[d.reliability["level"] == "wave"].set_index("scale")
+    agreement = d.agreement.set_index("scale")
+    rows = []
+    for scale in overall.index:
+        name = escape(d.names.get(scale, scale))
+        ref = f"{_num(overall.loc[scale, 'alpha'], 2)}"
+        if scale not in site.index:
+            rows.append(f"<tr><td>{name}</td><td colspan='4'>{_hidden(d.k)}</td><td>{ref}</td></tr>")
+            continue
+        r = site.loc[scale]
+        rwg = agreement.loc[scale, "rwg_j"] if scale in agreement.index else float("nan")
+        rows.append(f"<tr><td>{name}</td><td>{int(r['n']):,}</td><td>{_num(r['alpha'], 2)} "
+                    f"<span class='ci'>({_ci(r['ci_low'], r['ci_high'], 2)})</span></td>"
+                    f"<td>{_num(r['omega_total'], 2)}</td><td>{_num(rwg, 2)}</td><td>{ref}</td></tr>")
+    return f"""
+<section>
+  <h2>Response and reliability</h2>
+  <p>{d.responses:,} people answered in {d.wave}{
+    f", {d.responses / d.headcount:.0%} of the {d.headcount:,} staff in post" if d.headcount else ""}.
+    Cronbach's alpha (95% CI, Feldt) and McDonald's omega of each scale at this site;
+    r<sub>wg(j)</sub> is within-site agreement (0.7 or more is usually taken to justify a
+    site score).</p>
+  <table><thead><tr><th>scale</th><th>n</th><th>alpha (95% CI)</th><th>omega</th>
+    <th>r<sub>wg(j)</sub></th><th>alpha, all sites</th></tr></thead>
+    <tbody>{''.join(rows)}</tbody></table>
+</section>"""
+
+
+def _methods(d: SiteData) -> str:
+    synthetic = (" <b>All figures in this report come from synthetic data.</b>"
+                 if d.meta.get("synthetic", "").lower() in ("true", "yes", "1") else "")
+    return f"""
+<section class="methods">
+  <h2>Methods note</h2>
+  <p>Each scale score is the mean of a respondent's answered items (1-5, after reverse-keying
+    negatively worded items) when at least half are answered. A principle score is its scales
+    on a 0-100 scale (higher: a more supportive culture). % favourable counts agree and
+    strongly agree after reverse-keying. Confidence intervals are 95% (t for means).
+    Principle targets: {escape(_target_words(d))} ({escape(d.meta.get('target_rule', ''))}).
+    Funnel plots compare each site with the mean of all sites; the 95% and 99.8% control limits
+    include between-site variance estimated from winsorised z-scores (Spiegelhalter 2005), and
+    flags control the false discovery rate at {FDR:.0%} (Benjamini-Hochberg). Changes from the
+    previous wave use Welch's test with the same control. Reliability: Cronbach's alpha with
+    Feldt's CI, McDonald's omega total, r<sub>wg(j)</sub> (James, Demaree &amp; Wolf 1984).</p>
+  <p>Only aggregates are used. Any group with fewer than {d.k} responses is suppressed, and so
+    is any group whose number could otherwise be worked out by subtraction; suppressed groups
+    appear as "fewer than {d.k} responses".{synthetic} Published
+    {escape(d.meta.get('published_on', ''))} ({escape(d.meta.get('instrument', ''))}).</p>
+</section>"""
+
+
+def render_html(d: SiteData) -> str:
+    """The whole report as one self-contained HTML document."""
+    css = CSS_PATH.read_text(encoding="utf-8")
+    title = f"Culture of support: {d.name} ({d.code}), {d.wave}"
+    return f"""<!DOCTYPE html>
+<html lang="en-GB"><head><meta charset="utf-8">
+<title>{escape(title)}</title>
+<style>{css}</style></head>
+<body>
+<header><h1>Culture of support for doctors</h1>
+  <p class="site">{escape(d.name)} <span class="note">({escape(d.code)}; {escape(_label(d.site_type))};
+    {escape(d.region)})</span>: survey {d.wave}</p></header>
+{_summary(d)}{_principles(d)}{_actions(d)}{_benchmarks(d)}{_trends(d)}{_equity(d)}{_reliability(d)}{_methods(d)}
+</body></html>
+"""
+
+
+def find_chromium() -> str:
+    """The path of a Chromium (or Chrome) binary that can print PDFs headless."""
+    for name in CHROMIUM_NAMES:
+        path = shutil.which(name)
+        if path:
+            return path
+    raise ReportError("no Chromium found to print the PDF (looked for "
+                      f"{', '.join(CHROMIUM_NAMES)}); install it (Debian: apt-get install "
+                      "chromium) or pass --no-pdf to write the HTML only")
+
+
+def html_to_pdf(html_path: Path, pdf_path: Path) -> Path:
+    """Print `html_path` to `pdf_path` with headless Chromium, offline, A4."""
+    binary = find_chromium()
+    tmp_pdf = pdf_path.with_name(pdf_path.name + ".tmp")
+    with tempfile.TemporaryDirectory(prefix="culture-chromium-") as profile:
+        command = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                   "--disable-extensions", "--disable-background-networking",
+                   "--host-resolver-rules=MAP * ~NOTFOUND", f"--user-data-dir={profile}",
+                   "--no-pdf-header-footer", "--print-to-pdf-no-header",
+                   f"--print-to-pdf={tmp_pdf}", html_path.resolve().as_uri()]
+        try:
+            run = subprocess.run(command, capture_output=True, text=True,
+                                 timeout=PDF_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            tmp_pdf.unlink(missing_ok=True)
+            raise ReportError(f"Chromium did not print {html_path} within "
+                              f"{PDF_TIMEOUT_SECONDS} s; the HTML report is complete") from None
+    if run.returncode != 0 or not tmp_pdf.exists() or tmp_pdf.stat().st_size == 0:
+        tmp_pdf.unlink(missing_ok=True)
+        tail = " ".join(run.stderr.strip().splitlines()[-3:])
+        raise ReportError(f"Chromium could not print {html_path} to PDF (exit code "
+                          f"{run.returncode}: {tail}); the HTML report is complete")
+    os.replace(tmp_pdf, pdf_path)
+    return pdf_path
+
+
+def write_site_report(published_path: Path, site_code: str, wave: int, out_dir: Path,
+                      pdf: bool = True) -> SiteReportFiles:
+    """Write the HTML report (and its PDF) for one site and wave into `out_dir`."""
+    with closing(open_published(Path(published_path))) as con:
+        data = load_site_data(con, site_code, int(wave))
+    if pdf:
+        find_chromium()     # fail before writing anything if the PDF cannot be made
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    html_path = out_dir / f"site-report-{data.code}-{data.wave}.html"
+    tmp = html_path.with_name(html_path.name + ".tmp")
+    tmp.write_text(render_html(data), encoding="utf-8")
+    os.replace(tmp, html_path)
+    pdf_path = html_to_pdf(html_path, html_path.with_suffix(".pdf")) if pdf else None
+    return SiteReportFiles(html_path, pdf_path)

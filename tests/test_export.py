@@ -1,0 +1,298 @@
+"""Researcher exports: every file read back, labels, data package, threshold, pseudonyms,
+formula injection, and the errors a user sees."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import hmac
+import io
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import duckdb
+import frictionless
+import pandas as pd
+import pyreadstat
+import pytest
+
+from pipeline.export import (CODED_COLUMNS, COLUMN_LABELS, ENV_PSEUDONYM_KEY, FORMATS, LEVELS,
+                             ExportError, export_aggregates, export_zip, pseudonymise)
+from pipeline.psychometrics import run_psychometrics
+from pipeline.publish import publish
+from pipeline.store import open_store
+from survey.settings import Settings
+
+K = 10
+KEY = "correct horse battery staple"
+#: Hostile site names and a region: each starts with a character a spreadsheet treats as
+#: a formula (=, @, +, -, tab, carriage return).
+PAYLOADS = {"A": '=HYPERLINK("http://x","y")', "B": "@SUM(1+1)", "C": "+44 Support Line",
+            "D": "-2+3 Trust", "E": "\tTabbed Trust", "F": "\rReturned Trust"}
+REGION_PAYLOAD = ("G", "=1+1")
+
+
+@pytest.fixture(scope="module")
+def hostile_published(sample_store, instrument):
+    """The sample published (k = 10) after its site names were replaced by payloads."""
+    settings = Settings(db_path=sample_store)
+    with open_store(sample_store) as con:
+        for code, name in PAYLOADS.items():
+            con.execute("update sites set name = ? where site_code = ?", [name, code])
+        con.execute("update sites set region = ? where site_code = ?", REGION_PAYLOAD[::-1])
+        psychometrics = run_psychometrics(con, instrument, settings)
+        publish(con, instrument, settings, psychometrics)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def exported(hostile_published, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export")
+    report = export_aggregates(hostile_published.published_path, out, list(FORMATS))
+    return hostile_published, report, out
+
+
+def read_back(path: Path) -> pd.DataFrame:
+    """A file as a DataFrame: CSV and Parquet by DuckDB, SPSS and Stata by pyreadstat."""
+    if path.suffix == ".sav":
+        return pyreadstat.read_sav(str(path))[0]
+    if path.suffix == ".dta":
+        return pyreadstat.read_dta(str(path))[0]
+    reader = "read_parquet" if path.suffix == ".parquet" else "read_csv"
+    with duckdb.connect() as con:
+        return con.execute(f"select * from {reader}(?)", [str(path)]).df()
+
+
+def published(settings, sql, params=()):
+    with duckdb.connect(str(settings.published_path), read_only=True) as con:
+        return con.execute(sql, list(params)).df()
+
+
+def test_every_level_and_format_is_written_and_reads_back_equal(exported):
+    settings, report, out = exported
+    assert {(f.level, f.fmt) for f in report.files} == {(l, f) for l in LEVELS for f in FORMATS}
+    cell = published(settings, "select * from cells where level = 'site' and unit = 'A' and "
+                               "wave = 2026 and measure = 'psysafety' and breakdown = 'all'").iloc[0]
+    alpha = published(settings, "select alpha, omega_total from reliability where level = "
+                                "'site_wave' and site_code = 'A' and wave = 2026 and "
+                                "scale = 'psysafety'").iloc[0]
+    for file in report.files:
+        frame = read_back(file.path)
+        assert len(frame) == file.rows > 0, file.path
+        if file.level != "site":
+            continue
+        row = frame[(frame["unit"] == "A") & (frame["wave"] == 2026)
+                    & (frame["measure"] == "psysafety")]
+        assert len(row) == 1, file.path
+        row = row.iloc[0]
+        assert row["n"] == cell["n"] == 240
+        assert row["mean"] == pytest.approx(cell["mean"], rel=1e-12)
+        assert row["ci_high"] == pytest.approx(cell["ci_high"], rel=1e-12)
+        assert row["pct_favourable"] == pytest.approx(cell["pct_favourable"], rel=1e-12)
+        assert row["alpha"] == pytest.approx(alpha["alpha"], rel=1e-12)
+        assert row["omega_total"] == pytest.approx(alpha["omega_total"], rel=1e-12)
+    shown = published(settings, "select count(*) as n from cells where breakdown <> 'all'")
+    group_rows = {f.fmt: f.rows for f in report.files if f.level == "group"}
+    assert set(group_rows.values()) == {int(shown["n"].iloc[0])}
+
+
+def test_principle_level_carries_each_sites_gap(exported):
+    settings, report, _ = exported
+    gaps = published(settings, "select * from principle_gaps where site_code = 'D' and "
+                               "wave = 2026").set_index("principle")
+    frame = read_back(next(f.path for f in report.files
+                           if (f.level, f.fmt) == ("principle", "parquet")))
+    site = frame[(frame["unit"] == "D") & (frame["wave"] == 2026)].set_index("measure")
+    assert sorted(site.index) == [f"P{i}" for i in range(1, 7)]
+    for principle, gap in gaps.iterrows():
+        assert site.loc[principle, "gap"] == pytest.approx(gap["gap"], rel=1e-12)
+        assert site.loc[principle, "priority"] == gap["priority"]
+        assert site.loc[principle, "certainty"] == gap["certainty"]
+    assert frame.loc[frame["level"] != "site", "gap"].isna().all()
+
+
+@pytest.mark.parametrize("fmt", ["sav", "dta"])
+def test_spss_and_stata_files_carry_variable_and_value_labels(exported, fmt):
+    _, report, _ = exported
+    for file in (f for f in report.files if f.fmt == fmt):
+        reader = pyreadstat.read_sav if fmt == "sav" else pyreadstat.read_dta
+        frame, meta = reader(str(file.path))
+        assert meta.column_names_to_labels == {c: COLUMN_LABELS[c] for c in frame.columns}
+        assert meta.file_label == f"Culture of support: {file.level} aggregates (k = 10)"
+        labels = meta.variable_value_labels
+        assert labels["level"] == {1: "Site", 2: "Peer group (site type)", 3: "All sites"}
+        assert labels["suppressed"] == {0: "Shown", 1: "Suppressed (small cell or protects one)"}
+        assert labels["site_type"][1] == "Acute trust"
+        assert labels["site_type"][3] == "Independent support organisation"
+        row = frame[(frame["unit"] == "B") & (frame["level"] == 1)].iloc[0]
+        assert labels["site_type"][row["site_type"]] == "Independent support organisation"
+        if file.level in ("site", "group"):
+            assert labels["measure_kind"][2] == "Scale"
+        if file.level == "group":
+            assert labels["breakdown"][3] == "Place of primary medical qualification"
+            codes = {label: code for code, label in labels["group_value"].items()}
+            pmq = frame[frame["group_value"] == codes["rest_of_world"]]
+            assert set(pmq["breakdown"]) == {3} and len(pmq) > 0
+        assert labels["region"] == {1: "=1+1", 2: "Midlands", 3: "National", 4: "South East",
+                                    5: "South West"}
+        assert labels["region"][int(row["region"])] == "National"
+        if fmt == "dta":
+            assert all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,31}", c) for c in frame.columns)
+        assert all(len(label) <= 80 for label in meta.column_names_to_labels.values())
+
+
+def test_data_package_is_valid_and_describes_every_file_and_field(exported):
+    _, report, out = exported
+    result = frictionless.validate(str(out / "datapackage.json"))
+    assert result.valid, result.flatten(["rowNumber", "fieldName", "type", "note"])[:5]
+    package = frictionless.Package(str(out / "datapackage.json"))
+    assert {r.path for r in package.resources} == {f.path.name for f in report.files}
+    assert {p.name for p in out.iterdir()} == {f.path.name for f in report.files} | {
+        "datapackage.json"}
+    for resource in package.resources:
+        columns = list(read_back(out / resource.path).columns)
+        assert resource.schema.field_names == columns, resource.name
+    tables = [task for task in result.tasks if task.type == "table"]
+    assert len(tables) == 2 * len(LEVELS)
+    rows = {task.name: task.stats["rows"] for task in tables}
+    assert rows == {f"{f.level}-{f.fmt}": f.rows for f in report.files
+                    if f.fmt in ("csv", "parquet")}
+    level_field = next(f for f in package.get_resource("site-sav").schema.fields
+                       if f.name == "level")
+    assert level_field.description == "1 = Site; 2 = Peer group (site type); 3 = All sites"
+
+
+def test_no_exported_count_is_below_the_threshold_and_hidden_cells_are_blank(exported):
+    settings, report, _ = exported
+    assert int(published(settings, "select value from meta where key = 'min_group_size'")
+               ["value"].iloc[0]) == K
+    hidden_rows = 0
+    for file in report.files:
+        frame = read_back(file.path)
+        counts = [c for c in frame.columns if c == "n" or c.startswith("n_")]
+        assert counts, file.path
+        for column in counts:
+            values = pd.to_numeric(frame[column], errors="coerce").dropna()
+            assert (values >= K).all(), (file.path, column, values.min())
+        hidden = frame["suppressed"] == 1
+        stats = [c for c in ("n", "mean", "sd", "se", "ci_low", "ci_high", "pct_favourable",
+                             "alpha", "omega_total") if c in frame.columns]
+        assert frame.loc[hidden, stats].isna().all().all(), file.path
+        assert frame.loc[~hidden, "n"].notna().all(), file.path
+        hidden_rows += int(hidden.sum())
+    expected = int(published(settings, "select count(*) as n from cells where suppressed")
+                   ["n"].iloc[0])
+    assert hidden_rows == expected * len(FORMATS) > 0
+
+
+def test_csv_neutralises_formula_payloads_and_keeps_numbers(exported):
+    _, report, _ = exported
+    path = next(f.path for f in report.files if (f.level, f.fmt) == ("principle", "csv"))
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    names = {r["unit"]: r["site_name"] for r in rows if r["level"] == "site"}
+    for code, payload in PAYLOADS.items():
+        assert names[code] == "'" + payload
+    regions = {r["unit"]: r["region"] for r in rows if r["level"] == "site"}
+    assert regions["G"] == "'=1+1"
+    for row in rows:
+        for column, value in row.items():
+            if column in ("site_name", "region") and value:
+                assert value[0] not in "=+-@\t\r", (column, value)
+    gaps = [float(r["gap"]) for r in rows if r["gap"]]
+    assert min(gaps) < 0, "negative numbers must stay numbers, not quoted text"
+    assert not any(r["gap"].startswith("'") for r in rows)
+    # Binary formats keep the name as it is: they are not opened by spreadsheets.
+    sav = read_back(next(f.path for f in report.files if (f.level, f.fmt) == ("site", "sav")))
+    assert PAYLOADS["A"] in set(sav["site_name"])
+
+
+def test_pseudonyms_are_stable_within_a_key_and_unlinkable_across_keys(hostile_published,
+                                                                        tmp_path):
+    path = hostile_published.published_path
+    first = export_aggregates(path, tmp_path / "one", ["csv", "sav"], "site", KEY)
+    again = export_aggregates(path, tmp_path / "two", "csv", "site", KEY)
+    other = export_aggregates(path, tmp_path / "three", "csv", "site", KEY[::-1])
+    one, two, three = (read_back(r.files[0].path) for r in (first, again, other))
+    sites = lambda frame: frame[frame["level"] == "site"]  # noqa: E731
+    assert "site_name" not in one.columns and "site_name" not in read_back(first.files[1].path)
+    assert {"site_type", "region"} <= set(one.columns)
+    assert set(sites(one)["unit"]) == set(sites(two)["unit"])
+    assert one.equals(two)
+    assert not set(sites(one)["unit"]) & set(sites(three)["unit"])
+    digest = hmac.new(KEY.encode(), b"A", hashlib.sha256).digest()
+    expected_a = "S" + base64.b32encode(digest).decode()[:8]
+    assert pseudonymise("A", KEY) == expected_a
+    row = sites(one)[(sites(one)["unit"] == expected_a) & (sites(one)["wave"] == 2026)
+                     & (sites(one)["measure"] == "psysafety")].iloc[0]
+    assert row["n"] == 240 and row["site_type"] == "acute_trust"
+    assert set(sites(one)["unit"]).isdisjoint(PAYLOADS) and len(set(sites(one)["unit"])) == 7
+    for file in first.files:
+        data = file.path.read_bytes()
+        for payload in ("HYPERLINK", "Returned Trust", "Tabbed Trust"):
+            assert payload.encode() not in data, file.path
+
+
+def test_zip_for_download_holds_the_same_files(exported):
+    settings, report, out = exported
+    data = export_zip(settings.published_path, ["csv", "dta"], "item")
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert sorted(archive.namelist()) == ["culture_item.csv", "culture_item.dta",
+                                              "datapackage.json"]
+        assert archive.read("culture_item.csv") == (out / "culture_item.csv").read_bytes()
+
+
+def test_a_failed_export_leaves_no_partial_files(hostile_published, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pyreadstat, "write_dta", broken)
+    with pytest.raises(OSError, match="disk full"):
+        export_aggregates(hostile_published.published_path, tmp_path, ["csv", "dta"])
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"fmt": "xlsx"}, "format 'xlsx' is not known; use one of csv, parquet, sav, dta"),
+    ({"level": "ward"}, "level 'ward' is not known; use one of site, principle, item, group"),
+    ({"pseudonym_key": "short"}, "the pseudonymisation key has 5 characters; use at least 16"),
+])
+def test_bad_requests_name_what_is_accepted(hostile_published, tmp_path, kwargs, message):
+    with pytest.raises(ExportError, match=re.escape(message)):
+        export_aggregates(hostile_published.published_path, tmp_path, **kwargs)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args, env, message", [
+    (["--format", "xlsx"], {}, "format 'xlsx' is not known; use one of csv, parquet, sav, dta"),
+    (["--level", "ward"], {}, "level 'ward' is not known; use one of site, principle, item"),
+    ([], {ENV_PSEUDONYM_KEY: "short"}, "the pseudonymisation key has 5 characters"),
+    (["--db", "missing.duckdb"], {}, "no published layer at missing.published.duckdb; run "
+                                     "`culture run`"),
+])
+def test_cli_turns_bad_input_into_one_line_and_exit_code_1(hostile_published, tmp_path, args,
+                                                           env, message):
+    db = ["--db", str(hostile_published.db_path)] if "--db" not in args else []
+    run = subprocess.run([sys.executable, "-m", "survey.cli", "export", "--out",
+                          str(tmp_path / "out"), *db, *args], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path, env={"PATH": "/usr/bin:/bin", **env})
+    assert run.returncode == 1, run.stderr
+    assert message in " ".join(run.stderr.split())
+    assert "Traceback" not in run.stderr
+
+
+def test_cli_export_writes_pseudonymised_files_from_the_environment_key(hostile_published,
+                                                                        tmp_path):
+    run = subprocess.run([sys.executable, "-m", "survey.cli", "export", "--out",
+                          str(tmp_path), "--db", str(hostile_published.db_path), "--format",
+                          "parquet", "--level", "site"], capture_output=True, text=True,
+                         timeout=120, env={"PATH": "/usr/bin:/bin", ENV_PSEUDONYM_KEY: KEY})
+    assert run.returncode == 0, run.stderr
+    frame = read_back(tmp_path / "culture_site.parquet")
+    assert pseudonymise("A", KEY) in set(frame["unit"]) and "A" not in set(frame["unit"])
+    assert "sites are pseudonymised" in run.stdout
+    assert CODED_COLUMNS["level"].keys() >= set(frame["level"])
