@@ -351,3 +351,24 @@ def test_users_commands_add_list_remove_and_refuse_with_a_message(tmp_path):
     served = subprocess.run([culture, "serve", "--db", db], env=env, capture_output=True,
                             text=True, timeout=60)
     assert served.returncode == 1 and "no published results yet" in served.stderr
+
+
+def test_researcher_downloads_the_export_and_a_director_cannot(app, published):
+    import io
+    import zipfile
+
+    researcher = app.server.test_client()
+    _login(researcher, "res", PASSWORD)
+    response = researcher.get("/download/aggregates?level=site&format=csv")
+    assert response.status_code == 200
+    assert response.headers["Content-Disposition"] == \
+        'attachment; filename="culture-site-csv.zip"'
+    archive = zipfile.ZipFile(io.BytesIO(response.data))
+    assert {"datapackage.json", "culture_site.csv"} <= set(archive.namelist())
+    rows = archive.read("culture_site.csv").decode("utf-8").splitlines()
+    assert len(rows) > 100
+    director = app.server.test_client()
+    _login(director, "dir-a", PASSWORD)
+    assert director.get("/download/aggregates?level=site&format=csv").status_code == 403
+    unknown = researcher.get("/download/aggregates?level=x&format=csv")
+    assert unknown.status_code == 400 and "levels: site, principle, item, group" in unknown.text

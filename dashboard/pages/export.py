@@ -6,7 +6,7 @@ from __future__ import annotations
 import flask
 from dash import html
 
-from dashboard.access import AccessDenied, authorise_page, current_viewer
+from dashboard.access import authorise_page, current_viewer
 from dashboard.view import View
 
 TITLE = "Export"
@@ -43,8 +43,9 @@ def download():
     level = flask.request.args.get("level", "site")
     fmt = flask.request.args.get("format", "csv")
     if level not in LEVELS or fmt not in FORMATS:
-        raise AccessDenied(f"unknown export {level!r} / {fmt!r}; levels: {', '.join(LEVELS)}; "
-                           f"formats: {', '.join(FORMATS)}")
+        return flask.Response(f"unknown export {level!r} / {fmt!r}; levels: "
+                              f"{', '.join(LEVELS)}; formats: {', '.join(FORMATS)}", 400,
+                              mimetype="text/plain")
     data = flask.current_app.config["CULTURE_DATA"]
     payload = export_zip(data.path, fmt=fmt, level=level)
     return flask.Response(payload, mimetype="application/zip", headers={
