@@ -96,11 +96,13 @@ LEVEL_SPECS = {
     "item": LevelSpec(
         "Items by site, peer group and all sites, per wave",
         "breakdown = 'all' and measure_kind = 'item'",
-        _HEAD + ("measure", "measure_name") + _STATS + _ONE_TO_FIVE + ("suppressed",)),
+        _HEAD + ("measure", "measure_name") + _STATS + _ONE_TO_FIVE
+        + ("pct_unfavourable", "suppressed")),
     "group": LevelSpec(
         "Scales and principles by respondent attribute group within each unit and wave",
         "breakdown <> 'all'",
-        _HEAD + ("breakdown", "group_value", "measure_kind", "measure", "measure_name")
+        _HEAD + ("breakdown", "group_value", "group_label", "measure_kind", "measure",
+                 "measure_name")
         + _STATS + _ONE_TO_FIVE + ("suppressed",)),
 }
 
@@ -114,6 +116,7 @@ COLUMN_LABELS = {
     "region": "Region of England",
     "breakdown": "Respondent attribute the group is defined by",
     "group_value": "Group within the attribute (code)",
+    "group_label": "Group within the attribute (as the question offered it)",
     "measure_kind": "Kind of measure: responses, scale, principle or item",
     "measure": "Measure id (scale, principle P1-P6 or item)",
     "measure_name": "Measure name (item text for items)",
@@ -125,6 +128,7 @@ COLUMN_LABELS = {
     "ci_high": "Mean: upper limit of the 95% confidence interval (t, n - 1 df)",
     "mean_0_10": "Mean on 0-10, (mean - 1) x 2.5 (NHS Staff Survey convention)",
     "pct_favourable": "% favourable answers (agree or strongly agree after reverse-keying)",
+    "pct_unfavourable": "% unfavourable answers (disagree or strongly disagree after keying)",
     "alpha": "Cronbach's alpha of the scale in this unit and wave",
     "alpha_ci_low": "Cronbach's alpha: lower limit of the 95% CI (Feldt 1987)",
     "alpha_ci_high": "Cronbach's alpha: upper limit of the 95% CI (Feldt 1987)",

@@ -115,6 +115,22 @@ def test_principle_level_carries_each_sites_gap(exported):
     assert frame.loc[frame["level"] != "site", "gap"].isna().all()
 
 
+def test_items_carry_unfavourable_shares_and_groups_their_labels(exported):
+    settings, report, _ = exported
+    items = read_back(next(f.path for f in report.files if (f.level, f.fmt) == ("item", "csv")))
+    cell = published(settings, "select pct_unfavourable from cells where level = 'site' and "
+                               "unit = 'A' and wave = 2026 and measure = 'hs01' and "
+                               "breakdown = 'all'").iloc[0]
+    row = items[(items["unit"] == "A") & (items["wave"] == 2026) & (items["measure"] == "hs01")]
+    assert row["pct_unfavourable"].iloc[0] == pytest.approx(cell["pct_unfavourable"], abs=1e-9)
+    groups = read_back(next(f.path for f in report.files
+                            if (f.level, f.fmt) == ("group", "parquet")))
+    labels = groups.drop_duplicates(["breakdown", "group_value"]).set_index(
+        ["breakdown", "group_value"])["group_label"]
+    assert labels[("staff_group", "locally_employed")] == "Locally employed doctor"
+    assert labels[("staff_group", "not_stated")] == "Not stated (blank or prefer not to say)"
+
+
 @pytest.mark.parametrize("fmt", ["sav", "dta"])
 def test_spss_and_stata_files_carry_variable_and_value_labels(exported, fmt):
     _, report, _ = exported

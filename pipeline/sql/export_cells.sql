@@ -20,6 +20,11 @@ measures as (
     select measure_kind, measure, name from measures
 ),
 
+-- Readable names of attribute groups (e.g. "Locally employed doctor").
+group_labels as (
+    select breakdown, grp, label from groups
+),
+
 -- Reliability is published per site x wave only where the site's scale cell is shown,
 -- and per wave for all sites together; peer groups have none.
 site_reliability as (
@@ -49,6 +54,7 @@ joined as (
         s.name as site_name,
         s.region,
         m.name as measure_name,
+        gl.label as group_label,
         coalesce(sr.alpha, nr.alpha) as alpha,
         coalesce(sr.ci_low, nr.ci_low) as alpha_ci_low,
         coalesce(sr.ci_high, nr.ci_high) as alpha_ci_high,
@@ -60,6 +66,8 @@ joined as (
         on c.level = 'site' and s.site_code = c.unit
     left join measures as m
         on m.measure_kind = c.measure_kind and m.measure = c.measure
+    left join group_labels as gl
+        on gl.breakdown = c.breakdown and gl.grp = c.grp
     left join site_reliability as sr
         on c.level = 'site' and c.breakdown = 'all' and c.measure_kind = 'scale'
         and sr.wave = c.wave and sr.site_code = c.unit and sr.scale = c.measure
@@ -84,6 +92,7 @@ final as (
         region,
         breakdown,
         grp as group_value,
+        group_label,
         measure_kind,
         measure,
         measure_name,
@@ -95,6 +104,7 @@ final as (
         ci_high,
         mean_0_10,
         pct_favourable,
+        pct_unfavourable,
         -- Belt and braces: reliability is already published only for shown cells.
         case when suppressed then null else alpha end as alpha,
         case when suppressed then null else alpha_ci_low end as alpha_ci_low,
