@@ -91,6 +91,14 @@ def bartlett_sphericity(items: pd.DataFrame, n: int | None = None) -> BartlettRe
     return BartlettResult(float(chi), df, float(stats.chi2.sf(chi, df)))
 
 
+def wishart_identity(rng: np.random.Generator, df: int, p: int) -> np.ndarray:
+    """A draw from Wishart(df, I_p) by Bartlett's decomposition: L L' with L lower
+    triangular, L_ii = sqrt(chi-square(df - i)) (i = 0..p-1), L_ij ~ N(0, 1) below."""
+    lower = np.tril(rng.standard_normal((p, p)), -1)
+    lower[np.diag_indices(p)] = np.sqrt(rng.chisquare(df - np.arange(p)))
+    return lower @ lower.T
+
+
 def parallel_analysis(items: pd.DataFrame, iterations: int = 100, seed: int = 0,
                       percentile: float = 95) -> ParallelAnalysis:
     """Horn's parallel analysis on principal-component eigenvalues.
@@ -99,6 +107,12 @@ def parallel_analysis(items: pd.DataFrame, iterations: int = 100, seed: int = 0,
     random data of the same size; factors are retained while the observed eigenvalue
     exceeds the random `percentile` (Horn 1965; Glorfeld 1995). Seeded, so repeatable.
     In R: ``psych::fa.parallel(x, fa = "pc")`` (random, so equal in distribution only).
+
+    The random correlation matrices are drawn without drawing the data: the scatter
+    matrix of n independent standard normal rows is Wishart(n - 1, I), sampled directly
+    by Bartlett's (1933) decomposition, and its correlation matrix has exactly the
+    distribution of ``np.corrcoef`` of such rows. That costs O(p^3) a draw instead of
+    O(n p^2): at 20,000 rows and 44 items, seconds become milliseconds.
     """
     data = items.astype(float).dropna()
     n, p = data.shape
@@ -106,8 +120,10 @@ def parallel_analysis(items: pd.DataFrame, iterations: int = 100, seed: int = 0,
     rng = np.random.default_rng(seed)
     simulated = np.empty((iterations, p))
     for run in range(iterations):
-        noise = rng.standard_normal((n, p))
-        simulated[run] = np.sort(np.linalg.eigvalsh(np.corrcoef(noise, rowvar=False)))[::-1]
+        scatter = wishart_identity(rng, n - 1, p)
+        scale = 1 / np.sqrt(np.diag(scatter))
+        corr = scatter * scale[:, None] * scale[None, :]
+        simulated[run] = np.sort(np.linalg.eigvalsh(corr))[::-1]
     threshold = np.percentile(simulated, percentile, axis=0)
     above = observed > threshold
     suggested = int(np.argmin(above)) if not above.all() else p
