@@ -67,41 +67,47 @@ def _fit(groups, p: int, step: str) -> tuple[float, int]:
         load, nu, kappa, uniq, phi = np.split(theta, cuts)
         return (load.reshape(-1, p - 1), nu.reshape(-1, p), kappa, uniq.reshape(g, p), phi)
 
-    log_det_s = [np.linalg.slogdet(cov)[1] for _, _, _, cov in groups]
+    sizes_n = np.array([n for _, n, _, _ in groups], dtype=float)
+    means_g = np.array([m for _, _, m, _ in groups])
+    covs = np.array([c for _, _, _, c in groups])
+    log_det_s = np.linalg.slogdet(covs)[1]
+    load_of = np.zeros(g, int) if shared_loadings else np.arange(g)
+    nu_of = np.zeros(g, int) if shared_intercepts else np.arange(g)
+    diagonal = np.arange(p)
 
     def chi_square(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        """The fit function and its analytic gradient.
+        """The fit function and its analytic gradient, all groups at once.
 
         With G = N (Sigma^-1 - Sigma^-1 (S + r r') Sigma^-1) and r = m - mu:
         d/dSigma = G, d/dmu = -2 N Sigma^-1 r; Sigma = phi l l' + Theta, mu = nu + l kappa.
+        (Batched over groups: the optimiser calls this thousands of times, and a
+        Python loop over groups was most of the invariance step's time.)
         """
         load, nu, kappa, uniq, phi = unpack(theta)
-        d_load, d_nu, d_kappa, d_uniq, d_phi = (np.zeros_like(v) for v in unpack(theta))
-        total = 0.0
-        for index, (_, n, mean, cov) in enumerate(groups):
-            li = 0 if shared_loadings else index
-            ni = 0 if shared_intercepts else index
-            has_mean = shared_intercepts and index > 0
-            lam = np.concatenate([[1.0], load[li]])
-            factor_mean = kappa[index - 1] if has_mean else 0.0
-            sigma = phi[index] * np.outer(lam, lam) + np.diag(uniq[index])
-            sign, logdet = np.linalg.slogdet(sigma)
-            if sign <= 0:
-                return 1e12, np.zeros_like(theta)
-            inverse = np.linalg.inv(sigma)
-            residual = mean - (nu[ni] + lam * factor_mean)
-            weighted = inverse @ residual
-            total += n * (logdet + np.trace(cov @ inverse) - log_det_s[index] - p
-                          + residual @ weighted)
-            grad_sigma = n * (inverse - inverse @ (cov + np.outer(residual, residual)) @ inverse)
-            grad_mu = -2 * n * weighted
-            grad_lam = 2 * phi[index] * grad_sigma @ lam + factor_mean * grad_mu
-            d_load[li] += grad_lam[1:]
-            d_nu[ni] += grad_mu
-            if has_mean:
-                d_kappa[index - 1] += lam @ grad_mu
-            d_uniq[index] += np.diag(grad_sigma)
-            d_phi[index] += lam @ grad_sigma @ lam
+        lam = np.concatenate([np.ones((g, 1)), load[load_of]], axis=1)        # g x p
+        factor_mean = np.concatenate([[0.0], kappa]) if shared_intercepts else np.zeros(g)
+        sigma = phi[:, None, None] * lam[:, :, None] * lam[:, None, :]
+        sigma[:, diagonal, diagonal] += uniq
+        sign, logdet = np.linalg.slogdet(sigma)
+        if np.any(sign <= 0):
+            return 1e12, np.zeros_like(theta)
+        inverse = np.linalg.inv(sigma)
+        residual = means_g - (nu[nu_of] + lam * factor_mean[:, None])
+        weighted = np.einsum("gij,gj->gi", inverse, residual)
+        total = np.sum(sizes_n * (logdet + np.einsum("gij,gji->g", covs, inverse) - log_det_s
+                                  - p + np.einsum("gi,gi->g", residual, weighted)))
+        outer = covs + residual[:, :, None] * residual[:, None, :]
+        grad_sigma = sizes_n[:, None, None] * (inverse - inverse @ outer @ inverse)
+        grad_mu = -2 * sizes_n[:, None] * weighted
+        grad_lam = (2 * phi[:, None] * np.einsum("gij,gj->gi", grad_sigma, lam)
+                    + factor_mean[:, None] * grad_mu)
+        d_load = grad_lam[:, 1:].sum(axis=0, keepdims=True) if shared_loadings \
+            else grad_lam[:, 1:]
+        d_nu = grad_mu.sum(axis=0, keepdims=True) if shared_intercepts else grad_mu
+        d_kappa = np.einsum("gi,gi->g", lam, grad_mu)[1:] if shared_intercepts \
+            else np.zeros(0)
+        d_uniq = grad_sigma[:, diagonal, diagonal]
+        d_phi = np.einsum("gi,gij,gj->g", lam, grad_sigma, lam)
         gradient = np.concatenate([d_load.ravel(), d_nu.ravel(), d_kappa, d_uniq.ravel(), d_phi])
         return float(total), gradient
 
