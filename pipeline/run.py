@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from threadpoolctl import threadpool_limits
+
 from pipeline.inbox_ingest import ingest_inbox
 from pipeline.ingest import IngestReport, ingest_file
 from pipeline.psychometrics import run_psychometrics
@@ -37,7 +39,12 @@ def run_pipeline(settings: Settings, instrument: Instrument, files: list[Path] =
                  site: str | None = None, wave: int | None = None,
                  stage: Callable[[str], None] | None = None) -> RunReport:
     """Run every stage; `stage(name)` is called as each one starts."""
-    step = stage or (lambda name: None)
+    with threadpool_limits(limits=1, user_api="blas"):  # small matrices: see psychometrics
+        return _run(settings, instrument, files, site, wave, stage or (lambda name: None))
+
+
+def _run(settings: Settings, instrument: Instrument, files: list[Path], site: str | None,
+         wave: int | None, step: Callable[[str], None]) -> RunReport:
     report = RunReport()
     definition = settings.instrument_path.read_text(encoding="utf-8")
     with open_store(settings.db_path) as con:
