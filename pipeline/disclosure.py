@@ -27,6 +27,7 @@ including recovery by any linear combination of equations (not just chains), is
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -51,39 +52,95 @@ class Equations:
     def count(self) -> int:
         return len(self.parent)
 
+    @cached_property
+    def members(self) -> tuple[np.ndarray, np.ndarray]:
+        """(equation, cell) of every cell in an equation, parts then totals."""
+        return (np.concatenate([self.eq_of, np.arange(self.count)]),
+                np.concatenate([self.child, self.parent]))
+
+
+class _KeyCodes:
+    """Cell keys as single integers, so that finding a cell's parent is a sorted search.
+
+    Each KEY column is numbered (`pd.factorize`, missing values get a number of their
+    own as in a pandas index) and a key is the mixed-radix number of its column codes.
+    `unit` and `peer_group` share one numbering because a site's peer group is the
+    `unit` of its parent. This replaces pandas MultiIndex look-ups, which cost seconds
+    on strings at national scale.
+    """
+
+    def __init__(self, rows: pd.DataFrame):
+        unit_and_peer, units = pd.factorize(
+            pd.concat([rows["unit"], rows["peer_group"]], ignore_index=True),
+            use_na_sentinel=False)
+        self.codes = {column: pd.factorize(rows[column], use_na_sentinel=False)
+                      for column in KEY if column != "unit"}
+        self.codes["unit"] = (unit_and_peer[:len(rows)], units)
+        self.peer_group = unit_and_peer[len(rows):]
+        self.radix = [max(len(self.codes[column][1]), 1) for column in KEY]
+        if np.prod([float(r) for r in self.radix]) >= 2.0 ** 62:
+            raise ValueError("too many distinct cell keys to number them in 64 bits")
+        self.keys = self.combine({column: self.codes[column][0] for column in KEY})
+        self.order = np.argsort(self.keys, kind="stable")
+        if (np.diff(self.keys[self.order]) == 0).any():
+            raise ValueError("cells must be unique by " + ", ".join(KEY))
+
+    def code(self, column: str, value) -> int:
+        """Code of a value in a column's numbering, -1 if no cell has it."""
+        found = np.flatnonzero(pd.Index(self.codes[column][1]) == value)
+        return int(found[0]) if len(found) else -1
+
+    def combine(self, codes: dict[str, np.ndarray]) -> np.ndarray:
+        key = np.zeros(len(next(iter(codes.values()))), dtype=np.int64)
+        for column, radix in zip(KEY, self.radix):
+            key = key * radix + codes[column]
+        return key
+
+    def find(self, rows: np.ndarray, **fixed) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, found) for the given rows whose key, with `fixed` columns replaced
+        (a code per row or one code for all), is the key of a cell `found`."""
+        codes = {column: self.codes[column][0][rows] for column in KEY}
+        ok = np.ones(len(rows), bool)
+        for column, value in fixed.items():
+            codes[column] = np.broadcast_to(value, len(rows))
+            ok &= codes[column] >= 0
+        wanted = self.combine(codes)
+        at = np.minimum(np.searchsorted(self.keys, wanted, sorter=self.order), len(self.keys) - 1)
+        found = self.order[at]
+        ok &= self.keys[found] == wanted
+        return rows[ok], found[ok]
+
 
 def cell_equations(cells: pd.DataFrame) -> Equations:
     """Every additive relation among the cells (rows indexed 0..len-1)."""
     rows = cells.reset_index(drop=True)
-    index = pd.Series(np.arange(len(rows)), index=pd.MultiIndex.from_frame(rows[KEY]))
-
-    def parents_of(children: pd.DataFrame, **fixed) -> tuple[np.ndarray, np.ndarray]:
-        keys = children[KEY].copy()
-        for column, value in fixed.items():
-            keys[column] = value
-        found = index.reindex(pd.MultiIndex.from_frame(keys)).to_numpy()
-        ok = ~np.isnan(found)
-        return children.index.to_numpy()[ok], found[ok].astype(np.int64)
+    codes = _KeyCodes(rows)
+    all_ = {"breakdown": codes.code("breakdown", ALL), "grp": codes.code("grp", ALL)}
+    level = rows["level"].to_numpy()
+    national = {"level": codes.code("level", "national"), "unit": codes.code("unit", "national")}
 
     # Each relation: (children, their parents, a tag splitting one parent's equations:
     # a unit total has one equation per attribute).
     relations = []
-    grouped = rows[rows["breakdown"] != ALL]
-    children, parents = parents_of(grouped, breakdown=ALL, grp=ALL)
-    tags = pd.factorize(rows["breakdown"])[0]
-    relations.append((children, parents, tags[children]))
-    sites = rows[rows["level"] == "site"]
-    relations.append((*parents_of(sites, level="peer", unit=sites["peer_group"].to_numpy()), None))
-    relations.append((*parents_of(sites, level="national", unit="national"), None))
-    peers = rows[rows["level"] == "peer"]
-    relations.append((*parents_of(peers, level="national", unit="national"), None))
+    children, parents = codes.find(np.flatnonzero(rows["breakdown"].to_numpy() != ALL), **all_)
+    relations.append((children, parents, codes.codes["breakdown"][0][children]))
+    sites = np.flatnonzero(level == "site")
+    relations.append((*codes.find(sites, level=codes.code("level", "peer"),
+                                  unit=codes.peer_group[sites]), None))
+    relations.append((*codes.find(sites, **national), None))
+    peers = np.flatnonzero(level == "peer")
+    relations.append((*codes.find(peers, **national), None))
 
     parent_list, child_list, eq_list = [], [], []
     next_eq = 0
     for children, parents, tag in relations:
-        tag = np.zeros_like(parents) if tag is None else tag
-        pairs, eq_local = np.unique(np.stack([parents, tag], axis=1), axis=0, return_inverse=True)
-        parent_list.append(pairs[:, 0])
+        tag = np.zeros_like(parents) if tag is None else tag.astype(np.int64)
+        # Equations numbered in (parent, tag) order: one per distinct pair.
+        pair = parents * (int(tag.max(initial=0)) + 1) + tag
+        pairs, eq_local = np.unique(pair, return_inverse=True)
+        first = np.zeros(len(pairs), dtype=np.int64)
+        first[eq_local] = parents
+        parent_list.append(first)
         eq_list.append(eq_local.ravel() + next_eq)
         child_list.append(children)
         next_eq += len(pairs)
@@ -165,23 +222,26 @@ def _hide_one_more(eqs: Equations, leaking: np.ndarray, hidden: np.ndarray,
     the equations that recovered them are treated as leaking instead. Unit totals are
     candidates only when `totals` is true (when nothing else would stop the leak)."""
     hidden = hidden.copy()
-    members = pd.concat([
-        pd.DataFrame({"eq": eqs.eq_of, "cell": eqs.child}),
-        pd.DataFrame({"eq": np.arange(eqs.count), "cell": eqs.parent}),
-    ])
-    eq_all, cell_all = members["eq"].to_numpy(), members["cell"].to_numpy()
-    todo, seen = np.flatnonzero(leaking), set()
-    while len(todo):
-        seen.update(todo.tolist())
-        in_todo = np.isin(eq_all, todo)
+    eq_all, cell_all = eqs.members
+    todo = leaking.copy()
+    seen = np.zeros(eqs.count, bool)
+    while todo.any():
+        seen |= todo
+        in_todo = todo[eq_all]
         eq, cell = eq_all[in_todo], cell_all[in_todo]
         open_cells = ~hidden[cell] & (n[cell] > 0) & (totals | (reluctance[cell] < TOTAL))
-        chosen = (pd.DataFrame({"eq": eq[open_cells], "cell": cell[open_cells],
-                                "reluctance": reluctance[cell[open_cells]],
-                                "n": n[cell[open_cells]]})
-                  .sort_values(["eq", "reluctance", "n", "cell"]).drop_duplicates("eq"))
-        hidden[chosen["cell"].to_numpy()] = True
-        stuck = np.setdiff1d(todo, chosen["eq"].to_numpy())
-        upstream = revealed_by[cell_all[np.isin(eq_all, stuck)]]
-        todo = np.setdiff1d(np.unique(upstream[upstream >= 0]), np.fromiter(seen, np.int64))
+        eq, cell = eq[open_cells], cell[open_cells]
+        # Per equation the first cell in (reluctance, n, row) order; (eq, cell) pairs are
+        # unique, so the order is total and the choice does not depend on the sort.
+        order = np.lexsort((cell, n[cell], reluctance[cell], eq))
+        eq, cell = eq[order], cell[order]
+        first = np.ones(len(eq), bool)
+        first[1:] = eq[1:] != eq[:-1]
+        hidden[cell[first]] = True
+        stuck = todo.copy()
+        stuck[eq[first]] = False
+        upstream = revealed_by[cell_all[stuck[eq_all]]]
+        todo = np.zeros(eqs.count, bool)
+        todo[upstream[upstream >= 0]] = True
+        todo &= ~seen
     return hidden
