@@ -31,6 +31,8 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from pipeline.cells import ALL
 
@@ -51,6 +53,21 @@ class Equations:
     @property
     def count(self) -> int:
         return len(self.parent)
+
+    def restricted_to(self, cells: np.ndarray) -> tuple[Equations, np.ndarray]:
+        """The equations among `cells` (a boolean mask that takes whole blocks), renumbered
+        0.. in their original order, and the original row of each renumbered cell."""
+        rows = np.flatnonzero(cells)
+        if len(rows) == len(cells):
+            return self, rows
+        local = np.full(len(cells), -1, dtype=np.int64)
+        local[rows] = np.arange(len(rows))
+        keep = cells[self.parent]
+        local_eq = np.full(self.count, -1, dtype=np.int64)
+        local_eq[keep] = np.arange(int(keep.sum()))
+        member = keep[self.eq_of]
+        return Equations(parent=local[self.parent[keep]], eq_of=local_eq[self.eq_of[member]],
+                         child=local[self.child[member]]), rows
 
     @cached_property
     def members(self) -> tuple[np.ndarray, np.ndarray]:
@@ -148,6 +165,13 @@ def cell_equations(cells: pd.DataFrame) -> Equations:
                      child=np.concatenate(child_list))
 
 
+def _blocks(eqs: Equations, cell_count: int) -> np.ndarray:
+    """Block number of each cell: cells tied together by equations share a block."""
+    tie = coo_matrix((np.ones(len(eqs.child)), (eqs.child, eqs.parent[eqs.eq_of])),
+                     shape=(cell_count, cell_count))
+    return connected_components(tie, directed=False)[1]
+
+
 def _known_by_subtraction(eqs: Equations, shown: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Cells a reader knows (shown, or recovered by chains of subtraction), and for each
     recovered cell the equation that gave it away (-1 for shown or unknown cells)."""
@@ -186,24 +210,47 @@ def suppress_small_cells(cells: pd.DataFrame, min_group_size: int,
     # a total hidden takes a whole row of results away from a reader.
     reluctance = (TOTAL * (cells["breakdown"] == ALL).to_numpy()
                   + cells["level"].map({"site": 0, "peer": 1, "national": 2}).to_numpy())
+    # Equations never join different blocks of cells (waves and measures are never
+    # summed together), so a block whose hidden cells did not change in a round gives
+    # away nothing new in the next: a round need only replay the blocks that changed.
+    # A block still leaking stays in play even if it did not change (see below), so
+    # every block goes through exactly the rounds it would in a replay of all cells.
+    block = _blocks(eqs, len(cells))
+    active = np.ones(len(cells), bool)
+    sub, ids = eqs, np.arange(len(cells))
     for _ in range(max_rounds):
-        known, revealed_by = _known_by_subtraction(eqs, ~hidden)
+        if active.sum() <= len(ids) // 2:
+            # Renumbering costs about a round; worth it once the blocks in play halve.
+            sub, ids = eqs.restricted_to(active)
+        sub_hidden, sub_n = hidden[ids], n[ids]
+        known, revealed_by = _known_by_subtraction(sub, ~sub_hidden)
         # A small hidden cell recovered by a chain of subtractions...
-        recovered = np.flatnonzero(hidden & known & small)
+        recovered = np.flatnonzero(sub_hidden & known & small[ids])
         # ...or a remainder (the sum of an equation's unknown parts) that is small.
-        remainder = np.bincount(eqs.eq_of, weights=np.where(~known[eqs.child], n[eqs.child], 0),
-                                minlength=eqs.count)
-        small_union = known[eqs.parent] & (remainder > 0) & (remainder < min_group_size)
+        remainder = np.bincount(sub.eq_of,
+                                weights=np.where(~known[sub.child], sub_n[sub.child], 0),
+                                minlength=sub.count)
+        small_union = known[sub.parent] & (remainder > 0) & (remainder < min_group_size)
         leaking = small_union.copy()
         leaking[revealed_by[recovered]] = True
         if not leaking.any():
             break
-        grown = _hide_one_more(eqs, leaking, hidden, n, revealed_by, reluctance, totals=False)
-        if grown.sum() == hidden.sum():
-            grown = _hide_one_more(eqs, leaking, hidden, n, revealed_by, reluctance, totals=True)
-        if grown.sum() == hidden.sum():
+        sub_reluctance = reluctance[ids]
+        grown = _hide_one_more(sub, leaking, sub_hidden, sub_n, revealed_by, sub_reluctance,
+                               totals=False)
+        if grown.sum() == sub_hidden.sum():
+            grown = _hide_one_more(sub, leaking, sub_hidden, sub_n, revealed_by,
+                                   sub_reluctance, totals=True)
+        if grown.sum() == sub_hidden.sum():
             raise RuntimeError("complementary suppression found no cell left to hide")
-        hidden = grown
+        newly = ids[grown & ~sub_hidden]
+        hidden[newly] = True
+        # Replay blocks that changed, and blocks still leaking that could not change
+        # without hiding a total: they get totals in the round that nothing else grows.
+        again = np.zeros(block.max() + 1, bool)
+        again[block[newly]] = True
+        again[block[ids[sub.parent[leaking]]]] = True
+        active = again[block]
     else:  # pragma: no cover - the number of cells bounds the rounds
         raise RuntimeError("complementary suppression did not settle")
     out = cells.copy()
