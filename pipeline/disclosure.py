@@ -198,7 +198,9 @@ def suppress_small_cells(cells: pd.DataFrame, min_group_size: int,
                          max_rounds: int = 500) -> pd.DataFrame:
     """`cells` with `suppressed` (bool) and `suppression` ('' | 'primary' | 'complementary').
 
-    `cells` needs the KEY columns, `peer_group` and the true `n` of every cell.
+    `cells` needs the KEY columns, `peer_group` and the true `n` of every cell. Ties
+    (equally reluctant, equally small candidates) go to the earlier row, so the result
+    depends on row order: pass the cells in a fixed order (`publish` sorts by KEY).
     """
     cells = cells.reset_index(drop=True)
     n = cells["n"].to_numpy(dtype=np.int64)
