@@ -172,26 +172,34 @@ def _blocks(eqs: Equations, cell_count: int) -> np.ndarray:
     return connected_components(tie, directed=False)[1]
 
 
-def _known_by_subtraction(eqs: Equations, shown: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Cells a reader knows (shown, or recovered by chains of subtraction), and for each
-    recovered cell the equation that gave it away (-1 for shown or unknown cells)."""
+def _known_by_subtraction(eqs: Equations, shown: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cells a reader knows (shown, or recovered by chains of subtraction), for each
+    recovered cell the equation that gave it away (-1 for shown or unknown cells), and
+    the memberships (positions in `eqs.child`) whose part is still unknown.
+
+    Each step works on the memberships with an unknown part only (a few percent of all
+    at national scale), which shrink as parts become known.
+    """
     known = shown.copy()
     revealed_by = np.full(len(shown), -1, dtype=np.int64)
+    unknown = np.flatnonzero(~known[eqs.child])
     while True:
-        unknown_child = ~known[eqs.child]
-        unknown_children = np.bincount(eqs.eq_of, weights=unknown_child, minlength=eqs.count)
+        unknown = unknown[~known[eqs.child[unknown]]]
+        unknown_eq = eqs.eq_of[unknown]
+        unknown_children = np.bincount(unknown_eq, minlength=eqs.count)
         parent_known = known[eqs.parent]
         # A total with exactly one unknown part reveals that part.
         solvable = parent_known & (unknown_children == 1)
-        reveal_child = unknown_child & solvable[eqs.eq_of]
+        reveal_child = unknown[solvable[unknown_eq]]
         # A total whose parts are all known is revealed too.
-        reveal_parent = ~parent_known & (unknown_children == 0)
-        if not reveal_child.any() and not reveal_parent.any():
-            return known, revealed_by
+        reveal_parent = np.flatnonzero(~parent_known & (unknown_children == 0))
+        if not len(reveal_child) and not len(reveal_parent):
+            return known, revealed_by, unknown
         known[eqs.child[reveal_child]] = True
         revealed_by[eqs.child[reveal_child]] = eqs.eq_of[reveal_child]
         known[eqs.parent[reveal_parent]] = True
-        revealed_by[eqs.parent[reveal_parent]] = np.flatnonzero(reveal_parent)
+        revealed_by[eqs.parent[reveal_parent]] = reveal_parent
 
 
 def suppress_small_cells(cells: pd.DataFrame, min_group_size: int,
@@ -211,7 +219,8 @@ def suppress_small_cells(cells: pd.DataFrame, min_group_size: int,
     # Hide group cells before unit totals and sites before peer groups and all sites:
     # a total hidden takes a whole row of results away from a reader.
     reluctance = (TOTAL * (cells["breakdown"] == ALL).to_numpy()
-                  + cells["level"].map({"site": 0, "peer": 1, "national": 2}).to_numpy())
+                  + np.select([cells["level"].to_numpy() == "peer",
+                               cells["level"].to_numpy() == "national"], [1, 2], 0))
     # Equations never join different blocks of cells (waves and measures are never
     # summed together), so a block whose hidden cells did not change in a round gives
     # away nothing new in the next: a round need only replay the blocks that changed.
@@ -225,12 +234,11 @@ def suppress_small_cells(cells: pd.DataFrame, min_group_size: int,
             # Renumbering costs about a round; worth it once the blocks in play halve.
             sub, ids = eqs.restricted_to(active)
         sub_hidden, sub_n = hidden[ids], n[ids]
-        known, revealed_by = _known_by_subtraction(sub, ~sub_hidden)
+        known, revealed_by, unknown = _known_by_subtraction(sub, ~sub_hidden)
         # A small hidden cell recovered by a chain of subtractions...
         recovered = np.flatnonzero(sub_hidden & known & small[ids])
         # ...or a remainder (the sum of an equation's unknown parts) that is small.
-        remainder = np.bincount(sub.eq_of,
-                                weights=np.where(~known[sub.child], sub_n[sub.child], 0),
+        remainder = np.bincount(sub.eq_of[unknown], weights=sub_n[sub.child[unknown]],
                                 minlength=sub.count)
         small_union = known[sub.parent] & (remainder > 0) & (remainder < min_group_size)
         leaking = small_union.copy()
