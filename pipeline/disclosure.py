@@ -70,10 +70,13 @@ class Equations:
                          child=local[self.child[member]]), rows
 
     @cached_property
-    def members(self) -> tuple[np.ndarray, np.ndarray]:
-        """(equation, cell) of every cell in an equation, parts then totals."""
-        return (np.concatenate([self.eq_of, np.arange(self.count)]),
-                np.concatenate([self.child, self.parent]))
+    def members_by_equation(self) -> tuple[np.ndarray, np.ndarray]:
+        """(cells of each equation, parts then total, grouped by equation; group offsets)."""
+        eq_all = np.concatenate([self.eq_of, np.arange(self.count)])
+        cell_all = np.concatenate([self.child, self.parent])
+        order = np.argsort(eq_all, kind="stable")
+        offsets = np.concatenate([[0], np.cumsum(np.bincount(eq_all, minlength=self.count))])
+        return cell_all[order], offsets.astype(np.int64)
 
 
 class _KeyCodes:
@@ -229,14 +232,16 @@ def suppress_small_cells(cells: pd.DataFrame, min_group_size: int,
     block = _blocks(eqs, len(cells))
     active = np.ones(len(cells), bool)
     sub, ids = eqs, np.arange(len(cells))
+    sub_hidden, sub_n, sub_small, sub_reluctance = hidden.copy(), n, small, reluctance
     for _ in range(max_rounds):
         if active.sum() <= len(ids) // 2:
             # Renumbering costs about a round; worth it once the blocks in play halve.
             sub, ids = eqs.restricted_to(active)
-        sub_hidden, sub_n = hidden[ids], n[ids]
+            sub_hidden, sub_n = hidden[ids], n[ids]
+            sub_small, sub_reluctance = small[ids], reluctance[ids]
         known, revealed_by, unknown = _known_by_subtraction(sub, ~sub_hidden)
         # A small hidden cell recovered by a chain of subtractions...
-        recovered = np.flatnonzero(sub_hidden & known & small[ids])
+        recovered = np.flatnonzero(sub_hidden & known & sub_small)
         # ...or a remainder (the sum of an equation's unknown parts) that is small.
         remainder = np.bincount(sub.eq_of[unknown], weights=sub_n[sub.child[unknown]],
                                 minlength=sub.count)
@@ -245,20 +250,19 @@ def suppress_small_cells(cells: pd.DataFrame, min_group_size: int,
         leaking[revealed_by[recovered]] = True
         if not leaking.any():
             break
-        sub_reluctance = reluctance[ids]
-        grown = _hide_one_more(sub, leaking, sub_hidden, sub_n, revealed_by, sub_reluctance,
+        newly = _hide_one_more(sub, leaking, sub_hidden, sub_n, revealed_by, sub_reluctance,
                                totals=False)
-        if grown.sum() == sub_hidden.sum():
-            grown = _hide_one_more(sub, leaking, sub_hidden, sub_n, revealed_by,
+        if not len(newly):
+            newly = _hide_one_more(sub, leaking, sub_hidden, sub_n, revealed_by,
                                    sub_reluctance, totals=True)
-        if grown.sum() == sub_hidden.sum():
+        if not len(newly):
             raise RuntimeError("complementary suppression found no cell left to hide")
-        newly = ids[grown & ~sub_hidden]
-        hidden[newly] = True
+        sub_hidden[newly] = True
+        hidden[ids[newly]] = True
         # Replay blocks that changed, and blocks still leaking that could not change
         # without hiding a total: they get totals in the round that nothing else grows.
         again = np.zeros(block.max() + 1, bool)
-        again[block[newly]] = True
+        again[block[ids[newly]]] = True
         again[block[ids[sub.parent[leaking]]]] = True
         active = again[block]
     else:  # pragma: no cover - the number of cells bounds the rounds
@@ -272,33 +276,36 @@ def suppress_small_cells(cells: pd.DataFrame, min_group_size: int,
 def _hide_one_more(eqs: Equations, leaking: np.ndarray, hidden: np.ndarray,
                    n: np.ndarray, revealed_by: np.ndarray,
                    reluctance: np.ndarray, totals: bool) -> np.ndarray:
-    """For each leaking equation hide one more shown cell with anyone in it: the least
-    reluctant (a group before a total, a site before a peer group), then the smallest.
-    An equation with
+    """The cells to hide next (rows, possibly repeated; `hidden` is left alone): for each
+    leaking equation one more shown cell with anyone in it, the least reluctant (a group
+    before a total, a site before a peer group), then the smallest. An equation with
     no such cell leaks only because some of its hidden cells were recovered elsewhere:
     the equations that recovered them are treated as leaking instead. Unit totals are
     candidates only when `totals` is true (when nothing else would stop the leak)."""
     hidden = hidden.copy()
-    eq_all, cell_all = eqs.members
-    todo = leaking.copy()
+    chosen_all = []
+    members, offsets = eqs.members_by_equation
+    todo = np.flatnonzero(leaking)
     seen = np.zeros(eqs.count, bool)
-    while todo.any():
-        seen |= todo
-        in_todo = todo[eq_all]
-        eq, cell = eq_all[in_todo], cell_all[in_todo]
+    while len(todo):
+        seen[todo] = True
+        lengths = offsets[todo + 1] - offsets[todo]
+        eq = np.repeat(todo, lengths)
+        cell = members[np.repeat(offsets[todo] - np.cumsum(lengths) + lengths, lengths)
+                       + np.arange(lengths.sum())]
         open_cells = ~hidden[cell] & (n[cell] > 0) & (totals | (reluctance[cell] < TOTAL))
-        eq, cell = eq[open_cells], cell[open_cells]
+        open_eq, open_cell = eq[open_cells], cell[open_cells]
         # Per equation the first cell in (reluctance, n, row) order; (eq, cell) pairs are
         # unique, so the order is total and the choice does not depend on the sort.
-        order = np.lexsort((cell, n[cell], reluctance[cell], eq))
-        eq, cell = eq[order], cell[order]
-        first = np.ones(len(eq), bool)
-        first[1:] = eq[1:] != eq[:-1]
-        hidden[cell[first]] = True
-        stuck = todo.copy()
-        stuck[eq[first]] = False
-        upstream = revealed_by[cell_all[stuck[eq_all]]]
-        todo = np.zeros(eqs.count, bool)
-        todo[upstream[upstream >= 0]] = True
-        todo &= ~seen
-    return hidden
+        order = np.lexsort((open_cell, n[open_cell], reluctance[open_cell], open_eq))
+        open_eq, open_cell = open_eq[order], open_cell[order]
+        first = np.ones(len(open_eq), bool)
+        first[1:] = open_eq[1:] != open_eq[:-1]
+        hidden[open_cell[first]] = True
+        chosen_all.append(open_cell[first])
+        stuck = np.ones(eqs.count, bool)
+        stuck[open_eq[first]] = False
+        upstream = revealed_by[cell[stuck[eq]]]
+        todo = np.unique(upstream[upstream >= 0])
+        todo = todo[~seen[todo]]
+    return np.concatenate(chosen_all) if chosen_all else np.zeros(0, np.int64)
