@@ -70,6 +70,14 @@ class Equations:
                          child=local[self.child[member]]), rows
 
     @cached_property
+    def parts_by_cell(self) -> tuple[np.ndarray, np.ndarray]:
+        """(memberships in which each cell is a part, grouped by cell; group offsets)."""
+        order = np.argsort(self.child, kind="stable")
+        cells = max(int(self.child.max(initial=-1)), int(self.parent.max(initial=-1))) + 1
+        offsets = np.concatenate([[0], np.cumsum(np.bincount(self.child, minlength=cells))])
+        return order, offsets.astype(np.int64)
+
+    @cached_property
     def members_by_equation(self) -> tuple[np.ndarray, np.ndarray]:
         """(cells of each equation, parts then total, grouped by equation; group offsets)."""
         eq_all = np.concatenate([self.eq_of, np.arange(self.count)])
@@ -102,7 +110,8 @@ class _KeyCodes:
             raise ValueError("too many distinct cell keys to number them in 64 bits")
         self.keys = self.combine({column: self.codes[column][0] for column in KEY})
         self.order = np.argsort(self.keys, kind="stable")
-        if (np.diff(self.keys[self.order]) == 0).any():
+        self.sorted_keys = self.keys[self.order]
+        if (np.diff(self.sorted_keys) == 0).any():
             raise ValueError("cells must be unique by " + ", ".join(KEY))
 
     def code(self, column: str, value) -> int:
@@ -125,7 +134,7 @@ class _KeyCodes:
             codes[column] = np.broadcast_to(value, len(rows))
             ok &= codes[column] >= 0
         wanted = self.combine(codes)
-        at = np.minimum(np.searchsorted(self.keys, wanted, sorter=self.order), len(self.keys) - 1)
+        at = np.minimum(np.searchsorted(self.sorted_keys, wanted), len(self.keys) - 1)
         found = self.order[at]
         ok &= self.keys[found] == wanted
         return rows[ok], found[ok]
@@ -136,19 +145,20 @@ def cell_equations(cells: pd.DataFrame) -> Equations:
     rows = cells.reset_index(drop=True)
     codes = _KeyCodes(rows)
     all_ = {"breakdown": codes.code("breakdown", ALL), "grp": codes.code("grp", ALL)}
-    level = rows["level"].to_numpy()
+    level = codes.codes["level"][0]
     national = {"level": codes.code("level", "national"), "unit": codes.code("unit", "national")}
 
     # Each relation: (children, their parents, a tag splitting one parent's equations:
     # a unit total has one equation per attribute).
     relations = []
-    children, parents = codes.find(np.flatnonzero(rows["breakdown"].to_numpy() != ALL), **all_)
+    children, parents = codes.find(
+        np.flatnonzero(codes.codes["breakdown"][0] != all_["breakdown"]), **all_)
     relations.append((children, parents, codes.codes["breakdown"][0][children]))
-    sites = np.flatnonzero(level == "site")
+    sites = np.flatnonzero(level == codes.code("level", "site"))
     relations.append((*codes.find(sites, level=codes.code("level", "peer"),
                                   unit=codes.peer_group[sites]), None))
     relations.append((*codes.find(sites, **national), None))
-    peers = np.flatnonzero(level == "peer")
+    peers = np.flatnonzero(level == codes.code("level", "peer"))
     relations.append((*codes.find(peers, **national), None))
 
     parent_list, child_list, eq_list = [], [], []
@@ -175,18 +185,19 @@ def _blocks(eqs: Equations, cell_count: int) -> np.ndarray:
     return connected_components(tie, directed=False)[1]
 
 
-def _known_by_subtraction(eqs: Equations, shown: np.ndarray
+def _known_by_subtraction(eqs: Equations, shown: np.ndarray, hidden_parts: np.ndarray
                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cells a reader knows (shown, or recovered by chains of subtraction), for each
     recovered cell the equation that gave it away (-1 for shown or unknown cells), and
     the memberships (positions in `eqs.child`) whose part is still unknown.
 
     Each step works on the memberships with an unknown part only (a few percent of all
-    at national scale), which shrink as parts become known.
+    at national scale), which shrink as parts become known; `hidden_parts` lists, in
+    order, the memberships whose part is not shown.
     """
     known = shown.copy()
     revealed_by = np.full(len(shown), -1, dtype=np.int64)
-    unknown = np.flatnonzero(~known[eqs.child])
+    unknown = hidden_parts
     while True:
         unknown = unknown[~known[eqs.child[unknown]]]
         unknown_eq = eqs.eq_of[unknown]
@@ -221,9 +232,9 @@ def suppress_small_cells(cells: pd.DataFrame, min_group_size: int,
     eqs = cell_equations(cells)
     # Hide group cells before unit totals and sites before peer groups and all sites:
     # a total hidden takes a whole row of results away from a reader.
-    reluctance = (TOTAL * (cells["breakdown"] == ALL).to_numpy()
-                  + np.select([cells["level"].to_numpy() == "peer",
-                               cells["level"].to_numpy() == "national"], [1, 2], 0))
+    level = cells["level"].to_numpy()
+    reluctance = (TOTAL * (cells["breakdown"].to_numpy() == ALL)
+                  + np.select([level == "peer", level == "national"], [1, 2], 0))
     # Equations never join different blocks of cells (waves and measures are never
     # summed together), so a block whose hidden cells did not change in a round gives
     # away nothing new in the next: a round need only replay the blocks that changed.
@@ -233,13 +244,18 @@ def suppress_small_cells(cells: pd.DataFrame, min_group_size: int,
     active = np.ones(len(cells), bool)
     sub, ids = eqs, np.arange(len(cells))
     sub_hidden, sub_n, sub_small, sub_reluctance = hidden.copy(), n, small, reluctance
+    hidden_part = None      # whether each membership's part is hidden, kept up to date
     for _ in range(max_rounds):
         if active.sum() <= len(ids) // 2:
             # Renumbering costs about a round; worth it once the blocks in play halve.
             sub, ids = eqs.restricted_to(active)
             sub_hidden, sub_n = hidden[ids], n[ids]
             sub_small, sub_reluctance = small[ids], reluctance[ids]
-        known, revealed_by, unknown = _known_by_subtraction(sub, ~sub_hidden)
+            hidden_part = None
+        if hidden_part is None:
+            hidden_part = sub_hidden[sub.child]
+        known, revealed_by, unknown = _known_by_subtraction(sub, ~sub_hidden,
+                                                            np.flatnonzero(hidden_part))
         # A small hidden cell recovered by a chain of subtractions...
         recovered = np.flatnonzero(sub_hidden & known & sub_small)
         # ...or a remainder (the sum of an equation's unknown parts) that is small.
@@ -257,8 +273,13 @@ def suppress_small_cells(cells: pd.DataFrame, min_group_size: int,
                                    sub_reluctance, totals=True)
         if not len(newly):
             raise RuntimeError("complementary suppression found no cell left to hide")
+        newly = np.unique(newly)
         sub_hidden[newly] = True
         hidden[ids[newly]] = True
+        parts_of_cell, offsets = sub.parts_by_cell
+        lengths = offsets[newly + 1] - offsets[newly]
+        hidden_part[parts_of_cell[np.repeat(offsets[newly] - np.cumsum(lengths) + lengths,
+                                            lengths) + np.arange(lengths.sum())]] = True
         # Replay blocks that changed, and blocks still leaking that could not change
         # without hiding a total: they get totals in the round that nothing else grows.
         again = np.zeros(block.max() + 1, bool)
