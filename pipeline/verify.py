@@ -14,8 +14,8 @@ with the offending cells if either fails:
    its unknown is fixed by the equations, i.e. when its unit vector lies in the row
    space of the equation matrix (found from an orthonormal basis of the row space of
    each connected block of equations, by pivoted QR, so any combination of
-   subtractions counts, not only chains; blocks
-   larger than MAX_EXACT_BLOCK unknowns are attacked by chains of substitution). No
+   subtractions counts, not only chains; blocks larger than MAX_EXACT_BLOCK unknowns
+   are attacked by chains of substitution). No
    recoverable hidden cell may hold 1 to k-1 respondents, and no equation may leave
    a remainder (the sum of its unrecoverable hidden parts) of 1 to k-1.
 
