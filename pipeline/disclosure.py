@@ -27,9 +27,12 @@ including recovery by any linear combination of equations (not just chains), is
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from pipeline.cells import ALL
 
@@ -51,39 +54,123 @@ class Equations:
     def count(self) -> int:
         return len(self.parent)
 
+    def restricted_to(self, cells: np.ndarray) -> tuple[Equations, np.ndarray]:
+        """The equations among `cells` (a boolean mask that takes whole blocks), renumbered
+        0.. in their original order, and the original row of each renumbered cell."""
+        rows = np.flatnonzero(cells)
+        if len(rows) == len(cells):
+            return self, rows
+        local = np.full(len(cells), -1, dtype=np.int64)
+        local[rows] = np.arange(len(rows))
+        keep = cells[self.parent]
+        local_eq = np.full(self.count, -1, dtype=np.int64)
+        local_eq[keep] = np.arange(int(keep.sum()))
+        member = keep[self.eq_of]
+        return Equations(parent=local[self.parent[keep]], eq_of=local_eq[self.eq_of[member]],
+                         child=local[self.child[member]]), rows
+
+    @cached_property
+    def parts_by_cell(self) -> tuple[np.ndarray, np.ndarray]:
+        """(memberships in which each cell is a part, grouped by cell; group offsets)."""
+        order = np.argsort(self.child, kind="stable")
+        cells = max(int(self.child.max(initial=-1)), int(self.parent.max(initial=-1))) + 1
+        offsets = np.concatenate([[0], np.cumsum(np.bincount(self.child, minlength=cells))])
+        return order, offsets.astype(np.int64)
+
+    @cached_property
+    def members_by_equation(self) -> tuple[np.ndarray, np.ndarray]:
+        """(cells of each equation, parts then total, grouped by equation; group offsets)."""
+        eq_all = np.concatenate([self.eq_of, np.arange(self.count)])
+        cell_all = np.concatenate([self.child, self.parent])
+        order = np.argsort(eq_all, kind="stable")
+        offsets = np.concatenate([[0], np.cumsum(np.bincount(eq_all, minlength=self.count))])
+        return cell_all[order], offsets.astype(np.int64)
+
+
+class _KeyCodes:
+    """Cell keys as single integers, so that finding a cell's parent is a sorted search.
+
+    Each KEY column is numbered (`pd.factorize`, missing values get a number of their
+    own as in a pandas index) and a key is the mixed-radix number of its column codes.
+    `unit` and `peer_group` share one numbering because a site's peer group is the
+    `unit` of its parent. This replaces pandas MultiIndex look-ups, which cost seconds
+    on strings at national scale.
+    """
+
+    def __init__(self, rows: pd.DataFrame):
+        unit_and_peer, units = pd.factorize(
+            pd.concat([rows["unit"], rows["peer_group"]], ignore_index=True),
+            use_na_sentinel=False)
+        self.codes = {column: pd.factorize(rows[column], use_na_sentinel=False)
+                      for column in KEY if column != "unit"}
+        self.codes["unit"] = (unit_and_peer[:len(rows)], units)
+        self.peer_group = unit_and_peer[len(rows):]
+        self.radix = [max(len(self.codes[column][1]), 1) for column in KEY]
+        if np.prod([float(r) for r in self.radix]) >= 2.0 ** 62:
+            raise ValueError("too many distinct cell keys to number them in 64 bits")
+        self.keys = self.combine({column: self.codes[column][0] for column in KEY})
+        self.order = np.argsort(self.keys, kind="stable")
+        self.sorted_keys = self.keys[self.order]
+        if (np.diff(self.sorted_keys) == 0).any():
+            raise ValueError("cells must be unique by " + ", ".join(KEY))
+
+    def code(self, column: str, value) -> int:
+        """Code of a value in a column's numbering, -1 if no cell has it."""
+        found = np.flatnonzero(pd.Index(self.codes[column][1]) == value)
+        return int(found[0]) if len(found) else -1
+
+    def combine(self, codes: dict[str, np.ndarray]) -> np.ndarray:
+        key = np.zeros(len(next(iter(codes.values()))), dtype=np.int64)
+        for column, radix in zip(KEY, self.radix):
+            key = key * radix + codes[column]
+        return key
+
+    def find(self, rows: np.ndarray, **fixed) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, found) for the given rows whose key, with `fixed` columns replaced
+        (a code per row or one code for all), is the key of a cell `found`."""
+        codes = {column: self.codes[column][0][rows] for column in KEY}
+        ok = np.ones(len(rows), bool)
+        for column, value in fixed.items():
+            codes[column] = np.broadcast_to(value, len(rows))
+            ok &= codes[column] >= 0
+        wanted = self.combine(codes)
+        at = np.minimum(np.searchsorted(self.sorted_keys, wanted), len(self.keys) - 1)
+        found = self.order[at]
+        ok &= self.keys[found] == wanted
+        return rows[ok], found[ok]
+
 
 def cell_equations(cells: pd.DataFrame) -> Equations:
     """Every additive relation among the cells (rows indexed 0..len-1)."""
     rows = cells.reset_index(drop=True)
-    index = pd.Series(np.arange(len(rows)), index=pd.MultiIndex.from_frame(rows[KEY]))
-
-    def parents_of(children: pd.DataFrame, **fixed) -> tuple[np.ndarray, np.ndarray]:
-        keys = children[KEY].copy()
-        for column, value in fixed.items():
-            keys[column] = value
-        found = index.reindex(pd.MultiIndex.from_frame(keys)).to_numpy()
-        ok = ~np.isnan(found)
-        return children.index.to_numpy()[ok], found[ok].astype(np.int64)
+    codes = _KeyCodes(rows)
+    all_ = {"breakdown": codes.code("breakdown", ALL), "grp": codes.code("grp", ALL)}
+    level = codes.codes["level"][0]
+    national = {"level": codes.code("level", "national"), "unit": codes.code("unit", "national")}
 
     # Each relation: (children, their parents, a tag splitting one parent's equations:
     # a unit total has one equation per attribute).
     relations = []
-    grouped = rows[rows["breakdown"] != ALL]
-    children, parents = parents_of(grouped, breakdown=ALL, grp=ALL)
-    tags = pd.factorize(rows["breakdown"])[0]
-    relations.append((children, parents, tags[children]))
-    sites = rows[rows["level"] == "site"]
-    relations.append((*parents_of(sites, level="peer", unit=sites["peer_group"].to_numpy()), None))
-    relations.append((*parents_of(sites, level="national", unit="national"), None))
-    peers = rows[rows["level"] == "peer"]
-    relations.append((*parents_of(peers, level="national", unit="national"), None))
+    children, parents = codes.find(
+        np.flatnonzero(codes.codes["breakdown"][0] != all_["breakdown"]), **all_)
+    relations.append((children, parents, codes.codes["breakdown"][0][children]))
+    sites = np.flatnonzero(level == codes.code("level", "site"))
+    relations.append((*codes.find(sites, level=codes.code("level", "peer"),
+                                  unit=codes.peer_group[sites]), None))
+    relations.append((*codes.find(sites, **national), None))
+    peers = np.flatnonzero(level == codes.code("level", "peer"))
+    relations.append((*codes.find(peers, **national), None))
 
     parent_list, child_list, eq_list = [], [], []
     next_eq = 0
     for children, parents, tag in relations:
-        tag = np.zeros_like(parents) if tag is None else tag
-        pairs, eq_local = np.unique(np.stack([parents, tag], axis=1), axis=0, return_inverse=True)
-        parent_list.append(pairs[:, 0])
+        tag = np.zeros_like(parents) if tag is None else tag.astype(np.int64)
+        # Equations numbered in (parent, tag) order: one per distinct pair.
+        pair = parents * (int(tag.max(initial=0)) + 1) + tag
+        pairs, eq_local = np.unique(pair, return_inverse=True)
+        first = np.zeros(len(pairs), dtype=np.int64)
+        first[eq_local] = parents
+        parent_list.append(first)
         eq_list.append(eq_local.ravel() + next_eq)
         child_list.append(children)
         next_eq += len(pairs)
@@ -91,33 +178,51 @@ def cell_equations(cells: pd.DataFrame) -> Equations:
                      child=np.concatenate(child_list))
 
 
-def _known_by_subtraction(eqs: Equations, shown: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Cells a reader knows (shown, or recovered by chains of subtraction), and for each
-    recovered cell the equation that gave it away (-1 for shown or unknown cells)."""
+def _blocks(eqs: Equations, cell_count: int) -> np.ndarray:
+    """Block number of each cell: cells tied together by equations share a block."""
+    tie = coo_matrix((np.ones(len(eqs.child)), (eqs.child, eqs.parent[eqs.eq_of])),
+                     shape=(cell_count, cell_count))
+    return connected_components(tie, directed=False)[1]
+
+
+def _known_by_subtraction(eqs: Equations, shown: np.ndarray, hidden_parts: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cells a reader knows (shown, or recovered by chains of subtraction), for each
+    recovered cell the equation that gave it away (-1 for shown or unknown cells), and
+    the memberships (positions in `eqs.child`) whose part is still unknown.
+
+    Each step works on the memberships with an unknown part only (a few percent of all
+    at national scale), which shrink as parts become known; `hidden_parts` lists, in
+    order, the memberships whose part is not shown.
+    """
     known = shown.copy()
     revealed_by = np.full(len(shown), -1, dtype=np.int64)
+    unknown = hidden_parts
     while True:
-        unknown_child = ~known[eqs.child]
-        unknown_children = np.bincount(eqs.eq_of, weights=unknown_child, minlength=eqs.count)
+        unknown = unknown[~known[eqs.child[unknown]]]
+        unknown_eq = eqs.eq_of[unknown]
+        unknown_children = np.bincount(unknown_eq, minlength=eqs.count)
         parent_known = known[eqs.parent]
         # A total with exactly one unknown part reveals that part.
         solvable = parent_known & (unknown_children == 1)
-        reveal_child = unknown_child & solvable[eqs.eq_of]
+        reveal_child = unknown[solvable[unknown_eq]]
         # A total whose parts are all known is revealed too.
-        reveal_parent = ~parent_known & (unknown_children == 0)
-        if not reveal_child.any() and not reveal_parent.any():
-            return known, revealed_by
+        reveal_parent = np.flatnonzero(~parent_known & (unknown_children == 0))
+        if not len(reveal_child) and not len(reveal_parent):
+            return known, revealed_by, unknown
         known[eqs.child[reveal_child]] = True
         revealed_by[eqs.child[reveal_child]] = eqs.eq_of[reveal_child]
         known[eqs.parent[reveal_parent]] = True
-        revealed_by[eqs.parent[reveal_parent]] = np.flatnonzero(reveal_parent)
+        revealed_by[eqs.parent[reveal_parent]] = reveal_parent
 
 
 def suppress_small_cells(cells: pd.DataFrame, min_group_size: int,
                          max_rounds: int = 500) -> pd.DataFrame:
     """`cells` with `suppressed` (bool) and `suppression` ('' | 'primary' | 'complementary').
 
-    `cells` needs the KEY columns, `peer_group` and the true `n` of every cell.
+    `cells` needs the KEY columns, `peer_group` and the true `n` of every cell. Ties
+    (equally reluctant, equally small candidates) go to the earlier row, so the result
+    depends on row order: pass the cells in a fixed order (`publish` sorts by KEY).
     """
     cells = cells.reset_index(drop=True)
     n = cells["n"].to_numpy(dtype=np.int64)
@@ -127,26 +232,60 @@ def suppress_small_cells(cells: pd.DataFrame, min_group_size: int,
     eqs = cell_equations(cells)
     # Hide group cells before unit totals and sites before peer groups and all sites:
     # a total hidden takes a whole row of results away from a reader.
-    reluctance = (TOTAL * (cells["breakdown"] == ALL).to_numpy()
-                  + cells["level"].map({"site": 0, "peer": 1, "national": 2}).to_numpy())
+    level = cells["level"].to_numpy()
+    reluctance = (TOTAL * (cells["breakdown"].to_numpy() == ALL)
+                  + np.select([level == "peer", level == "national"], [1, 2], 0))
+    # Equations never join different blocks of cells (waves and measures are never
+    # summed together), so a block whose hidden cells did not change in a round gives
+    # away nothing new in the next: a round need only replay the blocks that changed.
+    # A block still leaking stays in play even if it did not change (see below), so
+    # every block goes through exactly the rounds it would in a replay of all cells.
+    block = _blocks(eqs, len(cells))
+    active = np.ones(len(cells), bool)
+    sub, ids = eqs, np.arange(len(cells))
+    sub_hidden, sub_n, sub_small, sub_reluctance = hidden.copy(), n, small, reluctance
+    hidden_part = None      # whether each membership's part is hidden, kept up to date
     for _ in range(max_rounds):
-        known, revealed_by = _known_by_subtraction(eqs, ~hidden)
+        if active.sum() <= len(ids) // 2:
+            # Renumbering costs about a round; worth it once the blocks in play halve.
+            sub, ids = eqs.restricted_to(active)
+            sub_hidden, sub_n = hidden[ids], n[ids]
+            sub_small, sub_reluctance = small[ids], reluctance[ids]
+            hidden_part = None
+        if hidden_part is None:
+            hidden_part = sub_hidden[sub.child]
+        known, revealed_by, unknown = _known_by_subtraction(sub, ~sub_hidden,
+                                                            np.flatnonzero(hidden_part))
         # A small hidden cell recovered by a chain of subtractions...
-        recovered = np.flatnonzero(hidden & known & small)
+        recovered = np.flatnonzero(sub_hidden & known & sub_small)
         # ...or a remainder (the sum of an equation's unknown parts) that is small.
-        remainder = np.bincount(eqs.eq_of, weights=np.where(~known[eqs.child], n[eqs.child], 0),
-                                minlength=eqs.count)
-        small_union = known[eqs.parent] & (remainder > 0) & (remainder < min_group_size)
+        remainder = np.bincount(sub.eq_of[unknown], weights=sub_n[sub.child[unknown]],
+                                minlength=sub.count)
+        small_union = known[sub.parent] & (remainder > 0) & (remainder < min_group_size)
         leaking = small_union.copy()
         leaking[revealed_by[recovered]] = True
         if not leaking.any():
             break
-        grown = _hide_one_more(eqs, leaking, hidden, n, revealed_by, reluctance, totals=False)
-        if grown.sum() == hidden.sum():
-            grown = _hide_one_more(eqs, leaking, hidden, n, revealed_by, reluctance, totals=True)
-        if grown.sum() == hidden.sum():
+        newly = _hide_one_more(sub, leaking, sub_hidden, sub_n, revealed_by, sub_reluctance,
+                               totals=False)
+        if not len(newly):
+            newly = _hide_one_more(sub, leaking, sub_hidden, sub_n, revealed_by,
+                                   sub_reluctance, totals=True)
+        if not len(newly):
             raise RuntimeError("complementary suppression found no cell left to hide")
-        hidden = grown
+        newly = np.unique(newly)
+        sub_hidden[newly] = True
+        hidden[ids[newly]] = True
+        parts_of_cell, offsets = sub.parts_by_cell
+        lengths = offsets[newly + 1] - offsets[newly]
+        hidden_part[parts_of_cell[np.repeat(offsets[newly] - np.cumsum(lengths) + lengths,
+                                            lengths) + np.arange(lengths.sum())]] = True
+        # Replay blocks that changed, and blocks still leaking that could not change
+        # without hiding a total: they get totals in the round that nothing else grows.
+        again = np.zeros(block.max() + 1, bool)
+        again[block[ids[newly]]] = True
+        again[block[ids[sub.parent[leaking]]]] = True
+        active = again[block]
     else:  # pragma: no cover - the number of cells bounds the rounds
         raise RuntimeError("complementary suppression did not settle")
     out = cells.copy()
@@ -158,30 +297,36 @@ def suppress_small_cells(cells: pd.DataFrame, min_group_size: int,
 def _hide_one_more(eqs: Equations, leaking: np.ndarray, hidden: np.ndarray,
                    n: np.ndarray, revealed_by: np.ndarray,
                    reluctance: np.ndarray, totals: bool) -> np.ndarray:
-    """For each leaking equation hide one more shown cell with anyone in it: the least
-    reluctant (a group before a total, a site before a peer group), then the smallest.
-    An equation with
+    """The cells to hide next (rows, possibly repeated; `hidden` is left alone): for each
+    leaking equation one more shown cell with anyone in it, the least reluctant (a group
+    before a total, a site before a peer group), then the smallest. An equation with
     no such cell leaks only because some of its hidden cells were recovered elsewhere:
     the equations that recovered them are treated as leaking instead. Unit totals are
     candidates only when `totals` is true (when nothing else would stop the leak)."""
     hidden = hidden.copy()
-    members = pd.concat([
-        pd.DataFrame({"eq": eqs.eq_of, "cell": eqs.child}),
-        pd.DataFrame({"eq": np.arange(eqs.count), "cell": eqs.parent}),
-    ])
-    eq_all, cell_all = members["eq"].to_numpy(), members["cell"].to_numpy()
-    todo, seen = np.flatnonzero(leaking), set()
+    chosen_all = []
+    members, offsets = eqs.members_by_equation
+    todo = np.flatnonzero(leaking)
+    seen = np.zeros(eqs.count, bool)
     while len(todo):
-        seen.update(todo.tolist())
-        in_todo = np.isin(eq_all, todo)
-        eq, cell = eq_all[in_todo], cell_all[in_todo]
+        seen[todo] = True
+        lengths = offsets[todo + 1] - offsets[todo]
+        eq = np.repeat(todo, lengths)
+        cell = members[np.repeat(offsets[todo] - np.cumsum(lengths) + lengths, lengths)
+                       + np.arange(lengths.sum())]
         open_cells = ~hidden[cell] & (n[cell] > 0) & (totals | (reluctance[cell] < TOTAL))
-        chosen = (pd.DataFrame({"eq": eq[open_cells], "cell": cell[open_cells],
-                                "reluctance": reluctance[cell[open_cells]],
-                                "n": n[cell[open_cells]]})
-                  .sort_values(["eq", "reluctance", "n", "cell"]).drop_duplicates("eq"))
-        hidden[chosen["cell"].to_numpy()] = True
-        stuck = np.setdiff1d(todo, chosen["eq"].to_numpy())
-        upstream = revealed_by[cell_all[np.isin(eq_all, stuck)]]
-        todo = np.setdiff1d(np.unique(upstream[upstream >= 0]), np.fromiter(seen, np.int64))
-    return hidden
+        open_eq, open_cell = eq[open_cells], cell[open_cells]
+        # Per equation the first cell in (reluctance, n, row) order; (eq, cell) pairs are
+        # unique, so the order is total and the choice does not depend on the sort.
+        order = np.lexsort((open_cell, n[open_cell], reluctance[open_cell], open_eq))
+        open_eq, open_cell = open_eq[order], open_cell[order]
+        first = np.ones(len(open_eq), bool)
+        first[1:] = open_eq[1:] != open_eq[:-1]
+        hidden[open_cell[first]] = True
+        chosen_all.append(open_cell[first])
+        stuck = np.ones(eqs.count, bool)
+        stuck[open_eq[first]] = False
+        upstream = revealed_by[cell[stuck[eq]]]
+        todo = np.unique(upstream[upstream >= 0])
+        todo = todo[~seen[todo]]
+    return np.concatenate(chosen_all) if chosen_all else np.zeros(0, np.int64)

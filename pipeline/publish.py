@@ -184,7 +184,12 @@ def publish(con: duckdb.DuckDBPyConnection, instrument: Instrument, settings: Se
     step("aggregate")
     analysis_view(con, settings.exclude_flagged)
     build_cell_sums(con, instrument)
-    sums = con.execute("select * from cell_sums").df()
+    # In key order: suppression breaks ties (which of two equally small cells to hide)
+    # by row, and DuckDB's parallel aggregation hands rows back in a different order
+    # from run to run. Unordered, the same data could be published with different cells
+    # hidden on each run, and two such publications together could give a cell away.
+    sums = con.execute("select * from cell_sums order by wave, level, unit, breakdown, grp, "
+                       "measure_kind, measure").df()
     step("suppress")
     decided = suppress_small_cells(sums, k)
     report.cells = len(decided)

@@ -12,9 +12,10 @@ with the offending cells if either fails:
    attribute; a peer group is the sum of its sites; all sites are the sum of the peer
    groups and of the sites) is a linear equation. A hidden cell is *recoverable* when
    its unknown is fixed by the equations, i.e. when its unit vector lies in the row
-   space of the equation matrix (found from the null space of each connected block
-   of equations, so any combination of subtractions counts, not only chains; blocks
-   larger than MAX_EXACT_BLOCK unknowns are attacked by chains of substitution). No
+   space of the equation matrix (found from an orthonormal basis of the row space of
+   each connected block of equations, by pivoted QR, so any combination of
+   subtractions counts, not only chains; blocks larger than MAX_EXACT_BLOCK unknowns
+   are attacked by chains of substitution). No
    recoverable hidden cell may hold 1 to k-1 respondents, and no equation may leave
    a remainder (the sum of its unrecoverable hidden parts) of 1 to k-1.
 
@@ -25,14 +26,20 @@ rows must compare two shown cells, which the threshold check covers (their n col
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from scipy.linalg import qr, solve_triangular
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+from threadpoolctl import threadpool_limits
 
 from survey.errors import CultureError
 
@@ -71,17 +78,22 @@ def verify_published(path: Path | str, min_group_size: int) -> VerificationRepor
     try:
         report = VerificationReport()
         _check_counts(con, min_group_size, report)
-        cells = con.execute(
+        # Arrow keeps the key columns as strings in C; the relations are built on
+        # integer codes of them (pandas string columns cost seconds at national scale).
+        cells = con.sql(
             "select wave, level, unit, peer_group, breakdown, grp, measure_kind, measure, n, "
-            "suppressed from cells").df()
+            "suppressed from cells").to_arrow_table()
     finally:
         con.close()
     report.cells = len(cells)
-    report.hidden_cells = int(cells["suppressed"].sum())
-    shown_small = cells[~cells["suppressed"] & (cells["n"] < min_group_size)]
-    for row in shown_small.head(20).itertuples():
-        report.problems.append(f"shown cell below {min_group_size}: {_describe(row)} n={row.n}")
-    _check_recovery(cells, min_group_size, report)
+    hidden = cells["suppressed"].to_numpy()
+    n = cells["n"].to_numpy().astype(float)       # NaN where a hidden cell's n is withheld
+    report.hidden_cells = int(hidden.sum())
+    shown_small = np.flatnonzero(~hidden & (n < min_group_size))
+    for row in shown_small[:20]:
+        report.problems.append(f"shown cell below {min_group_size}: {_describe(cells, row)} "
+                               f"n={n[row]:.0f}")
+    _check_recovery(cells, hidden, np.nan_to_num(n), min_group_size, report)
     if report.problems:
         raise DisclosureError(
             f"the published layer breaks disclosure control ({len(report.problems)} "
@@ -100,97 +112,156 @@ def _check_counts(con, k: int, report: VerificationReport) -> None:
             report.problems.append(f"table {table}: {bad[0][0]} row(s) with {column} below {k}")
 
 
-def _describe(row) -> str:
-    return (f"wave {row.wave} {row.level} {row.unit} {row.breakdown}={row.grp} "
-            f"{row.measure_kind} {row.measure}")
+def _describe(cells, row: int) -> str:
+    r = {column: cells[column][int(row)].as_py() for column in CELL_KEY}
+    return (f"wave {r['wave']} {r['level']} {r['unit']} {r['breakdown']}={r['grp']} "
+            f"{r['measure_kind']} {r['measure']}")
 
 
-def _relations(cells: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(equation id, cell row, coefficient) triples: each parent -1, each part +1."""
-    position = pd.Series(np.arange(len(cells)), index=pd.MultiIndex.from_frame(cells[CELL_KEY]))
+def _codes(column, dictionary=None) -> tuple[np.ndarray, object]:
+    """Integer code of each value of an Arrow column (missing values get one of their
+    own, as in a pandas index) and the values coded."""
+    encoded = pc.dictionary_encode(column, null_encoding="encode").combine_chunks()
+    return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64), encoded.dictionary
+
+
+def _relations(cells) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(equation id, cell row, coefficient) triples: each parent -1, each part +1.
+
+    A cell's key (CELL_KEY) is coded as one integer (mixed radix over the codes of its
+    columns; `unit` and `peer_group` share codes, as a site's peer group is the unit of
+    its parent) and a part finds its parent by hashing that integer.
+    """
+    codes, values = {}, {}
+    for column in CELL_KEY:
+        if column != "unit":
+            codes[column], values[column] = _codes(cells[column])
+    both, values["unit"] = _codes(pa.chunked_array(
+        cells["unit"].chunks + cells["peer_group"].cast(cells["unit"].type).chunks,
+        type=cells["unit"].type))
+    codes["unit"], peer_group = both[:len(cells)], both[len(cells):]
+    radix = [max(len(values[column]), 1) for column in CELL_KEY]
+    if np.prod([float(r) for r in radix]) >= 2.0 ** 62:
+        raise DisclosureError("too many distinct cells to check; the cell key does not fit "
+                              "in 64 bits")
+
+    def key(rows: np.ndarray, fixed: dict) -> np.ndarray:
+        out = np.zeros(len(rows), dtype=np.int64)
+        for column, size in zip(CELL_KEY, radix):
+            out = out * size + (fixed[column] if column in fixed else codes[column][rows])
+        return out
+
+    def code_of(column: str, value: str) -> int:
+        return pc.index(values[column], pa.scalar(value, values[column].type)).as_py()
+
+    everything = np.arange(len(cells))
+    position = pd.Index(key(everything, {}))
+    if not position.is_unique:
+        raise DisclosureError("the cells table holds the same cell twice")
     eq_rows, cell_rows, coefs = [], [], []
     next_eq = 0
 
-    def add(parts: pd.DataFrame, parent_keys: pd.DataFrame, split: list[str]) -> None:
+    def add(parts: np.ndarray, fixed: dict, split: np.ndarray | None) -> None:
         nonlocal next_eq
-        parent = position.reindex(pd.MultiIndex.from_frame(parent_keys[CELL_KEY])).to_numpy()
-        keep = ~np.isnan(parent)
-        parts, parent = parts[keep], parent[keep].astype(np.int64)
-        ids = pd.DataFrame({"parent": parent}).join(
-            parts[split].reset_index(drop=True)).pipe(
-            lambda f: f.groupby(list(f.columns), sort=False).ngroup()).to_numpy()
-        eq_rows.extend([ids + next_eq, np.unique(ids) + next_eq])
-        parents_of_eq = pd.Series(parent).groupby(ids).first()
-        cell_rows.extend([parts["row"].to_numpy(), parents_of_eq.to_numpy()])
-        coefs.extend([np.ones(len(ids)), -np.ones(len(parents_of_eq))])
-        next_eq += int(ids.max()) + 1 if len(ids) else 0
+        if any(np.ndim(value) == 0 and value < 0 for value in fixed.values()):
+            return  # no cell has that parent's key (a file without national cells, say)
+        parent = position.get_indexer(key(parts, fixed))
+        keep = parent >= 0
+        parts, parent = parts[keep], parent[keep]
+        tag = np.zeros(len(parts), np.int64) if split is None else split[parts]
+        # One equation per (parent, split), numbered in order of first appearance.
+        ids, firsts = pd.factorize(parent * (int(tag.max(initial=0)) + 1) + tag)
+        parents_of_eq = np.empty(len(firsts), dtype=np.int64)
+        parents_of_eq[ids] = parent
+        eq_rows.extend([ids + next_eq, np.arange(len(firsts)) + next_eq])
+        cell_rows.extend([parts, parents_of_eq])
+        coefs.extend([np.ones(len(ids)), -np.ones(len(firsts))])
+        next_eq += len(firsts)
 
-    rows = cells.assign(row=np.arange(len(cells)))
-    groups = rows[rows["breakdown"] != "all"]
-    add(groups, groups.assign(breakdown="all", grp="all"), ["breakdown"])
-    sites = rows[rows["level"] == "site"]
-    add(sites, sites.assign(level="peer", unit=sites["peer_group"]), [])
-    add(sites, sites.assign(level="national", unit="national"), [])
-    peers = rows[rows["level"] == "peer"]
-    add(peers, peers.assign(level="national", unit="national"), [])
+    level = codes["level"]
+    all_ = {"breakdown": code_of("breakdown", "all"), "grp": code_of("grp", "all")}
+    national = {"level": code_of("level", "national"), "unit": code_of("unit", "national")}
+    groups = np.flatnonzero(codes["breakdown"] != all_["breakdown"])
+    add(groups, all_, codes["breakdown"])
+    sites = np.flatnonzero(level == code_of("level", "site"))
+    add(sites, {"level": code_of("level", "peer"), "unit": peer_group[sites]}, None)
+    add(sites, national, None)
+    peers = np.flatnonzero(level == code_of("level", "peer"))
+    add(peers, national, None)
     return (np.concatenate(eq_rows).astype(np.int64), np.concatenate(cell_rows).astype(np.int64),
             np.concatenate(coefs))
 
 
-def _check_recovery(cells: pd.DataFrame, k: int, report: VerificationReport) -> None:
+def _check_recovery(cells, hidden: np.ndarray, n: np.ndarray, k: int,
+                    report: VerificationReport) -> None:
     eq, cell, coef = _relations(cells)
     report.equations = int(eq.max()) + 1 if len(eq) else 0
-    hidden = cells["suppressed"].to_numpy()
-    n = np.nan_to_num(cells["n"].to_numpy(dtype=float))
     # Move shown cells to the right-hand side: sum(coef * x_hidden) = -sum(coef * n_shown).
     rhs = -np.bincount(eq, weights=np.where(hidden[cell], 0.0, coef * n[cell]),
                        minlength=report.equations)
-    unknown_index = np.full(len(cells), -1)
+    unknown_index = np.full(len(hidden), -1)
     unknown_cells = np.flatnonzero(hidden)
     unknown_index[unknown_cells] = np.arange(len(unknown_cells))
-    on_unknown = hidden[cell]
-    a = coo_matrix((coef[on_unknown], (eq[on_unknown], unknown_index[cell[on_unknown]])),
-                   shape=(report.equations, len(unknown_cells))).tocsr()
     if not len(unknown_cells):
         return
-    # Blocks of unknowns tied together by equations are solved separately.
-    n_blocks, block = connected_components((a.T @ a).tocsr(), directed=False)
+    on_unknown = hidden[cell]
+    a_row, a_col, a_val = eq[on_unknown], unknown_index[cell[on_unknown]], coef[on_unknown]
+    # Blocks of unknowns tied together by equations are solved separately: connected
+    # components of the graph joining each equation to its unknowns.
+    graph = coo_matrix((np.ones(len(a_row)), (a_row, report.equations + a_col)),
+                       shape=(report.equations + len(unknown_cells),) * 2)
+    _, label = connected_components(graph, directed=False)
+    block = label[report.equations:]
     values = np.full(len(unknown_cells), np.nan)
     # Group the nonzeros by block once, then solve block by block on small pieces.
-    coo = a.tocoo()
-    entry_block = block[coo.col]
+    n_blocks = int(label.max()) + 1
+    entry_block = block[a_col]
     by_block = np.argsort(entry_block, kind="stable")
     cuts = np.searchsorted(entry_block[by_block], np.arange(n_blocks + 1))
     members_of = np.argsort(block, kind="stable")
     member_cuts = np.searchsorted(block[members_of], np.arange(n_blocks + 1))
-    for b in range(n_blocks):
+    sizes = np.diff(member_cuts)
+    with_equations = np.flatnonzero(np.diff(cuts))
+    if len(with_equations):
+        report.largest_block = int(sizes[with_equations].max())
+        report.blocks_by_chain = int((sizes[with_equations] > MAX_EXACT_BLOCK).sum())
+
+    def solve(b: int) -> None:
         entries = by_block[cuts[b]:cuts[b + 1]]
-        if not len(entries):
-            continue
         members = members_of[member_cuts[b]:member_cuts[b + 1]]
-        rows_used, local_row = np.unique(coo.row[entries], return_inverse=True)
-        local_col = np.searchsorted(members, coo.col[entries])
-        sub = coo_matrix((coo.data[entries], (local_row.ravel(), local_col)),
+        rows_used, local_row = np.unique(a_row[entries], return_inverse=True)
+        local_col = np.searchsorted(members, a_col[entries])
+        sub = coo_matrix((a_val[entries], (local_row.ravel(), local_col)),
                          shape=(len(rows_used), len(members)))
-        report.largest_block = max(report.largest_block, len(members))
         if len(members) <= MAX_EXACT_BLOCK:
             values[members] = _determined_values(sub.toarray(), rhs[rows_used])
         else:
-            report.blocks_by_chain += 1
             values[members] = _chain_values(sub.tocsr(), rhs[rows_used])
+
+    # Blocks are independent and LAPACK lets go of the GIL, so blocks are solved on
+    # as many threads as there are cores, each factorisation on one BLAS thread (at
+    # these sizes BLAS threads only get in each other's way). Largest blocks first,
+    # so that the last block to finish is a small one. Each block writes its own cells.
+    largest_first = with_equations[np.argsort(-sizes[with_equations], kind="stable")]
+    with threadpool_limits(1), ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
+        list(pool.map(solve, largest_first))
     recoverable = ~np.isnan(values)
     report.recoverable_hidden = int(recoverable.sum())
     leaked = recoverable & (np.round(values) >= 1) & (np.round(values) < k)
     for j in np.flatnonzero(leaked)[:20]:
-        row = cells.iloc[unknown_cells[j]]
-        report.problems.append(f"hidden cell recoverable: {_describe(row)} n={values[j]:.0f}")
+        report.problems.append(f"hidden cell recoverable: {_describe(cells, unknown_cells[j])} "
+                               f"n={values[j]:.0f}")
     # Remainders: in each equation, what the unrecoverable hidden parts add up to.
-    known_part = a @ np.where(recoverable, values, 0.0)
-    unrecoverable = a.multiply((~recoverable).astype(float)[None, :]).tocsr()
-    has_parent_unknown = np.asarray((unrecoverable.minimum(0)).sum(axis=1)).ravel() < 0
+    entry_recoverable = recoverable[a_col]
+    known_part = np.bincount(a_row, weights=np.where(entry_recoverable, a_val * values[a_col], 0.0),
+                             minlength=report.equations)
+    open_entry = ~entry_recoverable
+    has_parent_unknown = np.bincount(a_row[open_entry & (a_val < 0)],
+                                     minlength=report.equations) > 0
+    open_parts = np.bincount(a_row[open_entry], minlength=report.equations)
     remainder = rhs - known_part
     small = (~has_parent_unknown & (np.round(remainder) >= 1) & (np.round(remainder) < k)
-             & (unrecoverable.getnnz(axis=1) > 0))
+             & (open_parts > 0))
     for e in np.flatnonzero(small)[:20]:
         report.problems.append(f"equation {e}: hidden parts add up to {remainder[e]:.0f}")
 
@@ -213,11 +284,32 @@ def _chain_values(a, b: np.ndarray) -> np.ndarray:
 
 
 def _determined_values(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Values of the unknowns fixed by a x = b (NaN where the equations leave freedom)."""
-    u, s, vt = np.linalg.svd(a, full_matrices=True)
-    tol = max(a.shape) * np.finfo(float).eps * (s[0] if len(s) else 0.0) * 10
-    rank = int((s > tol).sum())
-    null = vt[rank:].T                       # columns span the null space
-    solution = vt[:rank].T @ ((u[:, :rank].T @ b) / s[:rank])
-    free = np.linalg.norm(null, axis=1) > 1e-8 if null.size else np.zeros(a.shape[1], bool)
+    """Values of the unknowns fixed by a x = b (NaN where the equations leave freedom).
+
+    Unknown j is fixed exactly when the unit vector e_j lies in the row space of `a`.
+    A QR factorisation of a^T with column pivoting (LAPACK geqp3) gives an orthonormal
+    basis Q of that row space; e_j lies in it when row j of Q has length 1. This is
+    the projection that the null space of an SVD measures from the other side, at a
+    fraction of the cost (no n x n matrix of singular vectors is formed).
+
+    Rank is where the pivoted diagonal |R_kk| falls below the SVD's tolerance divided
+    by sqrt(N), N the larger side of `a`: pivoting makes |R_kk| the largest column of
+    the part not yet factorised, so the first singular value dropped is at most
+    sqrt(N) |R_kk|, and |R_00| is at most the largest singular value. The rank found
+    is never below the rank an SVD would report, so a fixed unknown is never taken
+    for a free one. A row of Q shorter than 1 - 1e-12 (a
+    null-space component above 1e-6) counts as free.
+    """
+    if not a.size:
+        return np.full(a.shape[1], np.nan)
+    q, r, pivot = qr(a.T, mode="economic", pivoting=True)
+    diagonal = np.abs(np.diag(r))
+    tol = max(a.shape) * np.finfo(float).eps * diagonal[0] * 10 / np.sqrt(max(a.shape))
+    rank = int((diagonal > tol).sum())
+    basis = q[:, :rank]
+    # Equations pivot[:rank] are independent and span the row space: a = P R^T Q^T, so
+    # the solution in the row space is Q y with R_11^T y = b on those equations.
+    y = solve_triangular(r[:rank, :rank], b[pivot[:rank]], trans="T")
+    solution = basis @ y
+    free = np.einsum("ij,ij->i", basis, basis) < 1 - 1e-12
     return np.where(free, np.nan, solution)
