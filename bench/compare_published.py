@@ -18,11 +18,12 @@ import numpy as np
 import pandas as pd
 
 
-def _tables(path: str) -> dict[str, pd.DataFrame]:
+def _tables(path: str) -> tuple[dict[str, pd.DataFrame], dict[str, list]]:
     with duckdb.connect(path, read_only=True) as con:
         names = [r[0] for r in con.execute(
             "select table_name from information_schema.tables order by 1").fetchall()]
-        return {name: con.execute(f'select * from "{name}"').df() for name in names}
+        types = {name: con.execute(f'describe "{name}"').fetchall() for name in names}
+        return {name: con.execute(f'select * from "{name}"').df() for name in names}, types
 
 
 def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
@@ -35,12 +36,14 @@ def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
 def compare(before: str, after: str, rtol: float = 1e-9) -> list[str]:
     """Differences found, one line each (empty when the files publish the same values)."""
     problems = []
-    old, new = _tables(before), _tables(after)
+    (old, old_types), (new, new_types) = _tables(before), _tables(after)
     if set(old) != set(new):
         problems.append(f"tables differ: only before {sorted(set(old) - set(new))}, "
                         f"only after {sorted(set(new) - set(old))}")
     for name in sorted(set(old) & set(new)):
         a, b = old[name], new[name]
+        if old_types[name] != new_types[name]:
+            problems.append(f"{name}: column types {old_types[name]} != {new_types[name]}")
         if list(a.columns) != list(b.columns):
             problems.append(f"{name}: columns {list(a.columns)} != {list(b.columns)}")
             continue
