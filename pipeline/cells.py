@@ -210,7 +210,12 @@ def build_cell_sums(con: duckdb.DuckDBPyConnection, instrument: Instrument) -> i
             select * from site_level union all select * from peer_level
             union all select * from national_level
         )
-        select * from final""")
+        -- A fixed order: complementary suppression breaks ties between equally good
+        -- cells to hide by their position, so rows in whatever order the parallel
+        -- joins and aggregates produce them gave a different (equally safe) choice of
+        -- hidden cells from one run to the next.
+        select * from final
+        order by level, unit, wave, breakdown, grp, measure_kind, measure""")
     for table in ("site_cells", "group_sums", "item_sums", "respondent_values"):
         con.execute(f"drop table if exists {table}")
     return con.execute("select count(*) from cell_sums").fetchall()[0][0]
