@@ -180,8 +180,8 @@ def trend_table(cells: pd.DataFrame) -> pd.DataFrame:
     pairs = pairs.assign(change=diff, change_low=low, change_high=high, p=p)
     pairs["q"] = benjamini_hochberg_by_group(pairs["p"].to_numpy(), pairs.groupby(
         ["wave", "level", "measure_kind", "measure"], sort=False).ngroup().to_numpy())
-    pairs["flag"] = np.where(pairs["q"] < FDR, np.where(pairs["change"] > 0, "improved",
-                                                         "declined"), "no clear change")
+    pairs["flag"] = _three_way(pairs["q"] < FDR, pairs["change"] > 0,
+                               ("improved", "declined", "no clear change"))
     pairs["previous_wave"] = pairs["previous_wave"].astype(int)
     pairs["n_previous"] = pairs["n_previous"].astype(int)
     return pairs.drop(columns=["sd", "sd_previous"]).reset_index(drop=True)
@@ -247,12 +247,20 @@ def equity_table(cells: pd.DataFrame) -> pd.DataFrame:
     merged = merged.assign(diff=diff, diff_low=low, diff_high=high, p=p)
     merged["q"] = benjamini_hochberg_by_group(merged["p"].to_numpy(), merged.groupby(
         ["wave", "level", "unit", "measure_kind", "measure"], sort=False).ngroup().to_numpy())
-    merged["flag"] = np.where(merged["q"] < FDR, np.where(merged["diff"] < 0, "lower",
-                                                           "higher"), "no clear difference")
+    merged["flag"] = _three_way(merged["q"] < FDR, merged["diff"] < 0,
+                                ("lower", "higher", "no clear difference"))
     merged["n_rest"] = merged["n_rest"].astype(int)
     return merged[["wave", "level", "unit", "peer_group", "breakdown", "grp", "measure_kind",
                    "measure", "n", "mean", "ci_low", "ci_high", "n_rest", "mean_rest", "diff",
                    "diff_low", "diff_high", "p", "q", "flag"]].reset_index(drop=True)
+
+
+def _three_way(flagged, first, labels: tuple[str, str, str]) -> np.ndarray:
+    """labels[0] where flagged and first, labels[1] where flagged and not first,
+    labels[2] where not flagged; as Python strings, which become a pandas string column
+    far faster than the fixed-width array np.where builds from string literals."""
+    codes = np.where(np.asarray(flagged), np.where(np.asarray(first), 0, 1), 2)
+    return np.array(labels, dtype=object)[codes]
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -269,12 +277,15 @@ def build_benchmarks(pub: duckdb.DuckDBPyConnection, target_rule: str = "peer_q3
         select {', '.join(BENCHMARKED_COLUMNS)} from cells
         where not suppressed and measure_kind in (?, ?, ?)""", [*COMPARED_KINDS, "item"])
     headcounts = query_frame(pub, "select * from site_headcounts")
-    tables = {"benchmarks": benchmark_table(cells)}
-    params, funnel_rows = funnel_tables(cells)
+    # Only equity and weighting look at groups; the rest filter unit totals out of the
+    # cells again and again, which is quicker from the totals alone (a sixth of the rows).
+    totals = cells[(cells["breakdown"] == "all").to_numpy()]
+    tables = {"benchmarks": benchmark_table(totals)}
+    params, funnel_rows = funnel_tables(totals)
     tables |= {"funnel_params": params, "funnel": funnel_rows,
-               "shrunken": shrunken_table(cells, params) if len(params) else pd.DataFrame(),
-               "trends": trend_table(cells),
-               "principle_gaps": principle_gap_table(cells, target_rule),
+               "shrunken": shrunken_table(totals, params) if len(params) else pd.DataFrame(),
+               "trends": trend_table(totals),
+               "principle_gaps": principle_gap_table(totals, target_rule),
                "equity": equity_table(cells),
                "weighted": weighted_table(cells, headcounts, k)}
     for name, frame in tables.items():
