@@ -225,14 +225,17 @@ def _measures(instrument: Instrument):
 
 
 def _register_grid(con: duckdb.DuckDBPyConnection, instrument: Instrument) -> None:
-    """`cell_grid`: every site with responses in a wave x every breakdown group."""
+    """`cell_grid`: every site with responses in a wave x every breakdown group.
+
+    The site x wave pairs come from `group_sums` (its site-total grouping set has one row
+    for each), which saves another scan of the respondents."""
     groups = [(ALL, ALL)] + [(b, g) for b, gs in breakdown_groups(instrument).items() for g in gs]
     frame = pd.DataFrame(groups, columns=["breakdown", "grp"])
     con.register("breakdown_grid_frame", frame)
     con.execute("""
         create or replace temp table cell_grid as
         select w.wave, w.site_code, b.breakdown, b.grp
-        from (select distinct wave, site_code from respondent_values) w
+        from (select distinct wave, site_code from group_sums) w
         cross join breakdown_grid_frame b""")
     con.unregister("breakdown_grid_frame")
 
