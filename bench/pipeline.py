@@ -9,6 +9,11 @@ factor_analyzer per scale x site x wave, which computes only part of what the pi
 does; goal >= 50x).
 
     .venv/bin/python bench/pipeline.py [--sizes 10000 100000 1000000] [--skip-loop]
+                                       [--without-headcounts]
+
+Staff-group headcounts (headcounts.csv of the set) are loaded as a national run would,
+so the benchmark stage includes the headcount-weighted means; --without-headcounts
+leaves them out (as this benchmark did before they were loaded).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from pathlib import Path
 from common import ROOT, ensure_data, load_reference
 
 from pipeline.run import run_pipeline
-from pipeline.store import open_store
+from pipeline.store import load_headcounts_csv, open_store
 from survey.instrument import load_instrument
 from survey.settings import DEFAULT_INSTRUMENT, Settings
 
@@ -32,13 +37,16 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
 
 
-def run_once(folder: Path, instrument) -> tuple[float, dict[str, float], object]:
+def run_once(folder: Path, instrument, headcounts: bool = True
+             ) -> tuple[float, dict[str, float], object]:
     store = folder / "stores" / "pipeline.duckdb"
     store.parent.mkdir(exist_ok=True)
     for path in (store, store.with_name("pipeline.published.duckdb")):
         path.unlink(missing_ok=True)
     with open_store(store) as con:
         load_reference(con, folder)
+        if headcounts and (folder / "headcounts.csv").exists():
+            load_headcounts_csv(con, folder / "headcounts.csv", instrument)
     settings = Settings(db_path=store)
     stages: dict[str, float] = {}
     marks: list[tuple[str, float]] = []
@@ -56,6 +64,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--skip-loop", action="store_true")
+    parser.add_argument("--without-headcounts", action="store_true",
+                        help="do not load headcounts.csv (no weighted means)")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     instrument = load_instrument(DEFAULT_INSTRUMENT)
@@ -65,7 +75,7 @@ def main() -> None:
     for size in sorted(args.sizes):
         folder = ROOT / "bench" / "data" / ("national" if size == 1_000_000 else f"national_{size}")
         ensure_data(folder, size, formats=("parquet",))
-        wall, stages, report = run_once(folder, instrument)
+        wall, stages, report = run_once(folder, instrument, not args.without_headcounts)
         timings[size] = wall
         pub = report.published
         print(f"{size:>9,} responses: {wall:6.2f} s  peak RSS so far {peak_rss_gb():.2f} GB  "

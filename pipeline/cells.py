@@ -35,6 +35,7 @@ import duckdb
 import pandas as pd
 
 from pipeline.scoring import scale_sql_terms
+from pipeline.store import read_sql
 from pipeline.validation_sql import quote
 from survey.instrument import Instrument
 
@@ -120,7 +121,9 @@ def build_cell_sums(con: duckdb.DuckDBPyConnection, instrument: Instrument) -> i
     multiply small cells without telling a director anything the scales do not.
     """
     attributes = [a.id for a in instrument.attributes]
-    con.execute("create or replace temp table respondent_values as select *, "
+    # A view, not a table: each scan below computes only the columns it uses, instead of
+    # writing ~150 derived columns for every respondent first.
+    con.execute("create or replace temp view respondent_values as select *, "
                 + ", ".join(_principle_exprs(instrument))
                 + f" from ({_respondent_sql(instrument)})")
     measure_aggs = ["count(*)::bigint as n__responses"]
@@ -165,55 +168,50 @@ def build_cell_sums(con: duckdb.DuckDBPyConnection, instrument: Instrument) -> i
         from respondent_values group by wave, site_code""")
 
     _register_grid(con, instrument)
-    long_parts = []
-    for kind, measure, table in _measures(instrument):
-        prefix = f"{kind}__{measure}" if kind != "responses" else "responses"
-        n = quote(f"n__{prefix}")
-        s1 = quote(f"s1__{prefix}") if kind != "responses" else "null::double"
-        s2 = quote(f"s2__{prefix}") if kind != "responses" else "null::double"
-        has_fav = kind in ("scale", "item")
-        fav = quote(f"fav__{prefix}") if has_fav else "null::bigint"
-        den = quote(f"den__{prefix}") if has_fav else "null::bigint"
-        unf = quote(f"unf__{prefix}") if kind == "item" else "null::bigint"
-        item_only = "where g.breakdown = 'all'" if table == "item_sums" else ""
-        long_parts.append(f"""
-            select g.wave, g.site_code, g.breakdown, g.grp, '{kind}' as measure_kind,
-                   '{measure}' as measure, coalesce({n}, 0)::bigint as n,
-                   {s1}::double as s1, {s2}::double as s2, {fav}::bigint as fav,
-                   {den}::bigint as fav_den, {unf}::bigint as unf
-            from cell_grid g left join {table} t using (wave, site_code, breakdown, grp)
-            {item_only}""")
-    con.execute("create or replace temp table site_cells as " + " union all ".join(long_parts))
+    # Wide sums to long cells in one pass over each wide table: every grid row carries a
+    # list with one struct per measure, which unnest turns into rows.
+    group_cells = [_cell_struct(kind, measure) for kind, measure, table in _measures(instrument)
+                   if table == "group_sums"]
+    item_cells = [_cell_struct(kind, measure) for kind, measure, table in _measures(instrument)
+                  if table == "item_sums"]
     con.execute(f"""
-        create or replace table cell_sums as
-        with site_level as (
-            select c.wave, 'site' as level, c.site_code as unit, s.site_type as peer_group,
-                   c.breakdown, c.grp, c.measure_kind, c.measure,
-                   c.n, c.s1, c.s2, c.fav, c.fav_den, c.unf
-            from site_cells c join sites s using (site_code)
-        ),
-        peer_level as (
-            select wave, 'peer' as level, peer_group as unit, peer_group, breakdown, grp,
-                   measure_kind, measure, sum(n)::bigint as n, sum(s1) as s1, sum(s2) as s2,
-                   sum(fav)::bigint as fav, sum(fav_den)::bigint as fav_den,
-                   sum(unf)::bigint as unf
-            from site_level group by all
-        ),
-        national_level as (
-            select wave, 'national' as level, '{NATIONAL}' as unit, null as peer_group,
-                   breakdown, grp, measure_kind, measure, sum(n)::bigint as n,
-                   sum(s1) as s1, sum(s2) as s2, sum(fav)::bigint as fav,
-                   sum(fav_den)::bigint as fav_den, sum(unf)::bigint as unf
-            from site_level group by all
-        ),
-        final as (
-            select * from site_level union all select * from peer_level
-            union all select * from national_level
+        create or replace temp table site_cells as
+        with long_cells as (
+            select g.wave, g.site_code, g.breakdown, g.grp,
+                   unnest([{', '.join(group_cells)}]) as cell
+            from cell_grid g left join group_sums t using (wave, site_code, breakdown, grp)
+            union all
+            select g.wave, g.site_code, g.breakdown, g.grp,
+                   unnest([{', '.join(item_cells)}]) as cell
+            from cell_grid g left join item_sums t using (wave, site_code, breakdown, grp)
+            where g.breakdown = '{ALL}'
         )
-        select * from final""")
-    for table in ("site_cells", "group_sums", "item_sums", "respondent_values"):
+        select wave, site_code, breakdown, grp, cell.measure_kind, cell.measure, cell.n,
+               cell.s1, cell.s2, cell.fav, cell.fav_den, cell.unf
+        from long_cells""")
+    con.execute("create or replace table cell_sums as " + read_sql("cell_sums.sql"),
+                [NATIONAL])
+    for table in ("site_cells", "group_sums", "item_sums", "cell_grid"):
         con.execute(f"drop table if exists {table}")
+    con.execute("drop view if exists respondent_values")
     return con.execute("select count(*) from cell_sums").fetchall()[0][0]
+
+
+def _cell_struct(kind: str, measure: str) -> str:
+    """One long cell from a wide sums row: the measure's columns, NULL where a kind has
+    no such statistic (responses have only n; principles no favourable counts; only
+    items count unfavourable answers); n is 0 for a grid group nobody belongs to."""
+    prefix = f"{kind}__{measure}" if kind != "responses" else "responses"
+    has_sums, has_fav = kind != "responses", kind in ("scale", "item")
+    s1 = quote(f"s1__{prefix}") if has_sums else "null"
+    s2 = quote(f"s2__{prefix}") if has_sums else "null"
+    fav = quote(f"fav__{prefix}") if has_fav else "null"
+    den = quote(f"den__{prefix}") if has_fav else "null"
+    unf = quote(f"unf__{prefix}") if kind == "item" else "null"
+    return (f"{{'measure_kind': '{kind}', 'measure': '{measure}', "
+            f"'n': coalesce({quote(f'n__{prefix}')}, 0)::bigint, 's1': {s1}::double, "
+            f"'s2': {s2}::double, 'fav': {fav}::bigint, 'fav_den': {den}::bigint, "
+            f"'unf': {unf}::bigint}}")
 
 
 def _measures(instrument: Instrument):
@@ -227,14 +225,17 @@ def _measures(instrument: Instrument):
 
 
 def _register_grid(con: duckdb.DuckDBPyConnection, instrument: Instrument) -> None:
-    """`cell_grid`: every site with responses in a wave x every breakdown group."""
+    """`cell_grid`: every site with responses in a wave x every breakdown group.
+
+    The site x wave pairs come from `group_sums` (its site-total grouping set has one row
+    for each), which saves another scan of the respondents."""
     groups = [(ALL, ALL)] + [(b, g) for b, gs in breakdown_groups(instrument).items() for g in gs]
     frame = pd.DataFrame(groups, columns=["breakdown", "grp"])
     con.register("breakdown_grid_frame", frame)
     con.execute("""
         create or replace temp table cell_grid as
         select w.wave, w.site_code, b.breakdown, b.grp
-        from (select distinct wave, site_code from respondent_values) w
+        from (select distinct wave, site_code from group_sums) w
         cross join breakdown_grid_frame b""")
     con.unregister("breakdown_grid_frame")
 

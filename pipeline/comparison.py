@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 #: Funnel control limits drawn: two-sided 95% and 99.8% (Spiegelhalter 2005).
@@ -137,6 +138,36 @@ def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
     out = np.empty(m)
     out[order] = adjusted
     q[ok] = out
+    return q
+
+
+def benjamini_hochberg_by_group(p: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """`benjamini_hochberg` applied within each family of tests at once (one family a
+    distinct value of `groups`), without a Python loop over families.
+
+    Same formula and operations as `benjamini_hochberg`, so each q is what that function
+    gives for its family: within a family, p-values are ranked (NaN last and left out of
+    m), p_(j) * m / j is taken from the largest rank down to a running minimum, capped
+    at 1. Tied p-values get the same q whatever order the sort puts them in.
+    """
+    p = np.asarray(p, float)
+    groups = np.asarray(groups)
+    q = np.full_like(p, np.nan)
+    if not len(p):
+        return q
+    # families as 0..F-1 ordered, then positions sorted by family, then p (NaN last)
+    _, family = np.unique(groups, return_inverse=True)
+    order = np.lexsort((p, family))
+    family, sorted_p = family[order], p[order]
+    starts = np.flatnonzero(np.r_[True, family[1:] != family[:-1]])
+    sizes = np.diff(np.r_[starts, len(p)])
+    rank = np.arange(len(p)) - np.repeat(starts, sizes) + 1
+    m = np.bincount(family, weights=~np.isnan(sorted_p), minlength=len(starts))[family]
+    with np.errstate(invalid="ignore"):
+        ranked = sorted_p * m / rank
+    # running minimum from each family's largest rank down; NaN (untested) is skipped
+    adjusted = pd.Series(ranked[::-1]).groupby(family[::-1]).cummin().to_numpy()[::-1]
+    q[order] = np.clip(adjusted, None, 1.0)
     return q
 
 

@@ -28,6 +28,7 @@ from pipeline.actions import action_rows, load_actions
 from pipeline.benchmark import build_benchmarks
 from pipeline.cells import NOT_STATED, build_cell_sums, item_is_agreement
 from pipeline.disclosure import suppress_small_cells
+from pipeline.frames import query_frame, write_table
 from pipeline.quality import analysis_view
 from pipeline.verify import VerificationReport, verify_published
 from survey.instrument import Instrument
@@ -72,12 +73,15 @@ def published_cells(sums: pd.DataFrame, instrument: Instrument) -> pd.DataFrame:
         var = (out["s2"].to_numpy(float) - n * mean ** 2) / (n - 1)
         sd = np.sqrt(np.clip(var, 0, None))
         se = sd / np.sqrt(n)
-        half = stats.t.ppf(0.975, n - 1) * se
+        # t quantiles for the few distinct n rather than for every cell: same values
+        distinct_df, position = np.unique(n - 1, return_inverse=True)
+        half = stats.t.ppf(0.975, distinct_df)[position.ravel()] * se
         pct = 100 * out["fav"].to_numpy(float) / out["fav_den"].to_numpy(float)
         pct_unf = 100 * out["unf"].to_numpy(float) / out["fav_den"].to_numpy(float)
-    agreement = item_is_agreement(instrument)
+    yes_no_items = [item for item, agreement in item_is_agreement(instrument).items()
+                    if not agreement]
     kind, measure = out["measure_kind"], out["measure"]
-    yes_no = (kind == "item") & ~measure.map(agreement).fillna(True).astype(bool)
+    yes_no = (kind == "item") & measure.isin(yes_no_items)
     no_mean = (kind == "responses") | yes_no
     one_to_five = (kind == "scale") | ((kind == "item") & ~yes_no)
     hidden = out["suppressed"].to_numpy()
@@ -188,8 +192,8 @@ def publish(con: duckdb.DuckDBPyConnection, instrument: Instrument, settings: Se
     # by row, and DuckDB's parallel aggregation hands rows back in a different order
     # from run to run. Unordered, the same data could be published with different cells
     # hidden on each run, and two such publications together could give a cell away.
-    sums = con.execute("select * from cell_sums order by wave, level, unit, breakdown, grp, "
-                       "measure_kind, measure").df()
+    sums = query_frame(con, "select * from cell_sums order by wave, level, unit, breakdown, "
+                            "grp, measure_kind, measure")
     step("suppress")
     decided = suppress_small_cells(sums, k)
     report.cells = len(decided)
@@ -210,9 +214,7 @@ def publish(con: duckdb.DuckDBPyConnection, instrument: Instrument, settings: Se
         if psychometrics is not None:
             tables |= reliability_tables(psychometrics, cells, k)
         for name, frame in tables.items():
-            pub.register("frame_to_publish", frame)
-            pub.execute(f'create table "{name}" as select * from frame_to_publish')
-            pub.unregister("frame_to_publish")
+            write_table(pub, name, frame)
         step("benchmark")
         bench = build_benchmarks(pub, settings.target_rule, k)
         pub.execute("checkpoint")
@@ -273,6 +275,4 @@ def _log_suppression(con, decided: pd.DataFrame) -> None:
     """Keep why each cell was hidden in the store (not published): the survey lead's audit."""
     hidden = decided.loc[decided["suppressed"], ["wave", "level", "unit", "breakdown", "grp",
                                                  "measure_kind", "measure", "n", "suppression"]]
-    con.register("hidden_cells", hidden)
-    con.execute("create or replace table suppression_log as select * from hidden_cells")
-    con.unregister("hidden_cells")
+    write_table(con, "suppression_log", hidden)

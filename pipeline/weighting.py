@@ -36,78 +36,120 @@ WEIGHTED_KINDS = ("scale", "principle")
 def capped_shares(targets: np.ndarray, sample: np.ndarray, cap: float = WEIGHT_CAP
                   ) -> tuple[np.ndarray, np.ndarray]:
     """(final shares t', capped mask): targets re-shared so no t'_c / p_c exceeds `cap`."""
-    targets = np.asarray(targets, float) / np.sum(targets)
+    shares, capped = capped_shares_by_row(np.asarray(targets, float)[None, :],
+                                          np.asarray(sample, float)[None, :], cap)
+    return shares[0], capped[0]
+
+
+def capped_shares_by_row(targets: np.ndarray, sample: np.ndarray, cap: float = WEIGHT_CAP
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """`capped_shares` for many sites at once: one row of classes per site x measure.
+
+    A row may end in classes with target 0 and sample 0 (padding for sites with fewer
+    classes): such a class is never capped and adds nothing to any sum. Each round caps,
+    in every row at once, the classes whose share is over the cap and re-shares the rest;
+    a row where no new class hits the cap keeps its shares, as the one-site loop stops.
+    """
+    targets = np.asarray(targets, float)
+    targets = targets / np.sum(targets, axis=1, keepdims=True)
     sample = np.asarray(sample, float)
-    capped = np.zeros(len(targets), bool)
+    capped = np.zeros(targets.shape, bool)
     shares = targets.copy()
-    for _ in range(len(targets)):
-        limit = cap * sample
+    limit = cap * sample
+    for _ in range(targets.shape[1]):
         newly = ~capped & (shares > limit + 1e-12)
-        if not newly.any():
+        changed = newly.any(axis=1)
+        if not changed.any():
             break
         capped |= newly
-        free = 1.0 - np.sum(limit[capped])
-        uncapped_target = np.sum(targets[~capped])
-        shares = np.where(capped, limit, targets / uncapped_target * free
-                          if uncapped_target > 0 else 0.0)
+        free = 1.0 - np.sum(np.where(capped, limit, 0.0), axis=1, keepdims=True)
+        uncapped_target = np.sum(np.where(capped, 0.0, targets), axis=1, keepdims=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            reshared = np.where(uncapped_target > 0, targets / uncapped_target * free, 0.0)
+        shares[changed] = np.where(capped, limit, reshared)[changed]
     return shares, capped
 
 
 def weighted_table(cells: pd.DataFrame, headcounts: pd.DataFrame, k: int,
                    cap: float = WEIGHT_CAP) -> pd.DataFrame:
-    """Weighted site means per site x wave x scale / principle (see the module notes)."""
+    """Weighted site means per site x wave x scale / principle (see the module notes).
+
+    Computed for all site x wave x measure rows at once: the classes of each row sit in
+    one row of a small matrix (shown staff groups in the order of the cells, then the
+    pooled class), so the arithmetic is array-wide rather than a Python loop per row.
+    """
     if headcounts.empty:
         return pd.DataFrame()
-    heads = headcounts.groupby(["site_code", "staff_group"])["headcount"].sum()
-    site_level = cells[(cells["level"] == "site") & cells["measure_kind"].isin(WEIGHTED_KINDS)]
-    totals = site_level[(site_level["breakdown"] == "all") & ~site_level["suppressed"]]
-    groups = site_level[(site_level["breakdown"] == "staff_group") & ~site_level["suppressed"]
-                        & (site_level["grp"] != "not_stated")]
-    groups_by = {key: frame for key, frame in groups.groupby(["wave", "unit", "measure_kind",
-                                                              "measure"])}
-    rows = []
-    for total in totals.itertuples(index=False):
-        if total.unit not in heads.index.get_level_values(0):
-            continue
-        site_heads = heads.loc[total.unit]
-        head_total = float(site_heads.sum())
-        shown = groups_by.get((total.wave, total.unit, total.measure_kind, total.measure))
-        shown = shown[shown["grp"].map(site_heads).fillna(0) > 0] if shown is not None \
-            else pd.DataFrame(columns=["grp", "n", "mean", "sd"])
-        n_total, n_shown = float(total.n), float(shown["n"].sum())
-        s1 = n_total * total.mean - float((shown["n"] * shown["mean"]).sum())
-        s2 = ((n_total - 1) * total.sd ** 2 + n_total * total.mean ** 2
-              - float(((shown["n"] - 1) * shown["sd"] ** 2 + shown["n"] * shown["mean"] ** 2
-                       ).sum()))
-        n_pool = n_total - n_shown
-        if 0 < n_pool < k:
-            continue  # cannot happen after complementary suppression; never publish it
-        class_n = list(shown["n"].astype(float))
-        class_mean = list(shown["mean"].astype(float))
-        class_sd = list(shown["sd"].astype(float))
-        targets = list(shown["grp"].map(site_heads).astype(float) / head_total)
-        pool_target = max(0.0, 1.0 - sum(targets))
-        if n_pool > 0:
-            pool_mean = s1 / n_pool
-            pool_var = (s2 - n_pool * pool_mean ** 2) / (n_pool - 1) if n_pool > 1 else 0.0
-            class_n.append(n_pool)
-            class_mean.append(pool_mean)
-            class_sd.append(float(np.sqrt(max(pool_var, 0.0))))
-            targets.append(pool_target)
-        if not class_n or sum(targets) <= 0:
-            continue
-        n_c, mean_c, sd_c = map(np.array, (class_n, class_mean, class_sd))
-        sample = n_c / n_total
-        shares, capped = capped_shares(np.array(targets), sample, cap)
-        weights = shares / sample
-        mean = float(np.sum(shares * mean_c))
-        se = float(np.sqrt(np.sum(shares ** 2 * sd_c ** 2 / n_c)))
-        rows.append({"wave": total.wave, "site_code": total.unit,
-                     "peer_group": total.peer_group, "measure_kind": total.measure_kind,
-                     "measure": total.measure, "n": int(total.n), "mean": total.mean,
-                     "weighted_mean": mean, "weighted_se": se,
-                     "weighted_ci_low": mean - 1.96 * se, "weighted_ci_high": mean + 1.96 * se,
-                     "classes": len(n_c), "classes_capped": int(capped.sum()),
-                     "respondents_pooled": int(n_pool),
-                     "design_effect": float(np.sum(sample * weights ** 2))})
-    return pd.DataFrame(rows)
+    heads = headcounts.groupby(["site_code", "staff_group"], as_index=False)["headcount"].sum()
+    head_total = heads.groupby("site_code")["headcount"].sum()
+    key = ["wave", "unit", "measure_kind", "measure"]
+    site_level = cells[(cells["level"] == "site") & cells["measure_kind"].isin(WEIGHTED_KINDS)
+                       & ~cells["suppressed"]]
+    totals = site_level[(site_level["breakdown"] == "all")
+                        & site_level["unit"].isin(head_total.index)].reset_index(drop=True)
+    groups = site_level[(site_level["breakdown"] == "staff_group")
+                        & (site_level["grp"] != "not_stated")][key + ["grp", "n", "mean", "sd"]]
+    groups = groups.assign(order=np.arange(len(groups))).merge(
+        totals[key].assign(row=np.arange(len(totals))), on=key).merge(
+        heads.rename(columns={"site_code": "unit", "staff_group": "grp"}), on=["unit", "grp"])
+    # a staff group is a class of its own only when it is shown and has a headcount
+    groups = groups[groups["headcount"] > 0].sort_values(["row", "order"])
+    rows, slot = groups["row"].to_numpy(), groups.groupby("row").cumcount().to_numpy()
+
+    count = len(totals)
+    n_total = totals["n"].to_numpy(float)
+    mean_total, sd_total = totals["mean"].to_numpy(float), totals["sd"].to_numpy(float)
+    g_n, g_mean = groups["n"].to_numpy(float), groups["mean"].to_numpy(float)
+    g_sd = groups["sd"].to_numpy(float)
+    g_target = groups["headcount"].to_numpy(float) / head_total.loc[groups["unit"]].to_numpy(
+        float)
+    shown = np.bincount(rows, minlength=count)
+    # the pooled class: the site total minus its shown groups, from the sums
+    n_pool = n_total - np.bincount(rows, g_n, minlength=count)
+    s1 = n_total * mean_total - np.bincount(rows, g_n * g_mean, minlength=count)
+    s2 = ((n_total - 1) * sd_total ** 2 + n_total * mean_total ** 2
+          - np.bincount(rows, (g_n - 1) * g_sd ** 2 + g_n * g_mean ** 2, minlength=count))
+    pool_target = np.maximum(0.0, 1.0 - np.bincount(rows, g_target, minlength=count))
+    has_pool = n_pool > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pool_mean = s1 / n_pool
+        pool_var = np.where(n_pool > 1, (s2 - n_pool * pool_mean ** 2) / (n_pool - 1), 0.0)
+    pool_sd = np.sqrt(np.maximum(pool_var, 0.0))
+    target_sum = np.bincount(rows, g_target, minlength=count) + np.where(has_pool, pool_target, 0)
+    classes = shown + has_pool
+    # 0 < n_pool < k cannot happen after complementary suppression; never publish it
+    keep = ~((n_pool > 0) & (n_pool < k)) & (classes > 0) & (target_sum > 0)
+
+    width = int(classes.max()) if count else 0
+    n_c, mean_c, sd_c, target_c = (np.zeros((count, width)) for _ in range(4))
+    for matrix, values in ((n_c, g_n), (mean_c, g_mean), (sd_c, g_sd), (target_c, g_target)):
+        matrix[rows, slot] = values
+    pooled = np.flatnonzero(has_pool)
+    pool_slot = shown[pooled]
+    for matrix, values in ((n_c, n_pool), (mean_c, pool_mean), (sd_c, pool_sd),
+                           (target_c, pool_target)):
+        matrix[pooled, pool_slot] = values[pooled]
+
+    n_c, mean_c, sd_c, target_c = n_c[keep], mean_c[keep], sd_c[keep], target_c[keep]
+    present = n_c > 0
+    sample = n_c / n_total[keep, None]
+    shares, capped = capped_shares_by_row(target_c, sample, cap)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        weights = np.where(present, shares / sample, 0.0)
+        variance = np.where(present, shares ** 2 * sd_c ** 2 / n_c, 0.0)
+    mean = np.sum(shares * mean_c, axis=1)
+    se = np.sqrt(np.sum(variance, axis=1))
+    kept = totals[keep]
+    if not len(kept):
+        return pd.DataFrame()
+    return pd.DataFrame({
+        "wave": kept["wave"].astype("int64").to_numpy(), "site_code": kept["unit"].to_numpy(),
+        "peer_group": kept["peer_group"].to_numpy(),
+        "measure_kind": kept["measure_kind"].to_numpy(), "measure": kept["measure"].to_numpy(),
+        "n": kept["n"].astype("int64").to_numpy(), "mean": kept["mean"].to_numpy(float),
+        "weighted_mean": mean, "weighted_se": se,
+        "weighted_ci_low": mean - 1.96 * se, "weighted_ci_high": mean + 1.96 * se,
+        "classes": classes[keep].astype("int64"),
+        "classes_capped": capped.sum(axis=1).astype("int64"),
+        "respondents_pooled": n_pool[keep].astype("int64"),
+        "design_effect": np.sum(np.where(present, sample * weights ** 2, 0.0), axis=1)})

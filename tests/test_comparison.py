@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.comparison import (benjamini_hochberg, funnel, funnel_band, pooled_sd, shrink,
-                                 welch, winsorise)
+from pipeline.comparison import (benjamini_hochberg, benjamini_hochberg_by_group, funnel,
+                                 funnel_band, pooled_sd, shrink, welch, winsorise)
 
 EXPECTED = json.loads((Path(__file__).parent / "expected" / "funnel_worked_example.json")
                       .read_text(encoding="utf-8"))
@@ -70,6 +70,24 @@ def test_bh_by_hand_and_missing_values():
     # from the top makes .03 take .0533 too.
     np.testing.assert_allclose(q[[0, 2, 3, 4]], [0.04, 0.04 * 4 / 3, 0.04 * 4 / 3, 0.5])
     assert np.isnan(q[1])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_bh_by_group_is_bh_within_each_family(seed):
+    rng = np.random.default_rng(seed)
+    families = rng.choice(["a", "b", "c", "d"], 400)
+    p = rng.random(400)
+    p[rng.random(400) < 0.1] = np.nan
+    p[rng.random(400) < 0.2] = 0.03 if seed else 1.0  # ties
+    q = benjamini_hochberg_by_group(p, families)
+    for family in np.unique(families):
+        mine = families == family
+        # the same operations in the same order: equal to the last bit, NaN where p is
+        np.testing.assert_array_equal(q[mine], benjamini_hochberg(p[mine]))
+    by_hand = benjamini_hochberg_by_group(np.array([0.01, np.nan, 0.04, 0.03, 0.5, 0.2]),
+                                          np.array([1, 1, 1, 1, 1, 2]))
+    np.testing.assert_allclose(by_hand[[0, 2, 3, 4, 5]],
+                               [0.04, 0.04 * 4 / 3, 0.04 * 4 / 3, 0.5, 0.2])
 
 
 def test_shrinkage_matches_r(example):

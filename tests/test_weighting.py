@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from pipeline.store import open_store
-from pipeline.weighting import capped_shares
+from pipeline.weighting import capped_shares, weighted_table
 from tests.test_publish import read
 
 
@@ -54,3 +55,94 @@ def test_weighted_mean_equals_weighting_every_respondent(published_sample):
     kish = len(people) * (people["w"] ** 2).sum() / people["w"].sum() ** 2
     assert row["design_effect"] == pytest.approx(kish, abs=1e-9)
     assert row["weighted_mean"] != pytest.approx(row["mean"], abs=1e-6)
+
+
+def _weighted_one_site(total, shown, site_heads, k, cap=3.0):
+    """The method for one site x wave x measure, written out plainly as the reference."""
+    shown = shown[shown["grp"].map(site_heads).fillna(0) > 0]
+    n_total = float(total["n"])
+    n_pool = n_total - shown["n"].sum()
+    if 0 < n_pool < k:
+        return None
+    s1 = n_total * total["mean"] - (shown["n"] * shown["mean"]).sum()
+    s2 = ((n_total - 1) * total["sd"] ** 2 + n_total * total["mean"] ** 2
+          - ((shown["n"] - 1) * shown["sd"] ** 2 + shown["n"] * shown["mean"] ** 2).sum())
+    n_c, mean_c, sd_c = (list(shown[c].astype(float)) for c in ("n", "mean", "sd"))
+    targets = list(shown["grp"].map(site_heads) / sum(site_heads.values()))
+    pool_target = max(0.0, 1.0 - sum(targets))
+    if n_pool > 0:
+        pool_mean = s1 / n_pool
+        n_c.append(n_pool)
+        mean_c.append(pool_mean)
+        sd_c.append(np.sqrt(max((s2 - n_pool * pool_mean ** 2) / (n_pool - 1), 0.0)))
+        targets.append(pool_target)
+    n_c, mean_c, sd_c = map(np.array, (n_c, mean_c, sd_c))
+    sample = n_c / n_total
+    shares, capped = capped_shares(np.array(targets), sample, cap)
+    se = np.sqrt(np.sum(shares ** 2 * sd_c ** 2 / n_c))
+    return {"weighted_mean": np.sum(shares * mean_c), "weighted_se": se,
+            "classes": len(n_c), "classes_capped": int(capped.sum()),
+            "respondents_pooled": int(n_pool),
+            "design_effect": np.sum(sample * (shares / sample) ** 2)}
+
+
+def _simulated_cells(seed: int, k: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Site cells from simulated respondents: totals, staff groups (hidden below k)."""
+    rng = np.random.default_rng(seed)
+    staff = ["consultant", "resident", "foundation", "sas", "not_stated"]
+    rows, heads = [], []
+    for site in ["S1", "S2", "S3", "S4", "S5"]:
+        mix = rng.dirichlet(np.ones(len(staff)) * (0.4 if site == "S2" else 3))
+        for wave in (2025, 2026):
+            for measure in ("psysafety", "workload"):
+                size = int(rng.integers(40, 400))
+                grp = rng.choice(staff, size, p=mix)
+                score = rng.normal(3 + 0.3 * (grp == "consultant"), 0.8)
+                cell = {"wave": wave, "level": "site", "unit": site, "peer_group": "acute",
+                        "measure_kind": "scale", "measure": measure}
+                rows.append(cell | {"breakdown": "all", "grp": "all", "n": size,
+                                    "mean": score.mean(), "sd": score.std(ddof=1),
+                                    "suppressed": False})
+                for g in staff:
+                    mine = score[grp == g]
+                    rows.append(cell | {"breakdown": "staff_group", "grp": g, "n": len(mine),
+                                        "mean": mine.mean() if len(mine) else np.nan,
+                                        "sd": mine.std(ddof=1) if len(mine) > 1 else np.nan,
+                                        "suppressed": len(mine) < k})
+        if site != "S5":  # S5 has no headcounts, so it gets no weighted row
+            # S2: consultants far more numerous than they answer, so the cap binds;
+            # S3: no foundation doctors on the books, so they join the pooled class
+            heads += [{"site_code": site, "staff_group": g,
+                       "headcount": 0 if (site, g) == ("S3", "foundation") else
+                       int(rng.integers(5, 60)) * (20 if (site, g) == ("S2", "consultant")
+                                                   else 1)} for g in staff[:-1]]
+    return pd.DataFrame(rows), pd.DataFrame(heads)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_weighted_table_matches_the_method_site_by_site(seed):
+    k = 10
+    cells, headcounts = _simulated_cells(seed, k)
+    table = weighted_table(cells, headcounts, k)
+    expected = []
+    for (wave, site, measure), cell in cells.groupby(["wave", "unit", "measure"], sort=False):
+        if site not in set(headcounts["site_code"]):
+            continue
+        total = cell[cell["breakdown"] == "all"].iloc[0]
+        shown = cell[(cell["breakdown"] == "staff_group") & ~cell["suppressed"]
+                     & (cell["grp"] != "not_stated")]
+        heads = dict(headcounts.loc[headcounts["site_code"] == site,
+                                    ["staff_group", "headcount"]].to_numpy())
+        row = _weighted_one_site(total, shown, heads, k)
+        if row is not None:
+            expected.append({"wave": wave, "site_code": site, "measure": measure} | row)
+    expected = pd.DataFrame(expected)
+    assert len(table) == len(expected) > 0
+    assert table[["wave", "site_code", "measure"]].values.tolist() == \
+        expected[["wave", "site_code", "measure"]].values.tolist()
+    assert table["classes_capped"].sum() > 0  # the cap is exercised
+    for column in ("classes", "classes_capped", "respondents_pooled"):
+        assert table[column].tolist() == expected[column].tolist()
+    for column in ("weighted_mean", "weighted_se", "design_effect"):
+        # the same sums in a different order: agreement to rounding
+        np.testing.assert_allclose(table[column], expected[column], rtol=1e-12)
