@@ -38,27 +38,38 @@ class QualityRules:
 def quality_sql(instrument: Instrument, rules: QualityRules) -> str:
     """The statement that (re)builds `response_quality`."""
     items = [quote(i) for i in instrument.scale_item_ids]
-    # DuckDB lets a select list refer to aliases defined earlier in the same list, so
-    # the run length at each position builds on the one before it.
-    runs = ["1 as run_0"] + [
-        f"case when {items[p]} = {items[p - 1]} then run_{p - 1} + 1 else 1 end as run_{p}"
-        for p in range(1, len(items))]
     every = [quote(i) for i in instrument.item_ids] + [quote(a.id) for a in instrument.attributes]
     answered = " + ".join(f"({i} is not null)::integer" for i in items)
     longest = max(2, round(rules.longstring_share * len(items)))
-    return f"""
-        create or replace table response_quality as
-        with
-        runs as (
+    # The run length at each position builds on the one before it, one projection per
+    # item, each keeping only the current run and the longest so far. (Written as a
+    # chain of aliases in one select list, DuckDB expands every alias into the
+    # expressions behind it, and the work grows with the square of the item count.)
+    scan = f"""
             select site_code, wave, response_id, duration_seconds,
                    ({answered}) as n_answered,
-                   least({', '.join(items)}) as lowest, greatest({', '.join(items)}) as highest,
-                   {', '.join(runs)},
+                   -- One bit per answer code used (codes are small integers): a single
+                   -- bit set means every answer was the same (cheaper than least/greatest).
+                   bit_count({' | '.join(f'coalesce(1::bigint << {i}, 0)' for i in items)})
+                       as codes_used,
                    -- A 64-bit hash stands in for the answers: grouping wide structs is
                    -- slow, and two different answer sets colliding among a million
                    -- respondents is about a 1 in 10^7 chance.
-                   hash(row({', '.join(every)})) as answers_hash
-            from responses
+                   hash(row({', '.join(every)})) as answers_hash,
+                   {', '.join(items)}, 1 as run, 1 as longstring
+            from responses"""
+    for previous, current in zip(items, items[1:]):
+        scan = f"""
+            select * exclude (run, run_here, longstring, {previous}), run_here as run,
+                   greatest(longstring, run_here) as longstring
+            from (select *, case when {current} = {previous} then run + 1 else 1 end
+                                as run_here
+                  from ({scan}))"""
+    scan = f"select * exclude (run, {items[-1]}) from ({scan})"
+    return f"""
+        create or replace table response_quality as
+        with
+        runs as ({scan}
         ),
         repeated as (
             select site_code, wave, answers_hash, min(response_id) as first_id
@@ -71,9 +82,9 @@ def quality_sql(instrument: Instrument, rules: QualityRules) -> str:
         ),
         final as (
             select site_code, wave, response_id, n_answered,
-                   greatest({', '.join(f'run_{p}' for p in range(len(items)))}) as longstring,
+                   longstring,
                    duration_seconds, wave_median_seconds,
-                   (n_answered >= {rules.min_answers} and lowest = highest)
+                   (n_answered >= {rules.min_answers} and codes_used = 1)
                        or longstring >= {longest} as straight_lining,
                    coalesce(duration_seconds < {rules.speed_fraction} * wave_median_seconds,
                             false) as speeding,

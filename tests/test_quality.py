@@ -48,16 +48,23 @@ def test_counts_per_site_add_up_and_exclusion_is_a_setting(sample_store, sample_
 
 def test_duplicate_submissions_and_longstrings(tmp_path, store_path, instrument,
                                                definition_yaml):
+    scale_items = instrument.scale_item_ids
     varied = {item.id: str(1 + position % 5) for position, item in enumerate(instrument.items)
               if item.response_scale == "agree5"}
     rows = [response_row(instrument, "r1", **varied),
             response_row(instrument, "r2", **varied),          # same answers: a duplicate
             response_row(instrument, "r3", **varied, staff_group="foundation"),
-            response_row(instrument, "r4")]                    # every item 4: straight-line
+            response_row(instrument, "r4"),                    # every item 4: straight-line
+            # Seven alike, a blank (which breaks a run), nine alike, then varied: the
+            # longest run is 9, too short to flag.
+            response_row(instrument, "r5", **{item: "" if p == 7 else
+                                              "2" if p < 17 else varied[item]
+                                              for p, item in enumerate(scale_items)})]
     with open_store(store_path) as con:
         ingest_file(con, write_csv(tmp_path / "x.csv", rows), instrument, definition_yaml)
         flag_response_quality(con, instrument)
         got = con.execute("select response_id, longstring, straight_lining, duplicate "
                           "from response_quality order by response_id").fetchall()
     assert got == [("r1", 1, False, False), ("r2", 1, False, True),
-                   ("r3", 1, False, False), ("r4", 44, True, False)]
+                   ("r3", 1, False, False), ("r4", 44, True, False),
+                   ("r5", 9, False, False)]
