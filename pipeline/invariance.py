@@ -1,8 +1,8 @@
 """Measurement invariance of a one-factor scale across groups: configural, metric, scalar.
 
-semopy fits groups separately, so the equality constraints that metric and scalar
-invariance need are built here: a small multi-group maximum-likelihood CFA with a mean
-structure, fitted with scipy.
+A small multi-group maximum-likelihood CFA with a mean structure and the equality
+constraints that metric and scalar invariance need, fitted with scipy (the same approach
+as the single-group CFA in `pipeline.structure`).
 
 Per group g the model is x = nu_g + lambda_g f + e, f ~ (kappa_g, phi_g), e ~ (0, Theta_g)
 with the first loading fixed to 1 (marker). Configural: everything free per group;
