@@ -119,3 +119,26 @@ def test_one_factor_loadings_recover_a_known_structure_and_match_factor_analyzer
     assert np.allclose(one_factor_loadings(noisy), np.abs(fitted.loadings_[:, 0]), atol=1e-5)
     batch = one_factor_loadings(np.stack([corr, noisy]))
     assert np.allclose(batch[0], true, atol=1e-10)
+
+
+def test_power_steps_land_on_the_same_fixed_point_as_exact_decompositions():
+    # Noisy correlation matrices of small one-factor samples, 4 to 8 items: the batched
+    # fit (power steps, then eigen decompositions) equals principal-axis iteration done
+    # with eigen decompositions throughout, for every matrix that converges.
+    from pipeline.reliability import _eigen_phase, one_factor_loadings
+
+    rng = np.random.default_rng(5)
+    for k in (4, 6, 8):
+        matrices = []
+        for _ in range(300):
+            n = int(rng.integers(40, 600))
+            lam = rng.uniform(0.3, 0.85, k)
+            x = rng.standard_normal((n, 1)) * lam + rng.standard_normal((n, k)) * np.sqrt(1 - lam ** 2)
+            matrices.append(np.corrcoef(np.clip(np.round(1.1 * x + 3), 1, 5), rowvar=False))
+        matrices = np.array(matrices)
+        fast = one_factor_loadings(matrices)
+        smc = 1 - 1 / np.diagonal(np.linalg.pinv(matrices), axis1=1, axis2=2)
+        exact = _eigen_phase(matrices, smc, 1e-11, 10_000)
+        proper = (exact ** 2 < 1).all(axis=1)       # leave out Heywood cases
+        assert proper.mean() > 0.9
+        assert np.abs(fast - exact)[proper].max() < 1e-9, k
