@@ -43,16 +43,22 @@ STRUCTURE_SAMPLE = 20_000
 SEED = 20261123
 
 
-def judge(name: str, value: float | None) -> dict:
-    """A value with its criterion and a plain verdict ('meets', 'below', 'n/a')."""
-    op, threshold, source = CRITERIA[name]
+def verdict(name: str, value: float | None) -> str:
+    """'meets', 'does not meet' or 'n/a' (no value) against the criterion for `name`."""
+    op, threshold, _ = CRITERIA[name]
     if value is None or not np.isfinite(value):
-        verdict = "n/a"
-    else:
-        ok = {">=": value >= threshold, "<=": value <= threshold, "<": value < threshold}[op]
-        verdict = "meets" if ok else "does not meet"
-    return {"value": None if value is None or not np.isfinite(value) else float(value),
-            "criterion": f"{op} {threshold}", "source": source, "verdict": verdict}
+        return "n/a"
+    ok = value >= threshold if op == ">=" else value <= threshold if op == "<=" \
+        else value < threshold
+    return "meets" if ok else "does not meet"
+
+
+def judge(name: str, value: float | None) -> dict:
+    """A value with its criterion, source and plain verdict (see `verdict`)."""
+    op, threshold, source = CRITERIA[name]
+    finite = value is not None and np.isfinite(value)
+    return {"value": float(value) if finite else None, "criterion": f"{op} {threshold}",
+            "source": source, "verdict": verdict(name, value)}
 
 
 class PsychometricsError(CultureError):
@@ -117,7 +123,7 @@ def reliability_rows(moments: dict, min_group: int) -> list[dict]:
                 else:
                     row |= {name: float(values[index]) for name, values in alphas.items()}
                     row["omega_total"] = float(omegas[index])
-                    row["alpha_verdict"] = judge("alpha", row["alpha"])["verdict"]
+                    row["alpha_verdict"] = verdict("alpha", row["alpha"])
                     index += 1
                 rows.append(row)
     return rows

@@ -203,9 +203,19 @@ def one_factor_loadings(corr: np.ndarray, tolerance: float = 1e-11,
 
 
 def _principal_axis(matrices: np.ndarray, tolerance: float, max_iterations: int) -> np.ndarray:
-    communality = 1 - 1 / np.diagonal(np.linalg.pinv(matrices), axis1=1, axis2=2)
+    communality = 1 - 1 / np.diagonal(_inverse(matrices), axis1=1, axis2=2)
     communality = _power_phase(matrices, communality, tolerance, POWER_STEPS)
     return _eigen_phase(matrices, communality, tolerance, max_iterations)
+
+
+def _inverse(matrices: np.ndarray) -> np.ndarray:
+    """Batched inverse for the squared multiple correlations that start the iteration;
+    the pseudo-inverse (an SVD, several times slower) only when a matrix is singular."""
+    try:
+        inverse = np.linalg.inv(matrices)
+    except np.linalg.LinAlgError:
+        return np.linalg.pinv(matrices)
+    return inverse if np.isfinite(inverse).all() else np.linalg.pinv(matrices)
 
 
 #: Power-iteration steps before the exact eigen decompositions take over.

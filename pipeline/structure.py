@@ -327,20 +327,19 @@ def htmt(data: pd.DataFrame, structure: dict[str, list[str]],
     (Roemer, Schuberth & Henseler 2021). In R: ``semTools::htmt(model, data)``.
     """
     columns = [item for items in structure.values() for item in items]
-    corr = data[columns].astype(float).dropna().corr().abs()
+    corr = np.abs(np.corrcoef(data[columns].astype(float).dropna().to_numpy(), rowvar=False))
     factors = list(structure)
+    blocks = {f: [columns.index(i) for i in items] for f, items in structure.items()}
 
     def mean(values: np.ndarray) -> float:
         return float(np.exp(np.log(values).mean()) if geometric else values.mean())
 
-    def within(items: list[str]) -> float:
-        block = corr.loc[items, items].to_numpy()
-        return mean(block[np.triu_indices(len(items), 1)])
-
+    within = {f: mean(corr[np.ix_(b, b)][np.triu_indices(len(b), 1)])
+              for f, b in blocks.items()}
     result = pd.DataFrame(1.0, index=factors, columns=factors)
     for a in factors:
         for b in factors:
             if a != b:
-                between = mean(corr.loc[structure[a], structure[b]].to_numpy().ravel())
-                result.loc[a, b] = between / np.sqrt(within(structure[a]) * within(structure[b]))
+                between = mean(corr[np.ix_(blocks[a], blocks[b])].ravel())
+                result.loc[a, b] = between / np.sqrt(within[a] * within[b])
     return result
