@@ -59,40 +59,51 @@ def _moment_sums(con: duckdb.DuckDBPyConnection, instrument: Instrument, scale_i
     keyed = _keyed(instrument, scale_id)
     k = len(items)
     x = [f"x{i}" for i in range(k)]
-    # Per item: m = answered (0/1) and z = answer or 0, so that every pairwise sum is a
-    # plain product sum (no FILTER clauses): n_ij = sum(m_i m_j), sum of x_i over the
-    # pair = sum(z_i m_j), sum of x_i^2 over the pair = sum(z_i^2 m_j), sum x_i x_j =
-    # sum(z_i z_j).
+    # Per item: m = answered (0/1), z = answer or 0 and q = z^2, so that every pairwise
+    # sum is a plain product sum (no FILTER clauses): n_ij = sum(m_i m_j), sum of x_i
+    # over the pair = sum(z_i m_j), sum of x_i^2 over the pair = sum(q_i m_j), sum
+    # x_i x_j = sum(z_i z_j). On the diagonal these are just sum(m_i), sum(z_i) and
+    # sum(q_i), computed once and copied to the pair names below (about 40% fewer
+    # products per row than six sums for every pair).
     prepared = []
     for expr, name in zip(keyed, x):
         prepared += [f"({expr} is not null)::double as m_{name}",
                      f"coalesce({expr}, 0) as z_{name}"]
+    squared = [f"z_{v} * z_{v} as q_{v}" for v in x]
     complete = " and ".join(f"m_{v} = 1" for v in x)
     aggregates = ["count(*) as n_rows", f"count(*) filter (where {complete}) as n_complete"]
     for i in range(k):
-        for j in range(i, k):
-            zi, zj, mi, mj = f"z_{x[i]}", f"z_{x[j]}", f"m_{x[i]}", f"m_{x[j]}"
+        aggregates += [f"sum(m_{x[i]}) as n_{i}_{i}", f"sum(z_{x[i]}) as si_{i}_{i}",
+                       f"sum(q_{x[i]}) as sii_{i}_{i}"]
+        for j in range(i + 1, k):
+            zi, zj, mi, mj, qi, qj = (f"z_{x[i]}", f"z_{x[j]}", f"m_{x[i]}", f"m_{x[j]}",
+                                      f"q_{x[i]}", f"q_{x[j]}")
             aggregates += [
                 f"sum({mi} * {mj}) as n_{i}_{j}",
                 f"sum({zi} * {mj}) as si_{i}_{j}",
                 f"sum({zj} * {mi}) as sj_{i}_{j}",
-                f"sum({zi} * {zi} * {mj}) as sii_{i}_{j}",
-                f"sum({zj} * {zj} * {mi}) as sjj_{i}_{j}",
+                f"sum({qi} * {mj}) as sii_{i}_{j}",
+                f"sum({qj} * {mi}) as sjj_{i}_{j}",
                 f"sum({zi} * {zj}) as sij_{i}_{j}",
             ]
     group_columns = ", ".join(quote(b) for b in by)
     where = f"where {complete}" if nan_policy == "listwise" else ""
     sql = f"""
         with keyed as (
-            select {group_columns + ', ' if by else ''}{', '.join(prepared)}
-            from {quote(source)}
+            select *, {', '.join(squared)} from (
+                select {group_columns + ', ' if by else ''}{', '.join(prepared)}
+                from {quote(source)})
         )
         select {group_columns + ', ' if by else ''}{', '.join(aggregates)}
         from keyed {where}
         {'group by ' + group_columns if by else ''}
         {'order by ' + group_columns if by else ''}
     """
-    return con.execute(sql).fetchnumpy(), items
+    sums = con.execute(sql).fetchnumpy()
+    for i in range(k):
+        sums[f"sj_{i}_{i}"] = sums[f"si_{i}_{i}"]
+        sums[f"sjj_{i}_{i}"] = sums[f"sij_{i}_{i}"] = sums[f"sii_{i}_{i}"]
+    return sums, items
 
 
 def scale_moments(con: duckdb.DuckDBPyConnection, instrument: Instrument, scale_id: str,
