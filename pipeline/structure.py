@@ -108,7 +108,9 @@ def parallel_analysis(items: pd.DataFrame, iterations: int = 100, seed: int = 0,
     Eigenvalues of the observed correlation matrix are compared with those of normal
     random data of the same size; factors are retained while the observed eigenvalue
     exceeds the random `percentile` (Horn 1965; Glorfeld 1995). Seeded, so repeatable.
-    In R: ``psych::fa.parallel(x, fa = "pc")`` (random, so equal in distribution only).
+    Uses complete rows only (listwise). In R: ``psych::fa.parallel(na.omit(x), fa =
+    "pc")`` (random, so equal in distribution only; on psych's bfi both suggest 5, while
+    psych's default pairwise correlations suggest 6).
 
     The random correlation matrices are drawn without drawing the data: the scatter
     matrix of n independent standard normal rows is Wishart(n - 1, I), sampled directly
