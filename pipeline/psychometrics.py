@@ -10,6 +10,8 @@ structural models (CFA, EFA, parallel analysis) see respondents, and at most
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from threadpoolctl import threadpool_limits
 import pandas as pd
@@ -206,12 +208,21 @@ def aggregation_rows(con, instrument: Instrument, moments: dict,
     return iccs, sites
 
 
-def structure_summary(con, instrument: Instrument) -> dict:
-    """KMO, Bartlett, parallel analysis and the CFA of the intended structure."""
+def structure_sample(con, instrument: Instrument) -> pd.DataFrame:
+    """The seeded sample of analysed respondents the structural checks use."""
     columns = ", ".join(f'"{i}"' for i in instrument.scale_item_ids)
-    frame = con.execute(
+    return con.execute(
         f"select {columns} from scope_responses using sample reservoir({STRUCTURE_SAMPLE} "
         f"rows) repeatable ({SEED})").df()
+
+
+def structure_summary(con, instrument: Instrument) -> dict:
+    """KMO, Bartlett, parallel analysis and the CFA of the intended structure."""
+    return structure_from_sample(structure_sample(con, instrument), instrument)
+
+
+def structure_from_sample(frame: pd.DataFrame, instrument: Instrument) -> dict:
+    """`structure_summary` on a sample already drawn (no store access: thread-safe)."""
     structure = {s.id: [i.id for i in instrument.items_of(s.id)] for s in instrument.scales}
     keyed = pd.concat([keyed_items(frame, instrument, s) for s in structure], axis=1)
     complete = keyed.dropna()
@@ -259,16 +270,26 @@ def item_distributions(con, instrument: Instrument) -> list[dict]:
     return list(rows.values())
 
 
-def invariance_summary(con, instrument: Instrument, min_group: int) -> list[dict]:
-    """Configural / metric / scalar invariance of each core scale across site types and
-    staff groups, on a seeded sample of respondents; groups too small are left out."""
-    from pipeline.invariance import measurement_invariance
-
+def invariance_sample(con, instrument: Instrument) -> pd.DataFrame:
+    """The seeded sample (items, site type, staff group) the invariance models use."""
     columns = ", ".join(f'r."{i}"' for i in instrument.scale_item_ids)
-    frame = con.execute(
+    return con.execute(
         f"select s.site_type, r.staff_group, {columns} from scope_responses r "
         f"join sites s using (site_code) using sample reservoir({STRUCTURE_SAMPLE} rows) "
         f"repeatable ({SEED})").df()
+
+
+def invariance_summary(con, instrument: Instrument, min_group: int) -> list[dict]:
+    """Configural / metric / scalar invariance of each core scale across site types and
+    staff groups, on a seeded sample of respondents; groups too small are left out."""
+    return invariance_from_sample(invariance_sample(con, instrument), instrument, min_group)
+
+
+def invariance_from_sample(frame: pd.DataFrame, instrument: Instrument,
+                           min_group: int) -> list[dict]:
+    """`invariance_summary` on a sample already drawn (no store access: thread-safe)."""
+    from pipeline.invariance import measurement_invariance
+
     rows = []
     for scale in (s for s in instrument.scales if s.core):
         items = keyed_items(frame, instrument, scale.id)
@@ -307,6 +328,25 @@ def _run_psychometrics(con, instrument: Instrument, settings: Settings, wave: in
     analysis_view(con, settings.exclude_flagged)
     score_responses(con, instrument)
     _scope_table(con, wave, site)
+    # The structural models are Python and numpy on two small samples; they are fitted
+    # in a worker thread while DuckDB scans the respondents below, on a core those scans
+    # leave partly idle (DuckDB releases the GIL while it works). The results do not
+    # depend on the overlap: each side only reads what it was handed.
+    samples = structure_sample(con, instrument), invariance_sample(con, instrument)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        structure = pool.submit(structure_from_sample, samples[0], instrument)
+        invariance = pool.submit(invariance_from_sample, samples[1], instrument,
+                                 settings.min_group_size)
+        # (Should the scans fail, leaving the block still waits for the fits to end.)
+        result = _scans(con, instrument, settings, flags, wave, site)
+        result["structure"] = structure.result()
+        result["invariance"] = invariance.result()
+    return result
+
+
+def _scans(con, instrument: Instrument, settings: Settings, flags: dict, wave: int | None,
+           site: str | None) -> dict:
+    """Everything of the stage that reads the respondents in DuckDB."""
     moments = scope_moments(con, instrument)
     iccs, sites = aggregation_rows(con, instrument, moments, settings.min_group_size)
     return {
@@ -321,8 +361,8 @@ def _run_psychometrics(con, instrument: Instrument, settings: Settings, wave: in
         "item_distributions": item_distributions(con, instrument),
         "icc": iccs,
         "sites": sites,
-        "structure": structure_summary(con, instrument),
-        "invariance": invariance_summary(con, instrument, settings.min_group_size),
+        "structure": None,     # filled in by the worker thread's results
+        "invariance": None,
         "criteria": {k: {"criterion": f"{op} {v}", "source": src}
                      for k, (op, v, src) in CRITERIA.items()},
         "caveat": ("These checks prove the machinery. On synthetic data they say nothing "
