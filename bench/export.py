@@ -66,6 +66,7 @@ def obvious_levels(published: Path) -> dict[str, pd.DataFrame]:
         measures = con.table("measures").df()
         reliability = con.table("reliability").df()
         gaps = con.table("principle_gaps").df()
+        groups = con.table("groups").df()
     frame = cells.merge(sites[["site_code", "name", "region"]].rename(
         columns={"site_code": "unit", "name": "site_name"}), on="unit", how="left")
     frame.loc[frame["level"] != "site", ["site_name", "region"]] = None
@@ -90,6 +91,8 @@ def obvious_levels(published: Path) -> dict[str, pd.DataFrame]:
                                   "measure"], how="left")
     frame["site_type"] = frame["peer_group"].where(frame["level"] != "national")
     frame["group_value"] = frame["grp"]
+    frame = frame.merge(groups[["breakdown", "grp", "label"]].rename(
+        columns={"label": "group_label"}), on=["breakdown", "grp"], how="left")
     frame["suppressed"] = frame["suppressed"].astype(int)
     selections = {"site": (frame["breakdown"] == "all") & frame["measure_kind"].isin(
                       ["responses", "scale"]),

@@ -158,7 +158,9 @@ CODED_COLUMNS = {
 #: Further text columns coded 1, 2, ... in sorted order, labelled with their values: in
 #: SPSS and Stata a labelled number is the usual form of a category (and text cells cost
 #: five times as much to write as numbers).
-DATA_CODED_COLUMNS = ("region", "group_value")
+DATA_CODED_COLUMNS = ("region", "group_value", "group_label", "measure_name")
+#: SPSS keeps value labels up to 120 bytes: a column with longer text stays text.
+VALUE_LABEL_BYTES = 120
 SUPPRESSED_LABELS = {0: "Shown", 1: "Suppressed (small cell or protects one)"}
 #: Codes above this are given, in sorted order, to values no list above knows.
 UNKNOWN_CODE_START = 90
@@ -282,6 +284,7 @@ def export_aggregates(published_path: Path, out_dir: Path,
                     f"select distinct {column} from export_level where {column} is not null"
                 ).fetchall()] for column in (*CODED_COLUMNS, *DATA_CODED_COLUMNS)
                     if column in types}
+                observed = labelled_columns(observed)
                 frame = None
                 for fmt_name in formats:
                     path = staging / f"culture_{name}.{fmt_name}"
@@ -319,6 +322,14 @@ def export_zip(published_path: Path, fmt: str | Sequence[str] = "csv",
             for path in report.paths:
                 archive.write(path, arcname=path.name)
     return buffer.getvalue()
+
+
+def labelled_columns(observed: dict[str, list]) -> dict[str, list]:
+    """The text columns (with their values) that SPSS and Stata files carry as labelled
+    codes: every listed category, and data-coded text whose values fit a value label."""
+    return {column: values for column, values in observed.items()
+            if column in CODED_COLUMNS
+            or max((len(v.encode()) for v in values), default=0) <= VALUE_LABEL_BYTES}
 
 
 def value_codes(column: str, values) -> dict[str, int]:

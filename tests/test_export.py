@@ -312,3 +312,29 @@ def test_cli_export_writes_pseudonymised_files_from_the_environment_key(hostile_
     assert pseudonymise("A", KEY) in set(frame["unit"]) and "A" not in set(frame["unit"])
     assert "sites are pseudonymised" in run.stdout
     assert CODED_COLUMNS["level"].keys() >= set(frame["level"])
+
+
+@pytest.mark.parametrize("fmt", ["sav", "dta"])
+def test_long_text_columns_are_labelled_codes_that_read_as_the_same_text(exported, fmt):
+    # Names and group labels are written as numbers carrying the text as value labels
+    # (cheaper to write, and the usual SPSS / Stata form); read with the labels applied,
+    # every row shows the same text as the CSV.
+    _, report, _ = exported
+    reader = pyreadstat.read_sav if fmt == "sav" else pyreadstat.read_dta
+    for level, column in (("group", "group_label"), ("group", "measure_name"),
+                          ("item", "measure_name")):
+        path = next(f.path for f in report.files if (f.level, f.fmt) == (level, fmt))
+        coded, meta = reader(str(path))
+        assert pd.api.types.is_numeric_dtype(coded[column]), (level, column)
+        labelled, _ = reader(str(path), apply_value_formats=True)
+        text = read_back(next(f.path for f in report.files if (f.level, f.fmt) == (level, "csv")))
+        assert list(labelled[column].astype(str)) == list(text[column].astype(str)), (level, column)
+
+
+def test_text_too_long_for_a_value_label_stays_text():
+    from pipeline.export import labelled_columns
+
+    long_item = "x" * 121
+    kept = labelled_columns({"level": ["site"], "measure_name": ["Short", long_item],
+                             "group_label": ["é" * 60]})          # 120 bytes in UTF-8
+    assert set(kept) == {"level", "group_label"}
