@@ -59,11 +59,30 @@ class SubmissionError(Exception):
         self.status, self.problems = status, problems
 
 
+#: Per instrument (by identity): each field's accepted values, worked out once rather
+#: than for every field of every post (the server's busiest path).
+_RULES: dict[int, tuple[Instrument, dict[str, tuple[str, frozenset]]]] = {}
+
+
+def _answer_rules(instrument: Instrument) -> dict[str, tuple[str, frozenset]]:
+    """{field: ("item", allowed int codes) or ("attribute", allowed option codes)}."""
+    cached = _RULES.get(id(instrument))
+    if cached is not None and cached[0] is instrument:
+        return cached[1]
+    rules: dict[str, tuple[str, frozenset]] = {}
+    for item in instrument.items:
+        scale = instrument.response_scale(item.response_scale)
+        rules[item.id] = ("item", frozenset(scale.codes) | frozenset(scale.missing_codes))
+    for attribute in instrument.attributes:
+        rules[attribute.id] = ("attribute", frozenset(o.code for o in attribute.options))
+    _RULES[id(instrument)] = (instrument, rules)
+    return rules
+
+
 def validate_answers(instrument: Instrument, form: dict[str, str]) -> dict:
     """Answers of a post as {field: code or option}; SubmissionError listing every problem."""
     problems, answers = [], {}
-    items = {item.id: item for item in instrument.items}
-    attributes = {a.id: a for a in instrument.attributes}
+    rules = _answer_rules(instrument)
     for name, value in form.items():
         if name in ("form_token", "t"):
             continue
@@ -76,26 +95,26 @@ def validate_answers(instrument: Instrument, form: dict[str, str]) -> dict:
                 else:
                     answers[name] = int(value)
             continue
-        if name in items:
-            if not value:
-                continue
-            scale = instrument.response_scale(items[name].response_scale)
-            allowed = list(scale.codes) + list(scale.missing_codes)
-            if not value.isdigit() or int(value) not in allowed:
+        rule = rules.get(name)
+        if rule is None:
+            problems.append(f"unknown field {name[:40]!r}")
+        elif not value:
+            continue
+        elif rule[0] == "item":
+            if not value.isdigit() or int(value) not in rule[1]:
+                scale = instrument.response_scale(
+                    next(i for i in instrument.items if i.id == name).response_scale)
+                allowed = list(scale.codes) + list(scale.missing_codes)
                 problems.append(f"{name}: {value[:20]!r} is not one of "
                                 f"{', '.join(map(str, allowed))}")
             else:
                 answers[name] = int(value)
-        elif name in attributes:
-            if not value:
-                continue
-            codes = [o.code for o in attributes[name].options]
-            if value not in codes:
-                problems.append(f"{name}: {value[:30]!r} is not one of {', '.join(codes)}")
-            else:
-                answers[name] = value
+        elif value not in rule[1]:
+            codes = [o.code for o in next(a for a in instrument.attributes
+                                           if a.id == name).options]
+            problems.append(f"{name}: {value[:30]!r} is not one of {', '.join(codes)}")
         else:
-            problems.append(f"unknown field {name[:40]!r}")
+            answers[name] = value
     if problems:
         raise SubmissionError(400, problems)
     return answers
