@@ -65,6 +65,20 @@ def test_form_page_is_accessible_and_complete(client, instrument):
     assert client.get("/s/A/1999").status_code == 404
 
 
+def test_the_form_is_compressed_for_browsers_that_accept_it(client):
+    import gzip
+
+    plain = client.get("/s/A/2025")
+    packed = client.get("/s/A/2025", headers={"Accept-Encoding": "gzip, deflate, br"})
+    assert "Content-Encoding" not in plain.headers
+    assert packed.headers["Content-Encoding"] == "gzip"
+    assert plain.headers["Vary"] == packed.headers["Vary"] == "Accept-Encoding"
+    assert len(packed.data) < len(plain.data) / 4
+    page = gzip.decompress(packed.data).decode()
+    # The same page but its one-time form token.
+    assert TOKEN.sub("", page) == TOKEN.sub("", plain.text)
+
+
 def test_a_submission_is_stored_once_with_the_day_only(client, inbox_path):
     token = form_token(client)
     fields = {"form_token": token, "hs01": "4", "ps01": "9", "oc_needed": "2",
