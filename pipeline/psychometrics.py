@@ -124,7 +124,11 @@ def reliability_rows(moments: dict, min_group: int) -> list[dict]:
                     row["note"] = f"fewer than {min_group} responses: not reported"
                 else:
                     row |= {name: float(values[index]) for name, values in alphas.items()}
-                    row["omega_total"] = float(omegas[index])
+                    omega = float(omegas[index])
+                    row["omega_total"] = omega if np.isfinite(omega) else None
+                    if row["omega_total"] is None:
+                        row["omega_note"] = ("not estimable: no proper one-factor solution "
+                                             "(a Heywood case, usual in small groups)")
                     row["alpha_verdict"] = verdict("alpha", row["alpha"])
                     index += 1
                 rows.append(row)

@@ -187,7 +187,10 @@ def one_factor_loadings(corr: np.ndarray, tolerance: float = 1e-11,
     until no communality moves by `tolerance` (1e-11) puts omega within ~1e-11 of the
     exact fixed point. Vectorised across groups: thousands of site x wave matrices are
     iterated together, first with cheap power steps and then confirmed with batched
-    eigen decompositions. Matches ``psych::fa(r, 1, fm = "minres")``.
+    eigen decompositions. Matches ``psych::fa(r, 1, fm = "minres")`` for proper
+    solutions. A matrix with no proper one-factor solution (a Heywood case: some
+    communality of 1 or more) gets NaN loadings, and so no omega, where psych reports
+    a boundary solution with a warning.
     """
     matrices = np.asarray(corr, dtype=float)
     single = matrices.ndim == 2
@@ -238,6 +241,7 @@ def _power_phase(matrices: np.ndarray, communality: np.ndarray, tolerance: float
     reduced = matrices.copy()
     reduced[:, diagonal, diagonal] = communality
     direction = np.full(communality.shape, 1 / np.sqrt(k))
+    improper_run = np.zeros(len(matrices), dtype=np.int64)
     active = np.arange(len(matrices))
     for _ in range(steps):
         product = np.einsum("gij,gj->gi", reduced[active], direction[active])
@@ -248,18 +252,34 @@ def _power_phase(matrices: np.ndarray, communality: np.ndarray, tolerance: float
         direction[active] = moved_direction
         communality[active] = updated
         reduced[active[:, None], diagonal, diagonal] = updated
-        active = active[moved >= tolerance]
+        # Groups improper for a while are left to the exact phase, which gives them up.
+        improper_run[active] = np.where((updated >= 1).any(axis=1), improper_run[active] + 1, 0)
+        active = active[(moved >= tolerance) & (improper_run[active] < IMPROPER_STEPS)]
         if not len(active):
             break
     return communality
 
 
+#: Iterations a group may stay improper (a communality of 1 or more) before it is given up.
+IMPROPER_STEPS = 100
+
+
 def _eigen_phase(matrices: np.ndarray, communality: np.ndarray, tolerance: float,
                  max_iterations: int) -> np.ndarray:
-    """Iterated principal axis with exact eigen decompositions, from `communality`."""
+    """Iterated principal axis with exact eigen decompositions, from `communality`.
+
+    Groups that settle on a proper solution get their loadings; the others get NaN:
+    those whose solution is improper (a communality of 1 or more, a Heywood case,
+    common in small noisy groups), given up once improper for `IMPROPER_STEPS`
+    iterations in a row (they otherwise wander until `max_iterations`, which made a
+    national run with many small sites spend seconds here), and any not settled by
+    `max_iterations`.
+    """
     k = matrices.shape[-1]
     diagonal = np.arange(k)
     loadings = np.zeros(matrices.shape[:2])
+    settled = np.zeros(len(matrices), bool)
+    improper_run = np.zeros(len(matrices), dtype=np.int64)
     active = np.arange(len(matrices))       # matrices still moving
     for _ in range(max_iterations):
         reduced = matrices[active].copy()
@@ -269,9 +289,13 @@ def _eigen_phase(matrices: np.ndarray, communality: np.ndarray, tolerance: float
         updated = loadings[active] ** 2
         moved = np.abs(updated - communality[active]).max(axis=1)
         communality[active] = updated
-        active = active[moved >= tolerance]
+        improper_run[active] = np.where((updated >= 1).any(axis=1), improper_run[active] + 1, 0)
+        done = moved < tolerance
+        settled[active[done]] = True
+        active = active[~done & (improper_run[active] < IMPROPER_STEPS)]
         if not len(active):
             break
+    loadings[~settled | (loadings ** 2 >= 1).any(axis=1)] = np.nan
     # Eigenvectors have an arbitrary sign: report loadings mostly positive.
     return loadings * np.where(loadings.sum(axis=1, keepdims=True) < 0, -1.0, 1.0)
 

@@ -81,6 +81,11 @@ def _verdict_cell(judged: dict) -> str:
             f"<td class='{css}'>{judged['verdict']}</td>")
 
 
+def _number(value: float | None) -> str:
+    """Three decimals, or 'n/a' where a statistic could not be estimated."""
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th scope='col'>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(cells) + "</tr>" for cells in rows)
@@ -103,7 +108,7 @@ def render_html(result: dict, instrument: Instrument) -> str:
          "criterion", "verdict"],
         [[f"<td>{r['scale']}</td>", f"<td>{r['n']}</td>", f"<td>{r['k']}</td>",
           f"<td>{r['alpha']:.3f}</td>", f"<td>{r['ci_low']:.3f} to {r['ci_high']:.3f}</td>",
-          f"<td>{r['alpha_standardised']:.3f}</td>", f"<td>{r['omega_total']:.3f}</td>",
+          f"<td>{r['alpha_standardised']:.3f}</td>", f"<td>{_number(r['omega_total'])}</td>",
           "<td>&ge; 0.70</td>",
           f"<td class='{VERDICT_STYLE[r['alpha_verdict']]}'>{r['alpha_verdict']}</td>"]
          for r in overall]))

@@ -14,6 +14,7 @@ import pytest
 
 from pipeline.aggregation import icc, rwg_j
 from pipeline.reliability import (StatisticsError, cronbach_alpha, feldt_interval,
+                                  omega_total_from_correlation,
                                   item_statistics, omega_total, one_factor_loadings)
 from pipeline.scoring import keyed_items, scale_score
 from survey.settings import PROJECT_ROOT, SAMPLES_DIR
@@ -142,3 +143,18 @@ def test_power_steps_land_on_the_same_fixed_point_as_exact_decompositions():
         proper = (exact ** 2 < 1).all(axis=1)       # leave out Heywood cases
         assert proper.mean() > 0.9
         assert np.abs(fast - exact)[proper].max() < 1e-9, k
+
+
+def test_a_heywood_case_has_no_omega_rather_than_a_made_up_one():
+    # r12 = r13 = .9 and r23 = .5 force l1^2 = r12 r13 / r23 = 1.62: no proper
+    # one-factor solution. The fit gives up (NaN) instead of iterating to the cap.
+    from pipeline.reliability import one_factor_loadings
+
+    heywood = np.array([[1, .9, .9], [.9, 1, .5], [.9, .5, 1]])
+    proper = np.array([[1, .5, .4], [.5, 1, .3], [.4, .3, 1]])
+    loadings = one_factor_loadings(np.stack([heywood, proper]))
+    assert np.isnan(loadings[0]).all()
+    assert np.isfinite(loadings[1]).all()
+    # Three items: the proper solution is exact, l1^2 = r12 r13 / r23.
+    assert loadings[1][0] ** 2 == pytest.approx(.5 * .4 / .3, abs=1e-9)
+    assert np.isnan(omega_total_from_correlation(heywood))
