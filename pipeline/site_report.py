@@ -156,6 +156,12 @@ def _num(value, digits: int = 1) -> str:
     return f"{value:,.{digits}f}".replace("-", "−")
 
 
+def _omega(value) -> str:
+    """Omega, or why a site has none (no proper one-factor solution; not suppression)."""
+    text = _num(value, 2)
+    return "not estimable" if text == "–" else text
+
+
 def _ci(low, high, digits: int = 1) -> str:
     return f"{_num(low, digits)} to {_num(high, digits)}"
 
@@ -361,7 +367,7 @@ def _reliability(d: SiteData) -> str:
         rwg = agreement.loc[scale, "rwg_j"] if scale in agreement.index else float("nan")
         rows.append(f"<tr><td>{name}</td><td>{int(r['n']):,}</td><td>{_num(r['alpha'], 2)} "
                     f"<span class='ci'>({_ci(r['ci_low'], r['ci_high'], 2)})</span></td>"
-                    f"<td>{_num(r['omega_total'], 2)}</td><td>{_num(rwg, 2)}</td><td>{ref}</td></tr>")
+                    f"<td>{_omega(r['omega_total'])}</td><td>{_num(rwg, 2)}</td><td>{ref}</td></tr>")
     return f"""
 <section>
   <h2>Response and reliability</h2>
@@ -391,7 +397,9 @@ def _methods(d: SiteData) -> str:
     include between-site variance estimated from winsorised z-scores (Spiegelhalter 2005), and
     flags control the false discovery rate at {FDR:.0%} (Benjamini-Hochberg). Changes from the
     previous wave use Welch's test with the same control. Reliability: Cronbach's alpha with
-    Feldt's CI, McDonald's omega total, r<sub>wg(j)</sub> (James, Demaree &amp; Wolf 1984).</p>
+    Feldt's CI, McDonald's omega total ("not estimable" where the scale's one-factor model
+    has no proper solution at the site, which happens in small groups),
+    r<sub>wg(j)</sub> (James, Demaree &amp; Wolf 1984).</p>
   <p>Only aggregates are used. Any group with fewer than {d.k} responses is suppressed, and so
     is any group whose number could otherwise be worked out by subtraction; suppressed groups
     appear as "fewer than {d.k} responses".{synthetic} Published

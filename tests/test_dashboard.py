@@ -372,3 +372,12 @@ def test_researcher_downloads_the_export_and_a_director_cannot(app, published):
     assert director.get("/download/aggregates?level=site&format=csv").status_code == 403
     unknown = researcher.get("/download/aggregates?level=x&format=csv")
     assert unknown.status_code == 400 and "levels: site, principle, item, group" in unknown.text
+
+
+def test_a_missing_omega_reads_as_not_estimable_not_as_hidden():
+    # A small group's Heywood case has no omega: the quality table says why, and does
+    # not use the wording of a suppressed cell.
+    from dashboard.pages.quality import omega_text
+
+    assert omega_text([0.8234, None, float("nan")]) == ["0.82", "not estimable",
+                                                       "not estimable"]

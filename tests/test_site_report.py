@@ -218,3 +218,10 @@ def test_cli_without_a_published_layer_says_how_to_make_one(tmp_path):
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert "no published layer at" in run.stderr and "culture run" in run.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_a_missing_omega_is_explained_not_dashed():
+    from pipeline.site_report import _omega
+
+    assert _omega(0.8123) == "0.81"
+    assert _omega(None) == _omega(float("nan")) == "not estimable"

@@ -3,6 +3,7 @@ flags and the validation verdicts, each against its stated criterion."""
 
 from __future__ import annotations
 
+import pandas as pd
 from dash import html
 
 from dashboard.components import chart, notice, table
@@ -11,6 +12,12 @@ from dashboard.view import View
 
 TITLE = "Quality"
 NEEDS_SITE = "unless researcher"
+
+
+def omega_text(values) -> list[str]:
+    """Omega for the table: two decimals, or why there is none (a small group's one-factor
+    fit had no proper solution; this is not a suppressed number)."""
+    return ["not estimable" if v is None or pd.isna(v) else f"{v:.2f}" for v in values]
 
 
 def layout(view: View) -> html.Div:
@@ -23,14 +30,15 @@ def layout(view: View) -> html.Div:
     scope = f"{view.site_label}, {view.wave}" if view.site else "all sites, all waves"
     reliability = data.reliability(view.site, view.wave if view.site else None)
     if len(reliability):
-        reliability = reliability.assign(label=reliability["scale"].map(names))
+        reliability = reliability.assign(label=reliability["scale"].map(names),
+                                         omega_text=omega_text(reliability["omega_total"]))
         weak = reliability[reliability["alpha"] < 0.70]
         parts.append(chart("quality-reliability",
                            reliability_figure(reliability, f"Reliability per scale ({scope})"),
                            table(reliability, {"label": "Scale", "n": "Respondents",
                                                "k": "Items", "alpha": "Alpha",
                                                "ci_low": "95% CI low", "ci_high": "95% CI high",
-                                               "omega_total": "Omega total",
+                                               "omega_text": "Omega total",
                                                "alpha_verdict": "Verdict (alpha >= .70)"},
                                  "Reliability per scale", {"n": 0, "k": 0}),
                            f"{len(reliability) - len(weak)} of {len(reliability)} scales reach "
