@@ -34,7 +34,7 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
-from pipeline.scoring import scale_sql_terms
+from pipeline.scoring import scale_score_sql, scale_sql_terms
 from pipeline.store import read_sql
 from pipeline.validation_sql import quote
 from survey.instrument import Instrument
@@ -69,12 +69,11 @@ def _respondent_sql(instrument: Instrument) -> str:
     columns = ["site_code", "wave"]
     columns += [f"{_group_expr(a.id)} as {quote('g_' + a.id)}" for a in instrument.attributes]
     for scale in instrument.scales:
-        answered, total, favourable = scale_sql_terms(instrument, scale.id)
+        answered, _, favourable = scale_sql_terms(instrument, scale.id)
         columns += [
             f"({answered}) as {quote('a_' + scale.id)}",
             f"({favourable}) as {quote('f_' + scale.id)}",
-            f"case when ({answered}) >= {scale.min_items} "
-            f"then ({total})::double / ({answered}) end as {quote('s_' + scale.id)}",
+            f"{scale_score_sql(instrument, scale.id)} as {quote('s_' + scale.id)}",
         ]
     for item in instrument.items:
         rs = instrument.response_scale(item.response_scale)

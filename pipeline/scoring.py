@@ -50,6 +50,14 @@ def scale_sql_terms(instrument: Instrument, scale_id: str) -> tuple[str, str, st
     return answered, total, favourable
 
 
+def scale_score_sql(instrument: Instrument, scale_id: str) -> str:
+    """SQL for a respondent's scale score (1-5 after keying): the mean of answered items
+    when at least the scale's `min_items` are answered, else NULL."""
+    answered, total, _ = scale_sql_terms(instrument, scale_id)
+    return (f"case when ({answered}) >= {instrument.scale(scale_id).min_items} "
+            f"then ({total})::double / ({answered}) end")
+
+
 def scoring_sql(instrument: Instrument) -> str:
     """SQL defining `scale_scores`: one row per respondent and scale.
 

@@ -158,8 +158,7 @@ def _num(value, digits: int = 1) -> str:
 
 def _omega(value) -> str:
     """Omega, or why a site has none (no proper one-factor solution; not suppression)."""
-    text = _num(value, 2)
-    return "not estimable" if text == "–" else text
+    return "not estimable" if value is None or pd.isna(value) else _num(value, 2)
 
 
 def _ci(low, high, digits: int = 1) -> str:

@@ -62,20 +62,22 @@ class SubmissionError(Exception):
 
 #: Per instrument (by identity): each field's accepted values, worked out once rather
 #: than for every field of every post (the server's busiest path).
-_RULES: dict[int, tuple[Instrument, dict[str, tuple[str, frozenset]]]] = {}
+_RULES: dict[int, tuple[Instrument, dict[str, tuple[bool, frozenset, str]]]] = {}
 
 
-def _answer_rules(instrument: Instrument) -> dict[str, tuple[str, frozenset]]:
-    """{field: ("item", allowed int codes) or ("attribute", allowed option codes)}."""
+def _answer_rules(instrument: Instrument) -> dict[str, tuple[bool, frozenset, str]]:
+    """{field: (is an item, accepted values, the accepted values as a message lists them)}."""
     cached = _RULES.get(id(instrument))
     if cached is not None and cached[0] is instrument:
         return cached[1]
-    rules: dict[str, tuple[str, frozenset]] = {}
+    rules = {}
     for item in instrument.items:
         scale = instrument.response_scale(item.response_scale)
-        rules[item.id] = ("item", frozenset(scale.codes) | frozenset(scale.missing_codes))
+        allowed = list(scale.codes) + list(scale.missing_codes)
+        rules[item.id] = (True, frozenset(allowed), ", ".join(map(str, allowed)))
     for attribute in instrument.attributes:
-        rules[attribute.id] = ("attribute", frozenset(o.code for o in attribute.options))
+        codes = [o.code for o in attribute.options]
+        rules[attribute.id] = (False, frozenset(codes), ", ".join(codes))
     _RULES[id(instrument)] = (instrument, rules)
     return rules
 
@@ -96,24 +98,19 @@ def validate_answers(instrument: Instrument, form: dict[str, str]) -> dict:
                 else:
                     answers[name] = int(value)
             continue
-        rule = rules.get(name)
-        if rule is None:
+        if name not in rules:
             problems.append(f"unknown field {name[:40]!r}")
-        elif not value:
             continue
-        elif rule[0] == "item":
-            if not value.isdigit() or int(value) not in rule[1]:
-                scale = instrument.response_scale(
-                    next(i for i in instrument.items if i.id == name).response_scale)
-                allowed = list(scale.codes) + list(scale.missing_codes)
-                problems.append(f"{name}: {value[:20]!r} is not one of "
-                                f"{', '.join(map(str, allowed))}")
+        if not value:
+            continue
+        is_item, allowed, listed = rules[name]
+        if is_item:
+            if not value.isdigit() or int(value) not in allowed:
+                problems.append(f"{name}: {value[:20]!r} is not one of {listed}")
             else:
                 answers[name] = int(value)
-        elif value not in rule[1]:
-            codes = [o.code for o in next(a for a in instrument.attributes
-                                           if a.id == name).options]
-            problems.append(f"{name}: {value[:30]!r} is not one of {', '.join(codes)}")
+        elif value not in allowed:
+            problems.append(f"{name}: {value[:30]!r} is not one of {listed}")
         else:
             answers[name] = value
     if problems:

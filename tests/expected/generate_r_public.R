@@ -59,6 +59,19 @@ invariance <- function(model, data, group) {
   })
 }
 
+# CFA fit, loadings, CR, AVE, HTMT, KMO and Bartlett of `model` on complete data `x`.
+structural <- function(model, x) {
+  fit <- cfa(model, data = x)
+  r <- cor(x)
+  k <- psych::KMO(r)
+  b <- psych::cortest.bartlett(r, n = nrow(x))
+  list(fit = fit_summary(fit), loadings = std_loadings(fit),
+       composite_reliability = as.list(compRelSEM(fit)), ave = as.list(AVE(fit)),
+       htmt = unname(as.matrix(semTools::htmt(model, data = x))),
+       kmo_overall = k$MSA, kmo_items = unname(k$MSAi),
+       bartlett_chisq = b$chisq, bartlett_df = b$df)
+}
+
 group_moments <- function(x, g) {
   lapply(split(x, g), function(block) {
     list(n = nrow(block), means = unname(colMeans(block)),
@@ -70,26 +83,15 @@ group_moments <- function(x, g) {
 hs <- HolzingerSwineford1939
 tests <- paste0("x", 1:9)
 hs_model <- "visual =~ x1 + x2 + x3\ntextual =~ x4 + x5 + x6\nspeed =~ x7 + x8 + x9"
-hs_fit <- cfa(hs_model, data = hs)
-hs_r <- cor(hs[, tests])
-hs_kmo <- psych::KMO(hs_r)
-hs_bartlett <- psych::cortest.bartlett(hs_r, n = nrow(hs))
 one_factor <- paste("ability =~", paste(tests, collapse = " + "))
-holzinger <- list(
+hs_factors <- list(visual = tests[1:3], textual = tests[4:6], speed = tests[7:9])
+holzinger <- c(list(
   moments = moments(hs[, tests]),
   by_school = group_moments(hs[, tests], hs$school),
-  structure = list(visual = tests[1:3], textual = tests[4:6], speed = tests[7:9]),
-  fit = fit_summary(hs_fit),
-  loadings = std_loadings(hs_fit),
-  composite_reliability = as.list(compRelSEM(hs_fit)),
-  ave = as.list(AVE(hs_fit)),
-  htmt = unname(as.matrix(semTools::htmt(hs_model, data = hs))),
-  kmo_overall = hs_kmo$MSA, kmo_items = unname(hs_kmo$MSAi),
-  bartlett_chisq = hs_bartlett$chisq, bartlett_df = hs_bartlett$df,
-  reliability = lapply(list(visual = tests[1:3], textual = tests[4:6], speed = tests[7:9]),
-                       function(cols) reliability(hs[, cols])),
-  invariance_school = invariance(one_factor, hs, "school")
-)
+  structure = hs_factors),
+  structural(hs_model, hs[, tests]),
+  list(reliability = lapply(hs_factors, function(cols) reliability(hs[, cols])),
+       invariance_school = invariance(one_factor, hs, "school")))
 
 # --- bfi (SAPA) ----------------------------------------------------------------------------
 data(bfi, package = "psych")
@@ -102,9 +104,6 @@ for (item in reversed) keyed[[item]] <- 7 - keyed[[item]]
 complete <- na.omit(keyed)
 bfi_model <- paste(vapply(names(traits), function(t)
   paste(t, "=~", paste(traits[[t]], collapse = " + ")), ""), collapse = "\n")
-bfi_fit <- cfa(bfi_model, data = complete)
-bfi_kmo <- psych::KMO(cor(complete))
-bfi_bartlett <- psych::cortest.bartlett(cor(complete), n = nrow(complete))
 
 # Pairwise reliability needs each scale's pairwise covariance (alpha, item statistics),
 # its pairwise correlation (omega: psych correlates each pair on its own respondents)
@@ -146,23 +145,17 @@ agree <- na.omit(data.frame(keyed[, traits$agreeableness], gender = bfi$gender))
 agree$gender <- factor(agree$gender, labels = c("male", "female"))
 agree_model <- paste("agreeableness =~", paste(traits$agreeableness, collapse = " + "))
 
-sapa <- list(
+sapa <- c(list(
   reversed = reversed,
   structure = traits,
-  moments = moments(complete),
-  fit = fit_summary(bfi_fit),
-  loadings = std_loadings(bfi_fit),
-  composite_reliability = as.list(compRelSEM(bfi_fit)),
-  ave = as.list(AVE(bfi_fit)),
-  htmt = unname(as.matrix(semTools::htmt(bfi_model, data = complete))),
-  kmo_overall = bfi_kmo$MSA, kmo_items = unname(bfi_kmo$MSAi),
-  bartlett_chisq = bfi_bartlett$chisq, bartlett_df = bfi_bartlett$df,
-  pairwise = pairwise,
+  moments = moments(complete)),
+  structural(bfi_model, complete),
+  list(pairwise = pairwise,
   aggregation = aggregation,
   agreeableness_by_gender = list(
     by_group = group_moments(agree[, traits$agreeableness], agree$gender),
     steps = invariance(agree_model, agree, "gender"))
-)
+))
 
 versions <- list(R = R.version.string, psych = as.character(packageVersion("psych")),
                  lavaan = as.character(packageVersion("lavaan")),
