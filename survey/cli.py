@@ -766,7 +766,7 @@ def serve_survey(settings: Settings, host: str, port: int, tokens: bool) -> None
     import waitress
 
     from survey.inbox import Inbox
-    from survey.webform import create_collect_app
+    from survey.webform import MAX_POST_BYTES, create_collect_app
 
     surveys = _surveys(settings)
     inbox = Inbox(settings.inbox_path)
@@ -777,6 +777,7 @@ def serve_survey(settings: Settings, host: str, port: int, tokens: bool) -> None
         # waitress: a production WSGI server; its threads wait on the inbox's group
         # commit while the writer thread syncs, so a few dozen keep the disk busy.
         waitress.serve(app, host=host, port=port, threads=32, connection_limit=500,
+                       max_request_body_size=MAX_POST_BYTES,
                        backlog=1024, channel_timeout=30, _quiet=True)
     finally:
         inbox.close()

@@ -1,4 +1,4 @@
-"""The respondent's web form, its inbox and the pipeline's pick-up: real Flask requests, a
+"""The respondent's web form, its inbox and the pipeline's pick-up: real WSGI requests, a
 real SQLite inbox, a real `culture collect` process killed with SIGKILL under load."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import duckdb
 import pytest
@@ -21,7 +21,7 @@ import pytest
 from pipeline.inbox_ingest import ingest_inbox
 from pipeline.store import open_store
 from survey.inbox import Inbox, issue_tokens, read_submissions
-from survey.webform import create_collect_app, validate_answers, SubmissionError
+from survey.webform import create_collect_app, parse_form, validate_answers, SubmissionError
 
 TOKEN = re.compile(r"name='form_token' value='([^']+)'")
 
@@ -133,6 +133,31 @@ def test_cross_site_posts_oversized_posts_and_other_sites_tokens_are_refused(cli
     assert twice.status_code == 400
     assert stored(inbox_path) == []
     assert client.post("/s/A/2025", data={"form_token": token, "hs01": "4"}).status_code == 200
+
+
+@pytest.mark.parametrize("body", [
+    b"form_token=abc.def&hs01=4&staff_group=", b"a=1&&b=2&c", b"x=%C3%A9t%C3%A9+r%26d&y=a%3Db",
+    b"=1&q=+", b"", b"only",
+])
+def test_form_bodies_parse_as_the_standard_library_parses_them(body):
+    assert parse_form(body) == parse_qsl(body.decode(), keep_blank_values=True)
+
+
+def test_posts_that_are_not_a_form_or_not_utf8_and_other_methods_are_refused(client,
+                                                                             inbox_path):
+    token = form_token(client)
+    as_json = client.post("/s/A/2025", data=f'{{"form_token": "{token}", "hs01": 4}}',
+                          content_type="application/json")
+    assert as_json.status_code == 415 and "expected an HTML form post" in as_json.text
+    latin1 = client.post("/s/A/2025", data=f"form_token={token}&hs01=%E9".encode(),
+                         content_type="application/x-www-form-urlencoded")
+    assert latin1.status_code == 400 and "not understood" in latin1.text
+    put = client.put("/s/A/2025", data={"form_token": token, "hs01": "4"})
+    assert put.status_code == 405 and put.headers["Allow"] == "GET, HEAD, POST"
+    head = client.head("/s/A/2025")
+    assert head.status_code == 200 and head.data == b"" and int(head.headers["Content-Length"]) > 10_000
+    assert client.get("/s/A/2025/extra").status_code == 404
+    assert stored(inbox_path) == []
 
 
 def test_invitation_tokens_are_single_use_and_unlinkable(instrument, inbox_path):
