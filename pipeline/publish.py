@@ -135,9 +135,37 @@ def reliability_tables(psychometrics: dict, cells: pd.DataFrame,
             "respondents", "straight_lining", "speeding", "duplicate", "flagged")})
         for column in ("n_straight_lining", "n_speeding", "n_duplicate", "n_flagged"):
             quality[column] = quality[column].astype("Int64").mask(quality[column] < k)
-    return {"reliability": reliability.drop(columns=["note"], errors="ignore"),
-            "site_agreement": site_agreement, "icc": icc, "data_quality": quality,
-            "validation": validation_rows(psychometrics)}
+    tables = {"reliability": reliability.drop(columns=["note"], errors="ignore"),
+              "site_agreement": site_agreement, "icc": icc, "data_quality": quality}
+    return ({name: _with_columns(frame, PSYCHOMETRIC_COLUMNS[name])
+             for name, frame in tables.items()} | {"validation": validation_rows(psychometrics)})
+
+
+#: The columns readers of the published psychometric tables rely on, with their types.
+#: A run can have no rows for a table, or no row of some kind (one site has no ICC; a
+#: small site no site-level reliability), and the table must still have its columns.
+PSYCHOMETRIC_COLUMNS = {
+    "reliability": {"level": "string", "scale": "string", "wave": "Int64",
+                    "site_code": "string", "n": "Int64", "k": "Int64", "alpha": "float64",
+                    "alpha_standardised": "float64", "ci_low": "float64",
+                    "ci_high": "float64", "omega_total": "float64", "omega_note": "string",
+                    "alpha_verdict": "string"},
+    "site_agreement": {"scale": "string", "wave": "Int64", "site_code": "string",
+                       "n": "Int64", "site_mean_reliability": "float64", "rwg_j": "float64",
+                       "reportable": "boolean", "reason": "string"},
+    "icc": {"scale": "string", "wave": "Int64", "icc1": "float64", "icc2": "float64",
+            "n": "Int64", "sites": "Int64", "n0": "float64"},
+    "data_quality": {"site_code": "string", "wave": "Int64", "n_respondents": "Int64",
+                     "n_straight_lining": "Int64", "n_speeding": "Int64",
+                     "n_duplicate": "Int64", "n_flagged": "Int64"},
+}
+
+
+def _with_columns(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
+    """`frame` with every one of `columns` (added empty, of its type, where missing)."""
+    missing = {name: pd.Series(pd.NA, index=frame.index, dtype=dtype)
+               for name, dtype in columns.items() if name not in frame.columns}
+    return frame.assign(**missing) if missing else frame
 
 
 def validation_rows(psychometrics: dict) -> pd.DataFrame:

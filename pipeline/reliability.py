@@ -67,7 +67,8 @@ def _prepared(items: pd.DataFrame, nan_policy: str, min_items: int = 2) -> pd.Da
 
 def _alpha_from_matrix(matrix: np.ndarray) -> float:
     k = matrix.shape[0]
-    return k / (k - 1) * (1 - np.trace(matrix) / matrix.sum())
+    with np.errstate(divide="ignore", invalid="ignore"):  # no variance: NaN
+        return k / (k - 1) * (1 - np.trace(matrix) / matrix.sum())
 
 
 def feldt_interval(alpha: float, n: int, k: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -116,19 +117,20 @@ def alpha_batch(cov: np.ndarray, n: np.ndarray, confidence: float = 0.95) -> dic
     """Alpha, standardised alpha and the Feldt interval for many groups at once.
 
     `cov` is (groups, k, k), `n` the respondents behind each. The same formulas as
-    `alpha_from_covariance`, vectorised for every site x wave of a national wave.
+    `alpha_from_covariance`, vectorised for every site x wave of a national wave. A
+    group whose answers do not vary (every item the same for everyone) gets NaN.
     """
     cov = np.asarray(cov, dtype=float)
     n = np.asarray(n, dtype=float)
     k = cov.shape[-1]
-    trace = np.trace(cov, axis1=1, axis2=2)
-    alpha = k / (k - 1) * (1 - trace / cov.sum(axis=(1, 2)))
-    scale = 1 / np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
-    corr = cov * scale[:, :, None] * scale[:, None, :]
-    standardised = k / (k - 1) * (1 - k / corr.sum(axis=(1, 2)))
     p = 1 - confidence
     df1, df2 = n - 1, (n - 1) * (k - 1)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        trace = np.trace(cov, axis1=1, axis2=2)
+        alpha = k / (k - 1) * (1 - trace / cov.sum(axis=(1, 2)))
+        scale = 1 / np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
+        corr = cov * scale[:, :, None] * scale[:, None, :]
+        standardised = k / (k - 1) * (1 - k / corr.sum(axis=(1, 2)))
         low = 1 - (1 - alpha) * stats.f.ppf(1 - p / 2, df1, df2)
         high = 1 - (1 - alpha) * stats.f.ppf(p / 2, df1, df2)
     return {"alpha": alpha, "alpha_standardised": standardised, "ci_low": low, "ci_high": high}
@@ -154,7 +156,8 @@ def item_statistics_from_covariance(cov: np.ndarray, items: tuple[str, ...]) -> 
         rest = [j for j in range(k) if j != i]
         rest_cov = cov[np.ix_(rest, rest)]
         covariance_with_rest = cov[i, rest].sum()
-        item_total.append(covariance_with_rest / np.sqrt(cov[i, i] * rest_cov.sum()))
+        with np.errstate(divide="ignore", invalid="ignore"):  # no variance: NaN
+            item_total.append(covariance_with_rest / np.sqrt(cov[i, i] * rest_cov.sum()))
         if_deleted.append(_alpha_from_matrix(rest_cov))
     return ItemStatistics(tuple(items), tuple(map(float, item_total)),
                           tuple(map(float, if_deleted)))

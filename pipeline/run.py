@@ -20,6 +20,8 @@ from pipeline.ingest import IngestReport, ingest_file
 from pipeline.psychometrics import run_psychometrics
 from pipeline.publish import PublishReport, publish
 from pipeline.store import open_store
+from survey.errors import IngestError
+from survey.imports import TOOLS, ImportReport, import_export
 from survey.instrument import Instrument
 from survey.settings import Settings
 
@@ -31,26 +33,44 @@ class RunReport:
     """Everything `culture run` did."""
 
     ingests: list[IngestReport] = field(default_factory=list)
+    #: What the import adapter made of each file, when they came from another tool.
+    imports: list[ImportReport] = field(default_factory=list)
     psychometrics: dict | None = None
     published: PublishReport | None = None
 
 
 def run_pipeline(settings: Settings, instrument: Instrument, files: list[Path] = (),
                  site: str | None = None, wave: int | None = None,
-                 stage: Callable[[str], None] | None = None) -> RunReport:
-    """Run every stage; `stage(name)` is called as each one starts."""
+                 stage: Callable[[str], None] | None = None, tool: str = "culture",
+                 column_map: dict[str, str] | None = None) -> RunReport:
+    """Run every stage; `stage(name)` is called as each one starts.
+
+    `tool` other than "culture" reads each file through that tool's import adapter
+    (`survey.imports`; `column_map` as its --map), as `culture ingest --from` does.
+    """
+    if tool not in TOOLS:
+        raise IngestError(f"--from {tool!r} is not known; use one of {', '.join(TOOLS)}")
     with threadpool_limits(limits=1, user_api="blas"):  # small matrices: see psychometrics
-        return _run(settings, instrument, files, site, wave, stage or (lambda name: None))
+        return _run(settings, instrument, files, site, wave, stage or (lambda name: None),
+                    tool, column_map)
 
 
 def _run(settings: Settings, instrument: Instrument, files: list[Path], site: str | None,
-         wave: int | None, step: Callable[[str], None]) -> RunReport:
+         wave: int | None, step: Callable[[str], None], tool: str,
+         column_map: dict[str, str] | None) -> RunReport:
     report = RunReport()
     definition = settings.instrument_path.read_text(encoding="utf-8")
     with open_store(settings.db_path) as con:
         step("ingest")
         for file in files:
-            report.ingests.append(ingest_file(con, file, instrument, definition, site, wave))
+            if tool == "culture":
+                report.ingests.append(ingest_file(con, file, instrument, definition, site,
+                                                  wave))
+            else:
+                imported = import_export(con, file, instrument, definition, tool, site, wave,
+                                         column_map)
+                report.imports.append(imported)
+                report.ingests.append(imported.ingest)
         from_form = ingest_inbox(con, settings.inbox_path, instrument, definition)
         if from_form is not None:
             report.ingests.append(from_form)

@@ -8,6 +8,7 @@ here and nowhere else; a user never sees a traceback for a problem they can fix.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -191,16 +192,11 @@ def run_ingest(settings: Settings, files: list[Path], site: str | None,
 
     from pipeline.ingest import ingest_file
     from pipeline.store import open_store
-    from survey.imports import TOOLS, import_export, load_column_map
+    from survey.imports import import_export
 
-    if tool not in TOOLS:
-        raise CultureError(f"--from {tool!r} is not known; use one of {', '.join(TOOLS)}")
+    mapping = _import_options(tool, column_map)
     inst = _load_instrument(settings)
     definition = settings.instrument_path.read_text(encoding="utf-8")
-    mapping = load_column_map(column_map) if column_map else None
-    if tool == "culture" and mapping:
-        raise CultureError("--map is for other tools' exports; give --from redcap, forms or "
-                           "qualtrics, or rename the columns of your file")
     reports = []
     with open_store(settings.db_path) as con:
         for file in files:
@@ -376,10 +372,17 @@ def psychometrics(wave: Annotated[Optional[int], typer.Option(help="Only this wa
 
 
 def _print_reliability(result: dict) -> None:
+    def two(value) -> str:
+        return "n/a" if value is None or not math.isfinite(value) else f"{value:.2f}"
+
     for row in (r for r in result["reliability"] if r["level"] == "overall"):
-        out.print(f"  {row['scale']:<18} alpha {row['alpha']:.2f} "
-                  f"({row['ci_low']:.2f}-{row['ci_high']:.2f}), omega {row['omega_total']:.2f}: "
-                  f"{row['alpha_verdict']}")
+        if "alpha" not in row:
+            out.print(f"  {row['scale']:<18} {row['note']}")
+            continue
+        omega = row["omega_total"]
+        out.print(f"  {row['scale']:<18} alpha {two(row['alpha'])} "
+                  f"({two(row['ci_low'])}-{two(row['ci_high'])}), omega "
+                  f"{'not estimable' if omega is None else two(omega)}: {row['alpha_verdict']}")
 
 
 @app.command()
@@ -424,6 +427,12 @@ def run(files: Annotated[Optional[list[Path]], typer.Argument(
         min_group_size: Annotated[Optional[int], typer.Option(
             "--min-group-size", help="Smallest group shown [env: CULTURE_MIN_GROUP_SIZE; "
                                      "default: 10; never below 5]")] = None,
+        tool: Annotated[str, typer.Option(
+            "--from", help="Where the files come from: culture (our columns), redcap, forms "
+                           "or qualtrics (as for `culture ingest --from`)")] = "culture",
+        column_map: Annotated[Optional[Path], typer.Option(
+            "--map", help="CSV 'column,field' mapping export columns to item ids (with "
+                          "--from)")] = None,
         db: DbOption = None, instrument: InstrumentOption = None) -> None:
     """Ingest, score, check, benchmark, suppress and publish: the whole pipeline.
 
@@ -431,21 +440,37 @@ def run(files: Annotated[Optional[list[Path]], typer.Argument(
     <store>.published.duckdb; the dashboard and exports read only that file.
 
     Examples: culture run responses-2026.csv
+              culture run qualtrics-2026.csv --from qualtrics --site RX1 --wave 2026
               culture run --target national_q3
     """
     settings = resolve_settings(db=db, instrument=instrument, target_rule=target,
                                 min_group_size=min_group_size)
-    run_and_summarise(settings, files or [], site, wave, report_dir)
+    run_and_summarise(settings, files or [], site, wave, report_dir, tool.strip().lower(),
+                      column_map)
+
+
+def _import_options(tool: str, column_map: Path | None) -> dict[str, str] | None:
+    """The --from / --map pair checked, and the map read (None without one)."""
+    from survey.imports import TOOLS, load_column_map
+
+    if tool not in TOOLS:
+        raise CultureError(f"--from {tool!r} is not known; use one of {', '.join(TOOLS)}")
+    if tool == "culture" and column_map:
+        raise CultureError("--map is for other tools' exports; give --from redcap, forms or "
+                           "qualtrics, or rename the columns of your file")
+    return load_column_map(column_map) if column_map else None
 
 
 def run_and_summarise(settings: Settings, files: list[Path], site: str | None,
-                      wave: int | None, report_dir: Path) -> None:
+                      wave: int | None, report_dir: Path, tool: str = "culture",
+                      column_map: Path | None = None) -> None:
     """Run the pipeline with a progress bar per stage, then print what was published."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from pipeline.run import STAGES, run_pipeline
     from pipeline.validation_report import write_report
 
+    mapping = _import_options(tool, column_map)
     inst = _load_instrument(settings)
     bar = Progress(SpinnerColumn(), TextColumn("{task.description:<14}"), TimeElapsedColumn(),
                    console=err, transient=False, disable=not err.is_terminal)
@@ -457,9 +482,11 @@ def run_and_summarise(settings: Settings, files: list[Path], site: str | None,
         tasks[name] = bar.add_task(name, total=None)
 
     with bar:
-        result = run_pipeline(settings, inst, files, site, wave, stage)
+        result = run_pipeline(settings, inst, files, site, wave, stage, tool, mapping)
         for task in tasks.values():
             bar.update(task, total=1, completed=1)
+    for imported in result.imports:
+        _print_import(imported)
     for report in result.ingests:
         _print_ingest(report)
     html_path, _ = write_report(result.psychometrics, inst, report_dir)

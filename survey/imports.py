@@ -15,6 +15,9 @@ times; Qualtrics' ResponseId, RecordedDate and duration), by our ids (`hs01`, al
 question once case, spacing and punctuation are ignored, or ending with it (Qualtrics
 and Forms prefix a matrix statement with the matrix question).
 
+Qualtrics rows whose Status marks them as a survey preview, a test or spam are not
+answers from staff: they are left out and counted in the report's notes.
+
 Nothing that could identify a person reaches the normalised file: e-mail, name, IP
 address, location, the time of day. Known identifying and tool-internal columns are
 listed as dropped; any other column not matched is listed as unmapped; neither is
@@ -153,6 +156,33 @@ def _qualtrics_extra_rows(header: list[str], first: list[list[str]]) -> tuple[in
     if first and "responseid" in keys and first[0][keys.index("responseid")] == "Response ID":
         return 1, first[0], [""] * len(header)
     return 0, [""] * len(header), [""] * len(header)
+
+
+#: Qualtrics' Status of rows that are not a respondent's answers (numeric export: the
+#: response-type codes; label export: their names): previews and tests by the survey
+#: team, and responses Qualtrics itself flagged as spam.
+QUALTRICS_NOT_RESPONSES = {"1": "Survey Preview", "2": "Survey Test", "8": "Spam",
+                           "9": "Survey Preview Spam", "12": "Imported Spam",
+                           "17": "Offline Survey Preview"}
+
+
+def _without_qualtrics_previews(header: list[str], body: list[list[str]]
+                                ) -> tuple[list[list[str]], dict[str, int]]:
+    """The rows that are real responses, and how many of each other Status were left out."""
+    keys = [_header_key(h) for h in header]
+    if "status" not in keys:
+        return body, {}
+    column = keys.index("status")
+    names = {_header_key(name): name for name in QUALTRICS_NOT_RESPONSES.values()}
+    kept, skipped = [], {}
+    for row in body:
+        status = row[column].strip() if column < len(row) else ""
+        kind = QUALTRICS_NOT_RESPONSES.get(status) or names.get(_header_key(status))
+        if kind is None:
+            kept.append(row)
+        else:
+            skipped[kind] = skipped.get(kind, 0) + 1
+    return kept, skipped
 
 
 # --- matching columns ------------------------------------------------------------------
@@ -342,9 +372,10 @@ def normalise_export(path: Path, instrument: Instrument, tool: str, out: Path,
     header = [h.lstrip("\ufeff") for h in header]
     texts, import_ids = [""] * len(header), [""] * len(header)
     body = list(rows)
+    not_responses: dict[str, int] = {}
     if tool == "qualtrics":
         skip, texts, import_ids = _qualtrics_extra_rows(header, body[:2])
-        body = body[skip:]
+        body, not_responses = _without_qualtrics_previews(header, body[skip:])
     matcher = _Matcher(instrument, tool, column_map or {})
     chosen, dropped, unmapped = _plan(header, _pad(texts, header), _pad(import_ids, header),
                                       matcher, path)
@@ -355,6 +386,9 @@ def normalise_export(path: Path, instrument: Instrument, tool: str, out: Path,
     report = ImportReport(source=str(path), tool=tool, ingest=IngestReport(str(path), ""),
                           columns={c: header[i] for c, i in chosen.items()},
                           dropped_columns=dropped, unmapped_columns=unmapped)
+    for kind, count in not_responses.items():
+        report.notes.append(f"{count} row(s) with Status '{kind}' skipped: Qualtrics marks "
+                            f"them as previews, tests or spam, not staff's answers")
     if "response_id" not in chosen:
         raise IngestError(f"{path}: no response id column found (expected "
                           f"{_ID_COLUMN[tool]}); map one with --map FILE (column,field)")

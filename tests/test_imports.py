@@ -276,6 +276,32 @@ def test_qualtrics_label_export_round_trips(instrument, definition_yaml, store_p
     assert report.columns["hs01"] == "Q1"
 
 
+def test_qualtrics_previews_tests_and_spam_are_skipped_and_counted(instrument, definition_yaml,
+                                                                   store_path, tmp_path):
+    people = synthetic_answers(instrument, 6, seed=11)
+    for person in people:
+        for ident in instrument.scale_item_ids[:8]:
+            person[ident] = 3
+    path, _ = write_qualtrics_export(tmp_path / "q.csv", instrument, people, tmp_path)
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.reader(handle))
+    status = rows[0].index("Status")
+    # Data rows start after the header, question-text and ImportId rows; the survey team's
+    # preview (label export), a test (numeric export) and a spam response.
+    for person, value in ((1, "Survey Preview"), (2, "2"), (4, "spam")):
+        rows[3 + person][status] = value
+    with path.open("w", encoding="utf-8-sig", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    report = run_import(store_path, path, instrument, definition_yaml, "qualtrics", site="A",
+                        wave=2025)
+    assert (report.ingest.rows_read, report.ingest.rows_accepted) == (3, 3)
+    assert set(stored(store_path, instrument)) == {f"R_{p['id']}" for n, p in enumerate(people)
+                                                   if n not in (1, 2, 4)}
+    assert sorted(report.notes) == sorted(
+        f"1 row(s) with Status '{kind}' skipped: Qualtrics marks them as previews, tests or "
+        f"spam, not staff's answers" for kind in ("Survey Preview", "Survey Test", "Spam"))
+
+
 def test_qualtrics_ids_mapped_by_a_column_map(instrument, definition_yaml, store_path, tmp_path):
     people = synthetic_answers(instrument, 6, seed=8)
     for person in people:
@@ -538,3 +564,33 @@ def test_cli_ingest_from_forms(instrument, store_path, tmp_path):
     assert bad.returncode == 1
     assert "--from 'qualtrix' is not known; use one of culture, redcap, forms, qualtrics" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_cli_run_from_qualtrics_ingests_through_the_adapter_and_publishes(
+        instrument, store_path, tmp_path):
+    people = synthetic_answers(instrument, 12, seed=14)
+    for person in people:
+        for ident in instrument.scale_item_ids:
+            person[ident] = 4
+    path, _ = write_qualtrics_export(tmp_path / "qualtrics.csv", instrument, people, tmp_path)
+    command = [sys.executable, "-m", "survey.cli", "run", str(path), "--from", "qualtrics",
+               "--site", "A", "--wave", "2025", "--db", str(store_path),
+               "--reports", str(tmp_path / "reports")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "read as a qualtrics export" in result.stdout
+    assert "12 accepted" in result.stdout
+    # Every scale answer is the same: no variance, so no reliability, said as much.
+    assert "stigma             alpha n/a (n/a-n/a), omega not estimable" in result.stdout
+    assert "Warning" not in result.stderr
+    assert len(stored(store_path, instrument)) == 12
+    published = store_path.with_name(store_path.stem + ".published.duckdb")
+    with duckdb.connect(str(published), read_only=True) as con:
+        # 12 answers at one site: the site's overall cells are published (k = 10).
+        assert con.execute("select max(n) from cells where level = 'site' and unit = 'A' and wave = 2025"
+                           ).fetchone() == (12,)
+    with_map_only = subprocess.run([*command[:4], "--map", str(path), *command[6:]],
+                                   capture_output=True, text=True, timeout=120)
+    assert with_map_only.returncode == 1
+    assert "--map is for other tools' exports" in with_map_only.stderr
+    assert "Traceback" not in with_map_only.stderr
