@@ -29,7 +29,7 @@ from scipy import stats
 
 from pipeline.comparison import (benjamini_hochberg, benjamini_hochberg_by_group, funnel,
                                  funnel_band, pooled_sd, shrink, welch)
-from pipeline.frames import query_frame, write_table
+from pipeline.frames import query_frame, with_columns, write_table
 from pipeline.weighting import weighted_table
 from survey.settings import TARGET_RULES
 
@@ -42,6 +42,26 @@ COMPARED_KINDS = ("scale", "principle")
 BENCHMARKED_COLUMNS = ("wave", "level", "unit", "peer_group", "breakdown", "grp", "measure_kind",
                        "measure", "n", "mean", "sd", "se", "ci_low", "ci_high", "mean_0_10",
                        "pct_favourable", "suppressed")
+
+_SITE_MEASURE = {"wave": "Int64", "site_code": "string", "peer_group": "string",
+                 "measure_kind": "string", "measure": "string", "n": "Int64", "mean": "float64"}
+#: Tables that have no rows when there is nothing to compare (a funnel needs two sites;
+#: weighting needs headcounts), with the columns they are written with all the same.
+MAY_BE_EMPTY = {
+    "funnel_params": {"wave": "Int64", "measure_kind": "string", "measure": "string",
+                      "target": "float64", "sigma": "float64", "tau2": "float64",
+                      "phi": "float64", "sites": "Int64"},
+    "funnel": _SITE_MEASURE | {name: "float64" for name in (
+        "z", "z_adjusted", "p", "q", "limit95_low", "limit95_high", "limit998_low",
+        "limit998_high")} | {"band": "string", "flag": "string"},
+    "shrunken": _SITE_MEASURE | {"eb_mean": "float64", "eb_low": "float64",
+                                 "eb_high": "float64", "shrinkage": "float64",
+                                 "rank": "Int64", "sites_ranked": "Int64"},
+    "weighted": _SITE_MEASURE | {name: "float64" for name in (
+        "weighted_mean", "weighted_se", "weighted_ci_low", "weighted_ci_high")}
+    | {"classes": "Int64", "classes_capped": "Int64", "respondents_pooled": "Int64",
+       "design_effect": "float64"},
+}
 
 
 def _site_totals(cells: pd.DataFrame) -> pd.DataFrame:
@@ -289,9 +309,7 @@ def build_benchmarks(pub: duckdb.DuckDBPyConnection, target_rule: str = "peer_q3
                "equity": equity_table(cells),
                "weighted": weighted_table(cells, headcounts, k)}
     for name, frame in tables.items():
-        if frame.empty:
-            continue
-        write_table(pub, name, frame)
+        write_table(pub, name, with_columns(frame, MAY_BE_EMPTY.get(name, {})))
     flagged = funnel_rows[funnel_rows["flag"] != "within"] if len(funnel_rows) else funnel_rows
     return {"funnel_flags": flagged[["wave", "site_code", "measure_kind", "measure", "flag",
                                      "q"]].to_dict("records") if len(flagged) else [],

@@ -30,3 +30,15 @@ def write_table(con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame) 
         con.execute(f'create or replace table "{name}" as select * from frame_to_write')
     finally:
         con.unregister("frame_to_write")
+
+
+def with_columns(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
+    """`frame` with every one of `columns` ({name: pandas dtype}), added empty where missing.
+
+    A published table must keep its columns, and their types, when a run has nothing
+    to put in it (one site has no funnel, a small site no site-level reliability):
+    readers query every table the same way, whatever the data.
+    """
+    missing = {name: pd.Series(pd.NA, index=frame.index, dtype=dtype)
+               for name, dtype in columns.items() if name not in frame.columns}
+    return frame.assign(**missing) if missing else frame

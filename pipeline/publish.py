@@ -28,7 +28,7 @@ from pipeline.actions import action_rows, load_actions
 from pipeline.benchmark import build_benchmarks
 from pipeline.cells import NOT_STATED, build_cell_sums, item_is_agreement
 from pipeline.disclosure import suppress_small_cells
-from pipeline.frames import query_frame, write_table
+from pipeline.frames import query_frame, with_columns, write_table
 from pipeline.quality import analysis_view
 from pipeline.verify import VerificationReport, verify_published
 from survey.instrument import Instrument
@@ -137,13 +137,12 @@ def reliability_tables(psychometrics: dict, cells: pd.DataFrame,
             quality[column] = quality[column].astype("Int64").mask(quality[column] < k)
     tables = {"reliability": reliability.drop(columns=["note"], errors="ignore"),
               "site_agreement": site_agreement, "icc": icc, "data_quality": quality}
-    return ({name: _with_columns(frame, PSYCHOMETRIC_COLUMNS[name])
+    return ({name: with_columns(frame, PSYCHOMETRIC_COLUMNS[name])
              for name, frame in tables.items()} | {"validation": validation_rows(psychometrics)})
 
 
-#: The columns readers of the published psychometric tables rely on, with their types.
-#: A run can have no rows for a table, or no row of some kind (one site has no ICC; a
-#: small site no site-level reliability), and the table must still have its columns.
+#: The columns readers of the published psychometric tables rely on, with their types
+#: (`with_columns`).
 PSYCHOMETRIC_COLUMNS = {
     "reliability": {"level": "string", "scale": "string", "wave": "Int64",
                     "site_code": "string", "n": "Int64", "k": "Int64", "alpha": "float64",
@@ -159,13 +158,6 @@ PSYCHOMETRIC_COLUMNS = {
                      "n_straight_lining": "Int64", "n_speeding": "Int64",
                      "n_duplicate": "Int64", "n_flagged": "Int64"},
 }
-
-
-def _with_columns(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
-    """`frame` with every one of `columns` (added empty, of its type, where missing)."""
-    missing = {name: pd.Series(pd.NA, index=frame.index, dtype=dtype)
-               for name, dtype in columns.items() if name not in frame.columns}
-    return frame.assign(**missing) if missing else frame
 
 
 def validation_rows(psychometrics: dict) -> pd.DataFrame:

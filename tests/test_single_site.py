@@ -1,0 +1,90 @@
+"""A trust surveying only its own site: too few sites for a funnel, ICC or shrinkage.
+
+The published layer must still hold every table with its columns, and the dashboard,
+the site report and the export must say what cannot be shown instead of failing.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import duckdb
+import flask
+import plotly.utils
+import pytest
+
+from dashboard.accounts import AccountBook, LoginThrottle
+from dashboard.app import create_app, render_page
+from dashboard.pages.benchmark import benchmark_body
+from dashboard.app import view_from_request
+from pipeline.export import export_aggregates
+from pipeline.ingest import ingest_file
+from pipeline.psychometrics import run_psychometrics
+from pipeline.publish import publish
+from pipeline.site_report import write_site_report
+from pipeline.store import add_wave, load_sites_csv, open_store
+from survey.settings import SAMPLES_DIR, Settings
+
+PAGES = ["/", "/principle", "/benchmark", "/trends", "/equity", "/quality"]
+
+
+@pytest.fixture(scope="module")
+def one_site(tmp_path_factory, instrument, definition_yaml, sample_manifest):
+    folder = tmp_path_factory.mktemp("one-site")
+    with (SAMPLES_DIR / "responses_clean.csv").open(encoding="utf-8", newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["site"] == "A"]
+    path = folder / "site-a.csv"
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    settings = Settings(db_path=folder / "store.duckdb")
+    with open_store(settings.db_path) as con:
+        load_sites_csv(con, SAMPLES_DIR / "sites.csv")
+        for wave in sample_manifest["waves"]:
+            add_wave(con, wave)
+        ingest_file(con, path, instrument, definition_yaml)
+        publish(con, instrument, settings, run_psychometrics(con, instrument, settings))
+    return settings
+
+
+def test_every_table_is_published_with_its_columns_even_when_empty(one_site):
+    with duckdb.connect(str(one_site.published_path), read_only=True) as con:
+        count = {t: con.execute(f'select count(*) from "{t}"').fetchone()[0]
+                 for t in ("funnel", "funnel_params", "shrunken", "icc", "site_agreement",
+                           "weighted")}
+        funnel_columns = [r[0] for r in con.execute("describe funnel").fetchall()]
+        kinds = dict(con.execute("select column_name, column_type from (describe icc)").fetchall())
+    # One site: nothing to compare it with, no between-site variance, no headcounts.
+    assert count == dict.fromkeys(count, 0)
+    assert {"site_code", "measure_kind", "measure", "band", "flag", "q"} <= set(funnel_columns)
+    assert kinds["scale"] == "VARCHAR" and kinds["wave"] == "BIGINT" and kinds["icc1"] == "DOUBLE"
+
+
+def test_dashboard_pages_render_and_say_there_is_no_funnel(one_site):
+    book = AccountBook(one_site.accounts_path)
+    book.add("admin", "admin", "a long enough password", None)
+    app = create_app(one_site, secret_key=b"test secret", throttle=LoginThrottle(free=3))
+    with app.server.test_request_context("/_dash-update-component", method="POST"):
+        flask.session["user"] = "admin"
+        for path in PAGES:
+            page, _ = render_page(path, "?site=A&wave=2026")
+            text = json.dumps(page, cls=plotly.utils.PlotlyJSONEncoder)
+            assert "Not available" not in text and "Error" not in text, path
+        body = benchmark_body(view_from_request("/benchmark", "?site=A&wave=2026", True),
+                              "scale:psysafety")
+    text = json.dumps(body, cls=plotly.utils.PlotlyJSONEncoder)
+    assert "No funnel for" in text and "too few sites" in text
+
+
+def test_site_report_and_export_work_for_one_site(one_site, tmp_path):
+    files = write_site_report(one_site.published_path, "A", 2026, tmp_path, pdf=False)
+    html = files.html.read_text(encoding="utf-8")
+    assert "Too few sites for a funnel plot." in html
+    export = export_aggregates(one_site.published_path, tmp_path / "export", fmt="csv")
+    site_file = next(f.path for f in export.files if f.path.name == "culture_site.csv")
+    with site_file.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {r["unit"] for r in rows if r["level"] == "site"} == {"A"}
+    assert min(int(r["n"]) for r in rows if r["n"]) >= 10
