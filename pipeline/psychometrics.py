@@ -315,18 +315,24 @@ def invariance_from_sample(frame: pd.DataFrame, instrument: Instrument,
 
 
 def run_psychometrics(con, instrument: Instrument, settings: Settings,
-                      wave: int | None = None, site: str | None = None) -> dict:
-    """Every check of the validation report, as JSON-ready data."""
+                      wave: int | None = None, site: str | None = None,
+                      flags: dict[str, int] | None = None) -> dict:
+    """Every check of the validation report, as JSON-ready data.
+
+    `flags` is what `flag_response_quality` returned when the caller has just run it
+    (`culture run` does, before summing the cells); otherwise the flags are built here.
+    """
     # One BLAS thread: every matrix here is small (tens of items), and OpenBLAS's worker
     # threads cost far more than they save on such matrices, above all when other
     # processes share the cores (the invariance fits took 7.4 s with them, 1.3 s without).
     with threadpool_limits(limits=1, user_api="blas"):
-        return _run_psychometrics(con, instrument, settings, wave, site)
+        return _run_psychometrics(con, instrument, settings, wave, site, flags)
 
 
 def _run_psychometrics(con, instrument: Instrument, settings: Settings, wave: int | None,
-                       site: str | None) -> dict:
-    flags = flag_response_quality(con, instrument)
+                       site: str | None, flags: dict[str, int] | None) -> dict:
+    if flags is None:
+        flags = flag_response_quality(con, instrument)
     analysis_view(con, settings.exclude_flagged)
     score_responses(con, instrument)
     _scope_table(con, wave, site)

@@ -198,24 +198,36 @@ def validation_rows(psychometrics: dict) -> pd.DataFrame:
                                        "verdict"])
 
 
-def publish(con: duckdb.DuckDBPyConnection, instrument: Instrument, settings: Settings,
-            psychometrics: dict | None = None, progress: Progress | None = None) -> PublishReport:
-    """Build, benchmark, verify and move into place the published layer of the store."""
-    step = progress or (lambda stage: None)
-    k = settings.min_group_size
-    final = settings.published_path
-    report = PublishReport(path=final)
-    step("aggregate")
+def aggregate_cells(con: duckdb.DuckDBPyConnection, instrument: Instrument,
+                    settings: Settings) -> pd.DataFrame:
+    """The sums of every cell (the aggregate stage), in key order, for the suppression."""
     analysis_view(con, settings.exclude_flagged)
     build_cell_sums(con, instrument)
     # In key order: suppression breaks ties (which of two equally small cells to hide)
     # by row, and DuckDB's parallel aggregation hands rows back in a different order
     # from run to run. Unordered, the same data could be published with different cells
     # hidden on each run, and two such publications together could give a cell away.
-    sums = query_frame(con, "select * from cell_sums order by wave, level, unit, breakdown, "
+    return query_frame(con, "select * from cell_sums order by wave, level, unit, breakdown, "
                             "grp, measure_kind, measure")
-    step("suppress")
-    decided = suppress_small_cells(sums, k)
+
+
+def publish(con: duckdb.DuckDBPyConnection, instrument: Instrument, settings: Settings,
+            psychometrics: dict | None = None, progress: Progress | None = None,
+            decided: pd.DataFrame | None = None) -> PublishReport:
+    """Build, benchmark, verify and move into place the published layer of the store.
+
+    `decided` is `suppress_small_cells(aggregate_cells(...))` when the caller has already
+    run those two stages (`culture run` overlaps them with the psychometrics).
+    """
+    step = progress or (lambda stage: None)
+    k = settings.min_group_size
+    final = settings.published_path
+    report = PublishReport(path=final)
+    if decided is None:
+        step("aggregate")
+        sums = aggregate_cells(con, instrument, settings)
+        step("suppress")
+        decided = suppress_small_cells(sums, k)
     report.cells = len(decided)
     report.hidden_primary = int((decided["suppression"] == "primary").sum())
     report.hidden_complementary = int((decided["suppression"] == "complementary").sum())

@@ -467,12 +467,12 @@ def run_and_summarise(settings: Settings, files: list[Path], site: str | None,
     """Run the pipeline with a progress bar per stage, then print what was published."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from pipeline.run import STAGES, run_pipeline
+    from pipeline.run import run_pipeline
     from pipeline.validation_report import write_report
 
     mapping = _import_options(tool, column_map)
     inst = _load_instrument(settings)
-    bar = Progress(SpinnerColumn(), TextColumn("{task.description:<14}"), TimeElapsedColumn(),
+    bar = Progress(SpinnerColumn(), TextColumn("{task.description:<24}"), TimeElapsedColumn(),
                    console=err, transient=False, disable=not err.is_terminal)
     tasks: dict[str, int] = {}
 
