@@ -35,6 +35,8 @@ from survey.settings import TARGET_RULES
 
 #: Sites a peer group needs before its own quartile is used as a target.
 MIN_PEER_SITES_FOR_TARGET = 3
+#: The certainty of a principle with no target to compare with.
+NO_TARGET = "no target"
 #: False discovery rate at which sites are flagged.
 FDR = 0.05
 COMPARED_KINDS = ("scale", "principle")
@@ -215,7 +217,10 @@ def principle_gap_table(cells: pd.DataFrame, target_rule: str = "peer_q3") -> pd
     gap' when the whole interval is short of the target, 'possible gap' when the score
     is short but the interval reaches it, 'meets target' otherwise. priority orders a
     site's principles by the lower end of the gap interval, so a large, certain gap
-    comes before a large, uncertain one.
+    comes before a large, uncertain one. With fewer than three reportable sites in the
+    wave there is no target (a quartile of one or two sites is those sites): target
+    and gap are missing, certainty is 'no target', and priority follows the score,
+    lowest first.
     """
     if target_rule not in TARGET_RULES:
         raise ValueError(f"target rule {target_rule!r}; use one of {', '.join(TARGET_RULES)}")
@@ -223,26 +228,38 @@ def principle_gap_table(cells: pd.DataFrame, target_rule: str = "peer_q3") -> pd
     sites = sites[sites["measure_kind"] == "principle"].copy()
     level = 0.5 if target_rule.endswith("median") else 0.75
     by = ["wave", "measure"]
-    national = sites.groupby(by)["mean"].quantile(level).rename("national_target")
+    national = pd.DataFrame({
+        "national_target": sites.groupby(by)["mean"].quantile(level),
+        "national_sites": sites.groupby(by)["mean"].count()})
     peer = pd.DataFrame({
         "peer_target": sites.groupby(by + ["peer_group"])["mean"].quantile(level),
         "peer_sites": sites.groupby(by + ["peer_group"])["mean"].count()})
     sites = sites.join(national, on=by).join(peer, on=by + ["peer_group"])
     use_peer = target_rule.startswith("peer") & (sites["peer_sites"] >= MIN_PEER_SITES_FOR_TARGET)
-    sites["target"] = np.where(use_peer, sites["peer_target"], sites["national_target"])
+    # A quartile of one or two sites is those sites themselves: a site alone would
+    # always "meet its target". With fewer than three reportable sites there is none.
+    use_national = ~use_peer & (sites["national_sites"] >= MIN_PEER_SITES_FOR_TARGET)
+    sites["target"] = np.where(use_peer, sites["peer_target"],
+                               np.where(use_national, sites["national_target"], np.nan))
     what = "upper quartile" if target_rule.endswith("q3") else "median"
-    sites["target_basis"] = np.where(use_peer, f"peer group {what}",
-                                     f"all sites {what}" + (
-                                         f" (peer group has fewer than {MIN_PEER_SITES_FOR_TARGET} "
-                                         "reportable sites)" if target_rule.startswith("peer")
-                                         else ""))
+    sites["target_basis"] = np.where(
+        use_peer, f"peer group {what}", np.where(
+            use_national, f"all sites {what}" + (
+                f" (peer group has fewer than {MIN_PEER_SITES_FOR_TARGET} reportable sites)"
+                if target_rule.startswith("peer") else ""),
+            f"no target: fewer than {MIN_PEER_SITES_FOR_TARGET} sites reported this wave"))
     half = stats.norm.ppf(0.975) * sites["se"]
     sites["gap"] = sites["target"] - sites["mean"]
     sites["gap_low"], sites["gap_high"] = sites["gap"] - half, sites["gap"] + half
-    sites["certainty"] = np.where(sites["gap_low"] > 0, "clear gap",
-                                  np.where(sites["gap"] > 0, "possible gap", "meets target"))
-    sites["priority"] = sites.groupby(["wave", "unit"])["gap_low"].rank(
-        ascending=False, method="first").astype(int)
+    sites["certainty"] = np.where(
+        sites["target"].isna(), NO_TARGET, np.where(
+            sites["gap_low"] > 0, "clear gap",
+            np.where(sites["gap"] > 0, "possible gap", "meets target")))
+    # Largest certain gap first; principles without a target after, lowest score first.
+    ordered = sites.assign(has_target=sites["target"].notna()).sort_values(
+        ["wave", "unit", "has_target", "gap_low", "mean"],
+        ascending=[True, True, False, False, True], kind="stable")
+    sites["priority"] = ordered.groupby(["wave", "unit"]).cumcount().reindex(sites.index) + 1
     out = sites.rename(columns={"unit": "site_code", "measure": "principle", "mean": "score"})
     return out[["wave", "site_code", "peer_group", "principle", "n", "score", "se", "ci_low",
                 "ci_high", "target", "target_basis", "gap", "gap_low", "gap_high", "certainty",

@@ -50,5 +50,7 @@ def ingest_inbox(con: duckdb.DuckDBPyConnection, inbox: Path, instrument: Instru
                 writer.writerow({"response_id": response_id, "site": site, "wave": wave,
                                  "submitted_on": submitted_on, **answers})
         report = ingest_file(con, path, instrument, definition_yaml)
+    # The CSV was a stepping stone in a folder that is gone: name what a reader knows.
+    report.source = f"web form ({inbox}), submissions {after + 1}-{rows[-1][0]}"
     con.execute("insert or replace into inbox_cursor values (?, ?)", [inbox.name, rows[-1][0]])
     return report

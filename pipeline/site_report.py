@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.benchmark import FDR
+from pipeline.benchmark import FDR, NO_TARGET
 from pipeline.export import CODED_COLUMNS
 from pipeline.published import open_published, published_meta
 from pipeline.report_figures import funnel_charts, principle_chart, trend_chart
@@ -188,16 +188,23 @@ def _summary(d: SiteData) -> str:
             if d.headcount else "headcount not known, so no response rate")
     clear = d.gaps[d.gaps["certainty"] == "clear gap"]
     first = d.gaps.iloc[0] if len(d.gaps) else None
-    focus = (f"Act first on <b>{escape(first['principle'])} {escape(d.names.get(first['principle'], ''))}</b> "
-             f"({escape(first['certainty'])})." if first is not None else "")
+    name = (f"<b>{escape(first['principle'])} {escape(d.names.get(first['principle'], ''))}</b>"
+            if first is not None else "")
+    if first is not None and first["certainty"] == NO_TARGET:
+        focus = f"Lowest score: {name}."
+        tile = ("–", "principles with a clear gap: no target without at least three sites "
+                     "to compare with")
+        target = f"there is {escape(_target_words(d))}"
+    else:
+        focus = f"Act first on {name} ({escape(first['certainty'])})." if name else ""
+        tile = (f"{len(clear)} of 6", "principles with a clear gap to the target")
+        target = f"the target is the {escape(_target_words(d))}"
     return f"""
 <section class="summary">
   <div class="tile"><div class="big">{d.responses:,}</div>responses in {d.wave}</div>
   <div class="tile"><div class="big">{_response_rate(d)}</div>response rate: {rate}</div>
-  <div class="tile"><div class="big">{len(clear)} of 6</div>principles with a clear gap to
-    the target</div>
-  <p>{focus} Scores are 0-100 (higher is a more supportive culture); the target is the
-    {escape(_target_words(d))}.</p>
+  <div class="tile"><div class="big">{tile[0]}</div>{tile[1]}</div>
+  <p>{focus} Scores are 0-100 (higher is a more supportive culture); {target}.</p>
 </section>"""
 
 
@@ -242,6 +249,12 @@ def _principles(d: SiteData) -> str:
 
 def _actions(d: SiteData) -> str:
     gaps = d.gaps[d.gaps["certainty"] != "meets target"]
+    if len(gaps) and (gaps["certainty"] == NO_TARGET).all():
+        intro = ("<p>With no target to measure gaps against, the guide's actions for every "
+                 "principle follow, lowest score first.</p>")
+        heading = "What the guide suggests"
+    else:
+        intro, heading = "", "What the guide suggests, for each gap"
     if gaps.empty:
         return ("<section><h2>What the guide suggests</h2><p>Every principle meets its target "
                 "this year; the guide's actions remain a checklist for keeping it so.</p></section>")
@@ -251,12 +264,13 @@ def _actions(d: SiteData) -> str:
             f"<li><b>{escape(a.title)}.</b> {escape(a.action)}"
             + (f" <span class='note'>{escape(a.evidence)}</span>" if isinstance(a.evidence, str) and a.evidence else "") + "</li>"
             for a in d.actions[d.actions["principle"] == g.principle].itertuples())
+        status = (f"score {_num(g.score)}" if g.certainty == NO_TARGET
+                  else f"{escape(g.certainty)}, gap {_num(g.gap)}")
         blocks.append(f"<h3>{g.principle} {escape(d.names.get(g.principle, ''))} "
-                      f"<span class='note'>({escape(g.certainty)}, gap {_num(g.gap)})</span></h3>"
-                      f"<ul>{items}</ul>")
+                      f"<span class='note'>({status})</span></h3><ul>{items}</ul>")
     return f"""
 <section class="actions">
-  <h2>What the guide suggests, for each gap</h2>
+  <h2>{heading}</h2>{intro}
   {''.join(blocks)}
 </section>"""
 

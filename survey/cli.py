@@ -508,6 +508,10 @@ def _print_published(pub, settings: Settings) -> None:
     out.print(f"  verified: no shown count below {k}; none of {check.hidden_cells:,} hidden "
               f"cells recoverable from {check.equations:,} equations")
     flags = pub.funnel_flags
+    if not pub.tables.get("funnel_params"):
+        out.print(f"  no funnel plots: comparing sites needs at least two with {k} or more "
+                  f"responses in a wave")
+        return
     if not flags:
         out.print("  no site stands out from its funnel after allowing for overdispersion "
                   "(5% false discovery rate)")

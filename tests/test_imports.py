@@ -583,6 +583,7 @@ def test_cli_run_from_qualtrics_ingests_through_the_adapter_and_publishes(
     # Every scale answer is the same: no variance, so no reliability, said as much.
     assert "stigma             alpha n/a (n/a-n/a), omega not estimable" in result.stdout
     assert "Warning" not in result.stderr
+    assert "no funnel plots: comparing sites needs at least two with 10 or more" in result.stdout
     assert len(stored(store_path, instrument)) == 12
     published = store_path.with_name(store_path.stem + ".published.duckdb")
     with duckdb.connect(str(published), read_only=True) as con:

@@ -62,6 +62,20 @@ def test_every_table_is_published_with_its_columns_even_when_empty(one_site):
     assert kinds["scale"] == "VARCHAR" and kinds["wave"] == "BIGINT" and kinds["icc1"] == "DOUBLE"
 
 
+def test_a_site_alone_has_no_target_rather_than_meeting_its_own(one_site):
+    with duckdb.connect(str(one_site.published_path), read_only=True) as con:
+        gaps = con.execute("select principle, score, target, gap, certainty, target_basis, "
+                           "priority from principle_gaps where site_code = 'A' and wave = 2026 "
+                           "order by priority").df()
+    assert len(gaps) == 6
+    assert set(gaps["certainty"]) == {"no target"}
+    assert gaps["target"].isna().all() and gaps["gap"].isna().all()
+    assert set(gaps["target_basis"]) == {"no target: fewer than 3 sites reported this wave"}
+    # Without gaps, the lowest score comes first.
+    assert list(gaps["priority"]) == [1, 2, 3, 4, 5, 6]
+    assert list(gaps["score"]) == sorted(gaps["score"])
+
+
 def test_dashboard_pages_render_and_say_there_is_no_funnel(one_site):
     book = AccountBook(one_site.accounts_path)
     book.add("admin", "admin", "a long enough password", None)
@@ -72,6 +86,9 @@ def test_dashboard_pages_render_and_say_there_is_no_funnel(one_site):
             page, _ = render_page(path, "?site=A&wave=2026")
             text = json.dumps(page, cls=plotly.utils.PlotlyJSONEncoder)
             assert "Not available" not in text and "Error" not in text, path
+            if path == "/":
+                assert "Lowest score: " in text and "so no gaps are shown" in text
+                assert "meets its target" not in text
         body = benchmark_body(view_from_request("/benchmark", "?site=A&wave=2026", True),
                               "scale:psysafety")
     text = json.dumps(body, cls=plotly.utils.PlotlyJSONEncoder)
@@ -82,6 +99,9 @@ def test_site_report_and_export_work_for_one_site(one_site, tmp_path):
     files = write_site_report(one_site.published_path, "A", 2026, tmp_path, pdf=False)
     html = files.html.read_text(encoding="utf-8")
     assert "Too few sites for a funnel plot." in html
+    assert "there is no target: fewer than 3 sites reported this wave" in html
+    assert "the guide's actions for every principle follow, lowest score first" in html
+    assert "meets target" not in html and "0 of 6" not in html
     export = export_aggregates(one_site.published_path, tmp_path / "export", fmt="csv")
     site_file = next(f.path for f in export.files if f.path.name == "culture_site.csv")
     with site_file.open(encoding="utf-8", newline="") as handle:

@@ -203,6 +203,7 @@ def test_pipeline_picks_up_new_submissions_exactly_once(client, inbox_path, stor
     with open_store(store_path) as con:
         first = ingest_inbox(con, inbox_path, instrument, definition_yaml)
         assert first.rows_accepted == 3 and first.rows_rejected == 0
+        assert first.source == f"web form ({inbox_path}), submissions 1-3"
         assert ingest_inbox(con, inbox_path, instrument, definition_yaml) is None
         # A crash after the store's commit but before the cursor moved: the same rows
         # come again (the same file: a no-op), then again with a newer one beside them.

@@ -12,6 +12,8 @@ from dashboard.view import View
 
 TITLE = "Overview"
 NEEDS_SITE = True
+#: The published certainty of a principle with no target (fewer than three sites).
+NO_TARGET = "no target"
 
 
 def principle_rows(view: View) -> pd.DataFrame:
@@ -32,8 +34,13 @@ def layout(view: View) -> html.Div:
                             f"{hidden_text(k)}, or too few comparable sites."))
         return html.Div(parts)
     top = rows.iloc[0]
-    summary = (f"Largest gap: {top['name']}, score {top['score']:.1f} against a target of "
-               f"{top['target']:.1f} ({top['certainty']}). Target: {top['target_basis']}.")
+    if top["certainty"] == NO_TARGET:
+        summary = (f"Lowest score: {top['name']}, {top['score']:.1f}. "
+                   f"{top['target_basis'].capitalize()}, so no gaps are shown.")
+    else:
+        summary = (f"Largest gap: {top['name']}, score {top['score']:.1f} against a target "
+                   f"of {top['target']:.1f} ({top['certainty']}). "
+                   f"Target: {top['target_basis']}.")
     parts.append(chart("overview-principles", principle_figure(rows, view.site_label),
                        table(rows, {"priority": "Priority", "name": "Principle",
                                     "n": "Respondents", "score": "Score (0-100)",
@@ -80,7 +87,9 @@ def _key_figures(responses: dict, k: int) -> html.Div:
 
 
 def _principle_actions(row: pd.Series, actions: pd.DataFrame) -> html.Section:
-    if row["certainty"] == "meets target":
+    if row["certainty"] == NO_TARGET:
+        status = f"score {row['score']:.1f}; {row['target_basis']}"
+    elif row["certainty"] == "meets target":
         status = f"meets its target ({row['score']:.1f} against {row['target']:.1f})"
     else:
         status = (f"{row['gap']:.1f} points below target (95% CI {row['gap_low']:.1f} to "
