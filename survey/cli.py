@@ -485,9 +485,10 @@ def run_and_summarise(settings: Settings, files: list[Path], site: str | None,
         result = run_pipeline(settings, inst, files, site, wave, stage, tool, mapping)
         for task in tasks.values():
             bar.update(task, total=1, completed=1)
-    for imported in result.imports:
-        _print_import(imported)
+    imported = {id(i.ingest): i for i in result.imports}
     for report in result.ingests:
+        if id(report) in imported:    # what the adapter made of the file, then its ingest
+            _print_import(imported[id(report)])
         _print_ingest(report)
     html_path, _ = write_report(result.psychometrics, inst, report_dir)
     _print_reliability(result.psychometrics)
