@@ -1,4 +1,4 @@
-"""A trust surveying only its own site: too few sites for a funnel, ICC or shrinkage.
+"""Trusts surveying one or two sites: too few for a funnel, a target, an ICC.
 
 The published layer must still hold every table with its columns, and the dashboard,
 the site report and the export must say what cannot be shown instead of failing.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 
 import duckdb
 import flask
@@ -29,12 +30,11 @@ from survey.settings import SAMPLES_DIR, Settings
 PAGES = ["/", "/principle", "/benchmark", "/trends", "/equity", "/quality"]
 
 
-@pytest.fixture(scope="module")
-def one_site(tmp_path_factory, instrument, definition_yaml, sample_manifest):
-    folder = tmp_path_factory.mktemp("one-site")
+def published_for(sites: set[str], folder, instrument, definition_yaml, waves) -> Settings:
+    """A store of the clean sample's rows of `sites` only, run through publish."""
     with (SAMPLES_DIR / "responses_clean.csv").open(encoding="utf-8", newline="") as handle:
-        rows = [r for r in csv.DictReader(handle) if r["site"] == "A"]
-    path = folder / "site-a.csv"
+        rows = [r for r in csv.DictReader(handle) if r["site"] in sites]
+    path = folder / "responses.csv"
     with path.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -42,11 +42,17 @@ def one_site(tmp_path_factory, instrument, definition_yaml, sample_manifest):
     settings = Settings(db_path=folder / "store.duckdb")
     with open_store(settings.db_path) as con:
         load_sites_csv(con, SAMPLES_DIR / "sites.csv")
-        for wave in sample_manifest["waves"]:
+        for wave in waves:
             add_wave(con, wave)
         ingest_file(con, path, instrument, definition_yaml)
         publish(con, instrument, settings, run_psychometrics(con, instrument, settings))
     return settings
+
+
+@pytest.fixture(scope="module")
+def one_site(tmp_path_factory, instrument, definition_yaml, sample_manifest):
+    return published_for({"A"}, tmp_path_factory.mktemp("one-site"), instrument,
+                         definition_yaml, sample_manifest["waves"])
 
 
 def test_every_table_is_published_with_its_columns_even_when_empty(one_site):
@@ -108,3 +114,26 @@ def test_site_report_and_export_work_for_one_site(one_site, tmp_path):
         rows = list(csv.DictReader(handle))
     assert {r["unit"] for r in rows if r["level"] == "site"} == {"A"}
     assert min(int(r["n"]) for r in rows if r["n"]) >= 10
+
+
+def test_two_sites_get_a_funnel_without_an_overdispersion_claim(tmp_path, instrument,
+                                                                definition_yaml,
+                                                                sample_manifest):
+    settings = published_for({"A", "D"}, tmp_path, instrument, definition_yaml,
+                             sample_manifest["waves"])
+    with duckdb.connect(str(settings.published_path), read_only=True) as con:
+        phi, tau2, sites = con.execute("select phi, tau2, sites from funnel_params where "
+                                       "wave = 2026 and measure = 'psysafety'").fetchone()
+    # Two sites cannot give an overdispersion estimate: none is made or claimed.
+    assert sites == 2 and (phi is None or math.isnan(phi))
+    assert tau2 == 0
+    AccountBook(settings.accounts_path).add("admin", "admin", "a long enough password", None)
+    app = create_app(settings, secret_key=b"test secret", throttle=LoginThrottle(free=3))
+    with app.server.test_request_context("/_dash-update-component", method="POST"):
+        flask.session["user"] = "admin"
+        body = benchmark_body(view_from_request("/benchmark", "?site=D&wave=2026", True),
+                              "scale:psysafety")
+    text = json.dumps(body, cls=plotly.utils.PlotlyJSONEncoder)
+    assert "2 sites." in text
+    assert "too few sites to estimate overdispersion: sampling error only" in text
+    assert "after allowing for overdispersion" not in text

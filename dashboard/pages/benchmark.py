@@ -55,10 +55,14 @@ def benchmark_body(view: View, value: str) -> list:
                            highlight=points["site_code"] == view.site)
     mine = points[points["highlight"]]
     flagged = points[points["flag"] != "within"]
+    # Overdispersion is estimated from three or more sites; with two there is none (phi
+    # is missing) and the limits are sampling error alone.
+    allowing = ("after allowing for overdispersion" if pd.notna(params["phi"]) else
+                "(too few sites to estimate overdispersion: sampling error only)")
     summary = (f"{len(points)} sites. " + (
         f"{view.site_label}: mean {mine['mean'].iloc[0]:.2f} from {int(mine['n'].iloc[0])} "
-        f"respondents, {mine['band'].iloc[0]} limits, {mine['flag'].iloc[0]} after allowing "
-        "for overdispersion. " if len(mine) else "")
+        f"respondents, {mine['band'].iloc[0]} limits, {mine['flag'].iloc[0]} {allowing}. "
+        if len(mine) else "")
         + f"{len(flagged)} site(s) flagged at a 5% false discovery rate.")
     parts = [chart("benchmark-funnel", funnel_figure(points, params, names[measure], axis),
                    table(points.sort_values("label"),
