@@ -333,12 +333,14 @@ def status(db: DbOption = None) -> None:
 
 
 def _print_summary(summary: dict) -> None:
-    out.print(f"{summary['responses']} responses from {summary['sites']} sites, waves "
-              f"{', '.join(map(str, summary['waves'])) or 'none'}, in "
-              f"{summary['batches']} ingest batch(es)")
     waves = summary["waves"]
     per = {(s, w): n for s, _, w, n in summary["per_site_wave"]}
     types = {s: t for s, t, _, _ in summary["per_site_wave"]}
+    answered = (f"{len(types)} of the {summary['sites']} sites in the store"
+                if len(types) < summary["sites"] else f"{summary['sites']} sites")
+    out.print(f"{summary['responses']} responses from {answered}, waves "
+              f"{', '.join(map(str, waves)) or 'none'}, in "
+              f"{summary['batches']} ingest batch(es)")
     table = Table("site", "type", *map(str, waves))
     for site in sorted(types):
         table.add_row(site, types[site], *[str(per.get((site, w), 0)) for w in waves])

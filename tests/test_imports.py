@@ -584,6 +584,9 @@ def test_cli_run_from_qualtrics_ingests_through_the_adapter_and_publishes(
     assert "stigma             alpha n/a (n/a-n/a), omega not estimable" in result.stdout
     assert "Warning" not in result.stderr
     assert "no funnel plots: comparing sites needs at least two with 10 or more" in result.stdout
+    status = subprocess.run([sys.executable, "-m", "survey.cli", "status", "--db",
+                             str(store_path)], capture_output=True, text=True, timeout=120)
+    assert "12 responses from 1 of the 2 sites in the store" in status.stdout
     assert len(stored(store_path, instrument)) == 12
     published = store_path.with_name(store_path.stem + ".published.duckdb")
     with duckdb.connect(str(published), read_only=True) as con:
