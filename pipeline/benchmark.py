@@ -79,7 +79,7 @@ def benchmark_table(cells: pd.DataFrame) -> pd.DataFrame:
     by = ["wave", "measure_kind", "measure"]
     national = _distribution(sites, by, "national")
     peer = _distribution(sites, by + ["peer_group"], "peer")
-    out = sites.join(national, on=by).join(peer, on=by + ["peer_group"])
+    out = _attach(_attach(sites, national, by), peer, by + ["peer_group"])
     totals = cells[(cells["breakdown"] == "all") & ~cells["suppressed"]
                    & cells["level"].isin(["peer", "national"])]
     for level, label in (("peer", "peer"), ("national", "national")):
@@ -106,12 +106,21 @@ def benchmark_table(cells: pd.DataFrame) -> pd.DataFrame:
     return out[keep + rest_cols].rename(columns={"unit": "site_code"}).reset_index(drop=True)
 
 
+def _attach(frame: pd.DataFrame, per_group: pd.DataFrame, on: list[str]) -> pd.DataFrame:
+    """`frame` with the columns of `per_group` (indexed by `on`), row order kept.
+
+    A merge on columns rather than `frame.join(per_group, on=...)`: pandas' join on a
+    MultiIndex fails when no site is shown (empty Arrow string levels), e.g. a first
+    test survey whose every cell is below the threshold.
+    """
+    return frame.merge(per_group.reset_index(), on=on, how="left")
+
+
 def _distribution(sites: pd.DataFrame, by: list[str], prefix: str) -> pd.DataFrame:
     """Count, worst, quartiles, median and best of site means per group (linear quantiles)."""
     grouped = sites.groupby(by)["mean"]
     out = grouped.agg(["count", "min", "median", "max"])
-    quartiles = grouped.quantile([0.25, 0.75]).unstack()
-    out["q1"], out["q3"] = quartiles[0.25], quartiles[0.75]
+    out["q1"], out["q3"] = grouped.quantile(0.25), grouped.quantile(0.75)
     names = {"count": "sites", "min": "worst", "max": "best"}
     out = out[["count", "min", "q1", "median", "q3", "max"]]
     return out.rename(columns=lambda c: f"{prefix}_{names.get(c, c)}")
@@ -234,7 +243,7 @@ def principle_gap_table(cells: pd.DataFrame, target_rule: str = "peer_q3") -> pd
     peer = pd.DataFrame({
         "peer_target": sites.groupby(by + ["peer_group"])["mean"].quantile(level),
         "peer_sites": sites.groupby(by + ["peer_group"])["mean"].count()})
-    sites = sites.join(national, on=by).join(peer, on=by + ["peer_group"])
+    sites = _attach(_attach(sites, national, by), peer, by + ["peer_group"])
     use_peer = target_rule.startswith("peer") & (sites["peer_sites"] >= MIN_PEER_SITES_FOR_TARGET)
     # A quartile of one or two sites is those sites themselves: a site alone would
     # always "meet its target". With fewer than three reportable sites there is none.

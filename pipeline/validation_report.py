@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from pathlib import Path
 
 import plotly.graph_objects as go
@@ -83,7 +84,20 @@ def _verdict_cell(judged: dict) -> str:
 
 def _number(value: float | None) -> str:
     """Three decimals, or 'n/a' where a statistic could not be estimated."""
-    return "n/a" if value is None else f"{value:.3f}"
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.3f}"
+
+
+def _reliability_cells(r: dict) -> list[str]:
+    """A scale's row of the overall reliability table (or why it has no numbers)."""
+    head = [f"<td>{r['scale']}</td>", f"<td>{r['n']}</td>", f"<td>{r['k']}</td>"]
+    if "alpha" not in r:     # too few responses to report
+        return head + [f"<td colspan='6'>{html.escape(r['note'])}</td>"]
+    return head + [
+        f"<td>{_number(r['alpha'])}</td>",
+        f"<td>{_number(r['ci_low'])} to {_number(r['ci_high'])}</td>",
+        f"<td>{_number(r['alpha_standardised'])}</td>", f"<td>{_number(r['omega_total'])}</td>",
+        "<td>&ge; 0.70</td>",
+        f"<td class='{VERDICT_STYLE[r['alpha_verdict']]}'>{r['alpha_verdict']}</td>"]
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -106,12 +120,7 @@ def render_html(result: dict, instrument: Instrument) -> str:
     parts.append(_table(
         ["scale", "n", "items", "alpha", "95% CI", "standardised alpha", "omega total",
          "criterion", "verdict"],
-        [[f"<td>{r['scale']}</td>", f"<td>{r['n']}</td>", f"<td>{r['k']}</td>",
-          f"<td>{r['alpha']:.3f}</td>", f"<td>{r['ci_low']:.3f} to {r['ci_high']:.3f}</td>",
-          f"<td>{r['alpha_standardised']:.3f}</td>", f"<td>{_number(r['omega_total'])}</td>",
-          "<td>&ge; 0.70</td>",
-          f"<td class='{VERDICT_STYLE[r['alpha_verdict']]}'>{r['alpha_verdict']}</td>"]
-         for r in overall]))
+        [_reliability_cells(r) for r in overall]))
     first = True
     parts.append("<h2>Reliability by site and wave</h2>")
     parts.append(_figure_html(_reliability_figure(result), first))

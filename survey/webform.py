@@ -26,7 +26,7 @@ import re
 import secrets
 from html import escape
 from http import HTTPStatus
-from urllib.parse import parse_qsl, unquote_to_bytes, urlparse
+from urllib.parse import parse_qs, unquote_to_bytes, urlparse
 
 from survey.inbox import Inbox, TokenRefused
 from survey.instrument import Instrument
@@ -161,7 +161,7 @@ class CollectApp:
         return status, [*headers, ("Allow", "GET, HEAD, POST")], body
 
     def form(self, environ: dict, site: str, wave: int):
-        token = _query_value(environ.get("QUERY_STRING", ""), "t")
+        token = parse_qs(environ.get("QUERY_STRING", "")).get("t", [""])[0]
         if self.require_tokens and not token:
             return _message("Please use the personal link from your invitation.", 403)
         # The page is the same for everyone but its two tokens: render it once.
@@ -191,6 +191,8 @@ class CollectApp:
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
+            length = -1
+        if length < 0:   # read(-1) would read to the end of the stream
             return _message("The form sent was not understood.", 400)
         if length > MAX_POST_BYTES:
             return _message("The form sent was too large.", 413)
@@ -255,13 +257,6 @@ def parse_form(body: bytes) -> list[tuple[str, str]]:
             name, _, value = part.partition(b"=")
             pairs.append((_field(name), _field(value)))
     return pairs
-
-
-def _query_value(query: str, name: str) -> str:
-    for key, value in parse_qsl(query, keep_blank_values=True):
-        if key == name:
-            return value
-    return ""
 
 
 def _message(text: str, status: int, title: str = "Survey"):

@@ -24,16 +24,19 @@ from pipeline.ingest import ingest_file
 from pipeline.psychometrics import run_psychometrics
 from pipeline.publish import publish
 from pipeline.site_report import write_site_report
+from pipeline.validation_report import write_report
 from pipeline.store import add_wave, load_sites_csv, open_store
 from survey.settings import SAMPLES_DIR, Settings
 
 PAGES = ["/", "/principle", "/benchmark", "/trends", "/equity", "/quality"]
 
 
-def published_for(sites: set[str], folder, instrument, definition_yaml, waves) -> Settings:
-    """A store of the clean sample's rows of `sites` only, run through publish."""
+def published_for(sites: set[str], folder, instrument, definition_yaml, waves,
+                  limit: int | None = None) -> Settings:
+    """A store of the clean sample's rows of `sites` only (the first `limit` of them),
+    run through publish."""
     with (SAMPLES_DIR / "responses_clean.csv").open(encoding="utf-8", newline="") as handle:
-        rows = [r for r in csv.DictReader(handle) if r["site"] in sites]
+        rows = [r for r in csv.DictReader(handle) if r["site"] in sites][:limit]
     path = folder / "responses.csv"
     with path.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -137,3 +140,20 @@ def test_two_sites_get_a_funnel_without_an_overdispersion_claim(tmp_path, instru
     assert "2 sites." in text
     assert "too few sites to estimate overdispersion: sampling error only" in text
     assert "after allowing for overdispersion" not in text
+
+
+def test_a_first_test_survey_with_every_cell_hidden_publishes_and_reports(
+        tmp_path, instrument, definition_yaml, sample_manifest):
+    """Eight answers: nothing can be shown, and every step says so instead of failing."""
+    settings = published_for({"A"}, tmp_path, instrument, definition_yaml,
+                             sample_manifest["waves"], limit=8)
+    with duckdb.connect(str(settings.published_path), read_only=True) as con:
+        shown = con.execute("select count(*) from cells where not suppressed").fetchone()[0]
+        tables = {t: con.execute(f'select count(*) from "{t}"').fetchone()[0]
+                  for t in ("benchmarks", "principle_gaps", "trends", "equity")}
+    assert shown == 0 and tables == dict.fromkeys(tables, 0)
+    with open_store(settings.db_path) as con:
+        result = run_psychometrics(con, instrument, settings)
+    html, _ = write_report(result, instrument, tmp_path / "reports")
+    text = html.read_text(encoding="utf-8")
+    assert text.count("fewer than 10 responses: not reported") == len(instrument.scales)

@@ -4,6 +4,7 @@ real SQLite inbox, a real `culture collect` process killed with SIGKILL under lo
 from __future__ import annotations
 
 import http.client
+import io
 import re
 import signal
 import socket
@@ -158,6 +159,21 @@ def test_posts_that_are_not_a_form_or_not_utf8_and_other_methods_are_refused(cli
     assert head.status_code == 200 and head.data == b"" and int(head.headers["Content-Length"]) > 10_000
     assert client.get("/s/A/2025/extra").status_code == 404
     assert stored(inbox_path) == []
+
+
+def test_a_negative_content_length_is_refused_without_reading_the_stream(instrument,
+                                                                         inbox_path):
+    inbox = Inbox(inbox_path)
+    try:
+        app = create_collect_app(instrument, inbox, {("A", 2025)})
+        body = io.BytesIO(b"form_token=x&hs01=4")
+        status, _, page = app.handle({
+            "REQUEST_METHOD": "POST", "PATH_INFO": "/s/A/2025", "CONTENT_LENGTH": "-1",
+            "CONTENT_TYPE": "application/x-www-form-urlencoded", "wsgi.input": body})
+    finally:
+        inbox.close()
+    assert status == 400 and b"not understood" in page
+    assert body.tell() == 0
 
 
 def test_invitation_tokens_are_single_use_and_unlinkable(instrument, inbox_path):
