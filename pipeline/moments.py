@@ -37,6 +37,12 @@ class GroupMoments:
     pair_n: np.ndarray     # respondents behind each covariance
     cov: np.ndarray
     corr: np.ndarray
+    #: The scale score (mean of answered keyed items, when at least the scale's
+    #: min_items are answered): respondents with one, their sum and sum of squares
+    #: (listwise: of the complete respondents only).
+    score_n: int = 0
+    score_sum: float = 0.0
+    score_sumsq: float = 0.0
 
 
 def _keyed(instrument: Instrument, scale_id: str) -> list[str]:
@@ -70,8 +76,15 @@ def _moment_sums(con: duckdb.DuckDBPyConnection, instrument: Instrument, scale_i
         prepared += [f"({expr} is not null)::double as m_{name}",
                      f"coalesce({expr}, 0) as z_{name}"]
     squared = [f"z_{v} * z_{v} as q_{v}" for v in x]
+    # The scale score rides along (the same rule as `scale_score_sql`), so the ICC's
+    # per-group score statistics need no scan of their own.
+    answered = " + ".join(f"m_{v}" for v in x)
+    score = (f"case when {answered} >= {instrument.scale(scale_id).min_items} "
+             f"then ({' + '.join(f'z_{v}' for v in x)}) / ({answered}) end as score")
     complete = " and ".join(f"m_{v} = 1" for v in x)
-    aggregates = ["count(*) as n_rows", f"count(*) filter (where {complete}) as n_complete"]
+    aggregates = ["count(*) as n_rows", f"count(*) filter (where {complete}) as n_complete",
+                  "count(score)::double as score_n", "coalesce(sum(score), 0) as score_sum",
+                  "coalesce(sum(score * score), 0) as score_sumsq"]
     for i in range(k):
         aggregates += [f"sum(m_{x[i]}) as n_{i}_{i}", f"sum(z_{x[i]}) as si_{i}_{i}",
                        f"sum(q_{x[i]}) as sii_{i}_{i}"]
@@ -90,7 +103,7 @@ def _moment_sums(con: duckdb.DuckDBPyConnection, instrument: Instrument, scale_i
     where = f"where {complete}" if nan_policy == "listwise" else ""
     sql = f"""
         with keyed as (
-            select *, {', '.join(squared)} from (
+            select *, {', '.join(squared)}, {score} from (
                 select {group_columns + ', ' if by else ''}{', '.join(prepared)}
                 from {quote(source)})
         )
@@ -176,5 +189,8 @@ def _matrices(columns: dict, by: tuple[str, ...], items: tuple[str, ...],
         key = tuple(columns[b][g].item() if hasattr(columns[b][g], "item") else columns[b][g]
                     for b in by)
         result.append(GroupMoments(key, items, int(columns["n_rows"][g]),
-                                   int(columns["n_complete"][g]), n[g], cov[g], corr[g]))
+                                   int(columns["n_complete"][g]), n[g], cov[g], corr[g],
+                                   int(columns["score_n"][g]),
+                                   float(columns["score_sum"][g]),
+                                   float(columns["score_sumsq"][g])))
     return result

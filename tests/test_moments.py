@@ -11,7 +11,7 @@ from pipeline.moments import moments_at_levels, scale_moments
 from pipeline.reliability import (StatisticsError, alpha_batch, alpha_from_covariance,
                                   cronbach_alpha,
                                   omega_total, omega_total_from_correlation)
-from pipeline.scoring import keyed_items
+from pipeline.scoring import keyed_items, scale_score
 from survey.settings import SAMPLES_DIR
 
 #: Sums of small integers are exact; only the final divisions round.
@@ -53,6 +53,21 @@ def test_moments_give_the_same_alpha_and_omega_as_respondent_data(scale, policy,
         assert np.allclose(group.corr, used.corr().to_numpy(), atol=TOLERANCE, rtol=0)
         assert abs(omega_total_from_correlation(group.corr) -
                    omega_total(items, nan_policy=policy)) < 1e-9
+
+
+@pytest.mark.parametrize("scale", ["stigma", "pathways"])
+def test_score_sums_ride_along_with_the_scale_score_rule(scale, sample_db, instrument):
+    con, frame = sample_db
+    summed = moments_at_levels(con, instrument, scale, (("site_code", "wave"), ("wave",)))
+    for level, groups in summed.items():
+        for group in groups:
+            mask = np.ones(len(frame), dtype=bool)
+            for column, value in zip(level, group.key):
+                mask &= (frame.site if column == "site_code" else frame[column]).to_numpy() == value
+            scores = scale_score(frame[mask], instrument, scale).dropna()
+            assert group.score_n == len(scores) > 0
+            assert abs(group.score_sum - scores.sum()) < TOLERANCE
+            assert abs(group.score_sumsq - (scores ** 2).sum()) < 1e-9
 
 
 def test_batched_alpha_equals_one_group_at_a_time(sample_db, instrument):
