@@ -249,21 +249,21 @@ def structure_from_sample(frame: pd.DataFrame, instrument: Instrument) -> dict:
 def item_distributions(con, instrument: Instrument) -> list[dict]:
     """Answers per code for every item (raw, before reverse-keying).
 
-    One narrow GROUP BY per item in a single statement: each branch reads one column.
+    One scan with a histogram per item (a union of narrow GROUP BYs, one per item,
+    read the respondents once per item: 1.3 s at 1M when flagged respondents are
+    excluded, since each branch repeats the exclusion; 0.4 s this way).
     """
-    branches = [f"""select '{item.id}' as item, "{item.id}" as code, count(*) as n
-                    from scope_responses group by all""" for item in instrument.items]
-    counts = con.execute(" union all ".join(branches)).fetchall()
-    rows = {item.id: {"item": item.id, "missing": 0,
-                      "counts": {str(c): 0 for c in
-                                 instrument.response_scale(item.response_scale).codes}}
-            for item in instrument.items}
-    for item, code, n in counts:
-        if code is None:
-            rows[item]["missing"] = int(n)
-        else:
-            rows[item]["counts"][str(code)] = int(n)
-    return list(rows.values())
+    histograms = ", ".join(f'histogram("{item.id}")' for item in instrument.items)
+    missing = ", ".join(f'count(*) - count("{item.id}")' for item in instrument.items)
+    counts = con.execute(f"select {histograms}, {missing} from scope_responses").fetchall()[0]
+    k = len(instrument.items)
+    rows = []
+    for item, histogram, missing in zip(instrument.items, counts[:k], counts[k:]):
+        by_code = {str(c): 0 for c in instrument.response_scale(item.response_scale).codes}
+        for code, n in (histogram or {}).items():
+            by_code[str(code)] = int(n)
+        rows.append({"item": item.id, "missing": int(missing), "counts": by_code})
+    return rows
 
 
 def invariance_summary(con, instrument: Instrument, min_group: int) -> list[dict]:

@@ -53,6 +53,18 @@ def test_icc_per_wave_equals_the_respondent_level_anova(result, instrument):
     assert got["icc2"] == pytest.approx(expected.icc2, abs=1e-12)
 
 
+def test_item_distributions_count_every_stored_answer(result, instrument):
+    answers = pd.read_csv(SAMPLES_DIR / "responses_clean.csv")
+    rows = {r["item"]: r for r in result["item_distributions"]}
+    assert set(rows) == {i.id for i in instrument.items}
+    for item in instrument.items:
+        codes = instrument.response_scale(item.response_scale).codes
+        column = answers[item.id].where(answers[item.id].isin(codes))  # 9 is stored as missing
+        expected = {str(c): int((column == c).sum()) for c in codes}
+        assert rows[item.id]["counts"] == expected, item.id
+        assert rows[item.id]["missing"] == int(column.isna().sum()), item.id
+
+
 def test_site_verdicts_state_their_reason(result):
     assert {r["reason"] for r in result["sites"]} <= {
         "reportable", "fewer than 10 responses", "site mean not reliable enough (below .70)"}
