@@ -55,7 +55,15 @@ def _keyed(instrument: Instrument, scale_id: str) -> list[str]:
 
 def _moment_sums(con: duckdb.DuckDBPyConnection, instrument: Instrument, scale_id: str,
                  by: tuple[str, ...], nan_policy: str, source: str) -> tuple[dict, tuple]:
-    """Per group: counts, sums and cross-products of every item pair (one SQL pass)."""
+    """Per group: counts, sums and cross-products of every item pair (one SQL pass).
+
+    The scan groups respondents by group *and by which items they answered* (their
+    missingness pattern, a small integer). Within one pattern every respondent answered
+    the same items, so the count, the k item sums and the k(k+1)/2 cross-products say
+    everything: the pairwise counts and pair-restricted sums follow from the pattern's
+    bits, in numpy over a few thousand rows (`_expand_patterns`). Summing six products
+    for every pair of items over every respondent instead cost about 30% more.
+    """
     if nan_policy not in NAN_POLICIES:
         raise StatisticsError(f"nan_policy {nan_policy!r} is not one of {NAN_POLICIES}")
     unknown = [b for b in by if b not in GROUPABLE]
@@ -64,59 +72,80 @@ def _moment_sums(con: duckdb.DuckDBPyConnection, instrument: Instrument, scale_i
     items = tuple(i.id for i in instrument.items_of(scale_id))
     keyed = _keyed(instrument, scale_id)
     k = len(items)
-    x = [f"x{i}" for i in range(k)]
-    # Per item: m = answered (0/1), z = answer or 0 and q = z^2, so that every pairwise
-    # sum is a plain product sum (no FILTER clauses): n_ij = sum(m_i m_j), sum of x_i
-    # over the pair = sum(z_i m_j), sum of x_i^2 over the pair = sum(q_i m_j), sum
-    # x_i x_j = sum(z_i z_j). On the diagonal these are just sum(m_i), sum(z_i) and
-    # sum(q_i), computed once and copied to the pair names below (about 40% fewer
-    # products per row than six sums for every pair).
-    prepared = []
-    for expr, name in zip(keyed, x):
-        prepared += [f"({expr} is not null)::double as m_{name}",
-                     f"coalesce({expr}, 0) as z_{name}"]
-    squared = [f"z_{v} * z_{v} as q_{v}" for v in x]
-    # The scale score rides along (the same rule as `scale_score_sql`), so the ICC's
-    # per-group score statistics need no scan of their own.
-    answered = " + ".join(f"m_{v}" for v in x)
-    score = (f"case when {answered} >= {instrument.scale(scale_id).min_items} "
-             f"then ({' + '.join(f'z_{v}' for v in x)}) / ({answered}) end as score")
-    complete = " and ".join(f"m_{v} = 1" for v in x)
-    aggregates = ["count(*) as n_rows", f"count(*) filter (where {complete}) as n_complete",
-                  "count(score)::double as score_n", "coalesce(sum(score), 0) as score_sum",
-                  "coalesce(sum(score * score), 0) as score_sumsq"]
-    for i in range(k):
-        aggregates += [f"sum(m_{x[i]}) as n_{i}_{i}", f"sum(z_{x[i]}) as si_{i}_{i}",
-                       f"sum(q_{x[i]}) as sii_{i}_{i}"]
-        for j in range(i + 1, k):
-            zi, zj, mi, mj, qi, qj = (f"z_{x[i]}", f"z_{x[j]}", f"m_{x[i]}", f"m_{x[j]}",
-                                      f"q_{x[i]}", f"q_{x[j]}")
-            aggregates += [
-                f"sum({mi} * {mj}) as n_{i}_{j}",
-                f"sum({zi} * {mj}) as si_{i}_{j}",
-                f"sum({zj} * {mi}) as sj_{i}_{j}",
-                f"sum({qi} * {mj}) as sii_{i}_{j}",
-                f"sum({qj} * {mi}) as sjj_{i}_{j}",
-                f"sum({zi} * {zj}) as sij_{i}_{j}",
-            ]
-    group_columns = ", ".join(quote(b) for b in by)
-    where = f"where {complete}" if nan_policy == "listwise" else ""
+    pattern = " + ".join(f"({expr} is not null)::integer * {1 << i}"
+                         for i, expr in enumerate(keyed))
+    values = [f"coalesce({expr}, 0) as z{i}" for i, expr in enumerate(keyed)]
+    aggregates = ["count(*)::double as n"] + [f"sum(z{i}) as s{i}" for i in range(k)]
+    aggregates += [f"sum(z{i} * z{j}) as p{i}_{j}" for i in range(k) for j in range(i, k)]
+    keys = [quote(b) for b in by]
+    where = f"where pattern = {(1 << k) - 1}" if nan_policy == "listwise" else ""
     sql = f"""
-        with keyed as (
-            select *, {', '.join(squared)}, {score} from (
-                select {group_columns + ', ' if by else ''}{', '.join(prepared)}
-                from {quote(source)})
-        )
-        select {group_columns + ', ' if by else ''}{', '.join(aggregates)}
-        from keyed {where}
-        {'group by ' + group_columns if by else ''}
-        {'order by ' + group_columns if by else ''}
+        select {', '.join(keys + ['pattern'] + aggregates)}
+        from (select {', '.join(keys + [f'({pattern}) as pattern'] + values)}
+              from {quote(source)}) {where}
+        group by {', '.join(keys + ['pattern'])}
+        order by {', '.join(keys + ['pattern'])}
     """
-    sums = con.execute(sql).fetchnumpy()
+    rows = con.execute(sql).fetchnumpy()
+    return _expand_patterns(rows, by, k, instrument.scale(scale_id).min_items), items
+
+
+def _plain(column) -> np.ndarray:
+    """A fetched column with NULL as None (DuckDB hands back masked arrays)."""
+    if isinstance(column, np.ma.MaskedArray):
+        return np.asarray(column.astype(object).filled(None))
+    return np.asarray(column)
+
+
+def _expand_patterns(rows: dict, by: tuple[str, ...], k: int, min_items: int) -> dict:
+    """Per-group pairwise sums from per-(group, pattern) sums (see `_moment_sums`).
+
+    For items i, j and the respondents who answered both (m = 1 where answered, z the
+    answer or 0): n_ij = sum(m_i m_j); si / sj = the sums of x_i / x_j over the pair;
+    sii / sjj their sums of squares; sij = sum(x_i x_j). The scale score (the mean of
+    answered items when at least `min_items` are) is constant in its formula within a
+    pattern, so its count, sum and sum of squares follow from the same sums.
+    """
+    size = len(rows["n"])
+    pattern = np.asarray(rows["pattern"], dtype=np.int64)
+    count = np.asarray(rows["n"], dtype=float)
+    m = ((pattern[:, None] >> np.arange(k)) & 1).astype(float)
+    s = np.column_stack([np.asarray(rows[f"s{i}"], dtype=float) for i in range(k)]) \
+        if size else np.zeros((0, k))
+
+    def p(i: int, j: int) -> np.ndarray:
+        return np.asarray(rows[f"p{min(i, j)}_{max(i, j)}"], dtype=float)
+
+    # Rows come ordered by group, so each group is a run of rows.
+    new_group = np.zeros(size, dtype=bool)
+    new_group[:1] = True
+    keys = {b: _plain(rows[b]) for b in by}
+    for column in keys.values():
+        new_group[1:] |= column[1:] != column[:-1]
+    starts = np.flatnonzero(new_group)
+
+    def total(values: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(values, starts) if size else np.zeros(0)
+
+    answered = m.sum(axis=1)
+    scored = answered >= min_items
+    with np.errstate(divide="ignore", invalid="ignore"):
+        row_sum = s.sum(axis=1)
+        cross = sum(p(i, j) * (1 if i == j else 2) for i in range(k) for j in range(i, k))
+        sums = {b: column[starts] for b, column in keys.items()}
+        sums |= {"n_rows": total(count), "n_complete": total(count * (answered == k)),
+                 "score_n": total(count * scored),
+                 "score_sum": total(np.where(scored, row_sum / answered, 0.0)),
+                 "score_sumsq": total(np.where(scored, cross / answered ** 2, 0.0))}
     for i in range(k):
-        sums[f"sj_{i}_{i}"] = sums[f"si_{i}_{i}"]
-        sums[f"sjj_{i}_{i}"] = sums[f"sij_{i}_{i}"] = sums[f"sii_{i}_{i}"]
-    return sums, items
+        for j in range(i, k):
+            sums[f"n_{i}_{j}"] = total(count * m[:, i] * m[:, j])
+            sums[f"si_{i}_{j}"] = total(s[:, i] * m[:, j])
+            sums[f"sj_{i}_{j}"] = total(s[:, j] * m[:, i])
+            sums[f"sii_{i}_{j}"] = total(p(i, i) * m[:, j])
+            sums[f"sjj_{i}_{j}"] = total(p(j, j) * m[:, i])
+            sums[f"sij_{i}_{j}"] = total(p(i, j))
+    return sums
 
 
 def scale_moments(con: duckdb.DuckDBPyConnection, instrument: Instrument, scale_id: str,
