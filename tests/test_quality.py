@@ -68,3 +68,17 @@ def test_duplicate_submissions_and_longstrings(tmp_path, store_path, instrument,
     assert got == [("r1", 1, False, False), ("r2", 1, False, True),
                    ("r3", 1, False, False), ("r4", 44, True, False),
                    ("r5", 9, False, False)]
+
+
+def test_a_store_holding_the_old_flags_table_gets_the_view(sample_store, instrument):
+    with open_store(sample_store) as con:
+        con.execute("drop view if exists response_quality")
+        con.execute("create table response_quality as select 1 as stale")
+        counts = flag_response_quality(con, instrument)
+        kind = con.execute("select table_type from information_schema.tables "
+                           "where table_name = 'response_quality'").fetchall()
+        flagged = con.execute("select count(*) from response_quality where flagged").fetchall()
+        ids = con.execute("select count(distinct response_id) from response_quality").fetchall()
+    assert kind == [("VIEW",)]
+    assert flagged[0][0] == counts["flagged"] > 0
+    assert ids[0][0] == counts["respondents"]
