@@ -53,9 +53,29 @@ def _keyed(instrument: Instrument, scale_id: str) -> list[str]:
             for i in members]
 
 
+@dataclass(frozen=True)
+class PatternSums:
+    """What one scan of a scale returns (`pattern_sums`): per group and missingness
+    pattern, the count, item sums and cross-products. Plain arrays: turning them into
+    matrices (`levels_from_patterns`) needs no store, so it can run in another thread."""
+
+    rows: dict
+    by: tuple[str, ...]
+    items: tuple[str, ...]
+    min_items: int
+
+
 def _moment_sums(con: duckdb.DuckDBPyConnection, instrument: Instrument, scale_id: str,
                  by: tuple[str, ...], nan_policy: str, source: str) -> tuple[dict, tuple]:
-    """Per group: counts, sums and cross-products of every item pair (one SQL pass).
+    """Per group: counts, sums and cross-products of every item pair (one SQL pass)."""
+    raw = pattern_sums(con, instrument, scale_id, by, nan_policy, source)
+    return _expand_patterns(raw.rows, by, len(raw.items), raw.min_items), raw.items
+
+
+def pattern_sums(con: duckdb.DuckDBPyConnection, instrument: Instrument, scale_id: str,
+                 by: tuple[str, ...], nan_policy: str = "pairwise",
+                 source: str = "responses") -> PatternSums:
+    """The one SQL pass behind a scale's matrices.
 
     The scan groups respondents by group *and by which items they answered* (their
     missingness pattern, a small integer). Within one pattern every respondent answered
@@ -86,8 +106,8 @@ def _moment_sums(con: duckdb.DuckDBPyConnection, instrument: Instrument, scale_i
         group by {', '.join(keys + ['pattern'])}
         order by {', '.join(keys + ['pattern'])}
     """
-    rows = con.execute(sql).fetchnumpy()
-    return _expand_patterns(rows, by, k, instrument.scale(scale_id).min_items), items
+    return PatternSums(con.execute(sql).fetchnumpy(), tuple(by), items,
+                       instrument.scale(scale_id).min_items)
 
 
 def _plain(column) -> np.ndarray:
@@ -172,7 +192,19 @@ def moments_at_levels(con: duckdb.DuckDBPyConnection, instrument: Instrument, sc
     finest = max(levels, key=len)
     if any(not set(level) <= set(finest) for level in levels):
         raise StatisticsError(f"levels {levels} must nest inside {finest}")
-    sums, items = _moment_sums(con, instrument, scale_id, finest, "pairwise", source)
+    return levels_from_patterns(pattern_sums(con, instrument, scale_id, finest, "pairwise",
+                                             source), levels)
+
+
+def levels_from_patterns(raw: PatternSums, levels: tuple[tuple[str, ...], ...]
+                         ) -> dict[tuple[str, ...], list[GroupMoments]]:
+    """`moments_at_levels` from a scan already made (pairwise, grouped by the finest
+    level); no store access."""
+    finest = raw.by
+    if any(not set(level) <= set(finest) for level in levels):
+        raise StatisticsError(f"levels {levels} must nest inside {finest}")
+    items = raw.items
+    sums = _expand_patterns(raw.rows, finest, len(items), raw.min_items)
     rows = len(sums["n_rows"])
     keys = [tuple(sums[b][r] for b in finest) for r in range(rows)]
     result = {}

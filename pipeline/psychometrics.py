@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_limits
 import pandas as pd
 
 from pipeline.aggregation import group_mean_reliability, icc_from_group_stats, rwg_from_variances
-from pipeline.moments import moments_at_levels
+from pipeline.moments import PatternSums, levels_from_patterns, pattern_sums
 from pipeline.quality import analysis_view, flag_response_quality, quality_by_site
 from pipeline.reliability import (StatisticsError, alpha_batch, item_statistics_from_covariance,
                                   omega_total_batch)
@@ -98,41 +98,69 @@ LEVELS = {"overall": (), "wave": ("wave",), "site_wave": ("site_code", "wave")}
 
 def scope_moments(con, instrument: Instrument) -> dict[str, dict[str, list]]:
     """Item matrices of every scale at every level, one scan per scale."""
-    return {scale.id: dict(zip(LEVELS, moments_at_levels(con, instrument, scale.id,
-                                                         tuple(LEVELS.values()),
-                                                         source="scope_responses").values()))
+    return {scale.id: _at_levels(_scope_scan(con, instrument, scale.id))
             for scale in instrument.scales}
+
+
+def _scope_scan(con, instrument: Instrument, scale_id: str) -> PatternSums:
+    return pattern_sums(con, instrument, scale_id, LEVELS["site_wave"],
+                        source="scope_responses")
+
+
+def _at_levels(raw: PatternSums) -> dict[str, list]:
+    return dict(zip(LEVELS, levels_from_patterns(raw, tuple(LEVELS.values())).values()))
 
 
 def reliability_rows(moments: dict, min_group: int) -> list[dict]:
     """Alpha (with CI) and omega per scale: overall, per wave, per site x wave."""
-    rows = []
+    per_scale = {scale_id: _scale_reliability(scale_id, levels, min_group)
+                 for scale_id, levels in moments.items()}
+    return _level_major(per_scale)
+
+
+def _level_major(per_scale: dict[str, dict[str, list[dict]]]) -> list[dict]:
+    """Rows ordered level by level, scales in instrument order within each level."""
+    return [row for level in LEVELS for rows in per_scale.values() for row in rows[level]]
+
+
+def _scale_reliability(scale_id: str, levels: dict[str, list], min_group: int
+                       ) -> dict[str, list[dict]]:
+    """`reliability_rows` of one scale, by level."""
+    result = {}
     for level, by in LEVELS.items():
-        for scale_id, levels in moments.items():
-            groups = levels[level]
-            # Groups below the reporting threshold are listed but not estimated: their
-            # numbers are never shown, and tiny samples make the factor fit crawl.
-            big = [g for g in groups if g.n_rows >= min_group]
-            if big:
-                alphas = alpha_batch(np.stack([g.cov for g in big]), [g.n_rows for g in big])
-                omegas = omega_total_batch(np.stack([g.corr for g in big]))
-            index = 0
-            for group in groups:
-                row = {"level": level, "scale": scale_id, **dict(zip(by, group.key)),
-                       "n": group.n_rows, "k": len(group.items)}
-                if group.n_rows < min_group:
-                    row["note"] = f"fewer than {min_group} responses: not reported"
-                else:
-                    row |= {name: float(values[index]) for name, values in alphas.items()}
-                    omega = float(omegas[index])
-                    row["omega_total"] = omega if np.isfinite(omega) else None
-                    if row["omega_total"] is None:
-                        row["omega_note"] = ("not estimable: no proper one-factor solution "
-                                             "(a Heywood case, usual in small groups)")
-                    row["alpha_verdict"] = verdict("alpha", row["alpha"])
-                    index += 1
-                rows.append(row)
-    return rows
+        rows = result[level] = []
+        groups = levels[level]
+        # Groups below the reporting threshold are listed but not estimated: their
+        # numbers are never shown, and tiny samples make the factor fit crawl.
+        big = [g for g in groups if g.n_rows >= min_group]
+        if big:
+            alphas = alpha_batch(np.stack([g.cov for g in big]), [g.n_rows for g in big])
+            omegas = omega_total_batch(np.stack([g.corr for g in big]))
+        index = 0
+        for group in groups:
+            row = {"level": level, "scale": scale_id, **dict(zip(by, group.key)),
+                   "n": group.n_rows, "k": len(group.items)}
+            if group.n_rows < min_group:
+                row["note"] = f"fewer than {min_group} responses: not reported"
+            else:
+                row |= {name: float(values[index]) for name, values in alphas.items()}
+                omega = float(omegas[index])
+                row["omega_total"] = omega if np.isfinite(omega) else None
+                if row["omega_total"] is None:
+                    row["omega_note"] = ("not estimable: no proper one-factor solution "
+                                         "(a Heywood case, usual in small groups)")
+                row["alpha_verdict"] = verdict("alpha", row["alpha"])
+                index += 1
+            rows.append(row)
+    return result
+
+
+def _scale_results(raw: PatternSums, scale_id: str, min_group: int) -> tuple[dict, dict, tuple]:
+    """A scale's matrices at every level, its reliability rows and its aggregation rows
+    (`aggregation_rows`); no store access."""
+    levels = _at_levels(raw)
+    return (levels, _scale_reliability(scale_id, levels, min_group),
+            aggregation_rows({scale_id: levels}, min_group))
 
 
 def item_rows(moments: dict) -> list[dict]:
@@ -316,21 +344,24 @@ def run_psychometrics(con, instrument: Instrument, settings: Settings,
 
 def _run_psychometrics(con, instrument: Instrument, settings: Settings, wave: int | None,
                        site: str | None, flags: dict[str, int] | None) -> dict:
-    if flags is None:
-        flags = flag_response_quality(con, instrument)
+    if flags is None and settings.exclude_flagged:
+        flags = flag_response_quality(con, instrument)     # they decide who is analysed
     analysis_view(con, settings.exclude_flagged)
     score_responses(con, instrument)
     _scope_table(con, wave, site)
     # The structural models are Python and numpy on one small sample; they are fitted
-    # in a worker thread while DuckDB scans the respondents below, on a core those scans
-    # leave partly idle (DuckDB releases the GIL while it works). The results do not
-    # depend on the overlap: each side only reads what it was handed.
+    # in a worker thread while DuckDB works below (the quality flags, when they do not
+    # decide the sample, and the scans), on a core DuckDB leaves partly idle: it
+    # releases the GIL while it works. The results do not depend on the overlap: each
+    # side only reads what it was handed.
     sample = structure_sample(con, instrument)
     with ThreadPoolExecutor(max_workers=1) as pool:
         structure = pool.submit(structure_from_sample, sample, instrument)
         invariance = pool.submit(invariance_from_sample, sample, instrument,
                                  settings.min_group_size)
         # (Should the scans fail, leaving the block still waits for the fits to end.)
+        if flags is None:
+            flags = flag_response_quality(con, instrument)
         result = _scans(con, instrument, settings, flags, wave, site)
         result["structure"] = structure.result()
         result["invariance"] = invariance.result()
@@ -339,19 +370,37 @@ def _run_psychometrics(con, instrument: Instrument, settings: Settings, wave: in
 
 def _scans(con, instrument: Instrument, settings: Settings, flags: dict, wave: int | None,
            site: str | None) -> dict:
-    """Everything of the stage that reads the respondents in DuckDB."""
-    moments = scope_moments(con, instrument)
-    iccs, sites = aggregation_rows(moments, settings.min_group_size)
+    """Everything of the stage that reads the respondents in DuckDB.
+
+    Each scale's scan is DuckDB's work; turning its sums into matrices, alphas and
+    omegas is Python's. The Python side of one scale runs in a worker thread while
+    DuckDB scans the next (DuckDB leaves the GIL free while it works), so neither waits
+    for the other.
+    """
+    min_group = settings.min_group_size
+    with ThreadPoolExecutor(max_workers=1) as python_side:
+        pending = {scale.id: python_side.submit(
+            _scale_results, _scope_scan(con, instrument, scale.id), scale.id, min_group)
+            for scale in instrument.scales}
+        distributions = item_distributions(con, instrument)
+        by_site = quality_by_site(con)
+        results = {scale_id: future.result() for scale_id, future in pending.items()}
+    moments = {scale_id: levels for scale_id, (levels, _, _) in results.items()}
+    iccs = sorted((row for _, _, (rows, _) in results.values() for row in rows),
+                  key=lambda row: (row["scale"], row["wave"]))
+    sites = sorted((row for _, _, (_, rows) in results.values() for row in rows),
+                   key=lambda row: (row["scale"], row["wave"], row["site_code"]))
     return {
         "scope": {"wave": wave, "site": site, "instrument": instrument.key,
                   "excluded_flagged": settings.exclude_flagged,
-                  "min_group_size": settings.min_group_size},
+                  "min_group_size": min_group},
         "data_quality": {"totals": flags, "by_site": [
             dict(zip(("site_code", "wave", "respondents", "straight_lining", "speeding",
-                      "duplicate", "flagged"), row)) for row in quality_by_site(con)]},
-        "reliability": reliability_rows(moments, settings.min_group_size),
+                      "duplicate", "flagged"), row)) for row in by_site]},
+        "reliability": _level_major({scale_id: rows for scale_id, (_, rows, _)
+                                     in results.items()}),
         "items": item_rows(moments),
-        "item_distributions": item_distributions(con, instrument),
+        "item_distributions": distributions,
         "icc": iccs,
         "sites": sites,
         "structure": None,     # filled in by the worker thread's results
