@@ -13,9 +13,11 @@ answer to the item. With ``"listwise"`` only respondents who answered every item
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import repeat
 
 import duckdb
 import numpy as np
+import pandas as pd
 
 from pipeline.reliability import NAN_POLICIES, StatisticsError
 from pipeline.validation_sql import quote
@@ -113,7 +115,9 @@ def pattern_sums(con: duckdb.DuckDBPyConnection, instrument: Instrument, scale_i
 def _plain(column) -> np.ndarray:
     """A fetched column with NULL as None (DuckDB hands back masked arrays)."""
     if isinstance(column, np.ma.MaskedArray):
-        return np.asarray(column.astype(object).filled(None))
+        plain = np.asarray(column.data, dtype=object).copy()
+        plain[np.ma.getmaskarray(column)] = None
+        return plain
     return np.asarray(column)
 
 
@@ -205,19 +209,22 @@ def levels_from_patterns(raw: PatternSums, levels: tuple[tuple[str, ...], ...]
         raise StatisticsError(f"levels {levels} must nest inside {finest}")
     items = raw.items
     sums = _expand_patterns(raw.rows, finest, len(items), raw.min_items)
-    rows = len(sums["n_rows"])
-    keys = [tuple(sums[b][r] for b in finest) for r in range(rows)]
+    # Each level's groups in key order, with every finest group's position among them.
+    finest_keys = pd.DataFrame({b: sums[b] for b in finest})
     result = {}
     for level in levels:
-        coarse = [tuple(key[finest.index(b)] for b in level) for key in keys]
-        order = sorted(set(coarse))
-        position = {key: i for i, key in enumerate(order)}
-        index = np.array([position[key] for key in coarse], dtype=int)
+        if level:
+            index, order = pd.MultiIndex.from_frame(finest_keys[list(level)]).factorize(
+                sort=True, use_na_sentinel=False)
+        else:
+            index, order = np.zeros(len(finest_keys), dtype=int), [()]
         summed = {name: np.bincount(index, weights=np.asarray(values, dtype=float),
                                     minlength=len(order))
                   for name, values in sums.items() if name not in finest}
         for i, b in enumerate(level):
-            summed[b] = np.array([key[i] for key in order], dtype=object)
+            # (pandas turns a NULL key into NaN; a group of unstated answers is None.)
+            summed[b] = np.array([None if pd.isna(key[i]) else key[i] for key in order],
+                                 dtype=object)
         result[level] = _matrices(summed, level, items, "pairwise")
     return result
 
@@ -245,13 +252,11 @@ def _matrices(columns: dict, by: tuple[str, ...], items: tuple[str, ...],
                 cov[:, i, j] = cov[:, j, i] = centred_ij / (n_ij - 1)
                 # Pearson r on the pair's respondents, with their own means and variances.
                 corr[:, i, j] = corr[:, j, i] = centred_ij / np.sqrt(centred_ii * centred_jj)
-    result = []
-    for g in range(groups):
-        key = tuple(columns[b][g].item() if hasattr(columns[b][g], "item") else columns[b][g]
-                    for b in by)
-        result.append(GroupMoments(key, items, int(columns["n_rows"][g]),
-                                   int(columns["n_complete"][g]), n[g], cov[g], corr[g],
-                                   int(columns["score_n"][g]),
-                                   float(columns["score_sum"][g]),
-                                   float(columns["score_sumsq"][g])))
-    return result
+    # Plain Python values for the keys and counts (tolist), read once per column.
+    keys = zip(*(np.asarray(columns[b]).tolist() for b in by)) if by else repeat(())
+    counts = zip(*(np.asarray(columns[name]).tolist() for name in (
+        "n_rows", "n_complete", "score_n", "score_sum", "score_sumsq")))
+    return [GroupMoments(tuple(key), items, int(n_rows), int(n_complete), n[g], cov[g],
+                         corr[g], int(score_n), float(score_sum), float(score_sumsq))
+            for g, key, (n_rows, n_complete, score_n, score_sum, score_sumsq)
+            in zip(range(groups), keys, counts)]

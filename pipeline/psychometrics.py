@@ -214,7 +214,7 @@ def aggregation_rows(moments: dict, min_group: int) -> tuple[list[dict], list[di
     by_key = {(r["scale"], r["wave"], r["site_code"]): r for r in sites}
     for scale_id, levels in moments.items():
         groups = levels["site_wave"]
-        values = rwg_from_variances(np.stack([np.diag(g.cov) for g in groups])) \
+        values = rwg_from_variances(np.array([g.cov.diagonal() for g in groups])) \
             if groups else []
         for group, value in zip(groups, values):
             row = by_key.get((scale_id, int(group.key[1]), group.key[0]))

@@ -70,6 +70,23 @@ def test_score_sums_ride_along_with_the_scale_score_rule(scale, sample_db, instr
             assert abs(group.score_sumsq - (scores ** 2).sum()) < 1e-9
 
 
+def test_an_unstated_group_is_a_group_of_its_own(sample_db, instrument):
+    con, frame = sample_db
+    con.execute("create or replace temp view blanked as select * replace ("
+                "case when hash(response_id) % 7 = 0 then null else staff_group end "
+                "as staff_group) from responses")
+    blank = con.execute("select count(*) from blanked where staff_group is null").fetchall()[0][0]
+    summed = moments_at_levels(con, instrument, "stigma",
+                               (("site_code", "staff_group"), ("staff_group",)),
+                               source="blanked")
+    direct = scale_moments(con, instrument, "stigma", by=("staff_group",), source="blanked")
+    assert [g.key for g in summed[("staff_group",)]] == [g.key for g in direct]
+    unstated = [g for g in direct if g.key == (None,)]
+    assert len(unstated) == 1 and unstated[0].n_rows == blank > 0
+    for a, b in zip(summed[("staff_group",)], direct):
+        assert np.allclose(a.cov, b.cov, atol=TOLERANCE, rtol=0, equal_nan=True)
+
+
 def test_batched_alpha_equals_one_group_at_a_time(sample_db, instrument):
     con, _ = sample_db
     groups = scale_moments(con, instrument, "pathways")
