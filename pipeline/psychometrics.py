@@ -350,25 +350,41 @@ def _run_psychometrics(con, instrument: Instrument, settings: Settings, wave: in
     score_responses(con, instrument)
     _scope_table(con, wave, site)
     # The structural models are Python and numpy on one small sample; they are fitted
-    # in a worker thread while DuckDB works below (the quality flags, when they do not
-    # decide the sample, and the scans), on a core DuckDB leaves partly idle: it
-    # releases the GIL while it works. The results do not depend on the overlap: each
-    # side only reads what it was handed.
+    # in a worker thread while DuckDB scans the respondents below, on the core those
+    # scans leave idle when they wait (DuckDB releases the GIL while it works). When the
+    # quality flags do not decide who is analysed, they are built meanwhile through a
+    # cursor of their own (writing only their own tables) and only their counts wait
+    # for them. The results do not depend on the overlap: each side only reads what it
+    # was handed or what no other side writes.
     sample = structure_sample(con, instrument)
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    with ThreadPoolExecutor(max_workers=1) as pool, \
+            ThreadPoolExecutor(max_workers=1) as flagging:
         structure = pool.submit(structure_from_sample, sample, instrument)
         invariance = pool.submit(invariance_from_sample, sample, instrument,
                                  settings.min_group_size)
-        # (Should the scans fail, leaving the block still waits for the fits to end.)
-        if flags is None:
-            flags = flag_response_quality(con, instrument)
-        result = _scans(con, instrument, settings, flags, wave, site)
+        flagged = None if flags is not None else flagging.submit(_flags_aside, con, instrument)
+        # (Should the scans fail, leaving the block still waits for the other work.)
+        result = _scans(con, instrument, settings, wave, site)
+        if flagged is not None:
+            flags = flagged.result()
+        result["data_quality"] = {"totals": flags, "by_site": [
+            dict(zip(("site_code", "wave", "respondents", "straight_lining", "speeding",
+                      "duplicate", "flagged"), row)) for row in quality_by_site(con)]}
         result["structure"] = structure.result()
         result["invariance"] = invariance.result()
     return result
 
 
-def _scans(con, instrument: Instrument, settings: Settings, flags: dict, wave: int | None,
+def _flags_aside(con, instrument: Instrument) -> dict[str, int]:
+    """`flag_response_quality` through a cursor of its own, for another thread."""
+    cursor = con.cursor()
+    try:
+        return flag_response_quality(cursor, instrument)
+    finally:
+        cursor.close()
+
+
+def _scans(con, instrument: Instrument, settings: Settings, wave: int | None,
            site: str | None) -> dict:
     """Everything of the stage that reads the respondents in DuckDB.
 
@@ -383,7 +399,6 @@ def _scans(con, instrument: Instrument, settings: Settings, flags: dict, wave: i
             _scale_results, _scope_scan(con, instrument, scale.id), scale.id, min_group)
             for scale in instrument.scales}
         distributions = item_distributions(con, instrument)
-        by_site = quality_by_site(con)
         results = {scale_id: future.result() for scale_id, future in pending.items()}
     moments = {scale_id: levels for scale_id, (levels, _, _) in results.items()}
     iccs = sorted((row for _, _, (rows, _) in results.values() for row in rows),
@@ -394,9 +409,7 @@ def _scans(con, instrument: Instrument, settings: Settings, flags: dict, wave: i
         "scope": {"wave": wave, "site": site, "instrument": instrument.key,
                   "excluded_flagged": settings.exclude_flagged,
                   "min_group_size": min_group},
-        "data_quality": {"totals": flags, "by_site": [
-            dict(zip(("site_code", "wave", "respondents", "straight_lining", "speeding",
-                      "duplicate", "flagged"), row)) for row in by_site]},
+        "data_quality": None,  # filled in once the quality flags are built
         "reliability": _level_major({scale_id: rows for scale_id, (_, rows, _)
                                      in results.items()}),
         "items": item_rows(moments),
