@@ -356,13 +356,13 @@ def _run_psychometrics(con, instrument: Instrument, settings: Settings, wave: in
     # cursor of their own (writing only their own tables) and only their counts wait
     # for them. The results do not depend on the overlap: each side only reads what it
     # was handed or what no other side writes.
-    sample = structure_sample(con, instrument)
     with ThreadPoolExecutor(max_workers=1) as pool, \
             ThreadPoolExecutor(max_workers=1) as flagging:
+        flagged = None if flags is not None else flagging.submit(_flags_aside, con, instrument)
+        sample = structure_sample(con, instrument)
         structure = pool.submit(structure_from_sample, sample, instrument)
         invariance = pool.submit(invariance_from_sample, sample, instrument,
                                  settings.min_group_size)
-        flagged = None if flags is not None else flagging.submit(_flags_aside, con, instrument)
         # (Should the scans fail, leaving the block still waits for the other work.)
         result = _scans(con, instrument, settings, wave, site)
         if flagged is not None:
