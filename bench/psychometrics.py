@@ -10,8 +10,9 @@ Two paths, run in this process on the same store:
 
 Prints both times, their ratio (goal >= 50x) and the largest absolute difference in alpha
 and in omega, and in omega against the loop's factor_analyzer solutions polished to
-convergence (factor_analyzer's optimiser stops short by about 1e-7); then times the whole psychometrics stage (quality flags, scoring,
-reliability at every level, ICC / rwg, structure, invariance; goal under 5 s).
+convergence (factor_analyzer's optimiser stops short by about 1e-7); then times the whole
+psychometrics stage, best of three (quality flags, scoring, reliability at every level,
+ICC / rwg, item distributions, structure, invariance; goal under 5 s).
 
     .venv/bin/python bench/psychometrics.py [--rows 1000000] [--data bench/data/national]
 """
@@ -138,9 +139,14 @@ def main() -> None:
         started = time.perf_counter()
         slow = obvious_loop(con, instrument, fits)
         slow_seconds = time.perf_counter() - started
-        started = time.perf_counter()
-        run_psychometrics(con, instrument, resolve_settings(environ={}))
-        stage_seconds = time.perf_counter() - started
+        # The whole stage, best of three as for ours: this shared 2-core machine's speed
+        # drifts by +-15% from minute to minute, and the best run is the least disturbed.
+        stage_times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            run_psychometrics(con, instrument, resolve_settings(environ={}))
+            stage_times.append(time.perf_counter() - started)
+        stage_seconds = min(stage_times)
 
     assert fast.keys() == slow.keys()
     alpha_diff = np.nanmax([abs(fast[k][0] - slow[k][0]) for k in fast])
@@ -159,7 +165,8 @@ def main() -> None:
     print(f"omega against the loop's loadings solved to convergence (Newton on the minres "
           f"equations): largest |difference| {polished_diff:.2e} over {len(polished) - unsolved:,} "
           f"groups solved (Heywood groups, which we do not estimate, left out)")
-    print(f"whole psychometrics stage, all waves: {stage_seconds:.2f} s (goal < 5 s)")
+    print(f"whole psychometrics stage, all waves: {stage_seconds:.2f} s (best of "
+          f"{', '.join(f'{t:.2f}' for t in stage_times)}; goal < 5 s)")
 
 
 if __name__ == "__main__":
