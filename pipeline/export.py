@@ -47,7 +47,7 @@ import polars as pl
 import pyreadstat
 
 from pipeline.published import min_group_size, open_published, published_meta
-from pipeline.store import SITE_TYPES, read_sql
+from pipeline.store import SITE_TYPES, insert_rows, read_sql
 from survey.errors import CultureError
 
 FORMATS = ("csv", "parquet", "sav", "dta")
@@ -224,8 +224,7 @@ def _prepare(con: duckdb.DuckDBPyConnection, key: str | None) -> None:
         raise ExportError("two sites share a pseudonym under this key; choose another key")
     con.execute("create or replace temp table site_pseudonyms "
                 "(site_code varchar, pseudonym varchar)")
-    if pairs:
-        con.executemany("insert into site_pseudonyms values (?, ?)", pairs)
+    insert_rows(con, "site_pseudonyms", ["site_code", "pseudonym"], pairs)
     quote = "'" * 4
     starts = ", ".join("chr(%d)" % ord(c) for c in FORMULA_STARTS)
     con.execute(f"create or replace temp macro csv_safe(x) as case when left(x, 1) in "

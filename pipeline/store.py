@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 import duckdb
+import pandas as pd
 
 from survey.errors import ReferenceDataError, StoreError
 from survey.instrument import Instrument
@@ -171,11 +172,32 @@ def add_sites(con: duckdb.DuckDBPyConnection, sites: list[Site], source: str = "
                 f"{source}: row {number}, column site_type: '{site.site_type}' is not a site "
                 f"type; accepted: {', '.join(SITE_TYPES)}"
             )
-    con.executemany(
-        "insert or replace into sites values (?, ?, ?, ?)",
-        [[s.site_code.upper(), s.name, s.site_type, s.region or None] for s in sites],
-    )
+    insert_rows(con, "sites", ["site_code", "name", "site_type", "region"],
+                [[s.site_code.upper(), s.name, s.site_type, s.region or None] for s in sites],
+                key=["site_code"])
     return len(sites)
+
+
+def insert_rows(con: duckdb.DuckDBPyConnection, table: str, columns: list[str],
+                rows: list[list], key: list[str] | None = None) -> None:
+    """Insert rows in one statement; with `key`, a row replaces the stored one with the
+    same key (the last of several in `rows` wins, as one insert per row would do).
+
+    One statement from a frame rather than `executemany`, which costs DuckDB a few
+    milliseconds a row: 300 sites' headcounts took 12 s that way.
+    """
+    if not rows:
+        return
+    frame = pd.DataFrame(rows, columns=columns)
+    if key:
+        frame = frame.drop_duplicates(subset=key, keep="last")
+    name = f"incoming_{table}"
+    con.register(name, frame)
+    try:
+        con.execute(f"insert {'or replace ' if key else ''}into {table} "
+                    f"({', '.join(columns)}) select {', '.join(columns)} from {name}")
+    finally:
+        con.unregister(name)
 
 
 def load_sites_csv(con: duckdb.DuckDBPyConnection, path: Path) -> int:
@@ -208,7 +230,8 @@ def load_headcounts_csv(con: duckdb.DuckDBPyConnection, path: Path,
             raise ReferenceDataError(f"{path}: row {number}, column headcount: "
                                      f"'{row['headcount']}' is not a whole number >= 0") from None
         values.append([code, row["staff_group"], headcount])
-    con.executemany("insert or replace into site_headcounts values (?, ?, ?)", values)
+    insert_rows(con, "site_headcounts", ["site_code", "staff_group", "headcount"], values,
+                key=["site_code", "staff_group"])
     return len(values)
 
 

@@ -110,6 +110,15 @@ def test_sites_and_headcounts_load_and_bad_rows_are_named(tmp_path, instrument):
         bad.write_text("site_code,staff_group,headcount\nA,surgeon,3\n")
         with pytest.raises(ReferenceDataError, match="row 2, column staff_group: 'surgeon'"):
             load_headcounts_csv(con, bad, instrument)
+        # A corrected file replaces what was stored; within one file the last row wins.
+        heads.write_text("site_code,staff_group,headcount\nA,consultant,125\n"
+                         "B,consultant,7\nB,consultant,9\n")
+        assert load_headcounts_csv(con, heads, instrument) == 3
+        assert con.execute("select * from site_headcounts order by all").fetchall() == [
+            ("A", "consultant", 125), ("A", "foundation", 40), ("B", "consultant", 9)]
+        add_sites(con, [Site("b", "Beta Renamed", "primary_care")])
+        assert con.execute("select name, site_type, region from sites where site_code = 'B'"
+                           ).fetchall() == [("Beta Renamed", "primary_care", None)]
 
 
 @pytest.mark.parametrize("flag, env, expected", [
