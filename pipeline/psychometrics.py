@@ -277,21 +277,28 @@ def structure_from_sample(frame: pd.DataFrame, instrument: Instrument) -> dict:
 def item_distributions(con, instrument: Instrument) -> list[dict]:
     """Answers per code for every item (raw, before reverse-keying).
 
-    One scan with a histogram per item (a union of narrow GROUP BYs, one per item,
-    read the respondents once per item: 1.3 s at 1M when flagged respondents are
-    excluded, since each branch repeats the exclusion; 0.4 s this way).
+    One scan with a grouping set per item: each is a tiny aggregation on one small
+    integer column. (A union of one GROUP BY per item read the respondents once per item,
+    and repeated the flagged exclusion each time: 1.35 s at 1M with it on; a histogram
+    per item 0.43 s; this 0.35 s.)
     """
-    histograms = ", ".join(f'histogram("{item.id}")' for item in instrument.items)
-    missing = ", ".join(f'count(*) - count("{item.id}")' for item in instrument.items)
-    counts = con.execute(f"select {histograms}, {missing} from scope_responses").fetchall()[0]
-    k = len(instrument.items)
-    rows = []
-    for item, histogram, missing in zip(instrument.items, counts[:k], counts[k:]):
-        by_code = {str(c): 0 for c in instrument.response_scale(item.response_scale).codes}
-        for code, n in (histogram or {}).items():
-            by_code[str(code)] = int(n)
-        rows.append({"item": item.id, "missing": int(missing), "counts": by_code})
-    return rows
+    columns = [f'"{item.id}"' for item in instrument.items]
+    which = "case " + " ".join(f"when grouping({column}) = 0 then '{item.id}'"
+                               for item, column in zip(instrument.items, columns)) + " end"
+    counts = con.execute(
+        f"select {which} as item, coalesce({', '.join(columns)}) as code, count(*) as n "
+        f"from scope_responses group by grouping sets "
+        f"({', '.join(f'({column})' for column in columns)})").fetchall()
+    rows = {item.id: {"item": item.id, "missing": 0,
+                      "counts": {str(c): 0 for c in
+                                 instrument.response_scale(item.response_scale).codes}}
+            for item in instrument.items}
+    for item, code, n in counts:
+        if code is None:
+            rows[item]["missing"] = int(n)
+        else:
+            rows[item]["counts"][str(code)] = int(n)
+    return list(rows.values())
 
 
 def invariance_summary(con, instrument: Instrument, min_group: int) -> list[dict]:
