@@ -43,6 +43,9 @@ def quality_sql(instrument: Instrument, rules: QualityRules) -> str:
     every = [quote(i) for i in instrument.item_ids] + [quote(a.id) for a in instrument.attributes]
     answered = " + ".join(f"({i} is not null)::integer" for i in items)
     longest = max(2, round(rules.longstring_share * len(items)))
+    blank = 1 + max(c for item in instrument.items if item.id in instrument.scale_item_ids
+                    for c in instrument.response_scale(item.response_scale).codes)
+    # (The instrument's scored codes are at most MAX_SCORED_CODE, so the mask fits 64 bits.)
     # The run length at each position builds on the one before it, one projection per
     # item, each keeping only the current run and the longest so far. (Written as a
     # chain of aliases in one select list, DuckDB expands every alias into the
@@ -52,8 +55,11 @@ def quality_sql(instrument: Instrument, rules: QualityRules) -> str:
                    ({answered}) as n_answered,
                    -- One bit per answer code used (codes are small integers): a single
                    -- bit set means every answer was the same (cheaper than least/greatest).
-                   bit_count({' | '.join(f'coalesce(1::bigint << {i}, 0)' for i in items)})
-                       as codes_used,
+                   -- A blank sets bit {blank}, no answer code, which is set anyway and not
+                   -- counted (coalescing the small code before the shift is cheaper than
+                   -- coalescing the shifted bigint).
+                   bit_count({' | '.join(f'(1::bigint << coalesce({i}, {blank}))' for i in items)}
+                             | (1::bigint << {blank})) - 1 as codes_used,
                    -- A 64-bit hash stands in for the answers: grouping wide structs is
                    -- slow, and two different answer sets colliding among a million
                    -- respondents is about a 1 in 10^7 chance.

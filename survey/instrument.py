@@ -34,6 +34,9 @@ PRINCIPLE_IDS = ("P1", "P2", "P3", "P4", "P5", "P6")
 
 #: Core constructs need full scales: this many items, with both keyings present.
 CORE_SCALE_MIN_ITEMS = 6
+#: Largest answer code a response scale may score: answers are stored as small integers,
+#: and the straight-lining check keeps one bit per code in a 64-bit mask.
+MAX_SCORED_CODE = 60
 SHORT_SCALE_MIN_ITEMS = 3
 
 
@@ -253,6 +256,10 @@ def _cross_reference_problems(inst: Instrument) -> list[str]:
         labels = [normalise_label(t) for o in rs.options + rs.missing for t in (o.label, *o.aliases)]
         if len(set(labels)) != len(labels):
             problems.append(f"response scale '{rs.id}', field 'options': labels repeat")
+        outside = [c for c in rs.codes if not 0 <= c <= MAX_SCORED_CODE]
+        if outside:
+            problems.append(f"response scale '{rs.id}', field 'options': scored codes must be "
+                            f"whole numbers from 0 to {MAX_SCORED_CODE} (got {outside})")
         for code in rs.favourable:
             if code not in rs.codes:
                 problems.append(f"response scale '{rs.id}', field 'favourable': {code} is not "

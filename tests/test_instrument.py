@@ -122,6 +122,9 @@ BAD_FILES = {
     "unsafe id": (
         lambda d: _item(d, "vp02").__setitem__("id", "vp02; drop table responses"),
         "field 'id': String should match pattern"),
+    "answer code too large": (
+        lambda d: d["response_scales"][0]["options"][-1].__setitem__("code", 75),
+        "field 'options': scored codes must be whole numbers from 0 to 60 (got [75])"),
     "min items above scale size": (
         lambda d: d["scales"][3].__setitem__("min_items", 9),
         "scale 'confidentiality', field 'min_items': 9 is more than the 4 items"),
