@@ -43,10 +43,12 @@ def schema_version(con: duckdb.DuckDBPyConnection) -> int:
     exists = con.execute(
         "select count(*) from information_schema.tables "
         "where table_schema = 'main' and table_name = 'schema_version'"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     if not exists:
         return 0
-    row = con.execute("select max(version) from schema_version").fetchone()
+    # fetchall, not fetchone: a result left unfinished makes DuckDB refuse the caller's
+    # next relation query (con.sql) on this connection.
+    row = con.execute("select max(version) from schema_version").fetchall()[0]
     return int(row[0] or 0)
 
 
