@@ -140,18 +140,41 @@ def build_cell_sums(con: duckdb.DuckDBPyConnection, instrument: Instrument) -> i
         measure_aggs += [f"count({p})::bigint as {quote('n__principle__' + principle.id)}",
                          f"sum({p}) as {quote('s1__principle__' + principle.id)}",
                          f"sum({p} * {p}) as {quote('s2__principle__' + principle.id)}"]
-    grouping_sets = ", ".join(["(wave, site_code)"]
-                              + [f"(wave, site_code, {quote('g_' + a)})" for a in attributes])
+    if not attributes:      # (an instrument asking nothing about the respondent)
+        con.execute(f"""
+            create or replace temp table group_sums as
+            select wave, site_code, '{ALL}' as breakdown, '{ALL}' as grp,
+                   {', '.join(measure_aggs)}
+            from respondent_values group by wave, site_code""")
+        return _finish_cell_sums(con, instrument)
+    grouping_sets = ", ".join(f"(wave, site_code, {quote('g_' + a)})" for a in attributes)
     breakdown_case = "case " + " ".join(
-        f"when grouping({quote('g_' + a)}) = 0 then '{a}'" for a in attributes) + f" else '{ALL}' end"
-    group_case = "coalesce(" + ", ".join(quote("g_" + a) for a in attributes) + f", '{ALL}')"
+        f"when grouping({quote('g_' + a)}) = 0 then '{a}'" for a in attributes) + " end"
+    group_case = "coalesce(" + ", ".join(quote("g_" + a) for a in attributes) + ")"
     con.execute(f"""
         create or replace temp table group_sums as
         select wave, site_code, {breakdown_case} as breakdown, {group_case} as grp,
                {', '.join(measure_aggs)}
         from respondent_values
         group by grouping sets ({grouping_sets})""")
+    # Every attribute's groups partition the site (not_stated included), so each site
+    # total is the sum of the first attribute's groups: one grouping set fewer over the
+    # respondents (every column here is a count or a sum).
+    names = [row[0] for row in con.execute(
+        "select column_name from information_schema.columns where table_name = 'group_sums' "
+        "and column_name not in ('wave', 'site_code', 'breakdown', 'grp') "
+        "order by ordinal_position").fetchall()]
+    totals = ", ".join(f"sum({quote(c)})::{'bigint' if c.startswith(('n__', 'fav__', 'den__')) else 'double'}"
+                       for c in names)
+    con.execute(f"""
+        insert into group_sums
+        select wave, site_code, '{ALL}', '{ALL}', {totals}
+        from group_sums where breakdown = '{attributes[0]}' group by wave, site_code""")
+    return _finish_cell_sums(con, instrument)
 
+
+def _finish_cell_sums(con: duckdb.DuckDBPyConnection, instrument: Instrument) -> int:
+    """Item sums, the grid and the long `cell_sums` table, from `group_sums`."""
     item_aggs = []
     for item in instrument.items:
         v = quote("i_" + item.id)
