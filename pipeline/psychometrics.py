@@ -18,7 +18,8 @@ import pandas as pd
 
 from pipeline.aggregation import group_mean_reliability, icc_from_group_stats, rwg_from_variances
 from pipeline.moments import PatternSums, levels_from_patterns, pattern_sums
-from pipeline.quality import analysis_view, flag_response_quality, quality_by_site
+from pipeline.quality import (analysis_view, flag_response_quality,
+                               flag_response_quality_aside, quality_by_site)
 from pipeline.reliability import (StatisticsError, alpha_batch, item_statistics_from_covariance,
                                   omega_total_batch)
 from pipeline.scoring import keyed_items, score_responses
@@ -365,7 +366,8 @@ def _run_psychometrics(con, instrument: Instrument, settings: Settings, wave: in
     # was handed or what no other side writes.
     with ThreadPoolExecutor(max_workers=1) as pool, \
             ThreadPoolExecutor(max_workers=1) as flagging:
-        flagged = None if flags is not None else flagging.submit(_flags_aside, con, instrument)
+        flagged = (None if flags is not None else
+                   flagging.submit(flag_response_quality_aside, con, instrument))
         sample = structure_sample(con, instrument)
         structure = pool.submit(structure_from_sample, sample, instrument)
         invariance = pool.submit(invariance_from_sample, sample, instrument,
@@ -380,15 +382,6 @@ def _run_psychometrics(con, instrument: Instrument, settings: Settings, wave: in
         result["structure"] = structure.result()
         result["invariance"] = invariance.result()
     return result
-
-
-def _flags_aside(con, instrument: Instrument) -> dict[str, int]:
-    """`flag_response_quality` through a cursor of its own, for another thread."""
-    cursor = con.cursor()
-    try:
-        return flag_response_quality(cursor, instrument)
-    finally:
-        cursor.close()
 
 
 def _scans(con, instrument: Instrument, settings: Settings, wave: int | None,

@@ -136,6 +136,17 @@ def flag_response_quality(con: duckdb.DuckDBPyConnection, instrument: Instrument
                     counts))
 
 
+def flag_response_quality_aside(con: duckdb.DuckDBPyConnection,
+                                instrument: Instrument) -> dict[str, int]:
+    """`flag_response_quality` through a cursor of its own, for another thread: it writes
+    only its own tables, so it can run while `con` reads the responses."""
+    cursor = con.cursor()
+    try:
+        return flag_response_quality(cursor, instrument)
+    finally:
+        cursor.close()
+
+
 def quality_by_site(con: duckdb.DuckDBPyConnection) -> list[tuple]:
     """(site, wave, respondents, straight-lining, speeding, duplicate, flagged) rows."""
     return con.execute("""
