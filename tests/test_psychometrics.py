@@ -65,6 +65,19 @@ def test_item_distributions_count_every_stored_answer(result, instrument):
         assert rows[item.id]["missing"] == int(column.isna().sum()), item.id
 
 
+def test_excluding_flagged_respondents_leaves_them_out_of_every_statistic(sample_store,
+                                                                            instrument):
+    with open_store(sample_store) as con:
+        kept = run_psychometrics(con, instrument,
+                                 resolve_settings(environ={}, exclude_flagged=True))
+    totals = kept["data_quality"]["totals"]
+    analysed = totals["respondents"] - totals["flagged"]
+    assert kept["scope"]["excluded_flagged"] is True and totals["flagged"] > 0
+    assert {r["n"] for r in kept["reliability"] if r["level"] == "overall"} == {analysed}
+    distribution = kept["item_distributions"][0]
+    assert sum(distribution["counts"].values()) + distribution["missing"] == analysed
+
+
 def test_site_verdicts_state_their_reason(result):
     assert {r["reason"] for r in result["sites"]} <= {
         "reportable", "fewer than 10 responses", "site mean not reliable enough (below .70)"}
