@@ -339,4 +339,6 @@ def build_benchmarks(pub: duckdb.DuckDBPyConnection, target_rule: str = "peer_q3
     flagged = funnel_rows[funnel_rows["flag"] != "within"] if len(funnel_rows) else funnel_rows
     return {"funnel_flags": flagged[["wave", "site_code", "measure_kind", "measure", "flag",
                                      "q"]].to_dict("records") if len(flagged) else [],
+            "funnels_with_overdispersion": int(params["phi"].notna().sum()) if len(params)
+            else 0,
             "rows": {name: len(frame) for name, frame in tables.items()}}

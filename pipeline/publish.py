@@ -56,6 +56,9 @@ class PublishReport:
     hidden_by_level: dict[str, int] = field(default_factory=dict)
     tables: dict[str, int] = field(default_factory=dict)
     funnel_flags: list[dict] = field(default_factory=list)
+    #: Funnels (measure x wave) whose limits allow for overdispersion: those with three or
+    #: more sites to estimate it from; the others' limits are sampling error alone.
+    funnels_with_overdispersion: int = 0
     verification: VerificationReport | None = None
 
 
@@ -265,6 +268,7 @@ def publish(con: duckdb.DuckDBPyConnection, instrument: Instrument, settings: Se
         pub.close()
     report.tables = {name: len(frame) for name, frame in tables.items()} | bench["rows"]
     report.funnel_flags = bench["funnel_flags"]
+    report.funnels_with_overdispersion = bench["funnels_with_overdispersion"]
     step("verify")
     try:
         report.verification = verify_published(tmp, k, cells_checked)

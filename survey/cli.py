@@ -498,6 +498,21 @@ def run_and_summarise(settings: Settings, files: list[Path], site: str | None,
     out.print(f"validation report: {html_path}")
 
 
+def calm_funnel_line(pub) -> str:
+    """What `culture run` says when no site is outside its funnel, claiming an allowance
+    for overdispersion only where one was estimated (three or more sites)."""
+    funnels, allowed = pub.tables.get("funnel_params", 0), pub.funnels_with_overdispersion
+    if allowed == 0:
+        return ("no site stands out from its funnel (too few sites to estimate "
+                "overdispersion: the limits are sampling error only; 5% false discovery rate)")
+    if allowed < funnels:
+        return ("no site stands out from its funnel after allowing for overdispersion where "
+                "three or more sites allow it (elsewhere the limits are sampling error only; "
+                "5% false discovery rate)")
+    return ("no site stands out from its funnel after allowing for overdispersion "
+            "(5% false discovery rate)")
+
+
 def _print_published(pub, settings: Settings) -> None:
     k = settings.min_group_size
     shown = pub.cells - pub.hidden_primary - pub.hidden_complementary
@@ -516,8 +531,7 @@ def _print_published(pub, settings: Settings) -> None:
                   f"responses in a wave")
         return
     if not flags:
-        out.print("  no site stands out from its funnel after allowing for overdispersion "
-                  "(5% false discovery rate)")
+        out.print(f"  {calm_funnel_line(pub)}")
         return
     latest = max(f["wave"] for f in flags)
     table = Table(title=f"Sites outside their funnel in {latest} (5% false discovery rate)")

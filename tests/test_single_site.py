@@ -26,6 +26,7 @@ from pipeline.publish import publish
 from pipeline.site_report import write_site_report
 from pipeline.validation_report import write_report
 from pipeline.store import add_wave, load_sites_csv, open_store
+from survey.cli import calm_funnel_line
 from survey.settings import SAMPLES_DIR, Settings
 
 PAGES = ["/", "/principle", "/benchmark", "/trends", "/equity", "/quality"]
@@ -140,6 +141,17 @@ def test_two_sites_get_a_funnel_without_an_overdispersion_claim(tmp_path, instru
     assert "2 sites." in text
     assert "too few sites to estimate overdispersion: sampling error only" in text
     assert "after allowing for overdispersion" not in text
+    # culture run's summary makes no such claim either (the line it prints when no site
+    # is flagged; here D and A are).
+    with open_store(settings.db_path) as con:
+        report = publish(con, instrument, settings)
+    assert report.tables["funnel_params"] > 0 and report.funnels_with_overdispersion == 0
+    assert calm_funnel_line(report) == (
+        "no site stands out from its funnel (too few sites to estimate overdispersion: the "
+        "limits are sampling error only; 5% false discovery rate)")
+    report.funnels_with_overdispersion = report.tables["funnel_params"]
+    assert calm_funnel_line(report) == ("no site stands out from its funnel after allowing "
+                                        "for overdispersion (5% false discovery rate)")
 
 
 def test_a_first_test_survey_with_every_cell_hidden_publishes_and_reports(
