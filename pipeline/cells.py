@@ -164,7 +164,8 @@ def build_cell_sums(con: duckdb.DuckDBPyConnection, instrument: Instrument) -> i
         "select column_name from information_schema.columns where table_name = 'group_sums' "
         "and column_name not in ('wave', 'site_code', 'breakdown', 'grp') "
         "order by ordinal_position").fetchall()]
-    totals = ", ".join(f"sum({quote(c)})::{'bigint' if c.startswith(('n__', 'fav__', 'den__')) else 'double'}"
+    counts = ("n__", "fav__", "den__")
+    totals = ", ".join(f"sum({quote(c)})::{'bigint' if c.startswith(counts) else 'double'}"
                        for c in names)
     con.execute(f"""
         insert into group_sums

@@ -190,10 +190,10 @@ def one_factor_loadings(corr: np.ndarray, tolerance: float = 1e-11,
     until no communality moves by `tolerance` (1e-11) puts omega within ~1e-11 of the
     exact fixed point. Vectorised across groups: thousands of site x wave matrices are
     solved together, first with Newton steps (power steps for any that do not settle)
-    and then confirmed with batched eigen decompositions. Matches ``psych::fa(r, 1, fm = "minres")`` for proper
-    solutions. A matrix with no proper one-factor solution (a Heywood case: some
-    communality of 1 or more) gets NaN loadings, and so no omega, where psych reports
-    a boundary solution with a warning.
+    and then confirmed with batched eigen decompositions. Matches
+    ``psych::fa(r, 1, fm = "minres")`` for proper solutions. A matrix with no proper
+    one-factor solution (a Heywood case: some communality of 1 or more) gets NaN
+    loadings, and so no omega, where psych reports a boundary solution with a warning.
     """
     matrices = np.asarray(corr, dtype=float)
     single = matrices.ndim == 2
