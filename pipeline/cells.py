@@ -159,17 +159,12 @@ def build_cell_sums(con: duckdb.DuckDBPyConnection, instrument: Instrument) -> i
         group by grouping sets ({grouping_sets})""")
     # Every attribute's groups partition the site (not_stated included), so each site
     # total is the sum of the first attribute's groups: one grouping set fewer over the
-    # respondents (every column here is a count or a sum).
-    names = [row[0] for row in con.execute(
-        "select column_name from information_schema.columns where table_name = 'group_sums' "
-        "and column_name not in ('wave', 'site_code', 'breakdown', 'grp') "
-        "order by ordinal_position").fetchall()]
-    counts = ("n__", "fav__", "den__")
-    totals = ", ".join(f"sum({quote(c)})::{'bigint' if c.startswith(counts) else 'double'}"
-                       for c in names)
+    # respondents (every measure column is a count or a sum; the insert casts each sum
+    # back to its column's type).
     con.execute(f"""
         insert into group_sums
-        select wave, site_code, '{ALL}', '{ALL}', {totals}
+        select wave, site_code, '{ALL}', '{ALL}',
+               sum(columns(* exclude (wave, site_code, breakdown, grp)))
         from group_sums where breakdown = '{attributes[0]}' group by wave, site_code""")
     return _finish_cell_sums(con, instrument)
 

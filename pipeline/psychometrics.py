@@ -23,6 +23,7 @@ from pipeline.quality import (analysis_view, flag_response_quality,
 from pipeline.reliability import (StatisticsError, alpha_batch, item_statistics_from_covariance,
                                   omega_total_batch)
 from pipeline.scoring import keyed_items, score_responses
+from pipeline.store import drop_relation
 from pipeline.structure import bartlett_sphericity, cfa, htmt, kmo, parallel_analysis
 from survey.errors import CultureError
 from survey.instrument import Instrument
@@ -75,10 +76,7 @@ def _scope_table(con, wave: int | None, site: str | None) -> None:
         if site.upper() not in known:
             raise PsychometricsError(f"site '{site}' is not in the store; known: "
                                      f"{', '.join(sorted(known))}")
-    kind = con.execute("select table_type from information_schema.tables "
-                       "where table_name = 'scope_responses'").fetchone()
-    if kind:
-        con.execute(f"drop {'view' if kind[0] == 'VIEW' else 'table'} scope_responses")
+    drop_relation(con, "scope_responses")
     if wave is None and site is None:
         con.execute("create temp view scope_responses as select * from analysis_responses")
     else:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import duckdb
 
+from pipeline.store import drop_relation
 from pipeline.validation_sql import quote
 from survey.instrument import Instrument
 
@@ -122,11 +123,7 @@ def flag_response_quality(con: duckdb.DuckDBPyConnection, instrument: Instrument
                 "from responses group by wave")
     con.execute(quality_sql(instrument, rules))
     # Stores written before the flags were split from their view hold it as a table.
-    kind = con.execute("select table_type from information_schema.tables "
-                       "where table_name = 'response_quality' and table_schema = 'main'"
-                       ).fetchall()
-    if kind:
-        con.execute(f"drop {'view' if kind[0][0] == 'VIEW' else 'table'} response_quality")
+    drop_relation(con, "response_quality")
     con.execute(QUALITY_VIEW)
     counts = con.execute("select count(*) filter (where straight_lining), "
                          "count(*) filter (where speeding), count(*) filter (where duplicate), "

@@ -224,7 +224,7 @@ def _newton_phase(matrices: np.ndarray, communality: np.ndarray, steps: int = 12
     The one-factor minres loadings solve f_i(l) = sum_j!=i (r_ij - l_i l_j) l_j = 0, whose
     Jacobian is r_ik - 2 l_i l_k off the diagonal and -sum_j!=i l_j^2 on it. Started from
     the squared multiple correlations, a few Newton steps converge quadratically where
-    the power steps converge linearly (hundreds of them for some groups; 0.26 s -> 0.21 s
+    the power steps converge linearly (hundreds of them for some groups; 0.26 s -> 0.16 s
     for the 12,000 site x wave matrices of a national run). A group is solved when its
     step is below `tolerance` with every communality in [0, 1); the others (Heywood
     cases, mostly) go to the power steps. `_eigen_phase` confirms every group either way,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from pipeline.store import drop_relation
 from pipeline.validation_sql import quote
 from survey.instrument import Instrument
 
@@ -96,8 +97,7 @@ def score_responses(con, instrument: Instrument) -> int:
     """(Re)define `scale_scores` over every stored response; returns its row count
     (responses x scales)."""
     # Stores made before scale_scores became a view hold it as a table.
-    if con.execute("select 1 from duckdb_tables() where table_name = 'scale_scores'").fetchall():
-        con.execute("drop table scale_scores")
+    drop_relation(con, "scale_scores")
     con.execute(scoring_sql(instrument))
     return con.execute("select count(*) from responses").fetchall()[0][0] * len(
         instrument.scales)

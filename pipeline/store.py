@@ -180,6 +180,15 @@ def add_sites(con: duckdb.DuckDBPyConnection, sites: list[Site], source: str = "
     return len(sites)
 
 
+def drop_relation(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Drop table or view `name` if there is one, whichever it is (a name that changed
+    from one to the other between versions, or a scope that is one or the other)."""
+    kind = con.execute("select table_type from information_schema.tables "
+                       "where table_name = ?", [name]).fetchall()
+    if kind:
+        con.execute(f"drop {'view' if kind[0][0] == 'VIEW' else 'table'} \"{name}\"")
+
+
 def insert_rows(con: duckdb.DuckDBPyConnection, table: str, columns: list[str],
                 rows: list[list], key: list[str] | None = None) -> None:
     """Insert rows in one statement; with `key`, a row replaces the stored one with the
