@@ -3,9 +3,9 @@
 A *cell* is one number a reader could be shown: a measure (the response count, a
 scale, a principle or an item) for one unit (a site, a peer group of sites of one
 type, or all sites) in one wave, for everyone or for one group of an attribute
-(staff group, contract, ...). This module turns respondent rows into table
-`cell_sums` in the store, holding for each cell its n and the sums the published
-layer is built from:
+(staff group, contract, ...). This module turns respondent rows into the cell sums
+(`cell_sums`: a frame, one row per cell, not kept in the store), holding for each cell its n
+and the sums the published layer is built from:
 
     n        respondents counted (with a score for a scale or principle, an answer
              for an item)
@@ -34,8 +34,8 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
+from pipeline.frames import query_frame
 from pipeline.scoring import scale_score_sql, scale_sql_terms
-from pipeline.store import read_sql
 from pipeline.validation_sql import quote
 from survey.instrument import Instrument
 
@@ -47,6 +47,12 @@ ALL = "all"
 NATIONAL = "national"
 LEVELS = ("site", "peer", "national")
 MEASURE_KINDS = ("responses", "scale", "principle", "item")
+#: The order cells come in. Complementary suppression breaks ties between equally good
+#: cells to hide by their position, and DuckDB's parallel aggregation hands rows back
+#: in a different order from run to run: unordered, the same data could be published
+#: with different cells hidden on each run, and two such publications together could
+#: give a cell away.
+KEY_ORDER = ("wave", "level", "unit", "breakdown", "grp", "measure_kind", "measure")
 
 
 def breakdown_groups(instrument: Instrument) -> dict[str, list[str]]:
@@ -111,8 +117,8 @@ def _is_agreement(instrument: Instrument, item) -> bool:
     return len(instrument.response_scale(item.response_scale).codes) > 2
 
 
-def build_cell_sums(con: duckdb.DuckDBPyConnection, instrument: Instrument) -> int:
-    """(Re)build table `cell_sums` from `analysis_responses`; returns its row count.
+def cell_sums(con: duckdb.DuckDBPyConnection, instrument: Instrument) -> pd.DataFrame:
+    """Every cell's sums from `analysis_responses`, in key order (see `KEY_ORDER`).
 
     One scan groups respondents by wave x site for every attribute at once (grouping
     sets); peer-group and national cells are sums of site cells, so they cost nothing
@@ -169,8 +175,8 @@ def build_cell_sums(con: duckdb.DuckDBPyConnection, instrument: Instrument) -> i
     return _finish_cell_sums(con, instrument)
 
 
-def _finish_cell_sums(con: duckdb.DuckDBPyConnection, instrument: Instrument) -> int:
-    """Item sums, the grid and the long `cell_sums` table, from `group_sums`."""
+def _finish_cell_sums(con: duckdb.DuckDBPyConnection, instrument: Instrument) -> pd.DataFrame:
+    """Item sums, the upper levels, the grid and the long cells, from `group_sums`."""
     item_aggs = []
     for item in instrument.items:
         v = quote("i_" + item.id)
@@ -185,34 +191,74 @@ def _finish_cell_sums(con: duckdb.DuckDBPyConnection, instrument: Instrument) ->
         select wave, site_code, '{ALL}' as breakdown, '{ALL}' as grp, {', '.join(item_aggs)}
         from respondent_values group by wave, site_code""")
 
+    # Peer-group and all-sites sums are sums of site sums. They are taken while the sums
+    # are still wide (a row per site x wave x group, some 50k rows at national scale)
+    # rather than over the long cells (800k rows, a string key each).
+    for table, keys in (("group_sums", "breakdown, grp"), ("item_sums", "breakdown, grp")):
+        measures = ", ".join(quote(c) for c in _sum_columns(con, table))
+        summed = ", ".join(f"sum({quote(c)}) as {quote(c)}" for c in _sum_columns(con, table))
+        con.execute(f"""
+            create or replace temp table {table}_wide as
+            with site_sums as (
+                select t.wave, t.site_code as unit, s.site_type as peer_group, {keys},
+                       {measures}
+                from {table} t join sites s using (site_code)
+            ),
+            upper_sums as (
+                select wave, peer_group, grouping(peer_group) as all_sites, {keys}, {summed}
+                from site_sums
+                group by grouping sets ((wave, peer_group, {keys}), (wave, {keys}))
+            )
+            select wave, 'site' as level, unit, peer_group, {keys}, {measures}
+            from site_sums
+            union all
+            select wave,
+                   case when all_sites = 1 then 'national' else 'peer' end,
+                   case when all_sites = 1 then $national else peer_group end,
+                   case when all_sites = 1 then null else peer_group end,
+                   {keys}, {measures}
+            from upper_sums""", {"national": NATIONAL})
+
     _register_grid(con, instrument)
-    # Wide sums to long cells in one pass over each wide table: every grid row carries a
-    # list with one struct per measure, which unnest turns into rows.
+    # Wide sums to long cells in one pass: every grid row carries a list with one struct
+    # per measure, which unnest turns into rows.
     group_cells = [_cell_struct(kind, measure) for kind, measure, table in _measures(instrument)
                    if table == "group_sums"]
     item_cells = [_cell_struct(kind, measure) for kind, measure, table in _measures(instrument)
                   if table == "item_sums"]
-    con.execute(f"""
-        create or replace temp table site_cells as
-        with long_cells as (
-            select g.wave, g.site_code, g.breakdown, g.grp,
-                   unnest([{', '.join(group_cells)}]) as cell
-            from cell_grid g left join group_sums t using (wave, site_code, breakdown, grp)
-            union all
-            select g.wave, g.site_code, g.breakdown, g.grp,
-                   unnest([{', '.join(item_cells)}]) as cell
-            from cell_grid g left join item_sums t using (wave, site_code, breakdown, grp)
-            where g.breakdown = '{ALL}'
-        )
-        select wave, site_code, breakdown, grp, cell.measure_kind, cell.measure, cell.n,
-               cell.s1, cell.s2, cell.fav, cell.fav_den, cell.unf
-        from long_cells""")
-    con.execute("create or replace table cell_sums as " + read_sql("cell_sums.sql"),
-                [NATIONAL])
-    for table in ("site_cells", "group_sums", "item_sums", "cell_grid"):
-        con.execute(f"drop table if exists {table}")
-    con.execute("drop view if exists respondent_values")
-    return con.execute("select count(*) from cell_sums").fetchall()[0][0]
+    # A query, not a table: the frame is the only copy the pipeline needs (writing 800k
+    # long rows into the store cost more than computing them).
+    try:
+        return query_frame(con, f"""
+            with long_cells as (
+                select g.wave, g.level, g.unit, g.peer_group, g.breakdown, g.grp,
+                       unnest([{', '.join(group_cells)}]) as cell
+                from cell_grid g left join group_sums_wide t
+                using (wave, level, unit, breakdown, grp)
+                union all
+                select g.wave, g.level, g.unit, g.peer_group, g.breakdown, g.grp,
+                       unnest([{', '.join(item_cells)}]) as cell
+                from cell_grid g left join item_sums_wide t
+                using (wave, level, unit, breakdown, grp)
+                where g.breakdown = '{ALL}'
+            )
+            select wave, level, unit, peer_group, breakdown, grp,
+                   cell.measure_kind as measure_kind, cell.measure as measure, cell.n as n,
+                   cell.s1 as s1, cell.s2 as s2, cell.fav as fav, cell.fav_den as fav_den,
+                   cell.unf as unf
+            from long_cells
+            order by {', '.join(KEY_ORDER)}""")
+    finally:
+        for table in ("group_sums", "item_sums", "group_sums_wide", "item_sums_wide",
+                      "cell_grid"):
+            con.execute(f"drop table if exists {table}")
+        con.execute("drop view if exists respondent_values")
+
+
+def _sum_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    """The measure columns (counts and sums) of a wide sums table."""
+    return [row[0] for row in con.execute(f"describe {table}").fetchall()
+            if row[0] not in ("wave", "site_code", "breakdown", "grp")]
 
 
 def _cell_struct(kind: str, measure: str) -> str:
@@ -243,17 +289,17 @@ def _measures(instrument: Instrument):
 
 
 def _register_grid(con: duckdb.DuckDBPyConnection, instrument: Instrument) -> None:
-    """`cell_grid`: every site with responses in a wave x every breakdown group.
-
-    The site x wave pairs come from `group_sums` (its site-total grouping set has one row
-    for each), which saves another scan of the respondents."""
+    """`cell_grid`: every unit (site, peer group, all sites) with responses in a wave x
+    every breakdown group; the units come from `group_sums_wide`, which has a total row for
+    each, so the grid costs no scan of the respondents."""
     groups = [(ALL, ALL)] + [(b, g) for b, gs in breakdown_groups(instrument).items() for g in gs]
     frame = pd.DataFrame(groups, columns=["breakdown", "grp"])
     con.register("breakdown_grid_frame", frame)
-    con.execute("""
+    con.execute(f"""
         create or replace temp table cell_grid as
-        select w.wave, w.site_code, b.breakdown, b.grp
-        from (select distinct wave, site_code from group_sums) w
+        select u.wave, u.level, u.unit, u.peer_group, b.breakdown, b.grp
+        from (select wave, level, unit, peer_group from group_sums_wide
+              where breakdown = '{ALL}') u
         cross join breakdown_grid_frame b""")
     con.unregister("breakdown_grid_frame")
 

@@ -27,9 +27,9 @@ from scipy import stats
 
 from pipeline.actions import action_rows, load_actions
 from pipeline.benchmark import build_benchmarks
-from pipeline.cells import NOT_STATED, build_cell_sums, item_is_agreement
+from pipeline.cells import NOT_STATED, cell_sums, item_is_agreement
 from pipeline.disclosure import suppress_small_cells
-from pipeline.frames import query_frame, with_columns, write_table
+from pipeline.frames import with_columns, write_table
 from pipeline.quality import analysis_view
 from pipeline.verify import VerificationReport, check_cells, verify_published
 from survey.instrument import Instrument
@@ -206,13 +206,7 @@ def aggregate_cells(con: duckdb.DuckDBPyConnection, instrument: Instrument,
                     settings: Settings) -> pd.DataFrame:
     """The sums of every cell (the aggregate stage), in key order, for the suppression."""
     analysis_view(con, settings.exclude_flagged)
-    build_cell_sums(con, instrument)
-    # In key order: suppression breaks ties (which of two equally small cells to hide)
-    # by row, and DuckDB's parallel aggregation hands rows back in a different order
-    # from run to run. Unordered, the same data could be published with different cells
-    # hidden on each run, and two such publications together could give a cell away.
-    return query_frame(con, "select * from cell_sums order by wave, level, unit, breakdown, "
-                            "grp, measure_kind, measure")
+    return cell_sums(con, instrument)
 
 
 def publish(con: duckdb.DuckDBPyConnection, instrument: Instrument, settings: Settings,

@@ -12,8 +12,10 @@ import pandas as pd
 import pytest
 
 from pipeline.disclosure import KEY
+from pipeline.publish import aggregate_cells
 from pipeline.store import open_store
 from pipeline.verify import DisclosureError, verify_published
+from survey.instrument import load_instrument
 
 K = 10
 
@@ -24,8 +26,9 @@ def published(settings) -> pd.DataFrame:
 
 
 def truth(settings) -> pd.DataFrame:
+    """Every cell's true sums, computed again from the store's respondents."""
     with open_store(settings.db_path, read_only=True) as con:
-        return con.execute("select * from cell_sums").df()
+        return aggregate_cells(con, load_instrument(settings.instrument_path), settings)
 
 
 def attacker_equations(cells: pd.DataFrame) -> list[tuple[int, list[int]]]:
