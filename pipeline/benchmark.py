@@ -25,8 +25,10 @@ from __future__ import annotations
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from scipy import stats
 
+from pipeline.cells import KEY_ORDER
 from pipeline.comparison import (benjamini_hochberg, benjamini_hochberg_by_group, funnel,
                                  funnel_band, pooled_sd, shrink, welch)
 from pipeline.frames import query_frame, with_columns, write_table
@@ -275,30 +277,62 @@ def principle_gap_table(cells: pd.DataFrame, target_rule: str = "peer_q3") -> pd
                 "priority"]].sort_values(["wave", "site_code", "priority"]).reset_index(drop=True)
 
 
-def equity_table(cells: pd.DataFrame) -> pd.DataFrame:
-    """Each shown group against the rest of its unit (site, peer group or all sites)."""
-    kinds = cells["measure_kind"].isin(COMPARED_KINDS) & ~cells["suppressed"]
-    groups = cells[kinds & (cells["breakdown"] != "all") & (cells["grp"] != "not_stated")]
-    totals = cells[kinds & (cells["breakdown"] == "all")][
-        ["wave", "level", "unit", "measure_kind", "measure", "n", "mean", "sd"]].rename(
-        columns={"n": "unit_n", "mean": "unit_mean", "sd": "unit_sd"})
-    merged = groups.merge(totals, on=["wave", "level", "unit", "measure_kind", "measure"])
-    rest_mean, rest_sd, rest_n = _rest_of(merged["unit_n"], merged["unit_mean"],
-                                          merged["unit_sd"], merged["n"], merged["mean"],
-                                          merged["sd"])
-    merged = merged.assign(mean_rest=rest_mean, sd_rest=rest_sd, n_rest=rest_n)
-    merged = merged[merged["n_rest"] >= 2]
-    diff, _se, low, high, p = welch(merged["mean"], merged["sd"], merged["n"],
-                                    merged["mean_rest"], merged["sd_rest"], merged["n_rest"])
-    merged = merged.assign(diff=diff, diff_low=low, diff_high=high, p=p)
-    merged["q"] = benjamini_hochberg_by_group(merged["p"].to_numpy(), merged.groupby(
-        ["wave", "level", "unit", "measure_kind", "measure"], sort=False).ngroup().to_numpy())
-    merged["flag"] = _three_way(merged["q"] < FDR, merged["diff"] < 0,
-                                ("lower", "higher", "no clear difference"))
-    merged["n_rest"] = merged["n_rest"].astype(int)
-    return merged[["wave", "level", "unit", "peer_group", "breakdown", "grp", "measure_kind",
-                   "measure", "n", "mean", "ci_low", "ci_high", "n_rest", "mean_rest", "diff",
-                   "diff_low", "diff_high", "p", "q", "flag"]].reset_index(drop=True)
+#: The comparison families of the equity table: a unit's groups on one measure in one wave.
+EQUITY_FAMILY = ("wave", "level", "unit", "measure_kind", "measure")
+
+
+def write_equity_table(pub: duckdb.DuckDBPyConnection) -> int:
+    """Table `equity`: each shown group against the rest of its unit (site, peer group or
+    all sites); returns its row count.
+
+    The pairing of groups with their unit's total is a join in DuckDB; the rows come back
+    as Arrow columns and numpy computes the tests from the numeric ones. Pandas is left
+    out: at national scale the table has some 470k rows, whose string keys it took
+    seconds to carry.
+    """
+    kinds = ", ".join(f"'{kind}'" for kind in COMPARED_KINDS)
+    # `family` numbers each unit total, and with it the family of tests its groups form.
+    pairs = pub.sql(f"""
+        with totals as (
+            select row_number() over () as family, {', '.join(EQUITY_FAMILY)},
+                   n as unit_n, mean as unit_mean, sd as unit_sd
+            from cells
+            where not suppressed and measure_kind in ({kinds}) and breakdown = 'all'
+        ),
+        groups as (
+            select wave, level, unit, peer_group, breakdown, grp, measure_kind, measure, n,
+                   mean, sd, ci_low, ci_high
+            from cells
+            where not suppressed and measure_kind in ({kinds}) and breakdown <> 'all'
+              and grp <> 'not_stated'
+        )
+        select * from groups join totals using ({', '.join(EQUITY_FAMILY)})
+        order by {', '.join(KEY_ORDER)}""").to_arrow_table()
+    column = {name: pairs[name].to_numpy() for name in (
+        "unit_n", "unit_mean", "unit_sd", "n", "mean", "sd", "family")}
+    rest_mean, rest_sd, rest_n = _rest_of(column["unit_n"], column["unit_mean"],
+                                          column["unit_sd"], column["n"], column["mean"],
+                                          column["sd"])
+    keep = rest_n >= 2
+    mean, sd, n = (np.asarray(column[c], float)[keep] for c in ("mean", "sd", "n"))
+    rest_mean, rest_sd, rest_n = rest_mean[keep], rest_sd[keep], rest_n[keep]
+    diff, _se, low, high, p = welch(mean, sd, n, rest_mean, rest_sd, rest_n)
+    q = benjamini_hochberg_by_group(p, column["family"][keep])
+    flag = _three_way(q < FDR, diff < 0, ("lower", "higher", "no clear difference"))
+    shown = pairs.filter(pa.array(keep)).select(
+        ["wave", "level", "unit", "peer_group", "breakdown", "grp", "measure_kind", "measure",
+         "n", "mean", "ci_low", "ci_high"])
+    table = shown.append_column("n_rest", pa.array(rest_n.astype(np.int64)))
+    for name, values in (("mean_rest", rest_mean), ("diff", diff), ("diff_low", low),
+                         ("diff_high", high), ("p", p), ("q", q)):
+        table = table.append_column(name, pa.array(values, pa.float64()))
+    table = table.append_column("flag", pa.array(flag, pa.string()))
+    pub.register("equity_rows", table)
+    try:
+        pub.execute("create or replace table equity as select * from equity_rows")
+    finally:
+        pub.unregister("equity_rows")
+    return len(table)
 
 
 def _three_way(flagged, first, labels: tuple[str, str, str]) -> np.ndarray:
@@ -316,15 +350,17 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
 def build_benchmarks(pub: duckdb.DuckDBPyConnection, target_rule: str = "peer_q3",
                      k: int = 10) -> dict:
     """Write every comparison table into the published file; return counts of flags."""
-    # Every table here uses shown cells of compared kinds only (items for `benchmarks`),
-    # so DuckDB filters the 800k-row layer and hands pandas only those, and only the
-    # columns used.
+    # The tables built in pandas use shown cells of compared kinds only (items for
+    # `benchmarks`): unit totals, and the sites' staff groups for the weighting. DuckDB
+    # filters the 800k-row layer and hands pandas only those, and only the columns used.
     cells = query_frame(pub, f"""
         select {', '.join(BENCHMARKED_COLUMNS)} from cells
-        where not suppressed and measure_kind in (?, ?, ?)""", [*COMPARED_KINDS, "item"])
+        where not suppressed and measure_kind in (?, ?, ?)
+          and (breakdown = 'all' or (level = 'site' and breakdown = 'staff_group'))""",
+                        [*COMPARED_KINDS, "item"])
     headcounts = query_frame(pub, "select * from site_headcounts")
-    # Only equity and weighting look at groups; the rest filter unit totals out of the
-    # cells again and again, which is quicker from the totals alone (a sixth of the rows).
+    # The rest filter unit totals out of the cells again and again, which is quicker
+    # from the totals alone.
     totals = cells[(cells["breakdown"] == "all").to_numpy()]
     tables = {"benchmarks": benchmark_table(totals)}
     params, funnel_rows = funnel_tables(totals)
@@ -332,13 +368,14 @@ def build_benchmarks(pub: duckdb.DuckDBPyConnection, target_rule: str = "peer_q3
                "shrunken": shrunken_table(totals, params) if len(params) else pd.DataFrame(),
                "trends": trend_table(totals),
                "principle_gaps": principle_gap_table(totals, target_rule),
-               "equity": equity_table(cells),
                "weighted": weighted_table(cells, headcounts, k)}
     for name, frame in tables.items():
         write_table(pub, name, with_columns(frame, MAY_BE_EMPTY.get(name, {})))
+    rows = {name: len(frame) for name, frame in tables.items()}
+    rows["equity"] = write_equity_table(pub)
     flagged = funnel_rows[funnel_rows["flag"] != "within"] if len(funnel_rows) else funnel_rows
     return {"funnel_flags": flagged[["wave", "site_code", "measure_kind", "measure", "flag",
                                      "q"]].to_dict("records") if len(flagged) else [],
             "funnels_with_overdispersion": int(params["phi"].notna().sum()) if len(params)
             else 0,
-            "rows": {name: len(frame) for name, frame in tables.items()}}
+            "rows": rows}
