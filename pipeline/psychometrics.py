@@ -10,7 +10,8 @@ structural models (CFA, EFA, parallel analysis) see respondents, and at most
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -229,14 +230,24 @@ def aggregation_rows(moments: dict, min_group: int) -> tuple[list[dict], list[di
     return iccs, sites
 
 
-def structure_sample(con, instrument: Instrument) -> pd.DataFrame:
+def structure_sample(con, instrument: Instrument,
+                     source: str = "scope_responses") -> pd.DataFrame:
     """The seeded sample of analysed respondents the structural checks and the invariance
-    models use: site type, staff group and the scale items (one scan serves both)."""
+    models use: site type, staff group and the scale items (one scan serves both).
+
+    The `STRUCTURE_SAMPLE` respondents whose (site, wave, response id) hash smallest
+    with the seed, in that order: which respondents are drawn depends on who they are,
+    not on where the store keeps them. (DuckDB's seeded reservoir sample depends on the
+    rows' physical order, which a parallel ingest does not fix: two stores loaded from
+    the same file published different KMO, CFA and invariance results.) DuckDB's hash
+    is stable for a given DuckDB version.
+    """
     columns = ", ".join(f'r."{i}"' for i in instrument.scale_item_ids)
     return con.execute(
-        f"select s.site_type, r.staff_group, {columns} from scope_responses r "
-        f"join sites s using (site_code) using sample reservoir({STRUCTURE_SAMPLE} rows) "
-        f"repeatable ({SEED})").df()
+        f"select s.site_type, r.staff_group, {columns} from {source} r "
+        f"join sites s using (site_code) "
+        f"order by hash(r.site_code, r.wave, r.response_id, $seed), r.site_code, r.wave, "
+        f"r.response_id limit {STRUCTURE_SAMPLE}", {"seed": SEED}).df()
 
 
 def structure_summary(con, instrument: Instrument) -> dict:
@@ -333,43 +344,80 @@ def invariance_from_sample(frame: pd.DataFrame, instrument: Instrument,
     return rows
 
 
+@dataclass(frozen=True)
+class StructuralModels:
+    """The structural checks and invariance models of every analysed respondent, being
+    fitted in a worker (`start_structural_models`)."""
+
+    structure: Future
+    invariance: Future
+
+
+def start_structural_models(con, instrument: Instrument, settings: Settings,
+                            pool: ThreadPoolExecutor) -> StructuralModels:
+    """Draw the structural sample from all analysed respondents and start fitting it
+    in `pool`, for a caller with other work to do meanwhile.
+
+    The fits are Python and numpy on one small sample (about 2.5 s at any scale), which
+    holds the GIL most of the time: `culture run` starts them as soon as the quality
+    flags exist, to run while DuckDB sums the cells, rather than beside the
+    psychometrics' own Python work and the suppression.
+    """
+    analysis_view(con, settings.exclude_flagged)
+    sample = structure_sample(con, instrument, source="analysis_responses")
+    return StructuralModels(
+        structure=pool.submit(structure_from_sample, sample, instrument),
+        invariance=pool.submit(invariance_from_sample, sample, instrument,
+                               settings.min_group_size))
+
+
 def run_psychometrics(con, instrument: Instrument, settings: Settings,
                       wave: int | None = None, site: str | None = None,
-                      flags: dict[str, int] | None = None) -> dict:
+                      flags: dict[str, int] | None = None,
+                      models: StructuralModels | None = None) -> dict:
     """Every check of the validation report, as JSON-ready data.
 
     `flags` is what `flag_response_quality` returned when the caller has just run it
     (`culture run` does, before summing the cells); otherwise the flags are built here.
+    `models` is what `start_structural_models` returned, when the caller started them
+    (only for the whole store: no wave or site).
     """
+    if models is not None and (wave is not None or site is not None):
+        raise ValueError("structural models started early cover every respondent; "
+                         "they cannot serve one wave or site")
     # One BLAS thread: every matrix here is small (tens of items), and OpenBLAS's worker
     # threads cost far more than they save on such matrices, above all when other
     # processes share the cores (the invariance fits took 7.4 s with them, 1.3 s without).
     with threadpool_limits(limits=1, user_api="blas"):
-        return _run_psychometrics(con, instrument, settings, wave, site, flags)
+        return _run_psychometrics(con, instrument, settings, wave, site, flags, models)
 
 
 def _run_psychometrics(con, instrument: Instrument, settings: Settings, wave: int | None,
-                       site: str | None, flags: dict[str, int] | None) -> dict:
+                       site: str | None, flags: dict[str, int] | None,
+                       models: StructuralModels | None) -> dict:
     if flags is None and settings.exclude_flagged:
         flags = flag_response_quality(con, instrument)     # they decide who is analysed
     analysis_view(con, settings.exclude_flagged)
     score_responses(con, instrument)
     _scope_table(con, wave, site)
-    # The structural models are Python and numpy on one small sample; they are fitted
-    # in a worker thread while DuckDB scans the respondents below, on the core those
-    # scans leave idle when they wait (DuckDB releases the GIL while it works). When the
-    # quality flags do not decide who is analysed, they are built meanwhile through a
-    # cursor of their own (writing only their own tables) and only their counts wait
-    # for them. The results do not depend on the overlap: each side only reads what it
-    # was handed or what no other side writes.
+    # The structural models are Python and numpy on one small sample; unless the caller
+    # started them already, they are fitted in a worker thread while DuckDB scans the
+    # respondents below, on the core those scans leave idle when they wait (DuckDB
+    # releases the GIL while it works). When the quality flags do not decide who is
+    # analysed, they are built meanwhile through a cursor of their own (writing only
+    # their own tables) and only their counts wait for them. The results do not depend
+    # on the overlap: each side only reads what it was handed or what no other side
+    # writes.
     with ThreadPoolExecutor(max_workers=1) as pool, \
             ThreadPoolExecutor(max_workers=1) as flagging:
         flagged = (None if flags is not None else
                    flagging.submit(flag_response_quality_aside, con, instrument))
-        sample = structure_sample(con, instrument)
-        structure = pool.submit(structure_from_sample, sample, instrument)
-        invariance = pool.submit(invariance_from_sample, sample, instrument,
-                                 settings.min_group_size)
+        if models is None:
+            sample = structure_sample(con, instrument)
+            models = StructuralModels(
+                structure=pool.submit(structure_from_sample, sample, instrument),
+                invariance=pool.submit(invariance_from_sample, sample, instrument,
+                                       settings.min_group_size))
         # (Should the scans fail, leaving the block still waits for the other work.)
         result = _scans(con, instrument, settings, wave, site)
         if flagged is not None:
@@ -377,8 +425,8 @@ def _run_psychometrics(con, instrument: Instrument, settings: Settings, wave: in
         result["data_quality"] = {"totals": flags, "by_site": [
             dict(zip(("site_code", "wave", "respondents", "straight_lining", "speeding",
                       "duplicate", "flagged"), row)) for row in quality_by_site(con)]}
-        result["structure"] = structure.result()
-        result["invariance"] = invariance.result()
+        result["structure"] = models.structure.result()
+        result["invariance"] = models.invariance.result()
     return result
 
 

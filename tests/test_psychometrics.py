@@ -10,9 +10,13 @@ import pandas as pd
 import pytest
 
 from pipeline.aggregation import icc
-from pipeline.psychometrics import PsychometricsError, judge, run_psychometrics
+from pipeline import psychometrics
+from pipeline.ingest import ingest_file
+from pipeline.psychometrics import (PsychometricsError, judge, run_psychometrics,
+                                    structure_sample)
+from pipeline.quality import analysis_view
 from pipeline.scoring import scale_score
-from pipeline.store import open_store
+from pipeline.store import add_wave, load_sites_csv, open_store
 from pipeline.validation_report import write_report
 from survey.settings import PROJECT_ROOT, SAMPLES_DIR, resolve_settings
 
@@ -107,6 +111,28 @@ def test_invariance_is_tested_for_core_scales_across_site_types_and_staff_groups
     present = set(answers.staff_group.dropna()) - {"prefer_not_to_say"}
     assert set(staff["groups"]) | set(staff["left_out"]) == present
     assert len(staff["groups"]) >= 4
+
+
+def test_structural_sample_depends_on_who_answered_not_where_they_are_stored(
+        tmp_path, instrument, definition_yaml, sample_manifest, monkeypatch):
+    """Two stores holding the same respondents in a different physical order (here a
+    reversed file; a parallel ingest reorders rows too) draw the same sample, so the
+    published KMO, CFA and invariance results do not change from one load to the next."""
+    monkeypatch.setattr(psychometrics, "STRUCTURE_SAMPLE", 300)
+    answers = pd.read_csv(SAMPLES_DIR / "responses_clean.csv", dtype=str)
+    samples = []
+    for name, frame in (("forward", answers), ("reversed", answers.iloc[::-1])):
+        frame.to_csv(tmp_path / f"{name}.csv", index=False)
+        with open_store(tmp_path / f"{name}.duckdb") as con:
+            load_sites_csv(con, SAMPLES_DIR / "sites.csv")
+            for wave in sample_manifest["waves"]:
+                add_wave(con, wave)
+            ingest_file(con, tmp_path / f"{name}.csv", instrument, definition_yaml)
+            analysis_view(con, False)
+            samples.append(structure_sample(con, instrument, source="analysis_responses"))
+    forward, backward = samples
+    assert len(forward) == 300 < len(answers)
+    pd.testing.assert_frame_equal(forward, backward)
 
 
 def test_judge_states_criterion_and_verdict():
