@@ -4,8 +4,8 @@ A *cell* is one number a reader could be shown: a measure (the response count, a
 scale, a principle or an item) for one unit (a site, a peer group of sites of one
 type, or all sites) in one wave, for everyone or for one group of an attribute
 (staff group, contract, ...). This module turns respondent rows into the cell sums
-(`cell_sums`: a frame, one row per cell, not kept in the store), holding for each cell its n
-and the sums the published layer is built from:
+(`cell_sums`: a frame with one row per cell, which the store does not keep), holding
+for each cell its n and the sums the published layer is built from:
 
     n        respondents counted (with a score for a scale or principle, an answer
              for an item)
@@ -194,29 +194,32 @@ def _finish_cell_sums(con: duckdb.DuckDBPyConnection, instrument: Instrument) ->
     # Peer-group and all-sites sums are sums of site sums. They are taken while the sums
     # are still wide (a row per site x wave x group, some 50k rows at national scale)
     # rather than over the long cells (800k rows, a string key each).
-    for table, keys in (("group_sums", "breakdown, grp"), ("item_sums", "breakdown, grp")):
-        measures = ", ".join(quote(c) for c in _sum_columns(con, table))
-        summed = ", ".join(f"sum({quote(c)}) as {quote(c)}" for c in _sum_columns(con, table))
+    for table in ("group_sums", "item_sums"):
+        columns = [quote(c) for c in _sum_columns(con, table)]
+        measures = ", ".join(columns)
+        summed = ", ".join(f"sum({c}) as {c}" for c in columns)
         con.execute(f"""
             create or replace temp table {table}_wide as
             with site_sums as (
-                select t.wave, t.site_code as unit, s.site_type as peer_group, {keys},
+                select t.wave, t.site_code as unit, s.site_type as peer_group, breakdown, grp,
                        {measures}
                 from {table} t join sites s using (site_code)
             ),
             upper_sums as (
-                select wave, peer_group, grouping(peer_group) as all_sites, {keys}, {summed}
+                select wave, peer_group, grouping(peer_group) as all_sites, breakdown, grp,
+                       {summed}
                 from site_sums
-                group by grouping sets ((wave, peer_group, {keys}), (wave, {keys}))
+                group by grouping sets ((wave, peer_group, breakdown, grp),
+                                        (wave, breakdown, grp))
             )
-            select wave, 'site' as level, unit, peer_group, {keys}, {measures}
+            select wave, 'site' as level, unit, peer_group, breakdown, grp, {measures}
             from site_sums
             union all
             select wave,
                    case when all_sites = 1 then 'national' else 'peer' end,
                    case when all_sites = 1 then $national else peer_group end,
                    case when all_sites = 1 then null else peer_group end,
-                   {keys}, {measures}
+                   breakdown, grp, {measures}
             from upper_sums""", {"national": NATIONAL})
 
     _register_grid(con, instrument)

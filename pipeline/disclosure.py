@@ -34,12 +34,12 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from pipeline.cells import ALL
+from pipeline.cells import ALL, KEY_ORDER
 
 #: Reluctance to hide a unit's total (added to 0 site, 1 peer group, 2 all sites).
 TOTAL = 4
 
-KEY = ["wave", "level", "unit", "breakdown", "grp", "measure_kind", "measure"]
+KEY = list(KEY_ORDER)
 
 
 @dataclass(frozen=True)
