@@ -162,7 +162,7 @@ def funnel_tables(cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         lo998, hi998 = fun.limits(group["n"].to_numpy(), 0.998)
         q = benjamini_hochberg(fun.p)
         y = group["mean"].to_numpy()
-        rows.append(pd.DataFrame({
+        rows.append((len(group), {
             "wave": wave, "site_code": group["unit"].to_numpy(),
             "peer_group": group["peer_group"].to_numpy(), "measure_kind": kind,
             "measure": measure, "n": group["n"].to_numpy(), "mean": y, "z": fun.z,
@@ -171,7 +171,7 @@ def funnel_tables(cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             "limit998_low": lo998, "limit998_high": hi998,
             "band": funnel_band(fun, y, group["n"].to_numpy()),
             "flag": np.where(q < FDR, np.where(y > target, "above", "below"), "within")}))
-    return pd.DataFrame(params), _concat(rows)
+    return pd.DataFrame(params), _stack(rows)
 
 
 def shrunken_table(cells: pd.DataFrame, params: pd.DataFrame) -> pd.DataFrame:
@@ -185,14 +185,14 @@ def shrunken_table(cells: pd.DataFrame, params: pd.DataFrame) -> pd.DataFrame:
         s2 = p.sigma ** 2 / group["n"].to_numpy(float)
         est = shrink(group["mean"].to_numpy(), s2, p.tau2)
         low, high = est.interval()
-        rows.append(pd.DataFrame({
+        rows.append((len(group), {
             "wave": p.wave, "site_code": group["unit"].to_numpy(),
             "peer_group": group["peer_group"].to_numpy(), "measure_kind": p.measure_kind,
             "measure": p.measure, "n": group["n"].to_numpy(), "mean": group["mean"].to_numpy(),
             "eb_mean": est.mean, "eb_low": low, "eb_high": high, "shrinkage": est.shrinkage,
             "rank": pd.Series(-est.mean).rank(method="min").astype(int).to_numpy(),
             "sites_ranked": len(group)}))
-    return _concat(rows)
+    return _stack(rows)
 
 
 def trend_table(cells: pd.DataFrame) -> pd.DataFrame:
@@ -343,8 +343,19 @@ def _three_way(flagged, first, labels: tuple[str, str, str]) -> np.ndarray:
     return np.array(labels, dtype=object)[codes]
 
 
-def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+def _stack(parts: list[tuple[int, dict]]) -> pd.DataFrame:
+    """One frame from per-group columns: (rows, {column: array or one value for every
+    row}) for each group, in order. Built once: a frame per group cost more than the
+    group's arithmetic."""
+    if not parts:
+        return pd.DataFrame()
+    columns = {}
+    for name in parts[0][1]:
+        pieces = [np.repeat(np.asarray(values[name], dtype=object if isinstance(
+                      values[name], str) else None), rows) if np.ndim(values[name]) == 0
+                  else np.asarray(values[name]) for rows, values in parts]
+        columns[name] = np.concatenate(pieces)
+    return pd.DataFrame(columns)
 
 
 def build_benchmarks(pub: duckdb.DuckDBPyConnection, target_rule: str = "peer_q3",
