@@ -3,11 +3,10 @@
 Stages: ingest (files given, each all-or-nothing, then the web form's new submissions
 from the inbox) -> quality flags -> aggregate, alongside the structural models ->
 psychometrics (scores, reliability) alongside suppression -> publish -> benchmark,
-alongside the verifier's
-check of the cells -> verify (every table's counts). Stages side by side share nothing
-but what they read. The store is opened once for writing; the published layer is a
-separate file replaced in one rename at the end, so a dashboard reading it is never
-blocked.
+alongside the verifier's check of the cells -> verify (every table's counts). Stages
+side by side share nothing but what they read. The store is opened once for writing;
+the published layer is a separate file replaced in one rename at the end, so a
+dashboard reading it is never blocked.
 """
 
 from __future__ import annotations
