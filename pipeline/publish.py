@@ -31,6 +31,7 @@ from pipeline.cells import NOT_STATED, cell_sums, item_is_agreement
 from pipeline.disclosure import suppress_small_cells
 from pipeline.frames import with_columns, write_table
 from pipeline.quality import analysis_view
+from pipeline.store import drop_relation
 from pipeline.verify import VerificationReport, check_cells, verify_published
 from survey.instrument import Instrument
 from survey.settings import Settings
@@ -206,6 +207,9 @@ def aggregate_cells(con: duckdb.DuckDBPyConnection, instrument: Instrument,
                     settings: Settings) -> pd.DataFrame:
     """The sums of every cell (the aggregate stage), in key order, for the suppression."""
     analysis_view(con, settings.exclude_flagged)
+    # Stores written before the cell sums became a frame keep a table of them (true
+    # small counts included), which would otherwise stay behind, stale.
+    drop_relation(con, "cell_sums")
     return cell_sums(con, instrument)
 
 

@@ -117,6 +117,19 @@ def test_chained_attack_across_sites_breakdowns_and_peer_groups(published_sample
         assert n == 0 or n >= K, f"recovered a group of {n}: {key}"
 
 
+def test_the_store_keeps_no_cell_sums_table(published_sample, instrument):
+    """The true sums of every cell (small ones included) live only in the run's memory;
+    a table of them left by an older version is removed, not left stale."""
+    settings, _ = published_sample
+    with open_store(settings.db_path) as con:
+        con.execute("create table cell_sums as select 1 as n")
+        sums = aggregate_cells(con, instrument, settings)
+        tables = {r[0] for r in con.execute("select table_name from information_schema.tables")
+                  .fetchall()}
+    assert "cell_sums" not in tables
+    assert len(sums) == len(truth(settings)) > 0
+
+
 def test_the_same_attacks_break_primary_only_suppression(published_sample):
     """Control: hiding only the small cells leaks, and the attack above finds it."""
     settings, _ = published_sample
