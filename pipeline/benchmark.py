@@ -349,13 +349,17 @@ def _stack(parts: list[tuple[int, dict]]) -> pd.DataFrame:
     group's arithmetic."""
     if not parts:
         return pd.DataFrame()
-    columns = {}
-    for name in parts[0][1]:
-        pieces = [np.repeat(np.asarray(values[name], dtype=object if isinstance(
-                      values[name], str) else None), rows) if np.ndim(values[name]) == 0
-                  else np.asarray(values[name]) for rows, values in parts]
-        columns[name] = np.concatenate(pieces)
-    return pd.DataFrame(columns)
+
+    def repeated(value, rows: int) -> np.ndarray:
+        if np.ndim(value):
+            return np.asarray(value)
+        # (Strings as Python objects: a fixed-width numpy string column is slow in pandas.)
+        return np.repeat(np.asarray(value, dtype=object if isinstance(value, str) else None),
+                         rows)
+
+    return pd.DataFrame({name: np.concatenate([repeated(values[name], rows)
+                                               for rows, values in parts])
+                         for name in parts[0][1]})
 
 
 def build_benchmarks(pub: duckdb.DuckDBPyConnection, target_rule: str = "peer_q3",
