@@ -281,9 +281,9 @@ def principle_gap_table(cells: pd.DataFrame, target_rule: str = "peer_q3") -> pd
 EQUITY_FAMILY = ("wave", "level", "unit", "measure_kind", "measure")
 
 
-def write_equity_table(pub: duckdb.DuckDBPyConnection) -> int:
+def write_equity_table(pub: duckdb.DuckDBPyConnection, cells: str = "cells") -> int:
     """Table `equity`: each shown group against the rest of its unit (site, peer group or
-    all sites); returns its row count.
+    all sites), from the published cells in relation `cells`; returns its row count.
 
     The pairing of groups with their unit's total is a join in DuckDB; the rows come back
     as Arrow columns and numpy computes the tests from the numeric ones. Pandas is left
@@ -296,13 +296,13 @@ def write_equity_table(pub: duckdb.DuckDBPyConnection) -> int:
         with totals as (
             select row_number() over () as family, {', '.join(EQUITY_FAMILY)},
                    n as unit_n, mean as unit_mean, sd as unit_sd
-            from cells
+            from {cells}
             where not suppressed and measure_kind in ({kinds}) and breakdown = 'all'
         ),
         groups as (
             select wave, level, unit, peer_group, breakdown, grp, measure_kind, measure, n,
                    mean, sd, ci_low, ci_high
-            from cells
+            from {cells}
             where not suppressed and measure_kind in ({kinds}) and breakdown <> 'all'
               and grp <> 'not_stated'
         )
@@ -363,13 +363,18 @@ def _stack(parts: list[tuple[int, dict]]) -> pd.DataFrame:
 
 
 def build_benchmarks(pub: duckdb.DuckDBPyConnection, target_rule: str = "peer_q3",
-                     k: int = 10) -> dict:
-    """Write every comparison table into the published file; return counts of flags."""
+                     k: int = 10, cells: str = "cells") -> dict:
+    """Write every comparison table into the published file; return counts of flags.
+
+    `cells` names the relation holding the published cells: the file's table, or the
+    same rows registered on `pub` (Arrow) while the table is still being written.
+    """
     # The tables built in pandas use shown cells of compared kinds only (items for
     # `benchmarks`): unit totals, and the sites' staff groups for the weighting. DuckDB
     # filters the 800k-row layer and hands pandas only those, and only the columns used.
+    source = cells
     cells = query_frame(pub, f"""
-        select {', '.join(BENCHMARKED_COLUMNS)} from cells
+        select {', '.join(BENCHMARKED_COLUMNS)} from {source}
         where not suppressed and measure_kind in (?, ?, ?)
           and (breakdown = 'all' or (level = 'site' and breakdown = 'staff_group'))""",
                         [*COMPARED_KINDS, "item"])
@@ -387,7 +392,7 @@ def build_benchmarks(pub: duckdb.DuckDBPyConnection, target_rule: str = "peer_q3
     for name, frame in tables.items():
         write_table(pub, name, with_columns(frame, MAY_BE_EMPTY.get(name, {})))
     rows = {name: len(frame) for name, frame in tables.items()}
-    rows["equity"] = write_equity_table(pub)
+    rows["equity"] = write_equity_table(pub, source)
     flagged = funnel_rows[funnel_rows["flag"] != "within"] if len(funnel_rows) else funnel_rows
     return {"funnel_flags": flagged[["wave", "site_code", "measure_kind", "measure", "flag",
                                      "q"]].to_dict("records") if len(flagged) else [],
