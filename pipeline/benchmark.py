@@ -327,11 +327,7 @@ def write_equity_table(pub: duckdb.DuckDBPyConnection, cells: str = "cells") -> 
                          ("diff_high", high), ("p", p), ("q", q)):
         table = table.append_column(name, pa.array(values, pa.float64()))
     table = table.append_column("flag", pa.array(flag, pa.string()))
-    pub.register("equity_rows", table)
-    try:
-        pub.execute("create or replace table equity as select * from equity_rows")
-    finally:
-        pub.unregister("equity_rows")
+    write_table(pub, "equity", table)
     return len(table)
 
 

@@ -22,9 +22,12 @@ def query_frame(con: duckdb.DuckDBPyConnection, sql: str,
     return con.sql(sql, params=params).to_arrow_table().to_pandas()
 
 
-def write_table(con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame) -> None:
-    """Create (or replace) table `name` holding `frame`'s rows."""
-    table = pa.Table.from_pandas(frame, preserve_index=False)
+def write_table(con: duckdb.DuckDBPyConnection, name: str,
+                frame: pd.DataFrame | pa.Table) -> None:
+    """Create (or replace) table `name` holding `frame`'s rows (a pandas frame, or the
+    Arrow table `pa.Table.from_pandas` makes of one)."""
+    table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(
+        frame, preserve_index=False)
     con.register("frame_to_write", table)
     try:
         con.execute(f'create or replace table "{name}" as select * from frame_to_write')

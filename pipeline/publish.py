@@ -284,11 +284,7 @@ def publish(con: duckdb.DuckDBPyConnection, instrument: Instrument, settings: Se
 def _write_and_check_cells(cursor: duckdb.DuckDBPyConnection, rows: pa.Table,
                            k: int) -> VerificationReport:
     """Table `cells` of the published file from `rows`, then `check_cells` on it."""
-    cursor.register("cells_to_write", rows)
-    try:
-        cursor.execute("create or replace table cells as select * from cells_to_write")
-    finally:
-        cursor.unregister("cells_to_write")
+    write_table(cursor, "cells", rows)
     return check_cells(cursor, k)
 
 
