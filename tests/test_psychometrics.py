@@ -15,7 +15,7 @@ from pipeline.ingest import ingest_file
 from pipeline.psychometrics import (PsychometricsError, judge, run_psychometrics,
                                     structure_sample)
 from pipeline.quality import analysis_view
-from pipeline.scoring import scale_score
+from pipeline.scoring import keyed_items, scale_score
 from pipeline.store import add_wave, load_sites_csv, open_store
 from pipeline.validation_report import write_report
 from survey.settings import PROJECT_ROOT, SAMPLES_DIR, resolve_settings
@@ -181,3 +181,29 @@ def test_demo_scores_and_writes_the_report(tmp_path):
     assert report["data_quality"]["totals"]["respondents"] == 3570
     assert "verified: no shown count below 10" in run.stdout
     assert (tmp_path / "demo.published.duckdb").exists()
+
+
+def test_culture_run_fits_the_same_structural_models_as_the_stage_alone(
+        tmp_path, instrument, sample_manifest):
+    """`culture run` starts the structural fits early, while the cells are summed; they
+    must be the ones the psychometrics stage fits when run on its own."""
+    from pipeline.run import run_pipeline
+    from survey.settings import Settings
+
+    store = tmp_path / "store.duckdb"
+    with open_store(store) as con:
+        load_sites_csv(con, SAMPLES_DIR / "sites.csv")
+        for wave in sample_manifest["waves"]:
+            add_wave(con, wave)
+    settings = Settings(db_path=store)
+    report = run_pipeline(settings, instrument, [SAMPLES_DIR / "responses_clean.csv"])
+    with open_store(store) as con:
+        alone = run_psychometrics(con, instrument, settings)
+    # The sample holds every respondent here (3,570 < 20,000): every complete one counts.
+    answers = pd.read_csv(SAMPLES_DIR / "responses_clean.csv")
+    complete = pd.concat([keyed_items(answers, instrument, s.id) for s in instrument.scales],
+                         axis=1).dropna()
+    assert report.psychometrics["structure"]["n_complete"] == len(complete) > 500
+    assert report.psychometrics["structure"] == alone["structure"]
+    assert report.psychometrics["invariance"] == alone["invariance"]
+    assert len(alone["invariance"]) == 2 * sum(s.core for s in instrument.scales)
