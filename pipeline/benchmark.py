@@ -281,9 +281,9 @@ def principle_gap_table(cells: pd.DataFrame, target_rule: str = "peer_q3") -> pd
 EQUITY_FAMILY = ("wave", "level", "unit", "measure_kind", "measure")
 
 
-def write_equity_table(pub: duckdb.DuckDBPyConnection, cells: str = "cells") -> int:
+def write_equity_table(pub: duckdb.DuckDBPyConnection, source: str = "cells") -> int:
     """Table `equity`: each shown group against the rest of its unit (site, peer group or
-    all sites), from the published cells in relation `cells`; returns its row count.
+    all sites), from the published cells in relation `source`; returns its row count.
 
     The pairing of groups with their unit's total is a join in DuckDB; the rows come back
     as Arrow columns and numpy computes the tests from the numeric ones. Pandas is left
@@ -296,13 +296,13 @@ def write_equity_table(pub: duckdb.DuckDBPyConnection, cells: str = "cells") -> 
         with totals as (
             select row_number() over () as family, {', '.join(EQUITY_FAMILY)},
                    n as unit_n, mean as unit_mean, sd as unit_sd
-            from {cells}
+            from {source}
             where not suppressed and measure_kind in ({kinds}) and breakdown = 'all'
         ),
         groups as (
             select wave, level, unit, peer_group, breakdown, grp, measure_kind, measure, n,
                    mean, sd, ci_low, ci_high
-            from {cells}
+            from {source}
             where not suppressed and measure_kind in ({kinds}) and breakdown <> 'all'
               and grp <> 'not_stated'
         )
@@ -359,16 +359,15 @@ def _stack(parts: list[tuple[int, dict]]) -> pd.DataFrame:
 
 
 def build_benchmarks(pub: duckdb.DuckDBPyConnection, target_rule: str = "peer_q3",
-                     k: int = 10, cells: str = "cells") -> dict:
+                     k: int = 10, source: str = "cells") -> dict:
     """Write every comparison table into the published file; return counts of flags.
 
-    `cells` names the relation holding the published cells: the file's table, or the
+    `source` names the relation holding the published cells: the file's table, or the
     same rows registered on `pub` (Arrow) while the table is still being written.
     """
     # The tables built in pandas use shown cells of compared kinds only (items for
     # `benchmarks`): unit totals, and the sites' staff groups for the weighting. DuckDB
     # filters the 800k-row layer and hands pandas only those, and only the columns used.
-    source = cells
     cells = query_frame(pub, f"""
         select {', '.join(BENCHMARKED_COLUMNS)} from {source}
         where not suppressed and measure_kind in (?, ?, ?)

@@ -261,7 +261,7 @@ def publish(con: duckdb.DuckDBPyConnection, instrument: Instrument, settings: Se
                 if name != "cells":
                     write_table(pub, name, frame)
             step("benchmark")
-            bench = build_benchmarks(pub, settings.target_rule, k, cells="published_cells")
+            bench = build_benchmarks(pub, settings.target_rule, k, source="published_cells")
             cells_checked = checking.result()
         pub.unregister("published_cells")
         pub.execute("checkpoint")
