@@ -21,9 +21,10 @@ from pathlib import Path
 import duckdb
 
 from pipeline.readers import (Progress, SourceFile, create_raw_view, describe_read_error,
-                              drop_raw_views, inspect_file)
+                              drop_raw_views, has_row_numbers, inspect_file)
 from pipeline.store import read_sql, register_instrument
-from pipeline.validation_sql import (DUPLICATES_SQL, NUMBER_ROWS_SQL, REASONS, build_checked_sql,
+from pipeline.validation_sql import (CREATE_CHECKED_SQL, DUPLICATES_SQL, NUMBER_ROWS_SQL,
+                                     REASONS, CheckedSql, build_checked_sql, duplicate_rows_sql,
                                      quote)
 from survey.errors import IngestError
 from survey.instrument import Instrument
@@ -128,42 +129,67 @@ def ingest_file(con: duckdb.DuckDBPyConnection, path: Path | str, instrument: In
             report.missing_item_columns = [i for i in instrument.item_ids if i not in mapping]
             if progress:
                 progress("validating", 0, 0)
-            min_answered = _validate(con, path, instrument, mapping, columns, site, wave)
-            report.rows_read = con.execute("select count(*) from checked").fetchone()[0]
+            numbered = has_row_numbers(source, columns)
+            checks = _validate(con, path, instrument, mapping, columns, site, wave, numbered)
+            report.rows_read = con.execute(
+                f"select count(*) from {'raw_numbered' if numbered else 'checked'}").fetchone()[0]
             if report.rows_read == 0:
                 raise IngestError(f"{path}: has a header but no data rows; nothing to ingest")
             if progress:
                 progress("writing", 0, 0)
             batch_id, accepted = _write_batch(con, path, source, instrument, definition_yaml,
-                                              site, wave, report.rows_read, min_answered)
+                                              site, wave, report.rows_read, checks)
         finally:
             drop_raw_views(con)
+            con.execute("drop table if exists checked; drop table if exists duplicate_rows")
     report.batch_id = batch_id
     report.rows_accepted = accepted
     report.rows_rejected = report.rows_read - accepted
     report.rejected_by_reason = dict(con.execute(
         "select reason_code, count(distinct source_row) from quarantine where batch_id = ? "
         "group by 1 order by 1", [batch_id]).fetchall())
-    con.execute("drop table if exists checked")
     return report
 
 
 def _validate(con: duckdb.DuckDBPyConnection, path: Path, instrument: Instrument,
               mapping: dict[str, str], types: dict[str, str], site: str | None,
-              wave: int | None) -> int:
-    """Build temp tables `checked` and `problem_map`; returns the minimum answered items."""
-    checked_sql, params, problem_columns = build_checked_sql(instrument, mapping, types)
-    params |= {
+              wave: int | None, numbered: bool) -> CheckedSql:
+    """Mark duplicates and build the temp table `problem_map`; returns the file's queries.
+
+    A file without row numbers is validated here into the temp table `checked`; a
+    numbered file only has its key columns read here (into `duplicate_rows`), and is
+    validated as its rows are written (`_insert_accepted`).
+    """
+    checks = build_checked_sql(instrument, mapping, types, numbered)
+    checks.params.update({
         "site_flag": site, "wave_flag": None if wave is None else str(wave),
         # Small reference lists as parameters keep the wide statement free of subqueries.
         "known_sites": [r[0] for r in con.execute("select site_code from sites").fetchall()],
         "known_waves": [r[0] for r in con.execute("select wave from waves").fetchall()],
-    }
+    })
+    if numbered:
+        _run_validation(con, path, "create or replace temp table duplicate_rows as "
+                        + duplicate_rows_sql(f"({checks.keys})"), checks)
+    else:
+        _run_validation(con, path, CREATE_CHECKED_SQL.format(rows=checks.rows), checks)
+        con.execute(NUMBER_ROWS_SQL)
+        con.execute(DUPLICATES_SQL)
+    con.execute("create or replace temp table problem_map (marker varchar, "
+                "column_name varchar, source_column varchar, accepts varchar)")
+    con.executemany("insert into problem_map values (?, ?, ?, ?)",
+                    [[p.marker, p.column_name, p.source_column, p.accepts]
+                     for p in checks.problems])
+    return checks
+
+
+def _run_validation(con: duckdb.DuckDBPyConnection, path: Path, sql: str,
+                    checks: CheckedSql) -> list[tuple]:
+    """Run a statement that scans the file through the validation query; its result rows."""
     try:
         # DuckDB's expression rewriter spends seconds planning this wide statement and
-        # gains nothing at run time; it is switched off for this one query.
+        # gains nothing at run time; it is switched off for these statements.
         con.execute("set disabled_optimizers = 'expression_rewriter'")
-        con.execute(checked_sql, params)
+        return con.execute(sql, checks.bound(sql)).fetchall()
     except (duckdb.InvalidInputException, duckdb.IOException,
             duckdb.ConversionException) as exc:
         # Raised while DuckDB scans the file (ragged rows, bad quoting); a bug in the
@@ -173,31 +199,24 @@ def _validate(con: duckdb.DuckDBPyConnection, path: Path, instrument: Instrument
                           f"columns on every line") from None
     finally:
         con.execute("reset disabled_optimizers")
-    con.execute(NUMBER_ROWS_SQL)
-    con.execute(DUPLICATES_SQL)
-    con.execute("create or replace temp table problem_map (marker varchar, "
-                "column_name varchar, source_column varchar, accepts varchar)")
-    con.executemany("insert into problem_map values (?, ?, ?, ?)",
-                    [[p.marker, p.column_name, p.source_column, p.accepts]
-                     for p in problem_columns])
-    return int(params["min_answered"])
 
 
 def _write_batch(con: duckdb.DuckDBPyConnection, path: Path, source: SourceFile,
                  instrument: Instrument, definition_yaml: str, site: str | None,
-                 wave: int | None, rows_read: int, min_answered: int) -> tuple[int, int]:
+                 wave: int | None, rows_read: int, checks: CheckedSql) -> tuple[int, int]:
     """One transaction: new columns if any, accepted rows, quarantine, the batch record."""
     con.execute("begin transaction")
     try:
         register_instrument(con, instrument, definition_yaml)
         batch_id = int(con.execute("select nextval('ingest_batch_id')").fetchone()[0])
-        _insert_accepted(con, instrument, batch_id)
-        accepted = int(con.execute("select count(*) from checked where n_problems = 0")
-                       .fetchone()[0])
+        accepted = _insert_accepted(con, path, instrument, batch_id, checks)
         if accepted < rows_read:
+            if checks.numbered:
+                # Only now is the wide table needed: the quarantine shows every problem.
+                _run_validation(con, path, CREATE_CHECKED_SQL.format(rows=checks.rows), checks)
             # Re-reads the file for the rejected rows' exact text; skipped for a clean file.
             con.execute("insert into quarantine " + read_sql("ingest_quarantine.sql"),
-                        {"batch_id": batch_id, "min_answered": min_answered})
+                        {"batch_id": batch_id, "min_answered": checks.params["min_answered"]})
         con.execute("insert into ingest_batches values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [batch_id, path.name, source.sha256, source.file_format, site, wave,
                      instrument.key, rows_read, accepted, rows_read - accepted,
@@ -210,8 +229,9 @@ def _write_batch(con: duckdb.DuckDBPyConnection, path: Path, source: SourceFile,
     return batch_id, accepted
 
 
-def _insert_accepted(con: duckdb.DuckDBPyConnection, instrument: Instrument,
-                     batch_id: int) -> None:
+def _insert_accepted(con: duckdb.DuckDBPyConnection, path: Path, instrument: Instrument,
+                     batch_id: int, checks: CheckedSql) -> int:
+    """Append the rows without problems to `responses`; returns how many."""
     columns = ["response_id", "site_code", "wave", "instrument_version", "batch_id",
                "source_row", "submitted_on", "duration_seconds",
                *(a.id for a in instrument.attributes), *instrument.item_ids]
@@ -219,14 +239,15 @@ def _insert_accepted(con: duckdb.DuckDBPyConnection, instrument: Instrument,
     values = ["response_id", "site_code", "wave", "$version", "$batch_id", "source_row",
               "submitted_on", "duration_seconds", *(quote(a.id) for a in instrument.attributes),
               *(f"nullif({quote('s__' + i)}, 0)" for i in instrument.item_ids)]
+    rows = f"({checks.rows})" if checks.numbered else "checked"
+    sql = (f"insert into responses ({', '.join(quote(c) for c in columns)}) "
+           f"select {', '.join(values)} from {rows} where n_problems = 0")
     # Rows carry their source_row, so their physical order does not matter: letting
     # DuckDB append in any order makes the insert parallel.
     con.execute("set preserve_insertion_order = false")
     try:
-        con.execute(
-            f"insert into responses ({', '.join(quote(c) for c in columns)}) "
-            f"select {', '.join(values)} from checked where n_problems = 0",
-            {"version": instrument.key, "batch_id": batch_id})
+        checks.params.update(version=instrument.key, batch_id=batch_id)
+        return int(_run_validation(con, path, sql, checks)[0][0])
     finally:
         con.execute("reset preserve_insertion_order")
 

@@ -162,6 +162,15 @@ def describe_read_error(exc: Exception) -> str:
     return first + (f" ({'; '.join(details)})" if details else "")
 
 
+def has_row_numbers(source: SourceFile, columns: dict[str, str]) -> bool:
+    """Whether `create_raw_view` gives the file the view `raw_numbered`.
+
+    Parquet files are numbered by DuckDB's reader, unless a column of the file is
+    itself named file_row_number; CSV and Excel are numbered by their order in `checked`.
+    """
+    return source.file_format == "parquet" and "file_row_number" not in columns
+
+
 def create_raw_view(con: duckdb.DuckDBPyConnection, source: SourceFile,
                     scratch: Path) -> dict[str, str]:
     """Create temp views over the file and return its columns with their DuckDB types.
@@ -169,7 +178,8 @@ def create_raw_view(con: duckdb.DuckDBPyConnection, source: SourceFile,
     `raw_typed` has the file's columns as the file types them (all text for CSV and
     Excel; numbers stay numbers in Parquet), in file order, for a parallel scan;
     `raw` adds `source_row` and makes every column text, for showing a rejected value
-    exactly. `scratch` is a private folder that must outlive the views (a transcoded
+    exactly; for Parquet, `raw_numbered` is `raw_typed` plus DuckDB's 0-based
+    `file_row_number`. `scratch` is a private folder that must outlive the views (a transcoded
     copy of a Windows-1252 file goes there).
     """
     path = source.path
@@ -196,6 +206,9 @@ def create_raw_view(con: duckdb.DuckDBPyConnection, source: SourceFile,
         con.execute("create or replace temp view raw as select row_number() over () "
                     "as source_row, columns(*)::varchar from raw_typed")
         columns = {row[0]: row[1] for row in con.execute("describe raw_typed").fetchall()}
+        if has_row_numbers(source, columns):
+            # The same file with DuckDB's file_row_number: rows numbered in a parallel scan.
+            con.register("raw_numbered", con.read_parquet(str(path), file_row_number=True))
     except IngestError:
         raise
     except duckdb.Error as exc:
@@ -208,3 +221,4 @@ def drop_raw_views(con: duckdb.DuckDBPyConnection) -> None:
     """Remove the views `create_raw_view` made (they must not outlive the file)."""
     con.execute("drop view if exists raw")
     con.unregister("raw_typed")
+    con.unregister("raw_numbered")

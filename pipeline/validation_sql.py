@@ -1,13 +1,22 @@
 """The validation statement of ingest, generated from the instrument.
 
-One `create temp table checked as ...` over the view `raw_typed` turns every data row
-into cleaned values plus problem markers, in a single vectorised pass:
+One query over the view `raw_typed` turns every data row into cleaned values plus
+problem markers, in a single vectorised pass:
 
 - fixed columns and attributes get a `p__<column>` reason id (NULL when fine);
 - each item gets a status `s__<item>`: its code (1-5, 1-2 ...), 0 when blank or
   "don't know", or `OUT_OF_RANGE` / `UNKNOWN_LABEL` (codes at the top of UTINYINT so
   they can never be mistaken for an answer);
 - `answered` counts scored answers, `p__answers` flags too few, `n_problems` totals.
+
+How the rows are numbered and duplicates found depends on the file (`CheckedSql`):
+
+- a file without row numbers (CSV, Excel) becomes the temp table `checked`, whose
+  position is the data row (`NUMBER_ROWS_SQL`), and `DUPLICATES_SQL` marks repeated ids;
+- a Parquet file is read with its row numbers (`raw_numbered`), so duplicates are found
+  first from the key columns alone, and the accepted rows go into `responses` straight
+  from the query, in parallel, without the wide `checked` table in between; `checked`
+  is built only when some row has a problem, for the quarantine.
 
 Identifiers come from the validated instrument (a safe alphabet) and are quoted;
 values (label lists, flags, site and wave lists) are bound as parameters. Only the
@@ -72,11 +81,33 @@ def _is_one_of(value: str, codes: tuple[int, ...]) -> str:
     return "(" + " or ".join(f"{value} = {c}" for c in codes) + ")"
 
 
+@dataclass(frozen=True)
+class CheckedSql:
+    """The validation queries of one file, their parameters and the problem columns."""
+
+    rows: str        # select: one row per data row, cleaned values and problem markers
+    keys: str | None  # select source_row, site_code, wave, response_id (numbered files)
+    params: dict
+    problems: list[ProblemColumn]
+
+    @property
+    def numbered(self) -> bool:
+        """Rows carry their source_row and duplicate marks (see the module docstring)."""
+        return self.keys is not None
+
+    def bound(self, sql: str) -> dict:
+        """The parameters `sql` uses (DuckDB refuses unused named parameters)."""
+        return {name: value for name, value in self.params.items() if f"${name}" in sql}
+
+
 def build_checked_sql(instrument: Instrument, mapping: dict[str, str],
-                      types: dict[str, str]) -> tuple[str, dict, list[ProblemColumn]]:
-    """The statement creating `checked`, its parameters, and the map of problem columns.
+                      types: dict[str, str], numbered: bool = False) -> CheckedSql:
+    """The validation queries of a file, from the instrument and the file's header.
 
     `mapping` is canonical name -> the file's column; `types` the file's column types.
+    `numbered` reads `raw_numbered` (the file with DuckDB's 0-based `file_row_number`)
+    and marks duplicates from the temp table `duplicate_rows`, which the caller fills
+    from the `keys` query first.
     """
     params: dict[str, object] = {}
     cleaned, coded, final = [], ["*"], []
@@ -97,6 +128,9 @@ def build_checked_sql(instrument: Instrument, mapping: dict[str, str],
 
     r = REASON_ID
     # --- fixed columns -----------------------------------------------------------------
+    if numbered:
+        cleaned.append("file_row_number + 1 as source_row")
+        final.append("source_row")
     cleaned += [f"{text('response_id')} as v__response_id",
                 f"coalesce({text('site')}, $site_flag) as v__site",
                 f"coalesce({text('wave')}, $wave_flag) as v__wave",
@@ -206,12 +240,20 @@ def build_checked_sql(instrument: Instrument, mapping: dict[str, str],
     markers = [p.marker for p in problems if p.marker not in ("p__answers", "p__duplicate")]
     counted = " + ".join(f"({m} >= {OUT_OF_RANGE})::integer" if m.startswith("s__")
                          else f"({m} is not null)::integer" for m in markers)
-    sql = f"""
-        create or replace temp table checked as
+    if numbered:
+        duplicate = (f"case when source_row in (select source_row from duplicate_rows) "
+                     f"then {r['duplicate_response_id']} end::utinyint")
+    else:
+        # Filled in afterwards by DUPLICATES_SQL (a narrow pass, not a wide window).
+        duplicate = "null::utinyint"
+    values = f"""
         with
-        cleaned as (select {', '.join(cleaned)} from raw_typed),
+        cleaned as (select {', '.join(cleaned)} from {'raw_numbered' if numbered else 'raw_typed'}),
         coded as (select {', '.join(coded)} from cleaned),
-        final_values as (select {', '.join(final)} from coded),
+        final_values as (select {', '.join(final)} from coded)
+    """
+    rows = f"""
+        {values},
         counted as (
             select *, ({' + '.join(answered)}) as answered
             from final_values
@@ -220,34 +262,34 @@ def build_checked_sql(instrument: Instrument, mapping: dict[str, str],
             select *,
                 case when answered < $min_answered then {r['too_few_answers']} end::utinyint
                     as p__answers,
-                -- Filled in afterwards by DUPLICATES_SQL (a narrow pass, not a wide window).
-                null::utinyint as p__duplicate
+                {duplicate} as p__duplicate
             from counted
         )
-        select *, ({counted} + (p__answers is not null)::integer) as n_problems
+        select *, ({counted} + (p__answers is not null)::integer
+                   + (p__duplicate is not null)::integer) as n_problems
         from flagged
     """
-    # The statement scans the file in parallel, yet CREATE TABLE AS keeps the file's
-    # order, so a row's position in `checked` is its data row number.
-    # Label lists are bound only when some column needs them (Parquet codes do not).
-    used = {name: value for name, value in params.items() if f"${name}" in sql}
-    return sql, used, problems
+    # DuckDB keeps only the columns the key query needs: it reads four of the file's.
+    keys = (f"{values} select source_row, site_code, wave, response_id from final_values"
+            if numbered else None)
+    return CheckedSql(rows, keys, params, problems)
 
 
-#: Numbers the rows of `checked` by their position, which is their order in the file.
-NUMBER_ROWS_SQL = """
-    alter table checked add column source_row bigint;
-    update checked set source_row = rowid + 1;
-"""
+#: Creates `checked` from `CheckedSql.rows` of a file without row numbers. The statement
+#: scans the file in parallel, yet CREATE TABLE AS keeps the file's order, so a row's
+#: position in `checked` is its data row number.
+CREATE_CHECKED_SQL = "create or replace temp table checked as {rows}"
 
-#: Marks the second and later rows with the same site, wave and response id, and rows whose
-#: id is already stored for that site and wave. Runs on `checked`'s key columns only.
-DUPLICATES_SQL = f"""
-    update checked set p__duplicate = {REASON_ID['duplicate_response_id']},
-                       n_problems = n_problems + 1
-    where source_row in (
+
+def duplicate_rows_sql(keys: str) -> str:
+    """Rows repeating an earlier row's site, wave and response id, or an id already stored.
+
+    `keys` is a relation (or parenthesised query) with source_row, site_code, wave and
+    response_id; the result is one column, source_row.
+    """
+    return f"""
         with keyed as (
-            select source_row, site_code, wave, response_id from checked
+            select source_row, site_code, wave, response_id from {keys}
             where response_id is not null and site_code is not null and wave is not null
         ),
         repeated as (
@@ -264,5 +306,19 @@ DUPLICATES_SQL = f"""
         select source_row from repeated
         union
         select source_row from already_stored
-    )
+    """
+
+
+#: Numbers the rows of `checked` by their position, which is their order in the file.
+NUMBER_ROWS_SQL = """
+    alter table checked add column source_row bigint;
+    update checked set source_row = rowid + 1;
+"""
+
+#: Marks the second and later rows with the same site, wave and response id, and rows whose
+#: id is already stored for that site and wave. Runs on `checked`'s key columns only.
+DUPLICATES_SQL = f"""
+    update checked set p__duplicate = {REASON_ID['duplicate_response_id']},
+                       n_problems = n_problems + 1
+    where source_row in ({duplicate_rows_sql('checked')})
 """

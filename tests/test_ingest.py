@@ -143,13 +143,20 @@ def _bad_row(instrument, reason):
     return row
 
 
+#: CSV is validated into a table first; Parquet, numbered by DuckDB, is written as it is
+#: validated and only a file with problems builds the table (pipeline.validation_sql).
+TWO_PATHS = {"csv": lambda p, rows: write_csv(p.with_suffix(".csv"), rows),
+             "parquet": lambda p, rows: _write_parquet(p.with_suffix(".parquet"), rows)}
+
+
+@pytest.mark.parametrize("fmt", list(TWO_PATHS))
 @pytest.mark.parametrize("reason", list(BAD_ROWS))
-def test_each_rejection_reason_is_recorded_exactly(reason, tmp_path, store_path, instrument,
-                                                   definition_yaml):
+def test_each_rejection_reason_is_recorded_exactly(reason, fmt, tmp_path, store_path,
+                                                   instrument, definition_yaml):
     rows = [response_row(instrument, "ok-1", duration_seconds="300"),
             _bad_row(instrument, reason),
             response_row(instrument, "ok-2", duration_seconds="300")]
-    report = ingest(store_path, write_csv(tmp_path / "x.csv", rows), instrument,
+    report = ingest(store_path, TWO_PATHS[fmt](tmp_path / "x", rows), instrument,
                     definition_yaml)
     assert (report.rows_accepted, report.rows_rejected) == (2, 1)
     assert report.rejected_by_reason == {reason: 1}
@@ -158,6 +165,8 @@ def test_each_rejection_reason_is_recorded_exactly(reason, tmp_path, store_path,
                                     "reason from quarantine")
     assert len(quarantined) == 1
     source_row, got_column, got_value, code, text = quarantined[0]
+    if fmt == "parquet" and value is None:
+        value = ""   # the file holds an empty string, where CSV's reader sees no value
     assert (source_row, got_column, got_value, code) == (2, column, value, reason)
     assert words in text
     assert fetch(store_path, "select list(response_id order by response_id) from responses") \
@@ -178,14 +187,21 @@ def test_a_row_with_two_problems_is_quarantined_once_with_both(tmp_path, store_p
         ("hs01", "out_of_range"), ("site", "unknown_site")]
 
 
-def test_duplicate_against_an_earlier_file(tmp_path, store_path, instrument, definition_yaml):
+@pytest.mark.parametrize("fmt", list(TWO_PATHS))
+def test_duplicate_against_an_earlier_file(fmt, tmp_path, store_path, instrument,
+                                           definition_yaml):
     ingest(store_path, write_csv(tmp_path / "one.csv", [response_row(instrument, "r1")]),
            instrument, definition_yaml)
-    second = write_csv(tmp_path / "two.csv", [response_row(instrument, "r1"),
-                                              response_row(instrument, "r1", site="C")])
+    second = TWO_PATHS[fmt](tmp_path / "two", [response_row(instrument, "r1"),
+                                               response_row(instrument, "r1", site="C"),
+                                               response_row(instrument, "r2"),
+                                               response_row(instrument, "r2")])
     report = ingest(store_path, second, instrument, definition_yaml)
-    # Same id at another site is a different response.
-    assert (report.rows_accepted, report.rejected_by_reason) == (1, {"duplicate_response_id": 1})
+    # Same id at another site is a different response; of two r2 rows the first is kept.
+    assert (report.rows_accepted, report.rejected_by_reason) == (2, {"duplicate_response_id": 2})
+    assert fetch(store_path, "select source_row from quarantine order by 1") == [(1,), (4,)]
+    assert fetch(store_path, "select response_id, site_code, source_row from responses "
+                             "where batch_id = 2 order by 3") == [("r1", "C", 2), ("r2", "A", 3)]
 
 
 def test_flags_supply_site_and_wave_and_dates_keep_only_the_day(tmp_path, store_path,
@@ -324,6 +340,55 @@ def test_row_numbers_follow_the_file_when_a_large_csv_is_read_in_parallel(
     misplaced = fetch(store_path, "select count(*) from responses "
                                   "where response_id <> 'id-' || source_row")
     assert misplaced == [(0,)]
+
+
+def test_row_numbers_follow_a_parquet_file_of_many_row_groups(tmp_path, store_path,
+                                                               instrument, definition_yaml):
+    """Parquet rows are numbered by DuckDB's file_row_number and written in parallel."""
+    rows = 200_000
+    bad_rows = (1, 65_537, 123_457, 199_999)
+    answers = ", ".join(
+        f"(case when i in {bad_rows} and '{item.id}' = 'ps03' then 7 "
+        f"else (i % {2 if item.response_scale == 'yesno' else 5}) + 1 end)::smallint "
+        f"as {item.id}" for item in instrument.items)
+    path = tmp_path / "large.parquet"
+    with duckdb.connect() as con:
+        # A repeated id at row 150,001 (of row 42's) is the second duplicate kind.
+        con.execute(f"copy (select 'id-' || case when i = 150001 then 42 else i end "
+                    f"as response_id, 'A' as site, 2025 as wave, {answers} "
+                    f"from range(1, {rows + 1}) t(i) order by i) "
+                    f"to '{path}' (format parquet, row_group_size 10000)")
+        assert con.execute(f"select count(*) from parquet_metadata('{path}') "
+                           f"where column_id = 0").fetchone()[0] == 20
+    report = ingest(store_path, path, instrument, definition_yaml)
+    assert (report.rows_read, report.rows_accepted) == (rows, rows - len(bad_rows) - 1)
+    assert report.rejected_by_reason == {"out_of_range": 4, "duplicate_response_id": 1}
+    assert fetch(store_path, "select source_row, response_id, column_name, bad_value "
+                             "from quarantine order by 1") == [
+        *((n, f"id-{n}", "ps03", "7") for n in bad_rows[:3]),
+        (150_001, "id-42", "response_id", "id-42"),
+        (199_999, "id-199999", "ps03", "7")]
+    misplaced = fetch(store_path, "select count(*) from responses "
+                                  "where response_id <> 'id-' || source_row")
+    assert misplaced == [(0,)]
+    assert fetch(store_path, "select sum(ps02), count(ps03) from responses") == [
+        (sum(i % 5 + 1 for i in range(1, rows + 1) if i not in (*bad_rows, 150_001)),
+         rows - len(bad_rows) - 1)]
+
+
+def test_a_parquet_column_named_file_row_number_is_ignored_not_taken_for_the_row(
+        tmp_path, store_path, instrument, definition_yaml):
+    rows = [response_row(instrument, f"r{n}") for n in (1, 2, 3)]
+    rows[1]["ps02"] = "9"   # "don't know": stored as missing
+    rows[2]["ps02"] = "6"
+    path = _write_parquet(tmp_path / "odd.parquet",
+                          [row | {"file_row_number": str(n)} for n, row in zip((9, 8, 7), rows)])
+    report = ingest(store_path, path, instrument, definition_yaml)
+    assert report.ignored_columns == ["file_row_number"]
+    assert (report.rows_accepted, report.rejected_by_reason) == (2, {"out_of_range": 1})
+    assert fetch(store_path, "select source_row, bad_value from quarantine") == [(3, "6")]
+    assert fetch(store_path, "select response_id, source_row, ps02 from responses "
+                             "order by 2") == [("r1", 1, int(rows[0]["ps02"])), ("r2", 2, None)]
 
 
 def test_questions_missing_from_the_file_are_named_and_stored_as_unanswered(
