@@ -5,7 +5,8 @@ wave (or all waves) and returns plain data (dicts and lists, JSON-ready), each s
 judged against a stated criterion. Heavy work stays in DuckDB: reliability for every
 scale x site x wave comes from sufficient statistics (`pipeline.moments`); only the
 structural models (CFA, EFA, parallel analysis) see respondents, and at most
-`STRUCTURE_SAMPLE` complete ones drawn at random with a fixed seed.
+`STRUCTURE_SAMPLE` of them, drawn by a seeded hash of who answered: pseudo-random, and
+the same sample from every store holding the same responses (`structure_sample`).
 """
 
 from __future__ import annotations
