@@ -4,10 +4,12 @@ One file is one batch and one transaction: if the process dies half-way the stor
 exactly as before, and running the same command again completes the work. A file
 whose bytes (and --site / --wave) match an earlier batch is not ingested twice.
 
-Validation is one SQL statement over the file as text (`pipeline.readers`), built from
-the instrument: each answer may be a code or a label in any case and spacing; the
-"don't know / prefer not to say" option is stored as missing. Rows with any problem go
-to the quarantine table, one line per problem, with the reason codes in `REASONS`.
+Validation is one SQL query over the file (`pipeline.readers`), built from the
+instrument (`pipeline.validation_sql`): each answer may be a code or a label in any
+case and spacing; the "don't know / prefer not to say" option is stored as missing.
+Rows with any problem go to the quarantine table, one line per problem, with the reason
+codes in `REASONS`. A Parquet file's accepted rows are written straight from that query;
+CSV and Excel rows pass through a validated table first, which numbers them.
 """
 
 from __future__ import annotations

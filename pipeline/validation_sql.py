@@ -81,9 +81,13 @@ def _is_one_of(value: str, codes: tuple[int, ...]) -> str:
     return "(" + " or ".join(f"{value} = {c}" for c in codes) + ")"
 
 
-@dataclass(frozen=True)
+@dataclass
 class CheckedSql:
-    """The validation queries of one file, their parameters and the problem columns."""
+    """The validation queries of one file, their parameters and the problem columns.
+
+    `params` holds what the instrument gives; ingest adds the run's values (site and
+    wave flags, known sites and waves, the batch) before running the queries.
+    """
 
     rows: str        # select: one row per data row, cleaned values and problem markers
     keys: str | None  # select source_row, site_code, wave, response_id (numbered files)
