@@ -318,15 +318,21 @@ def test_killed_ingest_leaves_the_store_unchanged_and_a_rerun_completes(
     assert table_counts(store_path) == (501, 1, 2)
 
 
+def _numbered_answers(instrument, bad_rows: tuple[int, ...], sql_type: str) -> str:
+    """Item columns for a generated file over range() rows `i`: answer (i mod the scale's
+    size) + 1, except ps03, which is the out-of-range 7 on `bad_rows`."""
+    return ", ".join(
+        f"(case when i in {bad_rows} and '{item.id}' = 'ps03' then 7 "
+        f"else (i % {2 if item.response_scale == 'yesno' else 5}) + 1 end)::{sql_type} "
+        f"as {item.id}" for item in instrument.items)
+
+
 def test_row_numbers_follow_the_file_when_a_large_csv_is_read_in_parallel(
         tmp_path, store_path, instrument, definition_yaml):
     """source_row must be the file's row even though DuckDB splits the scan across threads."""
     rows = 300_000
     bad_rows = (1, 123_457, 299_999)
-    answers = ", ".join(
-        f"case when i in {bad_rows} and '{item.id}' = 'ps03' then '7' "
-        f"else ((i % {2 if item.response_scale == 'yesno' else 5}) + 1)::varchar end "
-        f"as {item.id}" for item in instrument.items)
+    answers = _numbered_answers(instrument, bad_rows, "varchar")
     path = tmp_path / "large.csv"
     with duckdb.connect() as con:
         con.execute(f"copy (select 'id-' || i as response_id, 'A' as site, '2025' as wave, "
@@ -347,10 +353,7 @@ def test_row_numbers_follow_a_parquet_file_of_many_row_groups(tmp_path, store_pa
     """Parquet rows are numbered by DuckDB's file_row_number and written in parallel."""
     rows = 200_000
     bad_rows = (1, 65_537, 123_457, 199_999)
-    answers = ", ".join(
-        f"(case when i in {bad_rows} and '{item.id}' = 'ps03' then 7 "
-        f"else (i % {2 if item.response_scale == 'yesno' else 5}) + 1 end)::smallint "
-        f"as {item.id}" for item in instrument.items)
+    answers = _numbered_answers(instrument, bad_rows, "smallint")
     path = tmp_path / "large.parquet"
     with duckdb.connect() as con:
         # A repeated id at row 150,001 (of row 42's) is the second duplicate kind.
