@@ -22,8 +22,8 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline.readers import (Progress, SourceFile, create_raw_view, describe_read_error,
-                              drop_raw_views, has_row_numbers, inspect_file)
+from pipeline.readers import (Progress, SourceFile, check_header, create_raw_view,
+                              describe_read_error, drop_raw_views, has_row_numbers, inspect_file)
 from pipeline.store import read_sql, register_instrument
 from pipeline.validation_sql import (CREATE_CHECKED_SQL, DUPLICATES_SQL, NUMBER_ROWS_SQL,
                                      REASONS, CheckedSql, build_checked_sql, duplicate_rows_sql,
@@ -62,6 +62,9 @@ class IngestReport:
     ignored_columns: list[str] = field(default_factory=list)
     missing_item_columns: list[str] = field(default_factory=list)
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    #: Things the person running ingest should know though nothing failed (a --site or
+    #: --wave that the file's own column overrode).
+    warnings: list[str] = field(default_factory=list)
 
 
 def _normal_header(name: str) -> str:
@@ -126,8 +129,10 @@ def ingest_file(con: duckdb.DuckDBPyConnection, path: Path | str, instrument: In
     with tempfile.TemporaryDirectory(prefix="culture-ingest-") as scratch:
         try:
             columns = create_raw_view(con, source, Path(scratch))
+            check_header(path, list(columns))
             mapping, report.ignored_columns = map_columns(list(columns), instrument, path,
                                                           site, wave)
+            report.warnings = flags_overridden(con, mapping, site, wave)
             report.missing_item_columns = [i for i in instrument.item_ids if i not in mapping]
             if progress:
                 progress("validating", 0, 0)
@@ -151,6 +156,37 @@ def ingest_file(con: duckdb.DuckDBPyConnection, path: Path | str, instrument: In
         "select reason_code, count(distinct source_row) from quarantine where batch_id = ? "
         "group by 1 order by 1", [batch_id]).fetchall())
     return report
+
+
+def flags_overridden(con: duckdb.DuckDBPyConnection, mapping: dict[str, str],
+                     site: str | None, wave: int | None) -> list[str]:
+    """Warnings for a --site / --wave that the file's own column contradicts.
+
+    The flags fill only blank cells: a file that names its site or wave keeps its own
+    values, since a survey lead who passes a flag for a whole folder of exports should
+    not silently relabel the file that says otherwise. Reads `raw_typed`.
+    """
+    warnings = []
+    for canonical, flag, option in (("site", site, "--site"), ("wave", wave, "--wave")):
+        if flag is None or canonical not in mapping:
+            continue
+        cell = f"nullif(trim({quote(mapping[canonical])}::varchar), '')"
+        # The cell as validation reads it: site codes in capitals, waves as whole years.
+        value = (f"upper({cell})" if canonical == "site" else
+                 f"coalesce(try_cast(try_cast({cell} as double) as integer)::varchar, {cell})")
+        rows = con.execute(
+            f"select left(value, 40), count(*) as rows from (select {value} as value "
+            f"from raw_typed) where value is not null and value <> $flag "
+            f"group by value order by rows desc, value", {"flag": str(flag)}).fetchall()
+        if rows:
+            total = sum(count for _, count in rows)
+            shown = ", ".join(f"{value} ({count:,})" for value, count in rows[:5])
+            more = f" and {len(rows) - 5:,} other value(s)" if len(rows) > 5 else ""
+            warnings.append(
+                f"{option} {flag} was not used for {total:,} row(s): the file's column "
+                f"'{mapping[canonical][:40]}' gives their {canonical}: {shown}{more}; "
+                f"{option} only fills rows whose {canonical} is blank")
+    return warnings
 
 
 def _validate(con: duckdb.DuckDBPyConnection, path: Path, instrument: Instrument,

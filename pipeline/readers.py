@@ -12,6 +12,8 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import stat
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
@@ -25,6 +27,16 @@ from survey.errors import IngestError
 FORMATS = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".xlsx": "xlsx", ".parquet": "parquet",
            ".pq": "parquet"}
 CHUNK = 1 << 20
+
+#: The most columns a file may have. The questionnaire has under a hundred columns and
+#: survey tools add a few dozen of their own; beyond this the file is not a survey export
+#: (and the validation statement, one expression per column, would grow without need).
+MAX_COLUMNS = 2_000
+#: The longest column name accepted, in characters: a question's full wording, as some
+#: tools write it into the header, fits many times over.
+MAX_HEADER_NAME = 5_000
+#: How much of a CSV's first line is read to find its header.
+MAX_HEADER_BYTES = 1 << 20
 
 #: Called with (stage, done, total) as ingest goes; total 0 means the stage has no
 #: measure of progress. Lets the CLI draw a bar.
@@ -55,10 +67,7 @@ def file_format(path: Path) -> str:
 
 def inspect_file(path: Path, progress: Progress | None = None) -> SourceFile:
     """Hash the file and, for CSV, find its encoding and delimiter, in one pass."""
-    if not path.exists():
-        raise IngestError(f"{path}: no such file")
-    if not path.is_file():
-        raise IngestError(f"{path}: is a folder, not a file; give the file(s) inside it")
+    check_regular_file(path)
     fmt = file_format(path)
     size = path.stat().st_size
     if size == 0:
@@ -72,8 +81,9 @@ def inspect_file(path: Path, progress: Progress | None = None) -> SourceFile:
         with path.open("rb") as handle:
             while chunk := handle.read(CHUNK):
                 digest.update(chunk)
-                if len(head) < 65536:
-                    head += chunk[: 65536 - len(head)]
+                # The head holds the whole header line (up to a limit), however long.
+                if len(head) < MAX_HEADER_BYTES:
+                    head += chunk[: MAX_HEADER_BYTES - len(head)]
                 if is_utf8:
                     try:
                         utf8.decode(chunk)
@@ -95,18 +105,71 @@ def inspect_file(path: Path, progress: Progress | None = None) -> SourceFile:
             raise IngestError(f"{path}: the text is neither UTF-8 nor Windows-1252; save it from "
                               f"Excel as 'CSV UTF-8 (Comma delimited)'") from None
     text = head.decode(encoding, errors="ignore").lstrip("\ufeff")
-    first_line = text.splitlines()[0] if text else ""
+    lines = text.splitlines()
+    first_line = lines[0] if lines else ""
+    complete = len(lines) > 1 or len(head) < MAX_HEADER_BYTES
     delimiter = max((",", ";", "\t"), key=first_line.count)
     if first_line.count(delimiter) == 0:
         raise IngestError(f"{path}: the first line has no commas, semicolons or tabs; the file "
                           f"should start with a header row such as response_id,site,wave,hs01,...")
     names = next(csv.reader([first_line], delimiter=delimiter))
+    check_header(path, names, complete)
+    if not complete:
+        raise IngestError(f"{path}: the header row (the first line) is longer than "
+                          f"{MAX_HEADER_BYTES // (1 << 20)} MiB; a header names each column "
+                          f"once, such as response_id,site,wave,hs01,...")
     header = tuple(name.strip() or f"column_{i + 1}" for i, name in enumerate(names))
-    repeated = sorted({n for n in header if header.count(n) > 1})
+    repeated = sorted(name for name, count in Counter(header).items() if count > 1)
     if repeated:
         raise IngestError(f"{path}: the header repeats column(s) {', '.join(repeated)}; each "
                           f"column needs its own name")
     return SourceFile(path, fmt, digest.hexdigest(), size, encoding, delimiter, header)
+
+
+def check_regular_file(path: Path) -> None:
+    """Raise an `IngestError` unless `path` is an existing regular file.
+
+    Uses stat only: opening a named pipe (FIFO) to look at it would wait for a writer,
+    and a device such as /dev/zero never ends.
+    """
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise IngestError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise IngestError(f"{path}: cannot be read ({exc.strerror}); check the path and "
+                          f"permissions") from None
+    if stat.S_ISDIR(mode):
+        raise IngestError(f"{path}: is a folder, not a file; give the file(s) inside it")
+    if not stat.S_ISREG(mode):
+        kind = ("a named pipe" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode)
+                or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "special")
+        raise IngestError(f"{path}: is not a regular file ({kind}); save the export as a "
+                          f"file and give its path")
+
+
+def check_header(path: Path, names: list[str], complete: bool = True) -> None:
+    """Raise an `IngestError` if a file has more than MAX_COLUMNS columns or a column
+    name longer than MAX_HEADER_NAME characters. `complete` is false when `names` come
+    from the start of a header cut short (the last name may be cut, the count is a floor).
+    """
+    if len(names) > MAX_COLUMNS:
+        count = f"{len(names):,}" if complete else f"more than {len(names) - 1:,}"
+        raise IngestError(f"{path}: the header has {count} columns; at most {MAX_COLUMNS:,} "
+                          f"are accepted (a survey export has one column per question and a "
+                          f"few of the tool's own); remove the columns that are not answers")
+    checked = names if complete else names[:-1]
+    for number, name in enumerate(checked, start=1):
+        if len(name) > MAX_HEADER_NAME:
+            raise IngestError(f"{path}: column {number}'s name is {len(name):,} characters "
+                              f"long; names of up to {MAX_HEADER_NAME:,} characters are "
+                              f"accepted (a question id such as hs01, or the question's "
+                              f"wording); check the first line is the header row")
+    if not complete and len(names[-1]) > MAX_HEADER_NAME:
+        raise IngestError(f"{path}: column {len(names)}'s name is over "
+                          f"{MAX_HEADER_NAME:,} characters long; names of up to "
+                          f"{MAX_HEADER_NAME:,} characters are accepted (a question id such "
+                          f"as hs01, or the question's wording)")
 
 
 def _transcode_to_utf8(source: Path, target: Path) -> None:

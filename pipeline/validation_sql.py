@@ -26,6 +26,7 @@ instrument's integer codes are written into the SQL text, as IN lists.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 from survey.instrument import Instrument
 
@@ -41,6 +42,22 @@ UNKNOWN_LABEL = 251
 #: The SQL form of survey.instrument.normalise_label (case, spacing, curly quotes).
 NORMALISE = ("lower(trim(regexp_replace(replace(replace(replace({v}, '\u2019', ''''), "
              "'\u2018', ''''), chr(160), ' '), '\\s+', ' ', 'g')))")
+
+#: The earliest submission date accepted: online staff surveys of this kind, and every
+#: wave a store can hold, are this century; an earlier date is a typing or export error
+#: (a year of 0026, or a minus sign read as a BC date).
+EARLIEST_SUBMITTED = date(2000, 1, 1)
+#: Days after today still accepted: a survey tool's clock or time zone can put a
+#: submission a little ahead of the machine that ingests it; weeks ahead is a typo.
+DAYS_AFTER_TODAY = 7
+#: The longest completion time accepted, in seconds: one day, the web form's own cap.
+MAX_DURATION_SECONDS = 86_400
+
+
+def submitted_range(today: date) -> tuple[date, date]:
+    """(earliest, latest) submission dates accepted on `today`."""
+    return EARLIEST_SUBMITTED, today + timedelta(days=DAYS_AFTER_TODAY)
+
 
 NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT",
                  "UINTEGER", "UBIGINT", "HUGEINT", "FLOAT", "DOUBLE", "DECIMAL")
@@ -105,15 +122,19 @@ class CheckedSql:
 
 
 def build_checked_sql(instrument: Instrument, mapping: dict[str, str],
-                      types: dict[str, str], numbered: bool = False) -> CheckedSql:
+                      types: dict[str, str], numbered: bool = False,
+                      today: date | None = None) -> CheckedSql:
     """The validation queries of a file, from the instrument and the file's header.
 
     `mapping` is canonical name -> the file's column; `types` the file's column types.
     `numbered` reads `raw_numbered` (the file with DuckDB's 0-based `file_row_number`)
     and marks duplicates from the temp table `duplicate_rows`, which the caller fills
-    from the `keys` query first.
+    from the `keys` query first. Submission dates are accepted from EARLIEST_SUBMITTED to
+    DAYS_AFTER_TODAY after `today` (the real date unless given).
     """
-    params: dict[str, object] = {}
+    earliest, latest = submitted_range(today or date.today())
+    params: dict[str, object] = {"earliest_date": earliest, "latest_date": latest,
+                                 "max_duration": MAX_DURATION_SECONDS}
     cleaned, coded, final = [], ["*"], []
     # Items need no separate coding step: their status is computed from the cell directly.
     problems: list[ProblemColumn] = []
@@ -152,9 +173,12 @@ def build_checked_sql(instrument: Instrument, mapping: dict[str, str],
         "v__response_id as response_id", "v__site as site_text", "v__wave as wave_text",
         "case when list_contains($known_sites, c__site) then c__site end as site_code",
         "case when list_contains($known_waves, c__wave) then c__wave end as wave",
-        "c__submitted_on as submitted_on",
-        "case when isfinite(c__duration) and c__duration >= 0 then c__duration end "
-        "as duration_seconds",
+        # Out-of-range dates and durations are problems (below), so the rows holding
+        # them are never stored; the CASEs only keep the clean columns clean.
+        "case when c__submitted_on between $earliest_date and $latest_date "
+        "then c__submitted_on end as submitted_on",
+        "case when isfinite(c__duration) and c__duration between 0 and $max_duration "
+        "then c__duration end as duration_seconds",
         f"case when v__response_id is null then {r['missing_required']} end "
         f"::utinyint as p__response_id",
         f"case when v__site is null then {r['missing_required']} "
@@ -163,20 +187,23 @@ def build_checked_sql(instrument: Instrument, mapping: dict[str, str],
         f"case when v__wave is null then {r['missing_required']} "
         f"when not coalesce(list_contains($known_waves, c__wave), false) "
         f"then {r['unknown_wave']} end::utinyint as p__wave",
-        f"case when v__submitted_on is not null and c__submitted_on is null "
+        f"case when v__submitted_on is not null and not coalesce(c__submitted_on "
+        f"between $earliest_date and $latest_date, false) "
         f"then {r['invalid_value']} end::utinyint as p__submitted_on",
         f"case when v__duration is not null and not coalesce(isfinite(c__duration) "
-        f"and c__duration >= 0, false) then {r['invalid_value']} end::utinyint "
-        f"as p__duration_seconds",
+        f"and c__duration between 0 and $max_duration, false) "
+        f"then {r['invalid_value']} end::utinyint as p__duration_seconds",
     ]
     problems += [
         ProblemColumn("p__response_id", "response_id", mapping.get("response_id"), "any text"),
         ProblemColumn("p__site", "site", mapping.get("site"), "a site code set up in the store"),
         ProblemColumn("p__wave", "wave", mapping.get("wave"), "a survey year set up in the store"),
         ProblemColumn("p__submitted_on", "submitted_on", mapping.get("submitted_on"),
-                      "a date such as 2025-10-14 or 14/10/2025, or blank"),
+                      f"a date from {earliest.isoformat()} to {latest.isoformat()}, "
+                      f"written like 2025-10-14 or 14/10/2025, or blank"),
         ProblemColumn("p__duration_seconds", "duration_seconds", mapping.get("duration_seconds"),
-                      "a number of seconds (0 or more), or blank"),
+                      f"a number of seconds from 0 to {MAX_DURATION_SECONDS} (one day, as "
+                      f"the web form allows), or blank"),
     ]
 
     # --- attributes: a code or label of the instrument's options, or blank -----------------

@@ -39,7 +39,8 @@ from typing import Iterator
 import duckdb
 
 from pipeline.ingest import COLUMN_ALIASES, IngestReport, ingest_file
-from pipeline.readers import Progress, file_format, inspect_file
+from pipeline.readers import (Progress, check_header, check_regular_file, file_format,
+                              inspect_file)
 from survey.errors import IngestError
 from survey.instrument import Instrument
 from survey.instrument_export import FIXED_COLUMNS
@@ -90,7 +91,9 @@ def _header_key(text: str) -> str:
 def normalise_wording(text: str) -> str:
     """Question text for matching: case, spacing, quotes and punctuation ignored."""
     text = text.replace("\u2019", "'").replace("\u2018", "'").replace("\u00a0", " ")
-    text = re.sub(r"<[^>]+>", " ", text)       # Qualtrics and REDCap allow HTML in labels
+    # Qualtrics and REDCap allow HTML in labels. A tag holds no '<': with [^>]+ every '<'
+    # of a text without '>' scanned to its end (quadratic: 100,000 '<' took half a minute).
+    text = re.sub(r"<[^<>]+>", " ", text)
     text = re.sub(r"[^\w']+|_", " ", text.casefold()).replace("'", "")
     return re.sub(r"\s+", " ", text).strip()
 
@@ -370,6 +373,7 @@ def normalise_export(path: Path, instrument: Instrument, tool: str, out: Path,
         raise IngestError(f"{path}: the file is empty; export the responses again with a "
                           f"header row")
     header = [h.lstrip("\ufeff") for h in header]
+    check_header(path, header)
     texts, import_ids = [""] * len(header), [""] * len(header)
     body = list(rows)
     not_responses: dict[str, int] = {}
@@ -450,8 +454,7 @@ def import_export(con: duckdb.DuckDBPyConnection, path: Path | str, instrument: 
                   progress: Progress | None = None) -> ImportReport:
     """Normalise one export from `tool` and ingest it as one batch; returns both reports."""
     path = Path(path)
-    if not path.exists():
-        raise IngestError(f"{path}: no such file")
+    check_regular_file(path)
     with tempfile.TemporaryDirectory(prefix="culture-import-") as scratch:
         # The batch is recorded under this name, so the store shows where rows came from.
         normalised = Path(scratch) / f"{path.stem}-{tool}.csv"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import signal
 import subprocess
@@ -403,3 +404,151 @@ def test_questions_missing_from_the_file_are_named_and_stored_as_unanswered(
     assert report.rows_accepted == 1
     assert report.missing_item_columns == ["lm04", "oc_used"]
     assert fetch(store_path, "select lm04, oc_used, lm03 from responses") == [(None, None, 4)]
+
+
+# --- hostile files (issue 18): each refused or quarantined with the right reason ------------
+
+def culture_ingest(store_path, *args: str) -> subprocess.CompletedProcess:
+    """The real `culture ingest` command on the store, as a survey lead runs it."""
+    return subprocess.run([sys.executable, "-m", "survey.cli", "ingest", *args,
+                           "--db", str(store_path)], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_an_absurdly_long_header_name_is_refused_naming_its_column(tmp_path, store_path,
+                                                                   instrument):
+    row = response_row(instrument, "r1") | {"x" * 100_000: "v"}
+    path = write_csv(tmp_path / "long.csv", [row])
+    column = list(row).index("x" * 100_000) + 1
+    result = culture_ingest(store_path, str(path))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        f"error: {path}: column {column}'s name is 100,000 characters long; names of up to "
+        f"5,000 characters are accepted (a question id such as hs01, or the question's "
+        f"wording); check the first line is the header row")
+    assert table_counts(store_path) == (0, 0, 0)
+
+
+def test_a_long_header_name_in_parquet_is_refused_too(tmp_path, store_path, instrument,
+                                                      definition_yaml):
+    row = response_row(instrument, "r1") | {"q" * 6_000: "v"}
+    with pytest.raises(IngestError, match=r"column \d+'s name is 6,000 characters long; "
+                                          r"names of up to 5,000 characters are accepted"):
+        ingest(store_path, _write_parquet(tmp_path / "long.parquet", [row]), instrument,
+               definition_yaml)
+    assert table_counts(store_path) == (0, 0, 0)
+
+
+def test_question_wording_full_of_unclosed_tags_is_matched_without_blowing_up(
+        tmp_path, store_path, instrument):
+    # Question wording passes through normalise_wording, whose tag-stripping pattern
+    # once rescanned to the end of the text from every '<' (quadratic in the length).
+    from survey.imports import normalise_wording
+
+    wording = "<" * 100_000 + instrument.items[0].text
+    assert normalise_wording(wording) == normalise_wording(instrument.items[0].text)
+    assert normalise_wording("<p>I feel <b>safe</b></p> << >") == "i feel safe"
+    texts = {item.id: item.text for item in instrument.items}
+    asked = instrument.scale_item_ids[:instrument.scoring.min_answered_items]
+    header = ["ID", "Completion time", "<" * 4_000 + texts[asked[0]],
+              *(texts[i] for i in asked[1:])]
+    path = tmp_path / "forms.csv"
+    path.write_text(",".join(f'"{h}"' for h in header) + "\n1,2025-10-14 10:00,"
+                    + ",".join("4" for _ in asked) + "\n", encoding="utf-8")
+    result = culture_ingest(store_path, str(path), "--from", "forms", "--site", "A",
+                            "--wave", "2025")
+    assert result.returncode == 0, result.stderr
+    assert fetch(store_path, f"select response_id, {asked[0]} from responses") == [("1", 4)]
+
+
+TODAY = datetime.date.today()
+LATEST = (TODAY + datetime.timedelta(days=7)).isoformat()
+
+
+@pytest.mark.parametrize("fmt", list(TWO_PATHS))
+@pytest.mark.parametrize("column, value", [
+    ("submitted_on", "-2026-01-01"), ("submitted_on", "9999-12-31"),
+    ("submitted_on", "1999-12-31"),
+    ("submitted_on", (TODAY + datetime.timedelta(days=8)).isoformat()),
+    ("duration_seconds", "1e20"), ("duration_seconds", "86401")])
+def test_implausible_dates_and_durations_are_quarantined_with_the_range(
+        fmt, column, value, tmp_path, store_path, instrument, definition_yaml):
+    rows = [response_row(instrument, "first-day", submitted_on="2000-01-01",
+                         duration_seconds="86400.0"),
+            response_row(instrument, "bad", submitted_on="2025-10-14", duration_seconds="300")
+            | {column: value},
+            response_row(instrument, "last-day", submitted_on=LATEST, duration_seconds="0")]
+    report = ingest(store_path, TWO_PATHS[fmt](tmp_path / "x", rows), instrument,
+                    definition_yaml)
+    assert (report.rows_accepted, report.rejected_by_reason) == (2, {"invalid_value": 1})
+    (source_row, got_column, bad_value, reason), = fetch(
+        store_path, "select source_row, column_name, bad_value, reason from quarantine")
+    assert (source_row, got_column, bad_value) == (2, column, value)
+    accepted = (f"accepted: a date from 2000-01-01 to {LATEST}" if column == "submitted_on"
+                else "accepted: a number of seconds from 0 to 86400")
+    assert accepted in reason
+    assert fetch(store_path, "select response_id, submitted_on::varchar, duration_seconds "
+                             "from responses order by 1") == [
+        ("first-day", "2000-01-01", 86400.0), ("last-day", LATEST, 0.0)]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+@pytest.mark.parametrize("tool", ["culture", "forms"])
+def test_a_pipe_or_device_is_refused_as_not_a_regular_file(kind, tool, tmp_path, store_path):
+    if kind == "fifo":
+        path = tmp_path / "export.csv"
+        os.mkfifo(path)   # no writer: opening it to read would wait for ever
+    else:
+        path = Path("/dev/zero")
+    # The timeout only guards the run; the refusal is the assertion.
+    result = culture_ingest(store_path, str(path), "--from", tool)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    what = "a named pipe" if kind == "fifo" else "a device"
+    assert result.stderr.strip() == (f"error: {path}: is not a regular file ({what}); save the "
+                                     f"export as a file and give its path")
+    assert table_counts(store_path) == (0, 0, 0)
+
+
+def test_a_folder_is_still_called_a_folder(tmp_path, store_path):
+    result = culture_ingest(store_path, str(tmp_path))
+    assert result.stderr.strip() == (f"error: {tmp_path}: is a folder, not a file; give the "
+                                     f"file(s) inside it")
+
+
+def test_a_header_of_twenty_thousand_columns_is_refused_as_too_many(tmp_path, store_path,
+                                                                    instrument):
+    header = list(response_row(instrument, "r1")) + [f"x{i}" for i in range(1, 20_001)]
+    path = tmp_path / "wide.csv"
+    path.write_text(",".join(header) + "\n" + ",".join(["r1", "A", "2025"]
+                                                       + ["4"] * (len(header) - 3)) + "\n")
+    result = culture_ingest(store_path, str(path))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        f"error: {path}: the header has {len(header):,} columns; at most 2,000 are accepted "
+        f"(a survey export has one column per question and a few of the tool's own); remove "
+        f"the columns that are not answers")
+    assert table_counts(store_path) == (0, 0, 0)
+
+
+def test_site_and_wave_options_the_file_contradicts_are_reported(tmp_path, store_path,
+                                                                  instrument):
+    rows = [response_row(instrument, "r1", site="A", wave="2025"),
+            response_row(instrument, "r2", site="c", wave="2024"),
+            response_row(instrument, "r3", site="", wave=""),
+            response_row(instrument, "r4", site="C", wave="2025.0")]
+    path = write_csv(tmp_path / "x.csv", rows)
+    result = culture_ingest(store_path, str(path), "--site", "A", "--wave", "2025")
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: --site A was not used for 2 row(s): the file's column 'site' gives their "
+        "site: C (2); --site only fills rows whose site is blank",
+        "warning: --wave 2025 was not used for 1 row(s): the file's column 'wave' gives "
+        "their wave: 2024 (1); --wave only fills rows whose wave is blank"]
+    # The file's own values were used; the options filled the blank row only.
+    assert fetch(store_path, "select response_id, site_code, wave from responses "
+                             "order by 1") == [("r1", "A", 2025), ("r2", "C", 2024),
+                                               ("r3", "A", 2025), ("r4", "C", 2025)]
+    agreeing = write_csv(tmp_path / "y.csv", [response_row(instrument, "r9", site="A")])
+    quiet = culture_ingest(store_path, str(agreeing), "--site", "A", "--wave", "2025")
+    assert quiet.returncode == 0 and "warning" not in quiet.stderr
