@@ -250,6 +250,8 @@ def _print_ingest(report) -> None:
                   f"{', '.join(report.missing_item_columns)}")
     if report.ignored_columns:
         out.print(f"  columns not in the instrument, ignored: {', '.join(report.ignored_columns)}")
+    for warning in report.warnings:
+        err.print(f"warning: {warning}", markup=False, highlight=False)
 
 
 @app.command()
