@@ -18,7 +18,7 @@ from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
-from pipeline.inbox_ingest import ingest_inbox
+from pipeline.inbox_ingest import InboxReport, ingest_inbox
 from pipeline.ingest import IngestReport, ingest_file
 from pipeline.disclosure import suppress_small_cells
 from pipeline.psychometrics import run_psychometrics, start_structural_models
@@ -43,6 +43,8 @@ class RunReport:
     imports: list[ImportReport] = field(default_factory=list)
     psychometrics: dict | None = None
     published: PublishReport | None = None
+    #: What was taken from the web form's inbox (None: no inbox, none expected).
+    inbox: InboxReport | None = None
 
 
 def run_pipeline(settings: Settings, instrument: Instrument, files: list[Path] = (),
@@ -77,9 +79,9 @@ def _run(settings: Settings, instrument: Instrument, files: list[Path], site: st
                                          column_map)
                 report.imports.append(imported)
                 report.ingests.append(imported.ingest)
-        from_form = ingest_inbox(con, settings.inbox_path, instrument, definition)
-        if from_form is not None:
-            report.ingests.append(from_form)
+        report.inbox = ingest_inbox(con, settings.inbox_path, instrument, definition)
+        if report.inbox is not None and report.inbox.ingest is not None:
+            report.ingests.append(report.inbox.ingest)
         # The quality flags decide who is analysed, so they come first; then the cells
         # are summed. Python work is placed beside DuckDB work, which leaves the GIL
         # free: the structural models (Python on a small sample) are fitted while DuckDB

@@ -18,9 +18,21 @@ key is that id, so a retried or replayed post is recognised and stored once.
 
 Anonymity. A stored submission holds its answers, site, wave and the day it was
 submitted: no address, no user agent, no time of day. Its response id is random, not a
-sequence. Invitation tokens are kept only as hashes with a "used" mark and nothing
-that links them to a submission (no time, no order: the used mark is a boolean on a
-row created when the token was issued).
+sequence.
+
+Invitations cannot be linked to answers, even by someone who holds the invitation list
+(token -> person) and watches every write to this file as it happens. Only hashes of the
+tokens are kept, on rows made when they were issued. An answer is written at once (so it
+is durable before the respondent is thanked), but its token's "used" mark is not: the
+writer keeps the marks of a site and wave in memory and writes them all in one separate
+transaction once `mark_batch` (default 10) of them are waiting. A watcher then sees ten
+answers arrive one by one and, later, ten tokens turn "used" together, with nothing that
+pairs one with another: the best guess is right one time in ten. The price is stated
+plainly: marks still waiting when the server stops (fewer than `mark_batch` per site and
+wave) are lost, so those invitations could be used once more after a restart.
+
+Identity. Each inbox file carries a random id written when it is created, so the store
+can tell a new or restored inbox from the one it has read before (`pipeline.inbox_ingest`).
 """
 
 from __future__ import annotations
@@ -55,7 +67,14 @@ create table if not exists tokens (
     wave integer not null,
     used integer not null default 0
 );
+create table if not exists inbox_identity (
+    inbox_id text not null
+);
 """
+
+#: Used marks are written for at least this many invitations of one site and wave at
+#: once: a watcher of the file can then pair a token with its answer only by chance.
+MARK_BATCH = 10
 
 
 class InboxError(CultureError):
@@ -85,7 +104,18 @@ def connect(path: Path | str, timeout: float = 30.0) -> sqlite3.Connection:
     con.execute("pragma journal_mode=wal")
     con.execute("pragma synchronous=full")
     con.executescript(_SCHEMA)
+    if con.execute("select count(*) from inbox_identity").fetchone()[0] == 0:
+        # Made once, with the file (or on first opening an inbox from before ids).
+        con.execute("begin immediate")
+        con.execute("insert into inbox_identity select ? where not exists "
+                    "(select 1 from inbox_identity)", [secrets.token_hex(8)])
+        con.execute("commit")
     return con
+
+
+def inbox_id(con: sqlite3.Connection) -> str:
+    """The random id of the inbox file behind `con`."""
+    return con.execute("select inbox_id from inbox_identity").fetchone()[0]
 
 
 def hash_token(token: str) -> str:
@@ -109,13 +139,17 @@ def issue_tokens(path: Path | str, site: str, wave: int, count: int) -> list[str
 class Inbox:
     """Durable, exactly-once storage of submissions, group-committed by one thread."""
 
-    def __init__(self, path: Path | str, max_batch: int = 500) -> None:
+    def __init__(self, path: Path | str, max_batch: int = 500,
+                 mark_batch: int = MARK_BATCH) -> None:
         self.path = Path(path)
-        self.max_batch = max_batch
+        self.max_batch, self.mark_batch = max_batch, mark_batch
         try:
             self._con = connect(self.path)
         except sqlite3.Error as error:
             raise InboxError(f"{self.path}: cannot open the survey inbox ({error})") from None
+        # Tokens whose answers are stored but whose used marks are not yet written, by
+        # (site, wave). Only the writer thread touches them.
+        self._unmarked: dict[tuple[str, int], set[str]] = {}
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
         self._writer = threading.Thread(target=self._write_loop, name="inbox-writer",
                                         daemon=True)
@@ -151,6 +185,10 @@ class Inbox:
             raise pending.error
         return pending.outcome
 
+    def unmarked(self) -> int:
+        """How many used invitations are waiting for their used marks."""
+        return sum(len(hashes) for hashes in self._unmarked.values())
+
     def _write_loop(self) -> None:
         while True:
             first = self._queue.get()
@@ -167,24 +205,28 @@ class Inbox:
                     break
                 batch.append(item)
             self._write(batch)
+            self._write_used_marks()
 
     def _write(self, batch: list[_Pending]) -> None:
         today = dt.date.today().isoformat()
         con = self._con
+        claimed: list[tuple[tuple[str, int], str]] = []
         try:
             con.execute("begin immediate")
             for pending in batch:
-                self._write_one(con, pending, today)
+                self._write_one(con, pending, today, claimed)
             con.execute("commit")  # synchronous=full: on disk before anyone is told
         except sqlite3.Error as error:
             con.execute("rollback")
+            for survey, token_hash in claimed:
+                self._unmarked[survey].discard(token_hash)
             for pending in batch:
                 pending.error = InboxError(f"could not store the submission ({error})")
         for pending in batch:
             pending.done.set()
 
-    @staticmethod
-    def _write_one(con: sqlite3.Connection, pending: _Pending, today: str) -> None:
+    def _write_one(self, con: sqlite3.Connection, pending: _Pending, today: str,
+                   claimed: list) -> None:
         con.execute("savepoint one")
         try:
             if con.execute("select 1 from submissions where submission_id = ?",
@@ -192,19 +234,23 @@ class Inbox:
                 pending.outcome = "duplicate"
                 con.execute("release one")
                 return
+            survey = (pending.site, pending.wave)
             if pending.token_hash is not None:
-                claimed = con.execute(
-                    "update tokens set used = 1 where token_hash = ? and site = ? and wave = ? "
-                    "and used = 0", [pending.token_hash, pending.site, pending.wave]).rowcount
-                if claimed != 1:
+                waiting = self._unmarked.setdefault(survey, set())
+                unused = con.execute(
+                    "select 1 from tokens where token_hash = ? and site = ? and wave = ? "
+                    "and used = 0", [pending.token_hash, *survey]).fetchone()
+                if not unused or pending.token_hash in waiting:
                     pending.error = TokenRefused("this invitation link is not valid or has "
                                                  "already been used")
-                    con.execute("rollback to one")
                     con.execute("release one")
                     return
             con.execute("insert into submissions values (?, ?, ?, ?, ?, ?)",
                         [pending.submission_id, secrets.token_hex(12), pending.site,
                          pending.wave, today, json.dumps(pending.answers, sort_keys=True)])
+            if pending.token_hash is not None:
+                waiting.add(pending.token_hash)
+                claimed.append((survey, pending.token_hash))
             pending.outcome = "stored"
             con.execute("release one")
         except sqlite3.Error:
@@ -212,20 +258,71 @@ class Inbox:
             con.execute("release one")
             raise
 
-    def close(self) -> None:
+    def _write_used_marks(self) -> None:
+        """Mark used, in a transaction of their own, the tokens of every site and wave
+        with at least `mark_batch` waiting; the rest keep waiting."""
+        ready = [survey for survey, hashes in self._unmarked.items()
+                 if len(hashes) >= self.mark_batch]
+        if not ready:
+            return
+        marks = [(token_hash, *survey) for survey in ready
+                 for token_hash in self._unmarked[survey]]
+        secrets.SystemRandom().shuffle(marks)  # no order carried over from arrival
+        con = self._con
+        try:
+            con.execute("begin immediate")
+            con.executemany("update tokens set used = 1 where token_hash = ? and site = ? "
+                            "and wave = ?", marks)
+            con.execute("commit")
+        except sqlite3.Error:
+            con.execute("rollback")  # still refused while this server runs; retried later
+            return
+        for survey in ready:
+            del self._unmarked[survey]
+
+    def close(self) -> int:
+        """Stop the writer; returns how many used marks were still waiting (those
+        invitations could be used once more by a later server)."""
         self._queue.put(None)
         self._writer.join(timeout=10)
         self._con.close()
+        return self.unmarked()
 
 
 def read_submissions(path: Path | str, after: int = 0) -> list[tuple]:
     """(rowid, response_id, site, wave, submitted_on, answers dict) of submissions with
     rowid > `after`, oldest first: what the pipeline has not yet picked up."""
+    return read_inbox(path, after).rows
+
+
+@dataclass(frozen=True)
+class InboxRead:
+    """One consistent read of an inbox: its id, the submissions after a row, and the
+    response id now at a row the reader took before (None if it is gone)."""
+
+    inbox_id: str
+    rows: list[tuple]
+    response_at_check: str | None = None
+
+
+def read_inbox(path: Path | str, after: int = 0, check_row: int | None = None) -> InboxRead:
+    """The inbox's id and its submissions with rowid > `after` (see read_submissions);
+    with `check_row`, also the response id stored at that row, so a reader can tell
+    whether the file is still the one it read before."""
     con = connect(path)
     try:
+        con.execute("begin")  # one snapshot for all three reads
+        identity = inbox_id(con)
         rows = con.execute("select rowid, response_id, site, wave, submitted_on, answers "
                            "from submissions where rowid > ? order by rowid",
                            [after]).fetchall()
+        check = None
+        if check_row is not None:
+            found = con.execute("select response_id from submissions where rowid = ?",
+                                [check_row]).fetchone()
+            check = found[0] if found else None
+        con.execute("commit")
     finally:
         con.close()
-    return [(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+    return InboxRead(identity, [(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]))
+                                for r in rows], check)

@@ -83,6 +83,11 @@ def _answer_rules(instrument: Instrument) -> dict[str, tuple[bool, frozenset, st
     return rules
 
 
+#: ASCII digits only, and few: str.isdigit() also accepts "²" (which int() refuses) and
+#: int() refuses more than 4,300 digits; both are bad input, not server errors.
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,6}")
+
+
 def validate_answers(instrument: Instrument, form: dict[str, str]) -> dict:
     """Answers of a post as {field: code or option}; SubmissionError listing every problem."""
     problems, answers = [], {}
@@ -93,7 +98,7 @@ def validate_answers(instrument: Instrument, form: dict[str, str]) -> dict:
         value = value.strip()
         if name == "duration_seconds":
             if value:
-                if not value.isdigit() or int(value) > 86_400:
+                if not _WHOLE_NUMBER.fullmatch(value) or int(value) > 86_400:
                     problems.append(f"duration_seconds {value[:20]!r} is not a whole number "
                                     "of seconds up to 86400")
                 else:
@@ -106,7 +111,7 @@ def validate_answers(instrument: Instrument, form: dict[str, str]) -> dict:
             continue
         is_item, allowed, listed = rules[name]
         if is_item:
-            if not value.isdigit() or int(value) not in allowed:
+            if not _WHOLE_NUMBER.fullmatch(value) or int(value) not in allowed:
                 problems.append(f"{name}: {value[:20]!r} is not one of {listed}")
             else:
                 answers[name] = int(value)
@@ -196,7 +201,8 @@ class CollectApp:
             return _message("The form sent was not understood.", 400)
         if length > MAX_POST_BYTES:
             return _message("The form sent was too large.", 413)
-        if "application/x-www-form-urlencoded" not in environ.get("CONTENT_TYPE", ""):
+        media_type = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
+        if media_type != "application/x-www-form-urlencoded":
             return _message("The form sent was not understood (expected an HTML form post).",
                             415)
         try:

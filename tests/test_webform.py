@@ -107,6 +107,11 @@ def test_a_submission_is_stored_once_with_the_day_only(client, inbox_path):
     ({"q99": "1"}, 400, "unknown field &#x27;q99&#x27;"),
     ({"staff_group": "astronaut"}, 400, "staff_group: &#x27;astronaut&#x27; is not one of"),
     ({"duration_seconds": "-5"}, 400, "not a whole number of seconds"),
+    # str.isdigit() accepts superscripts and int() refuses them: bad input, not a crash
+    ({"hs01": "\u00b2"}, 400, "hs01: &#x27;\u00b2&#x27; is not one of 1, 2, 3, 4, 5, 9"),
+    ({"duration_seconds": "\u00b9\u00b2"}, 400, "not a whole number of seconds"),
+    ({"hs02": "4" * 5000}, 400, "hs02: &#x27;44444444444444444444&#x27; is not one of"),
+    ({"duration_seconds": "9" * 5000}, 400, "not a whole number of seconds up to 86400"),
     ({"form_token": "forged.0123456789abcdef0123456789abcdef"}, 403, "did not come from"),
     ({"form_token": ""}, 403, "did not come from"),
 ])
@@ -178,7 +183,7 @@ def test_a_negative_content_length_is_refused_without_reading_the_stream(instrum
 
 def test_invitation_tokens_are_single_use_and_unlinkable(instrument, inbox_path):
     links = issue_tokens(inbox_path, "A", 2025, 3)
-    inbox = Inbox(inbox_path)
+    inbox = Inbox(inbox_path, mark_batch=2)
     client = create_collect_app(instrument, inbox, {("A", 2025), ("C", 2025)},
                                 require_tokens=True).test_client()
     try:
@@ -198,14 +203,21 @@ def test_invitation_tokens_are_single_use_and_unlinkable(instrument, inbox_path)
         assert ok.status_code == 200
         assert replay.status_code == 409 and "already been used" in replay.text
         assert forged.status_code == 409 and other_site.status_code == 409
+        # One answer: its used mark waits in memory (refused above all the same) ...
+        with sqlite3.connect(inbox_path) as con:
+            assert con.execute("select count(*) from tokens where used = 1").fetchone() == (0,)
+        second = client.post("/s/A/2025", data={"form_token": form_token(
+            client, f"/s/A/2025?t={links[2]}"), "t": links[2], "hs01": "2"})
+        assert second.status_code == 200
     finally:
-        inbox.close()
-    assert len(stored(inbox_path)) == 1
+        left_unmarked = inbox.close()
+    # ... until two are waiting (mark_batch=2): both are marked together.
+    assert len(stored(inbox_path)) == 2 and left_unmarked == 0
     with sqlite3.connect(inbox_path) as con:
         token_columns = [r[1] for r in con.execute("pragma table_info(tokens)")]
         used = con.execute("select count(*) from tokens where used = 1").fetchone()[0]
         raw = con.execute("select token_hash from tokens").fetchall()
-    assert token_columns == ["token_hash", "site", "wave", "used"] and used == 1
+    assert token_columns == ["token_hash", "site", "wave", "used"] and used == 2
     assert not {links[0], links[1]} & {r[0] for r in raw}  # only hashes are kept
 
 
@@ -218,22 +230,24 @@ def test_pipeline_picks_up_new_submissions_exactly_once(client, inbox_path, stor
                                               "staff_group": "resident"}).status_code == 200
     with open_store(store_path) as con:
         first = ingest_inbox(con, inbox_path, instrument, definition_yaml)
-        assert first.rows_accepted == 3 and first.rows_rejected == 0
-        assert first.source == f"web form ({inbox_path}), submissions 1-3"
-        assert ingest_inbox(con, inbox_path, instrument, definition_yaml) is None
+        assert first.taken == 3 and first.already_in_store == 0
+        assert first.ingest.rows_accepted == 3 and first.ingest.rows_rejected == 0
+        assert first.ingest.source == f"web form ({inbox_path}), 3 submission(s)"
+        assert first.reread == "an inbox this store has not read before: all of it read"
+        second = ingest_inbox(con, inbox_path, instrument, definition_yaml)
+        assert (second.taken, second.already_in_store, second.ingest) == (0, 0, None)
         # A crash after the store's commit but before the cursor moved: the same rows
-        # come again (the same file: a no-op), then again with a newer one beside them.
-        con.execute("delete from inbox_cursor")
-        assert ingest_inbox(con, inbox_path, instrument, definition_yaml).already_ingested
-        con.execute("delete from inbox_cursor")
+        # come again and are left out as already stored, beside a newer one.
+        con.execute("delete from inbox_cursors")
         assert client.post("/s/A/2025", data={"form_token": form_token(client), "hs01": "1",
                                               "hs02": "1", "hs03": "1", "hs04": "1",
                                               "hs05": "1", "hs06": "1"}).status_code == 200
         again = ingest_inbox(con, inbox_path, instrument, definition_yaml)
         stored_rows = con.execute("select site_code, wave, hs01, staff_group from responses "
                                   "order by hs01").fetchall()
-    assert again.rows_accepted == 1
-    assert again.rejected_by_reason == {"duplicate_response_id": 3}
+        quarantined = con.execute("select count(*) from quarantine").fetchone()[0]
+    assert (again.taken, again.already_in_store) == (1, 3)
+    assert again.ingest.rows_accepted == 1 and quarantined == 0
     assert stored_rows == [("A", 2025, 1, None), ("A", 2025, 2, "resident"),
                            ("A", 2025, 4, "resident"), ("A", 2025, 5, "resident")]
 
