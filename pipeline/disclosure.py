@@ -22,10 +22,20 @@ published layer, so there are no equations across waves.
 Hiding only ever grows, so the loop ends. The independent check of the result,
 including recovery by any linear combination of equations (not just chains), is
 `pipeline.verify`.
+
+Two smaller tables carry counts of their own, with the same rule:
+
+- staff headcounts (`suppress_headcounts`): groups of 1 to k-1 staff are pooled into
+  one row per site, with the smallest other groups while the pool is below k, so that
+  a site's rows still add up to its headcount (response rates stay right) and no
+  group below k is named;
+- data-quality flag counts (`suppress_flag_counts`): the fewest counts are hidden such
+  that no difference of shown counts (flagged - speeding, ...) comes to 1 to k-1.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -35,6 +45,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from pipeline.cells import ALL, KEY_ORDER
+from pipeline.verify import POOLED_STAFF_GROUPS, flag_count_leaks
 
 #: Reluctance to hide a unit's total (added to 0 site, 1 peer group, 2 all sites).
 TOTAL = 4
@@ -330,3 +341,73 @@ def _hide_one_more(eqs: Equations, leaking: np.ndarray, hidden: np.ndarray,
         todo = np.unique(upstream[upstream >= 0])
         todo = todo[~seen[todo]]
     return np.concatenate(chosen_all) if chosen_all else np.zeros(0, np.int64)
+
+
+def suppress_headcounts(headcounts: pd.DataFrame, min_group_size: int) -> pd.DataFrame:
+    """Headcounts safe to publish: site_code, staff_group, headcount, every one >= k.
+
+    Per site, staff groups of 1 to k-1 are summed into one row, staff group
+    POOLED_STAFF_GROUPS; while that pool is below k the smallest remaining group joins
+    it (complementary: a lone small group would otherwise be the site's total minus the
+    rest, were the total known). A site whose whole headcount is below k is left out.
+    Groups of 0 are left out (they add nothing to the total).
+    """
+    out = []
+    for site, rows in headcounts[headcounts["headcount"] > 0].groupby("site_code", sort=True):
+        rows = rows.sort_values(["headcount", "staff_group"])
+        pooled = rows["headcount"] < min_group_size
+        while pooled.any() and not pooled.all() and (
+                rows.loc[pooled, "headcount"].sum() < min_group_size):
+            pooled[(~pooled).idxmax()] = True      # the smallest group not yet pooled
+        pool = int(rows.loc[pooled, "headcount"].sum())
+        if pool and pool < min_group_size:
+            continue
+        shown = rows.loc[~pooled, ["site_code", "staff_group", "headcount"]]
+        out.append(shown.sort_values("staff_group"))
+        if pool:
+            out.append(pd.DataFrame({"site_code": [site], "staff_group": [POOLED_STAFF_GROUPS],
+                                     "headcount": [pool]}))
+    columns = {"site_code": "string", "staff_group": "string", "headcount": "int64"}
+    if not out:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in columns.items()})
+    return pd.concat(out, ignore_index=True).astype(columns)
+
+
+#: data_quality's counts, the most wanted first: hiding prefers to keep these in order.
+FLAG_COUNT_COLUMNS = ("n_respondents", "n_flagged", "n_speeding", "n_straight_lining",
+                      "n_duplicate")
+
+
+def suppress_flag_counts(quality: pd.DataFrame, analysed: np.ndarray, exclude_flagged: bool,
+                         min_group_size: int) -> pd.DataFrame:
+    """`quality` with flag counts set to NULL where showing them would give away fewer
+    than k respondents (primary: the count itself; complementary: any difference of
+    shown counts, with the site's `analysed` count of the cells, which a reader has).
+
+    Each row keeps the largest set of counts that is safe, preferring counts earlier in
+    FLAG_COUNT_COLUMNS; `pipeline.verify.flag_count_leaks` judges what is safe.
+    """
+    out = quality.copy()
+    if not len(out):
+        return out
+    analysed_name = "analysed_unflagged" if exclude_flagged else "analysed_everyone"
+    counts = out[list(FLAG_COUNT_COLUMNS)].to_numpy(float)
+    subsets = sorted((subset for size in range(len(FLAG_COUNT_COLUMNS), -1, -1)
+                      for subset in itertools.combinations(range(len(FLAG_COUNT_COLUMNS)), size)),
+                     key=lambda subset: (-len(subset), [i not in subset for i in
+                                                        range(len(FLAG_COUNT_COLUMNS))]))
+    chosen = np.full(len(out), -1)
+    for number, subset in enumerate(subsets):
+        todo = np.flatnonzero(chosen < 0)
+        if not len(todo):
+            break
+        shown = counts[np.ix_(todo, list(subset))]
+        safe = (shown >= min_group_size).all(axis=1)
+        names = tuple(FLAG_COUNT_COLUMNS[i] for i in subset) + (analysed_name,)
+        values = np.column_stack([shown, analysed[todo]])
+        safe &= flag_count_leaks(names, values, min_group_size) == 0
+        chosen[todo[safe]] = number
+    for position, column in enumerate(FLAG_COUNT_COLUMNS):
+        keep = np.array([position in subsets[c] if c >= 0 else False for c in chosen])
+        out[column] = out[column].astype("Int64").mask(~keep)
+    return out

@@ -29,7 +29,7 @@ from scipy import stats
 from pipeline.actions import action_rows, load_actions
 from pipeline.benchmark import build_benchmarks
 from pipeline.cells import NOT_STATED, cell_sums, item_is_agreement
-from pipeline.disclosure import suppress_small_cells
+from pipeline.disclosure import suppress_flag_counts, suppress_headcounts, suppress_small_cells
 from pipeline.frames import with_columns, write_table
 from pipeline.quality import analysis_view
 from pipeline.store import drop_relation
@@ -111,12 +111,14 @@ def _shown_site_waves(cells: pd.DataFrame, measure_kind: str) -> pd.DataFrame:
                  & (cells["measure_kind"] == measure_kind) & ~cells["suppressed"]]
 
 
-def reliability_tables(psychometrics: dict, cells: pd.DataFrame,
-                       k: int) -> dict[str, pd.DataFrame]:
+def reliability_tables(psychometrics: dict, cells: pd.DataFrame, k: int,
+                       exclude_flagged: bool = False) -> dict[str, pd.DataFrame]:
     """Reliability, ICC and data-quality rows safe to publish.
 
     Site-level rows appear only where the site's cell for that scale is shown, so no
-    table gives away the n of a hidden cell; data-quality counts below k are NULL.
+    table gives away the n of a hidden cell; data-quality counts are NULL where they,
+    or a difference between them and the site's shown responses (`exclude_flagged`
+    says whether that counts flagged respondents), would be below k.
     """
     scales = _shown_site_waves(cells, "scale")[["wave", "unit", "measure"]].rename(
         columns={"unit": "site_code", "measure": "scale"})
@@ -139,8 +141,10 @@ def reliability_tables(psychometrics: dict, cells: pd.DataFrame,
     if len(quality):
         quality = quality.rename(columns={c: f"n_{c}" for c in (
             "respondents", "straight_lining", "speeding", "duplicate", "flagged")})
-        for column in ("n_straight_lining", "n_speeding", "n_duplicate", "n_flagged"):
-            quality[column] = quality[column].astype("Int64").mask(quality[column] < k)
+        analysed = quality.merge(
+            responses[["wave", "unit", "n"]].rename(columns={"unit": "site_code"}),
+            on=["wave", "site_code"], how="left")["n"].to_numpy(float)
+        quality = suppress_flag_counts(quality, analysed, exclude_flagged, k)
     tables = {"reliability": reliability.drop(columns=["note"], errors="ignore"),
               "site_agreement": site_agreement, "icc": icc, "data_quality": quality}
     return ({name: with_columns(frame, PSYCHOMETRIC_COLUMNS[name])
@@ -248,7 +252,7 @@ def publish(con: duckdb.DuckDBPyConnection, instrument: Instrument, settings: Se
     try:
         tables = {"cells": cells, **_reference_tables(con, instrument, settings)}
         if psychometrics is not None:
-            tables |= reliability_tables(psychometrics, cells, k)
+            tables |= reliability_tables(psychometrics, cells, k, settings.exclude_flagged)
         # The cells table is the largest (about a second of DuckDB's writing at
         # national scale, which leaves the GIL free): a worker writes it, through its
         # own cursor, and then runs the verifier's costly part, which reads only the
@@ -292,8 +296,11 @@ def _reference_tables(con, instrument: Instrument, settings: Settings) -> dict[s
     """Descriptions readers need beside the numbers: sites, measures, actions, settings."""
     sites = con.execute("select site_code, name, site_type, region from sites "
                         "order by site_code").df()
-    headcounts = con.execute("select site_code, staff_group, headcount from site_headcounts "
-                             "order by all").df()
+    # Staff in post per group are HR figures, not answers, but a group of a few staff
+    # named with its site is still small-group information: pooled below k.
+    headcounts = suppress_headcounts(con.execute(
+        "select site_code, staff_group, headcount from site_headcounts order by all").df(),
+        settings.min_group_size)
     measures = [{"measure_kind": "responses", "measure": "responses", "name": "Responses",
                  "description": "Number of people who answered", "principles": ""}]
     measures += [{"measure_kind": "scale", "measure": s.id, "name": s.name,

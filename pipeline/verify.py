@@ -22,13 +22,30 @@ with the offending cells if either fails:
 Values (means, % favourable) are recoverable exactly when counts are, because they
 add up through the same equations (as n x mean), so checking counts suffices. Trend
 rows must compare two shown cells, which the threshold check covers (their n columns).
+
+Two tables hold counts outside the cells, and are proved on their own terms:
+
+3. **Headcounts.** `site_headcounts` (staff in post, from HR figures) shows each
+   (site, staff group) at most once with a headcount of at least k; staff groups
+   smaller than that appear only inside the site's one `pooled` row, itself at least k.
+   Nothing else publishes a headcount, so a site's rows add up to its total and no
+   subtraction isolates a small group.
+4. **Flag counts.** In `data_quality` a site's respondents fall into eight kinds by
+   which of the three flags they carry; every count shown (respondents, each flag, any
+   flag, and the site's `responses` cell, which counts everyone or, when flagged
+   respondents are excluded, the unflagged) is a sum of kinds. No way of counting the
+   kinds that the shown numbers fix (each kind 0 to 3 times: a respondent carries at
+   most three flags), such as "flagged but not speeding" = flagged - speeding, may
+   come to 1 to k-1.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import duckdb
@@ -49,6 +66,22 @@ from survey.errors import CultureError
 MAX_EXACT_BLOCK = 600
 
 CELL_KEY = ["wave", "level", "unit", "breakdown", "grp", "measure_kind", "measure"]
+
+#: The staff-group code of a site's row that pools its groups of fewer than k staff.
+POOLED_STAFF_GROUPS = "pooled"
+
+#: Each flag of data_quality as a bit of a respondent's kind (0 = no flag, 7 = all three).
+FLAG_BITS = {"n_straight_lining": 1, "n_speeding": 2, "n_duplicate": 4}
+#: data_quality's count columns, and the site's analysed count from the cells: which of
+#: the eight kinds of respondent each counts.
+FLAG_COUNTS = {
+    "n_respondents": np.ones(8),
+    **{column: np.array([float(kind & bit > 0) for kind in range(8)])
+       for column, bit in FLAG_BITS.items()},
+    "n_flagged": np.array([0.0] + [1.0] * 7),
+    "analysed_everyone": np.ones(8),
+    "analysed_unflagged": np.array([1.0] + [0.0] * 7),
+}
 
 
 class DisclosureError(CultureError):
@@ -83,6 +116,8 @@ def verify_published(path: Path | str, min_group_size: int,
     try:
         report = cells_checked if cells_checked is not None else check_cells(con, min_group_size)
         check_counts(con, min_group_size, report)
+        check_headcounts(con, min_group_size, report)
+        check_flag_counts(con, min_group_size, report)
     finally:
         con.close()
     if report.problems:
@@ -123,6 +158,78 @@ def check_counts(con: duckdb.DuckDBPyConnection, k: int, report: VerificationRep
         bad = con.execute(f'select count(*) from "{table}" where "{column}" < ?', [k]).fetchall()
         if bad[0][0]:
             report.problems.append(f"table {table}: {bad[0][0]} row(s) with {column} below {k}")
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return bool(con.execute("select count(*) from information_schema.tables "
+                            "where table_name = ?", [table]).fetchone()[0])
+
+
+def check_headcounts(con: duckdb.DuckDBPyConnection, k: int, report: VerificationReport) -> None:
+    """Property 3: every headcount shown is at least k, once per site and staff group."""
+    if not _has_table(con, "site_headcounts"):
+        return
+    for site, group, headcount in con.execute(
+            "select site_code, staff_group, headcount from site_headcounts "
+            "where headcount is null or headcount < ? order by all limit 20", [k]).fetchall():
+        report.problems.append(f"table site_headcounts: site {site} staff group {group} "
+                               f"headcount {headcount} below {k}")
+    for site, group, rows in con.execute(
+            "select site_code, staff_group, count(*) from site_headcounts "
+            "group by all having count(*) > 1 order by all limit 20").fetchall():
+        report.problems.append(f"table site_headcounts: site {site} staff group {group} "
+                               f"listed {rows} times")
+
+
+@lru_cache(maxsize=None)
+def determined_flag_combinations(columns: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(kinds, weights): every way of counting the eight kinds of respondent (each 0-3
+    times; rows of `kinds`) that counts in `columns` (FLAG_COUNTS) fix, and the weights
+    on those counts that give it (value = weights @ counts)."""
+    if not columns:
+        return np.zeros((0, 8)), np.zeros((0, 0))
+    shown = np.array([FLAG_COUNTS[c] for c in columns])
+    every = np.array(list(itertools.product(range(4), repeat=8)), dtype=float)[1:]
+    weights = every @ np.linalg.pinv(shown)
+    fixed = np.abs(weights @ shown - every).max(axis=1) < 1e-9
+    return every[fixed], weights[fixed]
+
+
+def flag_count_leaks(columns: tuple[str, ...], counts: np.ndarray, k: int) -> np.ndarray:
+    """For rows of `counts` (one column per name in `columns`), the smallest count of
+    1 to k-1 that the shown counts fix (0 where none does)."""
+    _, weights = determined_flag_combinations(columns)
+    if not len(weights):
+        return np.zeros(len(counts))
+    values = np.round(counts @ weights.T)
+    small = np.where((values >= 1) & (values < k), values, np.inf)
+    smallest = small.min(axis=1)
+    return np.where(np.isfinite(smallest), smallest, 0)
+
+
+def check_flag_counts(con: duckdb.DuckDBPyConnection, k: int, report: VerificationReport) -> None:
+    """Property 4 on `data_quality`, with each site's analysed count from `cells`."""
+    if not _has_table(con, "data_quality"):
+        return
+    excluded = con.execute("select any_value(value) from meta where key = 'excluded_flagged'"
+                           ).fetchone()[0] if _has_table(con, "meta") else None
+    analysed = "analysed_unflagged" if excluded == "true" else "analysed_everyone"
+    counted = list(FLAG_COUNTS)[:5]
+    rows = con.execute(f"""
+        select q.site_code, q.wave, {', '.join(f'q.{c}' for c in counted)}, c.n
+        from data_quality q left join cells c
+          on c.level = 'site' and c.unit = q.site_code and c.wave = q.wave
+         and c.breakdown = 'all' and c.measure_kind = 'responses' and not c.suppressed
+        order by all""").fetchall()
+    for site, wave, *counts in rows:
+        names = tuple(name for name, value in zip(counted + [analysed], counts)
+                      if value is not None)
+        values = np.array([[float(v) for v in counts if v is not None]])
+        leak = flag_count_leaks(names, values, k)[0]
+        if leak:
+            report.problems.append(f"table data_quality: site {site} wave {wave}: the counts "
+                                   f"shown ({', '.join(names)}) give away a group of "
+                                   f"{leak:.0f} respondents")
 
 
 def _describe(cells, row: int) -> str:

@@ -261,3 +261,56 @@ def test_failed_verification_keeps_the_previous_layer(published_sample, instrume
     assert settings.published_path.read_bytes() == before
     assert not settings.published_path.with_name(
         settings.published_path.name + ".tmp").exists()
+
+
+# --- counts outside the cells: headcounts and data-quality flags --------------------------
+
+def test_flag_counts_hide_the_fewest_so_no_difference_is_small():
+    from pipeline.disclosure import suppress_flag_counts
+
+    quality = pd.DataFrame({"site_code": ["A", "B", "C"], "wave": [2026] * 3,
+                            "n_respondents": [300, 120, 100], "n_straight_lining": [12, 40, 30],
+                            "n_speeding": [13, 30, 10], "n_duplicate": [0, 20, 0],
+                            "n_flagged": [15, 60, 95]})
+    # Everyone analysed (flagged respondents not excluded): the cells show the respondents.
+    out = suppress_flag_counts(quality, np.array([300.0, 120.0, 100.0]), False, 10)
+    shown = out[["n_respondents", "n_straight_lining", "n_speeding", "n_duplicate",
+                 "n_flagged"]].astype("float64").fillna(-1).to_numpy().tolist()
+    # A: duplicates 0 (below k); flagged 15 - speeding 13 = 2 and - straight-lining 12 = 3,
+    # so flagged goes (speeding and straight-lining are kept: no difference is small).
+    # B: nothing small anywhere. C: 100 - 95 flagged = 5 unflagged, so flagged goes; then
+    # 100 - speeding 10 = 90 is fine.
+    assert shown == [[300, 12, 13, -1, -1], [120, 40, 30, 20, 60], [100, 30, 10, -1, -1]]
+
+
+def test_flag_counts_when_flagged_respondents_are_excluded():
+    from pipeline.disclosure import suppress_flag_counts
+
+    quality = pd.DataFrame({"site_code": ["A"], "wave": [2026], "n_respondents": [105],
+                            "n_straight_lining": [20], "n_speeding": [20], "n_duplicate": [0],
+                            "n_flagged": [30]})
+    # The cells show the 75 unflagged, so flagged (105 - 75 = 30) is known anyway; no
+    # difference comes below 10 (flagged - speeding = 10), so all but the 0 are shown.
+    out = suppress_flag_counts(quality, np.array([75.0]), True, 10)
+    assert out.loc[0, ["n_respondents", "n_speeding", "n_flagged"]].tolist() == [105, 20, 30]
+    # Were 8 flagged, respondents minus the analysed 75 would tell: respondents goes too.
+    quality.loc[0, ["n_respondents", "n_flagged", "n_straight_lining", "n_speeding"]] = [
+        83, 8, 8, 0]
+    out = suppress_flag_counts(quality, np.array([75.0]), True, 10)
+    assert out.iloc[0, 2:].isna().all()
+
+
+def test_headcounts_pool_small_groups_with_the_next_smallest():
+    from pipeline.disclosure import suppress_headcounts
+
+    heads = pd.DataFrame({
+        "site_code": ["A"] * 4 + ["B"] * 3 + ["C"] * 2 + ["D"] * 2,
+        "staff_group": ["gp", "sas", "resident", "consultant", "gp", "sas", "resident",
+                        "gp", "sas", "gp", "sas"],
+        "headcount": [5, 11, 40, 12, 4, 6, 30, 3, 4, 0, 25]})
+    out = suppress_headcounts(heads, 10)
+    assert sorted(out.itertuples(index=False, name=None)) == [
+        ("A", "consultant", 12), ("A", "pooled", 16), ("A", "resident", 40),  # 5 + 11
+        ("B", "pooled", 10), ("B", "resident", 30),                            # 4 + 6
+        ("D", "sas", 25)]     # C's 7 staff in all are below k; D's 0 adds nothing
+    assert out["headcount"].min() >= 10

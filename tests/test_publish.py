@@ -206,3 +206,79 @@ def test_item_answer_shares_equal_a_direct_count(published_sample, instrument):
     assert cell["n"] == len(answers)
     assert cell["pct_favourable"] == pytest.approx(100 * (keyed >= 4).mean(), abs=1e-12)
     assert cell["pct_unfavourable"] == pytest.approx(100 * (keyed <= 2).mean(), abs=1e-12)
+
+
+# --- counts outside the cells (issue 18): headcounts and data-quality flags ------------------
+
+def test_headcounts_name_no_group_below_k_and_still_add_up(published_sample):
+    settings, _ = published_sample
+    with open_store(settings.db_path, read_only=True) as con:
+        true = con.execute("select site_code, staff_group, headcount from site_headcounts"
+                           ).df()
+    shown = read(settings, "select site_code, staff_group, headcount from site_headcounts")
+    # The sample has 15 groups of 2-9 staff; none is named, no row is below K.
+    small = true[(true["headcount"] > 0) & (true["headcount"] < K)]
+    assert len(small) == 15
+    assert shown["headcount"].min() >= K
+    named = set(zip(shown["site_code"], shown["staff_group"]))
+    assert not named & set(zip(small["site_code"], small["staff_group"]))
+    assert not shown.duplicated(["site_code", "staff_group"]).any()
+    # Site A: gp (5) alone is below K, so the next smallest group (gp_resident, 11) joins
+    # the pool; site C pools consultant 7, locally employed 8, gp 3 and non-medical 3.
+    pools = dict(shown.loc[shown["staff_group"] == "pooled", ["site_code", "headcount"]]
+                 .itertuples(index=False))
+    assert pools["A"] == 5 + 11 and pools["C"] == 7 + 8 + 3 + 3
+    assert ("A", "gp_resident") not in named and ("A", "resident") in named
+    # Every site's rows still add up to its staff in post: response rates stay right.
+    assert (shown.groupby("site_code")["headcount"].sum().to_dict()
+            == true.groupby("site_code")["headcount"].sum().to_dict())
+
+
+def test_response_rates_shown_use_the_true_headcount(published_sample):
+    from dashboard.data import PublishedData
+
+    settings, _ = published_sample
+    with open_store(settings.db_path, read_only=True) as con:
+        total = con.execute("select sum(headcount) from site_headcounts where site_code = 'C'"
+                            ).fetchone()[0]
+    shown = PublishedData(settings.published_path).responses("C", 2026)
+    assert shown["headcount"] == total
+    assert shown["rate"] == pytest.approx(100 * shown["n"] / total)
+
+
+#: Which count is a subset of which: the attacker's differences in data_quality.
+CONTAINS = {"n_respondents": ["n_flagged", "n_straight_lining", "n_speeding", "n_duplicate"],
+            "n_flagged": ["n_straight_lining", "n_speeding", "n_duplicate"]}
+
+
+def test_no_difference_of_shown_flag_counts_reveals_a_small_group(published_sample):
+    settings, _ = published_sample
+    quality = read(settings, """
+        select q.*, c.n as analysed from data_quality q join cells c
+          on c.level = 'site' and c.unit = q.site_code and c.wave = q.wave
+         and c.breakdown = 'all' and c.measure_kind = 'responses'""")
+    assert len(quality) > 10
+    with open_store(settings.db_path, read_only=True) as con:
+        true = {(s, w): counts for s, w, *counts in con.execute(
+            "select site_code, wave, count(*), count(*) filter (where straight_lining), "
+            "count(*) filter (where speeding), count(*) filter (where duplicate), "
+            "count(*) filter (where flagged) from response_flags group by all").fetchall()}
+    # Site A 2026 had 15 flagged and 13 speeding shown: 2 flagged for something else.
+    assert (true[("A", 2026)][4], true[("A", 2026)][2]) == (15, 13)
+    columns = ["n_respondents", "n_straight_lining", "n_speeding", "n_duplicate", "n_flagged"]
+    differences = 0
+    for row in quality.itertuples(index=False):
+        row = row._asdict()
+        for column, value in zip(columns, true[(row["site_code"], row["wave"])]):
+            assert pd.isna(row[column]) or (row[column] == value and value >= K)
+        # The analysed count (cells) includes everyone: it is the respondents.
+        known = {c: row[c] for c in columns if not pd.isna(row[c])} | {
+            "n_respondents": row["analysed"]}
+        for whole, parts in CONTAINS.items():
+            for part in parts:
+                if whole in known and part in known:
+                    differences += 1
+                    assert not 0 < known[whole] - known[part] < K, (row, whole, part)
+    assert differences > 0
+    a_2026 = quality[(quality["site_code"] == "A") & (quality["wave"] == 2026)].iloc[0]
+    assert pd.isna(a_2026["n_flagged"]) or pd.isna(a_2026["n_speeding"])
