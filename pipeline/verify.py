@@ -181,6 +181,12 @@ def check_headcounts(con: duckdb.DuckDBPyConnection, k: int, report: Verificatio
                                f"listed {rows} times")
 
 
+@lru_cache(maxsize=1)
+def _ways_of_counting() -> np.ndarray:
+    """Every vector of 0-3 per kind of respondent but all zeros (4^8 - 1 rows)."""
+    return np.array(list(itertools.product(range(4), repeat=8)), dtype=float)[1:]
+
+
 @lru_cache(maxsize=None)
 def determined_flag_combinations(columns: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     """(kinds, weights): every way of counting the eight kinds of respondent (each 0-3
@@ -189,10 +195,12 @@ def determined_flag_combinations(columns: tuple[str, ...]) -> tuple[np.ndarray, 
     if not columns:
         return np.zeros((0, 8)), np.zeros((0, 0))
     shown = np.array([FLAG_COUNTS[c] for c in columns])
-    every = np.array(list(itertools.product(range(4), repeat=8)), dtype=float)[1:]
-    weights = every @ np.linalg.pinv(shown)
-    fixed = np.abs(weights @ shown - every).max(axis=1) < 1e-9
-    return every[fixed], weights[fixed]
+    every = _ways_of_counting()
+    # Fixed exactly when orthogonal to the null space of the shown counts' kinds.
+    _, singular, vt = np.linalg.svd(shown)
+    null = vt[int((singular > 1e-9).sum()):].T
+    fixed = every[np.abs(every @ null).max(axis=1, initial=0.0) < 1e-9]
+    return fixed, fixed @ np.linalg.pinv(shown)
 
 
 def flag_count_leaks(columns: tuple[str, ...], counts: np.ndarray, k: int) -> np.ndarray:

@@ -62,7 +62,8 @@ def layout(view: View) -> html.Div:
                                       "n_straight_lining": "Straight-lining",
                                       "n_speeding": "Implausibly fast",
                                       "n_duplicate": "Duplicates", "n_flagged": "Any flag"},
-                            f"Respondents flagged (counts below {k} are not shown)",
+                            f"Respondents flagged (a count is not shown when it, or its "
+                            f"difference from another count, is below {k})",
                             {c: 0 for c in ("n_respondents", "n_straight_lining",
                                             "n_speeding", "n_duplicate", "n_flagged")})]
     icc = data.icc(view.wave)
