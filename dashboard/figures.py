@@ -190,11 +190,16 @@ def funnel_figure(points: pd.DataFrame, params: dict, measure: str,
                   axis: str = SCALE_AXIS) -> Figure:
     """Site means against respondents with 95% and 99.8% limits around the benchmark.
 
-    points: label, n, mean, highlight (bool), flag. Limits: target +/- z *
-    sqrt(sigma^2 / n + tau^2) (Spiegelhalter 2005, additive overdispersion).
+    points: label, n, mean, highlight (bool), flag; optionally x (where to draw the
+    point, e.g. an anonymous peer's banded count) and n_shown (the count hover text
+    gives). Limits: target +/- z * sqrt(sigma^2 / n + tau^2) (Spiegelhalter 2005,
+    additive overdispersion).
     """
-    n_max = max(float(points["n"].max()) * 1.1, 20.0) if len(points) else 100.0
-    grid = np.linspace(max(2.0, float(points["n"].min()) * 0.8) if len(points) else 2.0,
+    points = points.assign(x=points["x"] if "x" in points else points["n"].astype(float),
+                           n_shown=points["n_shown"] if "n_shown" in points
+                           else points["n"].astype(str))
+    n_max = max(float(points["x"].max()) * 1.1, 20.0) if len(points) else 100.0
+    grid = np.linspace(max(2.0, float(points["x"].min()) * 0.8) if len(points) else 2.0,
                        n_max, 120)
     spread = np.sqrt(params["sigma"] ** 2 / grid + params["tau2"])
     fig = Figure()
@@ -208,14 +213,15 @@ def funnel_figure(points: pd.DataFrame, params: dict, measure: str,
     fig.add_line("y", params["target"], BLACK, label="all-sites mean")
     others = points[~points["highlight"]]
     mine = points[points["highlight"]]
-    fig.add_trace(dict(type="scatter", x=others["n"], y=others["mean"], mode="markers", name="other sites",
+    fig.add_trace(dict(type="scatter", x=others["x"], y=others["mean"], mode="markers", name="other sites",
                              marker={"color": SKY, "size": 8, "line": {"color": BLUE,
                                                                        "width": 1}},
-                             text=others["label"], customdata=others["flag"],
-                             hovertemplate="%{text}<br>n = %{x}<br>mean %{y:.2f}<br>"
-                                           "%{customdata}<extra></extra>"))
+                             text=others["label"],
+                             customdata=np.stack([others["flag"], others["n_shown"]], axis=-1),
+                             hovertemplate="%{text}<br>n = %{customdata[1]}<br>mean %{y:.2f}"
+                                           "<br>%{customdata[0]}<extra></extra>"))
     if len(mine):
-        fig.add_trace(dict(type="scatter", x=mine["n"], y=mine["mean"], mode="markers+text",
+        fig.add_trace(dict(type="scatter", x=mine["x"], y=mine["mean"], mode="markers+text",
                                  name=mine["label"].iloc[0], text=mine["label"],
                                  textposition="top center",
                                  marker={"color": ORANGE, "size": 14, "symbol": "diamond",

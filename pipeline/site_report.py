@@ -6,7 +6,10 @@ with the guide's actions, the site's benchmark position (funnel plots and the pe
 group's best / median / worst), trends, equity between staff groups, response rate
 and reliability, and a methods note. Figures are inline SVG and the CSS is inline, so
 the page opens offline and prints the same anywhere. Hidden cells are reported as
-"fewer than k responses", never as a number, a blank or a zero.
+"fewer than k responses", never as a number, a blank or a zero. Other sites are
+unlabelled points drawn at a band of their respondent count shared with two or more
+others (`pipeline.peer_bands`), never at their exact count, which would follow them
+from panel to panel and from report to report.
 
 The PDF is printed by headless Chromium from the written HTML, with every host name
 resolving to nothing, so a report cannot reach the network even by accident.
@@ -29,6 +32,7 @@ import pandas as pd
 
 from pipeline.benchmark import FDR, NO_TARGET
 from pipeline.export import CODED_COLUMNS
+from pipeline.peer_bands import band_of, count_bands, plotted_count
 from pipeline.published import open_published, published_meta
 from pipeline.report_figures import funnel_charts, principle_chart, trend_chart
 from survey.errors import CultureError
@@ -77,6 +81,25 @@ class SiteData:
     agreement: pd.DataFrame
 
 
+def anonymous_funnel(funnel: pd.DataFrame, params: pd.DataFrame, code: str,
+                     k: int) -> pd.DataFrame:
+    """Funnel points as the report may draw them: the site's own as published; every
+    other site as 'other' at a band of its n (bands of three or more sites per measure),
+    kept in the same region of the limits, and without the columns (limits, z, p) from
+    which its exact n could be worked back."""
+    own = funnel["site_code"] == code
+    others = funnel.loc[~own, ["measure", "n", "mean", "band", "flag"]].astype({"n": float})
+    for measure, block in others.groupby("measure"):
+        matched = params[params["measure"] == measure]
+        bands = count_bands(list(block["n"]))
+        others.loc[block.index, "n"] = [
+            plotted_count(n, mean, band_of(n, bands), matched.iloc[0].to_dict(), k)
+            if len(matched) else band_of(n, bands).middle(k)
+            for n, mean in zip(block["n"], block["mean"])]
+    others["site_code"] = "other"
+    return pd.concat([funnel.loc[own], others], ignore_index=True)
+
+
 def _query(con, sql: str, *params) -> pd.DataFrame:
     return con.execute(sql, list(params)).df()
 
@@ -110,6 +133,8 @@ def load_site_data(con, site_code: str, wave: int) -> SiteData:
                            "('principle', 'scale')")
     funnel = _query(con, "select * from funnel where wave = ? and measure_kind = 'principle' "
                          "order by measure, site_code", wave)
+    params = _query(con, "select * from funnel_params where wave = ? and "
+                         "measure_kind = 'principle'", wave)
     return SiteData(
         code=code, name=str(site["name"]), site_type=str(site["site_type"]),
         region=str(site["region"] or ""), wave=wave, k=k, meta=meta,
@@ -122,11 +147,8 @@ def load_site_data(con, site_code: str, wave: int) -> SiteData:
         benchmarks=_query(con, "select * from benchmarks where site_code = ? and wave = ? and "
                                "measure_kind in ('principle', 'scale') order by measure_kind, "
                                "measure", code, wave),
-        # Other sites enter only as anonymous points: their codes never reach the page.
-        funnel=funnel.assign(site_code=funnel["site_code"].where(funnel["site_code"] == code,
-                                                                 "other")),
-        funnel_params=_query(con, "select * from funnel_params where wave = ? and "
-                                  "measure_kind = 'principle'", wave),
+        funnel=anonymous_funnel(funnel, params, code, k),
+        funnel_params=params,
         history=_query(con, "select wave, measure, n, mean, ci_low, ci_high from cells where "
                             "level = 'site' and unit = ? and breakdown = 'all' and "
                             "measure_kind = 'principle' and not suppressed and wave <= ? "

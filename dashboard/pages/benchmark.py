@@ -1,5 +1,11 @@
 """Benchmark: funnel plot and caterpillar plot of one measure across sites, with the
-viewer's site highlighted, and best / average / worst of the site's peer group."""
+viewer's site highlighted, and best / average / worst of the site's peer group.
+
+Anonymous peers ("Peer N", renumbered in every view) show their respondent count as a
+band shared by at least three peers, in tables, hover text and the funnel's x position
+alike (`pipeline.peer_bands`): an exact count, the same in every view of a wave, would
+let a director follow a peer from view to view. Verdicts come from the exact counts.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from dash import Input, Output, State, dcc, html
 from dashboard.components import chart, notice, table
 from dashboard.figures import PRINCIPLE_AXIS, SCALE_AXIS, caterpillar_figure, funnel_figure
 from dashboard.view import View
+from pipeline.peer_bands import band_of, count_bands, plotted_count
 
 TITLE = "Benchmark"
 NEEDS_SITE = "unless researcher"
@@ -51,8 +58,15 @@ def benchmark_body(view: View, value: str) -> list:
         return [notice(f"No funnel for {names[measure]} in {view.wave}: too few sites have "
                        f"{view.k} or more responses.")]
     labels = view.labels(list(points["site_code"]))
-    points = points.assign(label=points["site_code"].map(labels),
-                           highlight=points["site_code"] == view.site)
+    stable = points["site_code"].map(labels.stable).astype(bool)
+    bands = count_bands(list(points.loc[~stable, "n"]))
+    points = points.assign(
+        label=points["site_code"].map(labels), highlight=points["site_code"] == view.site,
+        n_shown=[f"{int(r.n)}" if keep else band_of(r.n, bands).label(view.k)
+                 for r, keep in zip(points.itertuples(), stable)],
+        x=[float(r.n) if keep else plotted_count(r.n, r.mean, band_of(r.n, bands), params,
+                                                   view.k)
+           for r, keep in zip(points.itertuples(), stable)])
     mine = points[points["highlight"]]
     flagged = points[points["flag"] != "within"]
     # Overdispersion is estimated from three or more sites; with two there is none (phi
@@ -63,20 +77,26 @@ def benchmark_body(view: View, value: str) -> list:
         f"{view.site_label}: mean {mine['mean'].iloc[0]:.2f} from {int(mine['n'].iloc[0])} "
         f"respondents, {mine['band'].iloc[0]} limits, {mine['flag'].iloc[0]} {allowing}. "
         if len(mine) else "")
-        + f"{len(flagged)} site(s) flagged at a 5% false discovery rate.")
+        + f"{len(flagged)} site(s) flagged at a 5% false discovery rate."
+        + (" Peers' respondent counts are shown in bands of three or more peers, and their "
+           "points drawn within their band." if (~stable).any() else ""))
     parts = [chart("benchmark-funnel", funnel_figure(points, params, names[measure], axis),
                    table(points.sort_values("label"),
-                         {"label": "Site", "n": "Respondents", "mean": "Mean", "band": "Band",
-                          "flag": "Flag (5% FDR)"}, "Funnel plot points", {"n": 0}),
+                         {"label": "Site", "n_shown": "Respondents", "mean": "Mean",
+                          "band": "Band", "flag": "Flag (5% FDR)"}, "Funnel plot points"),
                    summary)]
     shrunk = view.data.shrunken(view.wave, kind, measure)
-    shrunk = shrunk.assign(label=shrunk["site_code"].map(labels),
-                           highlight=shrunk["site_code"] == view.site)
+    shrunk_stable = shrunk["site_code"].map(labels.stable).astype(bool)
+    shrunk = shrunk.assign(
+        label=shrunk["site_code"].map(labels), highlight=shrunk["site_code"] == view.site,
+        n_shown=[f"{int(n)}" if keep else band_of(n, bands).label(view.k)
+                 for n, keep in zip(shrunk["n"], shrunk_stable)])
     parts.append(chart("benchmark-caterpillar", caterpillar_figure(shrunk, names[measure], axis),
-                       table(shrunk, {"label": "Site", "n": "Respondents", "mean": "Raw mean",
-                                      "eb_mean": "Shrunken mean", "eb_low": "95% low",
-                                      "eb_high": "95% high", "rank": "Rank (1 = highest)"},
-                             "Shrunken site means", {"n": 0, "rank": 0}),
+                       table(shrunk, {"label": "Site", "n_shown": "Respondents",
+                                      "mean": "Raw mean", "eb_mean": "Shrunken mean",
+                                      "eb_low": "95% low", "eb_high": "95% high",
+                                      "rank": "Rank (1 = highest)"},
+                             "Shrunken site means", {"rank": 0}),
                        "Small sites are pulled towards the all-sites mean in proportion to "
                        "their uncertainty, so their rank is fair to them."))
     if view.site:
