@@ -18,7 +18,17 @@ Pseudonymisation replaces each site code by ``S`` + 8 characters of base32 of
 HMAC-SHA256(key, site code): the same key gives the same codes in every export (so
 waves exported apart can be joined), another key gives codes that cannot be linked to
 them, and without the key the codes cannot be reversed by trying the known site codes.
-Site names are then left out; site type and region stay.
+The deployment's own key (`deployment_pseudonym_key`: CULTURE_PSEUDONYMISE_KEY, else a
+random key file beside the store made once) serves researchers' dashboard pages and
+downloads, so both name a site by the same pseudonym and no researcher picks the key.
+
+Site names are then left out, and site type and region, which can single a site out
+as surely as its name (the only independent organisation), are coarsened until every
+combination shown covers at least `min_sites` sites (`coarsen_quasi_identifiers`).
+Peer-group rows of a type that is not shown as itself are left out: a peer group of one
+site is that site's row with its type attached, and any peer row's n is the sum of its
+members' n, which finds the members. ``coarsening.txt`` and the data package say what
+was done.
 
 CSV cells are safe to open in a spreadsheet: any text starting with = + - @ tab or
 carriage return is prefixed with a single quote (OWASP "CSV injection"), so it is
@@ -34,6 +44,7 @@ import hmac
 import io
 import json
 import os
+import secrets
 import shutil
 import tempfile
 import zipfile
@@ -49,11 +60,18 @@ import pyreadstat
 from pipeline.published import min_group_size, open_published, published_meta
 from pipeline.store import SITE_TYPES, insert_rows, read_sql
 from survey.errors import CultureError
+from survey.settings import ABSOLUTE_MIN_SITES_PER_COMBINATION
 
 FORMATS = ("csv", "parquet", "sav", "dta")
 LEVELS = ("site", "principle", "item", "group")
-#: Environment variable read by the CLI when --pseudonymise-key is not given.
+#: The deployment's pseudonymisation key; when unset, a key file beside the store is used.
 ENV_PSEUDONYM_KEY = "CULTURE_PSEUDONYMISE_KEY"
+#: The key file's name beside the store: culture.duckdb -> culture.pseudonym.key.
+KEY_FILE_SUFFIX = ".pseudonym.key"
+#: Shown in place of site types and regions with too few sites of their own.
+MERGED_TYPE = "other_types"
+MERGED_REGION = "other_regions"
+NOTES_FILE = "coarsening.txt"
 #: A short key could be found by trying keys against the few known site codes.
 MIN_KEY_LENGTH = 16
 PSEUDONYM_LENGTH = 8
@@ -146,7 +164,7 @@ COLUMN_LABELS = {
 CODED_COLUMNS = {
     "level": {"site": "Site", "peer": "Peer group (site type)", "national": "All sites"},
     "site_type": {t: t.replace("_", " ").replace("org", "organisation").capitalize()
-                  for t in SITE_TYPES},
+                  for t in SITE_TYPES} | {MERGED_TYPE: "Other types (each too few sites)"},
     "measure_kind": {"responses": "Responses", "scale": "Scale", "principle": "Principle",
                      "item": "Item"},
     "breakdown": {"staff_group": "Staff group / career stage", "contract": "Contract type",
@@ -164,6 +182,29 @@ VALUE_LABEL_BYTES = 120
 SUPPRESSED_LABELS = {0: "Shown", 1: "Suppressed (small cell or protects one)"}
 #: Codes above this are given, in sorted order, to values no list above knows.
 UNKNOWN_CODE_START = 90
+
+
+@dataclass(frozen=True)
+class Coarsening:
+    """How site type and region are shown in a pseudonymised export.
+
+    `site_type` and `region` map each site code to what is shown (None: left out);
+    `hidden_peer_groups` are the peer groups whose rows are left out.
+    """
+
+    min_sites: int
+    site_type: dict[str, str | None]
+    region: dict[str, str | None]
+    hidden_peer_groups: tuple[str, ...]
+    notes: tuple[str, ...]
+
+    def combinations(self) -> dict[tuple[str | None, str | None], int]:
+        """Sites per (site type, region) as shown."""
+        counts: dict[tuple[str | None, str | None], int] = {}
+        for code in self.site_type:
+            key = (self.site_type[code], self.region[code])
+            counts[key] = counts.get(key, 0) + 1
+        return counts
 
 
 @dataclass(frozen=True)
@@ -185,11 +226,148 @@ class ExportReport:
     datapackage: Path
     min_group_size: int
     pseudonymised: bool
+    #: What was coarsened to keep every site type x region shown to min_sites or more.
+    coarsening: Coarsening | None = None
 
     @property
     def paths(self) -> list[Path]:
         """Every file written, the data package last."""
-        return [f.path for f in self.files] + [self.datapackage]
+        notes = [self.out_dir / NOTES_FILE] if self.coarsening is not None else []
+        return [f.path for f in self.files] + notes + [self.datapackage]
+
+
+def _merge_small(values: dict[str, str], min_sites: int, merged: str) -> dict[str, str] | None:
+    """Categories with fewer than `min_sites` sites shown together as `merged` (with the
+    next smallest too while the merged category is still too small); None when that
+    would merge everything, so the column says nothing and is better left out."""
+    counts: dict[str, int] = {}
+    for value in values.values():
+        counts[value] = counts.get(value, 0) + 1
+    small = {v for v, c in counts.items() if c < min_sites}
+    while 0 < sum(counts[v] for v in small) < min_sites and len(small) < len(counts):
+        small.add(min(set(counts) - small, key=lambda v: (counts[v], v)))
+    if len(small) == len(counts) and len(counts) > 1 or \
+            0 < sum(counts[v] for v in small) < min_sites:
+        return None
+    return {code: merged if v in small else v for code, v in values.items()}
+
+
+def coarsen_quasi_identifiers(sites: dict[str, tuple[str, str | None]],
+                              peer_groups: Sequence[str], min_sites: int) -> Coarsening:
+    """The most detailed showing of site type and region in which every combination
+    shown covers at least `min_sites` sites.
+
+    Tried in order, the first that holds is used: both as they are; both with their
+    small categories merged; type (merged) without region; region (merged) without
+    type; neither. A category is small when it has fewer than `min_sites` sites. Only
+    peer groups whose type is shown as itself keep their rows.
+    """
+    types = {code: t for code, (t, _) in sites.items()}
+    regions = {code: r or "" for code, (_, r) in sites.items()}
+    nothing: dict[str, str | None] = {code: None for code in sites}
+    candidates = [(types, regions),
+                  (_merge_small(types, min_sites, MERGED_TYPE),
+                   _merge_small(regions, min_sites, MERGED_REGION)),
+                  (_merge_small(types, min_sites, MERGED_TYPE), nothing),
+                  (nothing, _merge_small(regions, min_sites, MERGED_REGION))]
+    shown_types, shown_regions = nothing, nothing   # fewer than min_sites sites in all
+    for candidate_types, candidate_regions in candidates:
+        if candidate_types is None or candidate_regions is None:
+            continue
+        counts: dict[tuple, int] = {}
+        for code in sites:
+            key = (candidate_types[code], candidate_regions[code])
+            counts[key] = counts.get(key, 0) + 1
+        if min(counts.values(), default=min_sites) >= min_sites:
+            shown_types, shown_regions = candidate_types, candidate_regions
+            break
+    shown_regions = {c: r or None for c, r in shown_regions.items()}
+    shown_as_itself = {types[c] for c in sites if shown_types[c] == types[c]}
+    hidden = tuple(sorted(set(peer_groups) - shown_as_itself))
+    notes = _coarsening_notes(types, regions, shown_types, shown_regions, hidden, min_sites)
+    return Coarsening(min_sites, dict(shown_types), shown_regions, hidden, notes)
+
+
+def _coarsening_notes(types: dict[str, str], regions: dict[str, str],
+                      shown_types: dict[str, str | None], shown_regions: dict[str, str | None],
+                      hidden: tuple[str, ...], min_sites: int) -> tuple[str, ...]:
+    """One sentence per column and one for peer groups, saying what was done and why."""
+    notes = []
+    for column, original, shown, merged in (("site_type", types, shown_types, MERGED_TYPE),
+                                            ("region", regions, shown_regions, MERGED_REGION)):
+        if shown and all(v is None for v in shown.values()):
+            notes.append(f"{column}: left out (shown, even with its small categories merged, "
+                         f"some combination would cover fewer than {min_sites} sites)")
+            continue
+        merged_values = sorted({original[c] for c in shown if shown[c] == merged})
+        if merged_values:
+            notes.append(f"{column}: {', '.join(merged_values)} shown together as {merged}, "
+                         f"so that no {column} shown has fewer than {min_sites} sites")
+        else:
+            notes.append(f"{column}: shown as it is")
+    if hidden:
+        notes.append(f"peer-group rows left out for {', '.join(hidden)} (the type is not "
+                     f"shown as itself: a small peer group's row is its sites' rows with the "
+                     f"type attached, and its n, the sum of its sites' n, finds them)")
+    return tuple(notes)
+
+
+def pseudonym_key_path(published_path: Path) -> Path:
+    """Where the deployment's key file lives: beside the store (culture.pseudonym.key)."""
+    published_path = Path(published_path)
+    stem = published_path.name.removesuffix(".duckdb").removesuffix(".published")
+    return published_path.with_name(stem + KEY_FILE_SUFFIX)
+
+
+def deployment_pseudonym_key(published_path: Path, environ: dict[str, str] | None = None) -> str:
+    """The deployment's pseudonymisation key: CULTURE_PSEUDONYMISE_KEY if set, else the
+    key file beside the store, made (random, mode 0600) by the first caller that needs it.
+
+    Researchers' pages and downloads use this key and no other, so a researcher can
+    neither choose a key nor get two pseudonyms for one site.
+    """
+    env = os.environ if environ is None else environ
+    if env.get(ENV_PSEUDONYM_KEY):
+        key = env[ENV_PSEUDONYM_KEY]
+        _check_key(key)
+        return key
+    path = pseudonym_key_path(published_path)
+    if not path.exists():
+        _create_key_file(path)
+    try:
+        key = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ExportError(f"{path}: cannot read the pseudonymisation key ({exc.strerror}); "
+                          f"give the serving account read access, or set "
+                          f"{ENV_PSEUDONYM_KEY}") from None
+    if len(key) < MIN_KEY_LENGTH:
+        raise ExportError(f"{path}: the pseudonymisation key has {len(key)} characters; it "
+                          f"must have at least {MIN_KEY_LENGTH}. Restore it from a backup "
+                          f"(a new key gives every site new pseudonyms)")
+    return key
+
+
+def _create_key_file(path: Path) -> None:
+    """Write a random key to `path` once: written aside, then linked into place, so two
+    processes starting together agree on one key and nobody reads half a key."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise ExportError(f"{path.parent}: cannot create the pseudonymisation key file "
+                          f"({exc.strerror}); make the folder writable or set "
+                          f"{ENV_PSEUDONYM_KEY}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(secrets.token_urlsafe(32) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process made it first: theirs is the key
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def pseudonymise(site_code: str, key: str) -> str:
@@ -216,20 +394,34 @@ def _check_key(key: str | None) -> None:
             f"and keep it: the same key gives the same pseudonyms next year")
 
 
-def _prepare(con: duckdb.DuckDBPyConnection, key: str | None) -> None:
-    """Session objects the level queries use: pseudonyms, the CSV guard, export_cells."""
-    codes = [row[0] for row in con.execute("select site_code from sites").fetchall()]
-    pairs = [(code, pseudonymise(code, key)) for code in codes] if key else []
-    if len({p for _, p in pairs}) < len(pairs):
+def _prepare(con: duckdb.DuckDBPyConnection, key: str | None,
+             min_sites: int) -> Coarsening | None:
+    """Session objects the level queries use: pseudonyms with the site type and region
+    to show, peer groups to leave out, the CSV guard, export_cells."""
+    sites = {code: (site_type, region) for code, site_type, region in con.execute(
+        "select site_code, site_type, region from sites").fetchall()}
+    coarsening = None
+    rows, hidden = [], []
+    if key:
+        peer_groups = [r[0] for r in con.execute(
+            "select distinct unit from cells where level = 'peer'").fetchall()]
+        coarsening = coarsen_quasi_identifiers(sites, peer_groups, min_sites)
+        rows = [(code, pseudonymise(code, key), coarsening.site_type[code],
+                 coarsening.region[code]) for code in sites]
+        hidden = [(group,) for group in coarsening.hidden_peer_groups]
+    if len({r[1] for r in rows}) < len(rows):
         raise ExportError("two sites share a pseudonym under this key; choose another key")
     con.execute("create or replace temp table site_pseudonyms "
-                "(site_code varchar, pseudonym varchar)")
-    insert_rows(con, "site_pseudonyms", ["site_code", "pseudonym"], pairs)
+                "(site_code varchar, pseudonym varchar, site_type varchar, region varchar)")
+    insert_rows(con, "site_pseudonyms", ["site_code", "pseudonym", "site_type", "region"], rows)
+    con.execute("create or replace temp table hidden_peer_groups (peer_group varchar)")
+    insert_rows(con, "hidden_peer_groups", ["peer_group"], hidden)
     quote = "'" * 4
     starts = ", ".join("chr(%d)" % ord(c) for c in FORMULA_STARTS)
     con.execute(f"create or replace temp macro csv_safe(x) as case when left(x, 1) in "
                 f"({starts}) then {quote} || x else x end")
     con.execute("create or replace temp view export_cells as " + read_sql("export_cells.sql"))
+    return coarsening
 
 
 def _level_query(level: str, pseudonymised: bool) -> str:
@@ -250,23 +442,29 @@ def _csv_query(types: dict[str, str]) -> str:
 def export_aggregates(published_path: Path, out_dir: Path,
                       fmt: str | Sequence[str] = "csv",
                       level: str | Sequence[str] | None = None,
-                      pseudonym_key: str | None = None) -> ExportReport:
+                      pseudonym_key: str | None = None,
+                      min_sites: int = 3) -> ExportReport:
     """Write the published aggregates of `level` (default all) in `fmt` and a data package.
 
     Files are named ``culture_<level>.<format>`` in `out_dir`, with
-    ``datapackage.json`` beside them. Everything is written in a hidden folder inside
+    ``datapackage.json`` beside them (and ``coarsening.txt`` when pseudonymised: what
+    was done to site type, region and peer groups so that each combination shown covers
+    `min_sites` sites or more). Everything is written in a hidden folder inside
     `out_dir` first and moved into place only when complete, the data package last,
     so a reader never finds a half-written file.
     """
     formats = _chosen(fmt, FORMATS, "format")
     levels = _chosen(level, LEVELS, "level")
     _check_key(pseudonym_key)
+    if min_sites < ABSOLUTE_MIN_SITES_PER_COMBINATION:
+        raise ExportError(f"min_sites {min_sites} is below the floor of "
+                          f"{ABSOLUTE_MIN_SITES_PER_COMBINATION}; use 3 (the default) or more")
     out_dir = Path(out_dir)
     pseudonymised = pseudonym_key is not None
     with closing(open_published(Path(published_path))) as con:
         k = min_group_size(con)
         meta = published_meta(con)
-        _prepare(con, pseudonym_key)
+        coarsening = _prepare(con, pseudonym_key, min_sites)
         out_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
         try:
@@ -297,25 +495,32 @@ def export_aggregates(published_path: Path, out_dir: Path,
                         frame = relation.pl() if frame is None else frame
                         _write_labelled(frame, path, fmt_name, name, k, observed)
                     written.append(ExportedFile(name, fmt_name, out_dir / path.name, rows))
-                    resources.append(_resource(name, fmt_name, path, types, observed))
+                    resources.append(_resource(name, fmt_name, path, types, observed,
+                                               coarsening))
                 con.execute("drop table export_level")
-            package = _package(resources, meta, k, pseudonymised)
+            package = _package(resources, meta, k, coarsening)
+            if coarsening is not None:
+                (staging / NOTES_FILE).write_text(_notes_text(coarsening), encoding="utf-8")
             (staging / "datapackage.json").write_text(json.dumps(package, indent=2),
                                                       encoding="utf-8")
             for file in written:
                 os.replace(staging / file.path.name, file.path)
+            if coarsening is not None:
+                os.replace(staging / NOTES_FILE, out_dir / NOTES_FILE)
             os.replace(staging / "datapackage.json", out_dir / "datapackage.json")
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    return ExportReport(out_dir, tuple(written), out_dir / "datapackage.json", k, pseudonymised)
+    return ExportReport(out_dir, tuple(written), out_dir / "datapackage.json", k, pseudonymised,
+                        coarsening)
 
 
 def export_zip(published_path: Path, fmt: str | Sequence[str] = "csv",
                level: str | Sequence[str] | None = None,
-               pseudonym_key: str | None = None) -> bytes:
+               pseudonym_key: str | None = None, min_sites: int = 3) -> bytes:
     """The same export as `export_aggregates`, as the bytes of a zip file (for a download)."""
     with tempfile.TemporaryDirectory(prefix="culture-export-") as tmp:
-        report = export_aggregates(published_path, Path(tmp), fmt, level, pseudonym_key)
+        report = export_aggregates(published_path, Path(tmp), fmt, level, pseudonym_key,
+                                   min_sites)
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
             for path in report.paths:
@@ -373,7 +578,7 @@ _FIELD_TYPES = {"VARCHAR": "string", "INTEGER": "integer", "BIGINT": "integer",
 
 
 def _resource(level: str, fmt: str, path: Path, types: dict[str, str],
-              observed: dict[str, list]) -> dict:
+              observed: dict[str, list], coarsening: Coarsening | None = None) -> dict:
     """The data-package resource describing one written file, with its sha256."""
     fields = []
     for column, duck_type in types.items():
@@ -391,6 +596,9 @@ def _resource(level: str, fmt: str, path: Path, types: dict[str, str],
         elif column == "suppressed":
             field["description"] = "; ".join(f"{c} = {t}" for c, t in SUPPRESSED_LABELS.items())
             field["constraints"] = {"enum": [0, 1]}
+        note = _column_note(column, coarsening)
+        if note:
+            field["description"] = "; ".join(filter(None, [field.get("description"), note]))
         fields.append(field)
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -415,10 +623,31 @@ def _resource(level: str, fmt: str, path: Path, types: dict[str, str],
     return resource
 
 
-def _package(resources: list[dict], meta: dict[str, str], k: int, pseudonymised: bool) -> dict:
+def _column_note(column: str, coarsening: Coarsening | None) -> str:
+    """What a pseudonymised export did to a column, for its field description."""
+    if coarsening is None:
+        return ""
+    prefix = {"site_type": "site_type:", "region": "region:", "level": "peer-group rows",
+              "unit": "peer-group rows"}.get(column)
+    notes = [n for n in coarsening.notes if prefix and n.startswith(prefix)]
+    return "Pseudonymised export: " + "; ".join(notes) if notes else ""
+
+
+def _notes_text(coarsening: Coarsening) -> str:
+    """coarsening.txt: what was coarsened, in words a researcher reads first."""
+    lines = [f"Sites are pseudonymised. Site names are left out, and site type and region "
+             f"are shown only as far as every combination of them shown covers at least "
+             f"{coarsening.min_sites} sites:", ""]
+    lines += [f"- {note}" for note in coarsening.notes]
+    return "\n".join(lines) + "\n"
+
+
+def _package(resources: list[dict], meta: dict[str, str], k: int,
+             coarsening: Coarsening | None) -> dict:
     """The Frictionless data package descriptor for an export."""
-    sites = ("Site codes are pseudonyms (keyed HMAC-SHA256); site names are left out."
-             if pseudonymised else "Sites are named by their codes and names.")
+    sites = ("Site codes are pseudonyms (keyed HMAC-SHA256); site names are left out. "
+             + " ".join(f"{note}." for note in coarsening.notes)
+             if coarsening is not None else "Sites are named by their codes and names.")
     return {
         "name": "culture-of-support-aggregates",
         "title": "Culture of support for doctors: published survey aggregates",

@@ -564,6 +564,14 @@ def export_aggregates_command(
             "--pseudonymise-key", envvar=ENV_PSEUDONYMISE_KEY, show_envvar=True,
             help="Replace site codes by keyed pseudonyms (HMAC-SHA256) and leave site names "
                  "out; at least 16 characters; the same key gives the same pseudonyms")] = None,
+        pseudonymise: Annotated[bool, typer.Option(
+            "--pseudonymise", help="Pseudonymise with the deployment's key (the one "
+                                   "researchers' dashboard pages and downloads use; made "
+                                   "beside the store the first time)")] = False,
+        min_sites: Annotated[Optional[int], typer.Option(
+            "--min-sites", help="When pseudonymising, coarsen site type and region until "
+                                "each combination covers this many sites [default: "
+                                "CULTURE_MIN_SITES_PER_COMBINATION or 3]")] = None,
         db: DbOption = None) -> None:
     """Export the published aggregates for researchers, with a datapackage.json codebook.
 
@@ -572,19 +580,26 @@ def export_aggregates_command(
 
     Examples: culture export --out exports
               culture export --out exports --format sav --format dta --level site
-              CULTURE_PSEUDONYMISE_KEY=... culture export --out exports --format parquet
+              culture export --out exports --pseudonymise --format parquet
     """
-    from pipeline.export import export_aggregates
+    from pipeline.export import deployment_pseudonym_key, export_aggregates
 
-    settings = _settings(db)
+    settings = resolve_settings(db=db, min_sites_per_combination=min_sites)
+    if pseudonymise and not pseudonymise_key:
+        pseudonymise_key = deployment_pseudonym_key(settings.published_path)
     report = export_aggregates(settings.published_path, out_dir, fmt or "csv", level,
-                               pseudonymise_key)
+                               pseudonymise_key, settings.min_sites_per_combination)
     for file in report.files:
         out.print(f"wrote {file.path} ({file.rows:,} rows)")
     out.print(f"wrote {report.datapackage} (describes every file and field)")
     out.print(f"cells with fewer than {report.min_group_size} respondents are blank with "
               f"suppressed = 1" + ("; sites are pseudonymised, names left out"
                                    if report.pseudonymised else ""))
+    if report.coarsening is not None:
+        out.print(f"so that each site type x region shown covers {report.coarsening.min_sites} or more "
+                  f"sites (see coarsening.txt):", highlight=False)
+        for note in report.coarsening.notes:
+            out.print(f"  {note}", highlight=False)
 
 
 @app.command("report")

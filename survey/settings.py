@@ -22,12 +22,15 @@ ENV_INSTRUMENT = "CULTURE_INSTRUMENT"
 ENV_MIN_GROUP = "CULTURE_MIN_GROUP_SIZE"
 ENV_EXCLUDE_FLAGGED = "CULTURE_EXCLUDE_FLAGGED"
 ENV_TARGET = "CULTURE_TARGET"
+ENV_MIN_SITES = "CULTURE_MIN_SITES_PER_COMBINATION"
 
 #: How a principle's target is set (see pipeline.benchmark.principle_gap_table).
 TARGET_RULES = ("peer_q3", "national_q3", "peer_median", "national_median")
 
 #: The disclosure floor: no configuration may publish groups smaller than this.
 ABSOLUTE_MIN_GROUP_SIZE = 5
+#: A site type or region shown for a single site names it; two is the least that does not.
+ABSOLUTE_MIN_SITES_PER_COMBINATION = 2
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,9 @@ class Settings:
     exclude_flagged: bool = False
     #: Principle targets: the peer group's upper quartile unless said otherwise.
     target_rule: str = "peer_q3"
+    #: Pseudonymised exports coarsen site type and region until every combination shown
+    #: covers at least this many sites.
+    min_sites_per_combination: int = 3
 
     @property
     def published_path(self) -> Path:
@@ -66,6 +72,10 @@ class Settings:
                 f"minimum group size {self.min_group_size} is below the floor of "
                 f"{ABSOLUTE_MIN_GROUP_SIZE}; use {ABSOLUTE_MIN_GROUP_SIZE} or more"
             )
+        if self.min_sites_per_combination < ABSOLUTE_MIN_SITES_PER_COMBINATION:
+            raise SettingsError(
+                f"minimum sites per combination {self.min_sites_per_combination} is below "
+                f"the floor of {ABSOLUTE_MIN_SITES_PER_COMBINATION}; use 3 (the default) or more")
 
 
 def resolve_settings(
@@ -74,6 +84,7 @@ def resolve_settings(
     min_group_size: int | None = None,
     exclude_flagged: bool | None = None,
     target_rule: str | None = None,
+    min_sites_per_combination: int | None = None,
     environ: dict[str, str] | None = None,
 ) -> Settings:
     """Settings from command-line flags, then environment variables, then defaults."""
@@ -99,6 +110,14 @@ def resolve_settings(
             raise SettingsError(f"{ENV_EXCLUDE_FLAGGED}={raw!r}: use yes or no")
         exclude_flagged = raw in ("yes", "true", "1")
     target_rule = target_rule or env.get(ENV_TARGET) or "peer_q3"
+    if min_sites_per_combination is None:
+        raw = env.get(ENV_MIN_SITES) or "3"
+        try:
+            min_sites_per_combination = int(raw)
+        except ValueError:
+            raise SettingsError(f"{ENV_MIN_SITES}={raw!r} is not a whole number; use e.g. 3"
+                                ) from None
     return Settings(db_path=db_path, instrument_path=instrument_path,
                     min_group_size=min_group_size, exclude_flagged=exclude_flagged,
-                    target_rule=target_rule)
+                    target_rule=target_rule,
+                    min_sites_per_combination=min_sites_per_combination)

@@ -1,7 +1,9 @@
 -- export_cells: every published cell in the shape a researcher receives.
 --
 -- Reads only the published layer (its connection opened read-only) and the session's
--- `site_pseudonyms` (site_code -> pseudonym; empty when the export names sites).
+-- `site_pseudonyms` (site_code -> pseudonym and the coarsened site type and region to
+-- show; empty when the export names sites) and `hidden_peer_groups` (peer groups whose
+-- rows a pseudonymised export leaves out, see pipeline.export.coarsen_quasi_identifiers).
 -- One row per unit (site, peer group, all sites) x wave x breakdown group x measure.
 -- Hidden cells keep their row with NULL statistics and suppressed = 1, so a
 -- researcher sees that a cell exists and was withheld, never its count.
@@ -45,7 +47,11 @@ gaps as (
 ),
 
 pseudonyms as (
-    select site_code, pseudonym from site_pseudonyms
+    select site_code, pseudonym, site_type, region from site_pseudonyms
+),
+
+hidden_peer_groups as (
+    select peer_group from hidden_peer_groups
 ),
 
 joined as (
@@ -60,6 +66,9 @@ joined as (
         coalesce(sr.ci_high, nr.ci_high) as alpha_ci_high,
         coalesce(sr.omega_total, nr.omega_total) as omega_total,
         p.pseudonym,
+        p.site_code is not null as pseudonymised,
+        p.site_type as shown_site_type,
+        p.region as shown_region,
         g.target, g.gap, g.gap_low, g.gap_high, g.certainty, g.priority
     from cells as c
     left join sites as s
@@ -79,6 +88,8 @@ joined as (
     left join gaps as g
         on c.level = 'site' and c.breakdown = 'all' and c.measure_kind = 'principle'
         and g.wave = c.wave and g.site_code = c.unit and g.principle = c.measure
+    -- A pseudonymised export drops the rows of peer groups too small to show.
+    where not (c.level = 'peer' and c.unit in (select peer_group from hidden_peer_groups))
 ),
 
 final as (
@@ -87,9 +98,12 @@ final as (
         level,
         coalesce(pseudonym, unit) as unit,
         site_name,
-        -- A site's type is its peer group; a peer group's rows carry their own type.
-        case when level = 'national' then null else peer_group end as site_type,
-        region,
+        -- A site's type is its peer group (coarsened when pseudonymised); a peer group's
+        -- rows carry their own type.
+        case when level = 'national' then null
+             when pseudonymised then shown_site_type
+             else peer_group end as site_type,
+        case when pseudonymised then shown_region else region end as region,
         breakdown,
         grp as group_value,
         group_label,
