@@ -5,10 +5,12 @@ a director's page for another site is refused however the request was made (a UR
 a crafted POST to Dash's callback endpoint), not merely hidden in the layout.
 
 Naming. An admin sees every site by name. A director sees their own site by name and
-every other site as "Peer 1", "Peer 2", ... A researcher sees every site as "Site 1",
-"Site 2", ... Numbers are consistent within one view (the funnel, the caterpillar and
-their tables agree) but follow a keyed shuffle of the view, not the site code or its
-rank, so numbers cannot be carried from one view to another to single a site out.
+every other site as "Peer 1", "Peer 2", ... Peer numbers are consistent within one
+view (the funnel, the caterpillar and their tables agree) but follow a keyed shuffle of
+the view, not the site code or its rank, so numbers cannot be carried from one view to
+another to single a site out (and peers' counts are banded, `pipeline.peer_bands`). A
+researcher sees every site by its pseudonym under the deployment's key, the same one
+their downloads carry (`pipeline.export.deployment_pseudonym_key`).
 """
 
 from __future__ import annotations
@@ -99,8 +101,10 @@ class SiteLabels:
     """Display names of sites within one view, following the viewer's role."""
 
     def __init__(self, viewer: Viewer, names: dict[str, str], view: str, secret: bytes,
-                 codes: list[str] | None = None) -> None:
+                 codes: list[str] | None = None,
+                 pseudonyms: dict[str, str] | None = None) -> None:
         self.viewer, self.names = viewer, names
+        self.pseudonyms = pseudonyms or {}
         codes = sorted(codes if codes is not None else names)
 
         def shuffle_key(code: str) -> bytes:
@@ -112,8 +116,15 @@ class SiteLabels:
     def named(self, code: str) -> bool:
         return self.viewer.role == "admin" or code == self.viewer.own_site
 
+    def stable(self, code: str) -> bool:
+        """Whether the site keeps its label from view to view (by name, or by pseudonym
+        for a researcher); a peer renumbered per view must carry nothing stable."""
+        return self.named(code) or (self.viewer.role == "researcher" and code in self.pseudonyms)
+
     def __call__(self, code: str) -> str:
         if self.named(code):
             return f"{self.names.get(code, code)} ({code})"
-        prefix = "Peer" if self.viewer.role == "director" else "Site"
-        return f"{prefix} {self._numbers.get(code, '?')}"
+        if self.viewer.role == "researcher":
+            # Never the code: a site missing from the pseudonyms reads as unknown.
+            return self.pseudonyms.get(code, "Site ?")
+        return f"Peer {self._numbers.get(code, '?')}"

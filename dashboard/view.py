@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import flask
 from dash import dcc, html
 
 from dashboard.access import SiteLabels, Viewer
@@ -33,9 +34,17 @@ class View:
         return dict(zip(sites["site_code"], sites["name"]))
 
     def labels(self, codes: list[str] | None = None) -> SiteLabels:
-        """Site names for this view (anonymous where the role says so)."""
+        """Site names for this view (anonymous where the role says so; a researcher's
+        pseudonyms are the ones their downloads carry)."""
         view_key = f"{self.path}|{self.wave}|{self.viewer.account.username}"
-        return SiteLabels(self.viewer, self.site_names(), view_key, self.secret, codes)
+        pseudonyms = None
+        if self.viewer.role == "researcher":
+            from pipeline.export import pseudonymise
+
+            key = deployment_key(self.data)
+            pseudonyms = {code: pseudonymise(code, key) for code in self.site_names()}
+        return SiteLabels(self.viewer, self.site_names(), view_key, self.secret, codes,
+                          pseudonyms)
 
     @property
     def site_label(self) -> str:
@@ -68,3 +77,26 @@ class View:
                          options=[{"label": str(w), "value": w} for w in waves])],
             className="control"))
         return html.Div(parts, className="controls")
+
+
+def deployment_key(data: PublishedData) -> str:
+    """The deployment's pseudonymisation key, resolved once per app: researchers' pages
+    and downloads use it and nothing a request carries."""
+    config = flask.current_app.config
+    if "CULTURE_PSEUDONYM_KEY" not in config:
+        from pipeline.export import deployment_pseudonym_key
+
+        config["CULTURE_PSEUDONYM_KEY"] = deployment_pseudonym_key(data.path)
+    return config["CULTURE_PSEUDONYM_KEY"]
+
+
+def export_min_sites() -> int:
+    """Fewest sites a site type x region may cover in a researcher's download: the app's
+    settings if it keeps them, else the environment (CULTURE_MIN_SITES_PER_COMBINATION)."""
+    config = flask.current_app.config
+    if "CULTURE_MIN_SITES" not in config:
+        from survey.settings import resolve_settings
+
+        settings = config.get("CULTURE_SETTINGS") or resolve_settings()
+        config["CULTURE_MIN_SITES"] = settings.min_sites_per_combination
+    return config["CULTURE_MIN_SITES"]
