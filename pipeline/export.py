@@ -309,6 +309,9 @@ def _coarsening_notes(types: dict[str, str], regions: dict[str, str],
         notes.append(f"peer-group rows left out for {', '.join(hidden)} (the type is not "
                      f"shown as itself: a small peer group's row is its sites' rows with the "
                      f"type attached, and its n, the sum of its sites' n, finds them)")
+        notes.append("targets: a principle target that is the site's peer group's is left "
+                     "blank, with its gap, certainty and priority, where the site's type is "
+                     "not shown as itself (sites sharing such a target share a type)")
     return tuple(notes)
 
 
@@ -628,7 +631,8 @@ def _column_note(column: str, coarsening: Coarsening | None) -> str:
     if coarsening is None:
         return ""
     prefix = {"site_type": "site_type:", "region": "region:", "level": "peer-group rows",
-              "unit": "peer-group rows"}.get(column)
+              "unit": "peer-group rows"} | dict.fromkeys(_GAP, "targets:")
+    prefix = prefix.get(column)
     notes = [n for n in coarsening.notes if prefix and n.startswith(prefix)]
     return "Pseudonymised export: " + "; ".join(notes) if notes else ""
 

@@ -338,3 +338,28 @@ def test_text_too_long_for_a_value_label_stays_text():
     kept = labelled_columns({"level": ["site"], "measure_name": ["Short", long_item],
                              "group_label": ["é" * 60]})          # 120 bytes in UTF-8
     assert set(kept) == {"level", "group_label"}
+
+
+def test_pseudonymised_export_hides_peer_targets_where_the_type_is_not_shown(
+        hostile_published, tmp_path):
+    # Four acute trusts share their peer group's target; with min_sites = 4 no type is
+    # shown, and a shared target would still group them. With 3 the type is shown and
+    # the target stays.
+    path = hostile_published.published_path
+    shown = export_aggregates(path, tmp_path / "three", "csv", "principle", KEY, min_sites=3)
+    hidden = export_aggregates(path, tmp_path / "four", "csv", "principle", KEY, min_sites=4)
+    three, four = (read_back(r.files[0].path) for r in (shown, hidden))
+    acute = {pseudonymise(code, KEY) for code in "ADFG"}
+    for frame, expect_targets in ((three, True), (four, False)):
+        rows = frame[frame["unit"].isin(acute)]
+        assert len(rows) == 4 * 3 * 6
+        assert rows["target"].notna().all() == expect_targets
+        assert rows["gap"].notna().any() == expect_targets
+        assert rows["priority"].notna().any() == expect_targets
+    assert set(four["level"]) == {"site", "national"}
+    assert four["site_type"].isna().all() and four["region"].isna().all()
+    # Targets that are all sites' (the support units, the independent organisation) stay.
+    others = four[four["level"].eq("site") & ~four["unit"].isin(acute)]
+    assert others["target"].notna().all() and len(others) == 3 * 3 * 6
+    notes = (tmp_path / "four" / "coarsening.txt").read_text()
+    assert "targets: a principle target that is the site's peer group's is left blank" in notes

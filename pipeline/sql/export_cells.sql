@@ -42,7 +42,8 @@ national_reliability as (
 ),
 
 gaps as (
-    select wave, site_code, principle, target, gap, gap_low, gap_high, certainty, priority
+    select wave, site_code, principle, target, target_basis, gap, gap_low, gap_high,
+        certainty, priority
     from principle_gaps
 ),
 
@@ -69,6 +70,11 @@ joined as (
         p.site_code is not null as pseudonymised,
         p.site_type as shown_site_type,
         p.region as shown_region,
+        -- Sites sharing a peer group's target share its type: where a pseudonymised
+        -- export does not show the type as itself, it shows no such target either (nor
+        -- the gap, certainty and priority worked from it).
+        p.site_code is not null and p.site_type is distinct from c.peer_group
+            and g.target_basis like 'peer group%' as hides_peer_target,
         g.target, g.gap, g.gap_low, g.gap_high, g.certainty, g.priority
     from cells as c
     left join sites as s
@@ -124,12 +130,12 @@ final as (
         case when suppressed then null else alpha_ci_low end as alpha_ci_low,
         case when suppressed then null else alpha_ci_high end as alpha_ci_high,
         case when suppressed then null else omega_total end as omega_total,
-        target,
-        gap,
-        gap_low,
-        gap_high,
-        certainty,
-        priority,
+        case when hides_peer_target then null else target end as target,
+        case when hides_peer_target then null else gap end as gap,
+        case when hides_peer_target then null else gap_low end as gap_low,
+        case when hides_peer_target then null else gap_high end as gap_high,
+        case when hides_peer_target then null else certainty end as certainty,
+        case when hides_peer_target then null else priority end as priority,
         cast(suppressed as integer) as suppressed
     from joined
 )
