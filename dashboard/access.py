@@ -70,14 +70,19 @@ class Viewer:
 
 
 def current_viewer() -> Viewer:
-    """The viewer of the request being served, re-checked against the accounts file so a
-    removed account loses access at its next request."""
-    username = flask.session.get("user")
+    """The viewer of the request being served, from its server-side session: a session
+    ended by sign-out, a password change or removal opens nothing (checked once per
+    request, on every request)."""
+    viewer = flask.g.get("culture_viewer")
+    if viewer is not None:
+        return viewer
+    session_id = flask.session.get("sid")
     book = flask.current_app.config["CULTURE_ACCOUNTS"]
-    account = book.get(username) if username else None
+    account = book.session_account(session_id) if isinstance(session_id, str) else None
     if account is None:
         raise NotSignedIn("sign in first")
-    return Viewer(account)
+    flask.g.culture_viewer = Viewer(account)
+    return flask.g.culture_viewer
 
 
 def authorise_site(viewer: Viewer, site: str | None, known: list[str]) -> str:

@@ -5,7 +5,8 @@ Accounts live in their own small DuckDB file beside the store
 store: the dashboard then never opens the file that holds respondents, and a pipeline
 run (which holds the store's single write lock for minutes at national scale) never
 locks people out of the dashboard. `culture users ...` writes the file; the dashboard
-only reads it.
+only reads it. Sessions are kept in a SQLite file beside it (`dashboard.sessions`), which
+both write: a password change or a removal here ends every session of that account.
 
 Passwords are hashed with scrypt (RFC 7914) from the standard library: N = 2^15,
 r = 8, p = 1 (about 32 MB and tens of milliseconds per guess), a 16-byte random salt
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import duckdb
 
+from dashboard.sessions import SessionStore, sessions_path_for
 from survey.errors import CultureError
 
 #: Roles, from most to least seeing: admin (every site named), director (own site
@@ -96,11 +98,12 @@ class AccountBook:
     """The accounts file: add, list, remove and authenticate accounts.
 
     Reads are cached until the file changes on disk, so checking a session on every
-    request costs a stat call, not a database open.
+    request costs a stat call and one SQLite lookup, not a DuckDB open.
     """
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, sessions: SessionStore | None = None) -> None:
         self.path = Path(path)
+        self.sessions = sessions or SessionStore(sessions_path_for(self.path))
         self._cache: tuple[tuple[int, int], dict[str, tuple[Account, str]]] | None = None
         self._lock = threading.Lock()
 
@@ -141,19 +144,22 @@ class AccountBook:
                          dt.date.today()])
         return Account(username, role, site_code)
 
-    def set_password(self, username: str, password: str) -> None:
-        """Replace an account's password."""
+    def set_password(self, username: str, password: str) -> int:
+        """Replace an account's password and end its sessions; how many were ended."""
         _check_password_strength(password)
         with self._connect_for_writing() as con:
             self._require(con, username)
             con.execute("update accounts set password_hash = ? where username = ?",
                         [hash_password(password), username])
+        # After the commit: a session opened in between still fails the credential check.
+        return self.sessions.end_all(username)
 
-    def remove(self, username: str) -> None:
-        """Delete an account; its sessions end at their next request."""
+    def remove(self, username: str) -> int:
+        """Delete an account and end its sessions; how many were ended."""
         with self._connect_for_writing() as con:
             self._require(con, username)
             con.execute("delete from accounts where username = ?", [username])
+        return self.sessions.end_all(username)
 
     @staticmethod
     def _require(con, username: str) -> None:
@@ -190,6 +196,28 @@ class AccountBook:
         ok = check_password(password, found[1] if found else _DUMMY_HASH)
         return found[0] if found and ok else None
 
+    def open_session(self, account: Account) -> str:
+        """A new session id for a just-authenticated account (the cookie's only content)."""
+        return self.sessions.begin(account.username, self._credential(account.username))
+
+    def session_account(self, session_id: str) -> Account | None:
+        """The account a session id opens, or None: ended, expired, account removed, or
+        its password changed since sign-in (even by a tool that left the session)."""
+        session = self.sessions.find(session_id)
+        if session is None:
+            return None
+        credential = self._credential(session.username)
+        if credential is None or not hmac.compare_digest(credential, session.credential):
+            return None
+        return self.get(session.username)
+
+    def _credential(self, username: str) -> str | None:
+        """A fingerprint of the account's password hash (not the hash itself)."""
+        found = self._rows().get(username)
+        if found is None:
+            return None
+        return hashlib.sha256(b"culture session\0" + found[1].encode()).hexdigest()
+
 
 def _check_password_strength(password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
@@ -197,33 +225,69 @@ def _check_password_strength(password: str) -> None:
 
 
 class LoginThrottle:
-    """Slows repeated failed log-ins to one account: after `free` failures in a row,
-    each further attempt must wait 2, 4, 8 ... seconds (at most `max_wait`).
+    """Slows guessing at sign-in without letting a guesser lock the real user out.
 
-    Kept in memory per server process, keyed by username only (no addresses are
-    kept). A successful log-in clears the count.
+    Two counts of failures, each allowing `free` attempts and then one attempt per 2, 4,
+    8 ... seconds, never more than `max_wait` apart:
+
+    * per account and client address (`free`): a guesser slows only themselves; the
+      real user, from another address, is not held up by them at all;
+    * per account, over every address (`account_free`, higher): a ceiling on guessing
+      from many addresses at once. A browser that has signed in to the account before
+      (it holds a signed device cookie, see `dashboard.login`) is exempt, so a
+      distributed guesser can delay the real user only on a new device, and then by
+      at most `max_wait` per attempt.
+
+    `reserve` checks and records in one step under a lock, before the slow password
+    hash: an attempt counts as a failure from the moment it is let through, so
+    concurrent guesses cannot all pass one check. `succeeded` takes a good attempt back
+    off both counts. Counts are kept in memory per server process, and forgotten after
+    `forget_after` seconds without a failure.
     """
 
-    def __init__(self, free: int = 5, max_wait: float = 300.0,
+    def __init__(self, free: int = 5, max_wait: float = 60.0, account_free: int = 50,
+                 forget_after: float = 3600.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.free, self.max_wait, self.clock = free, max_wait, clock
-        self._failures: dict[str, tuple[int, float]] = {}
+        self.free, self.max_wait, self.account_free = free, max_wait, account_free
+        self.forget_after, self.clock = forget_after, clock
+        self._failures: dict[tuple, tuple[int, float]] = {}
         self._lock = threading.Lock()
 
-    def wait_seconds(self, username: str) -> float:
-        """Seconds before `username` may try again (0 when allowed now)."""
-        with self._lock:
-            count, last = self._failures.get(username, (0, 0.0))
-        if count < self.free:
+    def _keys(self, username: str, address: str,
+              trusted_device: bool) -> list[tuple[tuple, int]]:
+        keys = [(("pair", username, address), self.free)]
+        if not trusted_device:
+            keys.append((("account", username), self.account_free))
+        return keys
+
+    def _wait(self, key: tuple, free: int, now: float) -> float:
+        count, last = self._failures.get(key, (0, 0.0))
+        if now - last > self.forget_after:
+            self._failures.pop(key, None)
             return 0.0
-        wait = min(self.max_wait, 2.0 ** (count - self.free + 1))
-        return max(0.0, last + wait - self.clock())
+        if count < free:
+            return 0.0
+        return max(0.0, last + min(self.max_wait, 2.0 ** (count - free + 1)) - now)
 
-    def failed(self, username: str) -> None:
+    def reserve(self, username: str, address: str, trusted_device: bool = False) -> float:
+        """0 if this attempt may be checked now (it then counts as a failure until
+        `succeeded`), else the seconds to wait (nothing recorded)."""
         with self._lock:
-            count, _ = self._failures.get(username, (0, 0.0))
-            self._failures[username] = (count + 1, self.clock())
+            now = self.clock()
+            keys = self._keys(username, address, trusted_device)
+            wait = max(self._wait(key, free, now) for key, free in keys)
+            if wait > 0:
+                return wait
+            if len(self._failures) > 100_000:  # bound memory under a spray of names
+                self._failures = {k: v for k, v in self._failures.items()
+                                  if now - v[1] <= self.forget_after}
+            for key, _ in keys:
+                count, _last = self._failures.get(key, (0, 0.0))
+                self._failures[key] = (count + 1, now)
+            return 0.0
 
-    def succeeded(self, username: str) -> None:
+    def succeeded(self, username: str, address: str) -> None:
+        """A right password: clear this account's counts (its own address and overall)."""
         with self._lock:
-            self._failures.pop(username, None)
+            self._failures.pop(("pair", username, address), None)
+            self._failures.pop(("account", username), None)

@@ -1,4 +1,23 @@
-"""Sign-in and sign-out routes (plain Flask: they must work before any Dash page does)."""
+"""Sign-in and sign-out routes (plain Flask: they must work before any Dash page does).
+
+A sign-in opens a server-side session (`dashboard.sessions`); the signed cookie then
+holds its random id and nothing else (before sign-in, the form's CSRF token). Sign-out ends the session on the
+server, so a copy of the cookie kept by anyone opens nothing afterwards.
+
+Guessing is slowed by `dashboard.accounts.LoginThrottle`, per account and address with
+a per-account ceiling that browsers which signed in before are exempt from; that
+exemption is a signed, HttpOnly device cookie (path /login, 90 days) naming the account.
+
+Why not the usual extensions (the developers' guide prefers them to hand-written code):
+Flask-Limiter counts requests per key; counting only failures needs its `deduct_when`,
+which records after the response, that is after the slow password hash, which is the
+check-then-record race this module must not have (concurrent guesses all passing one
+check); nor does it know device cookies. Flask-Login keeps the user id in the signed
+cookie and loads the user from it: revocation would still need the session table here,
+and the 30 lines it would replace are `current_viewer` and the two routes below.
+Flask-WTF's CSRF token is the same hidden-field-and-session check as `_form`, for one
+form. None of the three is installed; adding them would add code paths, not remove any.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +27,7 @@ from html import escape
 from urllib.parse import urlparse
 
 import flask
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 _PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -29,9 +49,30 @@ _PAGE = """<!DOCTYPE html>
 </form></main></body></html>"""
 
 
+#: A browser that signed in to an account within this many seconds is exempt from that
+#: account's ceiling on failures from every address (not from its own address's count).
+DEVICE_COOKIE_AGE = 90 * 24 * 60 * 60
+DEVICE_COOKIE = "culture_device"
+
+
 def register(server: flask.Flask) -> None:
     server.add_url_rule("/login", "login", sign_in, methods=["GET", "POST"])
     server.add_url_rule("/logout", "logout", sign_out, methods=["GET", "POST"])
+
+
+def _devices() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(flask.current_app.secret_key, salt="culture device")
+
+
+def _is_known_device(username: str) -> bool:
+    """Whether this browser holds a device cookie from signing in to `username`."""
+    value = flask.request.cookies.get(DEVICE_COOKIE)
+    if not value:
+        return False
+    try:
+        return _devices().loads(value, max_age=DEVICE_COOKIE_AGE) == username
+    except BadSignature:
+        return False
 
 
 def _form(message: str = "", username: str = "", status: int = 200):
@@ -61,22 +102,40 @@ def sign_in():
     if not expected or not hmac.compare_digest(form.get("csrf", ""), expected):
         return _form("The form had expired; please sign in again.", status=400)
     username = (form.get("username") or "").strip().lower()
+    address = flask.request.remote_addr or ""
     throttle = flask.current_app.config["CULTURE_THROTTLE"]
-    wait = throttle.wait_seconds(username)
+    # Reserved before the hash: this attempt already counts, so concurrent guesses
+    # cannot all pass the same check.
+    wait = throttle.reserve(username, address, _is_known_device(username))
     if wait > 0:
-        return _form(f"Too many failed attempts; try again in {int(wait) + 1} seconds.",
-                     username, status=429)
-    account = flask.current_app.config["CULTURE_ACCOUNTS"].authenticate(
-        username, form.get("password") or "")
+        response = _form(f"Too many failed attempts; try again in {int(wait) + 1} seconds.",
+                         username, status=429)
+        response.headers["Retry-After"] = str(int(wait) + 1)
+        return response
+    book = flask.current_app.config["CULTURE_ACCOUNTS"]
+    account = book.authenticate(username, form.get("password") or "")
     if account is None:
-        throttle.failed(username)
         return _form("Username or password is not right.", username, status=401)
-    throttle.succeeded(username)
+    throttle.succeeded(username, address)
+    _end_session()
     flask.session.clear()
-    flask.session["user"] = account.username
-    return flask.redirect(_safe_next(form.get("next")))
+    flask.session["sid"] = book.open_session(account)
+    response = flask.redirect(_safe_next(form.get("next")))
+    config = flask.current_app.config
+    response.set_cookie(DEVICE_COOKIE, _devices().dumps(account.username),
+                        max_age=DEVICE_COOKIE_AGE, path="/login", httponly=True,
+                        samesite="Strict", secure=config["SESSION_COOKIE_SECURE"])
+    return response
+
+
+def _end_session() -> None:
+    session_id = flask.session.get("sid")
+    if isinstance(session_id, str):
+        flask.current_app.config["CULTURE_ACCOUNTS"].sessions.end(session_id)
 
 
 def sign_out():
+    """End the session on the server (not only in this browser) and go to sign-in."""
+    _end_session()
     flask.session.clear()
     return flask.redirect("/login")

@@ -746,14 +746,14 @@ def users_list(db: DbOption = None) -> None:
 
 @users_app.command("remove")
 def users_remove(username: str, db: DbOption = None) -> None:
-    """Remove an account; its open sessions end at their next request.
+    """Remove an account and end its open dashboard sessions.
 
     Example: culture users remove jsmith
     """
     from dashboard.accounts import AccountBook
 
-    AccountBook(_settings(db).accounts_path).remove(username)
-    out.print(f"removed {username}")
+    ended = AccountBook(_settings(db).accounts_path).remove(username)
+    out.print(f"removed {username}; {ended} open session(s) ended")
 
 
 @users_app.command("set-password")
@@ -761,14 +761,14 @@ def users_set_password(username: str, password: Annotated[str, typer.Option(
         prompt=True, hide_input=True, confirmation_prompt=True, envvar="CULTURE_PASSWORD",
         help="At least 10 characters [env: CULTURE_PASSWORD]")] = "",
         db: DbOption = None) -> None:
-    """Set a new password for an account.
+    """Set a new password for an account and end its open dashboard sessions.
 
     Example: culture users set-password jsmith
     """
     from dashboard.accounts import AccountBook
 
-    AccountBook(_settings(db).accounts_path).set_password(username, password)
-    out.print(f"password of {username} changed")
+    ended = AccountBook(_settings(db).accounts_path).set_password(username, password)
+    out.print(f"password of {username} changed; {ended} open session(s) ended")
 
 
 @app.command()

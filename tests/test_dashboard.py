@@ -45,7 +45,8 @@ def published(published_sample):
 @contextmanager
 def signed_in(app, username: str):
     with app.server.test_request_context("/_dash-update-component", method="POST"):
-        flask.session["user"] = username
+        book = app.server.config["CULTURE_ACCOUNTS"]
+        flask.session["sid"] = book.open_session(book.get(username))
         yield
 
 
@@ -107,19 +108,18 @@ def test_accounts_hash_with_scrypt_and_check_roles(tmp_path):
 def test_throttle_doubles_the_wait_after_free_failures_and_resets_on_success():
     now = [1000.0]
     throttle = LoginThrottle(free=3, max_wait=60, clock=lambda: now[0])
-    for _ in range(3):
-        assert throttle.wait_seconds("jo") == 0
-        throttle.failed("jo")
-    assert throttle.wait_seconds("jo") == 2
+    assert [throttle.reserve("jo", "10.0.0.1") for _ in range(4)] == [0, 0, 0, 2]
     now[0] += 2
-    throttle.failed("jo")
-    assert throttle.wait_seconds("jo") == 4
+    assert throttle.reserve("jo", "10.0.0.1") == 0
+    assert throttle.reserve("jo", "10.0.0.1") == 4
     for _ in range(10):
-        throttle.failed("jo")
-    assert throttle.wait_seconds("jo") == 60
-    assert throttle.wait_seconds("someone else") == 0
-    throttle.succeeded("jo")
-    assert throttle.wait_seconds("jo") == 0
+        now[0] += 60
+        assert throttle.reserve("jo", "10.0.0.1") == 0
+    assert throttle.reserve("jo", "10.0.0.1") == 60  # bounded
+    assert throttle.reserve("jo", "10.0.0.2") == 0  # another address is not held up
+    assert throttle.reserve("someone else", "10.0.0.1") == 0
+    throttle.succeeded("jo", "10.0.0.1")
+    assert throttle.reserve("jo", "10.0.0.1") == 0
 
 
 def _login(client, username: str, password: str):
