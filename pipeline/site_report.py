@@ -96,7 +96,9 @@ def anonymous_funnel(funnel: pd.DataFrame, params: pd.DataFrame, code: str,
             plotted_count(n, mean, band_of(n, bands), matched.iloc[0].to_dict(), k)
             if len(matched) else band_of(n, bands).middle(k)
             for n, mean in zip(block["n"], block["mean"])]
-    others["site_code"] = "other"
+    # Ordered by mean, not by site code: in code order the i-th grey point would be the
+    # same site in every panel and every report.
+    others = others.assign(site_code="other").sort_values(["measure", "mean"], kind="stable")
     return pd.concat([funnel.loc[own], others], ignore_index=True)
 
 

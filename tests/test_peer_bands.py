@@ -74,5 +74,19 @@ def test_board_report_draws_other_sites_at_their_band_not_their_count(published_
         assert not set(block["n"]) & true, measure
         # Counts drawn are shared: the six others sit at two or fewer distinct x.
         assert block["n"].round(6).value_counts().min() >= 3, block["n"].tolist()
+    # Grey points come in order of their mean, not of their site code, so the i-th
+    # point is not the same site in every panel.
+    for _, block in others.groupby("measure"):
+        assert list(block["mean"]) == sorted(block["mean"])
+    codes = exact[exact["site_code"] != "A"].sort_values(["measure", "site_code"])
+    assert not all((data.funnel[data.funnel["site_code"] == "other"]["mean"].to_numpy()
+                    == published_means(settings, codes).to_numpy()))
     # Nothing the page could carry works back to an exact n (limits, z, p are dropped).
     assert others[["limit95_low", "z", "p"]].isna().all().all()
+
+
+def published_means(settings, codes):
+    with closing(open_published(settings.published_path)) as con:
+        means = con.execute("select measure, site_code, mean from funnel where wave = 2026 "
+                            "and measure_kind = 'principle'").df()
+    return codes.merge(means, on=["measure", "site_code"])["mean"]

@@ -364,7 +364,8 @@ def director_views(base: str, username: str, site: str) -> list[dict]:
                                 "hover": others["customdata"][at][1],
                                 "x": others["x"][at], "mean": others["y"][at],
                                 "band": funnel.loc[label, "Band"]}
-            views.append({"wave": wave, "measure": measure, "peers": peers})
+            views.append({"wave": wave, "measure": measure, "peers": peers,
+                          "order": [t for t in others["text"] if t.startswith("Peer")]})
     return views
 
 
@@ -380,6 +381,9 @@ def test_a_director_cannot_match_peers_across_views_by_their_counts(server):
             assert not seen["table"].isdigit(), (view["wave"], label, seen)
             assert seen["table"] == seen["caterpillar"] == seen["hover"]
             assert round(seen["x"]) not in exact or seen["x"] != round(seen["x"])
+        # The figure lists peers in the view's own (shuffled) label order, not in an
+        # order that is the same in every view (the store's, by site code).
+        assert view["order"] == sorted(view["order"]), view["order"]
         # Each count shown is shared by at least three peers of the view ...
         shown = pd.Series({label: seen["table"] for label, seen in peers.items()})
         assert shown.value_counts().min() >= 3, shown.to_dict()

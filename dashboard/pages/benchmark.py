@@ -67,6 +67,9 @@ def benchmark_body(view: View, value: str) -> list:
         x=[float(r.n) if keep else plotted_count(r.n, r.mean, band_of(r.n, bands), params,
                                                    view.k)
            for r, keep in zip(points.itertuples(), stable)])
+    # In the view's label order, not the store's (site code) order, which would line the
+    # same peer up at the same place in every view's figure.
+    points = points.sort_values("label", kind="stable").reset_index(drop=True)
     mine = points[points["highlight"]]
     flagged = points[points["flag"] != "within"]
     # Overdispersion is estimated from three or more sites; with two there is none (phi
