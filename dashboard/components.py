@@ -72,11 +72,6 @@ def notice(text: str, kind: str = "info") -> html.P:
     return html.P(text, className=f"notice notice-{kind}", role="status")
 
 
-def refused(text: str) -> html.Div:
-    return html.Div([html.H2("Not available"), html.P(text)], className="refused",
-                    role="alert")
-
-
 def key_figure(label: str, value: str, detail: str = "") -> html.Div:
     return html.Div([html.Div(label, className="kf-label"),
                      html.Div(value, className="kf-value"),

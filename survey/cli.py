@@ -774,12 +774,21 @@ def users_set_password(username: str, password: Annotated[str, typer.Option(
 @app.command()
 def serve(db: DbOption = None,
           host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
-          port: Annotated[int, typer.Option(help="Port")] = 8050) -> None:
+          port: Annotated[int, typer.Option(help="Port")] = 8050,
+          trust_proxy: Annotated[Optional[bool], typer.Option(
+              "--trust-proxy/--no-trust-proxy", help="Behind one reverse proxy: take the "
+              "client address from its X-Forwarded-For [env: CULTURE_TRUST_PROXY; "
+              "default: no]")] = None,
+          secure_cookies: Annotated[Optional[bool], typer.Option(
+              "--secure-cookies/--no-secure-cookies", help="Reached over HTTPS (a TLS "
+              "proxy): send cookies only over HTTPS [env: CULTURE_SECURE_COOKIES; "
+              "default: no]")] = None) -> None:
     """Serve the dashboard over the published results (sign-in required).
 
-    Example: culture serve --port 8050
+    Examples: culture serve --port 8050
+              culture serve --host 127.0.0.1 --trust-proxy --secure-cookies  (behind nginx)
     """
-    settings = _settings(db)
+    settings = resolve_settings(db=db, trust_proxy=trust_proxy, secure_cookies=secure_cookies)
     serve_dashboard(settings, host, port)
 
 

@@ -22,6 +22,8 @@ ENV_INSTRUMENT = "CULTURE_INSTRUMENT"
 ENV_MIN_GROUP = "CULTURE_MIN_GROUP_SIZE"
 ENV_EXCLUDE_FLAGGED = "CULTURE_EXCLUDE_FLAGGED"
 ENV_TARGET = "CULTURE_TARGET"
+ENV_TRUST_PROXY = "CULTURE_TRUST_PROXY"
+ENV_SECURE_COOKIES = "CULTURE_SECURE_COOKIES"
 ENV_MIN_SITES = "CULTURE_MIN_SITES_PER_COMBINATION"
 
 #: How a principle's target is set (see pipeline.benchmark.principle_gap_table).
@@ -44,6 +46,11 @@ class Settings:
     exclude_flagged: bool = False
     #: Principle targets: the peer group's upper quartile unless said otherwise.
     target_rule: str = "peer_q3"
+    #: The dashboard is behind one reverse proxy: take the client address (sign-in
+    #: throttling) from its X-Forwarded-For. Off, a client could name any address.
+    trust_proxy: bool = False
+    #: The dashboard is reached over HTTPS (a TLS proxy): cookies get the Secure flag.
+    secure_cookies: bool = False
     #: Pseudonymised exports coarsen site type and region until every combination shown
     #: covers at least this many sites.
     min_sites_per_combination: int = 3
@@ -84,6 +91,8 @@ def resolve_settings(
     min_group_size: int | None = None,
     exclude_flagged: bool | None = None,
     target_rule: str | None = None,
+    trust_proxy: bool | None = None,
+    secure_cookies: bool | None = None,
     min_sites_per_combination: int | None = None,
     environ: dict[str, str] | None = None,
 ) -> Settings:
@@ -110,6 +119,10 @@ def resolve_settings(
             raise SettingsError(f"{ENV_EXCLUDE_FLAGGED}={raw!r}: use yes or no")
         exclude_flagged = raw in ("yes", "true", "1")
     target_rule = target_rule or env.get(ENV_TARGET) or "peer_q3"
+    if trust_proxy is None:
+        trust_proxy = _yes_or_no(env, ENV_TRUST_PROXY)
+    if secure_cookies is None:
+        secure_cookies = _yes_or_no(env, ENV_SECURE_COOKIES)
     if min_sites_per_combination is None:
         raw = env.get(ENV_MIN_SITES) or "3"
         try:
@@ -119,5 +132,13 @@ def resolve_settings(
                                 ) from None
     return Settings(db_path=db_path, instrument_path=instrument_path,
                     min_group_size=min_group_size, exclude_flagged=exclude_flagged,
-                    target_rule=target_rule,
+                    target_rule=target_rule, trust_proxy=trust_proxy,
+                    secure_cookies=secure_cookies,
                     min_sites_per_combination=min_sites_per_combination)
+
+
+def _yes_or_no(env, name: str) -> bool:
+    raw = (env.get(name) or "no").strip().lower()
+    if raw not in ("yes", "no", "true", "false", "1", "0"):
+        raise SettingsError(f"{name}={raw!r}: use yes or no")
+    return raw in ("yes", "true", "1")

@@ -15,6 +15,7 @@ import plotly.utils
 import pytest
 from dash.exceptions import PreventUpdate
 
+from dashboard.access import AccessDenied
 from dashboard.accounts import AccountBook, AccountError, LoginThrottle, check_password
 from dashboard.app import create_app, navigate, render_page, view_from_request
 from dashboard.pages.benchmark import benchmark_body
@@ -180,12 +181,11 @@ def test_director_pages_name_only_their_own_site(app, published, path):
 @pytest.mark.parametrize("path", SITE_PAGES)
 def test_director_is_refused_other_sites_and_unknown_waves(app, published, path):
     names = site_names(published)
-    for search in ("?site=B&wave=2026", "?site=ZZ", "?site=A&wave=1999"):
-        with signed_in(app, "dir-a"):
-            page, _ = render_page(path, search)
-        text = as_text(page)
-        assert "Not available" in text
-        assert names["B"] not in text and "psysafety" not in text
+    for search, reason in (("?site=B&wave=2026", "site 'B'"), ("?site=ZZ", "site 'ZZ'"),
+                           ("?site=A&wave=1999", "wave '1999'")):
+        with signed_in(app, "dir-a"), pytest.raises(AccessDenied) as refused:
+            render_page(path, search)
+        assert reason in str(refused.value) and names["B"] not in str(refused.value)
 
 
 def test_crafted_callback_for_another_site_is_refused_with_403(app):
@@ -207,9 +207,9 @@ def test_crafted_callback_for_another_site_is_refused_with_403(app):
 def test_researcher_sees_aggregates_without_names_and_no_site_pages(app, published):
     names = site_names(published)
     with signed_in(app, "res"):
-        refused, nav = render_page("/equity", "?site=A")
-        benchmark, _ = render_page("/benchmark", "?wave=2026")
-    assert "not available to the researcher role" in as_text(refused)
+        with pytest.raises(AccessDenied, match="not available to the researcher role"):
+            render_page("/equity", "?site=A")
+        benchmark, nav = render_page("/benchmark", "?wave=2026")
     assert "Export" in as_text(nav) and "Equity" not in as_text(nav)
     text = as_text(benchmark)
     assert "Site 1" in text and not any(name in text for name in names.values())
