@@ -494,6 +494,8 @@ def run_and_summarise(settings: Settings, files: list[Path], site: str | None,
         if id(report) in imported:    # what the adapter made of the file, then its ingest
             _print_import(imported[id(report)])
         _print_ingest(report)
+    if result.inbox is not None:
+        out.print(result.inbox.summary(), highlight=False)
     html_path, _ = write_report(result.psychometrics, inst, report_dir)
     _print_reliability(result.psychometrics)
     _print_published(result.published, settings)
@@ -854,7 +856,11 @@ def serve_survey(settings: Settings, host: str, port: int, tokens: bool) -> None
                        max_request_body_size=MAX_POST_BYTES,
                        backlog=1024, channel_timeout=30, _quiet=True)
     finally:
-        inbox.close()
+        waiting = inbox.close()
+        if waiting:
+            # Written only in batches, so that no one can pair a token with its answer.
+            err.print(f"{waiting} used invitation(s) were waiting for their used mark and "
+                      "can be used once more when the survey restarts", highlight=False)
 
 
 @app.command()
@@ -867,8 +873,9 @@ def invite(site: Annotated[str, typer.Option(help="Site code")],
            db: DbOption = None) -> None:
     """Make single-use invitation links for `culture collect --tokens`.
 
-    Only a hash of each token is kept, with a used mark and nothing linking it to an
-    answer, so no one can tell which invitation produced which response.
+    Only a hash of each token is kept, with a used mark written for at least ten
+    invitations at once and nothing linking it to an answer, so no one, even watching
+    the inbox file, can tell which invitation produced which response.
 
     Example: culture invite --site A --wave 2026 --count 300 --out links-A.csv
     """

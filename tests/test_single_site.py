@@ -91,7 +91,8 @@ def test_dashboard_pages_render_and_say_there_is_no_funnel(one_site):
     book.add("admin", "admin", "a long enough password", None)
     app = create_app(one_site, secret_key=b"test secret", throttle=LoginThrottle(free=3))
     with app.server.test_request_context("/_dash-update-component", method="POST"):
-        flask.session["user"] = "admin"
+        book = app.server.config["CULTURE_ACCOUNTS"]
+        flask.session["sid"] = book.open_session(book.get("admin"))
         for path in PAGES:
             page, _ = render_page(path, "?site=A&wave=2026")
             text = json.dumps(page, cls=plotly.utils.PlotlyJSONEncoder)
@@ -134,7 +135,8 @@ def test_two_sites_get_a_funnel_without_an_overdispersion_claim(tmp_path, instru
     AccountBook(settings.accounts_path).add("admin", "admin", "a long enough password", None)
     app = create_app(settings, secret_key=b"test secret", throttle=LoginThrottle(free=3))
     with app.server.test_request_context("/_dash-update-component", method="POST"):
-        flask.session["user"] = "admin"
+        book = app.server.config["CULTURE_ACCOUNTS"]
+        flask.session["sid"] = book.open_session(book.get("admin"))
         body = benchmark_body(view_from_request("/benchmark", "?site=D&wave=2026", True),
                               "scale:psysafety")
     text = json.dumps(body, cls=plotly.utils.PlotlyJSONEncoder)
