@@ -71,7 +71,7 @@ def test_phone_respondent_fills_in_the_form_and_the_pipeline_finds_it(store_path
                               definition_yaml)
         row = con.execute("select site_code, wave, hs01, ps01, oc_needed, staff_group, "
                           "duration_seconds from responses").fetchall()
-    assert report.rows_accepted == 1
+    assert report.taken == 1 and report.ingest.rows_accepted == 1
     site, wave, hs01, ps01, oc_needed, staff_group, duration = row[0]
     assert (site, wave, hs01, ps01, oc_needed, staff_group) == ("A", 2025, 4, 4, 2,
                                                                  "foundation")
