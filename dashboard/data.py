@@ -70,7 +70,9 @@ class PublishedData:
     # -- reference tables (small; cached per published file) ---------------------------
     def meta(self) -> dict[str, str]:
         frame = self._cached("meta", "select key, value from meta")
-        return dict(zip(frame["key"], frame["value"]))
+        if "meta dict" not in self._cache:   # read on every peer of every figure
+            self._cache["meta dict"] = dict(zip(frame["key"], frame["value"]))
+        return self._cache["meta dict"]
 
     @property
     def min_group_size(self) -> int:

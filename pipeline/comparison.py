@@ -7,6 +7,7 @@ example in `tests/expected/generate_r_funnel.R`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -44,9 +45,16 @@ class Funnel:
 
     def limits(self, n: np.ndarray | float, level: float) -> tuple[np.ndarray, np.ndarray]:
         """Lower and upper control limits at sample size(s) `n` for two-sided `level`."""
-        half = stats.norm.ppf(0.5 + level / 2) * np.sqrt(self.sigma ** 2 / np.asarray(n, float)
+        half = two_sided_z(level) * np.sqrt(self.sigma ** 2 / np.asarray(n, float)
                                                           + self.tau2)
         return self.target - half, self.target + half
+
+
+@lru_cache(maxsize=None)
+def two_sided_z(level: float) -> float:
+    """The normal quantile of a two-sided `level` (1.96 at 0.95); cached, since scipy's
+    ppf costs far more than the arithmetic around it when limits are drawn point by point."""
+    return float(stats.norm.ppf(0.5 + level / 2))
 
 
 def winsorise(z: np.ndarray, fraction: float = WINSOR_FRACTION) -> np.ndarray:

@@ -21,9 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
-from pipeline.comparison import Funnel, funnel_band
+from pipeline.comparison import Funnel, funnel_band, two_sided_z
 
 #: Round numbers the bands start from (respondents); the last band is open-ended.
 LADDER = (0, 20, 50, 100, 150, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500,
@@ -117,7 +116,7 @@ def plotted_count(n: float, mean: float, band: CountBand, params: dict, k: int =
     d2 = (float(mean) - funnel.target) ** 2
     edges = []
     for level in (0.95, 0.998):
-        z = float(stats.norm.ppf(0.5 + level / 2))
+        z = two_sided_z(level)
         excess = d2 / z ** 2 - tau2
         edges.append(funnel.sigma ** 2 / excess if excess > 0 else math.inf)
     lower, upper = {"inside 95%": (0.0, edges[0]), "outside 95%": (edges[0], edges[1]),
