@@ -27,7 +27,7 @@ import pandas as pd
 import pyreadstat
 from common import ROOT, ensure_data
 
-from pipeline.export import FORMATS, FORMULA_STARTS, LEVEL_SPECS, LEVELS, export_aggregates
+from outputs.export import FORMATS, FORMULA_STARTS, LEVEL_SPECS, LEVELS, export_aggregates
 from survey.instrument import load_instrument
 from survey.settings import DEFAULT_INSTRUMENT
 
@@ -37,7 +37,7 @@ OUT = ROOT / "bench" / "data" / "export"
 
 def published_layer() -> Path:
     """The national published file, built by the pipeline benchmark's run_once if missing."""
-    path = FOLDER / "stores" / "pipeline.published.duckdb"
+    path = FOLDER / "stores" / "published.reader.duckdb"
     if path.exists():
         return path
     ensure_data(FOLDER, 1_000_000, formats=("parquet",))

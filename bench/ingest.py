@@ -18,7 +18,7 @@ from pathlib import Path
 
 from common import DEFAULT_DATA, ensure_data, load_reference
 
-from pipeline.ingest import ingest_file
+from pipeline.ingest.files import ingest_file
 from pipeline.store import open_store
 from survey.instrument import load_instrument
 from survey.settings import DEFAULT_INSTRUMENT

@@ -29,10 +29,10 @@ import numpy as np
 
 from common import DEFAULT_DATA, ensure_data, load_reference
 
-from pipeline.ingest import ingest_file
-from pipeline.moments import scale_moments
-from pipeline.psychometrics import run_psychometrics
-from pipeline.reliability import alpha_batch, omega_total_batch
+from pipeline.ingest.files import ingest_file
+from pipeline.psychometrics.moments import scale_moments
+from pipeline.psychometrics.stage import run_psychometrics
+from stats.reliability import alpha_batch, omega_total_batch
 from pipeline.store import open_store
 from survey.instrument import load_instrument
 from survey.settings import DEFAULT_INSTRUMENT, resolve_settings

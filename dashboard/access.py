@@ -8,9 +8,9 @@ Naming. An admin sees every site by name. A director sees their own site by name
 every other site as "Peer 1", "Peer 2", ... Peer numbers are consistent within one
 view (the funnel, the caterpillar and their tables agree) but follow a keyed shuffle of
 the view, not the site code or its rank, so numbers cannot be carried from one view to
-another to single a site out (and peers' counts are banded, `pipeline.peer_bands`). A
+another to single a site out (and peers' counts are banded, `outputs.peer_bands`). A
 researcher sees every site by its pseudonym under the deployment's key, the same one
-their downloads carry (`pipeline.export.deployment_pseudonym_key`).
+their downloads carry (`outputs.export.deployment_pseudonym_key`).
 """
 
 from __future__ import annotations

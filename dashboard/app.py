@@ -26,7 +26,7 @@ from __future__ import annotations
 import secrets
 from html import escape
 from pathlib import Path
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import urlencode
 
 import dash
 import flask
@@ -36,12 +36,11 @@ from werkzeug.exceptions import BadRequest
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from dashboard import login
-from dashboard.access import (AccessDenied, NotSignedIn, PAGE_ROLES, authorise_page,
-                              authorise_site, current_viewer)
+from dashboard.access import AccessDenied, NotSignedIn, PAGE_ROLES, current_viewer
 from dashboard.accounts import AccountBook, LoginThrottle
 from dashboard.data import PublishedData
 from dashboard.pages import PAGES
-from dashboard.view import View
+from dashboard.view import parse_query, view_from_request
 from survey.settings import Settings
 
 ASSETS = Path(__file__).parent / "assets"
@@ -219,32 +218,6 @@ def shell() -> html.Div:
         html.Footer("Results are aggregates of anonymous answers; groups of fewer than the "
                     "minimum size are never shown.", className="foot"),
     ])
-
-
-def parse_query(search: str | None) -> dict[str, str]:
-    return {k: v[-1] for k, v in parse_qs((search or "").lstrip("?")).items()}
-
-
-def view_from_request(path: str, search: str | None, needs_site: bool | str) -> View:
-    """The authorised view for a page request; AccessDenied if any part is not allowed."""
-    viewer = current_viewer()
-    authorise_page(viewer, path)
-    data: PublishedData = flask.current_app.config["CULTURE_DATA"]
-    query = parse_query(search)
-    waves = data.waves()
-    wave = query.get("wave")
-    if wave is None:
-        wave = waves[-1]
-    elif not wave.isdigit() or int(wave) not in waves:
-        raise AccessDenied(f"wave {wave!r} has no published results; published waves: "
-                           f"{', '.join(map(str, waves))}")
-    site = None
-    if needs_site == "unless researcher":
-        needs_site = viewer.role != "researcher"
-    if needs_site:
-        site = authorise_site(viewer, query.get("site"), list(data.sites()["site_code"]))
-    return View(viewer=viewer, data=data, path=path, site=site, wave=int(wave), query=query,
-                secret=flask.current_app.config["SECRET_KEY"])
 
 
 def page_path(viewer, pathname: str | None) -> str:

@@ -1,17 +1,19 @@
 """One authorised view: who is looking, at which site and wave, with which extra choices.
 
-Pages receive a `View` only after `dashboard.app.view_from_request` has checked the
+Pages receive a `View` only after `view_from_request` has checked the
 viewer's right to the page and the site, so a page never has to remember to.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import parse_qs
 
 import flask
 from dash import dcc, html
 
-from dashboard.access import SiteLabels, Viewer
+from dashboard.access import (AccessDenied, SiteLabels, Viewer, authorise_page, authorise_site,
+                              current_viewer)
 from dashboard.data import PublishedData
 
 
@@ -39,7 +41,7 @@ class View:
         view_key = f"{self.path}|{self.wave}|{self.viewer.account.username}"
         pseudonyms = None
         if self.viewer.role == "researcher":
-            from pipeline.export import pseudonymise
+            from outputs.export import pseudonymise
 
             key = deployment_key(self.data)
             pseudonyms = {code: pseudonymise(code, key) for code in self.site_names()}
@@ -84,7 +86,7 @@ def deployment_key(data: PublishedData) -> str:
     and downloads use it and nothing a request carries."""
     config = flask.current_app.config
     if "CULTURE_PSEUDONYM_KEY" not in config:
-        from pipeline.export import deployment_pseudonym_key
+        from outputs.export import deployment_pseudonym_key
 
         config["CULTURE_PSEUDONYM_KEY"] = deployment_pseudonym_key(data.path)
     return config["CULTURE_PSEUDONYM_KEY"]
@@ -100,3 +102,29 @@ def export_min_sites() -> int:
         settings = config.get("CULTURE_SETTINGS") or resolve_settings()
         config["CULTURE_MIN_SITES"] = settings.min_sites_per_combination
     return config["CULTURE_MIN_SITES"]
+
+
+def parse_query(search: str | None) -> dict[str, str]:
+    return {k: v[-1] for k, v in parse_qs((search or "").lstrip("?")).items()}
+
+
+def view_from_request(path: str, search: str | None, needs_site: bool | str) -> View:
+    """The authorised view for a page request; AccessDenied if any part is not allowed."""
+    viewer = current_viewer()
+    authorise_page(viewer, path)
+    data: PublishedData = flask.current_app.config["CULTURE_DATA"]
+    query = parse_query(search)
+    waves = data.waves()
+    wave = query.get("wave")
+    if wave is None:
+        wave = waves[-1]
+    elif not wave.isdigit() or int(wave) not in waves:
+        raise AccessDenied(f"wave {wave!r} has no published results; published waves: "
+                           f"{', '.join(map(str, waves))}")
+    site = None
+    if needs_site == "unless researcher":
+        needs_site = viewer.role != "researcher"
+    if needs_site:
+        site = authorise_site(viewer, query.get("site"), list(data.sites()["site_code"]))
+    return View(viewer=viewer, data=data, path=path, site=site, wave=int(wave), query=query,
+                secret=flask.current_app.config["SECRET_KEY"])

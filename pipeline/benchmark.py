@@ -17,7 +17,7 @@ Tables written (all into the published file):
                     priority (1 = act first)
     equity          unit x wave x attribute group x measure: group vs the rest of the unit
     weighted        site x wave x measure: mean weighted to the staff-group headcount mix
-                    (pipeline.weighting)
+                    (stats.weighting)
 """
 
 from __future__ import annotations
@@ -28,19 +28,16 @@ import pandas as pd
 import pyarrow as pa
 from scipy import stats
 
-from pipeline.cells import KEY_ORDER
-from pipeline.comparison import (benjamini_hochberg, benjamini_hochberg_by_group, funnel,
+from pipeline.publish.cells import KEY_ORDER
+from published.layout import FDR, NO_TARGET
+from stats.comparison import (benjamini_hochberg, benjamini_hochberg_by_group, funnel,
                                  funnel_band, pooled_sd, shrink, welch)
 from pipeline.frames import query_frame, with_columns, write_table
-from pipeline.weighting import weighted_table
+from stats.weighting import weighted_table
 from survey.settings import TARGET_RULES
 
 #: Sites a peer group needs before its own quartile is used as a target.
 MIN_PEER_SITES_FOR_TARGET = 3
-#: The certainty of a principle with no target to compare with.
-NO_TARGET = "no target"
-#: False discovery rate at which sites are flagged.
-FDR = 0.05
 COMPARED_KINDS = ("scale", "principle")
 #: Columns of the published cells the comparisons read.
 BENCHMARKED_COLUMNS = ("wave", "level", "unit", "peer_group", "breakdown", "grp", "measure_kind",

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import duckdb
 
 from pipeline.store import drop_relation
-from pipeline.validation_sql import quote
+from pipeline.ingest.row_checks import quote
 from survey.instrument import Instrument
 
 

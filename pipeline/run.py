@@ -18,15 +18,15 @@ from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
-from pipeline.inbox_ingest import InboxReport, ingest_inbox
-from pipeline.ingest import IngestReport, ingest_file
-from pipeline.disclosure import suppress_small_cells
-from pipeline.psychometrics import run_psychometrics, start_structural_models
-from pipeline.publish import PublishReport, aggregate_cells, publish
+from pipeline.ingest.inbox import InboxReport, ingest_inbox
+from pipeline.ingest.files import IngestReport, ingest_file
+from pipeline.publish.disclosure import suppress_small_cells
+from pipeline.psychometrics.stage import run_psychometrics, start_structural_models
+from pipeline.publish.writer import PublishReport, aggregate_cells, publish
 from pipeline.quality import flag_response_quality
 from pipeline.store import open_store
 from survey.errors import IngestError
-from survey.imports import TOOLS, ImportReport, import_export
+from pipeline.ingest.tools import TOOLS, ImportReport, import_export
 from survey.instrument import Instrument
 from survey.settings import Settings
 
@@ -54,7 +54,7 @@ def run_pipeline(settings: Settings, instrument: Instrument, files: list[Path] =
     """Run every stage; `stage(name)` is called as each one starts.
 
     `tool` other than "culture" reads each file through that tool's import adapter
-    (`survey.imports`; `column_map` as its --map), as `culture ingest --from` does.
+    (`pipeline.ingest.tools`; `column_map` as its --map), as `culture ingest --from` does.
     """
     if tool not in TOOLS:
         raise IngestError(f"--from {tool!r} is not known; use one of {', '.join(TOOLS)}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from pipeline.store import drop_relation
-from pipeline.validation_sql import quote
+from pipeline.ingest.row_checks import quote
 from survey.instrument import Instrument
 
 

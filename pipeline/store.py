@@ -23,19 +23,18 @@ import pandas as pd
 
 from survey.errors import ReferenceDataError, StoreError
 from survey.instrument import Instrument
+from survey.sites import SITE_TYPES
 
 #: (version, SQL resource in pipeline/sql) applied in order to reach that version.
 MIGRATIONS: tuple[tuple[int, str], ...] = ((1, "schema_v1.sql"),)
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 
-SITE_TYPES = ("acute_trust", "professional_support_unit", "independent_support_org",
-              "primary_care")
 
 
-def read_sql(name: str) -> str:
-    """The text of one SQL file shipped in pipeline/sql."""
-    return (SQL_DIR / name).read_text(encoding="utf-8")
+def read_sql(name: str, folder: Path = SQL_DIR) -> str:
+    """The text of one SQL file shipped with the pipeline (pipeline/sql by default)."""
+    return (folder / name).read_text(encoding="utf-8")
 
 
 def schema_version(con: duckdb.DuckDBPyConnection) -> int:

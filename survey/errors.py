@@ -1,7 +1,7 @@
 """One family of errors that the command line turns into a message and exit code 1.
 
 Library code raises these with a message that names the file, the place in it and
-what would be accepted; only `survey.cli` decides how they are shown.
+what would be accepted; only `cli.main` decides how they are shown.
 """
 
 

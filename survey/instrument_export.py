@@ -2,7 +2,7 @@
 
 A survey lead who already runs REDCap, KoboToolbox / ODK or a spreadsheet can build
 the questionnaire from these files instead of retyping it, and the answers come back
-in a shape `survey.imports` (and ingest) accept: the field names are our item and
+in a shape `pipeline.ingest.tools` (and ingest) accept: the field names are our item and
 attribute ids and the stored choice codes are the instrument's own codes. All wording
 comes from the instrument file; nothing here writes question text.
 
@@ -16,7 +16,9 @@ import io
 from pathlib import Path
 
 from survey.errors import CultureError
-from survey.instrument import Instrument, Item
+from survey.instrument import Instrument
+from survey.printable import write_html, write_pdf
+from survey.questionnaire import ABOUT_YOU_NOTE, ABOUT_YOU_SECTION, item_choices, sections
 
 #: REDCap's data dictionary columns, exactly and in this order (its upload checks both).
 REDCAP_COLUMNS = (
@@ -30,12 +32,6 @@ REDCAP_COLUMNS = (
 
 #: Columns of a response file that are not questions, in the order the template uses.
 FIXED_COLUMNS = ("response_id", "site", "wave", "submitted_on", "duration_seconds")
-
-#: Section headings for the parts of the questionnaire that are not a scale.
-OUTCOME_SECTION = "Seeking help yourself"
-ABOUT_YOU_SECTION = "About you (optional)"
-ABOUT_YOU_NOTE = ("Every question in this part is optional; choose 'Prefer not to say' or "
-                  "leave it blank if you wish.")
 
 #: Earliest and latest survey year a form accepts (a typo guard, not a policy).
 WAVE_MIN, WAVE_MAX = 2000, 2100
@@ -62,15 +58,6 @@ def parse_site_codes(text: str | None) -> tuple[str, ...]:
     return codes
 
 
-def sections(instrument: Instrument) -> list[tuple[str, str, tuple[Item, ...]]]:
-    """The questionnaire's parts in order: (section id, heading, items); one per scale, then outcomes."""
-    parts = [(scale.id, scale.name, instrument.items_of(scale.id)) for scale in instrument.scales]
-    outcomes = tuple(item for item in instrument.items if item.kind == "outcome")
-    if outcomes:
-        parts.append(("outcomes", OUTCOME_SECTION, outcomes))
-    return [part for part in parts if part[2]]
-
-
 def _choices_text(pairs: list[tuple[object, str]]) -> str:
     """REDCap's choice syntax: '1, Strongly disagree | 2, Disagree'."""
     for _, label in pairs:
@@ -78,12 +65,6 @@ def _choices_text(pairs: list[tuple[object, str]]) -> str:
             raise CultureError(f"label '{label}' contains '|', which REDCap uses to separate "
                                f"choices; change the label in the instrument file")
     return " | ".join(f"{code}, {label}" for code, label in pairs)
-
-
-def item_choices(instrument: Instrument, item: Item) -> list[tuple[int, str]]:
-    """(code, label) of every answer an item offers, "don't know" last."""
-    rs = instrument.response_scale(item.response_scale)
-    return [(o.code, o.label) for o in (*rs.options, *rs.missing)]
 
 
 def redcap_rows(instrument: Instrument, site_codes: tuple[str, ...] = ()) -> list[dict[str, str]]:
@@ -233,13 +214,10 @@ def export_instrument(instrument: Instrument, fmt: str, out: Path,
         write_xlsform(instrument, out, site_codes)
     elif fmt == "csv":
         out.write_text(template_csv(instrument), encoding="utf-8")
+    elif fmt == "html":
+        write_html(instrument, out)
     else:
-        from survey.printable import write_html, write_pdf
-
-        if fmt == "html":
-            write_html(instrument, out)
-        else:
-            write_pdf(instrument, out)
+        write_pdf(instrument, out)
     return out
 
 

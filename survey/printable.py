@@ -22,7 +22,7 @@ from pathlib import Path
 
 from survey.errors import CultureError
 from survey.instrument import Instrument
-from survey.instrument_export import ABOUT_YOU_NOTE, ABOUT_YOU_SECTION, item_choices, sections
+from survey.questionnaire import ABOUT_YOU_NOTE, ABOUT_YOU_SECTION, item_choices, sections
 
 #: What a paper respondent needs to know beyond the instrument's introduction.
 PAPER_ANONYMITY = (

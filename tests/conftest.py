@@ -9,7 +9,7 @@ import pytest
 
 import json
 
-from pipeline.ingest import ingest_file
+from pipeline.ingest.files import ingest_file
 from pipeline.store import (Site, add_sites, add_wave, load_headcounts_csv, load_sites_csv,
                            open_store)
 from survey.instrument import load_instrument
@@ -89,8 +89,8 @@ def write_csv(path: Path, rows: list[dict[str, str]], encoding: str = "utf-8",
 @pytest.fixture(scope="module")
 def published_sample(sample_store, instrument):
     """The sample store run through psychometrics and publish (k = 10): (settings, report)."""
-    from pipeline.psychometrics import run_psychometrics
-    from pipeline.publish import publish
+    from pipeline.psychometrics.stage import run_psychometrics
+    from pipeline.publish.writer import publish
     from survey.settings import Settings
 
     settings = Settings(db_path=sample_store)

@@ -22,9 +22,9 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 
-from pipeline.inbox_ingest import ingest_inbox
+from pipeline.ingest.inbox import ingest_inbox
 from pipeline.store import open_store
-from survey.inbox import hash_token
+from collect.inbox import hash_token
 from survey.instrument import load_instrument
 from survey.settings import DEFAULT_INSTRUMENT
 from tests.conftest import full_answers

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.comparison import (benjamini_hochberg, benjamini_hochberg_by_group, funnel,
+from stats.comparison import (benjamini_hochberg, benjamini_hochberg_by_group, funnel,
                                  funnel_band, pooled_sd, shrink, welch, winsorise)
 
 EXPECTED = json.loads((Path(__file__).parent / "expected" / "funnel_worked_example.json")

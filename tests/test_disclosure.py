@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.disclosure import KEY
-from pipeline.publish import aggregate_cells
+from pipeline.publish.disclosure import KEY
+from pipeline.publish.writer import aggregate_cells
 from pipeline.store import open_store
-from pipeline.verify import DisclosureError, verify_published
+from pipeline.publish.verify import DisclosureError, verify_published
 from survey.instrument import load_instrument
 
 K = 10
@@ -245,7 +245,7 @@ def test_verifier_rejects_a_small_count_in_any_table(tmp_path):
 def test_failed_verification_keeps_the_previous_layer(published_sample, instrument,
                                                       monkeypatch):
     """If suppression were broken, the run fails loudly and readers keep the last layer."""
-    import pipeline.publish as publish_module
+    import pipeline.publish.writer as publish_module
 
     settings, _ = published_sample
     before = settings.published_path.read_bytes()
@@ -266,7 +266,7 @@ def test_failed_verification_keeps_the_previous_layer(published_sample, instrume
 # --- counts outside the cells: headcounts and data-quality flags --------------------------
 
 def test_flag_counts_hide_the_fewest_so_no_difference_is_small():
-    from pipeline.disclosure import suppress_flag_counts
+    from pipeline.publish.disclosure import suppress_flag_counts
 
     quality = pd.DataFrame({"site_code": ["A", "B", "C"], "wave": [2026] * 3,
                             "n_respondents": [300, 120, 100], "n_straight_lining": [12, 40, 30],
@@ -284,7 +284,7 @@ def test_flag_counts_hide_the_fewest_so_no_difference_is_small():
 
 
 def test_flag_counts_when_flagged_respondents_are_excluded():
-    from pipeline.disclosure import suppress_flag_counts
+    from pipeline.publish.disclosure import suppress_flag_counts
 
     quality = pd.DataFrame({"site_code": ["A"], "wave": [2026], "n_respondents": [105],
                             "n_straight_lining": [20], "n_speeding": [20], "n_duplicate": [0],
@@ -301,7 +301,7 @@ def test_flag_counts_when_flagged_respondents_are_excluded():
 
 
 def test_headcounts_pool_small_groups_with_the_next_smallest():
-    from pipeline.disclosure import suppress_headcounts
+    from pipeline.publish.disclosure import suppress_headcounts
 
     heads = pd.DataFrame({
         "site_code": ["A"] * 4 + ["B"] * 3 + ["C"] * 2 + ["D"] * 2,

@@ -20,10 +20,10 @@ import pandas as pd
 import pyreadstat
 import pytest
 
-from pipeline.export import (CODED_COLUMNS, COLUMN_LABELS, ENV_PSEUDONYM_KEY, FORMATS, LEVELS,
+from outputs.export import (CODED_COLUMNS, COLUMN_LABELS, ENV_PSEUDONYM_KEY, FORMATS, LEVELS,
                              ExportError, export_aggregates, export_zip, pseudonymise)
-from pipeline.psychometrics import run_psychometrics
-from pipeline.publish import publish
+from pipeline.psychometrics.stage import run_psychometrics
+from pipeline.publish.writer import publish
 from pipeline.store import open_store
 from survey.settings import Settings
 
@@ -293,7 +293,7 @@ def test_bad_requests_name_what_is_accepted(hostile_published, tmp_path, kwargs,
 def test_cli_turns_bad_input_into_one_line_and_exit_code_1(hostile_published, tmp_path, args,
                                                            env, message):
     db = ["--db", str(hostile_published.db_path)] if "--db" not in args else []
-    run = subprocess.run([sys.executable, "-m", "survey.cli", "export", "--out",
+    run = subprocess.run([sys.executable, "-m", "cli.main", "export", "--out",
                           str(tmp_path / "out"), *db, *args], capture_output=True, text=True,
                          timeout=120, cwd=tmp_path, env={"PATH": "/usr/bin:/bin", **env})
     assert run.returncode == 1, run.stderr
@@ -303,7 +303,7 @@ def test_cli_turns_bad_input_into_one_line_and_exit_code_1(hostile_published, tm
 
 def test_cli_export_writes_pseudonymised_files_from_the_environment_key(hostile_published,
                                                                         tmp_path):
-    run = subprocess.run([sys.executable, "-m", "survey.cli", "export", "--out",
+    run = subprocess.run([sys.executable, "-m", "cli.main", "export", "--out",
                           str(tmp_path), "--db", str(hostile_published.db_path), "--format",
                           "parquet", "--level", "site"], capture_output=True, text=True,
                          timeout=120, env={"PATH": "/usr/bin:/bin", ENV_PSEUDONYM_KEY: KEY})
@@ -332,7 +332,7 @@ def test_long_text_columns_are_labelled_codes_that_read_as_the_same_text(exporte
 
 
 def test_text_too_long_for_a_value_label_stays_text():
-    from pipeline.export import labelled_columns
+    from outputs.export import labelled_columns
 
     long_item = "x" * 121
     kept = labelled_columns({"level": ["site"], "measure_name": ["Short", long_item],

@@ -17,7 +17,7 @@ from openpyxl import Workbook, load_workbook
 
 from pipeline.store import open_store
 from survey.errors import IngestError
-from survey.imports import (import_export, load_column_map, normalise_export, parse_moment,
+from pipeline.ingest.tools import (import_export, load_column_map, normalise_export, parse_moment,
                             slash_order)
 from survey.instrument_export import export_instrument, redcap_dictionary_csv
 
@@ -551,7 +551,7 @@ def test_cli_ingest_from_forms(instrument, store_path, tmp_path):
     with path.open("w", encoding="utf-8", newline="") as handle:
         csv.writer(handle).writerows(forms_rows(instrument, people, tmp_path,
                                                 lambda t: t.isoformat(sep=" ")))
-    command = [sys.executable, "-m", "survey.cli", "ingest", str(path), "--from", "forms",
+    command = [sys.executable, "-m", "cli.main", "ingest", str(path), "--from", "forms",
                "--site", "A", "--wave", "2025", "--db", str(store_path)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -573,7 +573,7 @@ def test_cli_run_from_qualtrics_ingests_through_the_adapter_and_publishes(
         for ident in instrument.scale_item_ids:
             person[ident] = 4
     path, _ = write_qualtrics_export(tmp_path / "qualtrics.csv", instrument, people, tmp_path)
-    command = [sys.executable, "-m", "survey.cli", "run", str(path), "--from", "qualtrics",
+    command = [sys.executable, "-m", "cli.main", "run", str(path), "--from", "qualtrics",
                "--site", "A", "--wave", "2025", "--db", str(store_path),
                "--reports", str(tmp_path / "reports")]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
@@ -584,7 +584,7 @@ def test_cli_run_from_qualtrics_ingests_through_the_adapter_and_publishes(
     assert "stigma             alpha n/a (n/a-n/a), omega not estimable" in result.stdout
     assert "Warning" not in result.stderr
     assert "no funnel plots: comparing sites needs at least two with 10 or more" in result.stdout
-    status = subprocess.run([sys.executable, "-m", "survey.cli", "status", "--db",
+    status = subprocess.run([sys.executable, "-m", "cli.main", "status", "--db",
                              str(store_path)], capture_output=True, text=True, timeout=120)
     assert "12 responses from 1 of the 2 sites in the store" in status.stdout
     assert len(stored(store_path, instrument)) == 12

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.ingest import REASONS, ingest_file
+from pipeline.ingest.files import REASONS, ingest_file
 from pipeline.store import open_store
 from survey.errors import IngestError
 from tests.conftest import response_row, write_csv
@@ -145,7 +145,7 @@ def _bad_row(instrument, reason):
 
 
 #: CSV is validated into a table first; Parquet, numbered by DuckDB, is written as it is
-#: validated and only a file with problems builds the table (pipeline.validation_sql).
+#: validated and only a file with problems builds the table (pipeline.ingest.row_checks).
 TWO_PATHS = {"csv": lambda p, rows: write_csv(p.with_suffix(".csv"), rows),
              "parquet": lambda p, rows: _write_parquet(p.with_suffix(".parquet"), rows)}
 
@@ -268,7 +268,7 @@ def test_unusable_files_raise_one_clear_error_and_write_nothing(expected, tmp_pa
 
 def test_cli_reports_an_unreadable_file_in_one_line_without_traceback(tmp_path, store_path):
     result = subprocess.run(
-        [sys.executable, "-m", "survey.cli", "ingest", str(tmp_path / "missing.csv"),
+        [sys.executable, "-m", "cli.main", "ingest", str(tmp_path / "missing.csv"),
          "--db", str(store_path)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
@@ -300,7 +300,7 @@ def test_killed_ingest_leaves_the_store_unchanged_and_a_rerun_completes(
     big = write_csv(tmp_path / "big.csv", rows)
     marker = tmp_path / "paused"
     env = os.environ | {"CULTURE_TEST_PAUSE_BEFORE_COMMIT": str(marker)}
-    command = [sys.executable, "-m", "survey.cli", "ingest", str(big), "--db", str(store_path)]
+    command = [sys.executable, "-m", "cli.main", "ingest", str(big), "--db", str(store_path)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while not marker.exists():
@@ -410,7 +410,7 @@ def test_questions_missing_from_the_file_are_named_and_stored_as_unanswered(
 
 def culture_ingest(store_path, *args: str) -> subprocess.CompletedProcess:
     """The real `culture ingest` command on the store, as a survey lead runs it."""
-    return subprocess.run([sys.executable, "-m", "survey.cli", "ingest", *args,
+    return subprocess.run([sys.executable, "-m", "cli.main", "ingest", *args,
                            "--db", str(store_path)], capture_output=True, text=True,
                           timeout=120)
 
@@ -443,7 +443,7 @@ def test_question_wording_full_of_unclosed_tags_is_matched_without_blowing_up(
         tmp_path, store_path, instrument):
     # Question wording passes through normalise_wording, whose tag-stripping pattern
     # once rescanned to the end of the text from every '<' (quadratic in the length).
-    from survey.imports import normalise_wording
+    from pipeline.ingest.tools import normalise_wording
 
     wording = "<" * 100_000 + instrument.items[0].text
     assert normalise_wording(wording) == normalise_wording(instrument.items[0].text)

@@ -20,7 +20,7 @@ def raw() -> dict:
 
 
 def test_every_instrument_file_in_the_repository_is_valid():
-    from pipeline.actions import DEFAULT_ACTIONS, load_actions
+    from pipeline.publish.actions import DEFAULT_ACTIONS, load_actions
 
     files = sorted(set(INSTRUMENTS_DIR.glob("*.yaml")) - {DEFAULT_ACTIONS})
     assert files, "instruments/ holds no instrument"
@@ -29,7 +29,7 @@ def test_every_instrument_file_in_the_repository_is_valid():
 
 
 def test_actions_file_must_cover_every_principle(tmp_path, instrument):
-    from pipeline.actions import DEFAULT_ACTIONS, load_actions
+    from pipeline.publish.actions import DEFAULT_ACTIONS, load_actions
 
     text = DEFAULT_ACTIONS.read_text(encoding="utf-8")
     broken = tmp_path / "actions.yaml"
@@ -168,13 +168,13 @@ def test_parse_reports_every_problem_at_once(raw):
 
 
 def test_cli_check_accepts_the_shipped_file_and_rejects_a_bad_one(raw, tmp_path):
-    good = subprocess.run([sys.executable, "-m", "survey.cli", "instrument", "check",
+    good = subprocess.run([sys.executable, "-m", "cli.main", "instrument", "check",
                            str(DEFAULT_INSTRUMENT)], capture_output=True, text=True, timeout=60)
     assert good.returncode == 0, good.stderr
     assert "support-culture@1.0, 47 items in 8 scales" in good.stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(_broken(raw, BAD_FILES["unknown scale"][0])), encoding="utf-8")
-    result = subprocess.run([sys.executable, "-m", "survey.cli", "instrument", "check", str(bad)],
+    result = subprocess.run([sys.executable, "-m", "cli.main", "instrument", "check", str(bad)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr

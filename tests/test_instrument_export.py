@@ -15,7 +15,7 @@ import pytest
 from openpyxl import load_workbook
 
 from pipeline.store import open_store
-from pipeline.ingest import ingest_file
+from pipeline.ingest.files import ingest_file
 from survey.errors import CultureError
 from survey.instrument_export import (REDCAP_COLUMNS, export_instrument, parse_site_codes,
                                       redcap_dictionary_csv, template_header)
@@ -332,7 +332,7 @@ def test_bad_site_code_is_refused():
 
 
 def test_cli_exports_and_reports_errors_without_traceback(tmp_path):
-    good = subprocess.run([sys.executable, "-m", "survey.cli", "instrument", "export",
+    good = subprocess.run([sys.executable, "-m", "cli.main", "instrument", "export",
                            "--format", "redcap", "--out", str(tmp_path / "dd.csv"),
                            "--sites", "A,B"], capture_output=True, text=True, timeout=120)
     assert good.returncode == 0, good.stderr
@@ -340,7 +340,7 @@ def test_cli_exports_and_reports_errors_without_traceback(tmp_path):
     rows = list(csv.DictReader((tmp_path / "dd.csv").open(encoding="utf-8")))
     assert next(r for r in rows if r["Variable / Field Name"] == "site")[
         "Choices, Calculations, OR Slider Labels"] == "A, A | B, B"
-    bad = subprocess.run([sys.executable, "-m", "survey.cli", "instrument", "export",
+    bad = subprocess.run([sys.executable, "-m", "cli.main", "instrument", "export",
                           "--format", "spss", "--out", str(tmp_path / "x")],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1

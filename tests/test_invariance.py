@@ -7,8 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from pipeline.invariance import measurement_invariance
-from pipeline.reliability import StatisticsError
+from stats.invariance import measurement_invariance
+from stats.reliability import StatisticsError
 from pipeline.scoring import keyed_items
 from survey.settings import PROJECT_ROOT, SAMPLES_DIR
 

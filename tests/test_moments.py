@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.moments import moments_at_levels, scale_moments
-from pipeline.reliability import (StatisticsError, alpha_batch, alpha_from_covariance,
+from pipeline.psychometrics.moments import moments_at_levels, scale_moments
+from stats.reliability import (StatisticsError, alpha_batch, alpha_from_covariance,
                                   cronbach_alpha,
                                   omega_total, omega_total_from_correlation)
 from pipeline.scoring import keyed_items, scale_score

@@ -9,10 +9,10 @@ from contextlib import closing
 import numpy as np
 import pytest
 
-from pipeline.comparison import Funnel, funnel_band
-from pipeline.peer_bands import (MIN_PEERS_PER_BAND, band_of, count_bands, plotted_count)
-from pipeline.published import open_published
-from pipeline.site_report import load_site_data
+from stats.comparison import Funnel, funnel_band
+from outputs.peer_bands import (MIN_PEERS_PER_BAND, band_of, count_bands, plotted_count)
+from published.reader import open_published
+from outputs.site_report import load_site_data
 
 
 @pytest.mark.parametrize("counts, labels", [

@@ -9,15 +9,15 @@ import sys
 import pandas as pd
 import pytest
 
-from pipeline.aggregation import icc
-from pipeline import psychometrics
-from pipeline.ingest import ingest_file
-from pipeline.psychometrics import (PsychometricsError, judge, run_psychometrics,
+from stats.agreement import icc
+from pipeline.psychometrics import stage as psychometrics
+from pipeline.ingest.files import ingest_file
+from pipeline.psychometrics.stage import (PsychometricsError, judge, run_psychometrics,
                                     structure_sample)
 from pipeline.quality import analysis_view
 from pipeline.scoring import keyed_items, scale_score
 from pipeline.store import add_wave, load_sites_csv, open_store
-from pipeline.validation_report import write_report
+from pipeline.psychometrics.report import write_report
 from survey.settings import PROJECT_ROOT, SAMPLES_DIR, resolve_settings
 
 GOLDEN = json.loads((PROJECT_ROOT / "tests" / "expected" / "reliability_samples.json")
@@ -171,7 +171,7 @@ def test_report_holds_every_scale_the_caveat_and_matching_json(result, instrumen
 
 
 def test_demo_scores_and_writes_the_report(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "survey.cli", "demo", "--db",
+    run = subprocess.run([sys.executable, "-m", "cli.main", "demo", "--db",
                           str(tmp_path / "demo.duckdb")], cwd=tmp_path, capture_output=True,
                          text=True, timeout=300)
     assert run.returncode == 0, run.stderr

@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.aggregation import icc, rwg_j
-from pipeline.invariance import measurement_invariance
-from pipeline.reliability import (alpha_from_covariance, cronbach_alpha, item_statistics,
+from stats.agreement import icc, rwg_j
+from stats.invariance import measurement_invariance
+from stats.reliability import (alpha_from_covariance, cronbach_alpha, item_statistics,
                                   item_statistics_from_covariance, omega_total,
                                   omega_total_from_correlation)
-from pipeline.structure import bartlett_sphericity, cfa, htmt, kmo
+from stats.structure import bartlett_sphericity, cfa, htmt, kmo
 from survey.settings import PROJECT_ROOT
 
 GOLDEN = json.loads((PROJECT_ROOT / "tests" / "expected" / "public_datasets.json")

@@ -11,9 +11,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.ingest import ingest_file
-from pipeline.psychometrics import run_psychometrics
-from pipeline.publish import publish
+from pipeline.ingest.files import ingest_file
+from pipeline.psychometrics.stage import run_psychometrics
+from pipeline.publish.writer import publish
 from pipeline.store import add_wave, open_store
 from survey.settings import Settings
 from survey.synthetic import SiteSpec, generate_responses
@@ -186,7 +186,7 @@ def test_planted_outliers_flagged_among_many_generated_sites(tmp_path, instrumen
 
 
 def test_run_command_rejects_an_unknown_target(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "survey.cli", "run", "--db",
+    run = subprocess.run([sys.executable, "-m", "cli.main", "run", "--db",
                           str(tmp_path / "x.duckdb"), "--target", "best"],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 1

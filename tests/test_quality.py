@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 
-from pipeline.ingest import ingest_file
+from pipeline.ingest.files import ingest_file
 from pipeline.quality import analysis_view, flag_response_quality, quality_by_site
 from pipeline.store import open_store
 from tests.conftest import response_row, write_csv

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.aggregation import icc, rwg_j
-from pipeline.reliability import (StatisticsError, cronbach_alpha, feldt_interval,
+from stats.agreement import icc, rwg_j
+from stats.reliability import (StatisticsError, cronbach_alpha, feldt_interval,
                                   omega_total_from_correlation,
                                   item_statistics, omega_total, one_factor_loadings)
 from pipeline.scoring import keyed_items, scale_score
@@ -126,7 +126,7 @@ def test_power_steps_land_on_the_same_fixed_point_as_exact_decompositions():
     # Noisy correlation matrices of small one-factor samples, 4 to 8 items: the batched
     # fit (power steps, then eigen decompositions) equals principal-axis iteration done
     # with eigen decompositions throughout, for every matrix that converges.
-    from pipeline.reliability import _eigen_phase, one_factor_loadings
+    from stats.reliability import _eigen_phase, one_factor_loadings
 
     rng = np.random.default_rng(5)
     for k in (4, 6, 8):
@@ -148,7 +148,7 @@ def test_power_steps_land_on_the_same_fixed_point_as_exact_decompositions():
 def test_a_heywood_case_has_no_omega_rather_than_a_made_up_one():
     # r12 = r13 = .9 and r23 = .5 force l1^2 = r12 r13 / r23 = 1.62: no proper
     # one-factor solution. The fit gives up (NaN) instead of iterating to the cap.
-    from pipeline.reliability import one_factor_loadings
+    from stats.reliability import one_factor_loadings
 
     heywood = np.array([[1, .9, .9], [.9, 1, .5], [.9, .5, 1]])
     proper = np.array([[1, .5, .4], [.5, 1, .3], [.4, .3, 1]])

@@ -28,8 +28,8 @@ import pytest
 import requests
 
 from dashboard.accounts import AccountBook
-from pipeline.comparison import Funnel, funnel_band
-from pipeline.export import (ENV_PSEUDONYM_KEY, MERGED_TYPE, coarsen_quasi_identifiers,
+from stats.comparison import Funnel, funnel_band
+from outputs.export import (ENV_PSEUDONYM_KEY, MERGED_TYPE, coarsen_quasi_identifiers,
                              deployment_pseudonym_key, pseudonym_key_path, pseudonymise)
 
 PASSWORD = "a long enough password"

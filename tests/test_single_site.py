@@ -19,14 +19,14 @@ from dashboard.accounts import AccountBook, LoginThrottle
 from dashboard.app import create_app, render_page
 from dashboard.pages.benchmark import benchmark_body
 from dashboard.app import view_from_request
-from pipeline.export import export_aggregates
-from pipeline.ingest import ingest_file
-from pipeline.psychometrics import run_psychometrics
-from pipeline.publish import publish
-from pipeline.site_report import write_site_report
-from pipeline.validation_report import write_report
+from outputs.export import export_aggregates
+from pipeline.ingest.files import ingest_file
+from pipeline.psychometrics.stage import run_psychometrics
+from pipeline.publish.writer import publish
+from outputs.site_report import write_site_report
+from pipeline.psychometrics.report import write_report
 from pipeline.store import add_wave, load_sites_csv, open_store
-from survey.cli import calm_funnel_line
+from cli.main import calm_funnel_line
 from survey.settings import SAMPLES_DIR, Settings
 
 PAGES = ["/", "/principle", "/benchmark", "/trends", "/equity", "/quality"]

@@ -14,9 +14,9 @@ import duckdb
 import pytest
 from PIL import Image
 
-from pipeline.psychometrics import run_psychometrics
-from pipeline.publish import publish
-from pipeline.site_report import ReportError, write_site_report
+from pipeline.psychometrics.stage import run_psychometrics
+from pipeline.publish.writer import publish
+from outputs.site_report import ReportError, write_site_report
 from pipeline.store import load_headcounts_csv, open_store
 from survey.settings import SAMPLES_DIR, Settings
 
@@ -200,7 +200,7 @@ def test_missing_chromium_is_a_clear_error_and_writes_nothing(published_with_hea
      "wave 2020 is not published; published waves: 2024, 2025, 2026"),
 ])
 def test_cli_names_what_would_be_accepted(published_with_headcounts, tmp_path, args, message):
-    run = subprocess.run([sys.executable, "-m", "survey.cli", "report", "--db",
+    run = subprocess.run([sys.executable, "-m", "cli.main", "report", "--db",
                           str(published_with_headcounts.db_path), "--out", str(tmp_path),
                           "--no-pdf", *args], capture_output=True, text=True, timeout=120,
                          env={"PATH": "/usr/bin:/bin"})
@@ -211,7 +211,7 @@ def test_cli_names_what_would_be_accepted(published_with_headcounts, tmp_path, a
 
 
 def test_cli_without_a_published_layer_says_how_to_make_one(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "survey.cli", "report", "--db",
+    run = subprocess.run([sys.executable, "-m", "cli.main", "report", "--db",
                           str(tmp_path / "none.duckdb"), "--site", "A", "--wave", "2026"],
                          capture_output=True, text=True, timeout=120, cwd=tmp_path,
                          env={"PATH": "/usr/bin:/bin"})
@@ -221,7 +221,7 @@ def test_cli_without_a_published_layer_says_how_to_make_one(tmp_path):
 
 
 def test_a_missing_omega_is_explained_not_dashed():
-    from pipeline.site_report import _omega
+    from outputs.site_report import _omega
 
     assert _omega(0.8123) == "0.81"
     assert _omega(None) == _omega(float("nan")) == "not estimable"

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.reliability import StatisticsError
+from stats.reliability import StatisticsError
 from pipeline.scoring import keyed_items
-from pipeline.structure import (bartlett_sphericity, cfa, efa, htmt, kmo, parallel_analysis,
+from stats.structure import (bartlett_sphericity, cfa, efa, htmt, kmo, parallel_analysis,
                                 rmsea_interval)
 from survey.settings import PROJECT_ROOT, SAMPLES_DIR
 
@@ -110,7 +110,7 @@ def test_efa_separates_the_scales_and_checks_its_options(core_items, structure):
 def test_random_eigenvalues_from_wishart_draws_match_simulating_the_data():
     # The shortcut must have the distribution of eigenvalues of np.corrcoef of normal
     # data: compare mean eigenvalues of both over many draws (Monte Carlo SE ~0.005).
-    from pipeline.structure import wishart_identity
+    from stats.structure import wishart_identity
 
     rng, n, p, draws = np.random.default_rng(3), 200, 8, 1500
     direct = np.array([np.sort(np.linalg.eigvalsh(np.corrcoef(
@@ -128,7 +128,7 @@ def test_random_eigenvalues_from_wishart_draws_match_simulating_the_data():
 
 
 def test_cfa_gradient_is_the_derivative_of_the_discrepancy(core_items, structure):
-    from pipeline.structure import _ml_problem
+    from stats.structure import _ml_problem
 
     columns = [item for items in structure.values() for item in items]
     sample = np.cov(core_items[columns].to_numpy(float), rowvar=False, bias=True)

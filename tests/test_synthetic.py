@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.ingest import ingest_file
+from pipeline.ingest.files import ingest_file
 from pipeline.store import add_wave, load_headcounts_csv, load_sites_csv, open_store
 from survey.errors import CultureError
 from survey.settings import SAMPLES_DIR

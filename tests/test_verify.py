@@ -1,6 +1,6 @@
 """The verifier: its exact solver against an SVD, and the tables outside the cells.
 
-`pipeline.verify._determined_values` says which unknowns of a x = b are fixed. Here it
+`pipeline.publish.verify._determined_values` says which unknowns of a x = b are fixed. Here it
 is checked against the null space of a full SVD (numpy), on random systems of 0/+-1
 coefficients built to be rank-deficient, so that some unknowns are fixed and some free.
 """
@@ -14,7 +14,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from pipeline.verify import (DisclosureError, _determined_values, flag_count_leaks,
+from pipeline.publish.verify import (DisclosureError, _determined_values, flag_count_leaks,
                              verify_published)
 
 

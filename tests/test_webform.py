@@ -19,10 +19,10 @@ from urllib.parse import parse_qsl, urlencode
 import duckdb
 import pytest
 
-from pipeline.inbox_ingest import ingest_inbox
+from pipeline.ingest.inbox import ingest_inbox
 from pipeline.store import open_store
-from survey.inbox import Inbox, issue_tokens, read_submissions
-from survey.webform import create_collect_app, parse_form, validate_answers, SubmissionError
+from collect.inbox import Inbox, issue_tokens, read_submissions
+from collect.webform import create_collect_app, parse_form, validate_answers, SubmissionError
 
 TOKEN = re.compile(r"name='form_token' value='([^']+)'")
 

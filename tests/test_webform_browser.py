@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.inbox_ingest import ingest_inbox
+from pipeline.ingest.inbox import ingest_inbox
 from pipeline.store import open_store
 from tests.test_dashboard_browser import SCREENSHOTS, _browser_binaries, _free_port
 from tests.test_webform import _start

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from pipeline.store import open_store
-from pipeline.weighting import capped_shares, weighted_table
+from stats.weighting import capped_shares, weighted_table
 from tests.test_publish import read
 
 

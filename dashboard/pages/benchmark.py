@@ -3,7 +3,7 @@ viewer's site highlighted, and best / average / worst of the site's peer group.
 
 Anonymous peers ("Peer N", renumbered in every view) show their respondent count as a
 band shared by at least three peers, in tables, hover text and the funnel's x position
-alike (`pipeline.peer_bands`): an exact count, the same in every view of a wave, would
+alike (`outputs.peer_bands`): an exact count, the same in every view of a wave, would
 let a director follow a peer from view to view. Verdicts come from the exact counts.
 """
 
@@ -14,8 +14,8 @@ from dash import Input, Output, State, dcc, html
 
 from dashboard.components import chart, notice, table
 from dashboard.figures import PRINCIPLE_AXIS, SCALE_AXIS, caterpillar_figure, funnel_figure
-from dashboard.view import View
-from pipeline.peer_bands import band_of, count_bands, plotted_count
+from dashboard.view import View, view_from_request
+from outputs.peer_bands import band_of, count_bands, plotted_count
 
 TITLE = "Benchmark"
 NEEDS_SITE = "unless researcher"
@@ -125,8 +125,6 @@ def _peer_table(view: View, kind: str, names: dict[str, str]) -> html.Div:
 
 
 def register(app) -> None:
-    from dashboard.app import view_from_request
-
     @app.callback(Output("benchmark-body", "children"), Input("benchmark-measure", "value"),
                   State("url", "search"), prevent_initial_call=True)
     def update_benchmark(value: str, search: str):

@@ -48,7 +48,7 @@ def register(app) -> None:
 
 def download():
     """A zip of one export, built from the published file; export rights checked here."""
-    from pipeline.export import export_zip
+    from outputs.export import export_zip
     viewer = current_viewer()
     authorise_page(viewer, "/export")
     # Only the level and the format are the researcher's to choose: a key or any other

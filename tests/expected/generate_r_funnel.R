@@ -1,5 +1,5 @@
 # Worked example for funnel plots with overdispersion, shrinkage and BH, computed in
-# base R independently of the Python code (pipeline/comparison.py).
+# base R independently of the Python code (stats/comparison.py).
 #
 # Spiegelhalter DJ. Funnel plots for comparing institutional performance. Stat Med
 # 2005;24:1185-1202 (normal indicator, 10% winsorised z-scores, additive random

@@ -1,4 +1,4 @@
-# Golden values for pipeline.invariance, made with R 4.2 (lavaan 0.6.14) on the committed
+# Golden values for stats.invariance, made with R 4.2 (lavaan 0.6.14) on the committed
 # synthetic sample: one-factor models of each core scale, compared across site types.
 # Run from the repository root:  Rscript tests/expected/generate_r_invariance.R
 suppressPackageStartupMessages({ library(lavaan); library(jsonlite); library(yaml) })

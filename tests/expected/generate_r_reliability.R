@@ -1,4 +1,4 @@
-# Golden values for pipeline.reliability and pipeline.aggregation, made with R 4.2
+# Golden values for stats.reliability and stats.agreement, made with R 4.2
 # (psych 2.2.9) on the committed synthetic sample. Run from the repository root:
 #   Rscript tests/expected/generate_r_reliability.R
 # Writes tests/expected/reliability_samples.json. R is not a test dependency: the JSON

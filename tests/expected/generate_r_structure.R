@@ -1,4 +1,4 @@
-# Golden values for pipeline.structure, made with R 4.2 (psych 2.2.9, lavaan 0.6.14,
+# Golden values for stats.structure, made with R 4.2 (psych 2.2.9, lavaan 0.6.14,
 # semTools) on the committed synthetic sample. Run from the repository root:
 #   Rscript tests/expected/generate_r_structure.R
 # Writes tests/expected/structure_samples.json; R is not a test dependency.

@@ -1,7 +1,7 @@
 -- Rejected rows of one ingest batch, one line per problem, with a reason a survey
 -- lead can act on.
 --
--- Reads the temp relations the ingest step builds (pipeline.validation_sql):
+-- Reads the temp relations the ingest step builds (pipeline.ingest.row_checks):
 --   checked       one row per data row: cleaned values, reason ids in p__<column>,
 --                 item statuses in s__<item> (>= 250 marks a problem: status - 249 is
 --                 the reason id)
@@ -64,7 +64,7 @@ final as (
         response_id,
         column_name,
         bad_value,
-        -- Reason ids are pipeline.validation_sql.REASONS in order, starting at 1.
+        -- Reason ids are pipeline.ingest.row_checks.REASONS in order, starting at 1.
         [ 'out_of_range', 'unknown_label', 'missing_required', 'unknown_site',
           'unknown_wave', 'duplicate_response_id', 'too_few_answers',
           'invalid_value' ][reason_id] as reason_code,

@@ -3,7 +3,7 @@
 -- Reads only the published layer (its connection opened read-only) and the session's
 -- `site_pseudonyms` (site_code -> pseudonym and the coarsened site type and region to
 -- show; empty when the export names sites) and `hidden_peer_groups` (peer groups whose
--- rows a pseudonymised export leaves out, see pipeline.export.coarsen_quasi_identifiers).
+-- rows a pseudonymised export leaves out, see outputs.export.coarsen_quasi_identifiers).
 -- One row per unit (site, peer group, all sites) x wave x breakdown group x measure.
 -- Hidden cells keep their row with NULL statistics and suppressed = 1, so a
 -- researcher sees that a cell exists and was withheld, never its count.

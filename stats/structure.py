@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from pipeline.reliability import StatisticsError
+from stats.reliability import StatisticsError
 
 EFA_ROTATIONS = ("varimax", "promax", "oblimin", "quartimax", None)
 EFA_METHODS = ("minres", "ml", "principal")

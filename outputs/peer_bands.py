@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.comparison import Funnel, funnel_band, two_sided_z
+from stats.comparison import Funnel, funnel_band, two_sided_z
 
 #: Round numbers the bands start from (respondents); the last band is open-ended.
 LADDER = (0, 20, 50, 100, 150, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500,

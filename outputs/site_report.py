@@ -8,7 +8,7 @@ and reliability, and a methods note. Figures are inline SVG and the CSS is inlin
 the page opens offline and prints the same anywhere. Hidden cells are reported as
 "fewer than k responses", never as a number, a blank or a zero. Other sites are
 unlabelled points drawn at a band of their respondent count shared with two or more
-others (`pipeline.peer_bands`), never at their exact count, which would follow them
+others (`outputs.peer_bands`), never at their exact count, which would follow them
 from panel to panel and from report to report.
 
 The PDF is printed by headless Chromium from the written HTML, with every host name
@@ -30,11 +30,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.benchmark import FDR, NO_TARGET
-from pipeline.export import CODED_COLUMNS
-from pipeline.peer_bands import band_of, count_bands, plotted_count
-from pipeline.published import open_published, published_meta
-from pipeline.report_figures import funnel_charts, principle_chart, trend_chart
+from published.layout import FDR, NO_TARGET
+from outputs.export import CODED_COLUMNS
+from outputs.peer_bands import band_of, count_bands, plotted_count
+from published.reader import open_published, published_meta
+from outputs.report_figures import funnel_charts, principle_chart, trend_chart
 from survey.errors import CultureError
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")

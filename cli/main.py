@@ -186,13 +186,13 @@ def run_ingest(settings: Settings, files: list[Path], site: str | None,
     """Ingest files one by one (each all-or-nothing) and print what happened to each.
 
     `tool` other than "culture" sends each file through its import adapter first
-    (survey.imports), which maps the tool's columns and answers onto ours.
+    (pipeline.ingest.tools), which maps the tool's columns and answers onto ours.
     """
     from functools import partial
 
-    from pipeline.ingest import ingest_file
+    from pipeline.ingest.files import ingest_file
     from pipeline.store import open_store
-    from survey.imports import import_export
+    from pipeline.ingest.tools import import_export
 
     mapping = _import_options(tool, column_map)
     inst = _load_instrument(settings)
@@ -362,9 +362,9 @@ def psychometrics(wave: Annotated[Optional[int], typer.Option(help="Only this wa
 
     Example: culture psychometrics --wave 2026 --out reports
     """
-    from pipeline.psychometrics import run_psychometrics
+    from pipeline.psychometrics.stage import run_psychometrics
     from pipeline.store import open_store
-    from pipeline.validation_report import write_report
+    from pipeline.psychometrics.report import write_report
 
     settings = _settings(db, instrument)
     inst = _load_instrument(settings)
@@ -455,7 +455,7 @@ def run(files: Annotated[Optional[list[Path]], typer.Argument(
 
 def _import_options(tool: str, column_map: Path | None) -> dict[str, str] | None:
     """The --from / --map pair checked, and the map read (None without one)."""
-    from survey.imports import TOOLS, load_column_map
+    from pipeline.ingest.tools import TOOLS, load_column_map
 
     if tool not in TOOLS:
         raise CultureError(f"--from {tool!r} is not known; use one of {', '.join(TOOLS)}")
@@ -472,7 +472,7 @@ def run_and_summarise(settings: Settings, files: list[Path], site: str | None,
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from pipeline.run import run_pipeline
-    from pipeline.validation_report import write_report
+    from pipeline.psychometrics.report import write_report
 
     mapping = _import_options(tool, column_map)
     inst = _load_instrument(settings)
@@ -549,7 +549,7 @@ def _print_published(pub, settings: Settings) -> None:
     out.print(f"  {len(flags)} flag(s) across all waves; the dashboard shows every one")
 
 
-#: Read by `culture export` when --pseudonymise-key is not given (pipeline.export names it too).
+#: Read by `culture export` when --pseudonymise-key is not given (outputs.export names it too).
 ENV_PSEUDONYMISE_KEY = "CULTURE_PSEUDONYMISE_KEY"
 
 
@@ -584,7 +584,7 @@ def export_aggregates_command(
               culture export --out exports --format sav --format dta --level site
               culture export --out exports --pseudonymise --format parquet
     """
-    from pipeline.export import deployment_pseudonym_key, export_aggregates
+    from outputs.export import deployment_pseudonym_key, export_aggregates
 
     settings = resolve_settings(db=db, min_sites_per_combination=min_sites)
     if pseudonymise and not pseudonymise_key:
@@ -620,7 +620,7 @@ def site_report_command(
     Examples: culture report --site A --wave 2026
               culture report --site D --wave 2026 --out board-papers --no-pdf
     """
-    from pipeline.site_report import write_site_report
+    from outputs.site_report import write_site_report
 
     files = write_site_report(_settings(db).published_path, site, wave, out_dir, pdf)
     out.print(f"wrote {files.html}")
@@ -841,8 +841,8 @@ def collect(db: DbOption = None, instrument: InstrumentOption = None,
 def serve_survey(settings: Settings, host: str, port: int, tokens: bool) -> None:
     import waitress
 
-    from survey.inbox import Inbox
-    from survey.webform import MAX_POST_BYTES, create_collect_app
+    from collect.inbox import Inbox
+    from collect.webform import MAX_POST_BYTES, create_collect_app
 
     surveys = _surveys(settings)
     inbox = Inbox(settings.inbox_path)
@@ -881,7 +881,7 @@ def invite(site: Annotated[str, typer.Option(help="Site code")],
     """
     import csv
 
-    from survey.inbox import issue_tokens
+    from collect.inbox import issue_tokens
 
     settings = _settings(db)
     if (site, wave) not in _surveys(settings):

@@ -54,13 +54,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import polars as pl
 import pyreadstat
 
-from pipeline.published import min_group_size, open_published, published_meta
-from pipeline.store import SITE_TYPES, insert_rows, read_sql
+from published.reader import min_group_size, open_published, published_meta
 from survey.errors import CultureError
 from survey.settings import ABSOLUTE_MIN_SITES_PER_COMBINATION
+from survey.sites import SITE_TYPES
+
+SQL_DIR = Path(__file__).resolve().parent / "sql"
 
 FORMATS = ("csv", "parquet", "sav", "dta")
 LEVELS = ("site", "principle", "item", "group")
@@ -414,17 +417,29 @@ def _prepare(con: duckdb.DuckDBPyConnection, key: str | None,
         hidden = [(group,) for group in coarsening.hidden_peer_groups]
     if len({r[1] for r in rows}) < len(rows):
         raise ExportError("two sites share a pseudonym under this key; choose another key")
-    con.execute("create or replace temp table site_pseudonyms "
-                "(site_code varchar, pseudonym varchar, site_type varchar, region varchar)")
-    insert_rows(con, "site_pseudonyms", ["site_code", "pseudonym", "site_type", "region"], rows)
-    con.execute("create or replace temp table hidden_peer_groups (peer_group varchar)")
-    insert_rows(con, "hidden_peer_groups", ["peer_group"], hidden)
+    _temp_table(con, "site_pseudonyms", ["site_code", "pseudonym", "site_type", "region"],
+                rows)
+    _temp_table(con, "hidden_peer_groups", ["peer_group"], hidden)
     quote = "'" * 4
     starts = ", ".join("chr(%d)" % ord(c) for c in FORMULA_STARTS)
     con.execute(f"create or replace temp macro csv_safe(x) as case when left(x, 1) in "
                 f"({starts}) then {quote} || x else x end")
-    con.execute("create or replace temp view export_cells as " + read_sql("export_cells.sql"))
+    con.execute("create or replace temp view export_cells as "
+                + (SQL_DIR / "export_cells.sql").read_text(encoding="utf-8"))
     return coarsening
+
+
+def _temp_table(con: duckdb.DuckDBPyConnection, name: str, columns: list[str],
+                rows: list[tuple]) -> None:
+    """A temporary table of varchar `columns` holding `rows` (small: one row a site)."""
+    frame = pd.DataFrame(rows, columns=columns, dtype="object")
+    con.register("incoming_rows", frame)
+    try:
+        con.execute(f"create or replace temp table {name} as select "
+                    + ", ".join(f"{c}::varchar as {c}" for c in columns)
+                    + " from incoming_rows")
+    finally:
+        con.unregister("incoming_rows")
 
 
 def _level_query(level: str, pseudonymised: bool) -> str:

@@ -13,7 +13,7 @@ the body is too large (413), the form token is missing or forged (403: cross-sit
 request forgery protection, since a token is signed for this site and wave), the
 Origin is another site (403), a field is unknown or a code out of range (400), an
 invitation token is unknown or used (403 / 409), or the body is not an HTML form post
-(415). Accepted answers go to the durable inbox (`survey.inbox`), and only then is the
+(415). Accepted answers go to the durable inbox (`collect.inbox`), and only then is the
 respondent thanked.
 """
 
@@ -28,7 +28,7 @@ from html import escape
 from http import HTTPStatus
 from urllib.parse import parse_qs, unquote_to_bytes, urlparse
 
-from survey.inbox import Inbox, TokenRefused
+from collect.inbox import Inbox, TokenRefused
 from survey.instrument import Instrument
 
 _FORM_SLOT, _INVITATION_SLOT = "@@form-token@@", "@@invitation@@"

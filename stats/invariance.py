@@ -2,7 +2,7 @@
 
 A small multi-group maximum-likelihood CFA with a mean structure and the equality
 constraints that metric and scalar invariance need, fitted with scipy (the same approach
-as the single-group CFA in `pipeline.structure`).
+as the single-group CFA in `stats.structure`).
 
 Per group g the model is x = nu_g + lambda_g f + e, f ~ (kappa_g, phi_g), e ~ (0, Theta_g)
 with the first loading fixed to 1 (marker). Configural: everything free per group;
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
-from pipeline.reliability import StatisticsError
+from stats.reliability import StatisticsError
 
 STEPS = ("configural", "metric", "scalar")
 DELTA_CFI = -0.01

@@ -101,7 +101,7 @@ def alpha_from_covariance(cov: np.ndarray, n: int, nan_policy: str = "pairwise",
     """Alpha from an item covariance matrix and the number of respondents behind it.
 
     The entry point for covariances built from sufficient statistics in DuckDB
-    (`pipeline.moments`); `cronbach_alpha` calls it with pandas' covariance.
+    (`pipeline.psychometrics.moments`); `cronbach_alpha` calls it with pandas' covariance.
     """
     k = cov.shape[0]
     alpha = _alpha_from_matrix(cov)

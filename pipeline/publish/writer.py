@@ -6,7 +6,7 @@ exports, which open only this file, cannot read respondent-level data however th
 are written; and a reader of the published file never holds the store's write lock.
 
 The file is built under a temporary name, benchmarked from its own cells, checked by
-the independent verifier (`pipeline.verify`) and only then moved into place in one
+the independent verifier (`pipeline.publish.verify`) and only then moved into place in one
 rename, so readers see either the previous complete layer or the new one. If the
 verifier finds a breach, the run fails loudly and the previous layer stays.
 """
@@ -26,14 +26,15 @@ import pandas as pd
 import pyarrow as pa
 from scipy import stats
 
-from pipeline.actions import action_rows, load_actions
+from pipeline.publish.actions import action_rows, load_actions
 from pipeline.benchmark import build_benchmarks
-from pipeline.cells import NOT_STATED, cell_sums, item_is_agreement
-from pipeline.disclosure import suppress_flag_counts, suppress_headcounts, suppress_small_cells
+from pipeline.publish.cells import NOT_STATED, cell_sums, item_is_agreement
+from pipeline.publish.disclosure import suppress_flag_counts, suppress_headcounts, suppress_small_cells
 from pipeline.frames import with_columns, write_table
 from pipeline.quality import analysis_view
 from pipeline.store import drop_relation
-from pipeline.verify import VerificationReport, check_cells, verify_published
+from pipeline.publish.verify import VerificationReport, check_cells, verify_published
+from published.layout import PUBLISHED_LAYOUT
 from survey.instrument import Instrument
 from survey.settings import Settings
 
@@ -41,8 +42,6 @@ from survey.settings import Settings
 ATTRIBUTE_TITLES = {"staff_group": "Staff group / career stage",
                     "pmq": "Place of primary qualification", "age_band": "Age band"}
 
-#: Version of the published tables' layout, for readers to check.
-PUBLISHED_LAYOUT = "1"
 
 Progress = Callable[[str], None]
 

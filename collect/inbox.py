@@ -5,7 +5,7 @@ does, no other process may even read it. The survey server must accept answers a
 year, including while `culture run` holds the store for minutes. So the form writes to
 its own file, ``<store stem>.inbox.sqlite``, in SQLite's write-ahead-log mode, where
 one writer and any number of readers in other processes coexist; the pipeline reads
-new submissions from it (`pipeline.inbox_ingest`) and ingests them into the store.
+new submissions from it (`pipeline.ingest.inbox`) and ingests them into the store.
 
 Durability. A respondent's "thank you" is sent only after their answers are committed
 with ``synchronous=FULL`` (fsync of the log). To reach hundreds of submissions a second
@@ -32,7 +32,7 @@ plainly: marks still waiting when the server stops (fewer than `mark_batch` per 
 wave) are lost, so those invitations could be used once more after a restart.
 
 Identity. Each inbox file carries a random id written when it is created, so the store
-can tell a new or restored inbox from the one it has read before (`pipeline.inbox_ingest`).
+can tell a new or restored inbox from the one it has read before (`pipeline.ingest.inbox`).
 """
 
 from __future__ import annotations

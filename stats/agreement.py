@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipeline.reliability import StatisticsError
+from stats.reliability import StatisticsError
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Pick up the web form's new submissions from the inbox and ingest them into the store.
 
-The inbox (`survey.inbox`) is a SQLite file the survey server keeps writing while this
+The inbox (`collect.inbox`) is a SQLite file the survey server keeps writing while this
 runs. Each run writes the submissions the store has not yet taken to a temporary CSV in
 the ingest's own format and ingests that file, so every guarantee of ingest holds (all
 or nothing, every row stored or quarantined with a reason).
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline.ingest import IngestReport, ingest_file
-from survey.inbox import read_inbox
+from pipeline.ingest.files import IngestReport, ingest_file
+from collect.inbox import read_inbox
 from survey.instrument import Instrument
 
 _CURSORS = """

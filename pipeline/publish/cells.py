@@ -23,10 +23,10 @@ Cells form *partitions*: a site's total is the sum of its groups for each attrib
 ``not_stated``, so each breakdown adds up exactly); a peer group is the sum of its
 sites; all sites are the sum of the peer groups. Every option of every attribute gets
 a row, even when nobody chose it, so that a suppressed cell never reveals whether it
-was empty. The disclosure step (`pipeline.disclosure`) relies on all of this.
+was empty. The disclosure step (`pipeline.publish.disclosure`) relies on all of this.
 
 Only this module and the psychometrics stage read respondents; what leaves the store
-is decided by `pipeline.publish`.
+is decided by `pipeline.publish.writer`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import pandas as pd
 
 from pipeline.frames import query_frame
 from pipeline.scoring import scale_score_sql, scale_sql_terms
-from pipeline.validation_sql import quote
+from pipeline.ingest.row_checks import quote
 from survey.instrument import Instrument
 
 #: Group of respondents who did not state an attribute (blank or "prefer not to say").

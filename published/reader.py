@@ -12,7 +12,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline.publish import PUBLISHED_LAYOUT
+from published.layout import PUBLISHED_LAYOUT
 from survey.errors import CultureError
 
 

@@ -3,7 +3,7 @@
 Reliability for every scale x site x wave at national scale must not pull respondents
 into Python. One SQL statement per scale returns, for each group, the counts, sums and
 cross-products of every item pair; Python turns those into small k x k matrices that
-`pipeline.reliability` works on.
+`stats.reliability` works on.
 
 With ``nan_policy="pairwise"`` each pair uses the respondents who answered both items
 (R: ``cov(x, use = "pairwise")`` / ``cor(x, use = "pairwise")``); the diagonal uses every
@@ -19,8 +19,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from pipeline.reliability import NAN_POLICIES, StatisticsError
-from pipeline.validation_sql import quote
+from stats.reliability import NAN_POLICIES, StatisticsError
+from pipeline.ingest.row_checks import quote
 from survey.instrument import Instrument
 
 #: Columns a caller may group by.

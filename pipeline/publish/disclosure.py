@@ -4,7 +4,7 @@ Rule 1 (primary): a cell with fewer than `min_group_size` respondents is not sho
 
 Rule 2 (complementary): a reader who knows how cells add up must not be able to work
 out a hidden cell, or a union of hidden cells, of fewer than `min_group_size`
-respondents. Cells add up along *equations* (see `pipeline.cells`):
+respondents. Cells add up along *equations* (see `pipeline.publish.cells`):
 
     unit total        = sum of its groups, for each attribute        (per site, peer, all)
     peer group cell   = sum of its sites' cells                      (per breakdown group)
@@ -21,7 +21,7 @@ published layer, so there are no equations across waves.
 
 Hiding only ever grows, so the loop ends. The independent check of the result,
 including recovery by any linear combination of equations (not just chains), is
-`pipeline.verify`.
+`pipeline.publish.verify`.
 
 Two smaller tables carry counts of their own, with the same rule:
 
@@ -44,8 +44,8 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from pipeline.cells import ALL, KEY_ORDER
-from pipeline.verify import POOLED_STAFF_GROUPS, flag_count_leaks
+from pipeline.publish.cells import ALL, KEY_ORDER
+from pipeline.publish.verify import POOLED_STAFF_GROUPS, flag_count_leaks
 
 #: Reluctance to hide a unit's total (added to 0 site, 1 peer group, 2 all sites).
 TOTAL = 4
@@ -385,7 +385,7 @@ def suppress_flag_counts(quality: pd.DataFrame, analysed: np.ndarray, exclude_fl
     shown counts, with the site's `analysed` count of the cells, which a reader has).
 
     Each row keeps the largest set of counts that is safe, preferring counts earlier in
-    FLAG_COUNT_COLUMNS; `pipeline.verify.flag_count_leaks` judges what is safe.
+    FLAG_COUNT_COLUMNS; `pipeline.publish.verify.flag_count_leaks` judges what is safe.
     """
     out = quality.copy()
     if not len(out):

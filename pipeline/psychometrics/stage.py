@@ -3,7 +3,7 @@
 `run_psychometrics` runs every check a reviewer asks for on the stored responses of a
 wave (or all waves) and returns plain data (dicts and lists, JSON-ready), each statistic
 judged against a stated criterion. Heavy work stays in DuckDB: reliability for every
-scale x site x wave comes from sufficient statistics (`pipeline.moments`); only the
+scale x site x wave comes from sufficient statistics (`pipeline.psychometrics.moments`); only the
 structural models (CFA, EFA, parallel analysis) see respondents, and at most
 `STRUCTURE_SAMPLE` of them, drawn by a seeded hash of who answered: pseudo-random, and
 the same sample from every store holding the same responses (`structure_sample`).
@@ -18,15 +18,15 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 import pandas as pd
 
-from pipeline.aggregation import group_mean_reliability, icc_from_group_stats, rwg_from_variances
-from pipeline.moments import PatternSums, levels_from_patterns, pattern_sums
+from stats.agreement import group_mean_reliability, icc_from_group_stats, rwg_from_variances
+from pipeline.psychometrics.moments import PatternSums, levels_from_patterns, pattern_sums
 from pipeline.quality import (analysis_view, flag_response_quality,
                                flag_response_quality_aside, quality_by_site)
-from pipeline.reliability import (StatisticsError, alpha_batch, item_statistics_from_covariance,
+from stats.reliability import (StatisticsError, alpha_batch, item_statistics_from_covariance,
                                   omega_total_batch)
 from pipeline.scoring import keyed_items, score_responses
 from pipeline.store import drop_relation
-from pipeline.structure import bartlett_sphericity, cfa, htmt, kmo, parallel_analysis
+from stats.structure import bartlett_sphericity, cfa, htmt, kmo, parallel_analysis
 from survey.errors import CultureError
 from survey.instrument import Instrument
 from survey.settings import Settings
@@ -180,7 +180,7 @@ def item_rows(moments: dict) -> list[dict]:
 def _site_score_stats(moments: dict) -> pd.DataFrame:
     """n, mean and within-site sum of squares of every scale's score per site x wave.
 
-    From the score sums that ride along each scale's moment scan (`pipeline.moments`):
+    From the score sums that ride along each scale's moment scan (`pipeline.psychometrics.moments`):
     within = sum of squares - n mean^2. A scan of its own cost 0.55 s at 1M responses.
     """
     rows = []
@@ -321,7 +321,7 @@ def invariance_summary(con, instrument: Instrument, min_group: int) -> list[dict
 def invariance_from_sample(frame: pd.DataFrame, instrument: Instrument,
                            min_group: int) -> list[dict]:
     """`invariance_summary` on a sample already drawn (no store access: thread-safe)."""
-    from pipeline.invariance import measurement_invariance
+    from stats.invariance import measurement_invariance
 
     rows = []
     for scale in (s for s in instrument.scales if s.core):

@@ -2,7 +2,7 @@
 
 Each adapter reads the tool's export (CSV or XLSX), works out which of its columns are
 our questions, attributes, response id, site, wave and date, and writes a normalised
-CSV with our column names that `pipeline.ingest.ingest_file` then ingests as usual. So
+CSV with our column names that `pipeline.ingest.files.ingest_file` then ingests as usual. So
 every guarantee of ingest holds here too: one file is one all-or-nothing batch, the
 same export twice is a no-op (the normalised bytes are the same), and every row is
 stored or quarantined with a reason; an answer text the instrument does not know
@@ -38,8 +38,8 @@ from typing import Iterator
 
 import duckdb
 
-from pipeline.ingest import COLUMN_ALIASES, IngestReport, ingest_file
-from pipeline.readers import (Progress, check_header, check_regular_file, file_format,
+from pipeline.ingest.files import COLUMN_ALIASES, IngestReport, ingest_file
+from pipeline.ingest.readers import (Progress, check_header, check_regular_file, file_format,
                               inspect_file)
 from survey.errors import IngestError
 from survey.instrument import Instrument

@@ -4,8 +4,8 @@ One file is one batch and one transaction: if the process dies half-way the stor
 exactly as before, and running the same command again completes the work. A file
 whose bytes (and --site / --wave) match an earlier batch is not ingested twice.
 
-Validation is one SQL query over the file (`pipeline.readers`), built from the
-instrument (`pipeline.validation_sql`): each answer may be a code or a label in any
+Validation is one SQL query over the file (`pipeline.ingest.readers`), built from the
+instrument (`pipeline.ingest.row_checks`): each answer may be a code or a label in any
 case and spacing; the "don't know / prefer not to say" option is stored as missing.
 Rows with any problem go to the quarantine table, one line per problem, with the reason
 codes in `REASONS`. A Parquet file's accepted rows are written straight from that query;
@@ -22,14 +22,16 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline.readers import (Progress, SourceFile, check_header, create_raw_view,
+from pipeline.ingest.readers import (Progress, SourceFile, check_header, create_raw_view,
                               describe_read_error, drop_raw_views, has_row_numbers, inspect_file)
 from pipeline.store import read_sql, register_instrument
-from pipeline.validation_sql import (CREATE_CHECKED_SQL, DUPLICATES_SQL, NUMBER_ROWS_SQL,
+from pipeline.ingest.row_checks import (CREATE_CHECKED_SQL, DUPLICATES_SQL, NUMBER_ROWS_SQL,
                                      REASONS, CheckedSql, build_checked_sql, duplicate_rows_sql,
                                      quote)
 from survey.errors import IngestError
 from survey.instrument import Instrument
+
+SQL_DIR = Path(__file__).resolve().parent / "sql"
 
 __all__ = ["REASONS", "IngestReport", "ingest_file", "map_columns"]
 
@@ -253,7 +255,7 @@ def _write_batch(con: duckdb.DuckDBPyConnection, path: Path, source: SourceFile,
                 # Only now is the wide table needed: the quarantine shows every problem.
                 _run_validation(con, path, CREATE_CHECKED_SQL.format(rows=checks.rows), checks)
             # Re-reads the file for the rejected rows' exact text; skipped for a clean file.
-            con.execute("insert into quarantine " + read_sql("ingest_quarantine.sql"),
+            con.execute("insert into quarantine " + read_sql("ingest_quarantine.sql", SQL_DIR),
                         {"batch_id": batch_id, "min_answered": checks.params["min_answered"]})
         con.execute("insert into ingest_batches values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [batch_id, path.name, source.sha256, source.file_format, site, wave,

@@ -1,0 +1,2 @@
+"""The `culture` command: parse, call one library function, print. The top of the house;
+nothing imports it."""

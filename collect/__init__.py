@@ -1,0 +1,1 @@
+"""Collecting answers: the respondents' web form and the durable inbox it writes to."""
