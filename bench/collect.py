@@ -151,7 +151,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
-    stored = stored_ids(folder / "collect.inbox.sqlite")
+    stored = stored_ids(folder / "survey.inbox.sqlite")
     expected = set(acked) | set(baseline_ids)
     lost = len(expected - set(stored))
     duplicated = len(stored) - len(set(stored))

@@ -37,7 +37,7 @@ OUT = ROOT / "bench" / "data" / "export"
 
 def published_layer() -> Path:
     """The national published file, built by the pipeline benchmark's run_once if missing."""
-    path = FOLDER / "stores" / "published.reader.duckdb"
+    path = FOLDER / "stores" / "pipeline.published.duckdb"
     if path.exists():
         return path
     ensure_data(FOLDER, 1_000_000, formats=("parquet",))

@@ -41,7 +41,7 @@ def run_once(folder: Path, instrument, headcounts: bool = True
              ) -> tuple[float, dict[str, float], object]:
     store = folder / "stores" / "pipeline.duckdb"
     store.parent.mkdir(exist_ok=True)
-    for path in (store, store.with_name("published.reader.duckdb")):
+    for path in (store, store.with_name("pipeline.published.duckdb")):
         path.unlink(missing_ok=True)
     with open_store(store) as con:
         load_reference(con, folder)
