@@ -26,7 +26,7 @@ from pipeline.publish.writer import publish
 from outputs.site_report import write_site_report
 from pipeline.psychometrics.report import write_report
 from pipeline.store import add_wave, load_sites_csv, open_store
-from cli.main import calm_funnel_line
+from cli.pipeline_commands import calm_funnel_line
 from survey.settings import SAMPLES_DIR, Settings
 
 PAGES = ["/", "/principle", "/benchmark", "/trends", "/equity", "/quality"]

@@ -1,0 +1,246 @@
+"""Commands that run the pipeline: run (ingest to publish), psychometrics, demo.
+
+Also how a run's results are printed: reliability per scale, what was published and
+hidden, and the sites outside their funnel.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from cli.dashboard_commands import serve_dashboard
+from cli.options import DbOption, InstrumentOption, err, instrument_of, out, settings_for
+from cli.store_commands import import_options, print_import, print_ingest, print_summary
+from survey.settings import SAMPLES_DIR, Settings, resolve_settings
+
+
+def psychometrics(wave: Annotated[Optional[int], typer.Option(help="Only this wave")] = None,
+                  site: Annotated[Optional[str], typer.Option(help="Only this site")] = None,
+                  out_dir: Annotated[Path, typer.Option(
+                      "--out", help="Folder for the HTML and JSON report")] = Path("reports"),
+                  db: DbOption = None, instrument: InstrumentOption = None) -> None:
+    """Score responses and write the validation report (HTML and JSON).
+
+    Example: culture psychometrics --wave 2026 --out reports
+    """
+    from pipeline.psychometrics.stage import run_psychometrics
+    from pipeline.store import open_store
+    from pipeline.psychometrics.report import write_report
+
+    settings = settings_for(db, instrument)
+    inst = instrument_of(settings)
+    with open_store(settings.db_path) as con:
+        result = run_psychometrics(con, inst, settings, wave, site)
+    html_path, json_path = write_report(result, inst, out_dir)
+    _print_reliability(result)
+    out.print(f"validation report: {html_path} and {json_path}")
+
+
+def _print_reliability(result: dict) -> None:
+    def two(value) -> str:
+        return "n/a" if value is None or not math.isfinite(value) else f"{value:.2f}"
+
+    for row in (r for r in result["reliability"] if r["level"] == "overall"):
+        if "alpha" not in row:
+            out.print(f"  {row['scale']:<18} {row['note']}")
+            continue
+        omega = row["omega_total"]
+        out.print(f"  {row['scale']:<18} alpha {two(row['alpha'])} "
+                  f"({two(row['ci_low'])}-{two(row['ci_high'])}), omega "
+                  f"{'not estimable' if omega is None else two(omega)}: {row['alpha_verdict']}")
+
+
+def run(files: Annotated[Optional[list[Path]], typer.Argument(
+            help="Response files to ingest first (CSV, XLSX or Parquet); none: use the store")] = None,
+        site: Annotated[Optional[str], typer.Option(help="Site of every row, if the files have no site column")] = None,
+        wave: Annotated[Optional[int], typer.Option(help="Wave of every row, if the files have no wave column")] = None,
+        report_dir: Annotated[Path, typer.Option(
+            "--reports", help="Folder for the validation report")] = Path("reports"),
+        target: Annotated[Optional[str], typer.Option(
+            help="Principle target: peer_q3, national_q3, peer_median or national_median "
+                 "[env: CULTURE_TARGET; default: peer_q3]")] = None,
+        min_group_size: Annotated[Optional[int], typer.Option(
+            "--min-group-size", help="Smallest group shown [env: CULTURE_MIN_GROUP_SIZE; "
+                                     "default: 10; never below 5]")] = None,
+        tool: Annotated[str, typer.Option(
+            "--from", help="Where the files come from: culture (our columns), redcap, forms "
+                           "or qualtrics (as for `culture ingest --from`)")] = "culture",
+        column_map: Annotated[Optional[Path], typer.Option(
+            "--map", help="CSV 'column,field' mapping export columns to item ids (with "
+                          "--from)")] = None,
+        db: DbOption = None, instrument: InstrumentOption = None) -> None:
+    """Ingest, score, check, benchmark, suppress and publish: the whole pipeline.
+
+    The published layer (aggregates only) is written beside the store as
+    <store>.published.duckdb; the dashboard and exports read only that file.
+
+    Examples: culture run responses-2026.csv
+              culture run qualtrics-2026.csv --from qualtrics --site RX1 --wave 2026
+              culture run --target national_q3
+    """
+    settings = resolve_settings(db=db, instrument=instrument, target_rule=target,
+                                min_group_size=min_group_size)
+    run_and_summarise(settings, files or [], site, wave, report_dir, tool.strip().lower(),
+                      column_map)
+
+
+def run_and_summarise(settings: Settings, files: list[Path], site: str | None,
+                      wave: int | None, report_dir: Path, tool: str = "culture",
+                      column_map: Path | None = None) -> None:
+    """Run the pipeline with a progress bar per stage, then print what was published."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from pipeline.run import run_pipeline
+    from pipeline.psychometrics.report import write_report
+
+    mapping = import_options(tool, column_map)
+    inst = instrument_of(settings)
+    bar = Progress(SpinnerColumn(), TextColumn("{task.description:<24}"), TimeElapsedColumn(),
+                   console=err, transient=False, disable=not err.is_terminal)
+    tasks: dict[str, int] = {}
+
+    def stage(name: str) -> None:
+        for task in tasks.values():
+            bar.update(task, total=1, completed=1)
+        tasks[name] = bar.add_task(name, total=None)
+
+    with bar:
+        result = run_pipeline(settings, inst, files, site, wave, stage, tool, mapping)
+        for task in tasks.values():
+            bar.update(task, total=1, completed=1)
+    imported = {id(i.ingest): i for i in result.imports}
+    for report in result.ingests:
+        if id(report) in imported:    # what the adapter made of the file, then its ingest
+            print_import(imported[id(report)])
+        print_ingest(report)
+    if result.inbox is not None:
+        out.print(result.inbox.summary(), highlight=False)
+    html_path, _ = write_report(result.psychometrics, inst, report_dir)
+    _print_reliability(result.psychometrics)
+    _print_published(result.published, settings)
+    out.print(f"validation report: {html_path}")
+
+
+def calm_funnel_line(pub) -> str:
+    """What `culture run` says when no site is outside its funnel, claiming an allowance
+    for overdispersion only where one was estimated (three or more sites)."""
+    funnels, allowed = pub.tables.get("funnel_params", 0), pub.funnels_with_overdispersion
+    if allowed == 0:
+        return ("no site stands out from its funnel (too few sites to estimate "
+                "overdispersion: the limits are sampling error only; 5% false discovery rate)")
+    if allowed < funnels:
+        return ("no site stands out from its funnel after allowing for overdispersion where "
+                "three or more sites allow it (elsewhere the limits are sampling error only; "
+                "5% false discovery rate)")
+    return ("no site stands out from its funnel after allowing for overdispersion "
+            "(5% false discovery rate)")
+
+
+def _print_published(pub, settings: Settings) -> None:
+    k = settings.min_group_size
+    shown = pub.cells - pub.hidden_primary - pub.hidden_complementary
+    out.print(f"published: {pub.path.resolve()}")
+    out.print(f"  {pub.cells:,} cells: {shown:,} shown; {pub.hidden_primary:,} hidden because "
+              f"fewer than {k} people answered; {pub.hidden_complementary:,} hidden so that "
+              f"those cannot be worked out by subtraction")
+    for level_reason, count in sorted(pub.hidden_by_level.items()):
+        out.print(f"    {level_reason}: {count:,}")
+    check = pub.verification
+    out.print(f"  verified: no shown count below {k}; none of {check.hidden_cells:,} hidden "
+              f"cells recoverable from {check.equations:,} equations")
+    flags = pub.funnel_flags
+    if not pub.tables.get("funnel_params"):
+        out.print(f"  no funnel plots: comparing sites needs at least two with {k} or more "
+                  f"responses in a wave")
+        return
+    if not flags:
+        out.print(f"  {calm_funnel_line(pub)}")
+        return
+    latest = max(f["wave"] for f in flags)
+    table = Table(title=f"Sites outside their funnel in {latest} (5% false discovery rate)")
+    for column in ("site", "measure", "flag", "q"):
+        table.add_column(column)
+    for f in sorted((f for f in flags if f["wave"] == latest),
+                    key=lambda f: (f["site_code"], f["measure"])):
+        table.add_row(f["site_code"], f"{f['measure_kind']} {f['measure']}", f["flag"],
+                      f"{f['q']:.3g}")
+    out.print(table)
+    out.print(f"  {len(flags)} flag(s) across all waves; the dashboard shows every one")
+
+
+def demo(db: DbOption = None, instrument: InstrumentOption = None,
+         dirty: Annotated[bool, typer.Option(
+             "--dirty", help="Load the messy export (every kind of bad row) instead")] = False,
+         serve: Annotated[Optional[bool], typer.Option(
+             "--serve/--no-serve", help="End by serving the dashboard [default: when run "
+             "in a terminal, and not under CI]")] = None,
+         port: Annotated[int, typer.Option(help="Dashboard port")] = 8050,
+         ) -> None:
+    """Load the committed sample sites and responses, run the whole pipeline on them, and
+    serve the dashboard with a demo admin and director.
+
+    Examples: culture demo
+              culture demo --no-serve
+              culture demo --dirty --db dirty.duckdb && culture quarantine --db dirty.duckdb
+    """
+    from pipeline.store import add_wave, load_headcounts_csv, load_sites_csv, open_store, store_summary
+
+    settings = settings_for(db, instrument)
+    manifest = json.loads((SAMPLES_DIR / "manifest.json").read_text(encoding="utf-8"))
+    inst = instrument_of(settings)
+    with open_store(settings.db_path) as con:
+        con.execute("begin transaction")
+        load_sites_csv(con, SAMPLES_DIR / "sites.csv")
+        load_headcounts_csv(con, SAMPLES_DIR / "headcounts.csv", inst)
+        for year in manifest["waves"]:
+            add_wave(con, int(year))
+        con.execute("commit")
+    out.print(f"store: {settings.db_path.resolve()}")
+    sample = "responses_dirty.csv" if dirty else "responses_clean.csv"
+    run_and_summarise(settings, [SAMPLES_DIR / sample], None, None, Path("reports"))
+    with open_store(settings.db_path, read_only=True) as con:
+        print_summary(store_summary(con))
+    if not dirty:
+        out.print("Try the messy export too: culture demo --dirty --db dirty.duckdb, then "
+                  "culture quarantine --db dirty.duckdb")
+    if not settings.published_path.exists():
+        return
+    credentials = demo_accounts(settings)
+    out.print("dashboard accounts (new passwords each demo run):")
+    for username, (role, password) in credentials.items():
+        out.print(f"  {role:<9} {username:<14} password: {password}")
+    if serve is None:
+        serve = sys.stdin.isatty() and sys.stdout.isatty() and not os.environ.get("CI")
+    if serve:
+        serve_dashboard(settings, "127.0.0.1", port)
+    else:
+        out.print(f"see the dashboard: culture serve{' --db ' + str(db) if db else ''} "
+                  "(then open http://127.0.0.1:8050/ and sign in as above)")
+
+
+def demo_accounts(settings: Settings) -> dict[str, tuple[str, str]]:
+    """(Re)create the demo admin and the director of sample site A with fresh passwords."""
+    import secrets
+
+    from dashboard.accounts import AccountBook
+
+    book = AccountBook(settings.accounts_path)
+    existing = {a.username for a in book.accounts()}
+    made = {}
+    for username, role, site in (("demo-admin", "admin", None),
+                                 ("demo-director", "director", "A")):
+        password = secrets.token_urlsafe(9)
+        if username in existing:
+            book.set_password(username, password)
+        else:
+            book.add(username, role, password, site)
+        made[username] = (role, password)
+    return made

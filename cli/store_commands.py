@@ -1,0 +1,277 @@
+"""Commands that fill the store and look into it: sites, waves, ingest, quarantine, status.
+
+Also how an ingest and the store are printed, which `culture run` and `culture demo`
+print the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from cli.options import DbOption, InstrumentOption, err, instrument_of, out, settings_for
+from survey.errors import CultureError
+from survey.settings import Settings
+
+
+def sites_add(code: str, name: Annotated[str, typer.Option(help="Organisation name")],
+              site_type: Annotated[str, typer.Option("--type", help=(
+                  "acute_trust, professional_support_unit, independent_support_org or "
+                  "primary_care"))],
+              region: Annotated[Optional[str], typer.Option(help="Region of England")] = None,
+              db: DbOption = None) -> None:
+    """Add or update one site.
+
+    Example: culture sites add RX1 --name "Tamar Valley Hospitals" --type acute_trust --region "South West"
+    """
+    from pipeline.store import Site, add_sites, open_store
+
+    with open_store(settings_for(db).db_path) as con:
+        add_sites(con, [Site(code, name, site_type, region)])
+    out.print(f"site {code.upper()} saved")
+
+
+def sites_load(file: Path, headcounts: Annotated[Optional[Path], typer.Option(
+        help="Optional CSV site_code,staff_group,headcount")] = None,
+        db: DbOption = None, instrument: InstrumentOption = None) -> None:
+    """Load sites from a CSV with columns site_code,name,site_type,region.
+
+    Example: culture sites load data_samples/sites.csv --headcounts data_samples/headcounts.csv
+    """
+    from pipeline.store import load_headcounts_csv, load_sites_csv, open_store
+
+    settings = settings_for(db, instrument)
+    with open_store(settings.db_path) as con:
+        con.execute("begin transaction")
+        n_sites = load_sites_csv(con, file)
+        n_heads = load_headcounts_csv(con, headcounts, instrument_of(settings)) if headcounts else 0
+        con.execute("commit")
+    out.print(f"{n_sites} sites loaded" + (f", {n_heads} headcounts" if headcounts else ""))
+
+
+def sites_list(db: DbOption = None) -> None:
+    """List the sites in the store."""
+    from pipeline.store import open_store
+
+    with open_store(settings_for(db).db_path) as con:
+        rows = con.execute("select site_code, name, site_type, region from sites "
+                           "order by site_code").fetchall()
+    table = Table("code", "name", "type", "region")
+    for row in rows:
+        table.add_row(*[str(v or "") for v in row])
+    out.print(table)
+
+
+def waves_add(year: int, label: Annotated[Optional[str], typer.Option()] = None,
+              db: DbOption = None) -> None:
+    """Set up a survey wave.
+
+    Example: culture waves add 2026
+    """
+    from pipeline.store import add_wave, open_store
+
+    with open_store(settings_for(db).db_path) as con:
+        add_wave(con, year, label)
+    out.print(f"wave {year} saved")
+
+
+def _progress_bar():
+    """A stage-by-stage progress bar for large files (drawn on stderr only)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                   console=err, transient=True)
+    tasks: dict[str, int] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            for task in tasks.values():
+                bar.update(task, total=1, completed=1)
+            # A total of 0 means "no measure of progress": rich then shows a pulsing bar.
+            tasks[stage] = bar.add_task(stage, total=total or None)
+        bar.update(tasks[stage], completed=done)
+
+    return bar, update
+
+
+def import_options(tool: str, column_map: Path | None) -> dict[str, str] | None:
+    """The --from / --map pair checked, and the map read (None without one)."""
+    from pipeline.ingest.tools import TOOLS, load_column_map
+
+    if tool not in TOOLS:
+        raise CultureError(f"--from {tool!r} is not known; use one of {', '.join(TOOLS)}")
+    if tool == "culture" and column_map:
+        raise CultureError("--map is for other tools' exports; give --from redcap, forms or "
+                           "qualtrics, or rename the columns of your file")
+    return load_column_map(column_map) if column_map else None
+
+
+def run_ingest(settings: Settings, files: list[Path], site: str | None,
+               wave: int | None, tool: str = "culture", column_map: Path | None = None) -> list:
+    """Ingest files one by one (each all-or-nothing) and print what happened to each.
+
+    `tool` other than "culture" sends each file through its import adapter first
+    (pipeline.ingest.tools), which maps the tool's columns and answers onto ours.
+    """
+    from functools import partial
+
+    from pipeline.ingest.files import ingest_file
+    from pipeline.store import open_store
+    from pipeline.ingest.tools import import_export
+
+    mapping = import_options(tool, column_map)
+    inst = instrument_of(settings)
+    definition = settings.instrument_path.read_text(encoding="utf-8")
+    reports = []
+    with open_store(settings.db_path) as con:
+        for file in files:
+            large = file.exists() and file.stat().st_size > 5_000_000
+            bar, update = _progress_bar()
+            ingest_one = (ingest_file if tool == "culture"
+                          else partial(import_export, tool=tool, column_map=mapping))
+            if large:
+                with bar:
+                    report = ingest_one(con, file, inst, definition, site=site, wave=wave,
+                                        progress=update)
+            else:
+                report = ingest_one(con, file, inst, definition, site=site, wave=wave)
+            if tool != "culture":
+                print_import(report)
+                report = report.ingest
+            reports.append(report)
+            print_ingest(report)
+    return reports
+
+
+def print_import(report) -> None:
+    """What an adapter matched, dropped and could not place (before ingest's own summary)."""
+    out.print(f"{report.source}: read as a {report.tool} export; "
+              f"{len(report.columns)} column(s) matched")
+    if report.dropped_columns:
+        out.print(f"  identifying or tool columns, not stored: {', '.join(report.dropped_columns)}")
+    if report.unmapped_columns:
+        out.print(f"  columns matching no question, not stored: "
+                  f"{', '.join(report.unmapped_columns)}")
+    for note in report.notes:
+        out.print(f"  note: {note}")
+
+
+def print_ingest(report) -> None:
+    if report.already_ingested:
+        batch, when = report.previous_batch
+        out.print(f"{report.source}: already ingested as batch {batch} on "
+                  f"{when:%Y-%m-%d}; nothing to do")
+        return
+    out.print(f"{report.source}: batch {report.batch_id}: {report.rows_read} rows read, "
+              f"[green]{report.rows_accepted} accepted[/green], "
+              f"[{'red' if report.rows_rejected else 'green'}]{report.rows_rejected} "
+              f"quarantined[/]")
+    for reason, count in report.rejected_by_reason.items():
+        out.print(f"  {count} row(s): {reason}")
+    if report.rows_rejected:
+        out.print(f"  see them with: culture quarantine --batch {report.batch_id}")
+    if report.missing_item_columns:
+        out.print(f"  questions not in this file (stored as unanswered): "
+                  f"{', '.join(report.missing_item_columns)}")
+    if report.ignored_columns:
+        out.print(f"  columns not in the instrument, ignored: {', '.join(report.ignored_columns)}")
+    for warning in report.warnings:
+        err.print(f"warning: {warning}", markup=False, highlight=False)
+
+
+def ingest(files: Annotated[list[Path], typer.Argument(help="CSV, XLSX or Parquet files")],
+           site: Annotated[Optional[str], typer.Option(
+               help="Site code for rows without a site column/value")] = None,
+           wave: Annotated[Optional[int], typer.Option(
+               help="Survey year for rows without a wave column/value")] = None,
+           tool: Annotated[str, typer.Option(
+               "--from", help="Where the file comes from: culture (our columns), redcap "
+                              "(raw or label export), forms (Microsoft Forms, or any "
+                              "export headed by question text) or qualtrics")] = "culture",
+           column_map: Annotated[Optional[Path], typer.Option(
+               "--map", help="CSV 'column,field' mapping export columns (or Qualtrics "
+                             "QIDs) to item ids, for columns not matched by wording")] = None,
+           db: DbOption = None, instrument: InstrumentOption = None) -> None:
+    """Ingest survey exports; every row is accepted or quarantined with a reason.
+
+    Each file is all-or-nothing. Ingesting the same file again does nothing.
+
+    Other tools' exports (--from) are matched by column name or question wording.
+
+    Examples: culture ingest export.csv --site RX1 --wave 2026
+              culture ingest redcap-export.csv --from redcap --wave 2026
+              culture ingest responses.xlsx --from forms --site RX1 --wave 2026
+    """
+    run_ingest(settings_for(db, instrument), files, site, wave, tool.strip().lower(), column_map)
+
+
+def quarantine(batch: Annotated[Optional[int], typer.Option(help="Only this batch")] = None,
+               csv_out: Annotated[Optional[Path], typer.Option(
+                   "--csv", help="Write the rows to this CSV instead of the screen")] = None,
+               db: DbOption = None) -> None:
+    """Show rejected rows with the reason for each, to fix and ingest again.
+
+    Example: culture quarantine --batch 2 --csv rejected.csv
+    """
+    from pipeline.store import open_store
+
+    with open_store(settings_for(db).db_path) as con:
+        query = ("select q.batch_id, b.source_name, q.source_row, q.response_id, q.column_name, "
+                 "q.bad_value, q.reason_code, q.reason from quarantine q "
+                 "join ingest_batches b using (batch_id) "
+                 "where ? is null or q.batch_id = ? order by q.batch_id, q.source_row")
+        rows = con.execute(query, [batch, batch]).fetchall()
+    if csv_out:
+        write_quarantine_csv(csv_out, rows)
+        out.print(f"{len(rows)} rejected row problem(s) written to {csv_out}")
+        return
+    table = Table("batch", "file", "row", "response", "column", "value", "reason")
+    for row in rows[:200]:
+        table.add_row(str(row[0]), row[1], str(row[2]), str(row[3] or ""), row[4],
+                      str(row[5] if row[5] is not None else ""), row[7])
+    out.print(table)
+    if len(rows) > 200:
+        out.print(f"... {len(rows) - 200} more; use --csv FILE to get them all")
+
+
+def write_quarantine_csv(path: Path, rows: list[tuple]) -> None:
+    """Rejected rows as CSV, safe to open in a spreadsheet (bad values may be hostile)."""
+    import csv
+
+    from survey.spreadsheet import safe_cell
+
+    with path.open("w", newline="", encoding="utf-8-sig") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["batch", "file", "row", "response_id", "column", "bad_value",
+                         "reason_code", "reason"])
+        writer.writerows([safe_cell(v) for v in row] for row in rows)
+
+
+def status(db: DbOption = None) -> None:
+    """Summarise the store: responses per site and wave, batches, quarantined rows."""
+    from pipeline.store import open_store, store_summary
+
+    with open_store(settings_for(db).db_path) as con:
+        summary = store_summary(con)
+    print_summary(summary)
+
+
+def print_summary(summary: dict) -> None:
+    waves = summary["waves"]
+    per = {(s, w): n for s, _, w, n in summary["per_site_wave"]}
+    types = {s: t for s, t, _, _ in summary["per_site_wave"]}
+    answered = (f"{len(types)} of the {summary['sites']} sites in the store"
+                if len(types) < summary["sites"] else f"{summary['sites']} sites")
+    out.print(f"{summary['responses']} responses from {answered}, waves "
+              f"{', '.join(map(str, waves)) or 'none'}, in "
+              f"{summary['batches']} ingest batch(es)")
+    table = Table("site", "type", *map(str, waves))
+    for site in sorted(types):
+        table.add_row(site, types[site], *[str(per.get((site, w), 0)) for w in waves])
+    out.print(table)
+    if summary["quarantined_rows_by_reason"]:
+        out.print("quarantined rows: " + ", ".join(
+            f"{reason} {n}" for reason, n in summary["quarantined_rows_by_reason"]))
