@@ -1,16 +1,22 @@
 """Scale scores of respondents: reverse-keying and the minimum-answered rule.
 
-Two forms of one rule: `scale_score` on a pandas frame (small matrices, tests) and
-`score_responses`, which scores every stored respondent in DuckDB.
+One rule in two forms: `scale_score` on a pandas frame (small matrices, tests) and the
+SQL definition `respondent_scores_sql` (pipeline/sql/respondent_scores.sql), which every
+stage that scores respondents in DuckDB reads: the cell sums, the psychometrics' item
+matrices (through `keyed_item_sql`) and the store's `scale_scores` view.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
+from pipeline.sql_templates import columns, quote, render
 from pipeline.store import drop_relation
-from pipeline.ingest.row_checks import quote
 from survey.instrument import Instrument
+
+SQL_DIR = Path(__file__).resolve().parent / "sql"
 
 
 def keyed_items(answers: pd.DataFrame, instrument: Instrument, scale_id: str) -> pd.DataFrame:
@@ -36,68 +42,66 @@ def scale_score(answers: pd.DataFrame, instrument: Instrument, scale_id: str) ->
     return data.mean(axis=1).where(enough)
 
 
-def scale_sql_terms(instrument: Instrument, scale_id: str) -> tuple[str, str, str]:
-    """SQL expressions over one response row: (items answered, sum of answers after
-    reverse-keying, answers in the favourable codes after keying)."""
+def keyed_item_sql(instrument: Instrument, item) -> str:
+    """SQL for one item's answer after reverse-keying (low + high - code when reversed).
+
+    The response scale's bounds are instrument structure, written as integers; stored
+    answers are already within the scale's codes (ingest stores "don't know" as NULL).
+    """
+    rs = instrument.response_scale(item.response_scale)
+    low, high = min(rs.codes), max(rs.codes)
+    return f"({low + high} - {quote(item.id)})" if item.reverse else quote(item.id)
+
+
+def scale_columns(instrument: Instrument, scale_id: str) -> list[str]:
+    """The a_, f_ and s_ columns of one scale in respondent_scores.sql."""
     members = instrument.items_of(scale_id)
     rs = instrument.response_scale(members[0].response_scale)
-    low, high = min(rs.codes), max(rs.codes)
-    keyed = [f"({low + high} - {quote(i.id)})" if i.reverse else quote(i.id) for i in members]
+    keyed = [keyed_item_sql(instrument, i) for i in members]
     answered = " + ".join(f"({quote(i.id)} is not null)::integer" for i in members)
     total = " + ".join(f"coalesce({k}, 0)" for k in keyed)
     favourable = " + ".join(
         f"coalesce({k} in ({', '.join(str(c) for c in rs.favourable)}), false)::integer"
         for k in keyed)
-    return answered, total, favourable
+    min_items = instrument.scale(scale_id).min_items
+    return [f"({answered}) as {quote('a_' + scale_id)}",
+            f"({favourable}) as {quote('f_' + scale_id)}",
+            f"case when ({answered}) >= {min_items} then ({total})::double / ({answered}) end "
+            f"as {quote('s_' + scale_id)}"]
 
 
-def scale_score_sql(instrument: Instrument, scale_id: str) -> str:
-    """SQL for a respondent's scale score (1-5 after keying): the mean of answered items
-    when at least the scale's `min_items` are answered, else NULL."""
-    answered, total, _ = scale_sql_terms(instrument, scale_id)
-    return (f"case when ({answered}) >= {instrument.scale(scale_id).min_items} "
-            f"then ({total})::double / ({answered}) end")
+def respondent_scores_sql(instrument: Instrument, source: str) -> str:
+    """A query giving every respondent of the relation `source` with their a_, f_ and
+    s_ columns per scale (pipeline/sql/respondent_scores.sql)."""
+    return render(SQL_DIR, "respondent_scores.sql", source=quote(source),
+                  scale_columns=columns(c for scale in instrument.scales
+                                        for c in scale_columns(instrument, scale.id)))
 
 
-def scoring_sql(instrument: Instrument) -> str:
-    """SQL defining `scale_scores`: one row per respondent and scale.
-
-    A view, not a stored table: at national scale writing its 8 million rows took
-    ~9 s of the pipeline, while the few queries that read it (ICC, tests, users'
-    own analysis) aggregate the view in well under a second; and a view can never be
-    out of date with the responses it is computed from.
-
-    Columns: site_code, wave, response_id, scale_id, n_items, n_answered, score (mean of
-    answered items after reverse-keying, 1-5, NULL below the scale's min_items),
-    score_0_10 (NHS Staff Survey convention: 1..5 -> 0, 2.5, 5, 7.5, 10, averaged, which
-    is (score - 1) * 2.5), n_favourable (answers in the favourable codes after keying).
-    """
+def scale_scores_sql(instrument: Instrument) -> str:
+    """The statement defining the view `scale_scores` (pipeline/sql/scale_scores.sql)."""
     selects = []
     for scale in instrument.scales:
-        answered, total, favourable = scale_sql_terms(instrument, scale.id)
         members = instrument.items_of(scale.id)
         rs = instrument.response_scale(members[0].response_scale)
         low, high = min(rs.codes), max(rs.codes)
-        step = (10 / (high - low))
-        selects.append(f"""
-            select site_code, wave, response_id, '{scale.id}' as scale_id,
-                   {len(members)} as n_items, n_answered,
-                   case when n_answered >= {scale.min_items} then total / n_answered end
-                       as score,
-                   case when n_answered >= {scale.min_items}
-                        then (total / n_answered - {low}) * {step} end as score_0_10,
-                   n_favourable
-            from (select site_code, wave, response_id, ({answered}) as n_answered,
-                         ({total})::double as total, ({favourable}) as n_favourable
-                  from responses)""")
-    return "create or replace view scale_scores as\n" + "\nunion all\n".join(selects)
+        step = 10 / (high - low)
+        a, s, f = (quote(prefix + scale.id) for prefix in ("a_", "s_", "f_"))
+        selects.append(
+            f"select site_code, wave, response_id, '{scale.id}' as scale_id, "
+            f"{len(members)} as n_items, {a} as n_answered, {s} as score, "
+            f"({s} - {low}) * {step} as score_0_10, {f} as n_favourable from scored")
+    query = render(SQL_DIR, "scale_scores.sql",
+                   respondent_scores=respondent_scores_sql(instrument, "responses"),
+                   per_scale="\n    union all\n    ".join(selects))
+    return "create or replace view scale_scores as\n" + query
 
 
 def score_responses(con, instrument: Instrument) -> int:
-    """(Re)define `scale_scores` over every stored response; returns its row count
-    (responses x scales)."""
+    """(Re)define the view `scale_scores` over every stored response; returns its row
+    count (responses x scales)."""
     # Stores made before scale_scores became a view hold it as a table.
     drop_relation(con, "scale_scores")
-    con.execute(scoring_sql(instrument))
+    con.execute(scale_scores_sql(instrument))
     return con.execute("select count(*) from responses").fetchall()[0][0] * len(
         instrument.scales)

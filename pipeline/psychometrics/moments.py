@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from stats.reliability import NAN_POLICIES, StatisticsError
-from pipeline.ingest.row_checks import quote
+from pipeline.scoring import keyed_item_sql
+from pipeline.sql_templates import quote
 from survey.instrument import Instrument
 
 #: Columns a caller may group by.
@@ -48,11 +49,8 @@ class GroupMoments:
 
 
 def _keyed(instrument: Instrument, scale_id: str) -> list[str]:
-    members = instrument.items_of(scale_id)
-    rs = instrument.response_scale(members[0].response_scale)
-    low, high = min(rs.codes), max(rs.codes)
-    return [f"({low + high} - {quote(i.id)})::double" if i.reverse else f"{quote(i.id)}::double"
-            for i in members]
+    """The scale's answers after reverse-keying, as scoring defines it, one SQL each."""
+    return [f"{keyed_item_sql(instrument, i)}::double" for i in instrument.items_of(scale_id)]
 
 
 @dataclass(frozen=True)

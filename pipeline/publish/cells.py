@@ -31,27 +31,31 @@ is decided by `pipeline.publish.writer`.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 import pandas as pd
 
 from pipeline.frames import query_frame
-from pipeline.scoring import scale_score_sql, scale_sql_terms
-from pipeline.ingest.row_checks import quote
+from pipeline.scoring import keyed_item_sql, respondent_scores_sql
+from pipeline.sql_templates import columns, quote, render
 from survey.instrument import Instrument
+
+SQL_DIR = Path(__file__).resolve().parent / "sql"
 
 #: Group of respondents who did not state an attribute (blank or "prefer not to say").
 NOT_STATED = "not_stated"
-#: Breakdown and group names of a unit's total.
+#: Breakdown and group names of a unit's total (written as 'all' in sql/*.sql).
 ALL = "all"
 #: Unit name of the national level.
 NATIONAL = "national"
 LEVELS = ("site", "peer", "national")
 MEASURE_KINDS = ("responses", "scale", "principle", "item")
-#: The order cells come in. Complementary suppression breaks ties between equally good
-#: cells to hide by their position, and DuckDB's parallel aggregation hands rows back
-#: in a different order from run to run: unordered, the same data could be published
-#: with different cells hidden on each run, and two such publications together could
-#: give a cell away.
+#: The order cells come in (sql/long_cells.sql). Complementary suppression breaks ties
+#: between equally good cells to hide by their position, and DuckDB's parallel
+#: aggregation hands rows back in a different order from run to run: unordered, the
+#: same data could be published with different cells hidden on each run, and two such
+#: publications together could give a cell away.
 KEY_ORDER = ("wave", "level", "unit", "breakdown", "grp", "measure_kind", "measure")
 
 
@@ -65,34 +69,6 @@ def breakdown_groups(instrument: Instrument) -> dict[str, list[str]]:
     return groups
 
 
-def _group_expr(attribute: str) -> str:
-    column = quote(attribute)
-    return (f"coalesce(nullif({column}, 'prefer_not_to_say'), '{NOT_STATED}')")
-
-
-def _respondent_sql(instrument: Instrument) -> str:
-    """One row per analysed respondent: groups, scale scores, principle scores, keyed items."""
-    columns = ["site_code", "wave"]
-    columns += [f"{_group_expr(a.id)} as {quote('g_' + a.id)}" for a in instrument.attributes]
-    for scale in instrument.scales:
-        answered, _, favourable = scale_sql_terms(instrument, scale.id)
-        columns += [
-            f"({answered}) as {quote('a_' + scale.id)}",
-            f"({favourable}) as {quote('f_' + scale.id)}",
-            f"{scale_score_sql(instrument, scale.id)} as {quote('s_' + scale.id)}",
-        ]
-    for item in instrument.items:
-        rs = instrument.response_scale(item.response_scale)
-        low, high = min(rs.codes), max(rs.codes)
-        value = f"({low + high} - {quote(item.id)})" if item.reverse else quote(item.id)
-        fav = ", ".join(str(c) for c in rs.favourable)
-        unf = ", ".join(str(c) for c in unfavourable_codes(rs))
-        columns += [f"{value}::double as {quote('i_' + item.id)}",
-                    f"({value} in ({fav}))::integer as {quote('if_' + item.id)}",
-                    f"({value} in ({unf}))::integer as {quote('iu_' + item.id)}"]
-    return "select " + ",\n       ".join(columns) + "\nfrom analysis_responses"
-
-
 def unfavourable_codes(rs) -> tuple[int, ...]:
     """Codes that are neither favourable nor the middle option of an odd-length scale."""
     codes = list(rs.codes)
@@ -100,21 +76,69 @@ def unfavourable_codes(rs) -> tuple[int, ...]:
     return tuple(c for c in codes if c not in rs.favourable and c != middle)
 
 
-def _principle_exprs(instrument: Instrument) -> list[str]:
-    """Respondent principle score, 0-100: the mean of the principle's scale scores that
-    the respondent has, rescaled from 1-5 ((mean - 1) * 25)."""
-    exprs = []
+def respondent_values_sql(instrument: Instrument) -> str:
+    """The query behind `respondent_values` (sql/respondent_values.sql): one row per
+    analysed respondent with groups, scale scores, keyed items and principle scores."""
+    measures = [f"coalesce(nullif({quote(a.id)}, 'prefer_not_to_say'), '{NOT_STATED}') "
+                f"as {quote('g_' + a.id)}" for a in instrument.attributes]
+    for scale in instrument.scales:
+        measures += [quote(prefix + scale.id) for prefix in ("a_", "f_", "s_")]
+    for item in instrument.items:
+        rs = instrument.response_scale(item.response_scale)
+        value = keyed_item_sql(instrument, item)
+        fav = ", ".join(str(c) for c in rs.favourable)
+        unf = ", ".join(str(c) for c in unfavourable_codes(rs))
+        measures += [f"{value}::double as {quote('i_' + item.id)}",
+                     f"({value} in ({fav}))::integer as {quote('if_' + item.id)}",
+                     f"({value} in ({unf}))::integer as {quote('iu_' + item.id)}"]
+    principles = ["*"]
     for principle in instrument.principles:
         scores = [quote("s_" + s) for s in principle.scales]
         present = " + ".join(f"({s} is not null)::integer" for s in scores)
         total = " + ".join(f"coalesce({s}, 0)" for s in scores)
-        exprs.append(f"case when ({present}) > 0 then (({total}) / ({present}) - 1) * 25 end "
-                     f"as {quote('p_' + principle.id)}")
-    return exprs
+        principles.append(f"case when ({present}) > 0 then (({total}) / ({present}) - 1) * 25 "
+                          f"end as {quote('p_' + principle.id)}")
+    return render(SQL_DIR, "respondent_values.sql",
+                  respondent_scores=respondent_scores_sql(instrument, "analysis_responses"),
+                  measures=columns(measures), with_principles=columns(principles))
 
 
 def _is_agreement(instrument: Instrument, item) -> bool:
     return len(instrument.response_scale(item.response_scale).codes) > 2
+
+
+def _measure_sums(instrument: Instrument) -> list[str]:
+    """The select list of sql/group_sums.sql: counts and sums per scale and principle."""
+    sums = ["count(*)::bigint as n__responses"]
+    for scale in instrument.scales:
+        s = quote("s_" + scale.id)
+        sums += [f"count({s})::bigint as {quote('n__scale__' + scale.id)}",
+                 f"sum({s}) as {quote('s1__scale__' + scale.id)}",
+                 f"sum({s} * {s}) as {quote('s2__scale__' + scale.id)}",
+                 f"sum(case when {s} is not null then {quote('f_' + scale.id)} end)"
+                 f"::bigint as {quote('fav__scale__' + scale.id)}",
+                 f"sum(case when {s} is not null then {quote('a_' + scale.id)} end)"
+                 f"::bigint as {quote('den__scale__' + scale.id)}"]
+    for principle in instrument.principles:
+        p = quote("p_" + principle.id)
+        sums += [f"count({p})::bigint as {quote('n__principle__' + principle.id)}",
+                 f"sum({p}) as {quote('s1__principle__' + principle.id)}",
+                 f"sum({p} * {p}) as {quote('s2__principle__' + principle.id)}"]
+    return sums
+
+
+def _item_sums(instrument: Instrument) -> list[str]:
+    """The select list of sql/item_sums.sql."""
+    sums = []
+    for item in instrument.items:
+        v = quote("i_" + item.id)
+        sums += [f"count({v})::bigint as {quote('n__item__' + item.id)}",
+                 f"sum({v}) as {quote('s1__item__' + item.id)}",
+                 f"sum({v} * {v}) as {quote('s2__item__' + item.id)}",
+                 f"sum({quote('if_' + item.id)})::bigint as {quote('fav__item__' + item.id)}",
+                 f"sum({quote('iu_' + item.id)})::bigint as {quote('unf__item__' + item.id)}",
+                 f"count({v})::bigint as {quote('den__item__' + item.id)}"]
+    return sums
 
 
 def cell_sums(con: duckdb.DuckDBPyConnection, instrument: Instrument) -> pd.DataFrame:
@@ -122,135 +146,42 @@ def cell_sums(con: duckdb.DuckDBPyConnection, instrument: Instrument) -> pd.Data
 
     One scan groups respondents by wave x site for every attribute at once (grouping
     sets); peer-group and national cells are sums of site cells, so they cost nothing
-    more. Items are counted for site totals only: item-level results by group would
-    multiply small cells without telling a director anything the scales do not.
+    more. Items are counted for site totals only.
     """
-    attributes = [a.id for a in instrument.attributes]
-    # A view, not a table: each scan below computes only the columns it uses, instead of
-    # writing ~150 derived columns for every respondent first.
-    con.execute("create or replace temp view respondent_values as select *, "
-                + ", ".join(_principle_exprs(instrument))
-                + f" from ({_respondent_sql(instrument)})")
-    measure_aggs = ["count(*)::bigint as n__responses"]
-    for scale in instrument.scales:
-        s = quote("s_" + scale.id)
-        measure_aggs += [f"count({s})::bigint as {quote('n__scale__' + scale.id)}",
-                         f"sum({s}) as {quote('s1__scale__' + scale.id)}",
-                         f"sum({s} * {s}) as {quote('s2__scale__' + scale.id)}",
-                         f"sum(case when {s} is not null then {quote('f_' + scale.id)} end)"
-                         f"::bigint as {quote('fav__scale__' + scale.id)}",
-                         f"sum(case when {s} is not null then {quote('a_' + scale.id)} end)"
-                         f"::bigint as {quote('den__scale__' + scale.id)}"]
-    for principle in instrument.principles:
-        p = quote("p_" + principle.id)
-        measure_aggs += [f"count({p})::bigint as {quote('n__principle__' + principle.id)}",
-                         f"sum({p}) as {quote('s1__principle__' + principle.id)}",
-                         f"sum({p} * {p}) as {quote('s2__principle__' + principle.id)}"]
-    if not attributes:      # (an instrument asking nothing about the respondent)
-        con.execute(f"""
-            create or replace temp table group_sums as
-            select wave, site_code, '{ALL}' as breakdown, '{ALL}' as grp,
-                   {', '.join(measure_aggs)}
-            from respondent_values group by wave, site_code""")
-        return _finish_cell_sums(con, instrument)
-    grouping_sets = ", ".join(f"(wave, site_code, {quote('g_' + a)})" for a in attributes)
-    breakdown_case = "case " + " ".join(
-        f"when grouping({quote('g_' + a)}) = 0 then '{a}'" for a in attributes) + " end"
-    group_case = "coalesce(" + ", ".join(quote("g_" + a) for a in attributes) + ")"
-    con.execute(f"""
-        create or replace temp table group_sums as
-        select wave, site_code, {breakdown_case} as breakdown, {group_case} as grp,
-               {', '.join(measure_aggs)}
-        from respondent_values
-        group by grouping sets ({grouping_sets})""")
-    # Every attribute's groups partition the site (not_stated included), so each site
-    # total is the sum of the first attribute's groups: one grouping set fewer over the
-    # respondents (every measure column is a count or a sum; the insert casts each sum
-    # back to its column's type).
-    con.execute(f"""
-        insert into group_sums
-        select wave, site_code, '{ALL}', '{ALL}',
-               sum(columns(* exclude (wave, site_code, breakdown, grp)))
-        from group_sums where breakdown = '{attributes[0]}' group by wave, site_code""")
-    return _finish_cell_sums(con, instrument)
-
-
-def _finish_cell_sums(con: duckdb.DuckDBPyConnection, instrument: Instrument) -> pd.DataFrame:
-    """Item sums, the upper levels, the grid and the long cells, from `group_sums`."""
-    item_aggs = []
-    for item in instrument.items:
-        v = quote("i_" + item.id)
-        item_aggs += [f"count({v})::bigint as {quote('n__item__' + item.id)}",
-                      f"sum({v}) as {quote('s1__item__' + item.id)}",
-                      f"sum({v} * {v}) as {quote('s2__item__' + item.id)}",
-                      f"sum({quote('if_' + item.id)})::bigint as {quote('fav__item__' + item.id)}",
-                      f"sum({quote('iu_' + item.id)})::bigint as {quote('unf__item__' + item.id)}",
-                      f"count({v})::bigint as {quote('den__item__' + item.id)}"]
-    con.execute(f"""
-        create or replace temp table item_sums as
-        select wave, site_code, '{ALL}' as breakdown, '{ALL}' as grp, {', '.join(item_aggs)}
-        from respondent_values group by wave, site_code""")
-
-    # Peer-group and all-sites sums are sums of site sums. They are taken while the sums
-    # are still wide (a row per site x wave x group, some 50k rows at national scale)
-    # rather than over the long cells (800k rows, a string key each).
-    for table in ("group_sums", "item_sums"):
-        columns = [quote(c) for c in _sum_columns(con, table)]
-        measures = ", ".join(columns)
-        summed = ", ".join(f"sum({c}) as {c}" for c in columns)
-        con.execute(f"""
-            create or replace temp table {table}_wide as
-            with site_sums as (
-                select t.wave, t.site_code as unit, s.site_type as peer_group, breakdown, grp,
-                       {measures}
-                from {table} t join sites s using (site_code)
-            ),
-            upper_sums as (
-                select wave, peer_group, grouping(peer_group) as all_sites, breakdown, grp,
-                       {summed}
-                from site_sums
-                group by grouping sets ((wave, peer_group, breakdown, grp),
-                                        (wave, breakdown, grp))
-            )
-            select wave, 'site' as level, unit, peer_group, breakdown, grp, {measures}
-            from site_sums
-            union all
-            select wave,
-                   case when all_sites = 1 then 'national' else 'peer' end,
-                   case when all_sites = 1 then $national else peer_group end,
-                   case when all_sites = 1 then null else peer_group end,
-                   breakdown, grp, {measures}
-            from upper_sums""", {"national": NATIONAL})
-
-    _register_grid(con, instrument)
-    # Wide sums to long cells in one pass: every grid row carries a list with one struct
-    # per measure, which unnest turns into rows.
-    group_cells = [_cell_struct(kind, measure) for kind, measure, table in _measures(instrument)
-                   if table == "group_sums"]
-    item_cells = [_cell_struct(kind, measure) for kind, measure, table in _measures(instrument)
-                  if table == "item_sums"]
-    # A query, not a table: the frame is the only copy the pipeline needs (writing 800k
-    # long rows into the store cost more than computing them).
+    attributes = [quote("g_" + a.id) for a in instrument.attributes]
+    con.execute("create or replace temp view respondent_values as "
+                + respondent_values_sql(instrument))
     try:
-        return query_frame(con, f"""
-            with long_cells as (
-                select g.wave, g.level, g.unit, g.peer_group, g.breakdown, g.grp,
-                       unnest([{', '.join(group_cells)}]) as cell
-                from cell_grid g left join group_sums_wide t
-                using (wave, level, unit, breakdown, grp)
-                union all
-                select g.wave, g.level, g.unit, g.peer_group, g.breakdown, g.grp,
-                       unnest([{', '.join(item_cells)}]) as cell
-                from cell_grid g left join item_sums_wide t
-                using (wave, level, unit, breakdown, grp)
-                where g.breakdown = '{ALL}'
-            )
-            select wave, level, unit, peer_group, breakdown, grp,
-                   cell.measure_kind as measure_kind, cell.measure as measure, cell.n as n,
-                   cell.s1 as s1, cell.s2 as s2, cell.fav as fav, cell.fav_den as fav_den,
-                   cell.unf as unf
-            from long_cells
-            order by {', '.join(KEY_ORDER)}""")
+        if attributes:
+            grouping = "grouping sets (" + ", ".join(
+                f"(wave, site_code, {g})" for g in attributes) + ")"
+            breakdown = "case " + " ".join(
+                f"when grouping({g}) = 0 then '{a.id}'"
+                for g, a in zip(attributes, instrument.attributes)) + " end"
+            grp = "coalesce(" + ", ".join(attributes) + ")"
+        else:       # (an instrument asking nothing about the respondent)
+            grouping, breakdown, grp = "wave, site_code", f"'{ALL}'", f"'{ALL}'"
+        con.execute(render(SQL_DIR, "group_sums.sql", breakdown=breakdown, grp=grp,
+                           measure_sums=columns(_measure_sums(instrument)),
+                           grouping=grouping))
+        if attributes:
+            con.execute(render(SQL_DIR, "site_totals.sql"),
+                        {"breakdown": instrument.attributes[0].id})
+        con.execute(render(SQL_DIR, "item_sums.sql",
+                           item_sums=columns(_item_sums(instrument))))
+        for table in ("group_sums", "item_sums"):
+            measures = [quote(c) for c in _sum_columns(con, table)]
+            con.execute(render(SQL_DIR, "wide_sums.sql", wide_table=table + "_wide",
+                               sums=table, measures=columns(measures),
+                               summed=columns(f"sum({c}) as {c}" for c in measures)),
+                        {"national": NATIONAL})
+        _register_grid(con, instrument)
+        cells = {"group_sums": [], "item_sums": []}
+        for kind, measure, table in _measures(instrument):
+            cells[table].append(_cell_struct(kind, measure))
+        return query_frame(con, render(SQL_DIR, "long_cells.sql",
+                                       group_cells=", ".join(cells["group_sums"]),
+                                       item_cells=", ".join(cells["item_sums"])))
     finally:
         for table in ("group_sums", "item_sums", "group_sums_wide", "item_sums_wide",
                       "cell_grid"):
@@ -298,12 +229,7 @@ def _register_grid(con: duckdb.DuckDBPyConnection, instrument: Instrument) -> No
     groups = [(ALL, ALL)] + [(b, g) for b, gs in breakdown_groups(instrument).items() for g in gs]
     frame = pd.DataFrame(groups, columns=["breakdown", "grp"])
     con.register("breakdown_grid_frame", frame)
-    con.execute(f"""
-        create or replace temp table cell_grid as
-        select u.wave, u.level, u.unit, u.peer_group, b.breakdown, b.grp
-        from (select wave, level, unit, peer_group from group_sums_wide
-              where breakdown = '{ALL}') u
-        cross join breakdown_grid_frame b""")
+    con.execute(render(SQL_DIR, "cell_grid.sql"))
     con.unregister("breakdown_grid_frame")
 
 
