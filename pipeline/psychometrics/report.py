@@ -15,6 +15,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from pipeline.psychometrics.results import Judgement, PsychometricsResult, ReliabilityRow
 from survey.instrument import Instrument
 
 #: Okabe-Ito palette, ordered from "strongly disagree" to "strongly agree".
@@ -27,16 +28,16 @@ def _figure_html(figure: go.Figure, first: bool) -> str:
                        config={"displaylogo": False, "responsive": True})
 
 
-def _distribution_figure(result: dict, instrument: Instrument) -> go.Figure:
-    rows = [r for r in result["item_distributions"]
+def _distribution_figure(result: PsychometricsResult, instrument: Instrument) -> go.Figure:
+    rows = [r for r in result.item_distributions
             if instrument.response_scale(next(i for i in instrument.items
-                                              if i.id == r["item"]).response_scale).id == "agree5"]
+                                              if i.id == r.item).response_scale).id == "agree5"]
     labels = [o.label for o in instrument.response_scale("agree5").options]
     figure = go.Figure()
     for position, label in enumerate(labels):
         code = str(position + 1)
-        shares = [100 * r["counts"][code] / max(sum(r["counts"].values()), 1) for r in rows]
-        figure.add_bar(y=[r["item"] for r in rows], x=shares, name=label, orientation="h",
+        shares = [100 * r.counts[code] / max(sum(r.counts.values()), 1) for r in rows]
+        figure.add_bar(y=[r.item for r in rows], x=shares, name=label, orientation="h",
                        marker_color=ANSWER_COLOURS[position])
     figure.update_layout(barmode="stack", height=22 * len(rows) + 120,
                          xaxis_title="% of answers (don't know and blank excluded)",
@@ -45,41 +46,41 @@ def _distribution_figure(result: dict, instrument: Instrument) -> go.Figure:
     return figure
 
 
-def _reliability_figure(result: dict) -> go.Figure:
-    rows = [r for r in result["reliability"] if r["level"] == "site_wave" and "alpha" in r]
+def _reliability_figure(result: PsychometricsResult) -> go.Figure:
+    rows = [r for r in result.reliability if r.level == "site_wave" and r.reported]
     figure = go.Figure()
-    for scale in sorted({r["scale"] for r in rows}):
-        mine = [r for r in rows if r["scale"] == scale]
+    for scale in sorted({r.scale for r in rows}):
+        mine = [r for r in rows if r.scale == scale]
         figure.add_scatter(
-            x=[r["alpha"] for r in mine], y=[f"{r['site_code']} {r['wave']}" for r in mine],
+            x=[r.alpha for r in mine], y=[f"{r.site_code} {r.wave}" for r in mine],
             mode="markers", name=scale,
             error_x={"type": "data", "symmetric": False,
-                     "array": [r["ci_high"] - r["alpha"] for r in mine],
-                     "arrayminus": [r["alpha"] - r["ci_low"] for r in mine]})
+                     "array": [r.ci_high - r.alpha for r in mine],
+                     "arrayminus": [r.alpha - r.ci_low for r in mine]})
     figure.add_vline(x=0.70, line_dash="dash", annotation_text="criterion .70")
     figure.update_layout(xaxis_title="Cronbach's alpha with 95% Feldt interval",
-                         height=max(300, 14 * len({f"{r['site_code']}{r['wave']}" for r in rows})
+                         height=max(300, 14 * len({f"{r.site_code}{r.wave}" for r in rows})
                                     + 120), margin={"l": 80, "r": 20, "t": 30, "b": 40})
     return figure
 
 
-def _loadings_figure(result: dict) -> go.Figure | None:
-    cfa = result["structure"].get("cfa")
-    if not cfa:
+def _loadings_figure(result: PsychometricsResult) -> go.Figure | None:
+    cfa = result.structure.cfa
+    if cfa is None:
         return None
     figure = go.Figure()
-    for factor, loadings in cfa["loadings"].items():
+    for factor, loadings in cfa.loadings.items():
         figure.add_bar(x=list(loadings), y=list(loadings.values()), name=factor)
     figure.update_layout(yaxis_title="standardised loading (CFA)", xaxis_title="item",
                          height=380, margin={"l": 60, "r": 20, "t": 30, "b": 60})
     return figure
 
 
-def _verdict_cell(judged: dict) -> str:
-    value = "n/a" if judged["value"] is None else f"{judged['value']:.3f}"
-    css = VERDICT_STYLE[judged["verdict"]]
-    return (f"<td>{value}</td><td>{html.escape(judged['criterion'])}</td>"
-            f"<td class='{css}'>{judged['verdict']}</td>")
+def _verdict_cell(judged: Judgement) -> str:
+    value = "n/a" if judged.value is None else f"{judged.value:.3f}"
+    css = VERDICT_STYLE[judged.verdict]
+    return (f"<td>{value}</td><td>{html.escape(judged.criterion)}</td>"
+            f"<td class='{css}'>{judged.verdict}</td>")
 
 
 def _number(value: float | None) -> str:
@@ -87,17 +88,17 @@ def _number(value: float | None) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.3f}"
 
 
-def _reliability_cells(r: dict) -> list[str]:
+def _reliability_cells(r: ReliabilityRow) -> list[str]:
     """A scale's row of the overall reliability table (or why it has no numbers)."""
-    head = [f"<td>{r['scale']}</td>", f"<td>{r['n']}</td>", f"<td>{r['k']}</td>"]
-    if "alpha" not in r:     # too few responses to report
-        return head + [f"<td colspan='6'>{html.escape(r['note'])}</td>"]
+    head = [f"<td>{r.scale}</td>", f"<td>{r.n}</td>", f"<td>{r.n_items}</td>"]
+    if not r.reported:     # too few responses to report
+        return head + [f"<td colspan='6'>{html.escape(r.note)}</td>"]
     return head + [
-        f"<td>{_number(r['alpha'])}</td>",
-        f"<td>{_number(r['ci_low'])} to {_number(r['ci_high'])}</td>",
-        f"<td>{_number(r['alpha_standardised'])}</td>", f"<td>{_number(r['omega_total'])}</td>",
+        f"<td>{_number(r.alpha)}</td>",
+        f"<td>{_number(r.ci_low)} to {_number(r.ci_high)}</td>",
+        f"<td>{_number(r.alpha_standardised)}</td>", f"<td>{_number(r.omega_total)}</td>",
         "<td>&ge; 0.70</td>",
-        f"<td class='{VERDICT_STYLE[r['alpha_verdict']]}'>{r['alpha_verdict']}</td>"]
+        f"<td class='{VERDICT_STYLE[r.alpha_verdict]}'>{r.alpha_verdict}</td>"]
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -106,16 +107,16 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def render_html(result: dict, instrument: Instrument) -> str:
+def render_html(result: PsychometricsResult, instrument: Instrument) -> str:
     """The report as one HTML document."""
-    structure = result["structure"]
+    structure, scope = result.structure, result.scope
     parts = [f"<h1>Validation report: {html.escape(instrument.title)} "
              f"({html.escape(instrument.key)})</h1>",
-             f"<p class='caveat'>{html.escape(result['caveat'])}</p>",
-             f"<p>Scope: wave {result['scope']['wave'] or 'all'}, site "
-             f"{result['scope']['site'] or 'all'}; groups smaller than "
-             f"{result['scope']['min_group_size']} are not reported.</p>"]
-    overall = [r for r in result["reliability"] if r["level"] == "overall"]
+             f"<p class='caveat'>{html.escape(result.caveat)}</p>",
+             f"<p>Scope: wave {scope.wave or 'all'}, site "
+             f"{scope.site or 'all'}; groups smaller than "
+             f"{scope.min_group_size} are not reported.</p>"]
+    overall = [r for r in result.reliability if r.level == "overall"]
     parts.append("<h2>Reliability of each scale</h2>")
     parts.append(_table(
         ["scale", "n", "items", "alpha", "95% CI", "standardised alpha", "omega total",
@@ -126,74 +127,76 @@ def render_html(result: dict, instrument: Instrument) -> str:
     parts.append(_figure_html(_reliability_figure(result), first))
     first = False
     parts.append("<h2>Is it fair to report site means?</h2>")
+    nan = float("nan")
     parts.append(_table(["scale", "wave", "ICC(1)", "ICC(2)", "sites", "n"],
-                        [[f"<td>{r['scale']}</td>", f"<td>{r['wave']}</td>",
-                          f"<td>{r.get('icc1', float('nan')):.3f}</td>",
-                          f"<td>{r.get('icc2', float('nan')):.3f}</td>",
-                          f"<td>{r.get('sites', '')}</td>", f"<td>{r.get('n', '')}</td>"]
-                         for r in result["icc"]]))
-    not_reportable = [r for r in result["sites"] if not r["reportable"]]
-    parts.append(f"<p>{len(result['sites']) - len(not_reportable)} of {len(result['sites'])} "
+                        [[f"<td>{r.scale}</td>", f"<td>{r.wave}</td>",
+                          f"<td>{nan if r.icc1 is None else r.icc1:.3f}</td>",
+                          f"<td>{nan if r.icc2 is None else r.icc2:.3f}</td>",
+                          f"<td>{'' if r.sites is None else r.sites}</td>",
+                          f"<td>{'' if r.n is None else r.n}</td>"]
+                         for r in result.icc]))
+    not_reportable = [r for r in result.sites if not r.reportable]
+    parts.append(f"<p>{len(result.sites) - len(not_reportable)} of {len(result.sites)} "
                  f"site x wave x scale means are reportable (at least "
-                 f"{result['scope']['min_group_size']} responses and reliability of the "
+                 f"{scope.min_group_size} responses and reliability of the "
                  f"site mean of .70 or more).</p>")
-    if "cfa" in structure:
-        cfa = structure["cfa"]
+    if structure.cfa is not None:
+        cfa = structure.cfa
         parts.append("<h2>Structure: does the data fit the intended scales?</h2>")
-        parts.append(f"<p>CFA of the intended {len(cfa['loadings'])}-factor structure on "
-                     f"{structure['n_complete']} complete responses: chi-square "
-                     f"{cfa['chi_square']:.1f} on {cfa['df']} df; RMSEA 90% CI "
-                     f"{cfa['rmsea_ci90'][0]:.3f} to {cfa['rmsea_ci90'][1]:.3f}. Parallel "
-                     f"analysis suggests {structure['parallel_analysis']['suggested_factors']} "
+        parts.append(f"<p>CFA of the intended {len(cfa.loadings)}-factor structure on "
+                     f"{structure.n_complete} complete responses: chi-square "
+                     f"{cfa.chi_square:.1f} on {cfa.df} df; RMSEA 90% CI "
+                     f"{cfa.rmsea_ci90[0]:.3f} to {cfa.rmsea_ci90[1]:.3f}. Parallel "
+                     f"analysis suggests {structure.suggested_factors} "
                      f"factors.</p>")
         parts.append(_table(["statistic", "value", "criterion", "verdict"],
                             [[f"<td>{name}</td>", _verdict_cell(judged)] for name, judged in
-                             (("KMO", structure["kmo"]), ("CFI", cfa["cfi"]),
-                              ("TLI", cfa["tli"]), ("RMSEA", cfa["rmsea"]),
-                              ("SRMR", cfa["srmr"]))]))
+                             (("KMO", structure.kmo), ("CFI", cfa.cfi),
+                              ("TLI", cfa.tli), ("RMSEA", cfa.rmsea),
+                              ("SRMR", cfa.srmr))]))
         parts.append(_table(["scale", "composite reliability", "criterion", "verdict", "AVE",
                              "criterion", "verdict"],
                             [[f"<td>{f}</td>", _verdict_cell(cr),
-                              _verdict_cell(structure["ave"][f])]
-                             for f, cr in structure["composite_reliability"].items()]))
+                              _verdict_cell(structure.ave[f])]
+                             for f, cr in structure.composite_reliability.items()]))
         parts.append(_table(["pair of scales", "HTMT", "criterion", "verdict"],
                             [[f"<td>{pair}</td>", _verdict_cell(j)]
-                             for pair, j in structure["htmt"].items()]))
+                             for pair, j in structure.htmt.items()]))
         figure = _loadings_figure(result)
         if figure is not None:
             parts.append(_figure_html(figure, first))
     else:
-        parts.append(f"<p>{html.escape(structure.get('note', ''))}</p>")
+        parts.append(f"<p>{html.escape(structure.note or '')}</p>")
     parts.append("<h2>Do the scales mean the same in every group?</h2>")
     parts.append("<p>Measurement invariance of the core scales: each step adds equality "
                  "constraints (metric: loadings; scalar: loadings and intercepts) and holds "
                  "when CFI falls by no more than .01 and RMSEA rises by no more than .015 "
                  "(Chen 2007). Scalar invariance is what comparing group means needs.</p>")
     invariance_rows = []
-    for entry in result["invariance"]:
-        for step in entry.get("steps", []):
-            delta = ("" if step["delta_cfi"] is None else
-                     f"{step['delta_cfi']:+.3f} / {step['delta_rmsea']:+.3f}")
+    for test in result.invariance:
+        for step in test.steps:
+            delta = ("" if step.delta_cfi is None else
+                     f"{step.delta_cfi:+.3f} / {step.delta_rmsea:+.3f}")
             invariance_rows.append([
-                f"<td>{entry['scale']}</td>", f"<td>{entry['across']}</td>",
-                f"<td>{step['step']}</td>", f"<td>{step['chi_square']:.1f}</td>",
-                f"<td>{step['df']}</td>", f"<td>{step['cfi']:.3f}</td>",
-                f"<td>{step['rmsea']:.3f}</td>", f"<td>{delta}</td>",
-                f"<td>{html.escape(step['verdict'])}</td>"])
-        if "note" in entry:
-            invariance_rows.append([f"<td>{entry['scale']}</td>", f"<td>{entry['across']}</td>",
-                                    f"<td colspan='7'>{html.escape(entry['note'])}</td>"])
+                f"<td>{test.scale}</td>", f"<td>{test.across}</td>",
+                f"<td>{step.step}</td>", f"<td>{step.chi_square:.1f}</td>",
+                f"<td>{step.df}</td>", f"<td>{step.cfi:.3f}</td>",
+                f"<td>{step.rmsea:.3f}</td>", f"<td>{delta}</td>",
+                f"<td>{html.escape(step.verdict)}</td>"])
+        if test.note is not None:
+            invariance_rows.append([f"<td>{test.scale}</td>", f"<td>{test.across}</td>",
+                                    f"<td colspan='7'>{html.escape(test.note)}</td>"])
     parts.append(_table(["scale", "across", "model", "chi-square", "df", "CFI", "RMSEA",
                          "change in CFI / RMSEA", "verdict"], invariance_rows))
     parts.append("<h2>How people answered each item</h2>")
     parts.append(_figure_html(_distribution_figure(result, instrument), first))
-    totals = result["data_quality"]["totals"]
+    totals = result.data_quality.totals
     parts.append("<h2>Data quality</h2>")
     parts.append(f"<p>Of {totals['respondents']} respondents, {totals['straight_lining']} "
                  f"straight-lined, {totals['speeding']} answered implausibly fast and "
                  f"{totals['duplicate']} duplicated an earlier submission; "
                  f"{totals['flagged']} are flagged and were "
-                 f"{'excluded from' if result['scope']['excluded_flagged'] else 'kept in'} "
+                 f"{'excluded from' if scope.excluded_flagged else 'kept in'} "
                  f"the analysis.</p>")
     style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:auto;padding:1em;"
              "color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid "
@@ -205,11 +208,12 @@ def render_html(result: dict, instrument: Instrument) -> str:
             f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
 
 
-def write_report(result: dict, instrument: Instrument, out_dir: Path) -> tuple[Path, Path]:
+def write_report(result: PsychometricsResult, instrument: Instrument,
+                 out_dir: Path) -> tuple[Path, Path]:
     """Write validation_report.html and validation_report.json into `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     html_path = out_dir / "validation_report.html"
     json_path = out_dir / "validation_report.json"
     html_path.write_text(render_html(result, instrument), encoding="utf-8")
-    json_path.write_text(json.dumps(result, indent=2, default=float) + "\n", encoding="utf-8")
+    json_path.write_text(json.dumps(result.as_json(), indent=2, default=float) + "\n", encoding="utf-8")
     return html_path, json_path

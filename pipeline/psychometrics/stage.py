@@ -1,8 +1,8 @@
 """The psychometrics stage: quality flags, scores, reliability, aggregation and structure.
 
 `run_psychometrics` runs every check a reviewer asks for on the stored responses of a
-wave (or all waves) and returns plain data (dicts and lists, JSON-ready), each statistic
-judged against a stated criterion. Heavy work stays in DuckDB: reliability for every
+wave (or all waves) and returns a `PsychometricsResult` (`pipeline.psychometrics.results`),
+each statistic judged against a stated criterion. Heavy work stays in DuckDB: reliability for every
 scale x site x wave comes from sufficient statistics (`pipeline.psychometrics.moments`); only the
 structural models (CFA, EFA, parallel analysis) see respondents, and at most
 `STRUCTURE_SAMPLE` of them, drawn by a seeded hash of who answered: pseudo-random, and
@@ -20,6 +20,11 @@ import pandas as pd
 
 from stats.agreement import group_mean_reliability, icc_from_group_stats, rwg_from_variances
 from pipeline.psychometrics.moments import PatternSums, levels_from_patterns, pattern_sums
+from pipeline.psychometrics.results import (CfaChecks, DataQuality, IccRow, InvarianceTest,
+                                            ItemDistribution, ItemRow, Judgement,
+                                            PsychometricsResult, ReliabilityRow,
+                                            SiteAgreement, SiteQuality, Scope,
+                                            StructureChecks)
 from pipeline.quality import (analysis_view, flag_response_quality,
                                flag_response_quality_aside, quality_by_site)
 from stats.reliability import (StatisticsError, alpha_batch, item_statistics_from_covariance,
@@ -59,12 +64,12 @@ def verdict(name: str, value: float | None) -> str:
     return "meets" if ok else "does not meet"
 
 
-def judge(name: str, value: float | None) -> dict:
+def judge(name: str, value: float | None) -> Judgement:
     """A value with its criterion, source and plain verdict (see `verdict`)."""
     op, threshold, source = CRITERIA[name]
     finite = value is not None and np.isfinite(value)
-    return {"value": float(value) if finite else None, "criterion": f"{op} {threshold}",
-            "source": source, "verdict": verdict(name, value)}
+    return Judgement(float(value) if finite else None, f"{op} {threshold}", source,
+                     verdict(name, value))
 
 
 class PsychometricsError(CultureError):
@@ -94,7 +99,8 @@ def _scope_table(con, wave: int | None, site: str | None) -> None:
                                  f"{site or 'any'}; check `culture status`")
 
 
-LEVELS = {"overall": (), "wave": ("wave",), "site_wave": ("site_code", "wave")}
+#: The groupings every scale's item moments are summed at: level -> grouping columns.
+MOMENT_LEVELS = {"overall": (), "wave": ("wave",), "site_wave": ("site_code", "wave")}
 
 
 def scope_moments(con, instrument: Instrument) -> dict[str, dict[str, list]]:
@@ -104,31 +110,33 @@ def scope_moments(con, instrument: Instrument) -> dict[str, dict[str, list]]:
 
 
 def _scope_scan(con, instrument: Instrument, scale_id: str) -> PatternSums:
-    return pattern_sums(con, instrument, scale_id, LEVELS["site_wave"],
+    return pattern_sums(con, instrument, scale_id, MOMENT_LEVELS["site_wave"],
                         source="scope_responses")
 
 
 def _at_levels(raw: PatternSums) -> dict[str, list]:
-    return dict(zip(LEVELS, levels_from_patterns(raw, tuple(LEVELS.values())).values()))
+    return dict(zip(MOMENT_LEVELS,
+                    levels_from_patterns(raw, tuple(MOMENT_LEVELS.values())).values()))
 
 
-def reliability_rows(moments: dict, min_group: int) -> list[dict]:
+def reliability_rows(moments: dict, min_group: int) -> list[ReliabilityRow]:
     """Alpha (with CI) and omega per scale: overall, per wave, per site x wave."""
     per_scale = {scale_id: _scale_reliability(scale_id, levels, min_group)
                  for scale_id, levels in moments.items()}
     return _level_major(per_scale)
 
 
-def _level_major(per_scale: dict[str, dict[str, list[dict]]]) -> list[dict]:
+def _level_major(per_scale: dict[str, dict[str, list[ReliabilityRow]]]
+                 ) -> list[ReliabilityRow]:
     """Rows ordered level by level, scales in instrument order within each level."""
-    return [row for level in LEVELS for rows in per_scale.values() for row in rows[level]]
+    return [row for level in MOMENT_LEVELS for rows in per_scale.values() for row in rows[level]]
 
 
 def _scale_reliability(scale_id: str, levels: dict[str, list], min_group: int
-                       ) -> dict[str, list[dict]]:
+                       ) -> dict[str, list[ReliabilityRow]]:
     """`reliability_rows` of one scale, by level."""
     result = {}
-    for level, by in LEVELS.items():
+    for level, by in MOMENT_LEVELS.items():
         rows = result[level] = []
         groups = levels[level]
         # Groups below the reporting threshold are listed but not estimated: their
@@ -139,20 +147,24 @@ def _scale_reliability(scale_id: str, levels: dict[str, list], min_group: int
             omegas = omega_total_batch(np.stack([g.corr for g in big]))
         index = 0
         for group in groups:
-            row = {"level": level, "scale": scale_id, **dict(zip(by, group.key)),
-                   "n": group.n_rows, "k": len(group.items)}
+            key = dict(zip(by, group.key))
+            group_of = {"level": level, "scale": scale_id, "wave": key.get("wave"),
+                        "site_code": key.get("site_code"), "n": group.n_rows,
+                        "n_items": len(group.items)}
             if group.n_rows < min_group:
-                row["note"] = f"fewer than {min_group} responses: not reported"
-            else:
-                row |= {name: float(values[index]) for name, values in alphas.items()}
-                omega = float(omegas[index])
-                row["omega_total"] = omega if np.isfinite(omega) else None
-                if row["omega_total"] is None:
-                    row["omega_note"] = ("not estimable: no proper one-factor solution "
-                                         "(a Heywood case, usual in small groups)")
-                row["alpha_verdict"] = verdict("alpha", row["alpha"])
-                index += 1
-            rows.append(row)
+                rows.append(ReliabilityRow(
+                    **group_of, note=f"fewer than {min_group} responses: not reported"))
+                continue
+            alpha = {name: float(values[index]) for name, values in alphas.items()}
+            omega = float(omegas[index])
+            estimable = bool(np.isfinite(omega))
+            rows.append(ReliabilityRow(
+                **group_of, **alpha, omega_total=omega if estimable else None,
+                omega_note=None if estimable else (
+                    "not estimable: no proper one-factor solution "
+                    "(a Heywood case, usual in small groups)"),
+                alpha_verdict=verdict("alpha", alpha["alpha"])))
+            index += 1
     return result
 
 
@@ -164,7 +176,7 @@ def _scale_results(raw: PatternSums, scale_id: str, min_group: int) -> tuple[dic
             aggregation_rows({scale_id: levels}, min_group))
 
 
-def item_rows(moments: dict) -> list[dict]:
+def item_rows(moments: dict) -> list[ItemRow]:
     """Corrected item-total correlation and alpha if deleted, pooled over the scope."""
     rows = []
     for scale_id, levels in moments.items():
@@ -172,16 +184,16 @@ def item_rows(moments: dict) -> list[dict]:
         stats = item_statistics_from_covariance(group.cov, group.items)
         for item, r, alpha in zip(stats.items, stats.item_total_corrected,
                                   stats.alpha_if_deleted):
-            rows.append({"scale": scale_id, "item": item, "item_total_corrected": r,
-                         "alpha_if_deleted": alpha})
+            rows.append(ItemRow(scale_id, item, r, alpha))
     return rows
 
 
 def _site_score_stats(moments: dict) -> pd.DataFrame:
     """n, mean and within-site sum of squares of every scale's score per site x wave.
 
-    From the score sums that ride along each scale's moment scan (`pipeline.psychometrics.moments`):
-    within = sum of squares - n mean^2. A scan of its own cost 0.55 s at 1M responses.
+    From the score sums that ride along each scale's moment scan
+    (`pipeline.psychometrics.moments`), so the respondents are not read again for them:
+    within = sum of squares - n mean^2.
     """
     rows = []
     for scale_id, levels in moments.items():
@@ -194,8 +206,16 @@ def _site_score_stats(moments: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["site_code", "wave", "n", "mean", "within", "scale_id"])
 
 
-def aggregation_rows(moments: dict, min_group: int) -> tuple[list[dict], list[dict]]:
+def aggregation_rows(moments: dict, min_group: int
+                     ) -> tuple[list[IccRow], list[SiteAgreement]]:
     """ICC(1), ICC(2) per scale and wave; rwg(j) and a reportable verdict per site x wave."""
+    rwg = {}
+    for scale_id, levels in moments.items():
+        groups = levels["site_wave"]
+        values = rwg_from_variances(np.array([g.cov.diagonal() for g in groups])) \
+            if groups else []
+        for group, value in zip(groups, values):
+            rwg[(scale_id, int(group.key[1]), group.key[0])] = float(value)
     stats = _site_score_stats(moments)
     iccs, sites = [], []
     for (scale_id, wave), block in stats.groupby(["scale_id", "wave"]):
@@ -203,31 +223,21 @@ def aggregation_rows(moments: dict, min_group: int) -> tuple[list[dict], list[di
             result = icc_from_group_stats(block.n.to_numpy(), block["mean"].to_numpy(),
                                           block.within.to_numpy())
         except StatisticsError as exc:
-            iccs.append({"scale": scale_id, "wave": int(wave), "note": str(exc)})
+            iccs.append(IccRow(scale_id, int(wave), note=str(exc)))
             continue
-        iccs.append({"scale": scale_id, "wave": int(wave), "icc1": result.icc1,
-                     "icc2": result.icc2, "n": result.n, "sites": result.groups,
-                     "n0": result.n0})
+        iccs.append(IccRow(scale_id, int(wave), icc1=result.icc1, icc2=result.icc2,
+                           n=result.n, sites=result.groups, n0=result.n0))
         reliability = group_mean_reliability(result.icc1, block.n.to_numpy())
         for site, n, lam in zip(block.site_code, block.n, reliability):
-            sites.append({"scale": scale_id, "wave": int(wave), "site_code": site,
-                          "n": int(n), "site_mean_reliability": float(lam)})
-    by_key = {(r["scale"], r["wave"], r["site_code"]): r for r in sites}
-    for scale_id, levels in moments.items():
-        groups = levels["site_wave"]
-        values = rwg_from_variances(np.array([g.cov.diagonal() for g in groups])) \
-            if groups else []
-        for group, value in zip(groups, values):
-            row = by_key.get((scale_id, int(group.key[1]), group.key[0]))
-            if row is not None:
-                row["rwg_j"] = float(value)
-    for row in sites:
-        big_enough = row["n"] >= min_group
-        reliable = row["site_mean_reliability"] >= CRITERIA["site_mean_reliability"][1]
-        row["reportable"] = bool(big_enough and reliable)
-        row["reason"] = ("reportable" if row["reportable"] else
-                         f"fewer than {min_group} responses" if not big_enough else
-                         "site mean not reliable enough (below .70)")
+            big_enough = int(n) >= min_group
+            reliable = float(lam) >= CRITERIA["site_mean_reliability"][1]
+            reportable = bool(big_enough and reliable)
+            sites.append(SiteAgreement(
+                scale_id, int(wave), site, int(n), float(lam),
+                rwg.get((scale_id, int(wave), site)), reportable,
+                "reportable" if reportable else
+                f"fewer than {min_group} responses" if not big_enough else
+                "site mean not reliable enough (below .70)"))
     return iccs, sites
 
 
@@ -251,47 +261,45 @@ def structure_sample(con, instrument: Instrument,
         f"r.response_id limit {STRUCTURE_SAMPLE}", {"seed": SEED}).df()
 
 
-def structure_summary(con, instrument: Instrument) -> dict:
+def structure_summary(con, instrument: Instrument) -> StructureChecks:
     """KMO, Bartlett, parallel analysis and the CFA of the intended structure."""
     return structure_from_sample(structure_sample(con, instrument), instrument)
 
 
-def structure_from_sample(frame: pd.DataFrame, instrument: Instrument) -> dict:
+def structure_from_sample(frame: pd.DataFrame, instrument: Instrument) -> StructureChecks:
     """`structure_summary` on a sample already drawn (no store access: thread-safe)."""
     structure = {s.id: [i.id for i in instrument.items_of(s.id)] for s in instrument.scales}
     keyed = pd.concat([keyed_items(frame, instrument, s) for s in structure], axis=1)
     complete = keyed.dropna()
     if len(complete) < 5 * len(keyed.columns):
-        return {"note": f"only {len(complete)} complete responses: too few for the "
-                        f"structural checks (need {5 * len(keyed.columns)})"}
+        return StructureChecks(note=f"only {len(complete)} complete responses: too few "
+                                    f"for the structural checks (need "
+                                    f"{5 * len(keyed.columns)})")
     sampling = kmo(keyed)
     fitted = cfa(complete, structure)
     ratios = htmt(complete, structure)
-    return {
-        "n_complete": len(complete), "sampled_up_to": STRUCTURE_SAMPLE,
-        "kmo": judge("kmo", sampling.overall), "kmo_items": sampling.per_item,
-        "bartlett": bartlett_sphericity(complete).__dict__,
-        "parallel_analysis": {"suggested_factors": parallel_analysis(complete, seed=SEED)
-                              .suggested_factors, "intended_factors": len(structure)},
-        "cfa": {"chi_square": fitted.chi_square, "df": fitted.df, "p_value": fitted.p_value,
-                "cfi": judge("cfi", fitted.cfi), "tli": judge("tli", fitted.tli),
-                "rmsea": judge("rmsea", fitted.rmsea), "rmsea_ci90": list(fitted.rmsea_ci),
-                "srmr": judge("srmr", fitted.srmr), "loadings": fitted.loadings},
-        "composite_reliability": {f: judge("composite_reliability", v)
-                                  for f, v in fitted.composite_reliability.items()},
-        "ave": {f: judge("ave", v) for f, v in fitted.ave.items()},
-        "htmt": {f"{a} / {b}": judge("htmt", float(ratios.loc[a, b]))
-                 for i, a in enumerate(structure) for b in list(structure)[i + 1:]},
-    }
+    return StructureChecks(
+        n_complete=len(complete), sampled_up_to=STRUCTURE_SAMPLE,
+        kmo=judge("kmo", sampling.overall), kmo_items=sampling.per_item,
+        bartlett=bartlett_sphericity(complete),
+        suggested_factors=parallel_analysis(complete, seed=SEED).suggested_factors,
+        intended_factors=len(structure),
+        cfa=CfaChecks(fitted.chi_square, fitted.df, fitted.p_value, judge("cfi", fitted.cfi),
+                      judge("tli", fitted.tli), judge("rmsea", fitted.rmsea),
+                      tuple(fitted.rmsea_ci), judge("srmr", fitted.srmr), fitted.loadings),
+        composite_reliability={f: judge("composite_reliability", v)
+                               for f, v in fitted.composite_reliability.items()},
+        ave={f: judge("ave", v) for f, v in fitted.ave.items()},
+        htmt={f"{a} / {b}": judge("htmt", float(ratios.loc[a, b]))
+              for i, a in enumerate(structure) for b in list(structure)[i + 1:]})
 
 
-def item_distributions(con, instrument: Instrument) -> list[dict]:
+def item_distributions(con, instrument: Instrument) -> list[ItemDistribution]:
     """Answers per code for every item (raw, before reverse-keying).
 
     One scan with a grouping set per item: each is a tiny aggregation on one small
-    integer column. (A union of one GROUP BY per item read the respondents once per item,
-    and repeated the flagged exclusion each time: 1.35 s at 1M with it on; a histogram
-    per item 0.43 s; this 0.35 s.)
+    integer column, and the respondents (and the flagged exclusion) are read once, not
+    once per item as a union of one GROUP BY per item would.
     """
     columns = [f'"{item.id}"' for item in instrument.items]
     which = "case " + " ".join(f"when grouping({column}) = 0 then '{item.id}'"
@@ -309,17 +317,17 @@ def item_distributions(con, instrument: Instrument) -> list[dict]:
             rows[item]["missing"] = int(n)
         else:
             rows[item]["counts"][str(code)] = int(n)
-    return list(rows.values())
+    return [ItemDistribution(**row) for row in rows.values()]
 
 
-def invariance_summary(con, instrument: Instrument, min_group: int) -> list[dict]:
+def invariance_summary(con, instrument: Instrument, min_group: int) -> list[InvarianceTest]:
     """Configural / metric / scalar invariance of each core scale across site types and
     staff groups, on a seeded sample of respondents; groups too small are left out."""
     return invariance_from_sample(structure_sample(con, instrument), instrument, min_group)
 
 
 def invariance_from_sample(frame: pd.DataFrame, instrument: Instrument,
-                           min_group: int) -> list[dict]:
+                           min_group: int) -> list[InvarianceTest]:
     """`invariance_summary` on a sample already drawn (no store access: thread-safe)."""
     from stats.invariance import measurement_invariance
 
@@ -333,15 +341,15 @@ def invariance_from_sample(frame: pd.DataFrame, instrument: Instrument,
             sizes = data.dropna().groupby("group").size()
             kept = sizes[sizes >= needed].index
             left_out = sorted(set(sizes.index) - set(kept))
-            entry = {"scale": scale.id, "across": attribute, "groups": sorted(kept),
-                     "left_out": left_out}
+            compared = {"scale": scale.id, "across": attribute, "groups": tuple(sorted(kept)),
+                        "left_out": tuple(left_out)}
             try:
                 steps = measurement_invariance(data[data.group.isin(kept)],
                                                list(items.columns), "group")
             except StatisticsError as exc:
-                rows.append(entry | {"note": str(exc)})
+                rows.append(InvarianceTest(**compared, note=str(exc)))
                 continue
-            rows.append(entry | {"steps": [s.__dict__ for s in steps]})
+            rows.append(InvarianceTest(**compared, steps=tuple(steps)))
     return rows
 
 
@@ -359,8 +367,8 @@ def start_structural_models(con, instrument: Instrument, settings: Settings,
     """Draw the structural sample from all analysed respondents and start fitting it
     in `pool`, for a caller with other work to do meanwhile.
 
-    The fits are Python and numpy on one small sample (about 2.5 s at any scale), which
-    holds the GIL most of the time: `culture run` starts them as soon as the quality
+    The fits are Python and numpy on one small sample (so they cost the same at any
+    scale), which holds the GIL most of the time: `culture run` starts them as soon as the quality
     flags exist, to run while DuckDB sums the cells, rather than beside the
     psychometrics' own Python work and the suppression.
     """
@@ -375,8 +383,8 @@ def start_structural_models(con, instrument: Instrument, settings: Settings,
 def run_psychometrics(con, instrument: Instrument, settings: Settings,
                       wave: int | None = None, site: str | None = None,
                       flags: dict[str, int] | None = None,
-                      models: StructuralModels | None = None) -> dict:
-    """Every check of the validation report, as JSON-ready data.
+                      models: StructuralModels | None = None) -> PsychometricsResult:
+    """Every check of the validation report (`PsychometricsResult.as_json()` is its JSON).
 
     `flags` is what `flag_response_quality` returned when the caller has just run it
     (`culture run` does, before summing the cells); otherwise the flags are built here.
@@ -388,14 +396,15 @@ def run_psychometrics(con, instrument: Instrument, settings: Settings,
                          "they cannot serve one wave or site")
     # One BLAS thread: every matrix here is small (tens of items), and OpenBLAS's worker
     # threads cost far more than they save on such matrices, above all when other
-    # processes share the cores (the invariance fits took 7.4 s with them, 1.3 s without).
+    # processes share the cores: they spin waiting for work the small products never
+    # hand them.
     with threadpool_limits(limits=1, user_api="blas"):
         return _run_psychometrics(con, instrument, settings, wave, site, flags, models)
 
 
 def _run_psychometrics(con, instrument: Instrument, settings: Settings, wave: int | None,
                        site: str | None, flags: dict[str, int] | None,
-                       models: StructuralModels | None) -> dict:
+                       models: StructuralModels | None) -> PsychometricsResult:
     if flags is None and settings.exclude_flagged:
         flags = flag_response_quality(con, instrument)     # they decide who is analysed
     analysis_view(con, settings.exclude_flagged)
@@ -420,25 +429,24 @@ def _run_psychometrics(con, instrument: Instrument, settings: Settings, wave: in
                 invariance=pool.submit(invariance_from_sample, sample, instrument,
                                        settings.min_group_size))
         # (Should the scans fail, leaving the block still waits for the other work.)
-        result = _scans(con, instrument, settings, wave, site)
+        scanned = _scans(con, instrument, settings)
         if flagged is not None:
             flags = flagged.result()
-        result["data_quality"] = {"totals": flags, "by_site": [
-            dict(zip(("site_code", "wave", "respondents", "straight_lining", "speeding",
-                      "duplicate", "flagged"), row)) for row in quality_by_site(con)]}
-        result["structure"] = models.structure.result()
-        result["invariance"] = models.invariance.result()
-    return result
+        quality = DataQuality(flags, tuple(SiteQuality(*row) for row in quality_by_site(con)))
+        return PsychometricsResult(
+            scope=Scope(wave, site, instrument.key, settings.exclude_flagged,
+                        settings.min_group_size),
+            data_quality=quality, **scanned, structure=models.structure.result(),
+            invariance=tuple(models.invariance.result()), criteria=dict(CRITERIA))
 
 
-def _scans(con, instrument: Instrument, settings: Settings, wave: int | None,
-           site: str | None) -> dict:
+def _scans(con, instrument: Instrument, settings: Settings) -> dict[str, tuple]:
     """Everything of the stage that reads the respondents in DuckDB.
 
     Each scale's scan is DuckDB's work; turning its sums into matrices, alphas and
     omegas is Python's. The Python side of one scale runs in a worker thread while
     DuckDB scans the next (DuckDB leaves the GIL free while it works), so neither waits
-    for the other.
+    for the other. Gives the `PsychometricsResult` parts they make, by name.
     """
     min_group = settings.min_group_size
     with ThreadPoolExecutor(max_workers=1) as python_side:
@@ -449,24 +457,14 @@ def _scans(con, instrument: Instrument, settings: Settings, wave: int | None,
         results = {scale_id: future.result() for scale_id, future in pending.items()}
     moments = {scale_id: levels for scale_id, (levels, _, _) in results.items()}
     iccs = sorted((row for _, _, (rows, _) in results.values() for row in rows),
-                  key=lambda row: (row["scale"], row["wave"]))
+                  key=lambda row: (row.scale, row.wave))
     sites = sorted((row for _, _, (_, rows) in results.values() for row in rows),
-                   key=lambda row: (row["scale"], row["wave"], row["site_code"]))
+                   key=lambda row: (row.scale, row.wave, row.site_code))
     return {
-        "scope": {"wave": wave, "site": site, "instrument": instrument.key,
-                  "excluded_flagged": settings.exclude_flagged,
-                  "min_group_size": min_group},
-        "data_quality": None,  # filled in once the quality flags are built
-        "reliability": _level_major({scale_id: rows for scale_id, (_, rows, _)
-                                     in results.items()}),
-        "items": item_rows(moments),
-        "item_distributions": distributions,
-        "icc": iccs,
-        "sites": sites,
-        "structure": None,     # filled in by the worker thread's results
-        "invariance": None,
-        "criteria": {k: {"criterion": f"{op} {v}", "source": src}
-                     for k, (op, v, src) in CRITERIA.items()},
-        "caveat": ("These checks prove the machinery. On synthetic data they say nothing "
-                   "about the instrument itself; only real responses can validate it."),
+        "reliability": tuple(_level_major({scale_id: rows for scale_id, (_, rows, _)
+                                           in results.items()})),
+        "items": tuple(item_rows(moments)),
+        "item_distributions": tuple(distributions),
+        "icc": tuple(iccs),
+        "sites": tuple(sites),
     }

@@ -31,6 +31,7 @@ from pipeline.benchmark import build_benchmarks
 from pipeline.publish.cells import NOT_STATED, cell_sums, item_is_agreement
 from pipeline.publish.disclosure import suppress_flag_counts, suppress_headcounts, suppress_small_cells
 from pipeline.frames import with_columns, write_table
+from pipeline.psychometrics.results import Judgement, PsychometricsResult
 from pipeline.quality import analysis_view
 from pipeline.store import drop_relation
 from pipeline.publish.verify import VerificationReport, check_cells, verify_published
@@ -110,7 +111,7 @@ def _shown_site_waves(cells: pd.DataFrame, measure_kind: str) -> pd.DataFrame:
                  & (cells["measure_kind"] == measure_kind) & ~cells["suppressed"]]
 
 
-def reliability_tables(psychometrics: dict, cells: pd.DataFrame, k: int,
+def reliability_tables(psychometrics: PsychometricsResult, cells: pd.DataFrame, k: int,
                        exclude_flagged: bool = False) -> dict[str, pd.DataFrame]:
     """Reliability, ICC and data-quality rows safe to publish.
 
@@ -122,7 +123,7 @@ def reliability_tables(psychometrics: dict, cells: pd.DataFrame, k: int,
     scales = _shown_site_waves(cells, "scale")[["wave", "unit", "measure"]].rename(
         columns={"unit": "site_code", "measure": "scale"})
     shown_scale = set(map(tuple, scales[["wave", "site_code", "scale"]].to_numpy()))
-    reliability = pd.DataFrame([r for r in psychometrics["reliability"] if "alpha" in r])
+    reliability = pd.DataFrame([r.as_json() for r in psychometrics.reliability if r.reported])
     if len(reliability):
         site_rows = reliability["level"] == "site_wave"
         keep = ~site_rows | np.array([(w, s, sc) in shown_scale for w, s, sc in zip(
@@ -130,13 +131,13 @@ def reliability_tables(psychometrics: dict, cells: pd.DataFrame, k: int,
             reliability.get("site_code", pd.Series(None, index=reliability.index)),
             reliability["scale"])])
         reliability = reliability[keep & (reliability["n"] >= k)]
-    site_agreement = pd.DataFrame([r for r in psychometrics["sites"]
-                                   if (r["wave"], r["site_code"], r["scale"]) in shown_scale])
-    icc = pd.DataFrame([r for r in psychometrics["icc"] if "icc1" in r])
+    site_agreement = pd.DataFrame([r.as_json() for r in psychometrics.sites
+                                   if (r.wave, r.site_code, r.scale) in shown_scale])
+    icc = pd.DataFrame([r.as_json() for r in psychometrics.icc if r.note is None])
     responses = _shown_site_waves(cells, "responses")
     shown_sites = set(map(tuple, responses[["wave", "unit"]].to_numpy()))
-    quality = pd.DataFrame([r for r in psychometrics["data_quality"]["by_site"]
-                            if (r["wave"], r["site_code"]) in shown_sites])
+    quality = pd.DataFrame([r.as_json() for r in psychometrics.data_quality.by_site
+                            if (r.wave, r.site_code) in shown_sites])
     if len(quality):
         quality = quality.rename(columns={c: f"n_{c}" for c in (
             "respondents", "straight_lining", "speeding", "duplicate", "flagged")})
@@ -169,7 +170,7 @@ PSYCHOMETRIC_COLUMNS = {
 }
 
 
-def validation_rows(psychometrics: dict) -> pd.DataFrame:
+def validation_rows(psychometrics: PsychometricsResult) -> pd.DataFrame:
     """The pooled validity checks with their criteria and verdicts, one row per check.
 
     These come from all sites together (structure) or from groups the invariance step
@@ -177,32 +178,30 @@ def validation_rows(psychometrics: dict) -> pd.DataFrame:
     """
     rows = []
 
-    def add(check: str, scope: str, judged: dict) -> None:
-        rows.append({"check": check, "scope": scope, "value": judged.get("value"),
-                     "criterion": judged.get("criterion", ""),
-                     "source": judged.get("source", ""), "verdict": judged.get("verdict", "")})
+    def add(check: str, scope: str, judged: Judgement) -> None:
+        rows.append({"check": check, "scope": scope, "value": judged.value,
+                     "criterion": judged.criterion, "source": judged.source,
+                     "verdict": judged.verdict})
 
-    structure = psychometrics.get("structure") or {}
-    if isinstance(structure.get("kmo"), dict):
-        add("KMO sampling adequacy", "all items", structure["kmo"])
-    cfa = structure.get("cfa") or {}
-    for key, label in (("cfi", "CFA: CFI"), ("tli", "CFA: TLI"), ("rmsea", "CFA: RMSEA"),
-                       ("srmr", "CFA: SRMR")):
-        if isinstance(cfa.get(key), dict):
-            add(label, "intended structure", cfa[key])
-    for key, label in (("composite_reliability", "Composite reliability"),
-                       ("ave", "Average variance extracted"),
-                       ("htmt", "HTMT discriminant validity")):
-        for scope, judged in (structure.get(key) or {}).items():
-            if isinstance(judged, dict):
-                add(label, scope, judged)
-    for test in psychometrics.get("invariance") or []:
-        steps = test.get("steps") or []
-        if steps:
+    structure = psychometrics.structure
+    if structure.kmo is not None:
+        add("KMO sampling adequacy", "all items", structure.kmo)
+    if structure.cfa is not None:
+        for judged, label in ((structure.cfa.cfi, "CFA: CFI"), (structure.cfa.tli, "CFA: TLI"),
+                              (structure.cfa.rmsea, "CFA: RMSEA"),
+                              (structure.cfa.srmr, "CFA: SRMR")):
+            add(label, "intended structure", judged)
+    for judgements, label in ((structure.composite_reliability, "Composite reliability"),
+                              (structure.ave, "Average variance extracted"),
+                              (structure.htmt, "HTMT discriminant validity")):
+        for scope, judged in (judgements or {}).items():
+            add(label, scope, judged)
+    for test in psychometrics.invariance:
+        if test.steps:
             rows.append({"check": "Measurement invariance", "scope":
-                         f"{test['scale']} across {test['across']}", "value": None,
+                         f"{test.scale} across {test.across}", "value": None,
                          "criterion": "change in CFI >= -0.01 and RMSEA <= 0.015 per step",
-                         "source": "Chen 2007", "verdict": steps[-1]["verdict"]})
+                         "source": "Chen 2007", "verdict": test.steps[-1].verdict})
     return pd.DataFrame(rows, columns=["check", "scope", "value", "criterion", "source",
                                        "verdict"])
 
@@ -218,7 +217,7 @@ def aggregate_cells(con: duckdb.DuckDBPyConnection, instrument: Instrument,
 
 
 def publish(con: duckdb.DuckDBPyConnection, instrument: Instrument, settings: Settings,
-            psychometrics: dict | None = None, progress: Progress | None = None,
+            psychometrics: PsychometricsResult | None = None, progress: Progress | None = None,
             decided: pd.DataFrame | None = None) -> PublishReport:
     """Build, benchmark, verify and move into place the published layer of the store.
 
