@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.store import add_wave, load_sites_csv  # noqa: E402
+from pipeline.store import load_reference_data  # noqa: E402
 from survey.synthetic import write_national  # noqa: E402
 
 DEFAULT_DATA = ROOT / "bench" / "data" / "national"
@@ -34,7 +34,6 @@ def ensure_data(folder: Path, rows: int, formats: tuple[str, ...] = ("parquet", 
 
 
 def load_reference(con, folder: Path) -> None:
-    """Sites and waves of the national set, so that ingest accepts its rows."""
-    load_sites_csv(con, folder / "sites.csv")
-    for wave in json.loads((folder / "manifest.json").read_text())["waves"]:
-        add_wave(con, int(wave))
+    """Sites and waves of the national set, so that ingest accepts its rows (no
+    headcounts: the benchmarks' published numbers have always been made without)."""
+    load_reference_data(con, folder)

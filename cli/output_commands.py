@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -9,10 +10,6 @@ import typer
 
 from cli.options import DbOption, out, settings_for
 from survey.settings import resolve_settings
-
-
-#: Read by `culture export` when --pseudonymise-key is not given (outputs.export names it too).
-ENV_PSEUDONYMISE_KEY = "CULTURE_PSEUDONYMISE_KEY"
 
 
 def export_aggregates_command(
@@ -24,9 +21,10 @@ def export_aggregates_command(
             "--level", help="site, principle, item or group; repeat for several "
                             "(default: all four)")] = None,
         pseudonymise_key: Annotated[Optional[str], typer.Option(
-            "--pseudonymise-key", envvar=ENV_PSEUDONYMISE_KEY, show_envvar=True,
+            "--pseudonymise-key",
             help="Replace site codes by keyed pseudonyms (HMAC-SHA256) and leave site names "
-                 "out; at least 16 characters; the same key gives the same pseudonyms")] = None,
+                 "out; at least 16 characters; the same key gives the same pseudonyms "
+                 r"\[env var: CULTURE_PSEUDONYMISE_KEY]")] = None,
         pseudonymise: Annotated[bool, typer.Option(
             "--pseudonymise", help="Pseudonymise with the deployment's key (the one "
                                    "researchers' dashboard pages and downloads use; made "
@@ -45,9 +43,13 @@ def export_aggregates_command(
               culture export --out exports --format sav --format dta --level site
               culture export --out exports --pseudonymise --format parquet
     """
-    from outputs.export import deployment_pseudonym_key, export_aggregates
+    from outputs.export import ENV_PSEUDONYM_KEY, deployment_pseudonym_key, export_aggregates
 
     settings = resolve_settings(db=db, min_sites_per_combination=min_sites)
+    if pseudonymise_key is None:
+        # Read here, not as the option's envvar, so that the name is outputs.export's and
+        # every other command starts without importing the export writers.
+        pseudonymise_key = os.environ.get(ENV_PSEUDONYM_KEY) or None
     if pseudonymise and not pseudonymise_key:
         pseudonymise_key = deployment_pseudonym_key(settings.published_path)
     report = export_aggregates(settings.published_path, out_dir, fmt or "csv", level,

@@ -6,7 +6,6 @@ hidden, and the sites outside their funnel.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -18,7 +17,7 @@ from rich.table import Table
 
 from cli.dashboard_commands import serve_dashboard
 from cli.options import DbOption, InstrumentOption, err, instrument_of, out, settings_for
-from cli.store_commands import import_options, print_import, print_ingest, print_summary
+from cli.store_commands import print_import, print_ingest, print_summary
 from survey.settings import SAMPLES_DIR, Settings, resolve_settings
 
 
@@ -44,18 +43,18 @@ def psychometrics(wave: Annotated[Optional[int], typer.Option(help="Only this wa
     out.print(f"validation report: {html_path} and {json_path}")
 
 
-def _print_reliability(result: "PsychometricsResult") -> None:
+def _print_reliability(result: dict) -> None:
     def two(value) -> str:
         return "n/a" if value is None or not math.isfinite(value) else f"{value:.2f}"
 
-    for row in (r for r in result.reliability if r.level == "overall"):
-        if not row.reported:
-            out.print(f"  {row.scale:<18} {row.note}")
+    for row in (r for r in result["reliability"] if r["level"] == "overall"):
+        if "alpha" not in row:
+            out.print(f"  {row['scale']:<18} {row['note']}")
             continue
-        omega = row.omega_total
-        out.print(f"  {row.scale:<18} alpha {two(row.alpha)} "
-                  f"({two(row.ci_low)}-{two(row.ci_high)}), omega "
-                  f"{'not estimable' if omega is None else two(omega)}: {row.alpha_verdict}")
+        omega = row["omega_total"]
+        out.print(f"  {row['scale']:<18} alpha {two(row['alpha'])} "
+                  f"({two(row['ci_low'])}-{two(row['ci_high'])}), omega "
+                  f"{'not estimable' if omega is None else two(omega)}: {row['alpha_verdict']}")
 
 
 def run(files: Annotated[Optional[list[Path]], typer.Argument(
@@ -98,8 +97,9 @@ def run_and_summarise(settings: Settings, files: list[Path], site: str | None,
     """Run the pipeline with a progress bar per stage, then print what was published."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from pipeline.run import run_pipeline
+    from pipeline.ingest.tools import import_options
     from pipeline.psychometrics.report import write_report
+    from pipeline.run import run_pipeline
 
     mapping = import_options(tool, column_map)
     inst = instrument_of(settings)
@@ -191,18 +191,11 @@ def demo(db: DbOption = None, instrument: InstrumentOption = None,
               culture demo --no-serve
               culture demo --dirty --db dirty.duckdb && culture quarantine --db dirty.duckdb
     """
-    from pipeline.store import add_wave, load_headcounts_csv, load_sites_csv, open_store, store_summary
+    from pipeline.store import load_reference_data, open_store, store_summary
 
     settings = settings_for(db, instrument)
-    manifest = json.loads((SAMPLES_DIR / "manifest.json").read_text(encoding="utf-8"))
-    inst = instrument_of(settings)
     with open_store(settings.db_path) as con:
-        con.execute("begin transaction")
-        load_sites_csv(con, SAMPLES_DIR / "sites.csv")
-        load_headcounts_csv(con, SAMPLES_DIR / "headcounts.csv", inst)
-        for year in manifest["waves"]:
-            add_wave(con, int(year))
-        con.execute("commit")
+        load_reference_data(con, SAMPLES_DIR, instrument_of(settings))
     out.print(f"store: {settings.db_path.resolve()}")
     sample = "responses_dirty.csv" if dirty else "responses_clean.csv"
     run_and_summarise(settings, [SAMPLES_DIR / sample], None, None, Path("reports"))

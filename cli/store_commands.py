@@ -6,6 +6,7 @@ print the same way.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,7 +14,6 @@ import typer
 from rich.table import Table
 
 from cli.options import DbOption, InstrumentOption, err, instrument_of, out, settings_for
-from survey.errors import CultureError
 from survey.settings import Settings
 
 
@@ -54,14 +54,13 @@ def sites_load(file: Path, headcounts: Annotated[Optional[Path], typer.Option(
 
 def sites_list(db: DbOption = None) -> None:
     """List the sites in the store."""
-    from pipeline.store import open_store
+    from pipeline.store import list_sites, open_store
 
     with open_store(settings_for(db).db_path) as con:
-        rows = con.execute("select site_code, name, site_type, region from sites "
-                           "order by site_code").fetchall()
+        sites = list_sites(con)
     table = Table("code", "name", "type", "region")
-    for row in rows:
-        table.add_row(*[str(v or "") for v in row])
+    for site in sites:
+        table.add_row(site.site_code, site.name, site.site_type, site.region or "")
     out.print(table)
 
 
@@ -97,18 +96,6 @@ def _progress_bar():
     return bar, update
 
 
-def import_options(tool: str, column_map: Path | None) -> dict[str, str] | None:
-    """The --from / --map pair checked, and the map read (None without one)."""
-    from pipeline.ingest.tools import TOOLS, load_column_map
-
-    if tool not in TOOLS:
-        raise CultureError(f"--from {tool!r} is not known; use one of {', '.join(TOOLS)}")
-    if tool == "culture" and column_map:
-        raise CultureError("--map is for other tools' exports; give --from redcap, forms or "
-                           "qualtrics, or rename the columns of your file")
-    return load_column_map(column_map) if column_map else None
-
-
 def run_ingest(settings: Settings, files: list[Path], site: str | None,
                wave: int | None, tool: str = "culture", column_map: Path | None = None) -> list:
     """Ingest files one by one (each all-or-nothing) and print what happened to each.
@@ -116,11 +103,8 @@ def run_ingest(settings: Settings, files: list[Path], site: str | None,
     `tool` other than "culture" sends each file through its import adapter first
     (pipeline.ingest.tools), which maps the tool's columns and answers onto ours.
     """
-    from functools import partial
-
-    from pipeline.ingest.files import ingest_file
+    from pipeline.ingest.tools import import_options, ingest_from_tool
     from pipeline.store import open_store
-    from pipeline.ingest.tools import import_export
 
     mapping = import_options(tool, column_map)
     inst = instrument_of(settings)
@@ -128,19 +112,14 @@ def run_ingest(settings: Settings, files: list[Path], site: str | None,
     reports = []
     with open_store(settings.db_path) as con:
         for file in files:
+            # Only a large file gets a bar: a small one is done before a bar would draw.
             large = file.exists() and file.stat().st_size > 5_000_000
             bar, update = _progress_bar()
-            ingest_one = (ingest_file if tool == "culture"
-                          else partial(import_export, tool=tool, column_map=mapping))
-            if large:
-                with bar:
-                    report = ingest_one(con, file, inst, definition, site=site, wave=wave,
-                                        progress=update)
-            else:
-                report = ingest_one(con, file, inst, definition, site=site, wave=wave)
-            if tool != "culture":
-                print_import(report)
-                report = report.ingest
+            with bar if large else nullcontext():
+                report, imported = ingest_from_tool(con, file, inst, definition, tool, site,
+                                                    wave, mapping, update if large else None)
+            if imported is not None:
+                print_import(imported)
             reports.append(report)
             print_ingest(report)
     return reports
@@ -216,38 +195,23 @@ def quarantine(batch: Annotated[Optional[int], typer.Option(help="Only this batc
 
     Example: culture quarantine --batch 2 --csv rejected.csv
     """
+    from pipeline.ingest.quarantine import quarantined_rows, write_quarantine_csv
     from pipeline.store import open_store
 
     with open_store(settings_for(db).db_path) as con:
-        query = ("select q.batch_id, b.source_name, q.source_row, q.response_id, q.column_name, "
-                 "q.bad_value, q.reason_code, q.reason from quarantine q "
-                 "join ingest_batches b using (batch_id) "
-                 "where ? is null or q.batch_id = ? order by q.batch_id, q.source_row")
-        rows = con.execute(query, [batch, batch]).fetchall()
+        rows = quarantined_rows(con, batch)
     if csv_out:
         write_quarantine_csv(csv_out, rows)
         out.print(f"{len(rows)} rejected row problem(s) written to {csv_out}")
         return
     table = Table("batch", "file", "row", "response", "column", "value", "reason")
     for row in rows[:200]:
-        table.add_row(str(row[0]), row[1], str(row[2]), str(row[3] or ""), row[4],
-                      str(row[5] if row[5] is not None else ""), row[7])
+        table.add_row(str(row.batch_id), row.source_name, str(row.source_row),
+                      str(row.response_id or ""), row.column_name,
+                      str(row.bad_value if row.bad_value is not None else ""), row.reason)
     out.print(table)
     if len(rows) > 200:
         out.print(f"... {len(rows) - 200} more; use --csv FILE to get them all")
-
-
-def write_quarantine_csv(path: Path, rows: list[tuple]) -> None:
-    """Rejected rows as CSV, safe to open in a spreadsheet (bad values may be hostile)."""
-    import csv
-
-    from survey.spreadsheet import safe_cell
-
-    with path.open("w", newline="", encoding="utf-8-sig") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["batch", "file", "row", "response_id", "column", "bad_value",
-                         "reason_code", "reason"])
-        writer.writerows([safe_cell(v) for v in row] for row in rows)
 
 
 def status(db: DbOption = None) -> None:
@@ -260,6 +224,7 @@ def status(db: DbOption = None) -> None:
 
 
 def print_summary(summary: dict) -> None:
+    """The store in a sentence and a table of responses per site and wave."""
     waves = summary["waves"]
     per = {(s, w): n for s, _, w, n in summary["per_site_wave"]}
     types = {s: t for s, t, _, _ in summary["per_site_wave"]}

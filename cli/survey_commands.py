@@ -85,12 +85,10 @@ def generate(out_dir: Annotated[Path, typer.Option("--out", help="Folder to writ
 
 def _surveys(settings: Settings) -> set[tuple[str, int]]:
     """(site, wave) pairs the store knows; read once, so a later pipeline run can write."""
-    from pipeline.store import open_store
+    from pipeline.store import open_store, survey_pairs
 
     with open_store(settings.db_path, read_only=True) as con:
-        sites = [r[0] for r in con.execute("select site_code from sites").fetchall()]
-        waves = [int(r[0]) for r in con.execute("select wave from waves").fetchall()]
-    return {(site, wave) for site in sites for wave in waves}
+        return survey_pairs(con)
 
 
 def collect(db: DbOption = None, instrument: InstrumentOption = None,

@@ -12,6 +12,7 @@ steps in one transaction; a file made by a newer program is refused.
 from __future__ import annotations
 
 import csv
+import json
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -250,6 +251,54 @@ def add_wave(con: duckdb.DuckDBPyConnection, wave: int, label: str | None = None
     if not 1990 <= wave <= 2100:
         raise ReferenceDataError(f"wave {wave}: give the survey year, e.g. 2025")
     con.execute("insert or replace into waves values (?, ?)", [wave, label or f"{wave} survey"])
+
+
+@dataclass(frozen=True)
+class ReferenceData:
+    """What `load_reference_data` put in the store."""
+
+    sites: int
+    headcounts: int
+    waves: tuple[int, ...]
+
+
+def load_reference_data(con: duckdb.DuckDBPyConnection, folder: Path,
+                        instrument: Instrument | None = None) -> ReferenceData:
+    """Sites, waves and (given the instrument whose staff groups they use) headcounts of a
+    data folder, in one transaction: the folder as `culture generate` writes it, with
+    sites.csv, headcounts.csv and the waves listed in manifest.json.
+    """
+    manifest_path = folder / "manifest.json"
+    try:
+        waves = tuple(int(w) for w in json.loads(manifest_path.read_text(encoding="utf-8"))["waves"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ReferenceDataError(f"{manifest_path}: cannot read its list of waves ({exc}); "
+                                 f"write the folder again with `culture generate`") from None
+    con.execute("begin transaction")
+    try:
+        sites = load_sites_csv(con, folder / "sites.csv")
+        headcounts = (load_headcounts_csv(con, folder / "headcounts.csv", instrument)
+                      if instrument is not None else 0)
+        for wave in waves:
+            add_wave(con, wave)
+    except BaseException:
+        con.execute("rollback")
+        raise
+    con.execute("commit")
+    return ReferenceData(sites, headcounts, waves)
+
+
+def survey_pairs(con: duckdb.DuckDBPyConnection) -> set[tuple[str, int]]:
+    """Every (site, wave) pair the store knows: the surveys that can be answered."""
+    sites = [r[0] for r in con.execute("select site_code from sites").fetchall()]
+    waves = [int(r[0]) for r in con.execute("select wave from waves").fetchall()]
+    return {(site, wave) for site in sites for wave in waves}
+
+
+def list_sites(con: duckdb.DuckDBPyConnection) -> list[Site]:
+    """The sites in the store, by code."""
+    return [Site(*row) for row in con.execute(
+        "select site_code, name, site_type, region from sites order by site_code").fetchall()]
 
 
 def store_summary(con: duckdb.DuckDBPyConnection) -> dict[str, object]:

@@ -10,8 +10,7 @@ import pytest
 import json
 
 from pipeline.ingest.files import ingest_file
-from pipeline.store import (Site, add_sites, add_wave, load_headcounts_csv, load_sites_csv,
-                           open_store)
+from pipeline.store import Site, add_sites, add_wave, load_reference_data, open_store
 from survey.instrument import load_instrument
 from survey.settings import DEFAULT_INSTRUMENT, SAMPLES_DIR
 
@@ -45,14 +44,11 @@ def sample_manifest() -> dict:
 
 
 @pytest.fixture(scope="module")
-def sample_store(tmp_path_factory, instrument, definition_yaml, sample_manifest) -> Path:
+def sample_store(tmp_path_factory, instrument, definition_yaml) -> Path:
     """A store holding the committed clean sample, ingested for real (one per module)."""
     path = tmp_path_factory.mktemp("sample") / "store.duckdb"
     with open_store(path) as con:
-        load_sites_csv(con, SAMPLES_DIR / "sites.csv")
-        load_headcounts_csv(con, SAMPLES_DIR / "headcounts.csv", instrument)
-        for wave in sample_manifest["waves"]:
-            add_wave(con, wave)
+        load_reference_data(con, SAMPLES_DIR, instrument)
         ingest_file(con, SAMPLES_DIR / "responses_clean.csv", instrument, definition_yaml)
     return path
 

@@ -463,3 +463,31 @@ def import_export(con: duckdb.DuckDBPyConnection, path: Path | str, instrument: 
                                     progress)
     report.ingest.source = str(path)
     return report
+
+
+def check_tool(tool: str) -> None:
+    """Nothing when `tool` is one an export can come from; else an error listing them."""
+    if tool not in TOOLS:
+        raise IngestError(f"--from {tool!r} is not known; use one of {', '.join(TOOLS)}")
+
+
+def import_options(tool: str, column_map: Path | None) -> dict[str, str] | None:
+    """The column map for `tool` (None without one), once the --from / --map pair is checked."""
+    check_tool(tool)
+    if tool == "culture" and column_map:
+        raise IngestError("--map is for other tools' exports; give --from redcap, forms or "
+                          "qualtrics, or rename the columns of your file")
+    return load_column_map(column_map) if column_map else None
+
+
+def ingest_from_tool(con: duckdb.DuckDBPyConnection, path: Path | str, instrument: Instrument,
+                     definition_yaml: str, tool: str = "culture", site: str | None = None,
+                     wave: int | None = None, column_map: dict[str, str] | None = None,
+                     progress: Progress | None = None) -> tuple[IngestReport, ImportReport | None]:
+    """One file ingested as one batch, through `tool`'s adapter unless it is ours: ingest's
+    report, and the adapter's (None for our own columns)."""
+    if tool == "culture":
+        return ingest_file(con, path, instrument, definition_yaml, site, wave, progress), None
+    imported = import_export(con, path, instrument, definition_yaml, tool, site, wave,
+                             column_map, progress)
+    return imported.ingest, imported
