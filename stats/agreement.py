@@ -101,8 +101,8 @@ def rwg_j(items: pd.DataFrame, groups: pd.Series, options: int = 5) -> RwgResult
 def rwg_from_variances(item_variances: np.ndarray, options: int = 5) -> np.ndarray:
     """rwg(j) of each group from its item variances (groups x items), see `rwg_j`."""
     variances = np.atleast_2d(np.asarray(item_variances, dtype=float))
-    k = variances.shape[1]
+    n_items = variances.shape[1]
     ratio = variances.mean(axis=1) / ((options ** 2 - 1) / 12)
     with np.errstate(divide="ignore", invalid="ignore"):
-        value = k * (1 - ratio) / (k * (1 - ratio) + ratio)
+        value = n_items * (1 - ratio) / (n_items * (1 - ratio) + ratio)
     return np.where(ratio >= 1, 0.0, value)

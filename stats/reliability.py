@@ -31,14 +31,18 @@ class StatisticsError(CultureError):
 
 @dataclass(frozen=True)
 class AlphaResult:
-    """Cronbach's alpha of one scale, with its Feldt confidence interval."""
+    """Cronbach's alpha of one scale, with its Feldt confidence interval.
+
+    `n` respondents answered the scale's `n_items` items; `ci_low` and `ci_high` bound
+    the interval at the confidence asked for (95% by default).
+    """
 
     alpha: float                 # raw alpha, from covariances
     alpha_standardised: float    # from correlations
     ci_low: float
     ci_high: float
     n: int
-    k: int
+    n_items: int
     nan_policy: str
 
 
@@ -66,19 +70,21 @@ def _prepared(items: pd.DataFrame, nan_policy: str, min_items: int = 2) -> pd.Da
 
 
 def _alpha_from_matrix(matrix: np.ndarray) -> float:
-    k = matrix.shape[0]
+    n_items = matrix.shape[0]
     with np.errstate(divide="ignore", invalid="ignore"):  # no variance: NaN
-        return k / (k - 1) * (1 - np.trace(matrix) / matrix.sum())
+        return n_items / (n_items - 1) * (1 - np.trace(matrix) / matrix.sum())
 
 
-def feldt_interval(alpha: float, n: int, k: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Feldt (1965) confidence interval for alpha.
+def feldt_interval(alpha: float, n: int, n_items: int,
+                   confidence: float = 0.95) -> tuple[float, float]:
+    """The Feldt confidence interval for alpha (Feldt, Woodruff & Salih 1987).
 
-    lower = 1 - (1 - alpha) F(1 - p/2; n-1, (n-1)(k-1)), upper with F(p/2; ...),
-    p = 1 - confidence. In R: ``psych::alpha.ci(alpha, n.obs, n.var)``.
+    lower = 1 - (1 - alpha) F(1 - p/2; n-1, (n-1)(n_items-1)), upper with F(p/2; ...),
+    p = 1 - confidence: the F interval pingouin's ``cronbach_alpha`` and psych compute.
+    In R: ``psych::alpha.ci(alpha, n.obs, n.var)``.
     """
     p = 1 - confidence
-    df1, df2 = n - 1, (n - 1) * (k - 1)
+    df1, df2 = n - 1, (n - 1) * (n_items - 1)
     lower = 1 - (1 - alpha) * stats.f.ppf(1 - p / 2, df1, df2)
     upper = 1 - (1 - alpha) * stats.f.ppf(p / 2, df1, df2)
     return float(lower), float(upper)
@@ -88,8 +94,9 @@ def cronbach_alpha(items: pd.DataFrame, nan_policy: str = "pairwise",
                    confidence: float = 0.95) -> AlphaResult:
     """Cronbach's alpha (raw and standardised) with the Feldt interval.
 
-    alpha = k / (k - 1) * (1 - trace(C) / sum(C)), C the item covariance matrix (the
-    correlation matrix for the standardised alpha). Cronbach (1951); Feldt (1965).
+    alpha = n_items / (n_items - 1) * (1 - trace(C) / sum(C)), C the item covariance
+    matrix (the correlation matrix for the standardised alpha). Cronbach (1951); the
+    interval as in `feldt_interval` (Feldt, Woodruff & Salih 1987).
     In R: ``psych::alpha(x)$total[c("raw_alpha", "std.alpha")]``.
     """
     data = _prepared(items, nan_policy)
@@ -103,34 +110,35 @@ def alpha_from_covariance(cov: np.ndarray, n: int, nan_policy: str = "pairwise",
     The entry point for covariances built from sufficient statistics in DuckDB
     (`pipeline.psychometrics.moments`); `cronbach_alpha` calls it with pandas' covariance.
     """
-    k = cov.shape[0]
+    n_items = cov.shape[0]
     alpha = _alpha_from_matrix(cov)
     # psych standardises the (pairwise) covariance matrix with its own diagonal
     # (cov2cor), not with pair-specific variances as pandas' corr() would.
     scale = 1 / np.sqrt(np.diag(cov))
     standardised = _alpha_from_matrix(cov * np.outer(scale, scale))
-    low, high = feldt_interval(alpha, n, k, confidence)
-    return AlphaResult(float(alpha), float(standardised), low, high, int(n), k, nan_policy)
+    low, high = feldt_interval(alpha, n, n_items, confidence)
+    return AlphaResult(float(alpha), float(standardised), low, high, int(n), n_items,
+                       nan_policy)
 
 
 def alpha_batch(cov: np.ndarray, n: np.ndarray, confidence: float = 0.95) -> dict[str, np.ndarray]:
     """Alpha, standardised alpha and the Feldt interval for many groups at once.
 
-    `cov` is (groups, k, k), `n` the respondents behind each. The same formulas as
-    `alpha_from_covariance`, vectorised for every site x wave of a national wave. A
+    `cov` is (groups, n_items, n_items), `n` the respondents behind each. The same
+    formulas as `alpha_from_covariance`, vectorised for every site x wave of a national wave. A
     group whose answers do not vary (every item the same for everyone) gets NaN.
     """
     cov = np.asarray(cov, dtype=float)
     n = np.asarray(n, dtype=float)
-    k = cov.shape[-1]
+    n_items = cov.shape[-1]
     p = 1 - confidence
-    df1, df2 = n - 1, (n - 1) * (k - 1)
+    df1, df2 = n - 1, (n - 1) * (n_items - 1)
     with np.errstate(divide="ignore", invalid="ignore"):
         trace = np.trace(cov, axis1=1, axis2=2)
-        alpha = k / (k - 1) * (1 - trace / cov.sum(axis=(1, 2)))
+        alpha = n_items / (n_items - 1) * (1 - trace / cov.sum(axis=(1, 2)))
         scale = 1 / np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
         corr = cov * scale[:, :, None] * scale[:, None, :]
-        standardised = k / (k - 1) * (1 - k / corr.sum(axis=(1, 2)))
+        standardised = n_items / (n_items - 1) * (1 - n_items / corr.sum(axis=(1, 2)))
         low = 1 - (1 - alpha) * stats.f.ppf(1 - p / 2, df1, df2)
         high = 1 - (1 - alpha) * stats.f.ppf(p / 2, df1, df2)
     return {"alpha": alpha, "alpha_standardised": standardised, "ci_low": low, "ci_high": high}
@@ -150,10 +158,10 @@ def item_statistics(items: pd.DataFrame, nan_policy: str = "pairwise") -> ItemSt
 
 def item_statistics_from_covariance(cov: np.ndarray, items: tuple[str, ...]) -> ItemStatistics:
     """Item statistics from a covariance matrix (see `item_statistics`)."""
-    k = cov.shape[0]
+    n_items = cov.shape[0]
     item_total, if_deleted = [], []
-    for i in range(k):
-        rest = [j for j in range(k) if j != i]
+    for i in range(n_items):
+        rest = [j for j in range(n_items) if j != i]
         rest_cov = cov[np.ix_(rest, rest)]
         covariance_with_rest = cov[i, rest].sum()
         with np.errstate(divide="ignore", invalid="ignore"):  # no variance: NaN
@@ -184,10 +192,10 @@ def one_factor_loadings(corr: np.ndarray, tolerance: float = 1e-11,
                         max_iterations: int = 10_000) -> np.ndarray:
     """Minimum-residual one-factor loadings of one or many correlation matrices at once.
 
-    `corr` is (k, k) or (groups, k, k). Iterated principal axis factoring, started from
-    squared multiple correlations: its fixed point is the minres (unweighted least
-    squares) solution, since both satisfy sum_j!=i (r_ij - l_i l_j) l_j = 0. Iterating
-    until no communality moves by `tolerance` (1e-11) puts omega within ~1e-11 of the
+    `corr` is (n_items, n_items) or (groups, n_items, n_items). Iterated principal axis
+    factoring, started from squared multiple correlations: its fixed point is the minres
+    (unweighted least squares) solution, since both satisfy
+    sum_j!=i (r_ij - l_i l_j) l_j = 0. Iterating until no communality moves by `tolerance` (1e-11) puts omega within ~1e-11 of the
     exact fixed point. Vectorised across groups: thousands of site x wave matrices are
     solved together, first with Newton steps (power steps for any that do not settle)
     and then confirmed with batched eigen decompositions. Matches
@@ -224,14 +232,14 @@ def _newton_phase(matrices: np.ndarray, communality: np.ndarray, steps: int = 12
     The one-factor minres loadings solve f_i(l) = sum_j!=i (r_ij - l_i l_j) l_j = 0, whose
     Jacobian is r_ik - 2 l_i l_k off the diagonal and -sum_j!=i l_j^2 on it. Started from
     the squared multiple correlations, a few Newton steps converge quadratically where
-    the power steps converge linearly (hundreds of them for some groups; 0.26 s -> 0.16 s
-    for the 12,000 site x wave matrices of a national run). A group is solved when its
+    the power steps converge linearly (hundreds of them for some groups), which matters
+    for the thousands of site x wave matrices of a national run. A group is solved when its
     step is below `tolerance` with every communality in [0, 1); the others (Heywood
     cases, mostly) go to the power steps. `_eigen_phase` confirms every group either way,
     so the answer is the principal-axis fixed point whichever way it was reached.
     """
-    k = matrices.shape[-1]
-    diagonal = np.arange(k)
+    n_items = matrices.shape[-1]
+    diagonal = np.arange(n_items)
     off = matrices.copy()
     off[:, diagonal, diagonal] = 0
     loadings = np.sqrt(np.clip(communality, 0, None))
@@ -285,11 +293,11 @@ def _power_phase(matrices: np.ndarray, communality: np.ndarray, tolerance: float
     batched eigh, so this does most of the iterations. `_eigen_phase` then confirms each
     group with exact decompositions (and finishes any this did not settle).
     """
-    k = matrices.shape[-1]
-    diagonal = np.arange(k)
+    n_items = matrices.shape[-1]
+    diagonal = np.arange(n_items)
     reduced = matrices.copy()
     reduced[:, diagonal, diagonal] = communality
-    direction = np.full(communality.shape, 1 / np.sqrt(k))
+    direction = np.full(communality.shape, 1 / np.sqrt(n_items))
     improper_run = np.zeros(len(matrices), dtype=np.int64)
     active = np.arange(len(matrices))
     for _ in range(steps):
@@ -320,12 +328,11 @@ def _eigen_phase(matrices: np.ndarray, communality: np.ndarray, tolerance: float
     Groups that settle on a proper solution get their loadings; the others get NaN:
     those whose solution is improper (a communality of 1 or more, a Heywood case,
     common in small noisy groups), given up once improper for `IMPROPER_STEPS`
-    iterations in a row (they otherwise wander until `max_iterations`, which made a
-    national run with many small sites spend seconds here), and any not settled by
-    `max_iterations`.
+    iterations in a row (they otherwise wander until `max_iterations`, and a national
+    run has many small sites), and any not settled by `max_iterations`.
     """
-    k = matrices.shape[-1]
-    diagonal = np.arange(k)
+    n_items = matrices.shape[-1]
+    diagonal = np.arange(n_items)
     loadings = np.zeros(matrices.shape[:2])
     settled = np.zeros(len(matrices), bool)
     improper_run = np.zeros(len(matrices), dtype=np.int64)
@@ -350,7 +357,7 @@ def _eigen_phase(matrices: np.ndarray, communality: np.ndarray, tolerance: float
 
 
 def omega_total_batch(corr: np.ndarray) -> np.ndarray:
-    """Omega total of many correlation matrices (groups, k, k) at once."""
+    """Omega total of many correlation matrices (groups, n_items, n_items) at once."""
     loadings = one_factor_loadings(corr)
     uniquenesses = 1 - loadings ** 2
     return 1 - uniquenesses.sum(axis=1) / np.asarray(corr).sum(axis=(1, 2))

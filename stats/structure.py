@@ -5,7 +5,7 @@ The CFA is our own maximum-likelihood fit with lavaan's parameterisation and fit
 measures (chi-square with N, CFI, TLI, RMSEA with N and its 90% interval, SRMR,
 standardised loadings), then composite reliability, AVE and HTMT to the published
 formulas. (semopy matched lavaan's chi-square, CFI and TLI but not its RMSEA, had no SRMR
-and cost ~1.4 s to import; it is kept only as a cross-check in the tests.)
+and was slow to import; it is kept only as a cross-check in the tests.)
 """
 
 from __future__ import annotations
@@ -187,16 +187,16 @@ def _ml_problem(sample: np.ndarray, structure: dict[str, list[str]], columns: li
     F = log|Sigma| + tr(S Sigma^-1) - log|S| - p. With G = Sigma^-1 - Sigma^-1 S Sigma^-1:
     dF/dL = 2 G L Phi, dF/dPhi = L' G L (off-diagonals counted twice), dF/dTheta = diag G.
     """
-    p, k = len(columns), len(structure)
+    p, n_factors = len(columns), len(structure)
     rows, cols = [], []                      # positions of the free loadings in L
-    marker = np.zeros((p, k))
+    marker = np.zeros((p, n_factors))
     for f, items in enumerate(structure.values()):
         marker[columns.index(items[0]), f] = 1.0
         for item in items[1:]:
             rows.append(columns.index(item))
             cols.append(f)
     rows, cols = np.array(rows, int), np.array(cols, int)
-    low_r, low_c = np.tril_indices(k)
+    low_r, low_c = np.tril_indices(n_factors)
     n_load, n_phi = len(rows), len(low_r)
     log_det_s = np.linalg.slogdet(sample)[1]
     diagonal = np.arange(p)
@@ -204,7 +204,7 @@ def _ml_problem(sample: np.ndarray, structure: dict[str, list[str]], columns: li
     def unpack(theta: np.ndarray):
         loadings = marker.copy()
         loadings[rows, cols] = theta[:n_load]
-        phi = np.zeros((k, k))
+        phi = np.zeros((n_factors, n_factors))
         phi[low_r, low_c] = theta[n_load:n_load + n_phi]
         phi[low_c, low_r] = theta[n_load:n_load + n_phi]
         return loadings, phi, theta[n_load + n_phi:]
@@ -231,7 +231,7 @@ def _ml_problem(sample: np.ndarray, structure: dict[str, list[str]], columns: li
         return float(value), gradient
 
     variances = np.diag(sample)
-    start_phi = np.zeros((k, k))
+    start_phi = np.zeros((n_factors, n_factors))
     for f, items in enumerate(structure.values()):
         start_phi[f, f] = 0.5 * variances[columns.index(items[0])]
     start = np.concatenate([np.ones(n_load), start_phi[low_r, low_c], 0.5 * variances])

@@ -45,7 +45,7 @@ def test_alpha_interval_omega_and_item_statistics_match_psych(scale, policy, ans
     expected = GOLDEN[scale][policy]
     items = keyed_items(answers, instrument, scale)
     alpha = cronbach_alpha(items, nan_policy=policy)
-    assert (alpha.n, alpha.k) == (expected["n"], expected["k"])
+    assert (alpha.n, alpha.n_items) == (expected["n"], expected["k"])
     close(alpha.alpha, expected["raw_alpha"], EXACT)
     close(alpha.alpha_standardised, expected["std_alpha"], EXACT)
     close([alpha.ci_low, alpha.ci_high], [expected["feldt_lower"], expected["feldt_upper"]],
@@ -72,14 +72,23 @@ def test_icc_and_rwg_by_site_match_r(scale, answers, instrument):
     close(agreement.median, expected["rwg_j_median"], EXACT)
 
 
-def test_planted_outliers_make_sites_differ_most_on_their_scales():
-    icc1 = {scale: GOLDEN[scale]["by_site"]["icc1"] for scale in GOLDEN}
-    # Site D (low psychological safety) and site C (high pathways) were planted.
-    assert sorted(icc1, key=icc1.get)[-2:] == ["pathways", "psysafety"]
+def test_planted_outliers_make_sites_differ_most_on_their_scales(answers, instrument,
+                                                                 sample_manifest):
+    """The generator shifted one site on each of two scales (the manifest's outliers):
+    our ICC(1) ranks exactly those scales highest, and the shifted site's mean lies on
+    the planted side of every other site's."""
+    icc1 = {scale.id: icc(scale_score(answers, instrument, scale.id), answers["site"]).icc1
+            for scale in instrument.scales}
+    planted = {o["scale"]: o for o in sample_manifest["outliers"]}
+    assert set(sorted(icc1, key=icc1.get)[-2:]) == set(planted) == {"pathways", "psysafety"}
+    for scale, outlier in planted.items():
+        means = scale_score(answers, instrument, scale).groupby(answers["site"]).mean()
+        extreme = means.idxmin() if outlier["direction"] == "low" else means.idxmax()
+        assert extreme == outlier["site"], scale
 
 
 def test_feldt_interval_worked_example():
-    # alpha .80 from 101 respondents and 10 items. In R:
+    # Feldt, Woodruff & Salih (1987): alpha .80 from 101 respondents and 10 items. In R:
     # 1 - (1 - .8) * qf(c(.975, .025), 100, 900) -> 0.736395564, 0.8534473825
     # (psych::alpha.ci(.8, 101, 10) prints 0.74 and 0.85).
     low, high = feldt_interval(0.80, 101, 10)
