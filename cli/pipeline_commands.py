@@ -43,18 +43,18 @@ def psychometrics(wave: Annotated[Optional[int], typer.Option(help="Only this wa
     out.print(f"validation report: {html_path} and {json_path}")
 
 
-def _print_reliability(result: dict) -> None:
+def _print_reliability(result: "PsychometricsResult") -> None:
     def two(value) -> str:
         return "n/a" if value is None or not math.isfinite(value) else f"{value:.2f}"
 
-    for row in (r for r in result["reliability"] if r["level"] == "overall"):
-        if "alpha" not in row:
-            out.print(f"  {row['scale']:<18} {row['note']}")
+    for row in (r for r in result.reliability if r.level == "overall"):
+        if not row.reported:
+            out.print(f"  {row.scale:<18} {row.note}")
             continue
-        omega = row["omega_total"]
-        out.print(f"  {row['scale']:<18} alpha {two(row['alpha'])} "
-                  f"({two(row['ci_low'])}-{two(row['ci_high'])}), omega "
-                  f"{'not estimable' if omega is None else two(omega)}: {row['alpha_verdict']}")
+        omega = row.omega_total
+        out.print(f"  {row.scale:<18} alpha {two(row.alpha)} "
+                  f"({two(row.ci_low)}-{two(row.ci_high)}), omega "
+                  f"{'not estimable' if omega is None else two(omega)}: {row.alpha_verdict}")
 
 
 def run(files: Annotated[Optional[list[Path]], typer.Argument(

@@ -21,6 +21,7 @@ from threadpoolctl import threadpool_limits
 from pipeline.ingest.inbox import InboxReport, ingest_inbox
 from pipeline.ingest.files import IngestReport
 from pipeline.publish.disclosure import suppress_small_cells
+from pipeline.psychometrics.results import PsychometricsResult
 from pipeline.psychometrics.stage import run_psychometrics, start_structural_models
 from pipeline.publish.writer import PublishReport, aggregate_cells, publish
 from pipeline.quality import flag_response_quality
@@ -40,7 +41,7 @@ class RunReport:
     ingests: list[IngestReport] = field(default_factory=list)
     #: What the import adapter made of each file, when they came from another tool.
     imports: list[ImportReport] = field(default_factory=list)
-    psychometrics: dict | None = None
+    psychometrics: PsychometricsResult | None = None
     published: PublishReport | None = None
     #: What was taken from the web form's inbox (None: no inbox, none expected).
     inbox: InboxReport | None = None
@@ -81,8 +82,8 @@ def _run(settings: Settings, instrument: Instrument, files: list[Path], site: st
         # are summed. Python work is placed beside DuckDB work, which leaves the GIL
         # free: the structural models (Python on a small sample) are fitted while DuckDB
         # sums the cells, and suppression (Python on those sums) runs beside the
-        # psychometrics' scans. At 1M responses psychometrics and suppression took 8.7 s
-        # one after the other, 6.9 s side by side, and 6.3 s once the models had moved.
+        # psychometrics' scans, so each Python step fills time DuckDB would leave a core
+        # idle. (bench/pipeline.py measures the stages.)
         step("quality")
         flags = flag_response_quality(con, instrument)
         with ThreadPoolExecutor(max_workers=1) as models_pool, \
