@@ -1,0 +1,232 @@
+"""The benchmark stage (pipeline.benchmark) on small hand-made sets of published cells.
+
+Each test builds the few cells the stage reads and checks its tables against values
+computed another way: the funnel against the R worked example of
+tests/expected/generate_r_funnel.R, the comparisons with the rest of the sites against
+scipy's Welch test on the respondents themselves, the principle gaps against quartiles
+worked out by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from pipeline.benchmark import benchmark_table, funnel_tables, principle_gap_table
+from published.layout import NO_TARGET
+
+EXAMPLE = json.loads((Path(__file__).parent / "expected" / "funnel_worked_example.json")
+                     .read_text(encoding="utf-8"))
+#: Both sides compute in double precision from the same numbers; the R example agrees
+#: to ~1e-12, and 1e-9 leaves room only for the order of additions.
+TOLERANCE = 1e-9
+Z95 = stats.norm.ppf(0.975)
+
+
+def cell(level: str, unit: str, n: int, mean: float, sd: float, *, peer_group: str = "acute",
+         measure_kind: str = "scale", measure: str = "psysafety", wave: int = 2025,
+         suppressed: bool = False, se: float | None = None) -> dict:
+    """One whole-unit published cell (no breakdown) with the columns the stage reads."""
+    se = sd / np.sqrt(n) if se is None else se
+    return {"wave": wave, "level": level, "unit": unit, "peer_group": peer_group,
+            "breakdown": "all", "grp": "all", "measure_kind": measure_kind,
+            "measure": measure, "n": n, "mean": mean, "sd": sd, "se": se,
+            "ci_low": mean - Z95 * se, "ci_high": mean + Z95 * se,
+            "mean_0_10": (mean - 1) * 2.5, "pct_favourable": 50.0, "suppressed": suppressed}
+
+
+def close(actual, expected):
+    np.testing.assert_allclose(np.asarray(actual, float), np.asarray(expected, float),
+                               rtol=0, atol=TOLERANCE)
+
+
+@pytest.fixture(scope="module")
+def funnel_cells() -> pd.DataFrame:
+    """The worked example's twelve sites, their national cell, and a thirteenth site
+    whose cell the suppression hid: far out, so it would move every number if used."""
+    data = EXAMPLE["input"]
+    sites = [cell("site", f"S{i:02d}", n, mean, sd) for i, (n, mean, sd)
+             in enumerate(zip(data["n"], data["mean"], data["sd"]))]
+    n = np.array(data["n"])
+    national = cell("national", "national", int(n.sum()),
+                    float((n * np.array(data["mean"])).sum() / n.sum()), 0.75)
+    hidden = cell("site", "S99", 8, 1.2, 0.5, suppressed=True)
+    return pd.DataFrame(sites + [national, hidden])
+
+
+def test_funnel_reproduces_the_r_worked_example_and_ignores_hidden_cells(funnel_cells):
+    params, rows = funnel_tables(funnel_cells)
+    assert len(params) == 1 and list(rows["site_code"]) == [f"S{i:02d}" for i in range(12)]
+    (p,) = params.itertuples()
+    assert (p.wave, p.measure_kind, p.measure, p.sites) == (2025, "scale", "psysafety", 12)
+    close(p.target, EXAMPLE["target"])
+    close(p.sigma, EXAMPLE["sigma"])
+    close(p.phi, EXAMPLE["phi"])
+    close(p.tau2, EXAMPLE["tau2"])
+    close(rows["z"], EXAMPLE["z"])
+    close(rows["z_adjusted"], EXAMPLE["z_adjusted"])
+    close(rows["p"], EXAMPLE["p"])
+    close(rows["q"], EXAMPLE["q_bh"])
+
+
+def test_funnel_limits_are_drawn_at_each_sites_own_n(funnel_cells):
+    _, rows = funnel_tables(funnel_cells)
+    n = np.array(EXAMPLE["input"]["n"], float)
+    spread = np.sqrt(EXAMPLE["sigma"] ** 2 / n + EXAMPLE["tau2"])
+    close(rows["limit95_low"], EXAMPLE["target"] - Z95 * spread)
+    close(rows["limit95_high"], EXAMPLE["target"] + Z95 * spread)
+    close(rows["limit998_high"], EXAMPLE["target"] + stats.norm.ppf(0.999) * spread)
+    # Sites 2 (3.62 from 60) and 5 (2.80 from 120) lie outside their 95% limits, and
+    # no site outside 99.8%; none is flagged, since every q is above .05 (R: min .207).
+    assert list(rows.loc[rows["band"] != "inside 95%", "site_code"]) == ["S02", "S05"]
+    assert set(rows["band"]) == {"inside 95%", "outside 95%"}
+    assert set(rows["flag"]) == {"within"}
+
+
+def test_a_clear_outlier_is_flagged_on_its_side_and_two_sites_get_no_overdispersion():
+    """Ten sites at the target and one far below: flagged 'below' at q < .05. With two
+    sites the funnel has no overdispersion estimate (phi NaN, tau^2 0)."""
+    sites = [cell("site", f"S{i}", 200, 3.0 + 0.01 * (i % 3 - 1), 0.8) for i in range(10)]
+    sites.append(cell("site", "LOW", 200, 2.3, 0.8))
+    pair = [cell("site", u, 100, m, 0.8, measure="stigma") for u, m in (("A", 3.0), ("B", 3.2))]
+    national = [cell("national", "national", 2200, (200 * sum(s["mean"] for s in sites))
+                     / 2200, 0.8),
+                cell("national", "national", 200, 3.1, 0.8, measure="stigma")]
+    params, rows = funnel_tables(pd.DataFrame(sites + pair + national))
+    flags = dict(zip(rows["site_code"], rows["flag"]))
+    assert flags.pop("LOW") == "below" and set(flags.values()) == {"within"}
+    stigma = params.set_index("measure").loc["stigma"]
+    assert np.isnan(stigma["phi"]) and stigma["tau2"] == 0
+    close(stigma["sigma"], 0.8)
+
+
+@pytest.fixture(scope="module")
+def respondents() -> pd.DataFrame:
+    """Seeded answers of four sites in two peer groups (scores on a 1-5 scale)."""
+    rng = np.random.default_rng(20261123)
+    plan = {"A": ("acute", 60, 3.1), "B": ("acute", 45, 3.5), "C": ("acute", 80, 3.3),
+            "D": ("psu", 30, 2.9)}
+    return pd.DataFrame([{"site": site, "peer_group": peer, "score": score}
+                         for site, (peer, n, centre) in plan.items()
+                         for score in np.clip(rng.normal(centre, 0.7, n), 1, 5)])
+
+
+def cells_of(respondents: pd.DataFrame) -> pd.DataFrame:
+    """Site, peer and national cells summed from the respondents (sd with n - 1)."""
+    def summary(level, unit, peer_group, scores):
+        return cell(level, unit, len(scores), scores.mean(), scores.std(ddof=1),
+                    peer_group=peer_group)
+    rows = [summary("site", site, group.peer_group.iloc[0], group.score)
+            for site, group in respondents.groupby("site")]
+    rows += [summary("peer", peer, peer, group.score)
+             for peer, group in respondents.groupby("peer_group")]
+    rows.append(summary("national", "national", None, respondents.score))
+    return pd.DataFrame(rows)
+
+
+def test_each_site_is_compared_with_the_respondents_of_every_other_site(respondents):
+    table = benchmark_table(cells_of(respondents)).set_index("site_code")
+    for site, own in respondents.groupby("site"):
+        rest = respondents.loc[respondents.site != site, "score"]
+        welch = stats.ttest_ind(own.score, rest, equal_var=False)
+        low, high = welch.confidence_interval(0.95)
+        row = table.loc[site]
+        assert row["n_rest_of_national"] == len(rest)
+        close(row["diff_vs_national"], own.score.mean() - rest.mean())
+        close([row["diff_vs_national_low"], row["diff_vs_national_high"]], [low, high])
+        close(row["diff_vs_national_p"], welch.pvalue)
+
+
+def test_the_rest_of_the_peer_group_excludes_the_site_and_other_groups(respondents):
+    table = benchmark_table(cells_of(respondents)).set_index("site_code")
+    acute = respondents[respondents.peer_group == "acute"]
+    own, rest = acute[acute.site == "B"].score, acute[acute.site != "B"].score
+    assert table.loc["B", "n_rest_of_peer"] == len(rest) == 140
+    close(table.loc["B", "diff_vs_peer"], own.mean() - rest.mean())
+    close(table.loc["B", "diff_vs_peer_p"], stats.ttest_ind(own, rest, equal_var=False).pvalue)
+    # D is alone in its peer group: nobody to compare it with.
+    assert np.isnan(table.loc["D", "diff_vs_peer"]) and np.isnan(table.loc["D", "n_rest_of_peer"])
+
+
+def test_the_distribution_of_site_means_uses_linear_quartiles(respondents):
+    table = benchmark_table(cells_of(respondents)).set_index("site_code")
+    means = respondents.groupby("site").score.mean()
+    row = table.loc["A"]
+    assert row["national_sites"] == 4 and row["peer_sites"] == 3
+    close([row["national_worst"], row["national_q1"], row["national_median"],
+           row["national_q3"], row["national_best"]],
+          np.percentile(means, [0, 25, 50, 75, 100]))
+    close(row["peer_median"], means[["A", "B", "C"]].median())
+
+
+def principle(unit: str, mean: float, se: float, *, peer_group: str = "acute",
+              measure: str = "p1", wave: int = 2025) -> dict:
+    return cell("site", unit, 100, mean, se * 10, peer_group=peer_group,
+                measure_kind="principle", measure=measure, wave=wave, se=se)
+
+
+@pytest.fixture(scope="module")
+def gap_cells() -> pd.DataFrame:
+    """Two principles at four sites: three acute sites and one support unit alone in its
+    peer group. On p1 the acute scores are 3.0, 3.4 and 3.8, so the acute upper quartile
+    is 3.4 + 0.5 x 0.4 = 3.6 (R's quantile type 7); the support unit's group is too
+    small for a target of its own and takes all four sites' (3.0, 3.4, 3.5, 3.8):
+    3.5 + 0.25 x 0.3 = 3.575."""
+    return pd.DataFrame([
+        principle("A", 3.0, 0.05), principle("B", 3.4, 0.05), principle("C", 3.8, 0.05),
+        principle("D", 3.5, 0.10, peer_group="psu"),
+        # p2: A's gap is larger (0.7 against 0.6) but far less certain (SE .30).
+        principle("A", 3.1, 0.30, measure="p2"), principle("B", 3.8, 0.05, measure="p2"),
+        principle("C", 3.8, 0.05, measure="p2"),
+        principle("D", 3.0, 0.05, peer_group="psu", measure="p2")])
+
+
+def test_principle_gaps_against_hand_worked_targets(gap_cells):
+    table = principle_gap_table(gap_cells, "peer_q3").set_index(["site_code", "principle"])
+    expected = {("A", "p1"): (3.6, 0.6, "clear gap"), ("B", "p1"): (3.6, 0.2, "clear gap"),
+                ("C", "p1"): (3.6, -0.2, "meets target"),
+                ("D", "p1"): (3.575, 0.075, "possible gap"),
+                ("A", "p2"): (3.8, 0.7, "clear gap")}
+    for key, (target, gap, certainty) in expected.items():
+        row = table.loc[key]
+        close([row["target"], row["gap"]], [target, gap])
+        close([row["gap_low"], row["gap_high"]],
+              [gap - Z95 * row["se"], gap + Z95 * row["se"]])
+        assert row["certainty"] == certainty, key
+    assert table.loc[("A", "p1"), "target_basis"] == "peer group upper quartile"
+    assert table.loc[("D", "p1"), "target_basis"] == (
+        "all sites upper quartile (peer group has fewer than 3 reportable sites)")
+
+
+def test_the_more_certain_gap_comes_first(gap_cells):
+    """A's p2 gap (0.7, interval from 0.11) is larger than its p1 gap (0.6, from 0.50),
+    but p1 is the surer: priority orders by the lower end of the interval."""
+    table = principle_gap_table(gap_cells, "peer_q3")
+    a = table[table.site_code == "A"]
+    assert list(a["principle"]) == ["p1", "p2"] and list(a["priority"]) == [1, 2]
+
+
+def test_national_median_rule(gap_cells):
+    table = principle_gap_table(gap_cells, "national_median").set_index(
+        ["site_code", "principle"])
+    close(table.loc[("A", "p1"), "target"], 3.45)      # median of 3.0, 3.4, 3.5, 3.8
+    assert table.loc[("A", "p1"), "target_basis"] == "all sites median"
+
+
+def test_fewer_than_three_sites_give_no_target_and_priority_by_score():
+    cells = pd.DataFrame([principle("A", 3.2, 0.05), principle("A", 2.9, 0.05, measure="p2"),
+                          principle("B", 3.6, 0.05)])
+    table = principle_gap_table(cells)
+    assert set(table["certainty"]) == {NO_TARGET} and table["target"].isna().all()
+    a = table[table.site_code == "A"]
+    assert list(a["principle"]) == ["p2", "p1"] and list(a["priority"]) == [1, 2]
+
+
+def test_an_unknown_target_rule_is_refused_with_the_choices(gap_cells):
+    with pytest.raises(ValueError, match="use one of peer_q3, national_q3, peer_median"):
+        principle_gap_table(gap_cells, "best_site")
