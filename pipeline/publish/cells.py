@@ -49,7 +49,8 @@ NOT_STATED = "not_stated"
 ALL = "all"
 #: Unit name of the national level.
 NATIONAL = "national"
-LEVELS = ("site", "peer", "national")
+#: The units a cell can sum over (the `level` column): one site, a peer group, all sites.
+CELL_LEVELS = ("site", "peer", "national")
 MEASURE_KINDS = ("responses", "scale", "principle", "item")
 #: The order cells come in (sql/long_cells.sql). Complementary suppression breaks ties
 #: between equally good cells to hide by their position, and DuckDB's parallel
