@@ -15,13 +15,11 @@ text label for every box (the box itself is hidden from screen readers), body te
 from __future__ import annotations
 
 import html
-import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
-from survey.errors import CultureError
 from survey.instrument import Instrument
+from survey.pdf import print_pdf
 from survey.questionnaire import ABOUT_YOU_NOTE, ABOUT_YOU_SECTION, item_choices, sections
 
 #: What a paper respondent needs to know beyond the instrument's introduction.
@@ -32,8 +30,8 @@ PAPER_ANONYMITY = (
     "record of who handed them in, and no one at your workplace sees individual answers."
 )
 
-#: Seconds Chromium may take to print; a first start on a cold machine takes a few.
-PDF_TIMEOUT = 120
+#: What to do when no PDF can be printed (the end of the printer's error message).
+PRINT_FROM_BROWSER = "export --format html and print that from a browser"
 
 CSS = """
 :root { color: #111; background: #fff; }
@@ -148,45 +146,13 @@ def printable_html(instrument: Instrument) -> str:
 
 
 def write_html(instrument: Instrument, path: Path) -> Path:
+    """The questionnaire written to `path` as one self-contained HTML page."""
     path.write_text(printable_html(instrument), encoding="utf-8")
     return path
 
 
-def chromium_binary() -> str:
-    """The path of a Chromium (or Chrome) to print with, or a `CultureError` saying how to get one."""
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        found = shutil.which(name)
-        if found:
-            return found
-    raise CultureError("making a PDF needs Chromium, which was not found on PATH; install it "
-                       "(Debian/Ubuntu: apt-get install chromium) or export --format html and "
-                       "print that from a browser")
-
-
 def write_pdf(instrument: Instrument, path: Path) -> Path:
-    """Print the HTML version to `path` as A4 PDF with headless Chromium."""
-    browser = chromium_binary()
-    path = Path(path).resolve()
-    # A stale PDF from an earlier run must not pass for a fresh one if printing fails.
-    path.unlink(missing_ok=True)
+    """The questionnaire printed to `path` as an A4 PDF (headless Chromium, offline)."""
     with tempfile.TemporaryDirectory(prefix="culture-print-") as scratch:
-        page = Path(scratch) / "questionnaire.html"
-        write_html(instrument, page)
-        # A private profile folder: another Chromium running on the machine (the
-        # dashboard tests, a person's browser) must not share or lock ours.
-        command = [browser, "--headless", "--no-sandbox", "--disable-gpu",
-                   "--disable-dev-shm-usage", "--no-first-run", "--no-pdf-header-footer",
-                   f"--user-data-dir={Path(scratch) / 'profile'}",
-                   f"--print-to-pdf={path}", page.as_uri()]
-        try:
-            result = subprocess.run(command, capture_output=True, text=True,
-                                    timeout=PDF_TIMEOUT, check=False)
-        except subprocess.TimeoutExpired:
-            raise CultureError(f"Chromium took more than {PDF_TIMEOUT} s to print {path}; try "
-                               f"again, or export --format html and print it from a "
-                               f"browser") from None
-    if result.returncode != 0 or not path.exists() or path.read_bytes()[:5] != b"%PDF-":
-        detail = (result.stderr or "").strip().splitlines()[-1:] or ["no message"]
-        raise CultureError(f"Chromium could not print {path} (exit {result.returncode}: "
-                           f"{detail[0]}); export --format html and print it from a browser")
-    return path
+        page = write_html(instrument, Path(scratch) / "questionnaire.html")
+        return print_pdf(page, path, instead=PRINT_FROM_BROWSER)
