@@ -16,6 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.ingest.files import REASONS, ingest_file
+from pipeline.ingest.readers import cell_text
+from pipeline.ingest.tools import read_rows
 from pipeline.store import open_store
 from survey.errors import IngestError
 from tests.conftest import response_row, write_csv
@@ -63,6 +65,31 @@ def _write_xlsx(path: Path, rows: list[dict[str, str]]) -> Path:
         sheet.append([int(v) if v.strip().isdigit() else v for v in (row[h] for h in header)])
     book.save(path)
     return path
+
+
+@pytest.mark.parametrize("value, expected", [
+    (None, None), ("", None), (5.0, "5"), (2.5, "2.5"), (7, "7"),
+    (datetime.datetime(2025, 10, 14, 9, 30), "2025-10-14T09:30:00"),
+    (datetime.date(2025, 10, 14), "2025-10-14"), (datetime.time(9, 5), "09:05:00"),
+    # Where ingest's reader and the adapters' reader used to differ: booleans read as
+    # a spreadsheet shows them (the adapters gave 'True'), and text keeps its spaces so
+    # a rejected value is quoted exactly (the adapters trimmed it in the conversion).
+    (True, "TRUE"), (False, "FALSE"), ("  Agree ", "  Agree "),
+])
+def test_a_spreadsheet_cell_reads_as_the_text_a_person_sees(value, expected):
+    assert cell_text(value) == expected
+
+
+def test_the_adapters_read_excel_cells_as_ingest_does_then_trim(tmp_path):
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.active.append(["response_id", "hs01", "consent", "note", "blank"])
+    book.active.append(["r1", 4, True, "  Agree ", None])
+    book.save(tmp_path / "export.xlsx")
+    rows = list(read_rows(tmp_path / "export.xlsx"))
+    assert rows == [["response_id", "hs01", "consent", "note", "blank"],
+                    ["r1", "4", "TRUE", "Agree", ""]]
 
 
 def _write_parquet(path: Path, rows: list[dict[str, str]]) -> Path:
@@ -289,6 +316,24 @@ def test_same_content_again_is_a_no_op_that_says_so(tmp_path, store_path, instru
     assert table_counts(store_path) == before == (2, 0, 1)
 
 
+#: `culture ingest` (argv: marker file, then the command's arguments) pausing before
+#: each batch commits, after writing the marker file.
+PAUSED_INGEST = """
+import runpy, sys, time
+from pathlib import Path
+import pipeline.ingest.files
+
+marker = Path(sys.argv.pop(1))
+
+def pause():
+    marker.write_text("paused")
+    time.sleep(60)
+
+pipeline.ingest.files.before_commit = pause
+runpy.run_module("cli.main", run_name="__main__")
+"""
+
+
 def test_killed_ingest_leaves_the_store_unchanged_and_a_rerun_completes(
         tmp_path, store_path, instrument, definition_yaml):
     ingest(store_path, write_csv(tmp_path / "first.csv", [response_row(instrument, "r0")]),
@@ -299,9 +344,11 @@ def test_killed_ingest_leaves_the_store_unchanged_and_a_rerun_completes(
     rows.append(response_row(instrument, "bad", hs01="7"))
     big = write_csv(tmp_path / "big.csv", rows)
     marker = tmp_path / "paused"
-    env = os.environ | {"CULTURE_TEST_PAUSE_BEFORE_COMMIT": str(marker)}
     command = [sys.executable, "-m", "cli.main", "ingest", str(big), "--db", str(store_path)]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # The same command with ingest's before_commit hook set: it holds the transaction
+    # open, after the rows are written, until the test kills the process.
+    paused = [sys.executable, "-c", PAUSED_INGEST, str(marker), *command[3:]]
+    process = subprocess.Popen(paused, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while not marker.exists():
         assert process.poll() is None, process.stderr.read().decode()

@@ -19,21 +19,27 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Callable
 
 import duckdb
 
 from pipeline.ingest.readers import (Progress, SourceFile, check_header, create_raw_view,
                               describe_read_error, drop_raw_views, has_row_numbers, inspect_file)
 from pipeline.store import read_sql, register_instrument
-from pipeline.ingest.row_checks import (CREATE_CHECKED_SQL, DUPLICATES_SQL, NUMBER_ROWS_SQL,
-                                     REASONS, CheckedSql, build_checked_sql, duplicate_rows_sql,
-                                     quote)
+from pipeline.ingest.row_checks import (CREATE_CHECKED_SQL, REASONS, CheckedSql,
+                                        build_checked_sql, duplicate_rows_sql,
+                                        mark_duplicates_sql, quote)
 from survey.errors import IngestError
 from survey.instrument import Instrument
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 
 __all__ = ["REASONS", "IngestReport", "ingest_file", "map_columns"]
+
+#: Called inside a batch's open transaction just before it commits; None in normal use.
+#: A test sets it to hold the transaction open and kill the process there, to show
+#: that a crash leaves the store as it was.
+before_commit: Callable[[], None] | None = None
 
 #: Header spellings other tools use for the fixed columns (compared after normalising).
 COLUMN_ALIASES = {
@@ -212,8 +218,7 @@ def _validate(con: duckdb.DuckDBPyConnection, path: Path, instrument: Instrument
                         + duplicate_rows_sql(f"({checks.keys})"), checks)
     else:
         _run_validation(con, path, CREATE_CHECKED_SQL.format(rows=checks.rows), checks)
-        con.execute(NUMBER_ROWS_SQL)
-        con.execute(DUPLICATES_SQL)
+        con.execute(mark_duplicates_sql())
     con.execute("create or replace temp table problem_map (marker varchar, "
                 "column_name varchar, source_column varchar, accepts varchar)")
     con.executemany("insert into problem_map values (?, ?, ?, ?)",
@@ -261,7 +266,8 @@ def _write_batch(con: duckdb.DuckDBPyConnection, path: Path, source: SourceFile,
                     [batch_id, path.name, source.sha256, source.file_format, site, wave,
                      instrument.key, rows_read, accepted, rows_read - accepted,
                      datetime.now()])
-        _pause_for_crash_test()
+        if before_commit is not None:
+            before_commit()
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
@@ -290,17 +296,3 @@ def _insert_accepted(con: duckdb.DuckDBPyConnection, path: Path, instrument: Ins
         return int(_run_validation(con, path, sql, checks)[0][0])
     finally:
         con.execute("reset preserve_insertion_order")
-
-
-def _pause_for_crash_test() -> None:
-    """Fault injection for the crash test: hold the open transaction so it can be killed."""
-    import os
-    import sys
-    import time
-
-    marker = os.environ.get("CULTURE_TEST_PAUSE_BEFORE_COMMIT")
-    if marker:
-        Path(marker).write_text("paused")
-        sys.stdout.flush()
-        time.sleep(60)
-

@@ -185,8 +185,14 @@ def _transcode_to_utf8(source: Path, target: Path) -> None:
                           f"save it from Excel as 'CSV UTF-8 (Comma delimited)'") from None
 
 
-def _cell_text(value: object) -> str | None:
-    """A spreadsheet cell as the text a person sees (5.0 -> '5', dates as ISO)."""
+def cell_text(value: object) -> str | None:
+    """A spreadsheet cell as the text a person sees in it, None when empty.
+
+    Whole numbers lose the '.0' a reader gives them (5.0 -> '5'), dates and times are
+    in ISO form, booleans read TRUE / FALSE as a spreadsheet shows them, and text is kept
+    exactly (spaces included) so that a rejected value is quoted as the file holds it.
+    The one conversion for every Excel reader of ingest (`pipeline.ingest.tools` too).
+    """
     if value is None or value == "":
         return None
     if isinstance(value, bool):
@@ -210,8 +216,8 @@ def _xlsx_table(path: Path) -> pa.Table:
     if not rows:
         raise IngestError(f"{path}: the first sheet is empty; responses should be on the "
                           f"first sheet with a header row")
-    header = [(_cell_text(h) or f"column_{i + 1}") for i, h in enumerate(rows[0])]
-    columns = list(zip(*[[_cell_text(v) for v in row] for row in rows[1:]])) or [()] * len(header)
+    header = [(cell_text(h) or f"column_{i + 1}") for i, h in enumerate(rows[0])]
+    columns = list(zip(*[[cell_text(v) for v in row] for row in rows[1:]])) or [()] * len(header)
     return pa.table({name: pa.array(col, type=pa.string()) for name, col in zip(header, columns)})
 
 

@@ -12,12 +12,16 @@ problem markers, in a single vectorised pass:
 How the rows are numbered and duplicates found depends on the file (`CheckedSql`):
 
 - a file without row numbers (CSV, Excel) becomes the temp table `checked`, whose
-  position is the data row (`NUMBER_ROWS_SQL`), and `DUPLICATES_SQL` marks repeated ids;
+  position is the data row, and `mark_duplicates_sql` numbers the rows and marks
+  repeated ids;
 - a Parquet file is read with its row numbers (`raw_numbered`), so duplicates are found
   first from the key columns alone, and the accepted rows go into `responses` straight
   from the query, in parallel, without the wide `checked` table in between; `checked`
   is built only when some row has a problem, for the quarantine.
 
+The statements are the .sql files of pipeline/ingest/sql (row_values, checked_rows,
+row_keys, duplicate_rows, mark_duplicates); this module fills their per-attribute and
+per-item slots (pipeline.sql_templates).
 Identifiers come from the validated instrument (a safe alphabet) and are quoted;
 values (label lists, flags, site and wave lists) are bound as parameters. Only the
 instrument's integer codes are written into the SQL text, as IN lists.
@@ -27,8 +31,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from pathlib import Path
 
+from pipeline.sql_templates import quote, render
 from survey.instrument import Instrument
+
+SQL_DIR = Path(__file__).resolve().parent / "sql"
 
 #: Reason codes, in the order of their numeric ids (1-based) used inside the SQL.
 REASONS = ("out_of_range", "unknown_label", "missing_required", "unknown_site",
@@ -71,10 +79,6 @@ class ProblemColumn:
     column_name: str          # the name a survey lead knows (item id, 'site', '(answers)')
     source_column: str | None  # the header in their file, when there is one
     accepts: str              # what would have been accepted
-
-
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _accepts_item(instrument: Instrument, response_scale: str) -> str:
@@ -135,9 +139,8 @@ def build_checked_sql(instrument: Instrument, mapping: dict[str, str],
     earliest, latest = submitted_range(today or date.today())
     params: dict[str, object] = {"earliest_date": earliest, "latest_date": latest,
                                  "max_duration": MAX_DURATION_SECONDS}
-    cleaned, coded, final = [], ["*"], []
-    # Items need no separate coding step: their status is computed from the cell directly.
-    problems: list[ProblemColumn] = []
+    slots = {name: [] for name in ("attribute_texts", "attribute_codes", "attribute_values",
+                                   "item_values", "item_statuses")}
 
     def numeric(canonical: str) -> bool:
         source = mapping.get(canonical)
@@ -151,50 +154,7 @@ def build_checked_sql(instrument: Instrument, mapping: dict[str, str],
             return f"{quote(source)}::varchar"
         return f"nullif(trim({quote(source)}::varchar), '')"
 
-    r = REASON_ID
-    # --- fixed columns -----------------------------------------------------------------
-    if numbered:
-        cleaned.append("file_row_number + 1 as source_row")
-        final.append("source_row")
-    cleaned += [f"{text('response_id')} as v__response_id",
-                f"coalesce({text('site')}, $site_flag) as v__site",
-                f"coalesce({text('wave')}, $wave_flag) as v__wave",
-                f"{text('submitted_on')} as v__submitted_on",
-                f"{text('duration_seconds')} as v__duration"]
-    coded += ["upper(v__site) as c__site",
-              "try_cast(try_cast(v__wave as double) as integer) as c__wave",
-              # Exports carry dates or timestamps; only the day is kept.
-              "coalesce(try_cast(v__submitted_on as date), "
-              "try_strptime(v__submitted_on, '%d/%m/%Y')::date, "
-              "try_cast(v__submitted_on as timestamp)::date, "
-              "try_strptime(v__submitted_on, '%d/%m/%Y %H:%M')::date) as c__submitted_on",
-              "try_cast(v__duration as double) as c__duration"]
-    final += [
-        "v__response_id as response_id", "v__site as site_text", "v__wave as wave_text",
-        "case when list_contains($known_sites, c__site) then c__site end as site_code",
-        "case when list_contains($known_waves, c__wave) then c__wave end as wave",
-        # Out-of-range dates and durations are problems (below), so the rows holding
-        # them are never stored; the CASEs only keep the clean columns clean.
-        "case when c__submitted_on between $earliest_date and $latest_date "
-        "then c__submitted_on end as submitted_on",
-        "case when isfinite(c__duration) and c__duration between 0 and $max_duration "
-        "then c__duration end as duration_seconds",
-        f"case when v__response_id is null then {r['missing_required']} end "
-        f"::utinyint as p__response_id",
-        f"case when v__site is null then {r['missing_required']} "
-        f"when not list_contains($known_sites, c__site) then {r['unknown_site']} end "
-        f"::utinyint as p__site",
-        f"case when v__wave is null then {r['missing_required']} "
-        f"when not coalesce(list_contains($known_waves, c__wave), false) "
-        f"then {r['unknown_wave']} end::utinyint as p__wave",
-        f"case when v__submitted_on is not null and not coalesce(c__submitted_on "
-        f"between $earliest_date and $latest_date, false) "
-        f"then {r['invalid_value']} end::utinyint as p__submitted_on",
-        f"case when v__duration is not null and not coalesce(isfinite(c__duration) "
-        f"and c__duration between 0 and $max_duration, false) "
-        f"then {r['invalid_value']} end::utinyint as p__duration_seconds",
-    ]
-    problems += [
+    problems = [
         ProblemColumn("p__response_id", "response_id", mapping.get("response_id"), "any text"),
         ProblemColumn("p__site", "site", mapping.get("site"), "a site code set up in the store"),
         ProblemColumn("p__wave", "wave", mapping.get("wave"), "a survey year set up in the store"),
@@ -213,14 +173,16 @@ def build_checked_sql(instrument: Instrument, mapping: dict[str, str],
         lookup = attribute.label_map()
         params[f"keys_{ident}"] = list(lookup)
         params[f"codes_{ident}"] = list(lookup.values())
-        cleaned.append(f"{text(ident)} as {v}")
+        slots["attribute_texts"].append(f"{text(ident)} as {v}")
         # Most cells hold the code itself; only the rest pay for normalising the text.
-        coded.append(f"coalesce(list_extract($codes_{ident}, list_position($keys_{ident}, {v})), "
-                     f"list_extract($codes_{ident}, list_position($keys_{ident}, "
-                     f"{NORMALISE.format(v=v)}))) as {c}")
-        final += [f"{c} as {quote(ident)}",
-                  f"case when {v} is not null and {c} is null then {r['unknown_label']} "
-                  f"end::utinyint as {quote('p__' + ident)}"]
+        slots["attribute_codes"].append(
+            f"coalesce(list_extract($codes_{ident}, list_position($keys_{ident}, {v})), "
+            f"list_extract($codes_{ident}, list_position($keys_{ident}, "
+            f"{NORMALISE.format(v=v)}))) as {c}")
+        slots["attribute_values"] += [
+            f"{c} as {quote(ident)}",
+            f"case when {v} is not null and {c} is null then {REASON_ID['unknown_label']} "
+            f"end::utinyint as {quote('p__' + ident)}"]
         problems.append(ProblemColumn(f"p__{ident}", ident, mapping.get(ident),
                                       ", ".join(o.label for o in attribute.options) + ", or blank"))
 
@@ -232,34 +194,11 @@ def build_checked_sql(instrument: Instrument, mapping: dict[str, str],
                                          for c in lookup.values()]
     answered = []
     for item in instrument.items:
-        v, c, s = (quote(prefix + item.id) for prefix in ("v__", "c__", "s__"))
-        rs = instrument.response_scale(item.response_scale)
-        source = mapping.get(item.id)
-        def status_of(code: str) -> str:
-            return (f"case when {code} is null then {UNKNOWN_LABEL} "
-                    f"when {_is_one_of(code, rs.codes)} then {code} "
-                    f"when {_is_one_of(code, rs.missing_codes)} then 0 "
-                    f"else {OUT_OF_RANGE} end")
-
-        if numeric(item.id):
-            # Parquet codes arrive as numbers: no text round trip.
-            cleaned.append(f"{quote(source)}::double as {v}")
-            status = f"case when {v} is null then 0 else {status_of(v)} end"
-        elif source:
-            # Cells holding exactly a code take the fast path; anything else (labels,
-            # ' 4', '4.0', whitespace) is parsed and looked up. try_cast ignores spaces,
-            # and a cell of spaces normalises to '' which the label list maps to missing.
-            cleaned.append(f"{quote(source)}::varchar as {v}")
-            parsed = (f"coalesce(try_cast({v} as double), list_extract($labelcodes_{rs.id}, "
-                      f"list_position($labels_{rs.id}, {NORMALISE.format(v=v)})))")
-            exact = " ".join(f"when {v} = '{code}' then {code}" for code in rs.codes)
-            exact += " " + " ".join(f"when {v} = '{code}' then 0" for code in rs.missing_codes)
-            status = f"case when {v} is null then 0 {exact} else {status_of(parsed)} end"
-        else:
-            cleaned.append(f"null::double as {v}")
-            status = "0"
-        final.append(f"({status})::utinyint as {s}")
-        problems.append(ProblemColumn(f"s__{item.id}", item.id, source,
+        v, s = quote("v__" + item.id), quote("s__" + item.id)
+        value, status = _item_status(item, instrument, mapping.get(item.id), numeric(item.id))
+        slots["item_values"].append(f"{value} as {v}")
+        slots["item_statuses"].append(f"({status})::utinyint as {s}")
+        problems.append(ProblemColumn(f"s__{item.id}", item.id, mapping.get(item.id),
                                       _accepts_item(instrument, item.response_scale)))
         if item.kind == "scale":
             answered.append(f"({s} between 1 and {OUT_OF_RANGE - 1})::integer")
@@ -271,39 +210,53 @@ def build_checked_sql(instrument: Instrument, mapping: dict[str, str],
     markers = [p.marker for p in problems if p.marker not in ("p__answers", "p__duplicate")]
     counted = " + ".join(f"({m} >= {OUT_OF_RANGE})::integer" if m.startswith("s__")
                          else f"({m} is not null)::integer" for m in markers)
-    if numbered:
-        duplicate = (f"case when source_row in (select source_row from duplicate_rows) "
-                     f"then {r['duplicate_response_id']} end::utinyint")
-    else:
-        # Filled in afterwards by DUPLICATES_SQL (a narrow pass, not a wide window).
-        duplicate = "null::utinyint"
-    values = f"""
-        with
-        cleaned as (select {', '.join(cleaned)} from {'raw_numbered' if numbered else 'raw_typed'}),
-        coded as (select {', '.join(coded)} from cleaned),
-        final_values as (select {', '.join(final)} from coded)
-    """
-    rows = f"""
-        {values},
-        counted as (
-            select *, ({' + '.join(answered)}) as answered
-            from final_values
-        ),
-        flagged as (
-            select *,
-                case when answered < $min_answered then {r['too_few_answers']} end::utinyint
-                    as p__answers,
-                {duplicate} as p__duplicate
-            from counted
-        )
-        select *, ({counted} + (p__answers is not null)::integer
-                   + (p__duplicate is not null)::integer) as n_problems
-        from flagged
-    """
-    # DuckDB keeps only the columns the key query needs: it reads four of the file's.
-    keys = (f"{values} select source_row, site_code, wave, response_id from final_values"
-            if numbered else None)
+    values = render(SQL_DIR, "row_values.sql",
+                    raw="raw_numbered" if numbered else "raw_typed",
+                    source_row="file_row_number + 1 as source_row," if numbered else "",
+                    keep_source_row="source_row," if numbered else "",
+                    response_id=text("response_id"), site=text("site"), wave=text("wave"),
+                    submitted_on=text("submitted_on"), duration=text("duration_seconds"),
+                    **{name: _list_slot(exprs) for name, exprs in slots.items()})
+    duplicate = (f"case when source_row in (select source_row from duplicate_rows) "
+                 f"then {REASON_ID['duplicate_response_id']} end::utinyint"
+                 if numbered else "null::utinyint")
+    rows = render(SQL_DIR, "checked_rows.sql", row_values=values,
+                  answered=" + ".join(answered), duplicate=duplicate, problems=counted)
+    keys = render(SQL_DIR, "row_keys.sql", row_values=values) if numbered else None
     return CheckedSql(rows, keys, params, problems)
+
+
+def _item_status(item, instrument: Instrument, source: str | None,
+                 numeric: bool) -> tuple[str, str]:
+    """(value, status) SQL of one item: the cell as read, and its s__ status."""
+    rs = instrument.response_scale(item.response_scale)
+    v = quote("v__" + item.id)
+
+    def status_of(code: str) -> str:
+        return (f"case when {code} is null then {UNKNOWN_LABEL} "
+                f"when {_is_one_of(code, rs.codes)} then {code} "
+                f"when {_is_one_of(code, rs.missing_codes)} then 0 "
+                f"else {OUT_OF_RANGE} end")
+
+    if numeric:
+        # Parquet codes arrive as numbers: no text round trip.
+        return f"{quote(source)}::double", f"case when {v} is null then 0 else {status_of(v)} end"
+    if source:
+        # Cells holding exactly a code take the fast path; anything else (labels,
+        # ' 4', '4.0', whitespace) is parsed and looked up. try_cast ignores spaces,
+        # and a cell of spaces normalises to '' which the label list maps to missing.
+        parsed = (f"coalesce(try_cast({v} as double), list_extract($labelcodes_{rs.id}, "
+                  f"list_position($labels_{rs.id}, {NORMALISE.format(v=v)})))")
+        exact = " ".join(f"when {v} = '{code}' then {code}" for code in rs.codes)
+        exact += " " + " ".join(f"when {v} = '{code}' then 0" for code in rs.missing_codes)
+        return (f"{quote(source)}::varchar",
+                f"case when {v} is null then 0 {exact} else {status_of(parsed)} end")
+    return "null::double", "0"
+
+
+def _list_slot(expressions: list[str]) -> str:
+    """A list slot of row_values.sql: each column followed by its comma."""
+    return "".join(f"{e},\n        " for e in expressions)
 
 
 #: Creates `checked` from `CheckedSql.rows` of a file without row numbers. The statement
@@ -313,43 +266,16 @@ CREATE_CHECKED_SQL = "create or replace temp table checked as {rows}"
 
 
 def duplicate_rows_sql(keys: str) -> str:
-    """Rows repeating an earlier row's site, wave and response id, or an id already stored.
+    """Rows repeating an earlier row's site, wave and response id, or an id already stored
+    (sql/duplicate_rows.sql).
 
     `keys` is a relation (or parenthesised query) with source_row, site_code, wave and
     response_id; the result is one column, source_row.
     """
-    return f"""
-        with keyed as (
-            select source_row, site_code, wave, response_id from {keys}
-            where response_id is not null and site_code is not null and wave is not null
-        ),
-        repeated as (
-            select source_row from (
-                select source_row, row_number() over (
-                    partition by site_code, wave, response_id order by source_row) as nth
-                from keyed)
-            where nth > 1
-        ),
-        already_stored as (
-            select source_row from keyed
-            semi join responses using (site_code, wave, response_id)
-        )
-        select source_row from repeated
-        union
-        select source_row from already_stored
-    """
+    return render(SQL_DIR, "duplicate_rows.sql", keys=keys)
 
 
-#: Numbers the rows of `checked` by their position, which is their order in the file.
-NUMBER_ROWS_SQL = """
-    alter table checked add column source_row bigint;
-    update checked set source_row = rowid + 1;
-"""
-
-#: Marks the second and later rows with the same site, wave and response id, and rows whose
-#: id is already stored for that site and wave. Runs on `checked`'s key columns only.
-DUPLICATES_SQL = f"""
-    update checked set p__duplicate = {REASON_ID['duplicate_response_id']},
-                       n_problems = n_problems + 1
-    where source_row in ({duplicate_rows_sql('checked')})
-"""
+def mark_duplicates_sql() -> str:
+    """The statements numbering the rows of `checked` and marking its duplicates
+    (sql/mark_duplicates.sql)."""
+    return render(SQL_DIR, "mark_duplicates.sql", duplicate_rows=duplicate_rows_sql("checked"))

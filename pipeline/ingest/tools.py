@@ -32,15 +32,15 @@ import json
 import re
 import tempfile
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
 import duckdb
 
 from pipeline.ingest.files import COLUMN_ALIASES, IngestReport, ingest_file
-from pipeline.ingest.readers import (Progress, check_header, check_regular_file, file_format,
-                              inspect_file)
+from pipeline.ingest.readers import (Progress, cell_text, check_header, check_regular_file,
+                              file_format, inspect_file)
 from survey.errors import IngestError
 from survey.instrument import Instrument
 from survey.instrument_export import FIXED_COLUMNS
@@ -100,17 +100,6 @@ def normalise_wording(text: str) -> str:
 
 # --- reading an export ------------------------------------------------------------------
 
-def _cell(value: object) -> str:
-    """A spreadsheet cell as text: 5.0 -> '5', dates in ISO form, empty as ''."""
-    if value is None:
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, (datetime, date, time)):
-        return value.isoformat()
-    return str(value).strip()
-
-
 def read_rows(path: Path) -> Iterator[list[str]]:
     """Every row of a CSV (UTF-8 or Windows-1252; comma, semicolon or tab) or the first XLSX sheet."""
     fmt = file_format(path)
@@ -127,7 +116,8 @@ def read_rows(path: Path) -> Iterator[list[str]]:
             raise IngestError(f"{path}: not a readable Excel workbook ({exc}); save it again "
                               f"as .xlsx") from None
         for row in rows:
-            yield [_cell(v) for v in row]
+            # Trimmed, as the CSV rows below are: adapters match cells by their text.
+            yield [(cell_text(v) or "").strip() for v in row]
         return
     source = inspect_file(path)
     encoding = "utf-8-sig" if source.encoding == "utf-8" else "cp1252"

@@ -81,9 +81,9 @@ def pattern_sums(con: duckdb.DuckDBPyConnection, instrument: Instrument, scale_i
     missingness pattern, a small integer). Within one pattern every respondent answered
     the same items, so the count, the k item sums and the k(k+1)/2 cross-products say
     everything: the pairwise counts and pair-restricted sums follow from the pattern's
-    bits, in numpy over some thousands of rows (`_expand_patterns`). Summing six products
-    for every pair of items over every respondent instead cost about 15% more CPU at 1M
-    responses. Sums of small integers are exact, so the matrices are the same either way.
+    bits, in numpy over some thousands of rows (`_expand_patterns`), rather than six
+    pair-restricted products per item pair for every respondent in SQL. Sums of small
+    integers are exact, so the matrices are the same either way.
     """
     if nan_policy not in NAN_POLICIES:
         raise StatisticsError(f"nan_policy {nan_policy!r} is not one of {NAN_POLICIES}")
