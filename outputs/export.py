@@ -52,16 +52,20 @@ from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pandas as pd
-import polars as pl
-import pyreadstat
 
-from published.reader import min_group_size, open_published, published_meta
+from published.layout import ATTRIBUTE_TITLES
+from published.reader import PublishedLayer, open_published
 from survey.errors import CultureError
 from survey.settings import ABSOLUTE_MIN_SITES_PER_COMBINATION
 from survey.sites import SITE_TYPES
+from survey.spreadsheet import FORMULA_PREFIXES, safe_cell_sql
+
+if TYPE_CHECKING:
+    import polars as pl
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 
@@ -78,8 +82,8 @@ NOTES_FILE = "coarsening.txt"
 #: A short key could be found by trying keys against the few known site codes.
 MIN_KEY_LENGTH = 16
 PSEUDONYM_LENGTH = 8
-#: Leading characters a spreadsheet reads as the start of a formula.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+#: The formula guard's prefixes, under the name bench/export.py imports.
+FORMULA_STARTS = FORMULA_PREFIXES
 
 MEDIA_TYPES = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet",
                "sav": "application/x-spss-sav", "dta": "application/x-stata-dta"}
@@ -170,9 +174,8 @@ CODED_COLUMNS = {
                   for t in SITE_TYPES} | {MERGED_TYPE: "Other types (each too few sites)"},
     "measure_kind": {"responses": "Responses", "scale": "Scale", "principle": "Principle",
                      "item": "Item"},
-    "breakdown": {"staff_group": "Staff group / career stage", "contract": "Contract type",
-                  "pmq": "Place of primary medical qualification", "gender": "Gender",
-                  "age_band": "Age band", "ethnicity": "Ethnicity"},
+    # The titles the published layer gives the attributes, coded in its order.
+    "breakdown": dict(ATTRIBUTE_TITLES),
     "certainty": {"clear gap": "Clear gap", "possible gap": "Possible gap",
                   "meets target": "Meets target"},
 }
@@ -400,18 +403,16 @@ def _check_key(key: str | None) -> None:
             f"and keep it: the same key gives the same pseudonyms next year")
 
 
-def _prepare(con: duckdb.DuckDBPyConnection, key: str | None,
+def _prepare(con: duckdb.DuckDBPyConnection, layer: PublishedLayer, key: str | None,
              min_sites: int) -> Coarsening | None:
     """Session objects the level queries use: pseudonyms with the site type and region
     to show, peer groups to leave out, the CSV guard, export_cells."""
-    sites = {code: (site_type, region) for code, site_type, region in con.execute(
-        "select site_code, site_type, region from sites").fetchall()}
+    sites = {row["site_code"]: (row["site_type"], row["region"])
+             for row in layer.sites().to_dict("records")}
     coarsening = None
     rows, hidden = [], []
     if key:
-        peer_groups = [r[0] for r in con.execute(
-            "select distinct unit from cells where level = 'peer'").fetchall()]
-        coarsening = coarsen_quasi_identifiers(sites, peer_groups, min_sites)
+        coarsening = coarsen_quasi_identifiers(sites, layer.peer_groups(), min_sites)
         rows = [(code, pseudonymise(code, key), coarsening.site_type[code],
                  coarsening.region[code]) for code in sites]
         hidden = [(group,) for group in coarsening.hidden_peer_groups]
@@ -420,10 +421,7 @@ def _prepare(con: duckdb.DuckDBPyConnection, key: str | None,
     _temp_table(con, "site_pseudonyms", ["site_code", "pseudonym", "site_type", "region"],
                 rows)
     _temp_table(con, "hidden_peer_groups", ["peer_group"], hidden)
-    quote = "'" * 4
-    starts = ", ".join("chr(%d)" % ord(c) for c in FORMULA_STARTS)
-    con.execute(f"create or replace temp macro csv_safe(x) as case when left(x, 1) in "
-                f"({starts}) then {quote} || x else x end")
+    con.execute(f"create or replace temp macro csv_safe(x) as {safe_cell_sql('x')}")
     con.execute("create or replace temp view export_cells as "
                 + (SQL_DIR / "export_cells.sql").read_text(encoding="utf-8"))
     return coarsening
@@ -479,10 +477,13 @@ def export_aggregates(published_path: Path, out_dir: Path,
                           f"{ABSOLUTE_MIN_SITES_PER_COMBINATION}; use 3 (the default) or more")
     out_dir = Path(out_dir)
     pseudonymised = pseudonym_key is not None
+    # The layer answers the questions; the level files are the export's own SQL model
+    # (sql/export_cells.sql) over the same checked, read-only file, on its session.
     with closing(open_published(Path(published_path))) as con:
-        k = min_group_size(con)
-        meta = published_meta(con)
-        coarsening = _prepare(con, pseudonym_key, min_sites)
+        layer = PublishedLayer.over(con, published_path)
+        k = layer.min_group_size
+        meta = layer.meta()
+        coarsening = _prepare(con, layer, pseudonym_key, min_sites)
         out_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
         try:
@@ -573,6 +574,11 @@ def value_labels_of(column: str, codes: dict[str, int]) -> dict[int, str]:
 def _write_labelled(frame: pl.DataFrame, path: Path, fmt: str, level: str, k: int,
                     observed: dict[str, list]) -> None:
     """An SPSS or Stata file with variable labels, and value labels for coded columns."""
+    # Imported here, not at the top: the dashboard imports this module for its format
+    # and level lists, and needs neither.
+    import polars as pl
+    import pyreadstat
+
     value_labels: dict[str, dict[int, str]] = {"suppressed": dict(SUPPRESSED_LABELS)}
     recoded = []
     for column, values in observed.items():

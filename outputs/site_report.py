@@ -20,30 +20,27 @@ from __future__ import annotations
 import math
 import os
 import re
-import shutil
-import subprocess
-import tempfile
-from contextlib import closing
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 
-from published.layout import FDR, NO_TARGET
-from outputs.export import CODED_COLUMNS
 from outputs.peer_bands import band_of, count_bands, plotted_count
-from published.reader import open_published, published_meta
 from outputs.report_figures import funnel_charts, principle_chart, trend_chart
+from published.layout import FDR, NO_TARGET, NOT_STATED
+from published.reader import PublishedLayer
 from survey.errors import CultureError
+from survey.pdf import find_chromium, print_pdf
 
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-PDF_TIMEOUT_SECONDS = 120
+#: What to do when no PDF can be printed (the end of the printer's error message).
+WITHOUT_PDF = "pass --no-pdf to write the HTML only"
 CSS_PATH = Path(__file__).resolve().parent / "site_report.css"
 
 
 class ReportError(CultureError):
-    """A site report cannot be made as asked (unknown site or wave, no PDF printer)."""
+    """A site report cannot be made as asked (unknown site or wave, nothing to show)."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +76,8 @@ class SiteData:
     equity: pd.DataFrame
     reliability: pd.DataFrame
     agreement: pd.DataFrame
+    #: Breakdown (attribute id) -> the title the published layer gives it.
+    attribute_titles: dict[str, str]
 
 
 def anonymous_funnel(funnel: pd.DataFrame, params: pd.DataFrame, code: str,
@@ -102,73 +101,61 @@ def anonymous_funnel(funnel: pd.DataFrame, params: pd.DataFrame, code: str,
     return pd.concat([funnel.loc[own], others], ignore_index=True)
 
 
-def _query(con, sql: str, *params) -> pd.DataFrame:
-    return con.execute(sql, list(params)).df()
+def load_site_data(published: PublishedLayer | duckdb.DuckDBPyConnection, site_code: str,
+                   wave: int) -> SiteData:
+    """The published rows for one site and wave; bad requests name what is accepted.
 
-
-def load_site_data(con, site_code: str, wave: int) -> SiteData:
-    """The published rows for one site and wave; bad requests name what is accepted."""
+    `published` is the layer, or a connection from `open_published`.
+    """
+    layer = (published if isinstance(published, PublishedLayer)
+             else PublishedLayer.over(published))
     code = site_code.strip().upper()
-    meta = published_meta(con)
-    k = int(meta["min_group_size"])
-    sites = _query(con, "select * from sites order by site_code")
+    meta = layer.meta()
+    k = layer.min_group_size
+    sites = layer.sites()
     if code not in set(sites["site_code"]):
         raise ReportError(f"site {site_code!r} is not in the published layer; published "
                           f"sites: {', '.join(sites['site_code'])}")
-    waves = sorted(_query(con, "select distinct wave from cells")["wave"].astype(int))
+    waves = layer.waves()
     if wave not in waves:
         raise ReportError(f"wave {wave} is not published; published waves: "
                           f"{', '.join(map(str, waves))}")
-    responses = _query(con, "select wave, n from cells where level = 'site' and unit = ? and "
-                            "breakdown = 'all' and measure_kind = 'responses' and "
-                            "not suppressed order by wave", code)
-    shown = dict(zip(responses["wave"].astype(int), responses["n"]))
+    shown = layer.shown_responses(code)
     if wave not in shown:
         raise ReportError(f"site {code} has fewer than {k} responses in {wave} (or they are "
                           f"hidden to protect a smaller group), so no report can be shown; "
                           f"waves with a report for {code}: "
                           f"{', '.join(map(str, sorted(shown))) or 'none'}")
-    site = sites.set_index("site_code").loc[code]
-    headcount = _query(con, "select sum(headcount) as h from site_headcounts where "
-                            "site_code = ?", code)["h"].iloc[0]
-    measures = _query(con, "select measure, name from measures where measure_kind in "
-                           "('principle', 'scale')")
-    funnel = _query(con, "select * from funnel where wave = ? and measure_kind = 'principle' "
-                         "order by measure, site_code", wave)
-    params = _query(con, "select * from funnel_params where wave = ? and "
-                         "measure_kind = 'principle'", wave)
+    site = layer.site_row(code)
+    funnel, params = layer.funnels(wave, "principle")
+    history = layer.unit_series("site", code, ("principle",))
+    history = history[~history["suppressed"].astype(bool) & (history["wave"] <= wave)]
+    trends = layer.trends("site", code)
+    trends = trends[(trends["wave"] == wave) & (trends["measure_kind"] == "principle")]
+    group_cells = layer.group_cells(code, wave, kinds=("responses", "principle"))
+    equity = layer.equity(code, wave)
+    reliability = layer.reliability(code, wave)
     return SiteData(
         code=code, name=str(site["name"]), site_type=str(site["site_type"]),
         region=str(site["region"] or ""), wave=wave, k=k, meta=meta,
-        responses=int(shown[wave]),
-        headcount=None if pd.isna(headcount) else int(headcount),
-        names=dict(zip(measures["measure"], measures["name"])),
-        gaps=_query(con, "select * from principle_gaps where site_code = ? and wave = ? "
-                         "order by priority", code, wave),
-        actions=_query(con, "select * from actions order by principle, position"),
-        benchmarks=_query(con, "select * from benchmarks where site_code = ? and wave = ? and "
-                               "measure_kind in ('principle', 'scale') order by measure_kind, "
-                               "measure", code, wave),
+        responses=shown[wave], headcount=layer.headcount(code),
+        names=layer.measure_names(("principle", "scale")),
+        gaps=layer.principle_gaps(code, wave),
+        actions=layer.actions(),
+        benchmarks=pd.concat([layer.benchmarks(code, wave, kind)
+                              for kind in ("principle", "scale")], ignore_index=True),
         funnel=anonymous_funnel(funnel, params, code, k),
         funnel_params=params,
-        history=_query(con, "select wave, measure, n, mean, ci_low, ci_high from cells where "
-                            "level = 'site' and unit = ? and breakdown = 'all' and "
-                            "measure_kind = 'principle' and not suppressed and wave <= ? "
-                            "order by measure, wave", code, wave),
-        trends=_query(con, "select * from trends where level = 'site' and unit = ? and "
-                           "wave = ? and measure_kind = 'principle' order by measure", code, wave),
-        group_cells=_query(con, "select breakdown, grp, measure_kind, measure, n, mean, "
-                                "suppressed from cells where level = 'site' and unit = ? and "
-                                "wave = ? and breakdown <> 'all' and grp <> 'not_stated' and "
-                                "measure_kind in ('responses', 'principle')", code, wave),
-        equity=_query(con, "select breakdown, grp, measure, diff, diff_low, diff_high, q, flag "
-                           "from equity where level = 'site' and unit = ? and wave = ? and "
-                           "measure_kind = 'principle'", code, wave),
-        reliability=_query(con, "select * from reliability where (level = 'site_wave' and "
-                                "site_code = ? and wave = ?) or (level = 'wave' and wave = ?)",
-                           code, wave, wave),
-        agreement=_query(con, "select * from site_agreement where site_code = ? and wave = ?",
-                         code, wave),
+        history=history[["wave", "measure", "n", "mean", "ci_low", "ci_high"]]
+        .reset_index(drop=True),
+        trends=trends.sort_values("measure", kind="stable").reset_index(drop=True),
+        group_cells=group_cells[group_cells["grp"] != NOT_STATED].reset_index(drop=True),
+        equity=equity.loc[equity["measure_kind"] == "principle",
+                          ["breakdown", "grp", "measure", "diff", "diff_low", "diff_high", "q",
+                           "flag"]].reset_index(drop=True),
+        reliability=pd.concat([reliability, layer.wave_reliability(wave)], ignore_index=True),
+        agreement=layer.site_agreement(code, wave),
+        attribute_titles=layer.attribute_titles(),
     )
 
 
@@ -355,7 +342,7 @@ def _equity(d: SiteData) -> str:
     principles = sorted(p for p in d.names if re.fullmatch(r"P\d", p))
     cells = d.group_cells.set_index(["breakdown", "grp", "measure"])
     flags = d.equity.set_index(["breakdown", "grp", "measure"])
-    labels = CODED_COLUMNS["breakdown"]
+    labels = d.attribute_titles
     rows, previous = [], None
     for (breakdown, grp), _ in d.group_cells.groupby(["breakdown", "grp"], sort=True):
         # The attribute is named on its first row only, so each block reads as one.
@@ -461,55 +448,18 @@ def render_html(d: SiteData) -> str:
 """
 
 
-def find_chromium() -> str:
-    """The path of a Chromium (or Chrome) binary that can print PDFs headless."""
-    for name in CHROMIUM_NAMES:
-        path = shutil.which(name)
-        if path:
-            return path
-    raise ReportError("no Chromium found to print the PDF (looked for "
-                      f"{', '.join(CHROMIUM_NAMES)}); install it (Debian: apt-get install "
-                      "chromium) or pass --no-pdf to write the HTML only")
-
-
-def html_to_pdf(html_path: Path, pdf_path: Path) -> Path:
-    """Print `html_path` to `pdf_path` with headless Chromium, offline, A4."""
-    binary = find_chromium()
-    tmp_pdf = pdf_path.with_name(pdf_path.name + ".tmp")
-    with tempfile.TemporaryDirectory(prefix="culture-chromium-") as profile:
-        command = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                   "--disable-extensions", "--disable-background-networking",
-                   "--host-resolver-rules=MAP * ~NOTFOUND", f"--user-data-dir={profile}",
-                   "--no-pdf-header-footer", "--print-to-pdf-no-header",
-                   f"--print-to-pdf={tmp_pdf}", html_path.resolve().as_uri()]
-        try:
-            run = subprocess.run(command, capture_output=True, text=True,
-                                 timeout=PDF_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            tmp_pdf.unlink(missing_ok=True)
-            raise ReportError(f"Chromium did not print {html_path} within "
-                              f"{PDF_TIMEOUT_SECONDS} s; the HTML report is complete") from None
-    if run.returncode != 0 or not tmp_pdf.exists() or tmp_pdf.stat().st_size == 0:
-        tmp_pdf.unlink(missing_ok=True)
-        tail = " ".join(run.stderr.strip().splitlines()[-3:])
-        raise ReportError(f"Chromium could not print {html_path} to PDF (exit code "
-                          f"{run.returncode}: {tail}); the HTML report is complete")
-    os.replace(tmp_pdf, pdf_path)
-    return pdf_path
-
-
 def write_site_report(published_path: Path, site_code: str, wave: int, out_dir: Path,
                       pdf: bool = True) -> SiteReportFiles:
     """Write the HTML report (and its PDF) for one site and wave into `out_dir`."""
-    with closing(open_published(Path(published_path))) as con:
-        data = load_site_data(con, site_code, int(wave))
+    with PublishedLayer.open(published_path) as layer:
+        data = load_site_data(layer, site_code, int(wave))
     if pdf:
-        find_chromium()     # fail before writing anything if the PDF cannot be made
+        find_chromium(WITHOUT_PDF)     # fail before writing anything if no PDF can be made
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     html_path = out_dir / f"site-report-{data.code}-{data.wave}.html"
     tmp = html_path.with_name(html_path.name + ".tmp")
     tmp.write_text(render_html(data), encoding="utf-8")
     os.replace(tmp, html_path)
-    pdf_path = html_to_pdf(html_path, html_path.with_suffix(".pdf")) if pdf else None
+    pdf_path = print_pdf(html_path, html_path.with_suffix(".pdf"), WITHOUT_PDF) if pdf else None
     return SiteReportFiles(html_path, pdf_path)

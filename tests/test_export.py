@@ -9,8 +9,6 @@ import hashlib
 import hmac
 import io
 import re
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from pipeline.psychometrics.stage import run_psychometrics
 from pipeline.publish.writer import publish
 from pipeline.store import open_store
 from survey.settings import Settings
+from tests.conftest import culture
 
 K = 10
 KEY = "correct horse battery staple"
@@ -133,7 +132,9 @@ def test_items_carry_unfavourable_shares_and_groups_their_labels(exported):
 
 @pytest.mark.parametrize("fmt", ["sav", "dta"])
 def test_spss_and_stata_files_carry_variable_and_value_labels(exported, fmt):
-    _, report, _ = exported
+    settings, report, _ = exported
+    titles = published(settings, "select distinct breakdown, attribute from groups")
+    published_titles = dict(zip(titles["breakdown"], titles["attribute"]))
     for file in (f for f in report.files if f.fmt == fmt):
         reader = pyreadstat.read_sav if fmt == "sav" else pyreadstat.read_dta
         frame, meta = reader(str(file.path))
@@ -149,7 +150,10 @@ def test_spss_and_stata_files_carry_variable_and_value_labels(exported, fmt):
         if file.level in ("site", "group"):
             assert labels["measure_kind"][2] == "Scale"
         if file.level == "group":
-            assert labels["breakdown"][3] == "Place of primary medical qualification"
+            # The title the published layer carries for pmq, the one the dashboard shows.
+            assert labels["breakdown"][3] == published_titles["pmq"] \
+                == "Place of primary qualification"
+            assert set(labels["breakdown"].values()) >= set(published_titles.values())
             codes = {label: code for code, label in labels["group_value"].items()}
             pmq = frame[frame["group_value"] == codes["rest_of_world"]]
             assert set(pmq["breakdown"]) == {3} and len(pmq) > 0
@@ -287,27 +291,25 @@ def test_bad_requests_name_what_is_accepted(hostile_published, tmp_path, kwargs,
     (["--format", "xlsx"], {}, "format 'xlsx' is not known; use one of csv, parquet, sav, dta"),
     (["--level", "ward"], {}, "level 'ward' is not known; use one of site, principle, item"),
     ([], {ENV_PSEUDONYM_KEY: "short"}, "the pseudonymisation key has 5 characters"),
-    (["--db", "missing.duckdb"], {}, "no published layer at missing.published.duckdb; run "
-                                     "`culture run`"),
+    (["--db", "missing.duckdb"], {}, "no published layer at missing.published.duckdb: no "
+                                     "published results yet; run `culture run`"),
 ])
 def test_cli_turns_bad_input_into_one_line_and_exit_code_1(hostile_published, tmp_path, args,
-                                                           env, message):
+                                                           env, message, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     db = ["--db", str(hostile_published.db_path)] if "--db" not in args else []
-    run = subprocess.run([sys.executable, "-m", "cli.main", "export", "--out",
-                          str(tmp_path / "out"), *db, *args], capture_output=True, text=True,
-                         timeout=120, cwd=tmp_path, env={"PATH": "/usr/bin:/bin", **env})
-    assert run.returncode == 1, run.stderr
-    assert message in " ".join(run.stderr.split())
-    assert "Traceback" not in run.stderr
+    run = culture("export", "--out", tmp_path / "out", *db, *args, env=env)
+    assert run.exit_code == 1, run.stderr
+    assert run.stderr.startswith("error: ") and run.stderr.count("\n") == 1
+    assert message in run.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_cli_export_writes_pseudonymised_files_from_the_environment_key(hostile_published,
                                                                         tmp_path):
-    run = subprocess.run([sys.executable, "-m", "cli.main", "export", "--out",
-                          str(tmp_path), "--db", str(hostile_published.db_path), "--format",
-                          "parquet", "--level", "site"], capture_output=True, text=True,
-                         timeout=120, env={"PATH": "/usr/bin:/bin", ENV_PSEUDONYM_KEY: KEY})
-    assert run.returncode == 0, run.stderr
+    run = culture("export", "--out", tmp_path, "--db", hostile_published.db_path, "--format",
+                  "parquet", "--level", "site", env={ENV_PSEUDONYM_KEY: KEY})
+    assert run.exit_code == 0, run.stderr
     frame = read_back(tmp_path / "culture_site.parquet")
     assert pseudonymise("A", KEY) in set(frame["unit"]) and "A" not in set(frame["unit"])
     assert "sites are pseudonymised" in run.stdout
@@ -363,3 +365,16 @@ def test_pseudonymised_export_hides_peer_targets_where_the_type_is_not_shown(
     assert others["target"].notna().all() and len(others) == 3 * 3 * 6
     notes = (tmp_path / "four" / "coarsening.txt").read_text()
     assert "targets: a principle target that is the site's peer group's is left blank" in notes
+
+
+@pytest.mark.parametrize("text", ['=HYPERLINK("http://x","y")', "@SUM(1+1)", "+44 line",
+                                  "-1.5", "\tTabbed", "\rReturned", "Plain Trust", "'quoted",
+                                  "", " =spaced"])
+def test_the_csv_guard_in_sql_neutralises_exactly_what_the_python_guard_does(text):
+    from survey.spreadsheet import safe_cell, safe_cell_sql
+
+    with duckdb.connect() as con:
+        guarded = con.execute(f"select {safe_cell_sql('x')} from (select ? as x)",
+                              [text]).fetchone()[0]
+    assert guarded == safe_cell(text)
+    assert guarded == ("'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 from html import unescape
 from pathlib import Path
 
@@ -16,9 +15,11 @@ from PIL import Image
 
 from pipeline.psychometrics.stage import run_psychometrics
 from pipeline.publish.writer import publish
-from outputs.site_report import ReportError, write_site_report
+from outputs.site_report import write_site_report
 from pipeline.store import load_headcounts_csv, open_store
+from survey.pdf import PdfError
 from survey.settings import SAMPLES_DIR, Settings
+from tests.conftest import culture
 
 K = 10
 SITE, WAVE = "D", 2026
@@ -188,7 +189,7 @@ def test_pdf_pages_are_not_blank_and_carry_the_report(report, tmp_path):
 def test_missing_chromium_is_a_clear_error_and_writes_nothing(published_with_headcounts,
                                                              tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    with pytest.raises(ReportError, match="no Chromium found to print the PDF .* --no-pdf"):
+    with pytest.raises(PdfError, match="printing a PDF needs Chromium.*pass --no-pdf"):
         write_site_report(published_with_headcounts.published_path, SITE, WAVE, tmp_path)
     assert list(tmp_path.iterdir()) == []
 
@@ -200,22 +201,17 @@ def test_missing_chromium_is_a_clear_error_and_writes_nothing(published_with_hea
      "wave 2020 is not published; published waves: 2024, 2025, 2026"),
 ])
 def test_cli_names_what_would_be_accepted(published_with_headcounts, tmp_path, args, message):
-    run = subprocess.run([sys.executable, "-m", "cli.main", "report", "--db",
-                          str(published_with_headcounts.db_path), "--out", str(tmp_path),
-                          "--no-pdf", *args], capture_output=True, text=True, timeout=120,
-                         env={"PATH": "/usr/bin:/bin"})
-    assert run.returncode == 1
-    assert message in " ".join(run.stderr.split())
-    assert "Traceback" not in run.stderr
+    run = culture("report", "--db", published_with_headcounts.db_path, "--out", tmp_path,
+                  "--no-pdf", *args)
+    assert run.exit_code == 1
+    assert run.stderr.startswith("error: ") and message in run.stderr
     assert list(tmp_path.iterdir()) == []
 
 
-def test_cli_without_a_published_layer_says_how_to_make_one(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "cli.main", "report", "--db",
-                          str(tmp_path / "none.duckdb"), "--site", "A", "--wave", "2026"],
-                         capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                         env={"PATH": "/usr/bin:/bin"})
-    assert run.returncode == 1 and "Traceback" not in run.stderr
+def test_cli_without_a_published_layer_says_how_to_make_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = culture("report", "--db", tmp_path / "none.duckdb", "--site", "A", "--wave", "2026")
+    assert run.exit_code == 1 and run.stdout == ""
     assert "no published layer at" in run.stderr and "culture run" in run.stderr
     assert not any(tmp_path.iterdir())
 

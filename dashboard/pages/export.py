@@ -14,11 +14,10 @@ from dash import html
 
 from dashboard.access import authorise_page, current_viewer
 from dashboard.view import View, deployment_key, export_min_sites
+from outputs.export import FORMATS, LEVELS
 
 TITLE = "Export"
 NEEDS_SITE = False
-FORMATS = ("csv", "parquet", "sav", "dta")
-LEVELS = ("site", "principle", "item", "group")
 
 
 def layout(view: View) -> html.Div:

@@ -35,13 +35,10 @@ from pipeline.psychometrics.results import Judgement, PsychometricsResult
 from pipeline.quality import analysis_view
 from pipeline.store import drop_relation
 from pipeline.publish.verify import VerificationReport, check_cells, verify_published
-from published.layout import PUBLISHED_LAYOUT
+from published.layout import (CELL_COLUMNS, LAYOUT_KEY, PSYCHOMETRIC_COLUMNS, PUBLISHED_LAYOUT,
+                              attribute_title)
 from survey.instrument import Instrument
 from survey.settings import Settings
-
-#: Readers' names of the respondent attributes (otherwise the id, capitalised).
-ATTRIBUTE_TITLES = {"staff_group": "Staff group / career stage",
-                    "pmq": "Place of primary qualification", "age_band": "Age band"}
 
 
 Progress = Callable[[str], None]
@@ -101,9 +98,7 @@ def published_cells(sums: pd.DataFrame, instrument: Instrument) -> pd.DataFrame:
     out["pct_favourable"] = np.where(hidden, np.nan, pct)
     out["pct_unfavourable"] = np.where(hidden, np.nan, pct_unf)
     out["n"] = out["n"].astype("Int64").mask(hidden)
-    return out[["wave", "level", "unit", "peer_group", "breakdown", "grp", "measure_kind",
-                "measure", "n", "mean", "sd", "se", "ci_low", "ci_high", "mean_0_10",
-                "pct_favourable", "pct_unfavourable", "suppressed"]]
+    return out[list(CELL_COLUMNS)]
 
 
 def _shown_site_waves(cells: pd.DataFrame, measure_kind: str) -> pd.DataFrame:
@@ -149,25 +144,6 @@ def reliability_tables(psychometrics: PsychometricsResult, cells: pd.DataFrame, 
               "site_agreement": site_agreement, "icc": icc, "data_quality": quality}
     return ({name: with_columns(frame, PSYCHOMETRIC_COLUMNS[name])
              for name, frame in tables.items()} | {"validation": validation_rows(psychometrics)})
-
-
-#: The columns readers of the published psychometric tables rely on, with their types
-#: (`with_columns`).
-PSYCHOMETRIC_COLUMNS = {
-    "reliability": {"level": "string", "scale": "string", "wave": "Int64",
-                    "site_code": "string", "n": "Int64", "k": "Int64", "alpha": "float64",
-                    "alpha_standardised": "float64", "ci_low": "float64",
-                    "ci_high": "float64", "omega_total": "float64", "omega_note": "string",
-                    "alpha_verdict": "string"},
-    "site_agreement": {"scale": "string", "wave": "Int64", "site_code": "string",
-                       "n": "Int64", "site_mean_reliability": "float64", "rwg_j": "float64",
-                       "reportable": "boolean", "reason": "string"},
-    "icc": {"scale": "string", "wave": "Int64", "icc1": "float64", "icc2": "float64",
-            "n": "Int64", "sites": "Int64", "n0": "float64"},
-    "data_quality": {"site_code": "string", "wave": "Int64", "n_respondents": "Int64",
-                     "n_straight_lining": "Int64", "n_speeding": "Int64",
-                     "n_duplicate": "Int64", "n_flagged": "Int64"},
-}
 
 
 def validation_rows(psychometrics: PsychometricsResult) -> pd.DataFrame:
@@ -311,18 +287,16 @@ def _reference_tables(con, instrument: Instrument, settings: Settings) -> dict[s
                   "description": ("reverse-keyed: agreeing is unfavourable; shown after "
                                   "reversal" if i.reverse else ""),
                   "principles": ",".join(i.principles)} for i in instrument.items]
-    meta = {"layout": PUBLISHED_LAYOUT, "instrument": instrument.key,
+    meta = {LAYOUT_KEY: PUBLISHED_LAYOUT, "instrument": instrument.key,
             "min_group_size": str(settings.min_group_size),
             "target_rule": settings.target_rule,
             "excluded_flagged": str(settings.exclude_flagged).lower(),
             "published_on": dt.date.today().isoformat()}
-    groups = [{"breakdown": a.id, "attribute": ATTRIBUTE_TITLES.get(a.id, a.id.replace("_", " ")
-                                                                   .capitalize()),
+    groups = [{"breakdown": a.id, "attribute": attribute_title(a.id),
                "grp": o.code, "label": o.label, "position": position}
               for a in instrument.attributes
               for position, o in enumerate(a.options) if o.code != "prefer_not_to_say"]
-    groups += [{"breakdown": a.id, "attribute": ATTRIBUTE_TITLES.get(
-        a.id, a.id.replace("_", " ").capitalize()), "grp": NOT_STATED,
+    groups += [{"breakdown": a.id, "attribute": attribute_title(a.id), "grp": NOT_STATED,
         "label": "Not stated (blank or prefer not to say)", "position": 99}
         for a in instrument.attributes]
     return {"meta": pd.DataFrame(list(meta.items()), columns=["key", "value"]),
