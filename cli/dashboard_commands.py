@@ -35,12 +35,12 @@ def users_add(username: str,
 
 def _published_sites(settings: Settings) -> set[str] | None:
     """Site codes of the published layer (None when nothing is published yet)."""
-    import duckdb
+    from published.reader import PublishedLayer
 
     if not settings.published_path.exists():
         return None
-    with duckdb.connect(str(settings.published_path), read_only=True) as con:
-        return {row[0] for row in con.execute("select site_code from sites").fetchall()}
+    with PublishedLayer.open(settings.published_path) as layer:
+        return set(layer.sites()["site_code"])
 
 
 def users_list(db: DbOption = None) -> None:
@@ -106,9 +106,10 @@ def serve_dashboard(settings: Settings, host: str, port: int) -> None:
 
     from dashboard.accounts import AccountBook
     from dashboard.app import create_app
-    from dashboard.data import PublishedData
+    from published.reader import PublishedLayer
 
-    PublishedData(settings.published_path).waves()  # a clear error now, not per page
+    with PublishedLayer.open(settings.published_path) as layer:
+        layer.waves()   # a clear error now, not per page
     if not AccountBook(settings.accounts_path).accounts():
         err.print("no dashboard accounts yet: add one with `culture users add NAME --role "
                   "admin`")

@@ -4,23 +4,47 @@ This module is the table of contents: it builds the app from the command modules
 (`survey_commands`, `store_commands`, `pipeline_commands`, `output_commands`,
 `dashboard_commands`), in the order `culture --help` lists them. Every command resolves
 `Settings` once (flag > environment > default) and calls library functions. Library
-errors (`CultureError`) become one line on stderr and exit code 1 here and nowhere
-else; a user never sees a traceback for a problem they can fix.
+errors (`CultureError`) become one line on stderr and exit code 1 here (`CultureGroup`)
+and nowhere else; a user never sees a traceback for a problem they can fix.
 """
 
 from __future__ import annotations
 
-import sys
-
 import typer
+from click import Context
+from typer.core import TyperGroup
 
 from cli import (dashboard_commands, output_commands, pipeline_commands, store_commands,
                  survey_commands)
 from cli.options import err
 from survey.errors import CultureError
 
+
+
+class CultureGroup(TyperGroup):
+    """The `culture` group: a user's error from any command becomes one line and exit code 1.
+
+    Done here rather than around `app()`, so that Typer's test runner sees what a shell
+    sees; and an interrupt is caught before Typer turns it into a silent exit 130.
+    """
+
+    def invoke(self, ctx: Context):
+        try:
+            return super().invoke(ctx)
+        except CultureError as exc:
+            from rich.text import Text
+
+            err.print(Text("error: ", style="bold red") + Text(str(exc)), soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("interrupted; the file being ingested was not written (each file is "
+                      "all or nothing)")
+            raise typer.Exit(130) from None
+
+
 app = typer.Typer(help="Measure and benchmark the culture of support for doctors.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  cls=CultureGroup)
 instrument_app = typer.Typer(help="Check instrument files and export them to other tools.",
                               no_args_is_help=True)
 sites_app = typer.Typer(help="Set up the sites (trusts, support units) in the store.",
@@ -59,18 +83,8 @@ app.add_typer(users_app, name="users")
 
 
 def main() -> None:
-    """Entry point: run the app, turning user errors into one line and exit code 1."""
-    try:
-        app()
-    except CultureError as exc:
-        from rich.text import Text
-
-        err.print(Text("error: ", style="bold red") + Text(str(exc)), soft_wrap=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        err.print("interrupted; the file being ingested was not written (each file is all or "
-                  "nothing)")
-        sys.exit(130)
+    """Entry point of the `culture` console script (errors are handled by `CultureGroup`)."""
+    app()
 
 
 if __name__ == "__main__":

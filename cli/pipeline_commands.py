@@ -10,7 +10,7 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.table import Table
@@ -19,6 +19,9 @@ from cli.dashboard_commands import serve_dashboard
 from cli.options import DbOption, InstrumentOption, err, instrument_of, out, settings_for
 from cli.store_commands import print_import, print_ingest, print_summary
 from survey.settings import SAMPLES_DIR, Settings, resolve_settings
+
+if TYPE_CHECKING:
+    from pipeline.psychometrics.results import PsychometricsResult
 
 
 def psychometrics(wave: Annotated[Optional[int], typer.Option(help="Only this wave")] = None,
@@ -43,7 +46,7 @@ def psychometrics(wave: Annotated[Optional[int], typer.Option(help="Only this wa
     out.print(f"validation report: {html_path} and {json_path}")
 
 
-def _print_reliability(result: "PsychometricsResult") -> None:
+def _print_reliability(result: PsychometricsResult) -> None:
     def two(value) -> str:
         return "n/a" if value is None or not math.isfinite(value) else f"{value:.2f}"
 

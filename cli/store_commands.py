@@ -53,7 +53,10 @@ def sites_load(file: Path, headcounts: Annotated[Optional[Path], typer.Option(
 
 
 def sites_list(db: DbOption = None) -> None:
-    """List the sites in the store."""
+    """List the sites in the store.
+
+    Example: culture sites list --db culture.duckdb
+    """
     from pipeline.store import list_sites, open_store
 
     with open_store(settings_for(db).db_path) as con:
@@ -215,7 +218,10 @@ def quarantine(batch: Annotated[Optional[int], typer.Option(help="Only this batc
 
 
 def status(db: DbOption = None) -> None:
-    """Summarise the store: responses per site and wave, batches, quarantined rows."""
+    """Summarise the store: responses per site and wave, batches, quarantined rows.
+
+    Example: culture status --db dirty.duckdb
+    """
     from pipeline.store import open_store, store_summary
 
     with open_store(settings_for(db).db_path) as con:

@@ -53,6 +53,24 @@ def sample_store(tmp_path_factory, instrument, definition_yaml) -> Path:
     return path
 
 
+def culture(*args: object, env: dict[str, str] | None = None, input: str | None = None):
+    """The `culture` command run in-process by Typer's test runner: its exit code, stdout
+    and stderr as a shell would see them (`result.exit_code`, `.stdout`, `.stderr`).
+
+    The caller's CULTURE_* variables are unset unless given in `env`, as in a clean shell.
+    An exception that is not a user's error propagates, so the test shows its traceback.
+    """
+    import os
+
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    clean = {name: None for name in os.environ if name.startswith("CULTURE_")}
+    return CliRunner().invoke(app, [str(a) for a in args], env=clean | (env or {}),
+                              input=input, catch_exceptions=False)
+
+
 def full_answers(instrument, code: str = "4") -> dict[str, str]:
     """Every item answered with `code` (yes/no items answered 'Yes' = 2)."""
     answers = {}

@@ -27,7 +27,7 @@ from pipeline.store import open_store
 from collect.inbox import hash_token
 from survey.instrument import load_instrument
 from survey.settings import DEFAULT_INSTRUMENT
-from tests.conftest import full_answers
+from tests.conftest import culture, full_answers
 
 #: The promise: a used mark is written among at least this many of its site and wave.
 MARK_BATCH = 10
@@ -152,9 +152,8 @@ def test_a_watcher_of_every_inbox_write_links_invitations_to_answers_only_by_cha
     answers better than a guess among the answers of one batch of used marks."""
     links_file = tmp_path / "links.csv"
     invited = 4 * MARK_BATCH
-    subprocess.run([str(CULTURE), "invite", "--site", "A", "--wave", "2025", "--count",
-                    str(invited), "--out", str(links_file), "--db", str(store_path)],
-                   check=True, capture_output=True)
+    assert culture("invite", "--site", "A", "--wave", "2025", "--count", invited, "--out",
+                   links_file, "--db", store_path).exit_code == 0
     links = [row["link"] for row in csv.DictReader(links_file.open())]
     inbox = store_path.with_name("store.inbox.sqlite")
     assert not inbox.with_name(inbox.name + "-wal").exists()  # all in the main file
@@ -225,9 +224,8 @@ def test_a_watcher_of_every_inbox_write_links_invitations_to_answers_only_by_cha
 def test_a_used_invitation_is_refused_before_and_after_its_mark_is_written(store_path,
                                                                            tmp_path):
     links_file = tmp_path / "links.csv"
-    subprocess.run([str(CULTURE), "invite", "--site", "A", "--wave", "2025", "--count", "11",
-                    "--out", str(links_file), "--db", str(store_path)], check=True,
-                   capture_output=True)
+    assert culture("invite", "--site", "A", "--wave", "2025", "--count", 11, "--out",
+                   links_file, "--db", store_path).exit_code == 0
     paths = [row["link"].split("127.0.0.1:8060", 1)[1]
              for row in csv.DictReader(links_file.open())]
     server, port = _collect(store_path, "--tokens")
@@ -267,9 +265,8 @@ def _post_answers(db: Path, count: int, code: str) -> None:
 
 
 def _run(db: Path) -> str:
-    done = subprocess.run([str(CULTURE), "run", "--db", str(db)], capture_output=True,
-                          text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = culture("run", "--db", db, "--reports", db.parent / "reports")
+    assert done.exit_code == 0, done.stdout + done.stderr
     return done.stdout
 
 

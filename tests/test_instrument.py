@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import subprocess
-import sys
 
 import pytest
 import yaml
@@ -12,6 +10,7 @@ import yaml
 from survey.errors import InstrumentError
 from survey.instrument import PRINCIPLE_IDS, load_instrument, normalise_label, parse_instrument
 from survey.settings import DEFAULT_INSTRUMENT, INSTRUMENTS_DIR
+from tests.conftest import culture
 
 
 @pytest.fixture(scope="module")
@@ -168,14 +167,13 @@ def test_parse_reports_every_problem_at_once(raw):
 
 
 def test_cli_check_accepts_the_shipped_file_and_rejects_a_bad_one(raw, tmp_path):
-    good = subprocess.run([sys.executable, "-m", "cli.main", "instrument", "check",
-                           str(DEFAULT_INSTRUMENT)], capture_output=True, text=True, timeout=60)
-    assert good.returncode == 0, good.stderr
+    good = culture("instrument", "check", DEFAULT_INSTRUMENT)
+    assert good.exit_code == 0, good.stderr
     assert "support-culture@1.0, 47 items in 8 scales" in good.stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(_broken(raw, BAD_FILES["unknown scale"][0])), encoding="utf-8")
-    result = subprocess.run([sys.executable, "-m", "cli.main", "instrument", "check", str(bad)],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1
-    assert "Traceback" not in result.stderr
+    result = culture("instrument", "check", bad)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith("error: ")
     assert "item 'cf01', field 'scale': 'trust' is not defined" in result.stderr

@@ -8,7 +8,6 @@ import io
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from survey.errors import CultureError
 from survey.instrument_export import (REDCAP_COLUMNS, export_instrument, parse_site_codes,
                                       redcap_dictionary_csv, template_header)
 from survey.printable import PAPER_ANONYMITY, printable_html
-from tests.conftest import full_answers
+from tests.conftest import culture, full_answers
 
 
 def parse_redcap_choices(text: str) -> list[tuple[str, str]]:
@@ -332,17 +331,14 @@ def test_bad_site_code_is_refused():
 
 
 def test_cli_exports_and_reports_errors_without_traceback(tmp_path):
-    good = subprocess.run([sys.executable, "-m", "cli.main", "instrument", "export",
-                           "--format", "redcap", "--out", str(tmp_path / "dd.csv"),
-                           "--sites", "A,B"], capture_output=True, text=True, timeout=120)
-    assert good.returncode == 0, good.stderr
-    assert "wrote" in good.stdout
+    good = culture("instrument", "export", "--format", "redcap", "--out", tmp_path / "dd.csv",
+                   "--sites", "A,B")
+    assert good.exit_code == 0, good.stderr
+    assert good.stdout == f"wrote {tmp_path / 'dd.csv'} (redcap)\n"
     rows = list(csv.DictReader((tmp_path / "dd.csv").open(encoding="utf-8")))
     assert next(r for r in rows if r["Variable / Field Name"] == "site")[
         "Choices, Calculations, OR Slider Labels"] == "A, A | B, B"
-    bad = subprocess.run([sys.executable, "-m", "cli.main", "instrument", "export",
-                          "--format", "spss", "--out", str(tmp_path / "x")],
-                         capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 1
-    assert "--format 'spss' is not known" in bad.stderr
-    assert "Traceback" not in bad.stderr
+    bad = culture("instrument", "export", "--format", "spss", "--out", tmp_path / "x")
+    assert bad.exit_code == 1
+    assert bad.stderr.startswith("error: --format 'spss' is not known")
+    assert not (tmp_path / "x").exists()

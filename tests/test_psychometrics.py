@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from dataclasses import FrozenInstanceError
-import sys
 
 import pandas as pd
 import pytest
@@ -21,6 +19,7 @@ from pipeline.store import add_wave, load_sites_csv, open_store
 from pipeline.psychometrics.report import write_report
 from pipeline.psychometrics.results import Judgement
 from survey.settings import PROJECT_ROOT, SAMPLES_DIR, resolve_settings
+from tests.conftest import culture
 
 GOLDEN = json.loads((PROJECT_ROOT / "tests" / "expected" / "reliability_samples.json")
                     .read_text(encoding="utf-8"))
@@ -200,11 +199,10 @@ def test_report_holds_every_scale_the_caveat_and_matching_json(result, instrumen
                                             "source": "Hu & Bentler 1999"}
 
 
-def test_demo_scores_and_writes_the_report(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "cli.main", "demo", "--db",
-                          str(tmp_path / "demo.duckdb")], cwd=tmp_path, capture_output=True,
-                         text=True, timeout=300)
-    assert run.returncode == 0, run.stderr
+def test_demo_scores_and_writes_the_report(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)   # the demo writes ./reports
+    run = culture("demo", "--db", tmp_path / "demo.duckdb")
+    assert run.exit_code == 0, run.stderr
     assert "3570 accepted" in run.stdout
     assert "stigma             alpha 0.87" in run.stdout
     report = json.loads((tmp_path / "reports" / "validation_report.json").read_text())

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import duckdb
 import numpy as np
 import pandas as pd
@@ -17,6 +14,7 @@ from pipeline.publish.writer import publish
 from pipeline.store import add_wave, open_store
 from survey.settings import Settings
 from survey.synthetic import SiteSpec, generate_responses
+from tests.conftest import culture
 
 K = 10
 EXPECTED_TABLES = {"actions", "benchmarks", "cells", "data_quality", "equity", "funnel",
@@ -186,12 +184,10 @@ def test_planted_outliers_flagged_among_many_generated_sites(tmp_path, instrumen
 
 
 def test_run_command_rejects_an_unknown_target(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "cli.main", "run", "--db",
-                          str(tmp_path / "x.duckdb"), "--target", "best"],
-                         capture_output=True, text=True, timeout=60)
-    assert run.returncode == 1
-    assert "target rule 'best' is not known; use one of peer_q3" in run.stderr
-    assert "Traceback" not in run.stderr
+    run = culture("run", "--db", tmp_path / "x.duckdb", "--target", "best")
+    assert run.exit_code == 1
+    assert run.stderr.startswith("error: target rule 'best' is not known; use one of peer_q3")
+    assert not (tmp_path / "x.duckdb").exists()
 
 
 def test_item_answer_shares_equal_a_direct_count(published_sample, instrument):

@@ -31,6 +31,7 @@ from dashboard.accounts import AccountBook
 from stats.comparison import Funnel, funnel_band
 from outputs.export import (ENV_PSEUDONYM_KEY, MERGED_TYPE, coarsen_quasi_identifiers,
                              deployment_pseudonym_key, pseudonym_key_path, pseudonymise)
+from tests.conftest import culture
 
 PASSWORD = "a long enough password"
 USERS = (("res", "researcher", None), ("dir-a", "director", "A"), ("dir-d", "director", "D"),
@@ -216,11 +217,9 @@ def test_researcher_pseudonyms_are_those_on_their_pages_under_the_deployment_key
     assert set(other["Funnel plot points"]["Site"]) == downloaded
     # The CLI's --pseudonymise uses the same deployment key.
     out = settings.db_path.parent / "cli-export"
-    run = subprocess.run([str(Path(sys.executable).with_name("culture")), "export", "--out",
-                          str(out), "--db", str(settings.db_path), "--pseudonymise", "--level",
-                          "site"], capture_output=True, text=True, timeout=120,
-                         env={"PATH": "/usr/bin:/bin"})
-    assert run.returncode == 0, run.stderr
+    run = culture("export", "--out", out, "--db", settings.db_path, "--pseudonymise", "--level",
+                  "site")
+    assert run.exit_code == 0, run.stderr
     cli = pd.read_csv(out / "culture_site.csv")
     assert set(cli.loc[cli["level"] == "site", "unit"]) == downloaded
 
@@ -288,25 +287,19 @@ def test_every_type_and_region_combination_downloaded_covers_three_sites(researc
 def test_cli_says_what_was_coarsened_and_takes_the_setting_from_the_environment(
         published_sample, tmp_path):
     settings, _ = published_sample
-    run = subprocess.run([str(Path(sys.executable).with_name("culture")), "export", "--out",
-                          str(tmp_path), "--db", str(settings.db_path), "--level", "site"],
-                         capture_output=True, text=True, timeout=120,
-                         env={"PATH": "/usr/bin:/bin", ENV_PSEUDONYM_KEY: "k" * 24,
-                              "CULTURE_MIN_SITES_PER_COMBINATION": "4", "COLUMNS": "200"})
-    assert run.returncode == 0, run.stderr
+    run = culture("export", "--out", tmp_path, "--db", settings.db_path, "--level", "site",
+                  env={ENV_PSEUDONYM_KEY: "k" * 24, "CULTURE_MIN_SITES_PER_COMBINATION": "4"})
+    assert run.exit_code == 0, run.stderr
     text = " ".join(run.stdout.split())
     assert "covers 4 or more sites" in text
     assert "site_type: left out" in text and "region: left out" in text
     frame = pd.read_csv(tmp_path / "culture_site.csv", keep_default_na=False)
     assert set(frame["site_type"]) == {""} and set(frame["region"]) == {""}
     assert set(frame["level"]) == {"site", "national"}
-    refused = subprocess.run([str(Path(sys.executable).with_name("culture")), "export", "--out",
-                              str(tmp_path / "x"), "--db", str(settings.db_path),
-                              "--min-sites", "1", "--pseudonymise"],
-                             capture_output=True, text=True, timeout=120,
-                             env={"PATH": "/usr/bin:/bin"})
-    assert refused.returncode == 1 and "below the floor of 2" in refused.stderr
-    assert "Traceback" not in refused.stderr
+    refused = culture("export", "--out", tmp_path / "x", "--db", settings.db_path,
+                      "--min-sites", "1", "--pseudonymise")
+    assert refused.exit_code == 1 and "below the floor of 2" in refused.stderr
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize("seed", range(40))
