@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.scoring import keyed_items, scale_score, score_responses
+from pipeline.scoring import (keyed_items, respondent_scores_sql, scale_score,
+                             scale_scores_sql, score_responses)
+from pipeline.sql_templates import fill
 from pipeline.store import open_store
 from survey.settings import SAMPLES_DIR
 
@@ -45,3 +47,17 @@ def test_scores_follow_the_rule_on_every_respondent(scored, instrument, scale):
     assert got.score[too_few].isna().all()
     if scale in ("confidentiality", "voice_peer"):
         assert too_few.sum() > 0
+
+
+def test_scale_scores_view_is_built_from_the_one_definition(instrument):
+    sql = scale_scores_sql(instrument)
+    assert respondent_scores_sql(instrument, "responses") in sql
+    assert "{{" not in sql
+
+
+def test_a_template_slot_left_unfilled_or_unknown_is_an_error():
+    assert fill("select {{ a }}, {{b}} from t", a="x", b='"y"') == 'select x, "y" from t'
+    with pytest.raises(KeyError, match="'b'"):
+        fill("select {{a}}, {{b}}", a="x")
+    with pytest.raises(ValueError, match="'c'"):
+        fill("select {{a}}", a="x", c="y")
