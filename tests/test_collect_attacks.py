@@ -270,6 +270,7 @@ def _run(db: Path) -> str:
     return done.stdout
 
 
+@pytest.mark.slow   # four servers started, answered and killed
 def test_a_new_inbox_in_the_old_ones_place_loses_no_acknowledged_answer(store_path):
     inbox = store_path.with_name("store.inbox.sqlite")
     _post_answers(store_path, 12, "4")

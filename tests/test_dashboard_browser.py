@@ -20,6 +20,8 @@ import pytest
 
 from dashboard.accounts import AccountBook
 
+pytestmark = pytest.mark.slow   # a real browser against a served dashboard
+
 SCREENSHOTS = Path(__file__).parent / "screenshots"
 PAGES = ["/", "/principle", "/benchmark", "/trends", "/equity", "/quality"]
 PASSWORDS = {"dir-a": "director password", "boss": "administrator password"}

@@ -520,6 +520,7 @@ def _violations(browser) -> list[str]:
             if "Content Security Policy" in entry["message"] or "Refused to" in entry["message"]]
 
 
+@pytest.mark.slow   # a real browser
 def test_pages_work_in_a_browser_under_the_policy_and_a_refusal_reads_well(culture_serve,
                                                                            browser, site_names):
     from selenium.webdriver.common.by import By

@@ -165,6 +165,7 @@ def test_spss_and_stata_files_carry_variable_and_value_labels(exported, fmt):
         assert all(len(label) <= 80 for label in meta.column_names_to_labels.values())
 
 
+@pytest.mark.slow   # frictionless reads every exported file against the codebook
 def test_data_package_is_valid_and_describes_every_file_and_field(exported):
     _, report, out = exported
     result = frictionless.validate(str(out / "datapackage.json"))

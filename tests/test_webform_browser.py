@@ -7,10 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from pipeline.ingest.inbox import ingest_inbox
 from pipeline.store import open_store
 from tests.test_dashboard_browser import SCREENSHOTS, _browser_binaries, _free_port
 from tests.test_webform import _start
+
+pytestmark = pytest.mark.slow   # a real browser against a served form
 
 
 def test_phone_respondent_fills_in_the_form_and_the_pipeline_finds_it(store_path, instrument,
