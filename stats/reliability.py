@@ -360,4 +360,9 @@ def omega_total_batch(corr: np.ndarray) -> np.ndarray:
     """Omega total of many correlation matrices (groups, n_items, n_items) at once."""
     loadings = one_factor_loadings(corr)
     uniquenesses = 1 - loadings ** 2
-    return 1 - uniquenesses.sum(axis=1) / np.asarray(corr).sum(axis=(1, 2))
+    total = np.asarray(corr).sum(axis=(1, 2))
+    # A group whose items do not vary has no correlations (a zero sum): no omega, not a
+    # division warning on the user's screen.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        omega = 1 - uniquenesses.sum(axis=1) / total
+    return np.where(total == 0, np.nan, omega)

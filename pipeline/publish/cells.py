@@ -39,12 +39,11 @@ import pandas as pd
 from pipeline.frames import query_frame
 from pipeline.scoring import keyed_item_sql, respondent_scores_sql
 from pipeline.sql_templates import columns, quote, render
+from published.layout import NOT_STATED
 from survey.instrument import Instrument
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 
-#: Group of respondents who did not state an attribute (blank or "prefer not to say").
-NOT_STATED = "not_stated"
 #: Breakdown and group names of a unit's total (written as 'all' in sql/*.sql).
 ALL = "all"
 #: Unit name of the national level.
