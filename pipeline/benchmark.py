@@ -36,6 +36,9 @@ from pipeline.frames import query_frame, with_columns, write_table
 from stats.weighting import weighted_table
 from survey.settings import TARGET_RULES
 
+#: Decimals a shrunken mean is ranked on: far below any real difference, far above the
+#: noise of summing in another order.
+RANK_DECIMALS = 9
 #: Sites a peer group needs before its own quartile is used as a target.
 MIN_PEER_SITES_FOR_TARGET = 3
 COMPARED_KINDS = ("scale", "principle")
@@ -187,7 +190,10 @@ def shrunken_table(cells: pd.DataFrame, params: pd.DataFrame) -> pd.DataFrame:
             "peer_group": group["peer_group"].to_numpy(), "measure_kind": p.measure_kind,
             "measure": p.measure, "n": group["n"].to_numpy(), "mean": group["mean"].to_numpy(),
             "eb_mean": est.mean, "eb_low": low, "eb_high": high, "shrinkage": est.shrinkage,
-            "rank": pd.Series(-est.mean).rank(method="min").astype(int).to_numpy(),
+            # Means equal but for the last bits (sums added in another order by a parallel
+            # scan) are a tie, not a rank that changes from run to run.
+            "rank": pd.Series(-est.mean).round(RANK_DECIMALS).rank(method="min")
+                      .astype(int).to_numpy(),
             "sites_ranked": len(group)}))
     return _stack(rows)
 
