@@ -27,7 +27,9 @@ import pandas as pd
 import pyreadstat
 from common import ROOT, ensure_data
 
-from outputs.export import FORMATS, FORMULA_STARTS, LEVEL_SPECS, LEVELS, export_aggregates
+from outputs.export import (AGGREGATE_FORMATS as FORMATS, AGGREGATE_LEVELS as LEVELS,  # noqa: E402
+                            LEVEL_SPECS, export_aggregates)
+from survey.spreadsheet import FORMULA_PREFIXES  # noqa: E402
 from survey.instrument import load_instrument
 from survey.settings import DEFAULT_INSTRUMENT
 
@@ -115,7 +117,7 @@ def obvious_csv_export(levels: dict[str, pd.DataFrame], out: Path) -> float:
             for _, row in frame.iterrows():
                 values = []
                 for value in row:
-                    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+                    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
                         value = "'" + value
                     elif not isinstance(value, str) and pd.isna(value):
                         value = ""

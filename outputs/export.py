@@ -62,15 +62,15 @@ from published.reader import PublishedLayer, open_published
 from survey.errors import CultureError
 from survey.settings import ABSOLUTE_MIN_SITES_PER_COMBINATION
 from survey.sites import SITE_TYPES
-from survey.spreadsheet import FORMULA_PREFIXES, safe_cell_sql
+from survey.spreadsheet import safe_cell_sql
 
 if TYPE_CHECKING:
     import polars as pl
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 
-FORMATS = ("csv", "parquet", "sav", "dta")
-LEVELS = ("site", "principle", "item", "group")
+AGGREGATE_FORMATS = ("csv", "parquet", "sav", "dta")
+AGGREGATE_LEVELS = ("site", "principle", "item", "group")
 #: The deployment's pseudonymisation key; when unset, a key file beside the store is used.
 ENV_PSEUDONYM_KEY = "CULTURE_PSEUDONYMISE_KEY"
 #: The key file's name beside the store: culture.duckdb -> culture.pseudonym.key.
@@ -82,8 +82,6 @@ NOTES_FILE = "coarsening.txt"
 #: A short key could be found by trying keys against the few known site codes.
 MIN_KEY_LENGTH = 16
 PSEUDONYM_LENGTH = 8
-#: The formula guard's prefixes, under the name bench/export.py imports.
-FORMULA_STARTS = FORMULA_PREFIXES
 
 MEDIA_TYPES = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet",
                "sav": "application/x-spss-sav", "dta": "application/x-stata-dta"}
@@ -469,8 +467,8 @@ def export_aggregates(published_path: Path, out_dir: Path,
     `out_dir` first and moved into place only when complete, the data package last,
     so a reader never finds a half-written file.
     """
-    formats = _chosen(fmt, FORMATS, "format")
-    levels = _chosen(level, LEVELS, "level")
+    formats = _chosen(fmt, AGGREGATE_FORMATS, "format")
+    levels = _chosen(level, AGGREGATE_LEVELS, "level")
     _check_key(pseudonym_key)
     if min_sites < ABSOLUTE_MIN_SITES_PER_COMBINATION:
         raise ExportError(f"min_sites {min_sites} is below the floor of "

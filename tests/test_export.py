@@ -18,7 +18,7 @@ import pandas as pd
 import pyreadstat
 import pytest
 
-from outputs.export import (CODED_COLUMNS, COLUMN_LABELS, ENV_PSEUDONYM_KEY, FORMATS, LEVELS,
+from outputs.export import (CODED_COLUMNS, COLUMN_LABELS, ENV_PSEUDONYM_KEY, AGGREGATE_FORMATS, AGGREGATE_LEVELS,
                              ExportError, export_aggregates, export_zip, pseudonymise)
 from pipeline.psychometrics.stage import run_psychometrics
 from pipeline.publish.writer import publish
@@ -51,7 +51,7 @@ def hostile_published(sample_store, instrument):
 @pytest.fixture(scope="module")
 def exported(hostile_published, tmp_path_factory):
     out = tmp_path_factory.mktemp("export")
-    report = export_aggregates(hostile_published.published_path, out, list(FORMATS))
+    report = export_aggregates(hostile_published.published_path, out, list(AGGREGATE_FORMATS))
     return hostile_published, report, out
 
 
@@ -73,7 +73,7 @@ def published(settings, sql, params=()):
 
 def test_every_level_and_format_is_written_and_reads_back_equal(exported):
     settings, report, out = exported
-    assert {(f.level, f.fmt) for f in report.files} == {(l, f) for l in LEVELS for f in FORMATS}
+    assert {(f.level, f.fmt) for f in report.files} == {(l, f) for l in AGGREGATE_LEVELS for f in AGGREGATE_FORMATS}
     cell = published(settings, "select * from cells where level = 'site' and unit = 'A' and "
                                "wave = 2026 and measure = 'psysafety' and breakdown = 'all'").iloc[0]
     alpha = published(settings, "select alpha, omega_total from reliability where level = "
@@ -178,7 +178,7 @@ def test_data_package_is_valid_and_describes_every_file_and_field(exported):
         columns = list(read_back(out / resource.path).columns)
         assert resource.schema.field_names == columns, resource.name
     tables = [task for task in result.tasks if task.type == "table"]
-    assert len(tables) == 2 * len(LEVELS)
+    assert len(tables) == 2 * len(AGGREGATE_LEVELS)
     rows = {task.name: task.stats["rows"] for task in tables}
     assert rows == {f"{f.level}-{f.fmt}": f.rows for f in report.files
                     if f.fmt in ("csv", "parquet")}
@@ -207,7 +207,7 @@ def test_no_exported_count_is_below_the_threshold_and_hidden_cells_are_blank(exp
         hidden_rows += int(hidden.sum())
     expected = int(published(settings, "select count(*) as n from cells where suppressed")
                    ["n"].iloc[0])
-    assert hidden_rows == expected * len(FORMATS) > 0
+    assert hidden_rows == expected * len(AGGREGATE_FORMATS) > 0
 
 
 def test_csv_neutralises_formula_payloads_and_keeps_numbers(exported):

@@ -36,7 +36,7 @@ from tests.conftest import culture
 PASSWORD = "a long enough password"
 USERS = (("res", "researcher", None), ("dir-a", "director", "A"), ("dir-d", "director", "D"),
          ("boss", "admin", None))
-LEVELS = ("site", "principle", "item", "group")
+from outputs.export import AGGREGATE_LEVELS as LEVELS
 MIN_SITES = 3
 
 

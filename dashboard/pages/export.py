@@ -14,7 +14,7 @@ from dash import html
 
 from dashboard.access import authorise_page, current_viewer
 from dashboard.view import View, deployment_key, export_min_sites
-from outputs.export import FORMATS, LEVELS
+from outputs.export import AGGREGATE_FORMATS, AGGREGATE_LEVELS
 
 TITLE = "Export"
 NEEDS_SITE = False
@@ -28,7 +28,7 @@ def layout(view: View) -> html.Div:
     links = [html.Li(html.A(f"{level} level, {fmt.upper()}",
                             href=f"/download/aggregates?level={level}&format={fmt}",
                             id=f"export-{level}-{fmt}"))
-             for level in LEVELS for fmt in FORMATS]
+             for level in AGGREGATE_LEVELS for fmt in AGGREGATE_FORMATS]
     return html.Div([
         html.H1("Export aggregates"),
         html.P(f"Only published aggregates: cells with fewer than {view.k} responses (or "
@@ -60,9 +60,9 @@ def download():
                               mimetype="text/plain")
     level = flask.request.args.get("level", "site")
     fmt = flask.request.args.get("format", "csv")
-    if level not in LEVELS or fmt not in FORMATS:
+    if level not in AGGREGATE_LEVELS or fmt not in AGGREGATE_FORMATS:
         return flask.Response(f"unknown export {level!r} / {fmt!r}; levels: "
-                              f"{', '.join(LEVELS)}; formats: {', '.join(FORMATS)}", 400,
+                              f"{', '.join(AGGREGATE_LEVELS)}; formats: {', '.join(AGGREGATE_FORMATS)}", 400,
                               mimetype="text/plain")
     data = flask.current_app.config["CULTURE_DATA"]
     key = None if viewer.role == "admin" else deployment_key(data)
