@@ -209,7 +209,9 @@ def demo(db: DbOption = None, instrument: InstrumentOption = None,
                   "culture quarantine --db dirty.duckdb")
     if not settings.published_path.exists():
         return
-    credentials = demo_accounts(settings)
+    from dashboard.accounts import reset_demo_accounts
+
+    credentials = reset_demo_accounts(settings.accounts_path)
     out.print("dashboard accounts (new passwords each demo run):")
     for username, (role, password) in credentials.items():
         out.print(f"  {role:<9} {username:<14} password: {password}")
@@ -220,23 +222,3 @@ def demo(db: DbOption = None, instrument: InstrumentOption = None,
     else:
         out.print(f"see the dashboard: culture serve{' --db ' + str(db) if db else ''} "
                   "(then open http://127.0.0.1:8050/ and sign in as above)")
-
-
-def demo_accounts(settings: Settings) -> dict[str, tuple[str, str]]:
-    """(Re)create the demo admin and the director of sample site A with fresh passwords."""
-    import secrets
-
-    from dashboard.accounts import AccountBook
-
-    book = AccountBook(settings.accounts_path)
-    existing = {a.username for a in book.accounts()}
-    made = {}
-    for username, role, site in (("demo-admin", "admin", None),
-                                 ("demo-director", "director", "A")):
-        password = secrets.token_urlsafe(9)
-        if username in existing:
-            book.set_password(username, password)
-        else:
-            book.add(username, role, password, site)
-        made[username] = (role, password)
-    return made

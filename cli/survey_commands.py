@@ -148,19 +148,11 @@ def invite(site: Annotated[str, typer.Option(help="Site code")],
 
     Example: culture invite --site A --wave 2026 --count 300 --out links-A.csv
     """
-    import csv
-
-    from collect.inbox import issue_tokens
+    from collect.inbox import write_invitation_links
 
     settings = settings_for(db)
     if (site, wave) not in _surveys(settings):
         raise CultureError(f"site {site!r} and wave {wave} are not both in the store; add them "
                            "with `culture sites add` / `culture waves add`")
-    if not 1 <= count <= 100_000:
-        raise CultureError(f"--count {count}: use 1 to 100000")
-    tokens = issue_tokens(settings.inbox_path, site, wave, count)
-    with out_file.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["link"])
-        writer.writerows([[f"{base_url.rstrip('/')}/s/{site}/{wave}?t={t}"] for t in tokens])
+    write_invitation_links(settings.inbox_path, site, wave, count, out_file, base_url)
     out.print(f"{count} invitation links for site {site}, wave {wave}: {out_file}")

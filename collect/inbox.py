@@ -136,6 +136,26 @@ def issue_tokens(path: Path | str, site: str, wave: int, count: int) -> list[str
     return tokens
 
 
+#: Most invitations one call makes (a typo guard: the largest trust has a few thousand).
+MAX_INVITATIONS = 100_000
+
+
+def write_invitation_links(path: Path | str, site: str, wave: int, count: int, out: Path,
+                           base_url: str) -> int:
+    """Issue `count` invitations and write their links, one a row under `link`, to the CSV
+    `out` (the list the survey lead sends; the inbox keeps only the tokens' hashes)."""
+    import csv
+
+    if not 1 <= count <= MAX_INVITATIONS:
+        raise InboxError(f"--count {count}: use 1 to {MAX_INVITATIONS}")
+    tokens = issue_tokens(path, site, wave, count)
+    with Path(out).open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["link"])
+        writer.writerows([[f"{base_url.rstrip('/')}/s/{site}/{wave}?t={t}"] for t in tokens])
+    return len(tokens)
+
+
 class Inbox:
     """Durable, exactly-once storage of submissions, group-committed by one thread."""
 

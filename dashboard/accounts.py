@@ -291,3 +291,25 @@ class LoginThrottle:
         with self._lock:
             self._failures.pop(("pair", username, address), None)
             self._failures.pop(("account", username), None)
+
+
+#: The demo's accounts: (username, role, site directed).
+DEMO_ACCOUNTS = (("demo-admin", "admin", None), ("demo-director", "director", "A"))
+
+
+def reset_demo_accounts(path: Path | str) -> dict[str, tuple[str, str]]:
+    """(Re)create the demo admin and the director of sample site A with fresh passwords;
+    {username: (role, password)} to print once."""
+    import secrets
+
+    book = AccountBook(path)
+    existing = {a.username for a in book.accounts()}
+    made = {}
+    for username, role, site in DEMO_ACCOUNTS:
+        password = secrets.token_urlsafe(9)
+        if username in existing:
+            book.set_password(username, password)
+        else:
+            book.add(username, role, password, site)
+        made[username] = (role, password)
+    return made
