@@ -17,7 +17,7 @@ def users_add(username: str,
                   help="A director's own site code")] = None,
               password: Annotated[str, typer.Option(
                   prompt=True, hide_input=True, confirmation_prompt=True,
-                  envvar="CULTURE_PASSWORD", help="At least 10 characters [env: "
+                  envvar="CULTURE_PASSWORD", help="At least 10 characters \\[env: "
                   "CULTURE_PASSWORD; asked for when not given]")] = "",
               db: DbOption = None) -> None:
     """Add a dashboard account.
@@ -69,7 +69,7 @@ def users_remove(username: str, db: DbOption = None) -> None:
 
 def users_set_password(username: str, password: Annotated[str, typer.Option(
         prompt=True, hide_input=True, confirmation_prompt=True, envvar="CULTURE_PASSWORD",
-        help="At least 10 characters [env: CULTURE_PASSWORD]")] = "",
+        help="At least 10 characters \\[env: CULTURE_PASSWORD]")] = "",
         db: DbOption = None) -> None:
     """Set a new password for an account and end its open dashboard sessions.
 
@@ -86,11 +86,11 @@ def serve(db: DbOption = None,
           port: Annotated[int, typer.Option(help="Port")] = 8050,
           trust_proxy: Annotated[Optional[bool], typer.Option(
               "--trust-proxy/--no-trust-proxy", help="Behind one reverse proxy: take the "
-              "client address from its X-Forwarded-For [env: CULTURE_TRUST_PROXY; "
+              "client address from its X-Forwarded-For \\[env: CULTURE_TRUST_PROXY; "
               "default: no]")] = None,
           secure_cookies: Annotated[Optional[bool], typer.Option(
               "--secure-cookies/--no-secure-cookies", help="Reached over HTTPS (a TLS "
-              "proxy): send cookies only over HTTPS [env: CULTURE_SECURE_COOKIES; "
+              "proxy): send cookies only over HTTPS \\[env: CULTURE_SECURE_COOKIES; "
               "default: no]")] = None) -> None:
     """Serve the dashboard over the published results (sign-in required).
 

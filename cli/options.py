@@ -18,9 +18,9 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 DbOption = Annotated[Optional[Path], typer.Option(
-    "--db", help="DuckDB store file [env: CULTURE_DB; default: ./culture.duckdb]")]
+    "--db", help="DuckDB store file \\[env: CULTURE_DB; default: ./culture.duckdb]")]
 InstrumentOption = Annotated[Optional[Path], typer.Option(
-    "--instrument", help="Instrument YAML [env: CULTURE_INSTRUMENT; default: "
+    "--instrument", help="Instrument YAML \\[env: CULTURE_INSTRUMENT; default: "
                          "instruments/support-culture-v1.yaml]")]
 
 

@@ -31,7 +31,7 @@ def export_aggregates_command(
                                    "beside the store the first time)")] = False,
         min_sites: Annotated[Optional[int], typer.Option(
             "--min-sites", help="When pseudonymising, coarsen site type and region until "
-                                "each combination covers this many sites [default: "
+                                "each combination covers this many sites \\[default: "
                                 "CULTURE_MIN_SITES_PER_COMBINATION or 3]")] = None,
         db: DbOption = None) -> None:
     """Export the published aggregates for researchers, with a datapackage.json codebook.

@@ -68,9 +68,9 @@ def run(files: Annotated[Optional[list[Path]], typer.Argument(
             "--reports", help="Folder for the validation report")] = Path("reports"),
         target: Annotated[Optional[str], typer.Option(
             help="Principle target: peer_q3, national_q3, peer_median or national_median "
-                 "[env: CULTURE_TARGET; default: peer_q3]")] = None,
+                 "\\[env: CULTURE_TARGET; default: peer_q3]")] = None,
         min_group_size: Annotated[Optional[int], typer.Option(
-            "--min-group-size", help="Smallest group shown [env: CULTURE_MIN_GROUP_SIZE; "
+            "--min-group-size", help="Smallest group shown \\[env: CULTURE_MIN_GROUP_SIZE; "
                                      "default: 10; never below 5]")] = None,
         tool: Annotated[str, typer.Option(
             "--from", help="Where the files come from: culture (our columns), redcap, forms "
@@ -183,7 +183,7 @@ def demo(db: DbOption = None, instrument: InstrumentOption = None,
          dirty: Annotated[bool, typer.Option(
              "--dirty", help="Load the messy export (every kind of bad row) instead")] = False,
          serve: Annotated[Optional[bool], typer.Option(
-             "--serve/--no-serve", help="End by serving the dashboard [default: when run "
+             "--serve/--no-serve", help="End by serving the dashboard \\[default: when run "
              "in a terminal, and not under CI]")] = None,
          port: Annotated[int, typer.Option(help="Dashboard port")] = 8050,
          ) -> None:
