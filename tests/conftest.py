@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
+import shutil
 from pathlib import Path
 
 import pytest
@@ -43,13 +45,22 @@ def sample_manifest() -> dict:
     return json.loads((SAMPLES_DIR / "manifest.json").read_text(encoding="utf-8"))
 
 
-@pytest.fixture(scope="module")
-def sample_store(tmp_path_factory, instrument, definition_yaml) -> Path:
-    """A store holding the committed clean sample, ingested for real (one per module)."""
-    path = tmp_path_factory.mktemp("sample") / "store.duckdb"
+@pytest.fixture(scope="session")
+def _sample_template(tmp_path_factory, instrument, definition_yaml) -> Path:
+    """The committed clean sample ingested for real, once per test run (copied for use)."""
+    path = tmp_path_factory.mktemp("sample-template") / "store.duckdb"
     with open_store(path) as con:
         load_reference_data(con, SAMPLES_DIR, instrument)
         ingest_file(con, SAMPLES_DIR / "responses_clean.csv", instrument, definition_yaml)
+    return path
+
+
+@pytest.fixture(scope="module")
+def sample_store(tmp_path_factory, _sample_template) -> Path:
+    """A store holding the committed clean sample, ingested for real: a module's own copy
+    of one made per run (a copy costs milliseconds, an ingest a second)."""
+    path = tmp_path_factory.mktemp("sample") / "store.duckdb"
+    shutil.copyfile(_sample_template, path)
     return path
 
 
@@ -100,15 +111,30 @@ def write_csv(path: Path, rows: list[dict[str, str]], encoding: str = "utf-8",
     return path
 
 
-@pytest.fixture(scope="module")
-def published_sample(sample_store, instrument):
-    """The sample store run through psychometrics and publish (k = 10): (settings, report)."""
+@pytest.fixture(scope="session")
+def _published_template(tmp_path_factory, _sample_template, instrument):
+    """The sample run through psychometrics and publish (k = 10), once per test run."""
     from pipeline.psychometrics.stage import run_psychometrics
     from pipeline.publish.writer import publish
     from survey.settings import Settings
 
-    settings = Settings(db_path=sample_store)
-    with open_store(sample_store) as con:
+    store = tmp_path_factory.mktemp("published-template") / "store.duckdb"
+    shutil.copyfile(_sample_template, store)
+    settings = Settings(db_path=store)
+    with open_store(store) as con:
         psychometrics = run_psychometrics(con, instrument, settings)
         report = publish(con, instrument, settings, psychometrics)
     return settings, report
+
+
+@pytest.fixture(scope="module")
+def published_sample(sample_store, _published_template):
+    """The module's sample store as psychometrics and publish leave it, with its published
+    layer beside it (k = 10): (settings, report). Copies of one run per test session."""
+    from survey.settings import Settings
+
+    template, report = _published_template
+    shutil.copyfile(template.db_path, sample_store)
+    settings = Settings(db_path=sample_store)
+    shutil.copyfile(template.published_path, settings.published_path)
+    return settings, dataclasses.replace(report, path=settings.published_path)
