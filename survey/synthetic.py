@@ -11,7 +11,10 @@ thresholds; negatively worded items are flipped back (6 - code) so the file look
 real answers. Realistic noise is added: blank items, "don't know" (code 9, more often on
 the pathways items), respondents who stop part-way, straight-liners and speeders.
 Everything is drawn from one seeded generator, so the same seed gives the same files.
-What was planted is written to ``manifest.json`` for tests and later stages to check.
+What was planted is written to ``manifest.json`` for tests and later stages to check:
+the attribute effects, the planted outliers, and the complete truth per site, scale and
+wave (``site_truth``, see `site_truth`), so that a comparison's true and false alarms
+can be counted, not only whether it found the two sites we meant to be found.
 """
 
 from __future__ import annotations
@@ -40,6 +43,12 @@ SITE_EFFECT_SD = 0.33
 WAVE_TREND = 0.04
 #: Latent shift of a planted outlier site on its scale(s): three site-effect SDs.
 OUTLIER_SHIFT = 1.0
+#: A site x scale x wave cell is truly outside the peer distribution when its true latent
+#: mean lies more than this many true between-site SDs (SITE_EFFECT_SD) from the mean of
+#: the other sites' true latent means in that wave: under the model a site drawn like its
+#: peers lands there rarely (about 7% with 7 sites, 5% with hundreds), so a comparison
+#: that flags it has found something real even when nothing was planted.
+OUTSIDE_MARGIN_SDS = 1.96
 #: Correlation of the individual latent deviations: the "trust" cluster is tighter.
 BASE_CORRELATION = 0.35
 CLUSTER = ("stigma", "psysafety", "confidentiality", "leader_modelling")
@@ -155,6 +164,74 @@ def _attributes(rng: np.random.Generator, site_types: np.ndarray) -> dict[str, n
     return values
 
 
+def expected_group_effects(site_type: str, scales: tuple[str, ...]) -> np.ndarray:
+    """The mean attribute effect on each latent scale among a site type's respondents.
+
+    Follows `_attributes`: staff groups in the type's mix, place of qualification
+    outside Europe with probability .55 for locally employed doctors and .2 for the
+    rest, EEA .08; each attribute is then hidden ("prefer not to say" or skipped) for
+    6% of respondents, who get none of that attribute's effects. This is the site's
+    expected composition, not the composition its sample happened to draw.
+    """
+    mix = STAFF_MIX[site_type]
+    shown = 0.94
+    effect = dict.fromkeys(scales, 0.0)
+    for group, share in mix.items():
+        for scale, value in GROUP_EFFECTS["staff_group"].get(group, {}).items():
+            effect[scale] += shown * share * value
+        outside_europe = 0.55 if group == "locally_employed" else 0.2
+        for pmq, chance in (("rest_of_world", outside_europe), ("eea", 0.08)):
+            for scale, value in GROUP_EFFECTS["pmq"][pmq].items():
+                effect[scale] += shown * share * chance * value
+    return np.array([effect[s] for s in scales])
+
+
+def site_truth(sites: list[SiteSpec], waves: list[int], scales: tuple[str, ...],
+               random_effects: np.ndarray, planted: np.ndarray) -> list[dict]:
+    """Every site's true latent position per scale and wave, and whether it is outside.
+
+    For site i, scale s and wave w (index t = 0, 1, ...):
+
+        latent_mean = random_effect + planted_shift + composition + WAVE_TREND * t
+
+    where composition is `expected_group_effects` of the site's type. The cell is
+    outside ("above" or "below"; else None) when latent_mean differs from the mean of
+    the other sites' latent_mean in that wave by more than OUTSIDE_MARGIN_SDS *
+    SITE_EFFECT_SD. The margin uses the model's between-site SD, not the SD of the
+    drawn effects, so a planted outlier among the peers does not widen it. A planted
+    shift (3 SDs) is almost always outside, but not by definition: a random effect of
+    the other sign can pull it back, and the truth then says so.
+    """
+    composition = np.array([expected_group_effects(s.site_type, scales) for s in sites])
+    position = random_effects + planted + composition
+    k = len(sites)
+    if k > 1:
+        others_mean = (position.sum(axis=0) - position) / (k - 1)
+        gap = position - others_mean
+    else:
+        gap = np.zeros_like(position)
+    margin = OUTSIDE_MARGIN_SDS * SITE_EFFECT_SD
+    rows = []
+    for i, site in enumerate(sites):
+        for j, scale in enumerate(scales):
+            outside = None if abs(gap[i, j]) <= margin else (
+                "above" if gap[i, j] > 0 else "below")
+            rows.append({
+                "site": site.code, "scale": scale,
+                "random_effect": round(float(random_effects[i, j]), 6),
+                "planted_shift": float(planted[i, j]),
+                "composition": round(float(composition[i, j]), 6),
+                "gap_to_others": round(float(gap[i, j]), 6),
+                # The trend is common to all sites, so the gap, and whether the cell
+                # is outside, is the same in every wave of this model.
+                "waves": [{"wave": wave,
+                           "latent_mean": round(float(position[i, j] + WAVE_TREND * t), 6),
+                           "outside": outside}
+                          for t, wave in enumerate(waves)],
+            })
+    return rows
+
+
 def generate_responses(instrument: Instrument, sites: list[SiteSpec], waves: list[int],
                        seed: int, outliers: list[tuple[str, str, int]],
                        site_sizes: np.ndarray | None = None,
@@ -174,10 +251,12 @@ def generate_responses(instrument: Instrument, sites: list[SiteSpec], waves: lis
     wave_of = np.concatenate([np.repeat(np.arange(len(waves)), row) for row in sizes])
     n = len(site_of)
 
-    site_effects = rng.normal(0, SITE_EFFECT_SD, size=(len(sites), len(scales)))
+    random_effects = rng.normal(0, SITE_EFFECT_SD, size=(len(sites), len(scales)))
+    planted = np.zeros_like(random_effects)
     for code, scale, direction in outliers:
-        site_effects[[s.code for s in sites].index(code), scale_index[scale]] += \
+        planted[[s.code for s in sites].index(code), scale_index[scale]] += \
             direction * outlier_shift
+    site_effects = random_effects + planted
     site_types = np.array([sites[i].site_type for i in site_of], dtype=object)
     attributes = _attributes(rng, site_types)
     chol = np.linalg.cholesky(_latent_correlation(scales))
@@ -260,6 +339,14 @@ def generate_responses(instrument: Instrument, sites: list[SiteSpec], waves: lis
                      for code, scale, direction in outliers],
         "straight_liners": int(straight.sum()),
         "speeders": int(speeder.sum()),
+        "outside_margin": {
+            "between_site_sds": OUTSIDE_MARGIN_SDS,
+            "latent_units": round(OUTSIDE_MARGIN_SDS * SITE_EFFECT_SD, 6),
+            "rule": "a cell is outside when its true latent mean differs from the mean of "
+                    "the other sites' true latent means in that wave by more than "
+                    "between_site_sds x site_effect_sd",
+        },
+        "site_truth": site_truth(sites, waves, scales, random_effects, planted),
     }
     return pa.table(arrays), truth
 

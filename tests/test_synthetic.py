@@ -186,3 +186,97 @@ def test_national_writer_gives_typed_parquet_with_planted_outliers(tmp_path):
 def test_impossible_sizes_are_refused(tmp_path):
     with pytest.raises(CultureError, match="at least one response per site and wave"):
         write_national(tmp_path, n_responses=10, n_sites=30, n_waves=3)
+
+
+def _truth_table(truth: dict) -> pd.DataFrame:
+    return pd.DataFrame([{"site": r["site"], "scale": r["scale"], "wave": w["wave"],
+                          "random_effect": r["random_effect"], "planted": r["planted_shift"],
+                          "composition": r["composition"], "gap": r["gap_to_others"],
+                          "latent_mean": w["latent_mean"], "outside": w["outside"]}
+                         for r in truth["site_truth"] for w in r["waves"]])
+
+
+def test_sample_truth_covers_every_site_scale_and_wave_and_adds_up(instrument):
+    from survey.synthetic import SITE_EFFECT_SD, WAVE_TREND
+
+    manifest = json.loads((SAMPLES_DIR / "manifest.json").read_text())
+    truth = _truth_table(manifest)
+    scales = [s.id for s in instrument.scales]
+    assert len(truth) == len(SAMPLE_SITES) * len(scales) * len(SAMPLE_WAVES) == 168
+    assert set(truth.site) == {s.code for s in SAMPLE_SITES} and set(truth.scale) == set(scales)
+    step = truth.wave.map({w: t for t, w in enumerate(SAMPLE_WAVES)})
+    rebuilt = truth.random_effect + truth.planted + truth.composition + WAVE_TREND * step
+    assert np.abs(rebuilt - truth.latent_mean).max() < 1e-5
+    # The gap is to the mean of the other six sites, and "outside" is the stated margin.
+    others = (truth.groupby(["scale", "wave"]).latent_mean.transform("sum")
+              - truth.latent_mean) / 6
+    assert np.abs(truth.latent_mean - others - truth.gap).max() < 1e-5
+    margin = manifest["outside_margin"]["between_site_sds"] * SITE_EFFECT_SD
+    expected = np.where(truth.gap > margin, "above", np.where(truth.gap < -margin, "below", ""))
+    assert list(truth.outside.fillna("")) == list(expected)
+    planted = truth[truth.planted != 0].groupby(["site", "scale"]).planted.first()
+    assert planted.to_dict() == {("C", "pathways"): 1.0, ("D", "psysafety"): -1.0}
+    # The two planted cells, and five that chance put outside (A's psychological safety
+    # among them), in every wave.
+    outside = truth.dropna(subset=["outside"]).groupby(["site", "scale"]).outside.agg(set)
+    assert outside.to_dict() == {
+        ("A", "psysafety"): {"above"}, ("C", "pathways"): {"above"},
+        ("C", "leader_modelling"): {"below"}, ("D", "psysafety"): {"below"},
+        ("D", "pathways"): {"below"}, ("E", "voice_peer"): {"below"},
+        ("F", "pathways"): {"below"}}
+    assert (truth.groupby(["site", "scale"]).outside.nunique(dropna=False) == 1).all()
+
+
+def test_sample_site_means_track_their_recorded_latent_means(instrument):
+    manifest = json.loads((SAMPLES_DIR / "manifest.json").read_text())
+    truth = _truth_table(manifest).set_index(["scale", "site", "wave"]).latent_mean
+    frame = pd.read_csv(SAMPLES_DIR / "responses_clean.csv")
+    rows = []
+    for scale in instrument.scales:
+        means = scale_scores(instrument, frame, scale.id).groupby([frame.site, frame.wave]).mean()
+        rows += [(scale.id, site, wave, value, truth[(scale.id, site, wave)])
+                 for (site, wave), value in means.items()]
+    cells = pd.DataFrame(rows, columns=["scale", "site", "wave", "observed", "latent"])
+    centred = cells[["observed", "latent"]] - cells.groupby(["scale", "wave"])[
+        ["observed", "latent"]].transform("mean")
+    # 168 site x scale x wave means: the truth explains almost all of their spread, at
+    # about two thirds of a scale point per latent SD (loadings .6-.8, ordinal cuts).
+    assert np.corrcoef(centred.observed, centred.latent)[0, 1] > 0.95
+    slope = np.polyfit(centred.latent, centred.observed, 1)[0]
+    assert 0.55 < slope < 0.75
+
+
+def test_larger_set_truth_matches_its_sites_and_its_drawn_composition(instrument, larger_set):
+    from survey.synthetic import GROUP_EFFECTS, expected_group_effects
+
+    frame, truth = larger_set
+    table = _truth_table(truth)
+    assert len(table) == 40 * len(instrument.scales) * 2
+    latent = table.set_index(["scale", "site", "wave"]).latent_mean
+    for scale in ("stigma", "psysafety", "pathways"):
+        means = scale_scores(instrument, frame, scale).groupby([frame.site, frame.wave]).mean()
+        recorded = np.array([latent[(scale, site, wave)] for site, wave in means.index])
+        assert np.corrcoef(means.values, recorded)[0, 1] > 0.9, scale
+    # The composition term is the expectation of the attribute effects actually drawn.
+    scales = tuple(s.id for s in instrument.scales)
+    drawn = np.zeros((len(frame), len(scales)))
+    for attribute, groups in GROUP_EFFECTS.items():
+        for group, effects in groups.items():
+            rows = (frame[attribute] == group).to_numpy()
+            for scale, value in effects.items():
+                drawn[rows, scales.index(scale)] += value
+    assert np.abs(drawn.mean(axis=0) - expected_group_effects("acute_trust", scales)).max() < 0.01
+    outside = table[table.outside.notna()]
+    assert {("S03", "psysafety", "below"), ("S07", "pathways", "above")} <= set(
+        zip(outside.site, outside.scale, outside.outside))
+
+
+def test_national_manifest_records_the_truth_of_every_site(tmp_path):
+    manifest = write_national(tmp_path, seed=3, n_responses=6_000, n_sites=30, n_waves=2)
+    table = _truth_table(manifest)
+    assert len(table) == 30 * 8 * 2 and table.site.nunique() == 30
+    assert set(table.wave) == set(manifest["waves"])
+    planted = table[table.planted != 0].groupby(["site", "scale"]).planted.first()
+    assert [(o["site"], o["scale"]) for o in manifest["outliers"]] == list(planted.index)
+    # Types differ in their staff mix, so composition differs between types on pathways.
+    assert table[table.scale == "pathways"].composition.nunique() > 1
