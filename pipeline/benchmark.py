@@ -33,13 +33,14 @@ from published.layout import FDR, NO_TARGET
 from stats.comparison import (benjamini_hochberg, benjamini_hochberg_by_group, funnel,
                                  funnel_band, pooled_sd, shrink, welch)
 from pipeline.frames import query_frame, with_columns, write_table
+from stats.gaps import leave_one_out_gaps, pool_seed
 from stats.weighting import weighted_table
 from survey.settings import TARGET_RULES
 
 #: Decimals a shrunken mean is ranked on: far below any real difference, far above the
 #: noise of summing in another order.
 RANK_DECIMALS = 9
-#: Sites a peer group needs before its own quartile is used as a target.
+#: Other sites (the site itself left out) a pool needs before its quartile is a target.
 MIN_PEER_SITES_FOR_TARGET = 3
 COMPARED_KINDS = ("scale", "principle")
 #: Columns of the published cells the comparisons read.
@@ -224,47 +225,60 @@ def trend_table(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def principle_gap_table(cells: pd.DataFrame, target_rule: str = "peer_q3") -> pd.DataFrame:
-    """Each site's principle scores against a target, gaps ordered by size and certainty.
+    """Each site's principle scores against a target set by the other sites, gaps ordered
+    by size and certainty.
 
-    gap = target - score (positive: short of the target), 95% CI from the score's SE
-    (the target, a quartile of site scores, is treated as fixed). certainty: 'clear
-    gap' when the whole interval is short of the target, 'possible gap' when the score
-    is short but the interval reaches it, 'meets target' otherwise. priority orders a
-    site's principles by the lower end of the gap interval, so a large, certain gap
-    comes before a large, uncertain one. With fewer than three reportable sites in the
-    wave there is no target (a quartile of one or two sites is those sites): target
-    and gap are missing, certainty is 'no target', and priority follows the score,
-    lowest first.
+    target: the upper quartile (or median) of the *other* sites' scores in the site's
+    peer group, or of all other sites when the peer group has fewer than three other
+    reportable sites (`stats.gaps.leave_one_out_gaps`). gap = target - score (positive:
+    short of the target), with a 95% percentile bootstrap interval over the other sites
+    that also carries the site's own SE. certainty: 'clear gap' when the whole interval
+    is short of the target, 'possible gap' when the score is short but the interval
+    reaches it, 'meets target' otherwise. priority orders a site's principles by the
+    lower end of the gap interval, so a large, certain gap comes before a large,
+    uncertain one. With fewer than three other reportable sites in the wave there is
+    no target (a quartile of one or two sites is those sites): target and gap are
+    missing, certainty is 'no target', and priority follows the score, lowest first.
     """
     if target_rule not in TARGET_RULES:
         raise ValueError(f"target rule {target_rule!r}; use one of {', '.join(TARGET_RULES)}")
     sites = _site_totals(cells)
-    sites = sites[sites["measure_kind"] == "principle"].copy()
+    sites = sites[sites["measure_kind"] == "principle"].reset_index(drop=True)
     level = 0.5 if target_rule.endswith("median") else 0.75
     by = ["wave", "measure"]
-    national = pd.DataFrame({
-        "national_target": sites.groupby(by)["mean"].quantile(level),
-        "national_sites": sites.groupby(by)["mean"].count()})
-    peer = pd.DataFrame({
-        "peer_target": sites.groupby(by + ["peer_group"])["mean"].quantile(level),
-        "peer_sites": sites.groupby(by + ["peer_group"])["mean"].count()})
-    sites = _attach(_attach(sites, national, by), peer, by + ["peer_group"])
-    use_peer = target_rule.startswith("peer") & (sites["peer_sites"] >= MIN_PEER_SITES_FOR_TARGET)
-    # A quartile of one or two sites is those sites themselves: a site alone would
-    # always "meet its target". With fewer than three reportable sites there is none.
-    use_national = ~use_peer & (sites["national_sites"] >= MIN_PEER_SITES_FOR_TARGET)
-    sites["target"] = np.where(use_peer, sites["peer_target"],
-                               np.where(use_national, sites["national_target"], np.nan))
+    others_national = sites.groupby(by)["mean"].transform("count") - 1
+    others_peer = sites.groupby(by + ["peer_group"])["mean"].transform("count") - 1
+    use_peer = (target_rule.startswith("peer")
+                & (others_peer >= MIN_PEER_SITES_FOR_TARGET)).to_numpy()
+    # A quartile of one or two other sites is those sites themselves. With fewer than
+    # three other reportable sites there is no target.
+    use_national = ~use_peer & (others_national >= MIN_PEER_SITES_FOR_TARGET).to_numpy()
+    for name in ("target", "gap", "gap_low", "gap_high"):
+        sites[name] = np.nan
+    for use, pool_by in ((use_peer, by + ["peer_group"]), (use_national, by)):
+        if not use.any():
+            continue
+        for key, pool in sites.groupby(pool_by, sort=False):
+            # In site order, so each site's draws do not depend on the rows' order.
+            pool = pool.sort_values("unit", kind="stable")
+            wanted = use[pool.index]
+            if not wanted.any():
+                continue
+            key = key if isinstance(key, tuple) else (key,)
+            got = leave_one_out_gaps(pool["mean"].to_numpy(), pool["se"].to_numpy(),
+                                     np.flatnonzero(wanted), level,
+                                     seed=pool_seed(target_rule, *key))
+            rows = pool.index[wanted]
+            sites.loc[rows, "target"], sites.loc[rows, "gap"] = got.target, got.gap
+            sites.loc[rows, "gap_low"], sites.loc[rows, "gap_high"] = got.low, got.high
     what = "upper quartile" if target_rule.endswith("q3") else "median"
     sites["target_basis"] = np.where(
-        use_peer, f"peer group {what}", np.where(
-            use_national, f"all sites {what}" + (
-                f" (peer group has fewer than {MIN_PEER_SITES_FOR_TARGET} reportable sites)"
-                if target_rule.startswith("peer") else ""),
-            f"no target: fewer than {MIN_PEER_SITES_FOR_TARGET} sites reported this wave"))
-    half = stats.norm.ppf(0.975) * sites["se"]
-    sites["gap"] = sites["target"] - sites["mean"]
-    sites["gap_low"], sites["gap_high"] = sites["gap"] - half, sites["gap"] + half
+        use_peer, f"peer group {what}, other sites", np.where(
+            use_national, f"all other sites' {what}" + (
+                f" (peer group has fewer than {MIN_PEER_SITES_FOR_TARGET} other reportable "
+                "sites)" if target_rule.startswith("peer") else ""),
+            f"no target: fewer than {MIN_PEER_SITES_FOR_TARGET} other sites reported this "
+            "wave"))
     sites["certainty"] = np.where(
         sites["target"].isna(), NO_TARGET, np.where(
             sites["gap_low"] > 0, "clear gap",
