@@ -417,6 +417,10 @@ def _methods(d: SiteData) -> str:
     on a 0-100 scale (higher: a more supportive culture). % favourable counts agree and
     strongly agree after reverse-keying. Confidence intervals are 95% (t for means).
     Principle targets: {escape(_target_words(d))} ({escape(d.meta.get('target_rule', ''))}).
+    A site is never part of its own target. The gap's 95% interval comes from resampling the
+    other sites (a seeded bootstrap, 2,000 draws) together with the site's own sampling
+    error, so it carries the uncertainty of a target set by a handful of sites; a gap is
+    "clear" only when that whole interval is short of the target.
     Funnel plots compare each site with the mean of all sites; the 95% and 99.8% control limits
     include between-site variance estimated from winsorised z-scores (Spiegelhalter 2005), and
     flags control the false discovery rate at {FDR:.0%} (Benjamini-Hochberg). Changes from the

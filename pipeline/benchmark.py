@@ -273,8 +273,8 @@ def principle_gap_table(cells: pd.DataFrame, target_rule: str = "peer_q3") -> pd
             sites.loc[rows, "gap_low"], sites.loc[rows, "gap_high"] = got.low, got.high
     what = "upper quartile" if target_rule.endswith("q3") else "median"
     sites["target_basis"] = np.where(
-        use_peer, f"peer group {what}, other sites", np.where(
-            use_national, f"all other sites' {what}" + (
+        use_peer, f"{what} of the other sites in the peer group", np.where(
+            use_national, f"{what} of all other sites" + (
                 f" (peer group has fewer than {MIN_PEER_SITES_FOR_TARGET} other reportable "
                 "sites)" if target_rule.startswith("peer") else ""),
             f"no target: fewer than {MIN_PEER_SITES_FOR_TARGET} other sites reported this "
