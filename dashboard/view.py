@@ -72,6 +72,10 @@ class View:
             else:
                 parts.append(html.Div([html.Span("Site", className="control-label"),
                                        html.Strong(labels(self.site))], className="control"))
+        if not any(getattr(part.children[-1], "id", None) == "site-select" for part in parts):
+            # The selectors share one callback: with the site fixed (a director) or none
+            # (a researcher) it still needs a site-select to read, or the wave cannot move.
+            parts.append(dcc.Input(id="site-select", type="hidden", value=self.site or ""))
         waves = self.data.waves()
         parts.append(html.Div([
             html.Label("Survey wave", htmlFor="wave-select"),

@@ -80,6 +80,7 @@ def browser():
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--window-size=1280,1000"):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     browser = webdriver.Chrome(service=Service(driver), options=options)
     yield browser
     browser.quit()
@@ -134,6 +135,29 @@ def test_director_sees_own_site_and_anonymous_peers_on_every_page(server, browse
     _wait_for_heading(browser)
     source = browser.page_source
     assert "Peer 1" in source and "Peer 6" in source and "Peer 7" not in source
+
+
+def test_director_changes_the_wave_and_every_page_follows(server, browser):
+    """The wave selector moves a director's view (their site is fixed, so the page has no
+    site selector): the URL, the heading and the figures follow, with no console error."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, _ = server
+    _sign_in(browser, base, "dir-a")
+    for path in ("/", "/benchmark"):  # (Trends shows every wave whichever is chosen)
+        browser.get(f"{base}{path}?site=A&wave=2026")
+        before = _wait_for_heading(browser)
+        browser.find_element(By.ID, "wave-select").click()
+        next(o for o in browser.find_elements(By.CSS_SELECTOR, "[role='option']")
+             if o.text == "2024").click()
+        WebDriverWait(browser, 30).until(lambda b: "wave=2024" in b.current_url)
+        after = _wait_for_heading(browser)
+        assert "site=A" in browser.current_url, path
+        assert after != before and "2024" in after.splitlines()[0], (path, after[:200])
+    errors = [entry["message"] for entry in browser.get_log("browser")
+              if entry["level"] == "SEVERE"]
+    assert errors == []
 
 
 def test_director_is_refused_another_site_by_url_and_by_crafted_callback(server, browser):
