@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stats.agreement import icc, rwg_j
+from stats.agreement import (icc, icc_from_group_stats, null_variance, rwg_from_variances,
+                             rwg_j, rwg_star_from_variances)
 from stats.reliability import (StatisticsError, cronbach_alpha, feldt_interval,
                                   omega_total_from_correlation,
                                   item_statistics, omega_total, one_factor_loadings)
@@ -26,6 +27,9 @@ EXACT = 1e-9
 ITERATIVE = 1e-6
 
 GOLDEN = json.loads((PROJECT_ROOT / "tests" / "expected" / "reliability_samples.json")
+                    .read_text(encoding="utf-8"))
+#: multilevel (Bliese) on its own public data: tests/expected/generate_r_agreement.R.
+PUBLIC = json.loads((PROJECT_ROOT / "tests" / "expected" / "agreement_public.json")
                     .read_text(encoding="utf-8"))
 
 
@@ -70,6 +74,42 @@ def test_icc_and_rwg_by_site_match_r(scale, answers, instrument):
     for site, value in expected["rwg_j"].items():
         close(agreement.by_group[site], value, EXACT)
     close(agreement.median, expected["rwg_j_median"], EXACT)
+
+
+@pytest.mark.parametrize("variable", list(PUBLIC["bh1996"]))
+def test_icc1_with_both_group_size_conventions_matches_multilevel(variable):
+    """bh1996: 99 groups of 15 to 226, so n0 (74.31) and N / J (74.57) differ."""
+    expected = PUBLIC["bh1996"][variable]
+    result = icc_from_group_stats(np.array(expected["sizes"]), np.array(expected["means"]),
+                                  np.array(expected["within"]))
+    close([result.msb, result.msw, result.n0], [expected["msb"], expected["msw"],
+                                                expected["n0"]], EXACT)
+    close(result.icc1, expected["icc1_n0"], EXACT)
+    close(result.icc1_mean_size, expected["icc1_mean_size"], EXACT)   # multilevel::ICC1
+    close(result.icc2, expected["icc2"], EXACT)                       # multilevel::ICC2
+    # The conventions differ here by more than the tolerance: the test tells them apart.
+    assert abs(result.icc1 - result.icc1_mean_size) > 1e-4
+
+
+@pytest.mark.parametrize("items", list(PUBLIC["lq2002"]))
+def test_rwg_j_and_r_star_wg_j_against_both_nulls_match_multilevel(items):
+    expected = PUBLIC["lq2002"][items]
+    variances = np.array(expected["item_variances"])
+    close(null_variance(5, "slight_skew"), PUBLIC["slight_skew_variance"], EXACT)
+    close(null_variance(5, "slight_skew"), 1.34, EXACT)
+    for null in ("uniform", "slight_skew"):
+        close(rwg_from_variances(variances, 5, null), expected[f"rwg_j_{null}"], EXACT)
+        close(rwg_star_from_variances(variances, 5, null), expected[f"rwg_j_star_{null}"],
+              EXACT)
+    # r*wg(j) is not stepped up by the items: below rwg(j) for every company here.
+    assert (rwg_star_from_variances(variances) < rwg_from_variances(variances)).all()
+
+
+def test_a_null_that_is_not_tabulated_is_refused():
+    with pytest.raises(StatisticsError, match="5-point items only"):
+        null_variance(7, "slight_skew")
+    with pytest.raises(StatisticsError, match="use one of uniform, slight_skew"):
+        null_variance(5, "heavy")
 
 
 def test_planted_outliers_make_sites_differ_most_on_their_scales(answers, instrument,
