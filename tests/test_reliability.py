@@ -207,3 +207,31 @@ def test_a_heywood_case_has_no_omega_rather_than_a_made_up_one():
     # Three items: the proper solution is exact, l1^2 = r12 r13 / r23.
     assert loadings[1][0] ** 2 == pytest.approx(.5 * .4 / .3, abs=1e-9)
     assert np.isnan(omega_total_from_correlation(heywood))
+
+
+def test_the_stage_publishes_both_icc1_conventions_and_three_agreement_indices(
+        sample_store, instrument, answers):
+    """The psychometrics stage (moment scans in DuckDB) against the respondent-level
+    functions on the same sample: ICC(1) both ways per wave, and per site x wave rwg(j),
+    r*wg(j) and rwg(j) with the slight-skew null, from pandas' own item variances."""
+    from pipeline.psychometrics.stage import run_psychometrics
+    from pipeline.store import open_store
+    from survey.settings import resolve_settings
+
+    with open_store(sample_store) as con:
+        result = run_psychometrics(con, instrument, resolve_settings(environ={}))
+    wave = answers[answers.wave == 2025]
+    expected = icc(scale_score(wave, instrument, "psysafety"), wave.site)
+    got = next(r for r in result.icc if r.scale == "psysafety" and r.wave == 2025)
+    close([got.icc1, got.icc1_mean_size], [expected.icc1, expected.icc1_mean_size], EXACT)
+    assert abs(got.icc1 - got.icc1_mean_size) > 1e-6      # unequal sites: they differ
+    items = keyed_items(wave, instrument, "psysafety")
+    variances = items.groupby(wave.site.to_numpy()).var(ddof=1)
+    rows = {r.site_code: r for r in result.sites if r.scale == "psysafety" and r.wave == 2025}
+    assert set(rows) == set(variances.index)
+    for site, row in rows.items():
+        v = variances.loc[[site]].to_numpy()
+        close([row.rwg_j, row.rwg_j_star, row.rwg_j_slight_skew],
+              [rwg_from_variances(v)[0], rwg_star_from_variances(v)[0],
+               rwg_from_variances(v, null="slight_skew")[0]], EXACT)
+        assert row.rwg_j_star < row.rwg_j and row.rwg_j_slight_skew < row.rwg_j

@@ -165,7 +165,8 @@ class ItemDistribution:
 class IccRow:
     """ICC(1) and ICC(2) of one scale's score across the sites of one wave, from `n`
     respondents at `sites` sites of average size `n0`; None with a `note` where the
-    wave cannot support them (one site, say)."""
+    wave cannot support them (one site, say). `icc1` uses n0; `icc1_mean_size` is ICC(1)
+    with the mean site size, as R multilevel::ICC1 gives it (stats.agreement.IccResult)."""
 
     scale: str
     wave: int
@@ -175,12 +176,14 @@ class IccRow:
     sites: int | None = None
     n0: float | None = None
     note: str | None = None
+    icc1_mean_size: float | None = None
 
     def as_json(self) -> dict:
         if self.note is not None:
             return {"scale": self.scale, "wave": self.wave, "note": self.note}
         return {"scale": self.scale, "wave": self.wave, "icc1": self.icc1,
-                "icc2": self.icc2, "n": self.n, "sites": self.sites, "n0": self.n0}
+                "icc2": self.icc2, "n": self.n, "sites": self.sites, "n0": self.n0,
+                "icc1_mean_size": self.icc1_mean_size}
 
 
 @dataclass(frozen=True)
@@ -190,7 +193,9 @@ class SiteAgreement:
     `site_mean_reliability` is the reliability of the site mean from the wave's ICC(1)
     (Bliese 2000); `rwg_j` the within-site agreement (None if the site had no item
     matrix); `reportable` needs at least the minimum group size and a site mean
-    reliability of .70, and `reason` says which was missing.
+    reliability of .70, and `reason` says which was missing. Agreement does not gate:
+    rwg_j rises with the number of items, so `rwg_j_star` (Lindell et al. 1999, not
+    stepped up by items) and `rwg_j_slight_skew` (a slightly skewed null) stand beside it.
     """
 
     scale: str
@@ -201,12 +206,15 @@ class SiteAgreement:
     rwg_j: float | None
     reportable: bool
     reason: str
+    rwg_j_star: float | None = None
+    rwg_j_slight_skew: float | None = None
 
     def as_json(self) -> dict:
         row = {"scale": self.scale, "wave": self.wave, "site_code": self.site_code,
                "n": self.n, "site_mean_reliability": self.site_mean_reliability}
-        if self.rwg_j is not None:
-            row["rwg_j"] = self.rwg_j
+        for name in ("rwg_j", "rwg_j_star", "rwg_j_slight_skew"):
+            if getattr(self, name) is not None:
+                row[name] = getattr(self, name)
         return row | {"reportable": self.reportable, "reason": self.reason}
 
 

@@ -18,7 +18,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 import pandas as pd
 
-from stats.agreement import group_mean_reliability, icc_from_group_stats, rwg_from_variances
+from stats.agreement import (group_mean_reliability, icc_from_group_stats, rwg_from_variances,
+                             rwg_star_from_variances)
 from pipeline.psychometrics.moments import PatternSums, levels_from_patterns, pattern_sums
 from pipeline.psychometrics.results import (CfaChecks, DataQuality, IccRow, InvarianceTest,
                                             ItemDistribution, ItemRow, Judgement,
@@ -212,10 +213,14 @@ def aggregation_rows(moments: dict, min_group: int
     rwg = {}
     for scale_id, levels in moments.items():
         groups = levels["site_wave"]
-        values = rwg_from_variances(np.array([g.cov.diagonal() for g in groups])) \
-            if groups else []
-        for group, value in zip(groups, values):
-            rwg[(scale_id, int(group.key[1]), group.key[0])] = float(value)
+        if not groups:
+            continue
+        variances = np.array([g.cov.diagonal() for g in groups])
+        # (rwg_j, r*wg(j), rwg_j against a slightly skewed null) per site x wave
+        for group, *values in zip(groups, rwg_from_variances(variances),
+                                  rwg_star_from_variances(variances),
+                                  rwg_from_variances(variances, null="slight_skew")):
+            rwg[(scale_id, int(group.key[1]), group.key[0])] = tuple(map(float, values))
     stats = _site_score_stats(moments)
     iccs, sites = [], []
     for (scale_id, wave), block in stats.groupby(["scale_id", "wave"]):
@@ -226,18 +231,21 @@ def aggregation_rows(moments: dict, min_group: int
             iccs.append(IccRow(scale_id, int(wave), note=str(exc)))
             continue
         iccs.append(IccRow(scale_id, int(wave), icc1=result.icc1, icc2=result.icc2,
-                           n=result.n, sites=result.groups, n0=result.n0))
+                           n=result.n, sites=result.groups, n0=result.n0,
+                           icc1_mean_size=result.icc1_mean_size))
         reliability = group_mean_reliability(result.icc1, block.n.to_numpy())
         for site, n, lam in zip(block.site_code, block.n, reliability):
             big_enough = int(n) >= min_group
             reliable = float(lam) >= CRITERIA["site_mean_reliability"][1]
             reportable = bool(big_enough and reliable)
+            rwg_j, rwg_j_star, rwg_j_skew = rwg.get((scale_id, int(wave), site),
+                                                    (None, None, None))
             sites.append(SiteAgreement(
-                scale_id, int(wave), site, int(n), float(lam),
-                rwg.get((scale_id, int(wave), site)), reportable,
+                scale_id, int(wave), site, int(n), float(lam), rwg_j, reportable,
                 "reportable" if reportable else
                 f"fewer than {min_group} responses" if not big_enough else
-                "site mean not reliable enough (below .70)"))
+                "site mean not reliable enough (below .70)",
+                rwg_j_star=rwg_j_star, rwg_j_slight_skew=rwg_j_skew))
     return iccs, sites
 
 
