@@ -1,7 +1,7 @@
 """Commands that run the pipeline: run (ingest to publish), psychometrics, demo.
 
 Also how a run's results are printed: reliability per scale, what was published and
-hidden, and the sites outside their funnel.
+hidden, and each site's verdict against the other sites where it is not "in line".
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from rich.table import Table
 from cli.dashboard_commands import serve_dashboard
 from cli.options import DbOption, InstrumentOption, err, instrument_of, out, settings_for
 from cli.store_commands import print_import, print_ingest, print_summary
+from published.layout import MIN_OTHER_SITES
 from survey.settings import SAMPLES_DIR, Settings, resolve_settings
 
 if TYPE_CHECKING:
@@ -132,19 +133,29 @@ def run_and_summarise(settings: Settings, files: list[Path], site: str | None,
     out.print(f"validation report: {html_path}")
 
 
+#: Most verdict rows `culture run` prints before it keeps to the latest wave.
+MAX_VERDICT_ROWS = 40
+
+
 def calm_funnel_line(pub) -> str:
-    """What `culture run` says when no site is outside its funnel, claiming an allowance
-    for overdispersion only where one was estimated (three or more sites)."""
-    funnels, allowed = pub.tables.get("funnel_params", 0), pub.funnels_with_overdispersion
-    if allowed == 0:
-        return ("no site stands out from its funnel (too few sites to estimate "
-                "overdispersion: the limits are sampling error only; 5% false discovery rate)")
-    if allowed < funnels:
-        return ("no site stands out from its funnel after allowing for overdispersion where "
-                "three or more sites allow it (elsewhere the limits are sampling error only; "
-                "5% false discovery rate)")
-    return ("no site stands out from its funnel after allowing for overdispersion "
-            "(5% false discovery rate)")
+    """What `culture run` says when every site reads "in line" with the other sites, and
+    whether any funnel had enough sites to compare each with the others at all."""
+    if pub.funnels_compared == 0:
+        return (f"no site compared with the others: that needs {MIN_OTHER_SITES} other sites "
+                f"with the threshold met in a wave")
+    return ("every site is in line with the other sites (each against the other sites' "
+            "95% range for a site of its size)")
+
+
+def verdict_rows(pub) -> list[tuple[int, str, str, str]]:
+    """(wave, site, measure, verdict) of every cell `culture run` prints: each cell whose
+    published verdict is not "in line", every wave when they are few, else the latest."""
+    rows = sorted((int(v["wave"]), v["site_code"], f"{v['measure_kind']} {v['measure']}",
+                   v["verdict"]) for v in pub.site_verdicts)
+    if len(rows) > MAX_VERDICT_ROWS:
+        latest = rows[-1][0]
+        rows = [row for row in rows if row[0] == latest]
+    return rows
 
 
 def _print_published(pub, settings: Settings) -> None:
@@ -159,24 +170,26 @@ def _print_published(pub, settings: Settings) -> None:
     check = pub.verification
     out.print(f"  verified: no shown count below {k}; none of {check.hidden_cells:,} hidden "
               f"cells recoverable from {check.equations:,} equations")
-    flags = pub.funnel_flags
     if not pub.tables.get("funnel_params"):
         out.print(f"  no funnel plots: comparing sites needs at least two with {k} or more "
                   f"responses in a wave")
         return
-    if not flags:
+    if not pub.site_verdicts:
         out.print(f"  {calm_funnel_line(pub)}")
         return
-    latest = max(f["wave"] for f in flags)
-    table = Table(title=f"Sites outside their funnel in {latest} (5% false discovery rate)")
-    for column in ("site", "measure", "flag", "q"):
-        table.add_column(column)
-    for f in sorted((f for f in flags if f["wave"] == latest),
-                    key=lambda f: (f["site_code"], f["measure"])):
-        table.add_row(f["site_code"], f"{f['measure_kind']} {f['measure']}", f["flag"],
-                      f"{f['q']:.3g}")
+    rows = verdict_rows(pub)
+    waves = sorted({row[0] for row in rows})
+    table = Table(title=f"Sites not in line with the other sites ("
+                        f"{', '.join(map(str, waves))}; the same words as the dashboard and "
+                        f"the site report)")
+    for column in ("wave", "site", "measure", "verdict"):
+        table.add_column(column, no_wrap=True)
+    for wave, site, measure, verdict in rows:
+        table.add_row(str(wave), site, measure, verdict)
     out.print(table)
-    out.print(f"  {len(flags)} flag(s) across all waves; the dashboard shows every one")
+    flagged = sum(v["verdict"].startswith("clearly") for v in pub.site_verdicts)
+    out.print(f"  {flagged} cell(s) clearly outside the other sites' 95% range across all "
+              f"waves; the dashboard's Benchmark page shows every one")
 
 
 def demo(db: DbOption = None, instrument: InstrumentOption = None,

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from outputs.peer_bands import interval_across_n
+
 BLUE, ORANGE, VERMILLION, SKY = "#0072B2", "#E69F00", "#D55E00", "#56B4E9"
 GREEN, PURPLE, YELLOW, BLACK, GREY = "#009E73", "#CC79A7", "#F0E442", "#000000", "#BBBBBB"
 SERIES = [BLUE, ORANGE, GREEN, VERMILLION, SKY, PURPLE, BLACK, YELLOW]
@@ -186,52 +188,85 @@ def trend_figure(series: pd.DataFrame, changes: pd.DataFrame, title: str,
     return _base(fig, title, height=420)
 
 
+#: A marker and colour per verdict word (shape and colour both carry it); sites not
+#: compared (too few others) are grey circles.
+VERDICT_MARKS = {"clearly below": ("triangle-down", VERMILLION),
+                 "below, not certain": ("triangle-down-open", VERMILLION),
+                 "in line": ("circle", SKY),
+                 "above, not certain": ("triangle-up-open", BLUE),
+                 "clearly above": ("triangle-up", BLUE)}
+
+
 def funnel_figure(points: pd.DataFrame, params: dict, measure: str,
                   axis: str = SCALE_AXIS) -> Figure:
-    """Site means against respondents with 95% and 99.8% limits around the benchmark.
+    """Each site's mean against its respondents, marked with its published verdict, and
+    the interval it was judged by: the other sites' 95% prediction interval for a site
+    of its size (leave-one-out random effects).
 
-    points: label, n, mean, highlight (bool), flag; optionally x (where to draw the
-    point, e.g. an anonymous peer's banded count) and n_shown (the count hover text
-    gives). Limits: target +/- z * sqrt(sigma^2 / n + tau^2) (Spiegelhalter 2005,
-    additive overdispersion).
+    points: label, n, mean, highlight (bool), verdict, low, high, sd; optionally x (where
+    to draw the point, e.g. an anonymous peer's banded count), n_shown (the count hover
+    text gives) and with_interval (whether to draw the point's own interval; peers drawn
+    at a band get none, since its width would hint at their exact n). The highlighted
+    site's interval is drawn across n as a funnel, centred on the other sites' mean: at
+    its own n that funnel is exactly [low, high], so "outside the funnel" is its verdict.
     """
     points = points.assign(x=points["x"] if "x" in points else points["n"].astype(float),
                            n_shown=points["n_shown"] if "n_shown" in points
-                           else points["n"].astype(str))
-    n_max = max(float(points["x"].max()) * 1.1, 20.0) if len(points) else 100.0
-    grid = np.linspace(max(2.0, float(points["x"].min()) * 0.8) if len(points) else 2.0,
-                       n_max, 120)
-    spread = np.sqrt(params["sigma"] ** 2 / grid + params["tau2"])
+                           else points["n"].astype(str),
+                           with_interval=points["with_interval"] if "with_interval" in points
+                           else True)
     fig = Figure()
-    for z, dash, name in ((3.090, "dot", "99.8% limits"), (1.960, "dash", "95% limits")):
-        for sign, show in ((1, True), (-1, False)):
-            fig.add_trace(dict(type="scatter", x=grid, y=params["target"] + sign * z * spread,
-                                     mode="lines", line={"color": GREY if z > 2 else BLACK,
-                                                         "dash": dash, "width": 1.5},
-                                     name=name, showlegend=show, legendgroup=name,
-                                     hoverinfo="skip"))
+    mine = points[points["highlight"]]
+    if len(mine) and pd.notna(mine["low"].iloc[0]):
+        row = mine.iloc[0]
+        n_max = max(float(points["x"].max()) * 1.1, 20.0)
+        grid = np.linspace(max(2.0, float(points["x"].min()) * 0.8), n_max, 120)
+        low, high, centre = interval_across_n(float(row["low"]), float(row["high"]),
+                                              float(row["sd"]), float(row["n"]), grid)
+        name = f"other sites' 95% range for a site of n respondents (for {row['label']})"
+        for values, show in ((high, True), (low, False)):
+            fig.add_trace(dict(type="scatter", x=grid, y=values, mode="lines",
+                               line={"color": BLACK, "dash": "dash", "width": 1.5}, name=name,
+                               showlegend=show, legendgroup="range", hoverinfo="skip"))
+        fig.add_line("y", centre, GREY, dash="dot", label=f"other sites' mean (for "
+                                                           f"{row['label']})")
     fig.add_line("y", params["target"], BLACK, label="all-sites mean")
     others = points[~points["highlight"]]
-    mine = points[points["highlight"]]
-    fig.add_trace(dict(type="scatter", x=others["x"], y=others["mean"], mode="markers", name="other sites",
-                             marker={"color": SKY, "size": 8, "line": {"color": BLUE,
-                                                                       "width": 1}},
-                             text=others["label"],
-                             customdata=np.stack([others["flag"], others["n_shown"]], axis=-1),
-                             hovertemplate="%{text}<br>n = %{customdata[1]}<br>mean %{y:.2f}"
-                                           "<br>%{customdata[0]}<extra></extra>"))
+    marks = [VERDICT_MARKS.get(v, ("circle", GREY)) for v in others["verdict"]]
+    fig.add_trace(dict(
+        type="scatter", x=others["x"], y=others["mean"], mode="markers", name="other sites",
+        text=others["label"],
+        marker={"color": [c for _, c in marks], "symbol": [s for s, _ in marks], "size": 10,
+                "line": {"color": [c for _, c in marks], "width": 1.5}},
+        customdata=np.stack([others["verdict"], others["n_shown"]], axis=-1),
+        hovertemplate="%{text}<br>n = %{customdata[1]}<br>mean %{y:.2f}"
+                      "<br>%{customdata[0]}<extra></extra>"))
+    bars = others[others["with_interval"].astype(bool) & others["low"].notna()]
+    if len(bars):
+        fig.add_trace(dict(type="scatter", x=bars["x"], y=(bars["low"] + bars["high"]) / 2,
+                           mode="markers", marker={"size": 1, "color": GREY, "opacity": 0},
+                           error_y={"type": "data", "symmetric": True,
+                                    "array": (bars["high"] - bars["low"]) / 2,
+                                    "color": GREY, "thickness": 1, "width": 4},
+                           name="each site's other sites' 95% range", hoverinfo="skip"))
+    # A legend entry per verdict shown (the points carry their own marks).
+    for verdict in [v for v in VERDICT_MARKS if v in set(others["verdict"])]:
+        symbol, colour = VERDICT_MARKS[verdict]
+        fig.add_trace(dict(type="scatter", x=[None], y=[None], mode="markers", name=verdict,
+                           marker={"color": colour, "symbol": symbol, "size": 10},
+                           hoverinfo="skip"))
     if len(mine):
         fig.add_trace(dict(type="scatter", x=mine["x"], y=mine["mean"], mode="markers+text",
-                                 name=mine["label"].iloc[0], text=mine["label"],
-                                 textposition="top center",
-                                 marker={"color": ORANGE, "size": 14, "symbol": "diamond",
-                                         "line": {"color": BLACK, "width": 1.5}},
-                                 customdata=mine["flag"],
-                                 hovertemplate="%{text}<br>n = %{x}<br>mean %{y:.2f}<br>"
-                                               "%{customdata}<extra></extra>"))
+                           name=mine["label"].iloc[0], text=mine["label"],
+                           textposition="top center",
+                           marker={"color": ORANGE, "size": 14, "symbol": "diamond",
+                                   "line": {"color": BLACK, "width": 1.5}},
+                           customdata=mine["verdict"],
+                           hovertemplate="%{text}<br>n = %{x}<br>mean %{y:.2f}<br>"
+                                         "%{customdata}<extra></extra>"))
     fig.update_xaxes(title="Respondents at the site (n)")
     fig.update_yaxes(title=axis)
-    return _base(fig, f"Funnel plot: {measure}", height=440)
+    return _base(fig, f"Funnel plot: {measure}, each site against the other sites", height=460)
 
 
 def caterpillar_figure(rows: pd.DataFrame, measure: str, axis: str = SCALE_AXIS) -> Figure:

@@ -9,9 +9,13 @@ merged, lowest first, until each band holds enough peers. Every peer in a band r
 the same, so a band cannot single one out.
 
 In a funnel plot a peer's point is drawn at its band's middle (geometric, as the
-funnel's width goes with 1 / sqrt(n)), moved only as far as needed to stay in the same
-region of the limits as its verdict, which is computed upstream from the exact n and
-never changed here. Pure functions: numbers in, numbers and labels out.
+funnel's width goes with 1 / sqrt(n)). Its verdict is computed upstream from the exact n
+and never changed here; it rests on the peer's own interval (the other sites' 95%
+prediction interval for a site of its size), not on a curve shared by all points, so
+no x along the axis can put a point on the wrong side of its limits. The funnel drawn
+is the one site's interval across n (`interval_across_n`): at the site's own n it is
+exactly the interval its verdict was judged by. Pure functions: numbers in, numbers
+and labels out.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stats.comparison import Funnel, funnel_band, two_sided_z
+from stats.comparison import two_sided_z
 
 #: Round numbers the bands start from (respondents); the last band is open-ended.
 LADDER = (0, 20, 50, 100, 150, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500,
@@ -97,36 +101,25 @@ def band_of(n: float, bands: Sequence[CountBand]) -> CountBand:
     return next(b for b in bands if b.holds(n))
 
 
-def plotted_count(n: float, mean: float, band: CountBand, params: dict, k: int = 0) -> float:
-    """Where a peer's point goes on a funnel's n axis: its band's middle, moved within
-    the band just far enough to fall in the same region of the limits (inside 95%,
-    outside 95%, outside 99.8%) as at its exact n."""
-    tau2 = float(params["tau2"]) if params["tau2"] == params["tau2"] else 0.0
-    funnel = Funnel(target=float(params["target"]), sigma=float(params["sigma"]), tau2=tau2,
-                    phi=float("nan"), z=np.empty(0), z_adjusted=np.empty(0), p=np.empty(0))
-
-    def region(x: float) -> str:
-        return str(funnel_band(funnel, np.array([mean]), np.array([float(x)]))[0])
-
-    verdict = region(n)
+def plotted_count(band: CountBand, k: int = 0) -> float:
+    """Where a peer's point goes on a funnel's n axis: its band's middle, kept within the
+    band's shown rungs and never below the threshold k."""
     low = max(band.shown_low, k, 1)
     high = max(band.shown_high - 1, low)
-    # Limits narrow as n grows: the point is inside z's limits up to n = sigma^2 /
-    # (d^2 / z^2 - tau^2), d its distance from the target, and outside beyond it.
-    d2 = (float(mean) - funnel.target) ** 2
-    edges = []
-    for level in (0.95, 0.998):
-        z = two_sided_z(level)
-        excess = d2 / z ** 2 - tau2
-        edges.append(funnel.sigma ** 2 / excess if excess > 0 else math.inf)
-    lower, upper = {"inside 95%": (0.0, edges[0]), "outside 95%": (edges[0], edges[1]),
-                    "outside 99.8%": (edges[1], math.inf)}[verdict]
-    x = min(max(band.middle(k), low, lower), high, upper)
-    if region(x) != verdict:
-        # On an edge, within rounding: halve the way towards n (which is in the region)
-        # until it fits, so the point ends near the edge, not at n.
-        for _ in range(60):
-            x = (x + n) / 2
-            if region(x) == verdict:
-                break
-    return float(x)
+    return float(min(max(band.middle(k), low), high))
+
+
+def interval_across_n(low: float, high: float, sd: float, n: float,
+                      grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """The other sites' 95% prediction interval for a site of each size in `grid`, from
+    one site's published interval [low, high] at its own n and SD: (low, high, centre).
+
+    The interval is centre +/- z sqrt(V + sd^2 / n), V the others' between-site variance
+    plus the uncertainty of their mean (tau^2 + se^2), recovered from the half-width at
+    the site's n; at grid = n it gives back [low, high] exactly.
+    """
+    z = two_sided_z(0.95)
+    centre, half = (low + high) / 2, (high - low) / 2
+    spread = max((half / z) ** 2 - sd ** 2 / n, 0.0)
+    width = z * np.sqrt(spread + sd ** 2 / np.asarray(grid, float))
+    return centre - width, centre + width, float(centre)

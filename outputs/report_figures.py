@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 from matplotlib import rc_context
 from matplotlib.figure import Figure
-from scipy import stats
+
+from outputs.peer_bands import interval_across_n
 
 #: Colours: the site, its target or limits, and everyone else.
 SITE = "#1f5fa8"
@@ -68,13 +69,24 @@ def principle_chart(rows: pd.DataFrame, names: dict[str, str]) -> str:
         return to_svg(fig)
 
 
+#: Marker of another site by its published verdict (shape carries it as well as colour).
+VERDICT_MARKERS = {"clearly below": ("v", TARGET, TARGET),
+                   "below, not certain": ("v", "white", TARGET),
+                   "clearly above": ("^", SITE, SITE),
+                   "above, not certain": ("^", "white", SITE)}
+
+
 def funnel_charts(points: pd.DataFrame, params: pd.DataFrame, site_code: str,
                   names: dict[str, str]) -> str:
-    """Funnel plots, one panel per measure: every site's mean against its number of
-    respondents, with 95% and 99.8% limits allowing for overdispersion.
+    """One panel per measure: every site's mean against its number of respondents, each
+    other site marked with its published verdict, and this site's own funnel: the other
+    sites' 95% prediction interval for a site of n respondents (leave-one-out random
+    effects), centred on their mean. At this site's n the funnel is exactly the interval
+    its verdict was judged by, so "outside the funnel" and the verdict are one thing.
 
-    Limits are target +/- z sqrt(sigma^2 / n + tau^2) (Spiegelhalter 2005), drawn from
-    the published funnel parameters; `points` are the published funnel rows.
+    `points`: the site's own published funnel rows and the other sites' (measure, n at
+    their band, mean, verdict); `params`: the published funnel parameters (the all-sites
+    random-effects mean is drawn as a line).
     """
     measures = list(dict.fromkeys(points["measure"]))
     columns = 3
@@ -85,24 +97,38 @@ def funnel_charts(points: pd.DataFrame, params: pd.DataFrame, site_code: str,
         for ax, measure in zip(axes, measures):
             block = points[points["measure"] == measure]
             p = params[params["measure"] == measure].iloc[0]
-            n = np.linspace(max(block["n"].min() * 0.8, 2), block["n"].max() * 1.2, 120)
-            for level, colour, style in ((0.95, LIMIT95, "--"), (0.998, LIMIT998, ":")):
-                half = stats.norm.ppf(0.5 + level / 2) * np.sqrt(p["sigma"] ** 2 / n + p["tau2"])
-                ax.plot(n, p["target"] - half, style, color=colour, lw=1)
-                ax.plot(n, p["target"] + half, style, color=colour, lw=1,
-                        label=f"{level:.1%} limits".replace(".0%", "%"))
-            ax.axhline(p["target"], color=TARGET, lw=1, label="all sites")
             others = block[block["site_code"] != site_code]
             own = block[block["site_code"] == site_code]
-            ax.plot(others["n"], others["mean"], "o", color=OTHERS, ms=4, label="other sites")
+            if len(own) and pd.notna(own["low"].iloc[0]):
+                row = own.iloc[0]
+                n = np.linspace(max(block["n"].min() * 0.8, 2), block["n"].max() * 1.2, 120)
+                low, high, centre = interval_across_n(row["low"], row["high"], row["sd"],
+                                                      row["n"], n)
+                ax.plot(n, low, "--", color=LIMIT95, lw=1)
+                ax.plot(n, high, "--", color=LIMIT95, lw=1,
+                        label="other sites' 95% range for a site of n respondents")
+                ax.axhline(centre, color=LIMIT95, lw=0.8, ls=":", label="other sites' mean")
+            ax.axhline(p["target"], color=LIMIT998, lw=1, label="all sites")
+            marked = others["verdict"].map(VERDICT_MARKERS)
+            plain = marked.isna()
+            ax.plot(others.loc[plain, "n"], others.loc[plain, "mean"], "o", color=OTHERS,
+                    ms=4, label="other sites")
+            for verdict, (marker, face, edge) in VERDICT_MARKERS.items():
+                chosen = others[others["verdict"] == verdict]
+                if len(chosen):
+                    ax.plot(chosen["n"], chosen["mean"], marker, mfc=face, mec=edge, ms=5,
+                            label=f"other site: {verdict}")
             ax.plot(own["n"], own["mean"], "o", color=SITE, ms=7, label="this site")
             ax.set_title(f"{measure}  {names.get(measure, measure)}", fontsize=8.5)
             ax.set_xlabel("respondents", fontsize=8)
         for ax in axes[len(measures):]:
             ax.set_visible(False)
-        handles, labels = axes[0].get_legend_handles_labels()
-        keep = dict(zip(labels, handles))
-        fig.legend(keep.values(), keep.keys(), loc="outside lower center", ncols=5,
+        keep = {}
+        for ax in axes[:len(measures)]:
+            handles, labels = ax.get_legend_handles_labels()
+            keep |= {label: handle for handle, label in zip(handles, labels)
+                     if label not in keep}
+        fig.legend(keep.values(), keep.keys(), loc="outside lower center", ncols=3,
                    frameon=False, fontsize=8)
         return to_svg(fig)
 

@@ -70,6 +70,8 @@ class SiteData:
     benchmarks: pd.DataFrame
     funnel: pd.DataFrame
     funnel_params: pd.DataFrame
+    #: The site's one published verdict per scale and principle against the other sites.
+    verdicts: pd.DataFrame
     history: pd.DataFrame
     trends: pd.DataFrame
     group_cells: pd.DataFrame
@@ -80,21 +82,17 @@ class SiteData:
     attribute_titles: dict[str, str]
 
 
-def anonymous_funnel(funnel: pd.DataFrame, params: pd.DataFrame, code: str,
-                     k: int) -> pd.DataFrame:
+def anonymous_funnel(funnel: pd.DataFrame, code: str, k: int) -> pd.DataFrame:
     """Funnel points as the report may draw them: the site's own as published; every
     other site as 'other' at a band of its n (bands of three or more sites per measure),
-    kept in the same region of the limits, and without the columns (limits, z, p) from
-    which its exact n could be worked back."""
+    with its published verdict and without the columns (interval, z, p, SD) from which
+    its exact n could be worked back."""
     own = funnel["site_code"] == code
-    others = funnel.loc[~own, ["measure", "n", "mean", "band", "flag"]].astype({"n": float})
+    others = funnel.loc[~own, ["measure", "n", "mean", "verdict"]].astype({"n": float})
     for measure, block in others.groupby("measure"):
-        matched = params[params["measure"] == measure]
         bands = count_bands(list(block["n"]))
-        others.loc[block.index, "n"] = [
-            plotted_count(n, mean, band_of(n, bands), matched.iloc[0].to_dict(), k)
-            if len(matched) else band_of(n, bands).middle(k)
-            for n, mean in zip(block["n"], block["mean"])]
+        others.loc[block.index, "n"] = [plotted_count(band_of(n, bands), k)
+                                        for n in block["n"]]
     # Ordered by mean, not by site code: in code order the i-th grey point would be the
     # same site in every panel and every report.
     others = others.assign(site_code="other").sort_values(["measure", "mean"], kind="stable")
@@ -144,7 +142,8 @@ def load_site_data(published: PublishedLayer | duckdb.DuckDBPyConnection, site_c
         actions=layer.actions(),
         benchmarks=pd.concat([layer.benchmarks(code, wave, kind)
                               for kind in ("principle", "scale")], ignore_index=True),
-        funnel=anonymous_funnel(funnel, params, code, k),
+        funnel=anonymous_funnel(funnel, code, k),
+        verdicts=layer.site_verdicts(code, wave),
         funnel_params=params,
         history=history[["wave", "measure", "n", "mean", "ci_low", "ci_high"]]
         .reset_index(drop=True),
@@ -287,35 +286,44 @@ def _actions(d: SiteData) -> str:
 
 
 def _benchmarks(d: SiteData) -> str:
-    funnel = d.funnel[d.funnel["site_code"] == d.code].set_index("measure")
+    verdicts = d.verdicts.set_index("measure")
     rows = []
     for b in d.benchmarks.itertuples():
         unit = "" if b.measure_kind == "principle" else " <span class='note'>(1-5)</span>"
-        position = (f"{escape(funnel.loc[b.measure, 'band'])}, {escape(funnel.loc[b.measure, 'flag'])}"
-                    if b.measure in funnel.index else "–")
+        found = b.measure in verdicts.index
+        verdict = escape(verdicts.loc[b.measure, "verdict"]) if found else "–"
+        judged_by = (_ci(verdicts.loc[b.measure, "low"], verdicts.loc[b.measure, "high"], 2)
+                     if found and pd.notna(verdicts.loc[b.measure, "low"]) else "–")
+        difference = (f"{_num(b.diff_vs_peer, 2)} <span class='ci'>"
+                      f"({_ci(b.diff_vs_peer_low, b.diff_vs_peer_high, 2)})</span>"
+                      if pd.notna(b.diff_vs_peer) else escape(str(b.diff_vs_peer_note)))
         rows.append(
-            f"<tr><td>{escape(b.measure if b.measure_kind == 'principle' else '')} "
+            f"<tr data-measure='{escape(b.measure)}'><td>"
+            f"{escape(b.measure if b.measure_kind == 'principle' else '')} "
             f"{escape(d.names.get(b.measure, b.measure))}{unit}</td><td><b>{_num(b.mean, 2)}</b></td>"
             f"<td>{_num(b.peer_worst, 2)}</td><td>{_num(b.peer_median, 2)}</td>"
             f"<td>{_num(b.peer_best, 2)}</td><td>{_num(b.national_median, 2)}</td>"
-            f"<td>{_num(b.diff_vs_peer, 2)} <span class='ci'>"
-            f"({_ci(b.diff_vs_peer_low, b.diff_vs_peer_high, 2)})</span></td>"
-            f"<td>{position}</td></tr>")
+            f"<td>{difference}</td>"
+            f"<td class='verdict'>{verdict}</td><td>{judged_by}</td></tr>")
     figure = (funnel_charts(d.funnel, d.funnel_params, d.code, d.names)
               if len(d.funnel) and len(d.funnel_params) else "<p>Too few sites for a funnel plot.</p>")
     peers = int(d.benchmarks["peer_sites"].max()) if len(d.benchmarks) else 0
     return f"""
 <section>
   <h2>Benchmark position</h2>
-  <p>Each panel shows every reportable site (grey) and this site (blue) against the mean of all
-    sites, with 95% and 99.8% limits that allow for real differences between sites
-    (overdispersion). A site is flagged only when it lies outside after controlling the false
-    discovery rate at {FDR:.0%}. Peer group: {escape(_label(d.site_type))}, {peers} reportable
-    sites including this one.</p>
+  <p>Each measure of this site is judged once against the other sites: "clearly below" or
+    "clearly above" when its mean lies outside the range the other sites would give a site
+    of its size (their 95% prediction interval, which includes the real differences between
+    sites), "not certain" when it lies near that edge, "in line" otherwise. The same words
+    appear on the dashboard and in the pipeline's summary. Each panel shows every reportable
+    site (grey, marked by its verdict) and this site (blue) with that range drawn across
+    sizes. Peer group: {escape(_label(d.site_type))}, {peers} reportable sites including
+    this one.</p>
   <figure>{figure}</figure>
   <table><thead><tr><th>measure</th><th>this site</th><th>peer worst</th><th>peer average
-    (median site)</th><th>peer best</th><th>all sites median</th><th>difference from rest of
-    peer group (95% CI)</th><th>funnel position</th></tr></thead>
+    (median site)</th><th>peer best</th><th>all sites median</th><th>difference from the
+    other sites of the peer group (their 95% range)</th><th>against the other sites</th>
+    <th>other sites' 95% range for a site of this size</th></tr></thead>
     <tbody>{''.join(rows)}</tbody></table>
 </section>"""
 
@@ -421,10 +429,14 @@ def _methods(d: SiteData) -> str:
     other sites (a seeded bootstrap, 2,000 draws) together with the site's own sampling
     error, so it carries the uncertainty of a target set by a handful of sites; a gap is
     "clear" only when that whole interval is short of the target.
-    Funnel plots compare each site with the mean of all sites; the 95% and 99.8% control limits
-    include between-site variance estimated from winsorised z-scores (Spiegelhalter 2005), and
-    flags control the false discovery rate at {FDR:.0%} (Benjamini-Hochberg). Changes from the
-    previous wave use Welch's test with the same control. Reliability: Cronbach's alpha with
+    Each site is compared with the other sites by leaving it out: a random-effects model
+    (tau<sup>2</sup> by REML) fitted to the other sites gives the range they would give a site
+    of its size (the 95% prediction interval; externally studentised deleted residuals,
+    Viechtbauer &amp; Cheung 2010, as R's metafor::rstudent); outside it reads "clearly",
+    outside their 90% range "not certain". Differences from the peer group are taken from
+    the other sites' random-effects mean with the same interval, and are not given with fewer
+    than three other sites. Changes from the previous wave use Welch's test, controlling the
+    false discovery rate at {FDR:.0%} (Benjamini-Hochberg). Reliability: Cronbach's alpha with
     Feldt's CI, McDonald's omega total ("not estimable" where the scale's one-factor model
     has no proper solution at the site, which happens in small groups),
     r<sub>wg(j)</sub> (James, Demaree &amp; Wolf 1984).</p>

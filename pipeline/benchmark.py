@@ -7,10 +7,13 @@ rest on a group the suppression step hid. A hidden cell simply takes no part.
 Tables written (all into the published file):
 
     benchmarks      site x wave x measure: the site against all sites and its peer group
-                    (median, quartiles, best / worst site mean; difference from the rest
-                    of the peer group and of all sites, Welch 95% CI)
-    funnel_params   wave x measure: target, within-site SD, tau^2, phi, sites
-    funnel          site x wave x measure: z, p, BH q, limits at the site's n, band, flag
+                    (median, quartiles, best / worst site mean; difference from what the
+                    other sites of the peer group and of all sites achieve, with the
+                    others' prediction interval: between-site variation included)
+    funnel_params   wave x measure: random-effects mean of all sites, tau^2, pooled SD
+    funnel          site x wave x measure: the site against the other sites (leave-one-out
+                    random effects): z, p, their 95% prediction interval for a site of its
+                    size, flagged, and the one verdict every reader shows
     shrunken        site x wave x measure: empirical-Bayes mean, 95% interval, rank
     trends          unit x wave x measure: change from the unit's previous wave, test, flag
     principle_gaps  site x wave x principle: score, target, gap with 95% CI, certainty,
@@ -29,9 +32,10 @@ import pyarrow as pa
 from scipy import stats
 
 from pipeline.publish.cells import KEY_ORDER
-from published.layout import FDR, NO_TARGET
-from stats.comparison import (benjamini_hochberg, benjamini_hochberg_by_group, funnel,
-                                 funnel_band, pooled_sd, shrink, welch)
+from published.layout import (FDR, FUNNEL_COLUMNS, FUNNEL_PARAM_COLUMNS, MIN_OTHER_SITES,
+                              NO_TARGET, NOT_COMPARED, VERDICTS)
+from stats.comparison import benjamini_hochberg_by_group, pooled_sd, shrink, welch
+from stats.outliers import random_effects, unit_comparisons
 from pipeline.frames import query_frame, with_columns, write_table
 from stats.gaps import leave_one_out_gaps, pool_seed
 from stats.weighting import weighted_table
@@ -43,6 +47,8 @@ RANK_DECIMALS = 9
 #: Other sites (the site itself left out) a pool needs before its quartile is a target.
 MIN_PEER_SITES_FOR_TARGET = 3
 COMPARED_KINDS = ("scale", "principle")
+#: tau^2 estimator of every comparison of a site with the other sites.
+VERDICT_METHOD = "REML"
 #: Columns of the published cells the comparisons read.
 BENCHMARKED_COLUMNS = ("wave", "level", "unit", "peer_group", "breakdown", "grp", "measure_kind",
                        "measure", "n", "mean", "sd", "se", "ci_low", "ci_high", "mean_0_10",
@@ -53,12 +59,8 @@ _SITE_MEASURE = {"wave": "Int64", "site_code": "string", "peer_group": "string",
 #: Tables that have no rows when there is nothing to compare (a funnel needs two sites;
 #: weighting needs headcounts), with the columns they are written with all the same.
 MAY_BE_EMPTY = {
-    "funnel_params": {"wave": "Int64", "measure_kind": "string", "measure": "string",
-                      "target": "float64", "sigma": "float64", "tau2": "float64",
-                      "phi": "float64", "sites": "Int64"},
-    "funnel": _SITE_MEASURE | {name: "float64" for name in (
-        "z", "z_adjusted", "p", "q", "limit95_low", "limit95_high", "limit998_low",
-        "limit998_high")} | {"band": "string", "flag": "string"},
+    "funnel_params": FUNNEL_PARAM_COLUMNS,
+    "funnel": FUNNEL_COLUMNS,
     "shrunken": _SITE_MEASURE | {"eb_mean": "float64", "eb_low": "float64",
                                  "eb_high": "float64", "shrinkage": "float64",
                                  "rank": "Int64", "sites_ranked": "Int64"},
@@ -77,35 +79,39 @@ def _site_totals(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def benchmark_table(cells: pd.DataFrame) -> pd.DataFrame:
-    """Each shown site cell against the distribution of shown site means."""
+    """Each shown site cell against the distribution of shown site means.
+
+    diff_vs_peer / diff_vs_national: the site's mean less the random-effects mean of
+    the other sites (of its peer group / of all sites), with the others' 95% prediction
+    interval for a site of its size turned into an interval for the difference, so
+    "different" means different from what peers achieve, between-site variation
+    included, not from a fixed number. With fewer than MIN_OTHER_SITES other sites the
+    difference is not computed and diff_vs_*_note says why.
+    """
     sites = _site_totals(cells)
     by = ["wave", "measure_kind", "measure"]
     national = _distribution(sites, by, "national")
     peer = _distribution(sites, by + ["peer_group"], "peer")
     out = _attach(_attach(sites, national, by), peer, by + ["peer_group"])
-    totals = cells[(cells["breakdown"] == "all") & ~cells["suppressed"]
-                   & cells["level"].isin(["peer", "national"])]
-    for level, label in (("peer", "peer"), ("national", "national")):
-        ref = totals[totals["level"] == level][by + ["unit", "n", "mean", "sd"]]
-        key = by + (["peer_group"] if level == "peer" else [])
-        ref = ref.rename(columns={"unit": "peer_group"} if level == "peer" else {})
-        if level == "national":
-            ref = ref.drop(columns="unit")
-        ref = ref.rename(columns={"n": "ref_n", "mean": "ref_mean", "sd": "ref_sd"})
-        merged = out.merge(ref, on=key, how="left")
-        rest = _rest_of(merged["ref_n"], merged["ref_mean"], merged["ref_sd"],
-                        merged["n"], merged["mean"], merged["sd"])
-        diff, _se, low, high, p = welch(merged["mean"], merged["sd"], merged["n"], *rest)
-        usable = (rest[2] >= 2) & merged["ref_n"].notna()
-        out[f"n_rest_of_{label}"] = np.where(usable, rest[2], np.nan)
-        out[f"diff_vs_{label}"] = np.where(usable, diff, np.nan)
-        out[f"diff_vs_{label}_low"] = np.where(usable, low, np.nan)
-        out[f"diff_vs_{label}_high"] = np.where(usable, high, np.nan)
-        out[f"diff_vs_{label}_p"] = np.where(usable, p, np.nan)
+    for label, key, whom in (("peer", by + ["peer_group"], "in the peer group"),
+                             ("national", by, "")):
+        compared = pd.concat([compare_with_others(group) for _, group
+                              in out.groupby(key, sort=False)]) if len(out) else pd.DataFrame(
+            columns=["others", "others_mean", "z", "p", "low", "high"])
+        compared = compared.reindex(out.index)
+        out[f"others_in_{label}"] = compared["others"].astype("Int64")
+        out[f"diff_vs_{label}"] = out["mean"] - compared["others_mean"]
+        out[f"diff_vs_{label}_low"] = out["mean"] - compared["high"]
+        out[f"diff_vs_{label}_high"] = out["mean"] - compared["low"]
+        out[f"diff_vs_{label}_p"] = compared["p"]
+        out[f"diff_vs_{label}_note"] = np.where(
+            compared["others"] < MIN_OTHER_SITES,
+            f"fewer than {MIN_OTHER_SITES} other sites{' ' + whom if whom else ''}: "
+            "not compared", None)
     keep = ["wave", "unit", "peer_group", "measure_kind", "measure", "n", "mean", "sd", "se",
             "ci_low", "ci_high", "mean_0_10", "pct_favourable"]
     rest_cols = [c for c in out.columns if c.startswith(("national_", "peer_", "diff_vs_",
-                                                         "n_rest_of_")) and c != "peer_group"]
+                                                         "others_in_")) and c != "peer_group"]
     return out[keep + rest_cols].rename(columns={"unit": "site_code"}).reset_index(drop=True)
 
 
@@ -143,35 +149,80 @@ def _rest_of(total_n, total_mean, total_sd, part_n, part_mean, part_sd):
     return np.asarray(mean, float), np.sqrt(np.clip(np.asarray(var, float), 0, None)), n
 
 
+def site_verdicts(frame: pd.DataFrame, method: str = VERDICT_METHOD) -> pd.DataFrame:
+    """Stand-in for `stats.verdicts.site_verdicts` until the calibrated rule lands:
+    z, p, flagged, verdict, low, high for each row of `frame` (n, mean, sd), in order.
+
+    Each site against the others' REML random-effects model (externally studentised
+    deleted residuals, `stats.outliers`). flagged: the mean is outside the others' 95%
+    prediction interval for a site of its size ([low, high]; the same thing as
+    |z| > 1.96), read "clearly below / above". Outside the others' 90% interval but
+    inside the 95% one reads "below / above, not certain": a hint worth a look that
+    the flag, which keeps false alarms near 5% of in-line sites, does not yet carry.
+    """
+    out = unit_comparisons(frame[["n", "mean", "sd"]].astype(float), method)
+    mean, z = out["mean"].to_numpy(), out["z"].to_numpy()
+    flagged = (mean < out["low"].to_numpy()) | (mean > out["high"].to_numpy())
+    hint = np.abs(z) > stats.norm.ppf(0.95)
+    below, above, in_line = VERDICTS[0:2], VERDICTS[3:5], VERDICTS[2]
+    verdict = np.where(flagged, np.where(z < 0, below[0], above[1]),
+                       np.where(hint, np.where(z < 0, below[1], above[0]), in_line))
+    return pd.DataFrame({"z": z, "p": out["p"].to_numpy(), "flagged": flagged,
+                         "verdict": verdict, "low": out["low"].to_numpy(),
+                         "high": out["high"].to_numpy()}, index=frame.index)
+
+
+def compare_with_others(frame: pd.DataFrame) -> pd.DataFrame:
+    """`site_verdicts` for a group of sites (n, mean, sd), with the others' mean and count;
+    with fewer than MIN_OTHER_SITES others every row reads NOT_COMPARED and has no
+    interval (the spread of one or two sites is no distribution to stand outside of)."""
+    # A mean whose answers do not vary (sd 0: every respondent chose the same option,
+    # seen on single items of small sites) has no sampling variance to weigh it by.
+    usable = (frame["sd"] > 0).to_numpy()
+    others = int(usable.sum()) - 1
+    missing = np.full(len(frame), np.nan)
+    out = pd.DataFrame({"others": np.where(usable, others, 0), "others_mean": missing,
+                        "z": missing, "p": missing, "low": missing, "high": missing,
+                        "flagged": False, "verdict": NOT_COMPARED}, index=frame.index)
+    if others < MIN_OTHER_SITES:
+        return out
+    judged = site_verdicts(frame[usable])
+    # The others' prediction interval is symmetric about their random-effects mean.
+    judged = judged.assign(others_mean=(judged["low"] + judged["high"]) / 2)
+    for name in ("others_mean", "z", "p", "low", "high", "flagged", "verdict"):
+        out.loc[usable, name] = judged[name].to_numpy()
+    return out.astype({"flagged": bool})
+
+
 def funnel_tables(cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Funnel parameters per wave x measure and each site's position and flag."""
+    """Per wave x measure the random-effects model of all sites, and each site's one
+    verdict against the other sites with the interval it was judged by."""
     sites = _site_totals(cells)
     sites = sites[sites["measure_kind"].isin(COMPARED_KINDS)]
-    national = cells[(cells["level"] == "national") & (cells["breakdown"] == "all")
-                     & ~cells["suppressed"]].set_index(["wave", "measure_kind", "measure"])
     params, rows = [], []
     for (wave, kind, measure), group in sites.groupby(["wave", "measure_kind", "measure"]):
-        if (wave, kind, measure) not in national.index or len(group) < 2:
+        if len(group) < 2:
             continue
-        target = float(national.loc[(wave, kind, measure), "mean"])
-        sigma = pooled_sd(group["n"], group["sd"])
-        fun = funnel(group["mean"].to_numpy(), group["n"].to_numpy(), target, sigma)
+        y, v = group["mean"].to_numpy(float), (group["sd"] ** 2 / group["n"]).to_numpy(float)
+        if len(group) >= MIN_OTHER_SITES + 1:
+            model = random_effects(y, v, VERDICT_METHOD)
+            target, target_se, tau2 = model.mu, model.se, model.tau2
+        else:   # no between-site spread is estimated from two or three sites
+            w = 1 / v
+            target, target_se, tau2 = float((w * y).sum() / w.sum()), float(
+                1 / np.sqrt(w.sum())), float("nan")
         params.append({"wave": wave, "measure_kind": kind, "measure": measure,
-                       "target": target, "sigma": sigma, "tau2": fun.tau2, "phi": fun.phi,
+                       "method": VERDICT_METHOD, "target": target, "target_se": target_se,
+                       "tau2": tau2, "sigma": pooled_sd(group["n"], group["sd"]),
                        "sites": len(group)})
-        lo95, hi95 = fun.limits(group["n"].to_numpy(), 0.95)
-        lo998, hi998 = fun.limits(group["n"].to_numpy(), 0.998)
-        q = benjamini_hochberg(fun.p)
-        y = group["mean"].to_numpy()
+        verdicts = compare_with_others(group)
         rows.append((len(group), {
             "wave": wave, "site_code": group["unit"].to_numpy(),
             "peer_group": group["peer_group"].to_numpy(), "measure_kind": kind,
-            "measure": measure, "n": group["n"].to_numpy(), "mean": y, "z": fun.z,
-            "z_adjusted": fun.z_adjusted, "p": fun.p, "q": q,
-            "limit95_low": lo95, "limit95_high": hi95,
-            "limit998_low": lo998, "limit998_high": hi998,
-            "band": funnel_band(fun, y, group["n"].to_numpy()),
-            "flag": np.where(q < FDR, np.where(y > target, "above", "below"), "within")}))
+            "measure": measure, "n": group["n"].to_numpy(), "mean": y,
+            "sd": group["sd"].to_numpy(float)}
+            | {name: verdicts[name].to_numpy() for name in (
+                "others", "others_mean", "z", "p", "low", "high", "flagged", "verdict")}))
     return pd.DataFrame(params), _stack(rows)
 
 
@@ -183,8 +234,10 @@ def shrunken_table(cells: pd.DataFrame, params: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for p in params.itertuples():
         group = by_measure[(p.wave, p.measure_kind, p.measure)]
-        s2 = p.sigma ** 2 / group["n"].to_numpy(float)
-        est = shrink(group["mean"].to_numpy(), s2, p.tau2)
+        # Each mean's own sampling variance and the all-sites tau^2, as in the verdicts'
+        # model; with too few sites for a tau^2 every site is shrunk to the mean.
+        s2 = (group["sd"] ** 2 / group["n"]).to_numpy(float)
+        est = shrink(group["mean"].to_numpy(), s2, 0.0 if pd.isna(p.tau2) else p.tau2)
         low, high = est.interval()
         rows.append((len(group), {
             "wave": p.wave, "site_code": group["unit"].to_numpy(),
@@ -377,7 +430,8 @@ def _stack(parts: list[tuple[int, dict]]) -> pd.DataFrame:
 
 def build_benchmarks(pub: duckdb.DuckDBPyConnection, target_rule: str = "peer_q3",
                      k: int = 10, source: str = "cells") -> dict:
-    """Write every comparison table into the published file; return counts of flags.
+    """Write every comparison table into the published file; return every site x
+    measure x wave whose verdict is not "in line", and how many funnels compared sites.
 
     `source` names the relation holding the published cells: the file's table, or the
     same rows registered on `pub` (Arrow) while the table is still being written.
@@ -405,9 +459,10 @@ def build_benchmarks(pub: duckdb.DuckDBPyConnection, target_rule: str = "peer_q3
         write_table(pub, name, with_columns(frame, MAY_BE_EMPTY.get(name, {})))
     rows = {name: len(frame) for name, frame in tables.items()}
     rows["equity"] = write_equity_table(pub, source)
-    flagged = funnel_rows[funnel_rows["flag"] != "within"] if len(funnel_rows) else funnel_rows
-    return {"funnel_flags": flagged[["wave", "site_code", "measure_kind", "measure", "flag",
-                                     "q"]].to_dict("records") if len(flagged) else [],
-            "funnels_with_overdispersion": int(params["phi"].notna().sum()) if len(params)
+    noted = (funnel_rows[funnel_rows["verdict"] != VERDICTS[2]] if len(funnel_rows)
+             else funnel_rows)
+    return {"site_verdicts": noted[["wave", "site_code", "measure_kind", "measure", "verdict",
+                                    "z"]].to_dict("records") if len(noted) else [],
+            "funnels_compared": int((params["sites"] > MIN_OTHER_SITES).sum()) if len(params)
             else 0,
             "rows": rows}

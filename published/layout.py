@@ -10,7 +10,7 @@ change to what any table holds, or means, is a new `PUBLISHED_LAYOUT`.
 from __future__ import annotations
 
 #: Version of the published tables' layout, written into `meta` and checked on open.
-PUBLISHED_LAYOUT = "1"
+PUBLISHED_LAYOUT = "2"
 #: The `meta` key under which the writer records `PUBLISHED_LAYOUT`.
 LAYOUT_KEY = "layout"
 
@@ -26,8 +26,11 @@ TABLES = {
     "cells": "unit (site, peer group, national) x wave x breakdown group x measure; "
              "statistics NULL where suppressed",
     "benchmarks": "site x wave x measure against its peer group and all sites",
-    "funnel": "site x wave x measure: a point of a funnel plot with its verdict",
-    "funnel_params": "wave x measure: a funnel's target, spread and overdispersion",
+    "funnel": "site x wave x measure: the site against the other sites (leave-one-out "
+              "random effects): their 95% prediction interval for a site of its size and "
+              "the one verdict every reader shows",
+    "funnel_params": "wave x measure: the random-effects mean, tau^2 and pooled SD of all "
+                     "compared sites",
     "shrunken": "site x wave x measure: empirical-Bayes mean and rank",
     "trends": "unit x wave x measure: change from the previous wave",
     "principle_gaps": "site x wave x principle: gap to the target, certainty, priority",
@@ -82,5 +85,29 @@ def attribute_title(attribute_id: str) -> str:
 
 #: The certainty a principle gap reads when there is no target to compare with.
 NO_TARGET = "no target"
-#: False discovery rate at which sites are flagged in the published funnels.
+#: False discovery rate of the published trend and equity flags.
 FDR = 0.05
+
+#: The verdict words of a site x measure x wave against the other sites, lowest first.
+#: Every reader (dashboard, site report, `culture run`) shows these words as published.
+VERDICTS = ("clearly below", "below, not certain", "in line", "above, not certain",
+            "clearly above")
+#: The verdict of a cell compared with too few other sites to say what peers achieve.
+NOT_COMPARED = "too few sites to compare"
+#: Fewest other sites a site is compared with: the spread of one or two sites is no
+#: distribution to stand outside of.
+MIN_OTHER_SITES = 3
+
+#: Columns of the published `funnel` table (one row a site x wave x measure), with types.
+#: low / high: the other sites' 95% prediction interval for a site of this one's size;
+#: flagged is exactly "mean outside [low, high]", and verdict's "clearly" goes with it.
+FUNNEL_COLUMNS = {"wave": "Int64", "site_code": "string", "peer_group": "string",
+                  "measure_kind": "string", "measure": "string", "n": "Int64",
+                  "mean": "float64", "sd": "float64", "others": "Int64", "others_mean": "float64",
+                  "z": "float64", "p": "float64", "low": "float64", "high": "float64",
+                  "flagged": "boolean", "verdict": "string"}
+#: Columns of `funnel_params` (one row a wave x measure): the random-effects model of all
+#: compared sites, drawn as the centre line; sigma is the pooled within-site SD.
+FUNNEL_PARAM_COLUMNS = {"wave": "Int64", "measure_kind": "string", "measure": "string",
+                        "method": "string", "target": "float64", "target_se": "float64",
+                        "tau2": "float64", "sigma": "float64", "sites": "Int64"}

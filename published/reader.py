@@ -344,12 +344,13 @@ class PublishedLayer:
 
     # -- all sites (anonymised by the caller) -------------------------------------------
     def funnel(self, wave: int, kind: str, measure: str) -> tuple[pd.DataFrame, dict | None]:
-        """One funnel's points (few columns) and its parameters (None if there is none)."""
-        rows = self.query("select site_code, peer_group, n, mean, band, flag, q from funnel "
-                          "where wave = ? and measure_kind = ? and measure = ?",
-                          [wave, kind, measure])
-        params = self.query("select target, sigma, tau2, phi, sites from funnel_params "
-                            "where wave = ? and measure_kind = ? and measure = ?",
+        """One funnel's points (each site's verdict and the other sites' interval it was
+        judged by) and its parameters (None if there is none)."""
+        rows = self.query("select site_code, peer_group, n, mean, sd, others, others_mean, "
+                          "low, high, flagged, verdict from funnel where wave = ? and "
+                          "measure_kind = ? and measure = ?", [wave, kind, measure])
+        params = self.query("select target, target_se, tau2, sigma, sites, method from "
+                            "funnel_params where wave = ? and measure_kind = ? and measure = ?",
                             [wave, kind, measure])
         return rows, (params.iloc[0].to_dict() if len(params) else None)
 
@@ -361,6 +362,19 @@ class PublishedLayer:
         params = self.query("select * from funnel_params where wave = ? and measure_kind = ?",
                             [wave, kind])
         return rows, params
+
+    def site_verdicts(self, site: str, wave: int) -> pd.DataFrame:
+        """A site's one verdict per measure (scales and principles) in a wave, against the
+        other sites, with the interval it was judged by."""
+        return self.query("select measure_kind, measure, n, mean, others, others_mean, low, "
+                          "high, flagged, verdict from funnel where site_code = ? and wave = ? "
+                          "order by measure_kind, measure", [site, wave])
+
+    def all_verdicts(self) -> pd.DataFrame:
+        """Every site x measure x wave verdict (wave, site_code, measure_kind, measure,
+        verdict), for a summary or a check that every reader agrees."""
+        return self.query("select wave, site_code, measure_kind, measure, flagged, verdict "
+                          "from funnel order by wave, site_code, measure_kind, measure")
 
     def shrunken(self, wave: int, kind: str, measure: str) -> pd.DataFrame:
         """Empirical-Bayes means and ranks of every site for one measure, lowest first."""

@@ -1,10 +1,10 @@
 """The benchmark stage (pipeline.benchmark) on small hand-made sets of published cells.
 
 Each test builds the few cells the stage reads and checks its tables against values
-computed another way: the funnel against the R worked example of
-tests/expected/generate_r_funnel.R, the comparisons with the rest of the sites against
-scipy's Welch test on the respondents themselves, the principle gaps against quartiles
-worked out by hand.
+computed another way: each site's verdict interval and its difference from the other
+sites against a random-effects fit to the other sites alone (`stats.outliers.random_effects`,
+held to metafor by tests/test_outliers.py), the principle gaps against quartiles worked
+out by hand.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import pytest
 from scipy import stats
 
 from pipeline.benchmark import benchmark_table, funnel_tables, principle_gap_table
-from published.layout import NO_TARGET
+from published.layout import NO_TARGET, NOT_COMPARED, VERDICTS
+from stats.outliers import random_effects
 
 EXAMPLE = json.loads((Path(__file__).parent / "expected" / "funnel_worked_example.json")
                      .read_text(encoding="utf-8"))
@@ -59,50 +60,59 @@ def funnel_cells() -> pd.DataFrame:
     return pd.DataFrame(sites + [national, hidden])
 
 
-def test_funnel_reproduces_the_r_worked_example_and_ignores_hidden_cells(funnel_cells):
+def others_interval(n, mean, sd, site: int) -> tuple[float, float, float]:
+    """The other sites' REML random-effects mean and 95% prediction interval for a site
+    of `site`'s sampling variance, from a fit to the other sites alone (the full-model
+    function on the remaining rows, not the pipeline's leave-one-out pass)."""
+    n, mean, sd = (np.asarray(a, float) for a in (n, mean, sd))
+    v = sd ** 2 / n
+    keep = np.arange(len(n)) != site
+    model = random_effects(mean[keep], v[keep], "REML")
+    half = Z95 * np.sqrt(model.tau2 + model.se ** 2 + v[site])
+    return model.mu, model.mu - half, model.mu + half
+
+
+def test_each_site_is_judged_by_the_other_sites_interval_and_hidden_cells_take_no_part(
+        funnel_cells):
     params, rows = funnel_tables(funnel_cells)
+    data = EXAMPLE["input"]
     assert len(params) == 1 and list(rows["site_code"]) == [f"S{i:02d}" for i in range(12)]
     (p,) = params.itertuples()
-    assert (p.wave, p.measure_kind, p.measure, p.sites) == (2025, "scale", "psysafety", 12)
-    close(p.target, EXAMPLE["target"])
+    assert (p.wave, p.measure_kind, p.measure, p.sites, p.method) == (
+        2025, "scale", "psysafety", 12, "REML")
     close(p.sigma, EXAMPLE["sigma"])
-    close(p.phi, EXAMPLE["phi"])
-    close(p.tau2, EXAMPLE["tau2"])
-    close(rows["z"], EXAMPLE["z"])
-    close(rows["z_adjusted"], EXAMPLE["z_adjusted"])
-    close(rows["p"], EXAMPLE["p"])
-    close(rows["q"], EXAMPLE["q_bh"])
+    everyone = random_effects(data["mean"], np.array(data["sd"]) ** 2 / np.array(data["n"]))
+    close([p.target, p.tau2], [everyone.mu, everyone.tau2])
+    for i, row in rows.iterrows():
+        centre, low, high = others_interval(data["n"], data["mean"], data["sd"], i)
+        np.testing.assert_allclose([row["others_mean"], row["low"], row["high"]],
+                                   [centre, low, high], rtol=0, atol=1e-8)
+    assert set(rows["others"]) == {11}
+    # One verdict, and "outside the interval" is exactly what flags it.
+    outside = (rows["mean"] < rows["low"]) | (rows["mean"] > rows["high"])
+    assert (rows["flagged"] == outside).all()
+    assert (rows["verdict"].str.startswith("clearly") == outside).all()
+    assert set(rows["verdict"]) <= set(VERDICTS)
 
 
-def test_funnel_limits_are_drawn_at_each_sites_own_n(funnel_cells):
-    _, rows = funnel_tables(funnel_cells)
-    n = np.array(EXAMPLE["input"]["n"], float)
-    spread = np.sqrt(EXAMPLE["sigma"] ** 2 / n + EXAMPLE["tau2"])
-    close(rows["limit95_low"], EXAMPLE["target"] - Z95 * spread)
-    close(rows["limit95_high"], EXAMPLE["target"] + Z95 * spread)
-    close(rows["limit998_high"], EXAMPLE["target"] + stats.norm.ppf(0.999) * spread)
-    # Sites 2 (3.62 from 60) and 5 (2.80 from 120) lie outside their 95% limits, and
-    # no site outside 99.8%; none is flagged, since every q is above .05 (R: min .207).
-    assert list(rows.loc[rows["band"] != "inside 95%", "site_code"]) == ["S02", "S05"]
-    assert set(rows["band"]) == {"inside 95%", "outside 95%"}
-    assert set(rows["flag"]) == {"within"}
-
-
-def test_a_clear_outlier_is_flagged_on_its_side_and_two_sites_get_no_overdispersion():
-    """Ten sites at the target and one far below: flagged 'below' at q < .05. With two
-    sites the funnel has no overdispersion estimate (phi NaN, tau^2 0)."""
+def test_a_clear_outlier_reads_clearly_below_and_three_sites_are_not_compared():
+    """Ten sites near 3.0 and one at 2.3 (200 respondents each): the low one is clearly
+    below the others, the rest in line. With three sites each would be judged against
+    two: not compared, and no tau^2 is published."""
     sites = [cell("site", f"S{i}", 200, 3.0 + 0.01 * (i % 3 - 1), 0.8) for i in range(10)]
     sites.append(cell("site", "LOW", 200, 2.3, 0.8))
-    pair = [cell("site", u, 100, m, 0.8, measure="stigma") for u, m in (("A", 3.0), ("B", 3.2))]
-    national = [cell("national", "national", 2200, (200 * sum(s["mean"] for s in sites))
-                     / 2200, 0.8),
-                cell("national", "national", 200, 3.1, 0.8, measure="stigma")]
-    params, rows = funnel_tables(pd.DataFrame(sites + pair + national))
-    flags = dict(zip(rows["site_code"], rows["flag"]))
-    assert flags.pop("LOW") == "below" and set(flags.values()) == {"within"}
-    stigma = params.set_index("measure").loc["stigma"]
-    assert np.isnan(stigma["phi"]) and stigma["tau2"] == 0
-    close(stigma["sigma"], 0.8)
+    trio = [cell("site", u, 100, m, 0.8, measure="stigma")
+            for u, m in (("A", 3.0), ("B", 3.2), ("C", 2.1))]
+    params, rows = funnel_tables(pd.DataFrame(sites + trio))
+    psysafety = rows[rows["measure"] == "psysafety"]
+    verdicts = dict(zip(psysafety["site_code"], psysafety["verdict"]))
+    assert verdicts.pop("LOW") == "clearly below" and set(verdicts.values()) == {"in line"}
+    stigma = rows[rows["measure"] == "stigma"]
+    assert set(stigma["verdict"]) == {NOT_COMPARED} and not stigma["flagged"].any()
+    assert stigma["low"].isna().all() and set(stigma["others"]) == {2}
+    stigma_params = params.set_index("measure").loc["stigma"]
+    assert np.isnan(stigma_params["tau2"]) and stigma_params["sites"] == 3
+    close(stigma_params["sigma"], 0.8)
 
 
 @pytest.fixture(scope="module")
@@ -129,28 +139,32 @@ def cells_of(respondents: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_each_site_is_compared_with_the_respondents_of_every_other_site(respondents):
+def test_the_difference_from_all_sites_carries_the_other_sites_spread(respondents):
+    """Each site less the other three sites' random-effects mean, with their 95%
+    prediction interval for a site of its size: between-site variation included."""
+    cells = cells_of(respondents)
+    table = benchmark_table(cells).set_index("site_code")
+    sites = cells[cells["level"] == "site"].reset_index(drop=True)
+    for i, row in sites.iterrows():
+        centre, low, high = others_interval(sites["n"], sites["mean"], sites["sd"], i)
+        got = table.loc[row["unit"]]
+        assert got["others_in_national"] == 3 and pd.isna(got["diff_vs_national_note"])
+        np.testing.assert_allclose(
+            [got["diff_vs_national"], got["diff_vs_national_low"],
+             got["diff_vs_national_high"]],
+            [row["mean"] - centre, row["mean"] - high, row["mean"] - low], rtol=0, atol=1e-8)
+
+
+def test_a_peer_group_with_fewer_than_three_other_sites_says_so_instead_of_testing(
+        respondents):
     table = benchmark_table(cells_of(respondents)).set_index("site_code")
-    for site, own in respondents.groupby("site"):
-        rest = respondents.loc[respondents.site != site, "score"]
-        welch = stats.ttest_ind(own.score, rest, equal_var=False)
-        low, high = welch.confidence_interval(0.95)
+    # The acute group has three sites (two others each), D is alone in its group.
+    for site, others in (("B", 2), ("D", 0)):
         row = table.loc[site]
-        assert row["n_rest_of_national"] == len(rest)
-        close(row["diff_vs_national"], own.score.mean() - rest.mean())
-        close([row["diff_vs_national_low"], row["diff_vs_national_high"]], [low, high])
-        close(row["diff_vs_national_p"], welch.pvalue)
-
-
-def test_the_rest_of_the_peer_group_excludes_the_site_and_other_groups(respondents):
-    table = benchmark_table(cells_of(respondents)).set_index("site_code")
-    acute = respondents[respondents.peer_group == "acute"]
-    own, rest = acute[acute.site == "B"].score, acute[acute.site != "B"].score
-    assert table.loc["B", "n_rest_of_peer"] == len(rest) == 140
-    close(table.loc["B", "diff_vs_peer"], own.mean() - rest.mean())
-    close(table.loc["B", "diff_vs_peer_p"], stats.ttest_ind(own, rest, equal_var=False).pvalue)
-    # D is alone in its peer group: nobody to compare it with.
-    assert np.isnan(table.loc["D", "diff_vs_peer"]) and np.isnan(table.loc["D", "n_rest_of_peer"])
+        assert row["others_in_peer"] == others
+        assert np.isnan(row["diff_vs_peer"]) and np.isnan(row["diff_vs_peer_low"])
+        assert row["diff_vs_peer_note"] == (
+            "fewer than 3 other sites in the peer group: not compared")
 
 
 def test_the_distribution_of_site_means_uses_linear_quartiles(respondents):

@@ -1,6 +1,6 @@
-"""Peers' respondent counts as bands: every band holds three or more peers, a point
-drawn at its band stays in the region of its verdict, and the board report draws other
-sites at their band, never at their count."""
+"""Peers' respondent counts as bands: every band holds three or more peers, a point is
+drawn inside its band, the funnel drawn for a site is its verdict's interval at its own
+n, and the board report draws other sites at their band, never at their count."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from contextlib import closing
 import numpy as np
 import pytest
 
-from stats.comparison import Funnel, funnel_band
-from outputs.peer_bands import (MIN_PEERS_PER_BAND, band_of, count_bands, plotted_count)
+from outputs.peer_bands import (MIN_PEERS_PER_BAND, band_of, count_bands, interval_across_n,
+                                plotted_count)
 from published.reader import open_published
 from outputs.site_report import load_site_data
 
@@ -39,23 +39,31 @@ def test_random_counts_never_leave_a_band_with_fewer_than_three(seed):
     assert all(sum(b.holds(n) for b in bands) == 1 for n in counts)
 
 
-@pytest.mark.parametrize("tau2", [0.0, 0.002, 0.05])
-def test_a_point_drawn_at_its_band_keeps_the_region_of_its_exact_count(tau2):
-    params = {"target": 3.4, "sigma": 0.9, "tau2": tau2}
-    fun = Funnel(target=3.4, sigma=0.9, tau2=tau2, phi=float("nan"), z=np.empty(0),
-                 z_adjusted=np.empty(0), p=np.empty(0))
-    counts = [60, 80, 95, 110, 130, 160, 180, 240, 260, 280]
+@pytest.mark.parametrize("counts", [[60, 80, 95, 110, 130, 160, 180, 240, 260, 280],
+                                    [12, 15, 3000], [40, 45, 48, 400, 410, 420, 430]])
+def test_a_peer_is_drawn_inside_its_band_never_below_k(counts):
     bands = count_bands(counts)
-    regions = set()
     for n in counts:
-        for mean in np.linspace(2.6, 4.2, 81):
-            band = band_of(n, bands)
-            x = plotted_count(n, mean, band, params, k=10)
-            exact = funnel_band(fun, np.array([mean]), np.array([float(n)]))[0]
-            assert funnel_band(fun, np.array([mean]), np.array([x]))[0] == exact, (n, mean, x)
-            assert band.shown_low <= x < band.shown_high
-            regions.add(str(exact))
-    assert regions == {"inside 95%", "outside 95%", "outside 99.8%"}
+        band = band_of(n, bands)
+        x = plotted_count(band, k=10)
+        assert max(band.shown_low, 10) <= x < band.shown_high
+        assert x == pytest.approx(min(max(band.middle(10), 10), band.shown_high - 1))
+
+
+@pytest.mark.parametrize("tau2_and_se2", [0.0, 0.002, 0.05])
+def test_the_funnel_drawn_across_n_is_the_verdicts_interval_at_the_sites_own_n(
+        tau2_and_se2):
+    """A site of 140 respondents, SD 0.8, whose others' mean is 3.4: the interval drawn at
+    n = 140 is [low, high] itself, and it narrows towards mean +/- 1.96 sqrt(V) with n."""
+    n, sd, centre = 140.0, 0.8, 3.4
+    half = 1.959963984540054 * np.sqrt(tau2_and_se2 + sd ** 2 / n)
+    grid = np.array([20.0, 140.0, 1e9])
+    low, high, middle = interval_across_n(centre - half, centre + half, sd, n, grid)
+    assert middle == pytest.approx(centre)
+    assert [low[1], high[1]] == pytest.approx([centre - half, centre + half], abs=1e-12)
+    assert high[0] - low[0] > high[1] - low[1] > high[2] - low[2]
+    assert high[2] - centre == pytest.approx(1.959963984540054 * np.sqrt(tau2_and_se2),
+                                             abs=1e-4)
 
 
 def test_board_report_draws_other_sites_at_their_band_not_their_count(published_sample):
@@ -81,8 +89,18 @@ def test_board_report_draws_other_sites_at_their_band_not_their_count(published_
     codes = exact[exact["site_code"] != "A"].sort_values(["measure", "site_code"])
     assert not all((data.funnel[data.funnel["site_code"] == "other"]["mean"].to_numpy()
                     == published_means(settings, codes).to_numpy()))
-    # Nothing the page could carry works back to an exact n (limits, z, p are dropped).
-    assert others[["limit95_low", "z", "p"]].isna().all().all()
+    # Nothing the page could carry works back to an exact n (interval, z, p, SD dropped),
+    # and each other site keeps its published verdict.
+    assert others[["low", "high", "z", "p", "sd"]].isna().all().all()
+    verdicts = exact_verdicts(settings)
+    assert sorted(others["verdict"]) == sorted(verdicts.loc[verdicts["site_code"] != "A",
+                                                            "verdict"])
+
+
+def exact_verdicts(settings):
+    with closing(open_published(settings.published_path)) as con:
+        return con.execute("select site_code, verdict from funnel where wave = 2026 and "
+                           "measure_kind = 'principle'").df()
 
 
 def published_means(settings, codes):

@@ -66,8 +66,8 @@ def copy_with_layout(sample: Path, folder: Path, layout: str | None) -> Path:
 # -- what is refused, and the message -----------------------------------------------------
 
 def test_a_layer_of_another_layout_is_refused_naming_the_file_and_what_to_do(sample, tmp_path):
-    path = copy_with_layout(sample, tmp_path, "2")
-    message = (f"{path} is a published layer of layout 2, and this program reads layout "
+    path = copy_with_layout(sample, tmp_path, "1")
+    message = (f"{path} is a published layer of layout 1, and this program reads layout "
                f"{PUBLISHED_LAYOUT}; publish it again with `culture run`")
     with pytest.raises(PublishedLayerError, match=f"^{message}"):
         PublishedLayer.open(path)
@@ -270,11 +270,12 @@ def test_funnels_and_shrunken_means(sample, layer):
     points, one = layer.funnel(2026, "principle", "P1")
     p1 = funnel[(funnel["wave"] == 2026) & (funnel["measure_kind"] == "principle")
                 & (funnel["measure"] == "P1")]
-    same_rows(points, p1[["site_code", "peer_group", "n", "mean", "band", "flag", "q"]],
-              ["site_code"])
+    same_rows(points, p1[["site_code", "peer_group", "n", "mean", "sd", "others",
+                          "others_mean", "low", "high", "flagged", "verdict"]], ["site_code"])
     row = params[(params["wave"] == 2026) & (params["measure"] == "P1")
                  & (params["measure_kind"] == "principle")].iloc[0]
-    assert one == pytest.approx({c: row[c] for c in ("target", "sigma", "tau2", "phi", "sites")})
+    assert one == {c: pytest.approx(row[c]) if c != "method" else row[c]
+                   for c in ("target", "target_se", "tau2", "sigma", "sites", "method")}
     assert layer.funnel(1999, "principle", "P1")[1] is None
     every, every_params = layer.funnels(2026, "principle")
     principle = funnel[(funnel["wave"] == 2026) & (funnel["measure_kind"] == "principle")]

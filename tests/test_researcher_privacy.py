@@ -28,7 +28,6 @@ import pytest
 import requests
 
 from dashboard.accounts import AccountBook
-from stats.comparison import Funnel, funnel_band
 from outputs.export import (ENV_PSEUDONYM_KEY, MERGED_TYPE, coarsen_quasi_identifiers,
                              deployment_pseudonym_key, pseudonym_key_path, pseudonymise)
 from tests.conftest import culture
@@ -356,7 +355,8 @@ def director_views(base: str, username: str, site: str) -> list[dict]:
                                 "caterpillar": caterpillar.loc[label, "Respondents"],
                                 "hover": others["customdata"][at][1],
                                 "x": others["x"][at], "mean": others["y"][at],
-                                "band": funnel.loc[label, "Band"]}
+                                "verdict": funnel.loc[label, "Against the other sites"],
+                                "marked": others["customdata"][at][0]}
             views.append({"wave": wave, "measure": measure, "peers": peers,
                           "order": [t for t in others["text"] if t.startswith("Peer")]})
     return views
@@ -388,21 +388,18 @@ def test_a_director_cannot_match_peers_across_views_by_their_counts(server):
             assert len(matches) >= 3
 
 
-def test_peer_points_are_drawn_in_the_band_and_region_of_their_verdict(server):
+def test_peer_points_are_drawn_in_their_band_and_marked_with_their_verdict(server):
     base, settings = server
-    params = published(settings, "select * from funnel_params where wave = 2026 and "
-                                 "measure = 'psysafety'").iloc[0]
-    fun = Funnel(target=params["target"], sigma=params["sigma"], tau2=params["tau2"],
-                 phi=params["phi"], z=np.empty(0), z_adjusted=np.empty(0), p=np.empty(0))
+    published_verdicts = published(settings, "select verdict from funnel where wave = 2026 "
+                                             "and measure = 'psysafety' and site_code <> 'A'")
     view = next(v for v in director_views(base, "dir-a", "A")
                 if (v["wave"], v["measure"]) == (2026, "scale:psysafety"))
-    verdicts = set()
+    verdicts = []
     for seen in view["peers"].values():
-        region = str(funnel_band(fun, np.array([seen["mean"]]), np.array([seen["x"]]))[0])
-        # The table's mean is rounded to 2 places; the verdict is the published one.
-        assert region == seen["band"], seen
-        verdicts.add(seen["band"])
+        # The table's word and the point's mark are the published verdict of the peer.
+        assert seen["verdict"] == seen["marked"], seen
+        verdicts.append(seen["verdict"])
         low, _, high = seen["table"].replace(",", "").partition("-")
         low = int(low.split()[0])
         assert low <= seen["x"] <= (int(high) if high else 10 ** 6), seen
-    assert verdicts == {"inside 95%", "outside 95%"}
+    assert sorted(verdicts) == sorted(published_verdicts["verdict"])

@@ -27,6 +27,7 @@ from outputs.site_report import write_site_report
 from pipeline.psychometrics.report import write_report
 from pipeline.store import add_wave, load_sites_csv, open_store
 from cli.pipeline_commands import calm_funnel_line
+from published.layout import NOT_COMPARED
 from survey.settings import SAMPLES_DIR, Settings
 
 PAGES = ["/", "/principle", "/benchmark", "/trends", "/equity", "/quality"]
@@ -121,17 +122,19 @@ def test_site_report_and_export_work_for_one_site(one_site, tmp_path):
     assert min(int(r["n"]) for r in rows if r["n"]) >= 10
 
 
-def test_two_sites_get_a_funnel_without_an_overdispersion_claim(tmp_path, instrument,
-                                                                definition_yaml,
-                                                                sample_manifest):
+def test_two_sites_are_not_compared_and_every_reader_says_so(tmp_path, instrument,
+                                                              definition_yaml,
+                                                              sample_manifest):
     settings = published_for({"A", "D"}, tmp_path, instrument, definition_yaml,
                              sample_manifest["waves"])
     with duckdb.connect(str(settings.published_path), read_only=True) as con:
-        phi, tau2, sites = con.execute("select phi, tau2, sites from funnel_params where "
-                                       "wave = 2026 and measure = 'psysafety'").fetchone()
-    # Two sites cannot give an overdispersion estimate: none is made or claimed.
-    assert sites == 2 and (phi is None or math.isnan(phi))
-    assert tau2 == 0
+        tau2, sites = con.execute("select tau2, sites from funnel_params where "
+                                  "wave = 2026 and measure = 'psysafety'").fetchone()
+        verdicts = {v for (v,) in con.execute("select distinct verdict from funnel")
+                    .fetchall()}
+    # One other site is no distribution to stand outside of: no tau^2, no verdict.
+    assert sites == 2 and (tau2 is None or math.isnan(tau2))
+    assert verdicts == {NOT_COMPARED}
     AccountBook(settings.accounts_path).add("admin", "admin", "a long enough password", None)
     app = create_app(settings, secret_key=b"test secret", throttle=LoginThrottle(free=3))
     with app.server.test_request_context("/_dash-update-component", method="POST"):
@@ -140,20 +143,15 @@ def test_two_sites_get_a_funnel_without_an_overdispersion_claim(tmp_path, instru
         body = benchmark_body(view_from_request("/benchmark", "?site=D&wave=2026", True),
                               "scale:psysafety")
     text = json.dumps(body, cls=plotly.utils.PlotlyJSONEncoder)
-    assert "2 sites." in text
-    assert "too few sites to estimate overdispersion: sampling error only" in text
-    assert "after allowing for overdispersion" not in text
-    # culture run's summary makes no such claim either (the line it prints when no site
-    # is flagged; here D and A are).
+    assert "2 sites, each judged against the other sites" in text
+    assert f"{NOT_COMPARED} (mean" in text and "fewer than 3 other sites: not compared" in text
+    assert "0 site(s) outside" in text
+    # culture run's summary makes no comparison claim either.
     with open_store(settings.db_path) as con:
         report = publish(con, instrument, settings)
-    assert report.tables["funnel_params"] > 0 and report.funnels_with_overdispersion == 0
-    assert calm_funnel_line(report) == (
-        "no site stands out from its funnel (too few sites to estimate overdispersion: the "
-        "limits are sampling error only; 5% false discovery rate)")
-    report.funnels_with_overdispersion = report.tables["funnel_params"]
-    assert calm_funnel_line(report) == ("no site stands out from its funnel after allowing "
-                                        "for overdispersion (5% false discovery rate)")
+    assert report.tables["funnel_params"] > 0 and report.funnels_compared == 0
+    assert calm_funnel_line(report) == ("no site compared with the others: that needs 3 "
+                                        "other sites with the threshold met in a wave")
 
 
 def test_a_first_test_survey_with_every_cell_hidden_publishes_and_reports(

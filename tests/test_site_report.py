@@ -117,7 +117,8 @@ def test_benchmark_section_gives_peer_best_median_worst_and_funnel_position(repo
     line = next(text_of(r) for r in bench.split("</tr>") if "P2 Trust" in r)
     for value in (row["mean"], row["peer_worst"], row["peer_median"], row["peer_best"]):
         assert f"{value:.2f}" in line
-    assert funnel["band"] in line and funnel["flag"] in line
+    assert funnel["verdict"] in line
+    assert f"{funnel['low']:.2f} to {funnel['high']:.2f}" in line.replace("−", "-")
     assert bench.count("<svg") == 1 and "this site" in bench
     trends = text_of(section(html, "Trends"))
     change = published(settings, "select change, flag from trends where level = 'site' and "

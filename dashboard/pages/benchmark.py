@@ -4,7 +4,8 @@ viewer's site highlighted, and best / average / worst of the site's peer group.
 Anonymous peers ("Peer N", renumbered in every view) show their respondent count as a
 band shared by at least three peers, in tables, hover text and the funnel's x position
 alike (`outputs.peer_bands`): an exact count, the same in every view of a wave, would
-let a director follow a peer from view to view. Verdicts come from the exact counts.
+let a director follow a peer from view to view. Verdicts come from the exact counts, computed once in the pipeline: every word here is
+the published one, the same the site report and `culture run` give for the cell.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dashboard.components import chart, notice, table
 from dashboard.figures import PRINCIPLE_AXIS, SCALE_AXIS, caterpillar_figure, funnel_figure
 from dashboard.view import View, view_from_request
 from outputs.peer_bands import band_of, count_bands, plotted_count
+from published.layout import MIN_OTHER_SITES
 
 TITLE = "Benchmark"
 NEEDS_SITE = "unless researcher"
@@ -64,29 +66,30 @@ def benchmark_body(view: View, value: str) -> list:
         label=points["site_code"].map(labels), highlight=points["site_code"] == view.site,
         n_shown=[f"{int(r.n)}" if keep else band_of(r.n, bands).label(view.k)
                  for r, keep in zip(points.itertuples(), stable)],
-        x=[float(r.n) if keep else plotted_count(r.n, r.mean, band_of(r.n, bands), params,
-                                                   view.k)
-           for r, keep in zip(points.itertuples(), stable)])
+        x=[float(r.n) if keep else plotted_count(band_of(r.n, bands), view.k)
+           for r, keep in zip(points.itertuples(), stable)],
+        # A peer drawn at its band gets no interval of its own: its width would hint at
+        # the exact count the band hides.
+        with_interval=stable.to_numpy(),
+        judged_by=[_interval_words(r, keep) for r, keep in zip(points.itertuples(), stable)])
     # In the view's label order, not the store's (site code) order, which would line the
     # same peer up at the same place in every view's figure.
     points = points.sort_values("label", kind="stable").reset_index(drop=True)
     mine = points[points["highlight"]]
-    flagged = points[points["flag"] != "within"]
-    # Overdispersion is estimated from three or more sites; with two there is none (phi
-    # is missing) and the limits are sampling error alone.
-    allowing = ("after allowing for overdispersion" if pd.notna(params["phi"]) else
-                "(too few sites to estimate overdispersion: sampling error only)")
-    summary = (f"{len(points)} sites. " + (
-        f"{view.site_label}: mean {mine['mean'].iloc[0]:.2f} from {int(mine['n'].iloc[0])} "
-        f"respondents, {mine['band'].iloc[0]} limits, {mine['flag'].iloc[0]} {allowing}. "
+    outside = points[points["flagged"].astype(bool)]
+    summary = (f"{len(points)} sites, each judged against the other sites (random effects, "
+               f"leaving the site out). " + (
+        f"{view.site_label}: {mine['verdict'].iloc[0]} (mean {mine['mean'].iloc[0]:.2f} from "
+        f"{int(mine['n'].iloc[0])} respondents; {mine['judged_by'].iloc[0]}). "
         if len(mine) else "")
-        + f"{len(flagged)} site(s) flagged at a 5% false discovery rate."
+        + f"{len(outside)} site(s) outside the other sites' 95% range."
         + (" Peers' respondent counts are shown in bands of three or more peers, and their "
-           "points drawn within their band." if (~stable).any() else ""))
+           "points drawn at their band's middle." if (~stable).any() else ""))
     parts = [chart("benchmark-funnel", funnel_figure(points, params, names[measure], axis),
                    table(points.sort_values("label"),
                          {"label": "Site", "n_shown": "Respondents", "mean": "Mean",
-                          "band": "Band", "flag": "Flag (5% FDR)"}, "Funnel plot points"),
+                          "verdict": "Against the other sites", "judged_by": "Judged by"},
+                         "Funnel plot points"),
                    summary)]
     shrunk = view.data.shrunken(view.wave, kind, measure)
     shrunk_stable = shrunk["site_code"].map(labels.stable).astype(bool)
@@ -110,7 +113,9 @@ def benchmark_body(view: View, value: str) -> list:
 def _peer_table(view: View, kind: str, names: dict[str, str]) -> html.Div:
     peer = view.peer_group
     distribution = view.data.peer_distribution(peer, view.wave, kind)
-    own = view.data.benchmarks(view.site, view.wave, kind)[["measure", "mean"]]
+    own = view.data.benchmarks(view.site, view.wave, kind)
+    own = own[["measure", "mean"]].assign(vs_peers=[
+        _difference_words(r) for r in own.itertuples()])
     rows = distribution.merge(own, on="measure", how="left").assign(
         label=lambda f: f["measure"].map(names))
     if rows.empty:
@@ -119,9 +124,30 @@ def _peer_table(view: View, kind: str, names: dict[str, str]) -> html.Div:
         html.H2(f"Best, average and worst in the peer group ({peer.replace('_', ' ')})"),
         table(rows, {"label": "Measure", "mean": "This site", "best": "Best",
                      "q3": "Upper quartile", "median": "Average (median)", "q1": "Lower quartile",
-                     "worst": "Worst", "sites": "Sites"},
+                     "worst": "Worst", "sites": "Sites",
+                     "vs_peers": "This site less the other sites' mean (their 95% range)"},
               "Site means in the peer group (each site's mean; sites shown only with "
               f"{view.k} or more responses)", {"sites": 0})])
+
+
+def _difference_words(row) -> str:
+    """The site's difference from what the other sites of its peer group achieve, with
+    the interval that carries their spread, or why there is none."""
+    if pd.isna(row.diff_vs_peer):
+        return row.diff_vs_peer_note or "not compared"
+    return (f"{row.diff_vs_peer:+.2f} ({row.diff_vs_peer_low:+.2f} to "
+            f"{row.diff_vs_peer_high:+.2f})")
+
+
+def _interval_words(row, exact: bool) -> str:
+    """What a verdict was judged by, in words: the other sites' 95% range for a site of
+    this size (a peer at a band gets its verdict without the range, see above)."""
+    if pd.isna(row.low):
+        return f"fewer than {MIN_OTHER_SITES} other sites: not compared"
+    if not exact:
+        return f"the other {int(row.others)} sites' 95% range for a site of its size"
+    return (f"the other {int(row.others)} sites' 95% range for a site of this size "
+            f"{row.low:.2f} to {row.high:.2f}")
 
 
 def register(app) -> None:

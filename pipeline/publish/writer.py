@@ -54,10 +54,10 @@ class PublishReport:
     hidden_complementary: int = 0
     hidden_by_level: dict[str, int] = field(default_factory=dict)
     tables: dict[str, int] = field(default_factory=dict)
-    funnel_flags: list[dict] = field(default_factory=list)
-    #: Funnels (measure x wave) whose limits allow for overdispersion: those with three or
-    #: more sites to estimate it from; the others' limits are sampling error alone.
-    funnels_with_overdispersion: int = 0
+    #: Every site x measure x wave whose published verdict is not "in line".
+    site_verdicts: list[dict] = field(default_factory=list)
+    #: Funnels (measure x wave) with enough sites for each to be compared with the others.
+    funnels_compared: int = 0
     verification: VerificationReport | None = None
 
 
@@ -247,8 +247,8 @@ def publish(con: duckdb.DuckDBPyConnection, instrument: Instrument, settings: Se
         writer.close()
         pub.close()
     report.tables = {name: len(frame) for name, frame in tables.items()} | bench["rows"]
-    report.funnel_flags = bench["funnel_flags"]
-    report.funnels_with_overdispersion = bench["funnels_with_overdispersion"]
+    report.site_verdicts = bench["site_verdicts"]
+    report.funnels_compared = bench["funnels_compared"]
     step("verify")
     try:
         report.verification = verify_published(tmp, k, cells_checked)
