@@ -428,7 +428,9 @@ def _methods(d: SiteData) -> str:
     A site is never part of its own target. The gap's 95% interval comes from resampling the
     other sites (a seeded bootstrap, 2,000 draws) together with the site's own sampling
     error, so it carries the uncertainty of a target set by a handful of sites; a gap is
-    "clear" only when that whole interval is short of the target.
+    "clear" only when that whole interval is short of the target. Shrunken (empirical-Bayes)
+    site means, shown on the dashboard, treat the between-site variance as known: with few
+    sites their intervals are somewhat too narrow.
     Each site is compared with the other sites by leaving it out: a random-effects model
     (tau<sup>2</sup> by REML) fitted to the other sites gives the range they would give a site
     of its size (the 95% prediction interval; externally studentised deleted residuals,

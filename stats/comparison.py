@@ -201,6 +201,15 @@ def shrink(y: np.ndarray, s2: np.ndarray, tau2: float) -> Shrunken:
     B_i s2_i + (1 - B_i)^2 / sum(w) includes the uncertainty in mu (Morris 1983).
     With tau2 = 0 every unit is estimated by mu. Small units move furthest, so ranks
     of shrunken means do not reward the luck of small samples.
+
+    What the interval ignores: the uncertainty in tau2. tau2 is plugged in as if known
+    (parametric empirical Bayes), so with few units, where tau2 is poorly estimated,
+    the intervals are too narrow, most for units far from mu: Kass & Steffey (1989)
+    add about (s2_i / (tau2 + s2_i)^2)^2 (y_i - mu)^2 Var(tau2_hat) to the variance,
+    and Var(tau2_hat) is roughly 2 / sum(w^2) or more. A tau2 of 0 estimated from a
+    handful of units gives every unit mu's interval, even when the true spread is not
+    zero. In R: ``metafor::blup(rma(yi, vi, method = "DL"))`` gives the same plug-in
+    means and intervals (normal, pi.se = se here).
     """
     y, s2 = np.asarray(y, float), np.asarray(s2, float)
     w = 1 / (s2 + tau2)
