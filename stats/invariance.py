@@ -15,6 +15,12 @@ the independence baseline with free means and variances per group; RMSEA =
 sqrt(max(chi2 - df, 0) / (df N)) sqrt(G) as lavaan reports it for several groups. A step
 is accepted when CFI drops by no more than .01 and RMSEA rises by no more than .015
 (Chen 2007). In R: ``lavaan::cfa(model, data, group = "g", group.equal = ...)``.
+
+A model with df 0 is saturated (a 3-item scale's configural model: 9 moments, 9
+parameters per group): it reproduces the data exactly, chi-square is 0 and its fit
+cannot be tested. As lavaan does, it reports CFI 1 and RMSEA 0 (rather than dividing by
+df), and its verdict says it is saturated; the metric step is then judged against a
+perfect fit, which is what lavaan's comparison does too.
 """
 
 from __future__ import annotations
@@ -153,11 +159,19 @@ def measurement_invariance(data: pd.DataFrame, items: list[str], group: str) -> 
     steps, previous = [], None
     for step in STEPS:
         chi, df = _fit(groups, p, step)
-        cfi = 1 - max(chi - df, 0) / max(base_chi - base_df, chi - df, 0)
-        rmsea = float(np.sqrt(max(chi - df, 0) / (df * n_total)) * np.sqrt(g))
+        saturated = df == 0
+        if saturated:
+            # chi-square is 0 up to the optimiser's tolerance; lavaan's CFI 1, RMSEA 0
+            chi, cfi, rmsea = max(chi, 0.0), 1.0, 0.0
+        else:
+            misfit = max(chi - df, 0)
+            worst = max(base_chi - base_df, chi - df, 0)
+            cfi = 1 - misfit / worst if worst > 0 else 1.0
+            rmsea = float(np.sqrt(misfit / (df * n_total)) * np.sqrt(g))
         if previous is None:
             delta_cfi = delta_rmsea = None
-            verdict = "baseline model"
+            verdict = ("baseline model (saturated: df 0, its fit cannot be tested)"
+                       if saturated else "baseline model")
         else:
             delta_cfi, delta_rmsea = cfi - previous.cfi, rmsea - previous.rmsea
             holds = delta_cfi >= DELTA_CFI and delta_rmsea <= DELTA_RMSEA

@@ -59,3 +59,27 @@ def test_one_group_is_refused(answers, instrument):
     items = keyed_items(answers, instrument, "stigma").assign(g="all")
     with pytest.raises(StatisticsError, match="at least two groups"):
         measurement_invariance(items, [c for c in items.columns if c != "g"], "g")
+
+
+THREE_ITEMS = json.loads((PROJECT_ROOT / "tests" / "expected" / "invariance_three_items.json")
+                         .read_text(encoding="utf-8"))
+
+
+def test_a_saturated_configural_model_is_reported_as_lavaan_does():
+    """Three items: the configural model has df 0 (9 moments, 9 parameters per group).
+    lavaan reports chi-square 0, CFI 1 and RMSEA 0; metric and scalar are tested as usual
+    (tests/expected/generate_r_invariance_three_items.R, HolzingerSwineford1939 by school)."""
+    data = pd.DataFrame(THREE_ITEMS["data"])
+    steps = {s.step: s for s in measurement_invariance(data, ["x1", "x2", "x3"], "school")}
+    configural = steps["configural"]
+    assert (configural.df, configural.cfi, configural.rmsea) == (0, 1.0, 0.0)
+    assert configural.chi_square == pytest.approx(0, abs=TOLERANCE)
+    assert configural.verdict == "baseline model (saturated: df 0, its fit cannot be tested)"
+    for name in ("metric", "scalar"):
+        expected = THREE_ITEMS[name]
+        assert steps[name].df == expected["df"]
+        assert steps[name].chi_square == pytest.approx(expected["chisq"], abs=TOLERANCE)
+        assert steps[name].cfi == pytest.approx(expected["cfi"], abs=TOLERANCE)
+        assert steps[name].rmsea == pytest.approx(expected["rmsea"], abs=TOLERANCE)
+    assert steps["metric"].verdict == "metric invariance holds"
+    assert steps["scalar"].verdict.startswith("scalar invariance does not hold")
