@@ -441,7 +441,10 @@ def _methods(d: SiteData) -> str:
     false discovery rate at {FDR:.0%} (Benjamini-Hochberg). Reliability: Cronbach's alpha with
     Feldt's CI, McDonald's omega total ("not estimable" where the scale's one-factor model
     has no proper solution at the site, which happens in small groups),
-    r<sub>wg(j)</sub> (James, Demaree &amp; Wolf 1984).</p>
+    r<sub>wg(j)</sub> (James, Demaree &amp; Wolf 1984), which rises with the number of items; the
+    published layer also holds r*<sub>wg(j)</sub> (Lindell, Brandt &amp; Whitney 1999) and
+    r<sub>wg(j)</sub> against a slightly skewed null. Whether a site mean is reported rests on
+    its size and its reliability from ICC(1), not on agreement.</p>
   <p>Only aggregates are used. Any group with fewer than {d.k} responses is suppressed, and so
     is any group whose number could otherwise be worked out by subtraction; suppressed groups
     appear as "fewer than {d.k} responses".{synthetic} Published
