@@ -134,7 +134,7 @@ def run_and_summarise(settings: Settings, files: list[Path], site: str | None,
 
 
 #: Most verdict rows `culture run` prints before it keeps to the latest wave.
-MAX_VERDICT_ROWS = 40
+MAX_VERDICT_ROWS = 100
 
 
 def calm_funnel_line(pub) -> str:

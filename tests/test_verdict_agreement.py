@@ -1,0 +1,204 @@
+"""One verdict, everywhere (issue 20, item 3): on the demo, every published site x
+measure x wave verdict is what its interval says, and `culture run`'s summary, the
+dashboard's Benchmark page and the board report give the same words for every cell.
+
+The demo's planted truth (data_samples/manifest.json) says what the words should be
+where it is sure: D's psychological safety is low in every wave, and C's pathways is
+outside the other sites where the manifest marks it so.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from contextlib import contextmanager
+from html import unescape
+
+import flask
+import numpy as np
+import pandas as pd
+import plotly
+import pytest
+
+from cli.options import out
+from cli.pipeline_commands import _print_published
+from dashboard.accounts import AccountBook, LoginThrottle
+from dashboard.app import create_app
+from dashboard.pages.benchmark import benchmark_body
+from dashboard.view import view_from_request
+from outputs.site_report import load_site_data, render_html
+from published.layout import NOT_COMPARED, VERDICTS
+from published.reader import PublishedLayer
+
+IN_LINE = VERDICTS[2]
+
+
+@pytest.fixture(scope="module")
+def layer(published_sample):
+    settings, _ = published_sample
+    with PublishedLayer.open(settings.published_path) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+def verdicts(layer) -> pd.DataFrame:
+    """Every published verdict, by (wave, site, measure)."""
+    rows = layer.query("select wave, site_code, measure_kind, measure, n, mean, others, low, "
+                       "high, z, flagged, verdict from funnel")
+    return rows.set_index(["wave", "site_code", "measure"]).sort_index()
+
+
+def test_every_published_verdict_is_what_its_interval_says(verdicts):
+    assert len(verdicts) == 3 * 7 * 14            # waves x sites x (8 scales + 6 principles)
+    outside_low, outside_high = verdicts["mean"] < verdicts["low"], \
+        verdicts["mean"] > verdicts["high"]
+    assert (verdicts["flagged"] == (outside_low | outside_high)).all()
+    assert (verdicts.loc[outside_low, "verdict"] == "clearly below").all()
+    assert (verdicts.loc[outside_high, "verdict"] == "clearly above").all()
+    inside = verdicts[~verdicts["flagged"]]
+    assert not inside["verdict"].str.startswith("clearly").any()
+    # "not certain" leans the way the site lies from the others.
+    leaning = inside[inside["verdict"].str.contains("not certain")]
+    assert (leaning["verdict"].str.startswith("below") == (leaning["z"] < 0)).all()
+    assert set(verdicts["verdict"]) <= set(VERDICTS) and NOT_COMPARED not in set(
+        verdicts["verdict"])
+    assert set(verdicts["others"]) == {6}
+
+
+def summary_verdicts(report, settings) -> dict:
+    """(wave, site, measure) -> verdict, as `culture run` prints them (the rest in line)."""
+    with out.capture() as captured:
+        _print_published(report, settings)
+    found = {}
+    for line in captured.get().splitlines():
+        match = re.match(r"\W*(\d{4})\W+([A-Z])\W+(scale|principle) (\w+)\W+([a-z, ]+?)\s*\W*$",
+                         line)
+        if match:
+            wave, site, _, measure, verdict = match.groups()
+            found[(int(wave), site, measure)] = verdict
+    return found
+
+
+@contextmanager
+def admin(settings):
+    AccountBook(settings.accounts_path).add("agree-admin", "admin",
+                                             "a long enough password", None)
+    app = create_app(settings, secret_key=b"test secret", throttle=LoginThrottle(free=3))
+    with app.server.test_request_context("/_dash-update-component", method="POST"):
+        book = app.server.config["CULTURE_ACCOUNTS"]
+        flask.session["sid"] = book.open_session(book.get("agree-admin"))
+        yield
+
+
+def page_table(body, caption: str) -> pd.DataFrame:
+    """The Markdown table under `caption` in a rendered page body."""
+    found = {}
+
+    def walk(node, caption_seen=[None]):
+        if isinstance(node, dict):
+            props = node.get("props", {})
+            if node.get("type") == "P" and props.get("className") == "table-caption":
+                caption_seen[0] = props.get("children")
+            text = props.get("children")
+            if node.get("type") == "Markdown" and isinstance(text, str) and text.startswith("|"):
+                lines = [line.strip("| ").split(" | ") for line in text.splitlines()]
+                rows = [[re.sub(r"\\(.)", r"\1", cell) for cell in line] for line in lines]
+                found[caption_seen[0]] = pd.DataFrame(rows[2:], columns=rows[0])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads(json.dumps(body, cls=plotly.utils.PlotlyJSONEncoder)))
+    return found[caption]
+
+
+def dashboard_verdicts(settings, layer, waves, measures) -> dict:
+    """(wave, site, measure) -> the verdict the Benchmark page's table gives (an admin
+    sees sites by name), checked against the page's own sentence for the site viewed."""
+    found = {}
+    with admin(settings):
+        for wave in waves:
+            for kind, measure in measures:
+                view = view_from_request("/benchmark", f"?site=D&wave={wave}", True)
+                body = benchmark_body(view, f"{kind}:{measure}")
+                table = page_table(body, "Funnel plot points")
+                for label, verdict in zip(table["Site"], table["Against the other sites"]):
+                    # An admin's label is 'Name (CODE)'.
+                    code = re.fullmatch(r".* \((\w+)\)", label).group(1)
+                    found[(wave, code, measure)] = verdict
+                sentence = json.dumps(body, cls=plotly.utils.PlotlyJSONEncoder)
+                assert f"{view.site_label}: {found[(wave, 'D', measure)]} (mean" in sentence
+    return found
+
+
+def report_verdicts(layer, waves, sites) -> dict:
+    """(wave, site, measure) -> the verdict in the board report's benchmark table."""
+    found = {}
+    for wave in waves:
+        for site in sites:
+            html = render_html(load_site_data(layer, site, wave))
+            for measure, verdict in re.findall(
+                    r"<tr data-measure='(\w+)'>.*?<td class='verdict'>(.*?)</td>", html):
+                found[(wave, site, measure)] = unescape(verdict)
+    return found
+
+
+@pytest.fixture(scope="module")
+def three_readers(published_sample, layer, verdicts):
+    settings, report = published_sample
+    waves = sorted(verdicts.index.get_level_values("wave").unique())
+    sites = sorted(verdicts.index.get_level_values("site_code").unique())
+    measures = sorted(set(zip(verdicts["measure_kind"],
+                              verdicts.index.get_level_values("measure"))))
+    return {"summary": summary_verdicts(report, settings),
+            "dashboard": dashboard_verdicts(settings, layer, waves, measures),
+            "report": report_verdicts(layer, waves, sites)}
+
+
+def test_summary_dashboard_and_report_give_the_published_words_cell_by_cell(
+        verdicts, three_readers):
+    published = verdicts["verdict"].to_dict()
+    assert three_readers["dashboard"] == published
+    assert three_readers["report"] == published
+    # The summary lists every cell not in line (few on the demo, so every wave).
+    summary = three_readers["summary"]
+    assert summary == {cell: verdict for cell, verdict in published.items()
+                       if verdict != IN_LINE}
+    assert len(summary) >= 3
+
+
+def truth(manifest: dict, site: str, scale: str) -> dict[int, str | None]:
+    """Wave -> 'below' / 'above' / None: where the manifest says the cell is outside."""
+    entry = next(t for t in manifest["site_truth"] if (t["site"], t["scale"]) == (site, scale))
+    return {w["wave"]: w["outside"] for w in entry["waves"]}
+
+
+def test_the_planted_low_site_reads_clearly_below_in_every_wave_everywhere(
+        three_readers, sample_manifest):
+    assert set(truth(sample_manifest, "D", "psysafety").values()) == {"below"}
+    for reader, found in three_readers.items():
+        assert [found[(wave, "D", "psysafety")] for wave in (2024, 2025, 2026)] == [
+            "clearly below"] * 3, reader
+
+
+def test_the_planted_high_site_reads_above_where_the_truth_says_so(verdicts,
+                                                                   sample_manifest):
+    for wave, side in truth(sample_manifest, "C", "pathways").items():
+        verdict = verdicts.loc[(wave, "C", "pathways"), "verdict"]
+        if side == "above":
+            assert verdict == "clearly above", wave
+        else:
+            assert not verdict.startswith("clearly"), wave
+
+
+@pytest.mark.xfail(strict=True, reason="the stand-in rule (|z| > 1.96 against six other "
+                   "sites) raises false alarms; the calibrated rule of stats.verdicts is to "
+                   "keep them to none on the demo, and this marker goes when it does")
+def test_no_site_without_a_true_effect_reads_clearly_outside(verdicts, sample_manifest):
+    quiet = {(w["wave"], t["site"], t["scale"]) for t in sample_manifest["site_truth"]
+             for w in t["waves"] if w["outside"] is None}
+    flagged = {cell for cell in verdicts.index[verdicts["flagged"]] if cell in quiet}
+    assert not flagged, sorted(flagged)
+    assert np.isfinite(verdicts["z"]).all()
