@@ -326,8 +326,10 @@ def principle_gap_table(cells: pd.DataFrame, target_rule: str = "peer_q3") -> pd
             sites.loc[rows, "gap_low"], sites.loc[rows, "gap_high"] = got.low, got.high
     what = "upper quartile" if target_rule.endswith("q3") else "median"
     sites["target_basis"] = np.where(
-        use_peer, f"{what} of the other sites in the peer group", np.where(
-            use_national, f"{what} of all other sites" + (
+        # "peer group ..." first: the pseudonymised export hides targets by that prefix
+        # (outputs/sql/export_cells.sql), as a peer target can link sites of one type.
+        use_peer, f"peer group {what}, site itself left out", np.where(
+            use_national, f"all sites {what}, site itself left out" + (
                 f" (peer group has fewer than {MIN_PEER_SITES_FOR_TARGET} other reportable "
                 "sites)" if target_rule.startswith("peer") else ""),
             f"no target: fewer than {MIN_PEER_SITES_FOR_TARGET} other sites reported this "

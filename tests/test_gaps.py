@@ -47,10 +47,10 @@ def test_the_target_is_the_quartile_of_the_other_sites(cells):
         np.testing.assert_allclose(table.loc[site, "target"], target, atol=TOLERANCE)
         np.testing.assert_allclose(table.loc[site, "gap"], target - table.loc[site, "score"],
                                    atol=TOLERANCE)
-    assert table.loc["A", "target_basis"] == "upper quartile of the other sites in the peer group"
+    assert table.loc["A", "target_basis"] == "peer group upper quartile, site itself left out"
     assert table.loc["D", "target_basis"] == (
-        "upper quartile of all other sites (peer group has fewer than 3 other reportable "
-        "sites)")
+        "all sites upper quartile, site itself left out (peer group has fewer than 3 "
+        "other reportable sites)")
     # H, best of all, meets its target; so does nobody else.
     assert table.loc["H", "certainty"] == "meets target"
     assert table.loc["A", "certainty"] == "clear gap"
