@@ -35,7 +35,7 @@ from pipeline.publish.cells import KEY_ORDER
 from published.layout import (FDR, FUNNEL_COLUMNS, FUNNEL_PARAM_COLUMNS, MIN_OTHER_SITES,
                               NO_TARGET, NOT_COMPARED, VERDICTS)
 from stats.comparison import benjamini_hochberg_by_group, pooled_sd, shrink, welch
-from stats.outliers import random_effects, unit_comparisons
+from stats.outliers import deleted_residuals, random_effects
 from pipeline.frames import query_frame, with_columns, write_table
 from stats.gaps import leave_one_out_gaps, pool_seed
 from stats.weighting import weighted_table
@@ -95,10 +95,7 @@ def benchmark_table(cells: pd.DataFrame) -> pd.DataFrame:
     out = _attach(_attach(sites, national, by), peer, by + ["peer_group"])
     for label, key, whom in (("peer", by + ["peer_group"], "in the peer group"),
                              ("national", by, "")):
-        compared = pd.concat([compare_with_others(group) for _, group
-                              in out.groupby(key, sort=False)]) if len(out) else pd.DataFrame(
-            columns=["others", "others_mean", "z", "p", "low", "high"])
-        compared = compared.reindex(out.index)
+        compared = _compared_by_group(out, key)
         out[f"others_in_{label}"] = compared["others"].astype("Int64")
         out[f"diff_vs_{label}"] = out["mean"] - compared["others_mean"]
         out[f"diff_vs_{label}_low"] = out["mean"] - compared["high"]
@@ -113,6 +110,18 @@ def benchmark_table(cells: pd.DataFrame) -> pd.DataFrame:
     rest_cols = [c for c in out.columns if c.startswith(("national_", "peer_", "diff_vs_",
                                                          "others_in_")) and c != "peer_group"]
     return out[keep + rest_cols].rename(columns={"unit": "site_code"}).reset_index(drop=True)
+
+
+def _compared_by_group(frame: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    """`compare_with_others` within each group of `frame` by `key`, rows in frame order."""
+    columns = {name: np.full(len(frame), np.nan) for name in (
+        "others", "others_mean", "z", "p", "low", "high")}
+    values = frame[["n", "mean", "sd"]].reset_index(drop=True)
+    for rows in frame.groupby(key, sort=False).indices.values():
+        got = compare_with_others(values.iloc[rows])
+        for name in columns:
+            columns[name][rows] = got[name].to_numpy(float)
+    return pd.DataFrame(columns, index=frame.index)
 
 
 def _attach(frame: pd.DataFrame, per_group: pd.DataFrame, on: list[str]) -> pd.DataFrame:
@@ -160,16 +169,16 @@ def site_verdicts(frame: pd.DataFrame, method: str = VERDICT_METHOD) -> pd.DataF
     inside the 95% one reads "below / above, not certain": a hint worth a look that
     the flag, which keeps false alarms near 5% of in-line sites, does not yet carry.
     """
-    out = unit_comparisons(frame[["n", "mean", "sd"]].astype(float), method)
-    mean, z = out["mean"].to_numpy(), out["z"].to_numpy()
-    flagged = (mean < out["low"].to_numpy()) | (mean > out["high"].to_numpy())
+    n, mean, sd = (frame[name].to_numpy(float) for name in ("n", "mean", "sd"))
+    out = deleted_residuals(mean, sd ** 2 / n, method)
+    z = out.z
+    flagged = (mean < out.low) | (mean > out.high)
     hint = np.abs(z) > stats.norm.ppf(0.95)
     below, above, in_line = VERDICTS[0:2], VERDICTS[3:5], VERDICTS[2]
     verdict = np.where(flagged, np.where(z < 0, below[0], above[1]),
                        np.where(hint, np.where(z < 0, below[1], above[0]), in_line))
-    return pd.DataFrame({"z": z, "p": out["p"].to_numpy(), "flagged": flagged,
-                         "verdict": verdict, "low": out["low"].to_numpy(),
-                         "high": out["high"].to_numpy()}, index=frame.index)
+    return pd.DataFrame({"z": z, "p": out.p, "flagged": flagged, "verdict": verdict,
+                         "low": out.low, "high": out.high}, index=frame.index)
 
 
 def compare_with_others(frame: pd.DataFrame) -> pd.DataFrame:
@@ -180,18 +189,22 @@ def compare_with_others(frame: pd.DataFrame) -> pd.DataFrame:
     # seen on single items of small sites) has no sampling variance to weigh it by.
     usable = (frame["sd"] > 0).to_numpy()
     others = int(usable.sum()) - 1
-    missing = np.full(len(frame), np.nan)
-    out = pd.DataFrame({"others": np.where(usable, others, 0), "others_mean": missing,
-                        "z": missing, "p": missing, "low": missing, "high": missing,
-                        "flagged": False, "verdict": NOT_COMPARED}, index=frame.index)
-    if others < MIN_OTHER_SITES:
-        return out
-    judged = site_verdicts(frame[usable])
-    # The others' prediction interval is symmetric about their random-effects mean.
-    judged = judged.assign(others_mean=(judged["low"] + judged["high"]) / 2)
-    for name in ("others_mean", "z", "p", "low", "high", "flagged", "verdict"):
-        out.loc[usable, name] = judged[name].to_numpy()
-    return out.astype({"flagged": bool})
+    # Numpy columns filled once: per-column pandas assignment cost more than the
+    # model fits at national scale (a thousand groups).
+    columns = {name: np.full(len(frame), np.nan) for name in (
+        "others_mean", "z", "p", "low", "high")}
+    flagged = np.zeros(len(frame), bool)
+    verdict = np.full(len(frame), NOT_COMPARED, dtype=object)
+    if others >= MIN_OTHER_SITES:
+        judged = site_verdicts(frame if usable.all() else frame[usable])
+        for name in ("z", "p", "low", "high"):
+            columns[name][usable] = judged[name].to_numpy(float)
+        # The others' prediction interval is symmetric about their random-effects mean.
+        columns["others_mean"][usable] = (columns["low"][usable] + columns["high"][usable]) / 2
+        flagged[usable] = judged["flagged"].to_numpy(bool)
+        verdict[usable] = judged["verdict"].to_numpy(object)
+    return pd.DataFrame({"others": np.where(usable, others, 0)} | columns
+                        | {"flagged": flagged, "verdict": verdict}, index=frame.index)
 
 
 def funnel_tables(cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
