@@ -69,7 +69,8 @@ def test_every_table_is_published_with_its_columns_even_when_empty(one_site):
         kinds = dict(con.execute("select column_name, column_type from (describe icc)").fetchall())
     # One site: nothing to compare it with, no between-site variance, no headcounts.
     assert count == dict.fromkeys(count, 0)
-    assert {"site_code", "measure_kind", "measure", "band", "flag", "q"} <= set(funnel_columns)
+    assert {"site_code", "measure_kind", "measure", "low", "high", "flagged", "verdict"} <= set(
+        funnel_columns)
     assert kinds["scale"] == "VARCHAR" and kinds["wave"] == "BIGINT" and kinds["icc1"] == "DOUBLE"
 
 

@@ -13,6 +13,7 @@ import json
 import re
 from contextlib import contextmanager
 from html import unescape
+from types import SimpleNamespace
 
 import flask
 import numpy as np
@@ -21,7 +22,7 @@ import plotly
 import pytest
 
 from cli.options import out
-from cli.pipeline_commands import _print_published
+from cli.pipeline_commands import MAX_VERDICT_ROWS, _print_published, verdict_rows
 from dashboard.accounts import AccountBook, LoginThrottle
 from dashboard.app import create_app
 from dashboard.pages.benchmark import benchmark_body
@@ -202,3 +203,18 @@ def test_no_site_without_a_true_effect_reads_clearly_outside(verdicts, sample_ma
     flagged = {cell for cell in verdicts.index[verdicts["flagged"]] if cell in quiet}
     assert not flagged, sorted(flagged)
     assert np.isfinite(verdicts["z"]).all()
+
+
+def test_a_long_summary_keeps_to_the_latest_wave():
+    """More cells not in line than the summary prints (national scale): the latest
+    wave's alone, every one of them, in site and measure order."""
+    cells = [{"wave": wave, "site_code": f"S{site:03d}", "measure_kind": "scale",
+              "measure": "psysafety", "verdict": "clearly below", "z": -3.0}
+             for wave in (2025, 2026) for site in range(MAX_VERDICT_ROWS)]
+    rows = verdict_rows(SimpleNamespace(site_verdicts=cells[::-1]))
+    assert [row[0] for row in rows] == [2026] * MAX_VERDICT_ROWS
+    assert rows[0] == (2026, "S000", "scale psysafety", "clearly below")
+    few = verdict_rows(SimpleNamespace(site_verdicts=cells[:3] + cells[-2:]))
+    assert [(row[0], row[1]) for row in few] == [
+        (2025, "S000"), (2025, "S001"), (2025, "S002"),
+        (2026, f"S{MAX_VERDICT_ROWS - 2:03d}"), (2026, f"S{MAX_VERDICT_ROWS - 1:03d}")]
