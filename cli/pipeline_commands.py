@@ -143,8 +143,8 @@ def calm_funnel_line(pub) -> str:
     if pub.funnels_compared == 0:
         return (f"no site compared with the others: that needs {MIN_OTHER_SITES} other sites "
                 f"with the threshold met in a wave")
-    return ("every site is in line with the other sites (each against the other sites' "
-            "95% range for a site of its size)")
+    return ("every site is in line with the other sites (each against what the other "
+            "sites give a site of its size)")
 
 
 def verdict_rows(pub) -> list[tuple[int, str, str, str]]:
@@ -188,7 +188,7 @@ def _print_published(pub, settings: Settings) -> None:
         table.add_row(str(wave), site, measure, verdict)
     out.print(table)
     flagged = sum(v["verdict"].startswith("clearly") for v in pub.site_verdicts)
-    out.print(f"  {flagged} cell(s) clearly outside the other sites' 95% range across all "
+    out.print(f"  {flagged} cell(s) clearly below or above the other sites across all "
               f"waves; the dashboard's Benchmark page shows every one")
 
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from outputs.peer_bands import interval_across_n
-
 BLUE, ORANGE, VERMILLION, SKY = "#0072B2", "#E69F00", "#D55E00", "#56B4E9"
 GREEN, PURPLE, YELLOW, BLACK, GREY = "#009E73", "#CC79A7", "#F0E442", "#000000", "#BBBBBB"
 SERIES = [BLUE, ORANGE, GREEN, VERMILLION, SKY, PURPLE, BLACK, YELLOW]
@@ -200,15 +198,15 @@ VERDICT_MARKS = {"clearly below": ("triangle-down", VERMILLION),
 def funnel_figure(points: pd.DataFrame, params: dict, measure: str,
                   axis: str = SCALE_AXIS) -> Figure:
     """Each site's mean against its respondents, marked with its published verdict, and
-    the interval it was judged by: the other sites' 95% prediction interval for a site
-    of its size (leave-one-out random effects).
+    the limits it was judged by: what the other sites give a site of its size (leave-one-
+    out random effects, `stats.verdicts`), drawn as an interval at the site's point, so
+    a point outside its own interval is exactly a site read "clearly" below or above.
 
-    points: label, n, mean, highlight (bool), verdict, low, high, sd; optionally x (where
-    to draw the point, e.g. an anonymous peer's banded count), n_shown (the count hover
-    text gives) and with_interval (whether to draw the point's own interval; peers drawn
-    at a band get none, since its width would hint at their exact n). The highlighted
-    site's interval is drawn across n as a funnel, centred on the other sites' mean: at
-    its own n that funnel is exactly [low, high], so "outside the funnel" is its verdict.
+    points: label, n, mean, highlight (bool), verdict, low, high; optionally x (where to
+    draw the point, e.g. an anonymous peer's banded count), n_shown (the count hover text
+    gives) and with_interval (whether to draw the point's interval; peers drawn at a band
+    get none, since its width would hint at their exact n). The highlighted site's
+    interval is always drawn.
     """
     points = points.assign(x=points["x"] if "x" in points else points["n"].astype(float),
                            n_shown=points["n_shown"] if "n_shown" in points
@@ -217,20 +215,15 @@ def funnel_figure(points: pd.DataFrame, params: dict, measure: str,
                            else True)
     fig = Figure()
     mine = points[points["highlight"]]
+    fig.add_line("y", params["target"], BLACK, label="all-sites mean")
     if len(mine) and pd.notna(mine["low"].iloc[0]):
         row = mine.iloc[0]
-        n_max = max(float(points["x"].max()) * 1.1, 20.0)
-        grid = np.linspace(max(2.0, float(points["x"].min()) * 0.8), n_max, 120)
-        low, high, centre = interval_across_n(float(row["low"]), float(row["high"]),
-                                              float(row["sd"]), float(row["n"]), grid)
-        name = f"other sites' 95% range for a site of n respondents (for {row['label']})"
-        for values, show in ((high, True), (low, False)):
-            fig.add_trace(dict(type="scatter", x=grid, y=values, mode="lines",
-                               line={"color": BLACK, "dash": "dash", "width": 1.5}, name=name,
-                               showlegend=show, legendgroup="range", hoverinfo="skip"))
-        fig.add_line("y", centre, GREY, dash="dot", label=f"other sites' mean (for "
-                                                           f"{row['label']})")
-    fig.add_line("y", params["target"], BLACK, label="all-sites mean")
+        fig.add_trace(dict(type="scatter", x=[row["x"], row["x"]], y=[row["low"], row["high"]],
+                           mode="lines+markers", line={"color": BLACK, "width": 2},
+                           marker={"symbol": "line-ew", "size": 16,
+                                   "line": {"color": BLACK, "width": 2}},
+                           name=f"what the other sites give a site of its size "
+                                f"(for {row['label']})", hoverinfo="skip"))
     others = points[~points["highlight"]]
     marks = [VERDICT_MARKS.get(v, ("circle", GREY)) for v in others["verdict"]]
     fig.add_trace(dict(
@@ -248,7 +241,8 @@ def funnel_figure(points: pd.DataFrame, params: dict, measure: str,
                            error_y={"type": "data", "symmetric": True,
                                     "array": (bars["high"] - bars["low"]) / 2,
                                     "color": GREY, "thickness": 1, "width": 4},
-                           name="each site's other sites' 95% range", hoverinfo="skip"))
+                           name="what the other sites give each site of its size",
+                           hoverinfo="skip"))
     # A legend entry per verdict shown (the points carry their own marks).
     for verdict in [v for v in VERDICT_MARKS if v in set(others["verdict"])]:
         symbol, colour = VERDICT_MARKS[verdict]
@@ -266,7 +260,8 @@ def funnel_figure(points: pd.DataFrame, params: dict, measure: str,
                                          "%{customdata}<extra></extra>"))
     fig.update_xaxes(title="Respondents at the site (n)")
     fig.update_yaxes(title=axis)
-    return _base(fig, f"Funnel plot: {measure}, each site against the other sites", height=460)
+    return _base(fig, f"Funnel plot: {measure}, each site against the other sites",
+                 height=460)
 
 
 def caterpillar_figure(rows: pd.DataFrame, measure: str, axis: str = SCALE_AXIS) -> Figure:

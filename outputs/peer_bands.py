@@ -10,12 +10,10 @@ the same, so a band cannot single one out.
 
 In a funnel plot a peer's point is drawn at its band's middle (geometric, as the
 funnel's width goes with 1 / sqrt(n)). Its verdict is computed upstream from the exact n
-and never changed here; it rests on the peer's own interval (the other sites' 95%
-prediction interval for a site of its size), not on a curve shared by all points, so
-no x along the axis can put a point on the wrong side of its limits. The funnel drawn
-is the one site's interval across n (`interval_across_n`): at the site's own n it is
-exactly the interval its verdict was judged by. Pure functions: numbers in, numbers
-and labels out.
+and never changed here; it rests on the peer's own limits (what the other sites give a
+site of its size), drawn as an interval at the point, not on a curve shared by all
+points, so no x along the axis can put a point on the wrong side of its limits. Pure
+functions: numbers in, numbers and labels out.
 """
 
 from __future__ import annotations
@@ -23,10 +21,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import numpy as np
-
-from stats.comparison import two_sided_z
 
 #: Round numbers the bands start from (respondents); the last band is open-ended.
 LADDER = (0, 20, 50, 100, 150, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500,
@@ -107,19 +101,3 @@ def plotted_count(band: CountBand, k: int = 0) -> float:
     low = max(band.shown_low, k, 1)
     high = max(band.shown_high - 1, low)
     return float(min(max(band.middle(k), low), high))
-
-
-def interval_across_n(low: float, high: float, sd: float, n: float,
-                      grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """The other sites' 95% prediction interval for a site of each size in `grid`, from
-    one site's published interval [low, high] at its own n and SD: (low, high, centre).
-
-    The interval is centre +/- z sqrt(V + sd^2 / n), V the others' between-site variance
-    plus the uncertainty of their mean (tau^2 + se^2), recovered from the half-width at
-    the site's n; at grid = n it gives back [low, high] exactly.
-    """
-    z = two_sided_z(0.95)
-    centre, half = (low + high) / 2, (high - low) / 2
-    spread = max((half / z) ** 2 - sd ** 2 / n, 0.0)
-    width = z * np.sqrt(spread + sd ** 2 / np.asarray(grid, float))
-    return centre - width, centre + width, float(centre)

@@ -17,8 +17,6 @@ import pandas as pd
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
-from outputs.peer_bands import interval_across_n
-
 #: Colours: the site, its target or limits, and everyone else.
 SITE = "#1f5fa8"
 TARGET = "#c0392b"
@@ -79,10 +77,10 @@ VERDICT_MARKERS = {"clearly below": ("v", TARGET, TARGET),
 def funnel_charts(points: pd.DataFrame, params: pd.DataFrame, site_code: str,
                   names: dict[str, str]) -> str:
     """One panel per measure: every site's mean against its number of respondents, each
-    other site marked with its published verdict, and this site's own funnel: the other
-    sites' 95% prediction interval for a site of n respondents (leave-one-out random
-    effects), centred on their mean. At this site's n the funnel is exactly the interval
-    its verdict was judged by, so "outside the funnel" and the verdict are one thing.
+    other site marked with its published verdict, and this site's limits: what the other
+    sites give a site of its size under the verdict rule (leave-one-out random effects,
+    `stats.verdicts`), drawn at this site's point; outside them is "clearly" below or
+    above, so the picture and the verdict are one thing.
 
     `points`: the site's own published funnel rows and the other sites' (measure, n at
     their band, mean, verdict); `params`: the published funnel parameters (the all-sites
@@ -101,13 +99,11 @@ def funnel_charts(points: pd.DataFrame, params: pd.DataFrame, site_code: str,
             own = block[block["site_code"] == site_code]
             if len(own) and pd.notna(own["low"].iloc[0]):
                 row = own.iloc[0]
-                n = np.linspace(max(block["n"].min() * 0.8, 2), block["n"].max() * 1.2, 120)
-                low, high, centre = interval_across_n(row["low"], row["high"], row["sd"],
-                                                      row["n"], n)
-                ax.plot(n, low, "--", color=LIMIT95, lw=1)
-                ax.plot(n, high, "--", color=LIMIT95, lw=1,
-                        label="other sites' 95% range for a site of n respondents")
-                ax.axhline(centre, color=LIMIT95, lw=0.8, ls=":", label="other sites' mean")
+                ax.vlines(row["n"], row["low"], row["high"], color=LIMIT95, lw=1.5,
+                          label="what the other sites give a site of this size")
+                ax.plot([row["n"]] * 2, [row["low"], row["high"]], "_", color=LIMIT95, ms=10)
+                ax.plot(row["n"], row["others_mean"], "_", color=LIMIT95, ms=6,
+                        label="other sites' mean")
             ax.axhline(p["target"], color=LIMIT998, lw=1, label="all sites")
             marked = others["verdict"].map(VERDICT_MARKERS)
             plain = marked.isna()

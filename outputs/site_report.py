@@ -312,20 +312,26 @@ def _benchmarks(d: SiteData) -> str:
 <section>
   <h2>Benchmark position</h2>
   <p>Each measure of this site is judged once against the other sites: "clearly below" or
-    "clearly above" when its mean lies outside the range the other sites would give a site
-    of its size (their 95% prediction interval, which includes the real differences between
-    sites), "not certain" when it lies near that edge, "in line" otherwise. The same words
-    appear on the dashboard and in the pipeline's summary. Each panel shows every reportable
-    site (grey, marked by its verdict) and this site (blue) with that range drawn across
-    sizes. Peer group: {escape(_label(d.site_type))}, {peers} reportable sites including
-    this one.</p>
+    "clearly above" when its mean lies outside the limits the other sites give a site of
+    its size (from their spread, which includes the real differences between sites),
+    "not certain" when it lies outside their 90% range but inside those limits, "in line"
+    otherwise. The same words appear on the dashboard and in the pipeline's summary. Each
+    panel shows every reportable site (grey, marked by its verdict) and this site (blue)
+    with its limits. Peer group: {escape(_label(d.site_type))}, {peers} reportable sites
+    including this one.</p>
   <figure>{figure}</figure>
   <table><thead><tr><th>measure</th><th>this site</th><th>peer worst</th><th>peer average
     (median site)</th><th>peer best</th><th>all sites median</th><th>difference from the
-    other sites of the peer group (their 95% range)</th><th>against the other sites</th>
-    <th>other sites' 95% range for a site of this size</th></tr></thead>
+    other sites of the peer group (clearly different beyond)</th><th>against the other
+    sites</th><th>limits the other sites give a site of this size</th></tr></thead>
     <tbody>{''.join(rows)}</tbody></table>
 </section>"""
+
+
+def _rule_words(d: SiteData) -> str:
+    """The verdict rules that applied to this site's measures, as published."""
+    rules = sorted(set(d.verdicts["rule"].dropna())) if len(d.verdicts) else []
+    return "; ".join(rules) or "no site had enough others to be compared"
 
 
 def _trends(d: SiteData) -> str:
@@ -432,11 +438,10 @@ def _methods(d: SiteData) -> str:
     site means, shown on the dashboard, treat the between-site variance as known: with few
     sites their intervals are somewhat too narrow.
     Each site is compared with the other sites by leaving it out: a random-effects model
-    (tau<sup>2</sup> by REML) fitted to the other sites gives the range they would give a site
-    of its size (the 95% prediction interval; externally studentised deleted residuals,
-    Viechtbauer &amp; Cheung 2010, as R's metafor::rstudent); outside it reads "clearly",
-    outside their 90% range "not certain". Differences from the peer group are taken from
-    the other sites' random-effects mean with the same interval, and are not given with fewer
+    (tau<sup>2</sup> by REML) fitted to the other sites (externally studentised deleted
+    residuals, Viechtbauer &amp; Cheung 2010, as R's metafor::rstudent) gives the limits of
+    "clearly": {escape(_rule_words(d))}. Differences from the peer group are taken from the
+    other sites' random-effects mean with the same limits, and are not given with fewer
     than three other sites. Changes from the previous wave use Welch's test, controlling the
     false discovery rate at {FDR:.0%} (Benjamini-Hochberg). Reliability: Cronbach's alpha with
     Feldt's CI, McDonald's omega total ("not estimable" where the scale's one-factor model

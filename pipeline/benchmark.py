@@ -9,11 +9,11 @@ Tables written (all into the published file):
     benchmarks      site x wave x measure: the site against all sites and its peer group
                     (median, quartiles, best / worst site mean; difference from what the
                     other sites of the peer group and of all sites achieve, with the
-                    others' prediction interval: between-site variation included)
+                    others' limits of the verdict rule: between-site variation included)
     funnel_params   wave x measure: random-effects mean of all sites, tau^2, pooled SD
     funnel          site x wave x measure: the site against the other sites (leave-one-out
-                    random effects): z, p, their 95% prediction interval for a site of its
-                    size, flagged, and the one verdict every reader shows
+                    random effects, stats.verdicts): z, p, the rule's limits for a site of
+                    its size, flagged, and the one verdict every reader shows
     shrunken        site x wave x measure: empirical-Bayes mean, 95% interval, rank
     trends          unit x wave x measure: change from the unit's previous wave, test, flag
     principle_gaps  site x wave x principle: score, target, gap with 95% CI, certainty,
@@ -29,13 +29,13 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from scipy import stats
 
 from pipeline.publish.cells import KEY_ORDER
 from published.layout import (FDR, FUNNEL_COLUMNS, FUNNEL_PARAM_COLUMNS, MIN_OTHER_SITES,
                               NO_TARGET, NOT_COMPARED, VERDICTS)
 from stats.comparison import benjamini_hochberg_by_group, pooled_sd, shrink, welch
-from stats.outliers import deleted_residuals, random_effects
+from stats.outliers import random_effects
+from stats.verdicts import site_verdicts
 from pipeline.frames import query_frame, with_columns, write_table
 from stats.gaps import leave_one_out_gaps, pool_seed
 from stats.weighting import weighted_table
@@ -82,10 +82,11 @@ def benchmark_table(cells: pd.DataFrame) -> pd.DataFrame:
     """Each shown site cell against the distribution of shown site means.
 
     diff_vs_peer / diff_vs_national: the site's mean less the random-effects mean of
-    the other sites (of its peer group / of all sites), with the others' 95% prediction
-    interval for a site of its size turned into an interval for the difference, so
-    "different" means different from what peers achieve, between-site variation
-    included, not from a fixed number. With fewer than MIN_OTHER_SITES other sites the
+    the other sites (of its peer group / of all sites), with the limits the verdict rule
+    puts on the other sites for a site of its size (`stats.verdicts`) turned into an
+    interval for the difference, so "different" means different from what peers
+    achieve, between-site variation included, not from a fixed number; the interval
+    excludes zero exactly when the rule would call the site clearly different. With fewer than MIN_OTHER_SITES other sites the
     difference is not computed and diff_vs_*_note says why.
     """
     sites = _site_totals(cells)
@@ -158,33 +159,12 @@ def _rest_of(total_n, total_mean, total_sd, part_n, part_mean, part_sd):
     return np.asarray(mean, float), np.sqrt(np.clip(np.asarray(var, float), 0, None)), n
 
 
-def site_verdicts(frame: pd.DataFrame, method: str = VERDICT_METHOD) -> pd.DataFrame:
-    """Stand-in for `stats.verdicts.site_verdicts` until the calibrated rule lands:
-    z, p, flagged, verdict, low, high for each row of `frame` (n, mean, sd), in order.
-
-    Each site against the others' REML random-effects model (externally studentised
-    deleted residuals, `stats.outliers`). flagged: the mean is outside the others' 95%
-    prediction interval for a site of its size ([low, high]; the same thing as
-    |z| > 1.96), read "clearly below / above". Outside the others' 90% interval but
-    inside the 95% one reads "below / above, not certain": a hint worth a look that
-    the flag, which keeps false alarms near 5% of in-line sites, does not yet carry.
-    """
-    n, mean, sd = (frame[name].to_numpy(float) for name in ("n", "mean", "sd"))
-    out = deleted_residuals(mean, sd ** 2 / n, method)
-    z = out.z
-    flagged = (mean < out.low) | (mean > out.high)
-    hint = np.abs(z) > stats.norm.ppf(0.95)
-    below, above, in_line = VERDICTS[0:2], VERDICTS[3:5], VERDICTS[2]
-    verdict = np.where(flagged, np.where(z < 0, below[0], above[1]),
-                       np.where(hint, np.where(z < 0, below[1], above[0]), in_line))
-    return pd.DataFrame({"z": z, "p": out.p, "flagged": flagged, "verdict": verdict,
-                         "low": out.low, "high": out.high}, index=frame.index)
-
-
 def compare_with_others(frame: pd.DataFrame) -> pd.DataFrame:
-    """`site_verdicts` for a group of sites (n, mean, sd), with the others' mean and count;
-    with fewer than MIN_OTHER_SITES others every row reads NOT_COMPARED and has no
-    interval (the spread of one or two sites is no distribution to stand outside of)."""
+    """`stats.verdicts.site_verdicts` for a group of sites (n, mean, sd), with the others'
+    mean and count; with fewer than MIN_OTHER_SITES others every row reads NOT_COMPARED
+    and has no interval (the spread of one or two sites is no distribution to stand
+    outside of). low / high are the limits the verdict's rule uses: outside them is
+    "clearly" below or above."""
     # A mean whose answers do not vary (sd 0: every respondent chose the same option,
     # seen on single items of small sites) has no sampling variance to weigh it by.
     usable = (frame["sd"] > 0).to_numpy()
@@ -195,16 +175,18 @@ def compare_with_others(frame: pd.DataFrame) -> pd.DataFrame:
         "others_mean", "z", "p", "low", "high")}
     flagged = np.zeros(len(frame), bool)
     verdict = np.full(len(frame), NOT_COMPARED, dtype=object)
+    rule = np.full(len(frame), None, dtype=object)
     if others >= MIN_OTHER_SITES:
-        judged = site_verdicts(frame if usable.all() else frame[usable])
-        for name in ("z", "p", "low", "high"):
-            columns[name][usable] = judged[name].to_numpy(float)
-        # The others' prediction interval is symmetric about their random-effects mean.
-        columns["others_mean"][usable] = (columns["low"][usable] + columns["high"][usable]) / 2
+        judged = site_verdicts(frame[["n", "mean", "sd"]][usable], VERDICT_METHOD)
+        for name, source in (("others_mean", "mu_without"), ("z", "z"), ("p", "p"),
+                             ("low", "low"), ("high", "high")):
+            columns[name][usable] = judged[source].to_numpy(float)
         flagged[usable] = judged["flagged"].to_numpy(bool)
         verdict[usable] = judged["verdict"].to_numpy(object)
+        rule[usable] = judged["rule"].to_numpy(object)
     return pd.DataFrame({"others": np.where(usable, others, 0)} | columns
-                        | {"flagged": flagged, "verdict": verdict}, index=frame.index)
+                        | {"flagged": flagged, "verdict": verdict, "rule": rule},
+                        index=frame.index)
 
 
 def funnel_tables(cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -235,7 +217,8 @@ def funnel_tables(cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             "measure": measure, "n": group["n"].to_numpy(), "mean": y,
             "sd": group["sd"].to_numpy(float)}
             | {name: verdicts[name].to_numpy() for name in (
-                "others", "others_mean", "z", "p", "low", "high", "flagged", "verdict")}))
+                "others", "others_mean", "z", "p", "low", "high", "flagged", "verdict",
+                "rule")}))
     return pd.DataFrame(params), _stack(rows)
 
 

@@ -27,8 +27,8 @@ TABLES = {
              "statistics NULL where suppressed",
     "benchmarks": "site x wave x measure against its peer group and all sites",
     "funnel": "site x wave x measure: the site against the other sites (leave-one-out "
-              "random effects): their 95% prediction interval for a site of its size and "
-              "the one verdict every reader shows",
+              "random effects): the rule's limits for a site of its size and the one "
+              "verdict every reader shows",
     "funnel_params": "wave x measure: the random-effects mean, tau^2 and pooled SD of all "
                      "compared sites",
     "shrunken": "site x wave x measure: empirical-Bayes mean and rank",
@@ -99,13 +99,14 @@ NOT_COMPARED = "too few sites to compare"
 MIN_OTHER_SITES = 3
 
 #: Columns of the published `funnel` table (one row a site x wave x measure), with types.
-#: low / high: the other sites' 95% prediction interval for a site of this one's size;
-#: flagged is exactly "mean outside [low, high]", and verdict's "clearly" goes with it.
+#: low / high: the limits the verdict rule (`stats.verdicts`, named in `rule`) puts on
+#: the other sites for a site of this one's size; flagged is "mean outside [low, high]"
+#: and goes with verdict's "clearly"; others_mean is the other sites' random-effects mean.
 FUNNEL_COLUMNS = {"wave": "Int64", "site_code": "string", "peer_group": "string",
                   "measure_kind": "string", "measure": "string", "n": "Int64",
                   "mean": "float64", "sd": "float64", "others": "Int64", "others_mean": "float64",
                   "z": "float64", "p": "float64", "low": "float64", "high": "float64",
-                  "flagged": "boolean", "verdict": "string"}
+                  "flagged": "boolean", "verdict": "string", "rule": "string"}
 #: Columns of `funnel_params` (one row a wave x measure): the random-effects model of all
 #: compared sites, drawn as the centre line; sigma is the pooled within-site SD.
 FUNNEL_PARAM_COLUMNS = {"wave": "Int64", "measure_kind": "string", "measure": "string",

@@ -344,10 +344,10 @@ class PublishedLayer:
 
     # -- all sites (anonymised by the caller) -------------------------------------------
     def funnel(self, wave: int, kind: str, measure: str) -> tuple[pd.DataFrame, dict | None]:
-        """One funnel's points (each site's verdict and the other sites' interval it was
-        judged by) and its parameters (None if there is none)."""
+        """One funnel's points (each site's verdict and the limits on the other sites it
+        was judged by) and its parameters (None if there is none)."""
         rows = self.query("select site_code, peer_group, n, mean, sd, others, others_mean, "
-                          "low, high, flagged, verdict from funnel where wave = ? and "
+                          "low, high, flagged, verdict, rule from funnel where wave = ? and "
                           "measure_kind = ? and measure = ?", [wave, kind, measure])
         params = self.query("select target, target_se, tau2, sigma, sites, method from "
                             "funnel_params where wave = ? and measure_kind = ? and measure = ?",
@@ -365,9 +365,10 @@ class PublishedLayer:
 
     def site_verdicts(self, site: str, wave: int) -> pd.DataFrame:
         """A site's one verdict per measure (scales and principles) in a wave, against the
-        other sites, with the interval it was judged by."""
+        other sites, with the limits it was judged by and the rule that set them."""
         return self.query("select measure_kind, measure, n, mean, others, others_mean, low, "
-                          "high, flagged, verdict from funnel where site_code = ? and wave = ? "
+                          "high, flagged, verdict, rule from funnel where site_code = ? and "
+                          "wave = ? "
                           "order by measure_kind, measure", [site, wave])
 
     def all_verdicts(self) -> pd.DataFrame:

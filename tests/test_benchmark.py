@@ -20,6 +20,7 @@ from scipy import stats
 from pipeline.benchmark import benchmark_table, funnel_tables, principle_gap_table
 from published.layout import NO_TARGET, NOT_COMPARED, VERDICTS
 from stats.outliers import random_effects
+from stats.verdicts import FEW_SITES_Z, RULES
 
 EXAMPLE = json.loads((Path(__file__).parent / "expected" / "funnel_worked_example.json")
                      .read_text(encoding="utf-8"))
@@ -61,14 +62,15 @@ def funnel_cells() -> pd.DataFrame:
 
 
 def others_interval(n, mean, sd, site: int) -> tuple[float, float, float]:
-    """The other sites' REML random-effects mean and 95% prediction interval for a site
-    of `site`'s sampling variance, from a fit to the other sites alone (the full-model
-    function on the remaining rows, not the pipeline's leave-one-out pass)."""
+    """The other sites' REML random-effects mean and the few-site rule's limits
+    (|z| > FEW_SITES_Z) for a site of `site`'s sampling variance, from a fit to the other
+    sites alone (the full-model function on the remaining rows, not the leave-one-out
+    pass the verdicts make)."""
     n, mean, sd = (np.asarray(a, float) for a in (n, mean, sd))
     v = sd ** 2 / n
     keep = np.arange(len(n)) != site
     model = random_effects(mean[keep], v[keep], "REML")
-    half = Z95 * np.sqrt(model.tau2 + model.se ** 2 + v[site])
+    half = FEW_SITES_Z * np.sqrt(model.tau2 + model.se ** 2 + v[site])
     return model.mu, model.mu - half, model.mu + half
 
 
@@ -87,7 +89,7 @@ def test_each_site_is_judged_by_the_other_sites_interval_and_hidden_cells_take_n
         centre, low, high = others_interval(data["n"], data["mean"], data["sd"], i)
         np.testing.assert_allclose([row["others_mean"], row["low"], row["high"]],
                                    [centre, low, high], rtol=0, atol=1e-8)
-    assert set(rows["others"]) == {11}
+    assert set(rows["others"]) == {11} and set(rows["rule"]) == {RULES[0]}
     # One verdict, and "outside the interval" is exactly what flags it.
     outside = (rows["mean"] < rows["low"]) | (rows["mean"] > rows["high"])
     assert (rows["flagged"] == outside).all()
@@ -140,8 +142,8 @@ def cells_of(respondents: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_the_difference_from_all_sites_carries_the_other_sites_spread(respondents):
-    """Each site less the other three sites' random-effects mean, with their 95%
-    prediction interval for a site of its size: between-site variation included."""
+    """Each site less the other three sites' random-effects mean, with the verdict rule's
+    limits on them for a site of its size: between-site variation included."""
     cells = cells_of(respondents)
     table = benchmark_table(cells).set_index("site_code")
     sites = cells[cells["level"] == "site"].reset_index(drop=True)

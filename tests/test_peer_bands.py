@@ -1,6 +1,6 @@
 """Peers' respondent counts as bands: every band holds three or more peers, a point is
-drawn inside its band, the funnel drawn for a site is its verdict's interval at its own
-n, and the board report draws other sites at their band, never at their count."""
+drawn inside its band, and the board report draws other sites at their band, never at
+their count."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from contextlib import closing
 import numpy as np
 import pytest
 
-from outputs.peer_bands import (MIN_PEERS_PER_BAND, band_of, count_bands, interval_across_n,
-                                plotted_count)
+from outputs.peer_bands import MIN_PEERS_PER_BAND, band_of, count_bands, plotted_count
 from published.reader import open_published
 from outputs.site_report import load_site_data
 
@@ -48,22 +47,6 @@ def test_a_peer_is_drawn_inside_its_band_never_below_k(counts):
         x = plotted_count(band, k=10)
         assert max(band.shown_low, 10) <= x < band.shown_high
         assert x == pytest.approx(min(max(band.middle(10), 10), band.shown_high - 1))
-
-
-@pytest.mark.parametrize("tau2_and_se2", [0.0, 0.002, 0.05])
-def test_the_funnel_drawn_across_n_is_the_verdicts_interval_at_the_sites_own_n(
-        tau2_and_se2):
-    """A site of 140 respondents, SD 0.8, whose others' mean is 3.4: the interval drawn at
-    n = 140 is [low, high] itself, and it narrows towards mean +/- 1.96 sqrt(V) with n."""
-    n, sd, centre = 140.0, 0.8, 3.4
-    half = 1.959963984540054 * np.sqrt(tau2_and_se2 + sd ** 2 / n)
-    grid = np.array([20.0, 140.0, 1e9])
-    low, high, middle = interval_across_n(centre - half, centre + half, sd, n, grid)
-    assert middle == pytest.approx(centre)
-    assert [low[1], high[1]] == pytest.approx([centre - half, centre + half], abs=1e-12)
-    assert high[0] - low[0] > high[1] - low[1] > high[2] - low[2]
-    assert high[2] - centre == pytest.approx(1.959963984540054 * np.sqrt(tau2_and_se2),
-                                             abs=1e-4)
 
 
 def test_board_report_draws_other_sites_at_their_band_not_their_count(published_sample):

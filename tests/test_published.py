@@ -271,7 +271,8 @@ def test_funnels_and_shrunken_means(sample, layer):
     p1 = funnel[(funnel["wave"] == 2026) & (funnel["measure_kind"] == "principle")
                 & (funnel["measure"] == "P1")]
     same_rows(points, p1[["site_code", "peer_group", "n", "mean", "sd", "others",
-                          "others_mean", "low", "high", "flagged", "verdict"]], ["site_code"])
+                          "others_mean", "low", "high", "flagged", "verdict", "rule"]],
+              ["site_code"])
     row = params[(params["wave"] == 2026) & (params["measure"] == "P1")
                  & (params["measure_kind"] == "principle")].iloc[0]
     assert one == {c: pytest.approx(row[c]) if c != "method" else row[c]

@@ -30,6 +30,7 @@ from dashboard.view import view_from_request
 from outputs.site_report import load_site_data, render_html
 from published.layout import NOT_COMPARED, VERDICTS
 from published.reader import PublishedLayer
+from stats import verdicts as verdict_rule
 
 IN_LINE = VERDICTS[2]
 
@@ -45,7 +46,7 @@ def layer(published_sample):
 def verdicts(layer) -> pd.DataFrame:
     """Every published verdict, by (wave, site, measure)."""
     rows = layer.query("select wave, site_code, measure_kind, measure, n, mean, others, low, "
-                       "high, z, flagged, verdict from funnel")
+                       "high, z, flagged, verdict, rule from funnel")
     return rows.set_index(["wave", "site_code", "measure"]).sort_index()
 
 
@@ -64,6 +65,16 @@ def test_every_published_verdict_is_what_its_interval_says(verdicts):
     assert set(verdicts["verdict"]) <= set(VERDICTS) and NOT_COMPARED not in set(
         verdicts["verdict"])
     assert set(verdicts["others"]) == {6}
+
+
+def test_the_layout_publishes_the_words_and_rules_of_stats_verdicts(verdicts):
+    assert VERDICTS == verdict_rule.VERDICTS
+    # Seven sites: the few-site rule everywhere, its limits at |z| = FEW_SITES_Z.
+    assert set(verdicts["rule"]) == {verdict_rule.RULES[0]}
+    half = (verdicts["high"] - verdicts["low"]) / 2
+    centre = (verdicts["high"] + verdicts["low"]) / 2
+    np.testing.assert_allclose((verdicts["mean"] - centre) / half * verdict_rule.FEW_SITES_Z,
+                               verdicts["z"], rtol=0, atol=1e-9)
 
 
 def summary_verdicts(report, settings) -> dict:
@@ -194,15 +205,32 @@ def test_the_planted_high_site_reads_above_where_the_truth_says_so(verdicts,
             assert not verdict.startswith("clearly"), wave
 
 
-@pytest.mark.xfail(strict=True, reason="the stand-in rule (|z| > 1.96 against six other "
-                   "sites) raises false alarms; the calibrated rule of stats.verdicts is to "
-                   "keep them to none on the demo, and this marker goes when it does")
+def quiet_cells(manifest: dict) -> dict:
+    """(wave, site, scale) -> true gap to the other sites, of cells the manifest does not
+    call outside (their true gap is under its margin of 1.96 between-site SDs)."""
+    return {(w["wave"], t["site"], t["scale"]): t["gap_to_others"]
+            for t in manifest["site_truth"] for w in t["waves"] if w["outside"] is None}
+
+
+def test_no_flag_points_the_wrong_way(verdicts, sample_manifest):
+    """A site read clearly below (above) where the truth is in line is at least truly
+    below (above) the others: an alarm may come early, never backwards."""
+    quiet = quiet_cells(sample_manifest)
+    flagged = verdicts[verdicts["flagged"]]
+    for cell, row in flagged.iterrows():
+        if cell in quiet:
+            assert (quiet[cell] < 0) == (row["verdict"] == "clearly below"), cell
+
+
+@pytest.mark.xfail(strict=True, reason="the calibrated few-site rule (|z| > 2.15) still "
+                   "reads 7 of 147 quiet demo cells as clearly outside (true gaps of "
+                   ".40-.64 latent units, under the manifest's .65 margin); the issue asks "
+                   "for none, and this marker goes when the rule or the truth's margin "
+                   "makes it so")
 def test_no_site_without_a_true_effect_reads_clearly_outside(verdicts, sample_manifest):
-    quiet = {(w["wave"], t["site"], t["scale"]) for t in sample_manifest["site_truth"]
-             for w in t["waves"] if w["outside"] is None}
+    quiet = quiet_cells(sample_manifest)
     flagged = {cell for cell in verdicts.index[verdicts["flagged"]] if cell in quiet}
     assert not flagged, sorted(flagged)
-    assert np.isfinite(verdicts["z"]).all()
 
 
 def test_a_long_summary_keeps_to_the_latest_wave():

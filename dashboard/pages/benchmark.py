@@ -82,7 +82,7 @@ def benchmark_body(view: View, value: str) -> list:
         f"{view.site_label}: {mine['verdict'].iloc[0]} (mean {mine['mean'].iloc[0]:.2f} from "
         f"{int(mine['n'].iloc[0])} respondents; {mine['judged_by'].iloc[0]}). "
         if len(mine) else "")
-        + f"{len(outside)} site(s) outside the other sites' 95% range."
+        + f"{len(outside)} site(s) outside what the other sites give a site of their size."
         + (" Peers' respondent counts are shown in bands of three or more peers, and their "
            "points drawn at their band's middle." if (~stable).any() else ""))
     parts = [chart("benchmark-funnel", funnel_figure(points, params, names[measure], axis),
@@ -125,7 +125,7 @@ def _peer_table(view: View, kind: str, names: dict[str, str]) -> html.Div:
         table(rows, {"label": "Measure", "mean": "This site", "best": "Best",
                      "q3": "Upper quartile", "median": "Average (median)", "q1": "Lower quartile",
                      "worst": "Worst", "sites": "Sites",
-                     "vs_peers": "This site less the other sites' mean (their 95% range)"},
+                     "vs_peers": "This site less the other sites' mean"},
               "Site means in the peer group (each site's mean; sites shown only with "
               f"{view.k} or more responses)", {"sites": 0})])
 
@@ -135,19 +135,19 @@ def _difference_words(row) -> str:
     the interval that carries their spread, or why there is none."""
     if pd.isna(row.diff_vs_peer):
         return row.diff_vs_peer_note or "not compared"
-    return (f"{row.diff_vs_peer:+.2f} ({row.diff_vs_peer_low:+.2f} to "
+    return (f"{row.diff_vs_peer:+.2f} (clearly different beyond {row.diff_vs_peer_low:+.2f} to "
             f"{row.diff_vs_peer_high:+.2f})")
 
 
 def _interval_words(row, exact: bool) -> str:
-    """What a verdict was judged by, in words: the other sites' 95% range for a site of
-    this size (a peer at a band gets its verdict without the range, see above)."""
+    """What a verdict was judged by, in words: the limits the other sites give a site of
+    this size under the rule named (a peer at a band gets them without the numbers)."""
     if pd.isna(row.low):
         return f"fewer than {MIN_OTHER_SITES} other sites: not compared"
+    judged = f"against the other {int(row.others)} sites ({row.rule})"
     if not exact:
-        return f"the other {int(row.others)} sites' 95% range for a site of its size"
-    return (f"the other {int(row.others)} sites' 95% range for a site of this size "
-            f"{row.low:.2f} to {row.high:.2f}")
+        return judged
+    return f"{judged}: clearly different outside {row.low:.2f} to {row.high:.2f}"
 
 
 def register(app) -> None:
