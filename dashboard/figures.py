@@ -228,7 +228,7 @@ def funnel_figure(points: pd.DataFrame, params: dict, measure: str,
     marks = [VERDICT_MARKS.get(v, ("circle", GREY)) for v in others["verdict"]]
     fig.add_trace(dict(
         type="scatter", x=others["x"], y=others["mean"], mode="markers", name="other sites",
-        text=others["label"],
+        text=others["label"], showlegend=False,   # the verdicts' entries below stand for it
         marker={"color": [c for _, c in marks], "symbol": [s for s, _ in marks], "size": 10,
                 "line": {"color": [c for _, c in marks], "width": 1.5}},
         customdata=np.stack([others["verdict"], others["n_shown"]], axis=-1),

@@ -322,7 +322,8 @@ def _benchmarks(d: SiteData) -> str:
   <figure>{figure}</figure>
   <table><thead><tr><th>measure</th><th>this site</th><th>peer worst</th><th>peer average
     (median site)</th><th>peer best</th><th>all sites median</th><th>difference from the
-    other sites of the peer group (clearly different beyond)</th><th>against the other
+    other sites of the peer group (interval with their spread; excludes 0 when clearly
+    different)</th><th>against the other
     sites</th><th>limits the other sites give a site of this size</th></tr></thead>
     <tbody>{''.join(rows)}</tbody></table>
 </section>"""

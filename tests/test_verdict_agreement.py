@@ -246,3 +246,32 @@ def test_a_long_summary_keeps_to_the_latest_wave():
     assert [(row[0], row[1]) for row in few] == [
         (2025, "S000"), (2025, "S001"), (2025, "S002"),
         (2026, f"S{MAX_VERDICT_ROWS - 2:03d}"), (2026, f"S{MAX_VERDICT_ROWS - 1:03d}")]
+
+
+def test_the_difference_from_all_sites_excludes_zero_exactly_where_the_verdict_is_clear(
+        layer, verdicts):
+    """The benchmarks' difference from the other sites carries the verdict's limits, so
+    the two tables cannot disagree about a cell."""
+    bench = layer.query("select wave, site_code, measure, diff_vs_national, "
+                        "diff_vs_national_low, diff_vs_national_high from benchmarks "
+                        "where measure_kind in ('scale', 'principle')")
+    bench = bench.set_index(["wave", "site_code", "measure"]).sort_index()
+    assert bench.index.equals(verdicts.index)
+    clear = (bench["diff_vs_national_low"] > 0) | (bench["diff_vs_national_high"] < 0)
+    assert (clear == verdicts["flagged"]).all()
+    assert (bench["diff_vs_national"] < 0).equals(verdicts["z"] < 0)
+
+
+def test_the_peer_table_gives_the_difference_from_the_other_acute_trusts(
+        published_sample, layer):
+    settings, _ = published_sample
+    row = layer.benchmarks("D", 2026, "scale").set_index("measure").loc["psysafety"]
+    with admin(settings):
+        body = benchmark_body(view_from_request("/benchmark", "?site=D&wave=2026", True),
+                              "scale:psysafety")
+    peers = page_table(body, "Site means in the peer group (each site's mean; sites shown "
+                             "only with 10 or more responses)")
+    shown = peers.set_index("Measure").loc["Team psychological safety"]
+    assert shown.iloc[-1] == (f"{row['diff_vs_peer']:+.2f} ({row['diff_vs_peer_low']:+.2f} "
+                              f"to {row['diff_vs_peer_high']:+.2f})")
+    assert row["others_in_peer"] == 3 and row["diff_vs_peer_high"] < 0

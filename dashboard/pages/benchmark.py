@@ -125,7 +125,8 @@ def _peer_table(view: View, kind: str, names: dict[str, str]) -> html.Div:
         table(rows, {"label": "Measure", "mean": "This site", "best": "Best",
                      "q3": "Upper quartile", "median": "Average (median)", "q1": "Lower quartile",
                      "worst": "Worst", "sites": "Sites",
-                     "vs_peers": "This site less the other sites' mean"},
+                     "vs_peers": "This site less the other sites' mean (interval with "
+                                 "their spread: clearly different when it excludes 0)"},
               "Site means in the peer group (each site's mean; sites shown only with "
               f"{view.k} or more responses)", {"sites": 0})])
 
@@ -135,7 +136,7 @@ def _difference_words(row) -> str:
     the interval that carries their spread, or why there is none."""
     if pd.isna(row.diff_vs_peer):
         return row.diff_vs_peer_note or "not compared"
-    return (f"{row.diff_vs_peer:+.2f} (clearly different beyond {row.diff_vs_peer_low:+.2f} to "
+    return (f"{row.diff_vs_peer:+.2f} ({row.diff_vs_peer_low:+.2f} to "
             f"{row.diff_vs_peer_high:+.2f})")
 
 
