@@ -93,8 +93,10 @@ def summary_verdicts(report, settings) -> dict:
 
 @contextmanager
 def admin(settings):
-    AccountBook(settings.accounts_path).add("agree-admin", "admin",
-                                             "a long enough password", None)
+    """A request signed in as an admin of the demo's app (the account made once)."""
+    book = AccountBook(settings.accounts_path)
+    if book.get("agree-admin") is None:
+        book.add("agree-admin", "admin", "a long enough password", None)
     app = create_app(settings, secret_key=b"test secret", throttle=LoginThrottle(free=3))
     with app.server.test_request_context("/_dash-update-component", method="POST"):
         book = app.server.config["CULTURE_ACCOUNTS"]
