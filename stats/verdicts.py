@@ -34,10 +34,12 @@ Verdicts, from the site's side of the peers' mean mu_(-i):
     in line                                  neither
 
 `low` and `high` are the limits the flag uses, in the measure's units: a site's mean
-outside them (with many sites: at or outside) is "clearly" below or above. With few sites they are the others'
-prediction interval mu_(-i) -/+ 2.15 sqrt(v_i + tau2_(-i) + se_(-i)^2); with many, mu_(-i) -/+ (1.96 tau_(-i) + c sqrt(v_i + se_(-i)^2)),
-c the one-sided normal quantile of the Benjamini-Hochberg cut-off (if nothing is
-flagged, the cut-off a single flag would need). Sampling variances are sd^2 / n.
+outside them (with many sites: at or outside) is "clearly" below or above. With few
+sites they are the others' prediction interval
+mu_(-i) -/+ 2.15 sqrt(v_i + tau2_(-i) + se_(-i)^2); with many,
+mu_(-i) -/+ (1.96 tau_(-i) + c sqrt(v_i + se_(-i)^2)), c the one-sided normal quantile
+of the Benjamini-Hochberg cut-off (if nothing is flagged, the cut-off a single flag
+would need). Sampling variances are sd^2 / n.
 """
 
 from __future__ import annotations
