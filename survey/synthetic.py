@@ -186,6 +186,23 @@ def expected_group_effects(site_type: str, scales: tuple[str, ...]) -> np.ndarra
     return np.array([effect[s] for s in scales])
 
 
+def outside_the_peers(position: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each unit's gap to the mean of the others (down axis 0), and +1 / -1 / 0 for a
+    gap above / below / within OUTSIDE_MARGIN_SDS * SITE_EFFECT_SD.
+
+    `position` holds true latent means, units down the first axis (any further axes are
+    separate comparisons: scales, replicates). The one definition of "truly outside",
+    shared by the manifest and bench/calibration.py.
+    """
+    position = np.asarray(position, float)
+    k = position.shape[0]
+    if k < 2:
+        return np.zeros_like(position), np.zeros(position.shape, int)
+    gap = position - (position.sum(axis=0) - position) / (k - 1)
+    margin = OUTSIDE_MARGIN_SDS * SITE_EFFECT_SD
+    return gap, np.where(gap > margin, 1, np.where(gap < -margin, -1, 0))
+
+
 def site_truth(sites: list[SiteSpec], waves: list[int], scales: tuple[str, ...],
                random_effects: np.ndarray, planted: np.ndarray) -> list[dict]:
     """Every site's true latent position per scale and wave, and whether it is outside.
@@ -204,18 +221,11 @@ def site_truth(sites: list[SiteSpec], waves: list[int], scales: tuple[str, ...],
     """
     composition = np.array([expected_group_effects(s.site_type, scales) for s in sites])
     position = random_effects + planted + composition
-    k = len(sites)
-    if k > 1:
-        others_mean = (position.sum(axis=0) - position) / (k - 1)
-        gap = position - others_mean
-    else:
-        gap = np.zeros_like(position)
-    margin = OUTSIDE_MARGIN_SDS * SITE_EFFECT_SD
+    gap, side = outside_the_peers(position)
     rows = []
     for i, site in enumerate(sites):
         for j, scale in enumerate(scales):
-            outside = None if abs(gap[i, j]) <= margin else (
-                "above" if gap[i, j] > 0 else "below")
+            outside = {1: "above", -1: "below", 0: None}[int(side[i, j])]
             rows.append({
                 "site": site.code, "scale": scale,
                 "random_effect": round(float(random_effects[i, j]), 6),
