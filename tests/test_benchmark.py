@@ -189,38 +189,40 @@ def principle(unit: str, mean: float, se: float, *, peer_group: str = "acute",
 @pytest.fixture(scope="module")
 def gap_cells() -> pd.DataFrame:
     """Two principles at four sites: three acute sites and one support unit alone in its
-    peer group. On p1 the acute scores are 3.0, 3.4 and 3.8, so the acute upper quartile
-    is 3.4 + 0.5 x 0.4 = 3.6 (R's quantile type 7); the support unit's group is too
-    small for a target of its own and takes all four sites' (3.0, 3.4, 3.5, 3.8):
-    3.5 + 0.25 x 0.3 = 3.575."""
+    peer group. A site's target leaves the site out; no peer group here has three other
+    sites, so each takes the upper quartile of all the other sites (R's quantile type 7):
+    for A on p1, of 3.4, 3.5, 3.8: 3.5 + 0.5 x 0.3 = 3.65."""
     return pd.DataFrame([
         principle("A", 3.0, 0.05), principle("B", 3.4, 0.05), principle("C", 3.8, 0.05),
         principle("D", 3.5, 0.10, peer_group="psu"),
-        # p2: A's gap is larger (0.7 against 0.6) but far less certain (SE .30).
+        # p2: A's gap is larger (0.7 against 0.65) but far less certain (SE .30).
         principle("A", 3.1, 0.30, measure="p2"), principle("B", 3.8, 0.05, measure="p2"),
         principle("C", 3.8, 0.05, measure="p2"),
         principle("D", 3.0, 0.05, peer_group="psu", measure="p2")])
 
 
 def test_principle_gaps_against_hand_worked_targets(gap_cells):
+    """Targets worked by hand from the other sites; 'clear' exactly when the interval
+    (a bootstrap over those sites plus the site's own SE, tests/test_gaps.py) is above 0."""
     table = principle_gap_table(gap_cells, "peer_q3").set_index(["site_code", "principle"])
-    expected = {("A", "p1"): (3.6, 0.6, "clear gap"), ("B", "p1"): (3.6, 0.2, "clear gap"),
-                ("C", "p1"): (3.6, -0.2, "meets target"),
-                ("D", "p1"): (3.575, 0.075, "possible gap"),
-                ("A", "p2"): (3.8, 0.7, "clear gap")}
+    expected = {("A", "p1"): (3.65, 0.65, "clear gap"),       # of 3.4, 3.5, 3.8
+                ("B", "p1"): (3.65, 0.25, "possible gap"),    # of 3.0, 3.5, 3.8
+                ("C", "p1"): (3.45, -0.35, "meets target"),   # of 3.0, 3.4, 3.5
+                ("D", "p1"): (3.6, 0.1, "possible gap"),      # of 3.0, 3.4, 3.8
+                ("A", "p2"): (3.8, 0.7, "possible gap")}      # of 3.0, 3.8, 3.8; SE .30
     for key, (target, gap, certainty) in expected.items():
         row = table.loc[key]
         close([row["target"], row["gap"]], [target, gap])
-        close([row["gap_low"], row["gap_high"]],
-              [gap - Z95 * row["se"], gap + Z95 * row["se"]])
+        assert row["gap_low"] < row["gap"] < row["gap_high"], key
         assert row["certainty"] == certainty, key
-    assert table.loc[("A", "p1"), "target_basis"] == "peer group upper quartile"
-    assert table.loc[("D", "p1"), "target_basis"] == (
-        "all sites upper quartile (peer group has fewer than 3 reportable sites)")
+        assert (row["gap_low"] > 0) == (certainty == "clear gap"), key
+    assert table.loc[("A", "p1"), "target_basis"] == (
+        "all sites upper quartile, site itself left out (peer group has fewer than 3 other "
+        "reportable sites)")
 
 
 def test_the_more_certain_gap_comes_first(gap_cells):
-    """A's p2 gap (0.7, interval from 0.11) is larger than its p1 gap (0.6, from 0.50),
+    """A's p2 gap (0.7, interval from -0.22) is larger than its p1 gap (0.65, from 0.39),
     but p1 is the surer: priority orders by the lower end of the interval."""
     table = principle_gap_table(gap_cells, "peer_q3")
     a = table[table.site_code == "A"]
@@ -230,8 +232,8 @@ def test_the_more_certain_gap_comes_first(gap_cells):
 def test_national_median_rule(gap_cells):
     table = principle_gap_table(gap_cells, "national_median").set_index(
         ["site_code", "principle"])
-    close(table.loc[("A", "p1"), "target"], 3.45)      # median of 3.0, 3.4, 3.5, 3.8
-    assert table.loc[("A", "p1"), "target_basis"] == "all sites median"
+    close(table.loc[("A", "p1"), "target"], 3.5)       # median of 3.4, 3.5, 3.8 (not A)
+    assert table.loc[("A", "p1"), "target_basis"] == "all sites median, site itself left out"
 
 
 def test_fewer_than_three_sites_give_no_target_and_priority_by_score():

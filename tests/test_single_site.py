@@ -82,7 +82,7 @@ def test_a_site_alone_has_no_target_rather_than_meeting_its_own(one_site):
     assert len(gaps) == 6
     assert set(gaps["certainty"]) == {"no target"}
     assert gaps["target"].isna().all() and gaps["gap"].isna().all()
-    assert set(gaps["target_basis"]) == {"no target: fewer than 3 sites reported this wave"}
+    assert set(gaps["target_basis"]) == {"no target: fewer than 3 other sites reported this wave"}
     # Without gaps, the lowest score comes first.
     assert list(gaps["priority"]) == [1, 2, 3, 4, 5, 6]
     assert list(gaps["score"]) == sorted(gaps["score"])
@@ -112,7 +112,7 @@ def test_site_report_and_export_work_for_one_site(one_site, tmp_path):
     files = write_site_report(one_site.published_path, "A", 2026, tmp_path, pdf=False)
     html = files.html.read_text(encoding="utf-8")
     assert "Too few sites for a funnel plot." in html
-    assert "there is no target: fewer than 3 sites reported this wave" in html
+    assert "there is no target: fewer than 3 other sites reported this wave" in html
     assert "the guide's actions for every principle follow, lowest score first" in html
     assert "meets target" not in html and "0 of 6" not in html
     export = export_aggregates(one_site.published_path, tmp_path / "export", fmt="csv")
