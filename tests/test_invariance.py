@@ -93,8 +93,8 @@ MULTI = json.loads((PROJECT_ROOT / "tests" / "expected" / "invariance_multi.json
                    .read_text(encoding="utf-8"))
 #: Our L-BFGS-B and lavaan's nlminb stop at the same minimum but each within its own
 #: convergence tolerance; measured differences are under 3e-8 in chi-square and 3e-7 in
-#: SRMR, so 1e-5 leaves room for a different BLAS without hiding a wrong formula (a df,
-#: N vs N-1 or sqrt(G) mistake moves these numbers by 1e-2 or more).
+#: SRMR, so 1e-5 leaves room for a different BLAS without hiding a wrong formula (N-1 for
+#: N moves configural chi-square by .38; dropping lavaan's sqrt(G) moves RMSEA by .028).
 MULTI_TOLERANCE = 1e-5
 
 
