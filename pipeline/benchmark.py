@@ -35,7 +35,7 @@ from published.layout import (FDR, FUNNEL_COLUMNS, FUNNEL_PARAM_COLUMNS, MIN_OTH
                               NO_TARGET, NOT_COMPARED, VERDICTS)
 from stats.comparison import benjamini_hochberg_by_group, pooled_sd, shrink, welch
 from stats.outliers import random_effects
-from stats.verdicts import site_verdicts
+from stats.verdicts import judge_sites
 from pipeline.frames import query_frame, with_columns, write_table
 from stats.gaps import leave_one_out_gaps, pool_seed
 from stats.weighting import weighted_table
@@ -117,11 +117,11 @@ def _compared_by_group(frame: pd.DataFrame, key: list[str]) -> pd.DataFrame:
     """`compare_with_others` within each group of `frame` by `key`, rows in frame order."""
     columns = {name: np.full(len(frame), np.nan) for name in (
         "others", "others_mean", "z", "p", "low", "high")}
-    values = frame[["n", "mean", "sd"]].reset_index(drop=True)
+    n, mean, sd = (frame[c].to_numpy(float) for c in ("n", "mean", "sd"))
     for rows in frame.groupby(key, sort=False).indices.values():
-        got = compare_with_others(values.iloc[rows])
+        got = compare_with_others(n[rows], mean[rows], sd[rows])
         for name in columns:
-            columns[name][rows] = got[name].to_numpy(float)
+            columns[name][rows] = got[name]
     return pd.DataFrame(columns, index=frame.index)
 
 
@@ -159,34 +159,32 @@ def _rest_of(total_n, total_mean, total_sd, part_n, part_mean, part_sd):
     return np.asarray(mean, float), np.sqrt(np.clip(np.asarray(var, float), 0, None)), n
 
 
-def compare_with_others(frame: pd.DataFrame) -> pd.DataFrame:
-    """`stats.verdicts.site_verdicts` for a group of sites (n, mean, sd), with the others'
-    mean and count; with fewer than MIN_OTHER_SITES others every row reads NOT_COMPARED
-    and has no interval (the spread of one or two sites is no distribution to stand
-    outside of). low / high are the limits the verdict's rule uses: outside them is
-    "clearly" below or above."""
+def compare_with_others(n: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> dict:
+    """`stats.verdicts.judge_sites` for a group of sites (arrays of n, mean, sd), with the
+    others' mean and count, as arrays by name; with fewer than MIN_OTHER_SITES others
+    every row reads NOT_COMPARED and has no interval (the spread of one or two sites is
+    no distribution to stand outside of). low / high are the limits the verdict's rule
+    uses: outside them is "clearly" below or above."""
+    n, mean, sd = (np.asarray(a, float) for a in (n, mean, sd))
     # A mean whose answers do not vary (sd 0: every respondent chose the same option,
     # seen on single items of small sites) has no sampling variance to weigh it by.
-    usable = (frame["sd"] > 0).to_numpy()
+    usable = sd > 0
     others = int(usable.sum()) - 1
-    # Numpy columns filled once: per-column pandas assignment cost more than the
-    # model fits at national scale (a thousand groups).
-    columns = {name: np.full(len(frame), np.nan) for name in (
-        "others_mean", "z", "p", "low", "high")}
-    flagged = np.zeros(len(frame), bool)
-    verdict = np.full(len(frame), NOT_COMPARED, dtype=object)
-    rule = np.full(len(frame), None, dtype=object)
+    # Arrays throughout: a thousand groups at national scale, where per-group pandas
+    # frames cost more than the model fits.
+    out = {name: np.full(len(n), np.nan) for name in ("others_mean", "z", "p", "low",
+                                                      "high")}
+    out |= {"others": np.where(usable, others, 0), "flagged": np.zeros(len(n), bool),
+            "verdict": np.full(len(n), NOT_COMPARED, dtype=object),
+            "rule": np.full(len(n), None, dtype=object)}
     if others >= MIN_OTHER_SITES:
-        judged = site_verdicts(frame[["n", "mean", "sd"]][usable], VERDICT_METHOD)
-        for name, source in (("others_mean", "mu_without"), ("z", "z"), ("p", "p"),
-                             ("low", "low"), ("high", "high")):
-            columns[name][usable] = judged[source].to_numpy(float)
-        flagged[usable] = judged["flagged"].to_numpy(bool)
-        verdict[usable] = judged["verdict"].to_numpy(object)
-        rule[usable] = judged["rule"].to_numpy(object)
-    return pd.DataFrame({"others": np.where(usable, others, 0)} | columns
-                        | {"flagged": flagged, "verdict": verdict, "rule": rule},
-                        index=frame.index)
+        judged = judge_sites(n[usable], mean[usable], sd[usable], VERDICT_METHOD)
+        for name, values in (("others_mean", judged.mu_without), ("z", judged.z),
+                             ("p", judged.p), ("low", judged.low), ("high", judged.high),
+                             ("flagged", judged.flagged), ("verdict", judged.verdict)):
+            out[name][usable] = values
+        out["rule"][usable] = judged.rule
+    return out
 
 
 def funnel_tables(cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -210,13 +208,13 @@ def funnel_tables(cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
                        "method": VERDICT_METHOD, "target": target, "target_se": target_se,
                        "tau2": tau2, "sigma": pooled_sd(group["n"], group["sd"]),
                        "sites": len(group)})
-        verdicts = compare_with_others(group)
+        verdicts = compare_with_others(group["n"], y, group["sd"])
         rows.append((len(group), {
             "wave": wave, "site_code": group["unit"].to_numpy(),
             "peer_group": group["peer_group"].to_numpy(), "measure_kind": kind,
             "measure": measure, "n": group["n"].to_numpy(), "mean": y,
             "sd": group["sd"].to_numpy(float)}
-            | {name: verdicts[name].to_numpy() for name in (
+            | {name: verdicts[name] for name in (
                 "others", "others_mean", "z", "p", "low", "high", "flagged", "verdict",
                 "rule")}))
     return pd.DataFrame(params), _stack(rows)

@@ -44,6 +44,8 @@ would need). Sampling variances are sd^2 / n.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -70,6 +72,62 @@ RULES = ("outside the others' prediction interval, |z| > 2.15",
          "beyond the peers' 95% range, FDR 5%")
 
 
+@dataclass(frozen=True)
+class SiteJudgement:
+    """The verdicts of one group of sites, as arrays in the sites' order (see
+    `site_verdicts` for what each holds)."""
+
+    z: np.ndarray
+    p: np.ndarray
+    p_beyond: np.ndarray
+    flagged: np.ndarray
+    verdict: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    mu_without: np.ndarray
+    tau2_without: np.ndarray
+    rule: str
+
+
+#: Normal quantiles the rules use, worked out once (scipy's ppf costs more than a fit).
+_RANGE_Z = float(stats.norm.ppf(0.5 + PEER_RANGE / 2))
+_NOT_CERTAIN_Z = float(stats.norm.ppf(0.5 + NOT_CERTAIN_LEVEL / 2))
+
+
+def judge_sites(n: np.ndarray, mean: np.ndarray, sd: np.ndarray, method: str = "REML",
+                many_sites: int = MANY_SITES) -> SiteJudgement:
+    """The verdict of each site of one measure and wave from arrays of n, mean and sd
+    (what `site_verdicts` adds to a frame; the pipeline calls this once per group)."""
+    n, y, sd = (np.asarray(a, float) for a in (n, mean, sd))
+    if np.any(~np.isfinite(n) | (n <= 0)):
+        raise ComparisonError(f"every site needs a positive number of respondents n; got "
+                              f"{n.tolist()}")
+    v = sd ** 2 / n
+    loo = deleted_residuals(y, v, method)
+    spread = np.sqrt(v + loo.se_without ** 2)
+    tau = np.sqrt(loo.tau2_without)
+    z_beyond = (np.abs(y - loo.mu_without) - _RANGE_Z * tau) / spread
+    p_beyond = stats.norm.sf(z_beyond)
+    if len(y) >= many_sites:
+        flagged = benjamini_hochberg(p_beyond) < FDR
+        cut = _bh_cutoff(p_beyond, FDR)
+        half = _RANGE_Z * tau + stats.norm.isf(cut) * spread
+        rule = RULES[1]
+    else:
+        flagged = np.abs(loo.z) > FEW_SITES_Z
+        half = FEW_SITES_Z * np.sqrt(v + loo.tau2_without + loo.se_without ** 2)
+        rule = RULES[0]
+    uncertain = ~flagged & (np.abs(loo.z) > _NOT_CERTAIN_Z)
+    above = loo.z > 0
+    verdict = np.select(
+        [flagged & ~above, uncertain & ~above, flagged & above, uncertain & above],
+        [VERDICTS[0], VERDICTS[1], VERDICTS[4], VERDICTS[3]], default=VERDICTS[2])
+    return SiteJudgement(z=loo.z, p=loo.p, p_beyond=p_beyond, flagged=flagged,
+                         verdict=verdict, low=loo.mu_without - half,
+                         high=loo.mu_without + half, mu_without=loo.mu_without,
+                         tau2_without=loo.tau2_without, rule=rule)
+
+
 def site_verdicts(frame: pd.DataFrame, method: str = "REML",
                   many_sites: int = MANY_SITES) -> pd.DataFrame:
     """`frame` (one row per site of one measure and wave: n, mean, sd) with its verdict.
@@ -85,41 +143,13 @@ def site_verdicts(frame: pd.DataFrame, method: str = "REML",
     if missing:
         raise ComparisonError(f"site_verdicts needs columns n, mean and sd; missing: "
                               f"{', '.join(missing)}")
-    n = frame["n"].to_numpy(float)
-    sd = frame["sd"].to_numpy(float)
-    y = frame["mean"].to_numpy(float)
-    if np.any(~np.isfinite(n) | (n <= 0)):
-        raise ComparisonError(f"every site needs a positive number of respondents n; got "
-                              f"{frame['n'].tolist()}")
-    v = sd ** 2 / n
-    loo = deleted_residuals(y, v, method)
-    spread = np.sqrt(v + loo.se_without ** 2)
-    tau = np.sqrt(loo.tau2_without)
-    range_z = stats.norm.ppf(0.5 + PEER_RANGE / 2)
-    z_beyond = (np.abs(y - loo.mu_without) - range_z * tau) / spread
-    p_beyond = stats.norm.sf(z_beyond)
-    if len(y) >= many_sites:
-        flagged = benjamini_hochberg(p_beyond) < FDR
-        cut = _bh_cutoff(p_beyond, FDR)
-        half = range_z * tau + stats.norm.isf(cut) * spread
-        low, high = loo.mu_without - half, loo.mu_without + half
-        rule = RULES[1]
-    else:
-        flagged = np.abs(loo.z) > FEW_SITES_Z
-        half = FEW_SITES_Z * np.sqrt(v + loo.tau2_without + loo.se_without ** 2)
-        low, high = loo.mu_without - half, loo.mu_without + half
-        rule = RULES[0]
-    uncertain = ~flagged & (np.abs(loo.z) > stats.norm.ppf(0.5 + NOT_CERTAIN_LEVEL / 2))
-    above = loo.z > 0
-    verdict = np.select(
-        [flagged & ~above, uncertain & ~above, flagged & above, uncertain & above],
-        [VERDICTS[0], VERDICTS[1], VERDICTS[4], VERDICTS[3]], default=VERDICTS[2])
+    judged = judge_sites(frame["n"], frame["mean"], frame["sd"], method, many_sites)
     out = frame.copy()
-    out["z"], out["p"], out["p_beyond"] = loo.z, loo.p, p_beyond
-    out["flagged"], out["verdict"] = flagged, verdict
-    out["low"], out["high"] = low, high
-    out["mu_without"], out["tau2_without"] = loo.mu_without, loo.tau2_without
-    out["rule"] = rule
+    out["z"], out["p"], out["p_beyond"] = judged.z, judged.p, judged.p_beyond
+    out["flagged"], out["verdict"] = judged.flagged, judged.verdict
+    out["low"], out["high"] = judged.low, judged.high
+    out["mu_without"], out["tau2_without"] = judged.mu_without, judged.tau2_without
+    out["rule"] = judged.rule
     return out
 
 
