@@ -91,18 +91,31 @@ def serve(db: DbOption = None,
           secure_cookies: Annotated[Optional[bool], typer.Option(
               "--secure-cookies/--no-secure-cookies", help="Reached over HTTPS (a TLS "
               "proxy): send cookies only over HTTPS \\[env: CULTURE_SECURE_COOKIES; "
-              "default: no]")] = None) -> None:
+              "default: no]")] = None,
+          url_prefix: Annotated[Optional[str], typer.Option(
+              help="Serve under this path, for a reverse proxy that passes e.g. /culture/... "
+              "on unchanged \\[env: CULTURE_URL_PREFIX; default: the root]")] = None) -> None:
     """Serve the dashboard over the published results (sign-in required).
 
     Examples: culture serve --port 8050
               culture serve --host 127.0.0.1 --trust-proxy --secure-cookies  (behind nginx)
+              culture serve --url-prefix /culture  (nginx: location /culture/ { proxy_pass
+              http://127.0.0.1:8050; })
     """
-    settings = resolve_settings(db=db, trust_proxy=trust_proxy, secure_cookies=secure_cookies)
+    settings = resolve_settings(db=db, trust_proxy=trust_proxy, secure_cookies=secure_cookies,
+                                url_prefix=url_prefix)
     serve_dashboard(settings, host, port)
 
 
+#: Waitress's worker threads for the dashboard. A page fires several callbacks at once
+#: (a browser opens up to 6 connections) and a sign-in spends a while in the password
+#: hash; the callbacks are pandas/DuckDB work that mostly holds the GIL, so many more
+#: threads than that would only queue inside Python instead of in waitress.
+DASHBOARD_THREADS = 8
+
+
 def serve_dashboard(settings: Settings, host: str, port: int) -> None:
-    from werkzeug.serving import run_simple
+    import waitress
 
     from dashboard.accounts import AccountBook
     from dashboard.app import create_app
@@ -114,5 +127,13 @@ def serve_dashboard(settings: Settings, host: str, port: int) -> None:
         err.print("no dashboard accounts yet: add one with `culture users add NAME --role "
                   "admin`")
     app = create_app(settings)
-    out.print(f"dashboard: http://{host}:{port}/  (Ctrl+C to stop)")
-    run_simple(host, port, app.server, threaded=True, use_reloader=False)
+    out.print(f"dashboard: http://{host}:{port}{settings.url_prefix}/  (Ctrl+C to stop)",
+              highlight=False)
+    # waitress, a production WSGI server (Werkzeug's is for development only). Bodies
+    # larger than the app accepts are refused before they are buffered. The app reads
+    # the proxy's X-Forwarded-* itself (ProxyFix, the same under any server), so waitress
+    # must pass them on when the proxy is trusted; by default it strips them.
+    waitress.serve(app.server, host=host, port=port, threads=DASHBOARD_THREADS,
+                   max_request_body_size=app.server.config["MAX_CONTENT_LENGTH"],
+                   clear_untrusted_proxy_headers=not settings.trust_proxy,
+                   channel_timeout=60, _quiet=True)

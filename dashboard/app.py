@@ -19,6 +19,13 @@ The pages live in `dashboard.pages`, one module each with a `layout(view)` and, 
 it has controls of its own, `register(app)`. The shell routes on the URL:
 ``/benchmark?site=A&wave=2026&measure=psysafety`` is one view, so views can be
 bookmarked and shared, and a URL for a site one may not see is refused on the server.
+
+Under a path prefix (`Settings.url_prefix`, for a reverse proxy that passes the path on
+unchanged) the app is mounted at the prefix and everything outside it is 404. Inside,
+the code keeps app-relative paths ("/login", "/benchmark"): Flask sees the prefix as the
+script root, and the prefix is added where a path leaves for the browser: redirects
+(`_prefix_redirect`), the hand-written pages, Dash's config and the pages' links
+(`_prefix_links`).
 """
 
 from __future__ import annotations
@@ -32,7 +39,8 @@ import dash
 import flask
 from dash import Input, Output, State, dcc, html
 from dash.exceptions import PreventUpdate
-from werkzeug.exceptions import BadRequest
+from werkzeug.exceptions import BadRequest, NotFound
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from dashboard import login
@@ -62,6 +70,11 @@ def create_app(settings: Settings, secret_key: bytes | None = None,
                throttle: LoginThrottle | None = None) -> dash.Dash:
     """A Dash app serving the published layer of `settings` to signed-in accounts."""
     server = flask.Flask(__name__)
+    prefix = settings.url_prefix
+    if prefix:
+        # Mounted in the app itself, not only by the WSGI server, so that every server
+        # (and the test client) sees the same routes: the prefix becomes SCRIPT_NAME.
+        server.wsgi_app = DispatcherMiddleware(NotFound(), {prefix: server.wsgi_app})
     if settings.trust_proxy:
         # One proxy: its X-Forwarded-For entry is the client (throttling keys on it) and
         # X-Forwarded-Proto says whether the browser used HTTPS.
@@ -72,6 +85,8 @@ def create_app(settings: Settings, secret_key: bytes | None = None,
         SESSION_COOKIE_SAMESITE="Strict",
         SESSION_COOKIE_SECURE=settings.secure_cookies,
         SESSION_COOKIE_NAME="culture_session",
+        # Under a prefix the cookie goes to the dashboard only, not the proxy's other apps.
+        SESSION_COOKIE_PATH=prefix or "/",
         CULTURE_DATA=PublishedData(settings.published_path),
         CULTURE_ACCOUNTS=AccountBook(settings.accounts_path),
         CULTURE_THROTTLE=throttle or LoginThrottle(),
@@ -85,6 +100,9 @@ def create_app(settings: Settings, secret_key: bytes | None = None,
     app = dash.Dash(__name__, server=server, title="Culture of support",
                     assets_folder=str(ASSETS), suppress_callback_exceptions=True,
                     update_title=None, serve_locally=True,
+                    # Flask's routes stay at "/" inside the mount; the browser asks
+                    # for the layout, callbacks and assets under the prefix.
+                    routes_pathname_prefix="/", requests_pathname_prefix=prefix + "/",
                     meta_tags=[{"name": "viewport",
                                 "content": "width=device-width, initial-scale=1"}])
     app.layout = shell
@@ -101,6 +119,7 @@ def create_app(settings: Settings, secret_key: bytes | None = None,
     server.before_request(lambda: _check_callback_request(app))
     server.before_request(_refuse_page_requests)
     server.after_request(lambda response: _security_headers(response, policy))
+    server.after_request(_prefix_redirect)
     return app
 
 
@@ -117,6 +136,27 @@ def _require_sign_in():
     return None
 
 
+def _prefix_redirect(response: flask.Response) -> flask.Response:
+    """Redirects are written app-relative ("/login", the sign-in's next); under a prefix
+    the browser needs the mount point in front. Werkzeug leaves Location as written."""
+    root = flask.request.script_root
+    location = response.headers.get("Location")
+    if root and location and location.startswith("/") and not location.startswith("//"):
+        response.headers["Location"] = root + location
+    return response
+
+
+def _prefix_links(component, root: str):
+    """Pages link app-relative ("/benchmark?...", "/download/..."); under a prefix the
+    browser needs the mount point in front of every such href."""
+    if root:
+        for node in [component, *component._traverse()]:
+            href = getattr(node, "href", None)
+            if isinstance(href, str) and href.startswith("/") and not href.startswith("//"):
+                node.href = root + href
+    return component
+
+
 def _security_headers(response: flask.Response, policy: str) -> flask.Response:
     response.headers["Content-Security-Policy"] = policy
     response.headers["X-Frame-Options"] = "DENY"
@@ -129,18 +169,19 @@ _REFUSED_PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Not available - Culture of support</title>
-<link rel="stylesheet" href="/assets/style.css"></head>
+<link rel="stylesheet" href="{root}/assets/style.css"></head>
 <body><header class="top"><div class="brand">Culture of support for doctors</div>
-<a href="/logout" class="sign-out">Sign out</a></header>
+<a href="{root}/logout" class="sign-out">Sign out</a></header>
 <main id="page"><div class="refused" role="alert"><h2>Not available</h2><p>{reason}</p>
-<p><a href="/">Go to the results you can see</a></p></div></main></body></html>"""
+<p><a href="{root}/">Go to the results you can see</a></p></div></main></body></html>"""
 
 
 def _refused_response(denied: AccessDenied) -> flask.Response:
     """403: a readable page for a browser's page request, plain text for a callback."""
     if flask.request.method == "GET" and not flask.request.path.startswith("/_dash"):
-        return flask.Response(_REFUSED_PAGE.format(reason=escape(str(denied))), 403,
-                              mimetype="text/html")
+        return flask.Response(_REFUSED_PAGE.format(reason=escape(str(denied)),
+                                                   root=escape(flask.request.script_root)),
+                              403, mimetype="text/html")
     return flask.Response(str(denied), 403, mimetype="text/plain")
 
 
@@ -212,7 +253,8 @@ def shell() -> html.Div:
         html.Header([
             html.Div("Culture of support for doctors", className="brand"),
             html.Nav(id="nav", **{"aria-label": "Pages"}),
-            html.A("Sign out", href="/logout", className="sign-out"),
+            html.A("Sign out", href=flask.request.script_root + "/logout",
+                   className="sign-out"),
         ], className="top"),
         html.Main(id="page", tabIndex="-1"),
         html.Footer("Results are aggregates of anonymous answers; groups of fewer than the "
@@ -232,6 +274,10 @@ def render_page(pathname: str | None, search: str | None):
     """Router callback: the page for the URL and the navigation; AccessDenied (HTTP 403)
     for a view the viewer may not open."""
     viewer = current_viewer()
+    root = flask.request.script_root
+    if root and pathname and (pathname == root or pathname.startswith(root + "/")):
+        # The browser's path includes the mount point; the pages are known without it.
+        pathname = pathname[len(root):] or "/"
     path = page_path(viewer, pathname)
     page = PAGES[path]
     nav = [dcc.Link(PAGES[p].TITLE, href=p + _carry(search),
@@ -239,7 +285,7 @@ def render_page(pathname: str | None, search: str | None):
                     title=f"{PAGES[p].TITLE} (current page)" if p == path else PAGES[p].TITLE)
            for p in PAGES if viewer.may_open_page(p)]
     view = view_from_request(path, search, page.NEEDS_SITE)
-    return page.layout(view), nav
+    return _prefix_links(page.layout(view), root), [_prefix_links(link, root) for link in nav]
 
 
 def _carry(search: str | None) -> str:

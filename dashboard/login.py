@@ -33,12 +33,12 @@ _PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Sign in - Culture of support</title>
-<link rel="stylesheet" href="/assets/style.css"></head>
+<link rel="stylesheet" href="{root}/assets/style.css"></head>
 <body class="login-page"><main class="login-box">
 <h1>Culture of support for doctors</h1>
 <p>Sign in to see your organisation's results. Results are anonymous aggregates.</p>
 {message}
-<form method="post" action="/login">
+<form method="post" action="{root}/login">
 <input type="hidden" name="csrf" value="{csrf}">
 <input type="hidden" name="next" value="{next}">
 <label for="username">Username</label>
@@ -80,7 +80,8 @@ def _form(message: str = "", username: str = "", status: int = 200):
     next_path = _safe_next(flask.request.values.get("next"))
     body = _PAGE.format(message=f'<p class="notice notice-error" role="alert">{escape(message)}'
                                 f"</p>" if message else "",
-                        csrf=token, next=escape(next_path), username=escape(username))
+                        csrf=token, next=escape(next_path), username=escape(username),
+                        root=escape(flask.request.script_root))  # the mount point, if any
     return flask.Response(body, status=status, mimetype="text/html")
 
 
@@ -123,8 +124,8 @@ def sign_in():
     response = flask.redirect(_safe_next(form.get("next")))
     config = flask.current_app.config
     response.set_cookie(DEVICE_COOKIE, _devices().dumps(account.username),
-                        max_age=DEVICE_COOKIE_AGE, path="/login", httponly=True,
-                        samesite="Strict", secure=config["SESSION_COOKIE_SECURE"])
+                        max_age=DEVICE_COOKIE_AGE, path=flask.request.script_root + "/login",
+                        httponly=True, samesite="Strict", secure=config["SESSION_COOKIE_SECURE"])
     return response
 
 

@@ -7,6 +7,7 @@ passes it down.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,7 @@ ENV_EXCLUDE_FLAGGED = "CULTURE_EXCLUDE_FLAGGED"
 ENV_TARGET = "CULTURE_TARGET"
 ENV_TRUST_PROXY = "CULTURE_TRUST_PROXY"
 ENV_SECURE_COOKIES = "CULTURE_SECURE_COOKIES"
+ENV_URL_PREFIX = "CULTURE_URL_PREFIX"
 ENV_MIN_SITES = "CULTURE_MIN_SITES_PER_COMBINATION"
 
 #: How a principle's target is set (see pipeline.benchmark.principle_gap_table).
@@ -33,6 +35,9 @@ TARGET_RULES = ("peer_q3", "national_q3", "peer_median", "national_median")
 ABSOLUTE_MIN_GROUP_SIZE = 5
 #: A site type or region shown for a single site names it; two is the least that does not.
 ABSOLUTE_MIN_SITES_PER_COMBINATION = 2
+#: A URL prefix is a plain path: it is written into links, redirects and Dash's config,
+#: so nothing in it may need escaping or end the path (no ?, #, %, quotes or spaces).
+_URL_PREFIX = re.compile(r"(/(?!\.+(/|$))[A-Za-z0-9._~-]+)+")
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,9 @@ class Settings:
     trust_proxy: bool = False
     #: The dashboard is reached over HTTPS (a TLS proxy): cookies get the Secure flag.
     secure_cookies: bool = False
+    #: The dashboard is served under this path behind a reverse proxy that passes the
+    #: path on unchanged (e.g. "/culture"); "" serves it at the root.
+    url_prefix: str = ""
     #: Pseudonymised exports coarsen site type and region until every combination shown
     #: covers at least this many sites.
     min_sites_per_combination: int = 3
@@ -79,6 +87,9 @@ class Settings:
                 f"minimum group size {self.min_group_size} is below the floor of "
                 f"{ABSOLUTE_MIN_GROUP_SIZE}; use {ABSOLUTE_MIN_GROUP_SIZE} or more"
             )
+        if self.url_prefix and not _URL_PREFIX.fullmatch(self.url_prefix):
+            raise SettingsError(f"URL prefix {self.url_prefix!r} is not a path like /culture "
+                                "(a leading /, letters, digits, - _ . and / only)")
         if self.min_sites_per_combination < ABSOLUTE_MIN_SITES_PER_COMBINATION:
             raise SettingsError(
                 f"minimum sites per combination {self.min_sites_per_combination} is below "
@@ -93,6 +104,7 @@ def resolve_settings(
     target_rule: str | None = None,
     trust_proxy: bool | None = None,
     secure_cookies: bool | None = None,
+    url_prefix: str | None = None,
     min_sites_per_combination: int | None = None,
     environ: dict[str, str] | None = None,
 ) -> Settings:
@@ -123,6 +135,10 @@ def resolve_settings(
         trust_proxy = _yes_or_no(env, ENV_TRUST_PROXY)
     if secure_cookies is None:
         secure_cookies = _yes_or_no(env, ENV_SECURE_COOKIES)
+    if url_prefix is None:
+        url_prefix = env.get(ENV_URL_PREFIX) or ""
+    # "/culture/" and "/culture" mean the same mount point; "/" means none.
+    url_prefix = url_prefix.strip().rstrip("/")
     if min_sites_per_combination is None:
         raw = env.get(ENV_MIN_SITES) or "3"
         try:
@@ -133,7 +149,7 @@ def resolve_settings(
     return Settings(db_path=db_path, instrument_path=instrument_path,
                     min_group_size=min_group_size, exclude_flagged=exclude_flagged,
                     target_rule=target_rule, trust_proxy=trust_proxy,
-                    secure_cookies=secure_cookies,
+                    secure_cookies=secure_cookies, url_prefix=url_prefix,
                     min_sites_per_combination=min_sites_per_combination)
 
 
