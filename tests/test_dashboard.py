@@ -349,7 +349,7 @@ def test_users_commands_add_list_remove_and_refuse_with_a_message(tmp_path, monk
     def never(*args, **kwargs):
         raise AssertionError("serve started a server with nothing published")
 
-    monkeypatch.setattr("werkzeug.serving.run_simple", never)
+    monkeypatch.setattr("waitress.serve", never)
     served = culture("serve", "--db", db)
     assert served.exit_code == 1 and "no published results yet" in served.stderr
 
