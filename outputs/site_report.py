@@ -29,7 +29,8 @@ import pandas as pd
 
 from outputs.peer_bands import band_of, count_bands, plotted_count
 from outputs.report_figures import funnel_charts, principle_chart, trend_chart
-from published.layout import FDR, NO_TARGET, NOT_STATED
+from published.layout import (FDR, MIN_SITES_FOR_DISTRIBUTION, NO_TARGET, NOT_STATED,
+                             distribution_shown)
 from published.reader import PublishedLayer
 from survey.errors import CultureError
 from survey.pdf import find_chromium, print_pdf
@@ -159,6 +160,12 @@ def load_site_data(published: PublishedLayer | duckdb.DuckDBPyConnection, site_c
 
 
 # Formatting ---------------------------------------------------------------------------
+
+def _shown(value, sites) -> str:
+    """A peer group's best, median or worst, or a dash when the group is too small for
+    the figure not to be one identifiable peer's own score (published.layout's rule)."""
+    return _num(value, 2) if distribution_shown(sites) else "–"
+
 
 def _num(value, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)) or pd.isna(value):
@@ -301,8 +308,10 @@ def _benchmarks(d: SiteData) -> str:
             f"<tr data-measure='{escape(b.measure)}'><td>"
             f"{escape(b.measure if b.measure_kind == 'principle' else '')} "
             f"{escape(d.names.get(b.measure, b.measure))}{unit}</td><td><b>{_num(b.mean, 2)}</b></td>"
-            f"<td>{_num(b.peer_worst, 2)}</td><td>{_num(b.peer_median, 2)}</td>"
-            f"<td>{_num(b.peer_best, 2)}</td><td>{_num(b.national_median, 2)}</td>"
+            f"<td>{_shown(b.peer_worst, b.peer_sites)}</td>"
+            f"<td>{_shown(b.peer_median, b.peer_sites)}</td>"
+            f"<td>{_shown(b.peer_best, b.peer_sites)}</td>"
+            f"<td>{_shown(b.national_median, b.national_sites)}</td>"
             f"<td>{difference}</td>"
             f"<td class='verdict'>{verdict}</td><td>{judged_by}</td></tr>")
     figure = (funnel_charts(d.funnel, d.funnel_params, d.code, d.names)
@@ -318,7 +327,9 @@ def _benchmarks(d: SiteData) -> str:
     otherwise. The same words appear on the dashboard and in the pipeline's summary. Each
     panel shows every reportable site (grey, marked by its verdict) and this site (blue)
     with its limits. Peer group: {escape(_label(d.site_type))}, {peers} reportable sites
-    including this one.</p>
+    including this one. A group's worst, median and best are shown from
+    {MIN_SITES_FOR_DISTRIBUTION} sites ("–" below that), so that no figure is one peer's
+    own score.</p>
   <figure>{figure}</figure>
   <table><thead><tr><th>measure</th><th>this site</th><th>peer worst</th><th>peer average
     (median site)</th><th>peer best</th><th>all sites median</th><th>difference from the

@@ -112,3 +112,14 @@ FUNNEL_COLUMNS = {"wave": "Int64", "site_code": "string", "peer_group": "string"
 FUNNEL_PARAM_COLUMNS = {"wave": "Int64", "measure_kind": "string", "measure": "string",
                         "method": "string", "target": "float64", "target_se": "float64",
                         "tau2": "float64", "sigma": "float64", "sites": "Int64"}
+
+#: Sites a group needs before a director or a board report is shown its best, quartiles,
+#: median and worst: each of those is (or is interpolated from) single sites' scores, and
+#: among fewer sites a reader who knows the group could tell whose. The same ten as the
+#: smallest group of people shown.
+MIN_SITES_FOR_DISTRIBUTION = 10
+
+
+def distribution_shown(sites: int | float) -> bool:
+    """Whether a group of `sites` sites is large enough to show its distribution."""
+    return sites == sites and sites >= MIN_SITES_FOR_DISTRIBUTION

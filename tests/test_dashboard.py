@@ -382,3 +382,29 @@ def test_a_missing_omega_reads_as_not_estimable_not_as_hidden():
 
     assert omega_text([0.8234, None, float("nan")]) == ["0.82", "not estimable",
                                                        "not estimable"]
+
+
+def test_a_director_is_not_shown_single_peers_scores_in_a_small_peer_group(app, published):
+    """Site A's peer group (acute trusts) has 4 sites: its best, quartiles and worst would
+    each be one peer's own score, so a director sees none of them (from 10 sites they
+    are shown); an admin, who sees every site by name anyway, still does."""
+    rows = published.execute(
+        "select peer_sites, peer_best, peer_worst, peer_q3, mean from benchmarks "
+        "where site_code = 'A' and wave = 2026 and measure_kind = 'scale'").fetchall()
+    assert rows and all(sites < 10 for sites, *_ in rows)
+    with signed_in(app, "dir-a"):
+        director, _ = render_page("/benchmark", "?site=A&wave=2026")
+    with signed_in(app, "admin"):
+        admin, _ = render_page("/benchmark", "?site=A&wave=2026")
+    director, admin = as_text(director), as_text(admin)
+    assert "Best, average and worst" not in director
+    assert "best, average and worst are shown from 10 sites" in director
+    assert "Best, average and worst in the peer group" in admin
+    # (the funnel shows each anonymous peer's mean as a point: the table is what changes)
+    director_table = director[director.index("This site against its peer group"):]
+    admin_table = admin[admin.index("Best, average and worst in the peer group"):]
+    for _, best, worst, q3, own in rows:
+        for value in (best, worst, q3):
+            if round(value, 2) != round(own, 2):
+                assert f"{value:.2f}" not in director_table
+                assert f"{value:.2f}" in admin_table

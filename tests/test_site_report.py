@@ -107,7 +107,10 @@ def test_principles_are_ordered_by_priority_with_scores_targets_and_actions(repo
     assert (gaps["certainty"] == "clear gap").sum() >= 1
 
 
-def test_benchmark_section_gives_peer_best_median_worst_and_funnel_position(report):
+def test_benchmark_section_gives_the_site_its_verdict_and_no_single_peers_score(report):
+    """The demo's peer groups hold 4 sites or fewer: their worst, median and best would be
+    single peers' scores, so the report shows dashes there (published.layout's rule of
+    10 sites), and never any of those numbers."""
     settings, _, html = report
     row = published(settings, "select * from benchmarks where site_code = ? and wave = ? and "
                               "measure = 'P2'", [SITE, WAVE]).iloc[0]
@@ -115,8 +118,12 @@ def test_benchmark_section_gives_peer_best_median_worst_and_funnel_position(repo
                                  "measure = 'P2'", [SITE, WAVE]).iloc[0]
     bench = section(html, "Benchmark position")
     line = next(text_of(r) for r in bench.split("</tr>") if "P2 Trust" in r)
-    for value in (row["mean"], row["peer_worst"], row["peer_median"], row["peer_best"]):
-        assert f"{value:.2f}" in line
+    assert row["peer_sites"] < 10 and f"{row['mean']:.2f}" in line
+    assert line.count("–") >= 4
+    for value in (row["peer_worst"], row["peer_median"], row["peer_best"],
+                  row["national_median"]):
+        if round(value, 2) != round(row["mean"], 2):    # (this site may be the worst)
+            assert f"{value:.2f}" not in line
     assert funnel["verdict"] in line
     assert f"{funnel['low']:.2f} to {funnel['high']:.2f}" in line.replace("−", "-")
     assert bench.count("<svg") == 1 and "this site" in bench

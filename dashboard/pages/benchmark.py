@@ -17,7 +17,7 @@ from dashboard.components import chart, notice, table
 from dashboard.figures import PRINCIPLE_AXIS, SCALE_AXIS, caterpillar_figure, funnel_figure
 from dashboard.view import View, view_from_request
 from outputs.peer_bands import band_of, count_bands, plotted_count
-from published.layout import MIN_OTHER_SITES
+from published.layout import MIN_OTHER_SITES, MIN_SITES_FOR_DISTRIBUTION, distribution_shown
 
 TITLE = "Benchmark"
 NEEDS_SITE = "unless researcher"
@@ -120,6 +120,18 @@ def _peer_table(view: View, kind: str, names: dict[str, str]) -> html.Div:
         label=lambda f: f["measure"].map(names))
     if rows.empty:
         return notice("No peer-group comparison is available for this wave.")
+    sites = int(rows["sites"].max())
+    if view.viewer.role == "director" and not distribution_shown(sites):
+        # Among a few anonymous peers, a best or worst score is one peer's own.
+        return html.Div([
+            html.H2(f"This site against its peer group ({peer.replace('_', ' ')})"),
+            html.P(f"The peer group has {sites} sites; best, average and worst are shown "
+                   f"from {MIN_SITES_FOR_DISTRIBUTION} sites, so that no figure is one "
+                   f"peer's own score. The difference from the other sites' mean is below."),
+            table(rows, {"label": "Measure", "mean": "This site",
+                         "vs_peers": "This site less the other sites' mean (interval with "
+                                     "their spread: clearly different when it excludes 0)"},
+                  "This site against the other sites of its peer group", {})])
     return html.Div([
         html.H2(f"Best, average and worst in the peer group ({peer.replace('_', ' ')})"),
         table(rows, {"label": "Measure", "mean": "This site", "best": "Best",
