@@ -30,7 +30,7 @@ import pandas as pd
 from outputs.peer_bands import band_of, count_bands, plotted_count
 from outputs.report_figures import funnel_charts, principle_chart, trend_chart
 from published.layout import (FDR, MIN_SITES_FOR_DISTRIBUTION, NO_TARGET, NOT_STATED,
-                             distribution_shown)
+                             distribution_shown, evidence_citation)
 from published.reader import PublishedLayer
 from survey.errors import CultureError
 from survey.pdf import find_chromium, print_pdf
@@ -279,7 +279,8 @@ def _actions(d: SiteData) -> str:
     for g in gaps.itertuples():
         items = "".join(
             f"<li><b>{escape(a.title)}.</b> {escape(a.action)}"
-            + (f" <span class='note'>{escape(a.evidence)}</span>" if isinstance(a.evidence, str) and a.evidence else "") + "</li>"
+            + (f" <span class='note'>({escape(cited)})</span>"
+               if (cited := evidence_citation(a.evidence)) else "") + "</li>"
             for a in d.actions[d.actions["principle"] == g.principle].itertuples())
         status = (f"score {_num(g.score)}" if g.certainty == NO_TARGET
                   else f"{escape(g.certainty)}, gap {_num(g.gap)}")

@@ -123,3 +123,11 @@ MIN_SITES_FOR_DISTRIBUTION = 10
 def distribution_shown(sites: int | float) -> bool:
     """Whether a group of `sites` sites is large enough to show its distribution."""
     return sites == sites and sites >= MIN_SITES_FOR_DISTRIBUTION
+
+
+def evidence_citation(evidence: object) -> str | None:
+    """How an action's `evidence` (the RESTORE 2 programme-theory configurations it rests
+    on, e.g. "1.3-1.4") reads for a person, or None when there is none (never "nan")."""
+    if not isinstance(evidence, str) or not evidence.strip():
+        return None
+    return f"RESTORE 2 evidence, configurations {evidence.strip()}"

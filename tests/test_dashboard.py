@@ -408,3 +408,14 @@ def test_a_director_is_not_shown_single_peers_scores_in_a_small_peer_group(app, 
             if round(value, 2) != round(own, 2):
                 assert f"{value:.2f}" not in director_table
                 assert f"{value:.2f}" in admin_table
+
+
+def test_the_guides_evidence_reads_as_a_citation_never_nan(app):
+    """Each action on the Overview names the RESTORE 2 configurations it rests on in
+    words; an action without evidence shows none (the page once read 'CMOC nan')."""
+    with signed_in(app, "dir-a"):
+        page, _ = render_page("/", "?site=A&wave=2026")
+    text = as_text(page)
+    assert not re.search(r"\bnan\b", text) and "CMOC" not in text
+    assert text.count("RESTORE 2 evidence, configurations ") >= 6
+    assert "(RESTORE 2 evidence, configurations 1.3-1.4)" in text

@@ -9,6 +9,7 @@ from dash import html
 from dashboard.components import chart, fmt, key_figure, notice, table
 from dashboard.figures import hidden_text, principle_figure
 from dashboard.view import View
+from published.layout import evidence_citation
 
 TITLE = "Overview"
 NEEDS_SITE = True
@@ -97,7 +98,8 @@ def _principle_actions(row: pd.Series, actions: pd.DataFrame) -> html.Section:
     return html.Section([
         html.H3(f"{int(row['priority'])}. {row['name']}"),
         html.P(status, className="gap-status"),
-        html.Ul([html.Li([html.Strong(a["title"] + ": "), a["action"],
-                          html.Span(f" (evidence: CMOC {a['evidence']})", className="evidence")])
+        html.Ul([html.Li([html.Strong(a["title"] + ": "), a["action"]]
+                         + ([html.Span(f" ({cited})", className="evidence")]
+                            if (cited := evidence_citation(a["evidence"])) else []))
                  for _, a in actions.iterrows()]),
     ], className="principle-actions")
