@@ -10,7 +10,6 @@ import json
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import struct
 import subprocess
@@ -28,6 +27,7 @@ from collect.inbox import hash_token
 from survey.instrument import load_instrument
 from survey.settings import DEFAULT_INSTRUMENT
 from tests.conftest import culture, full_answers
+from tests.live import free_port, start_culture
 
 #: The promise: a used mark is written among at least this many of its site and wave.
 MARK_BATCH = 10
@@ -36,24 +36,10 @@ CULTURE = Path(sys.executable).with_name("culture")
 FORM_TOKEN = re.compile(r"name='form_token' value='([^']+)'")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _collect(db: Path, *options: str) -> tuple[subprocess.Popen, int]:
-    port = _free_port()
-    process = subprocess.Popen([str(CULTURE), "collect", "--db", str(db), "--port", str(port),
-                                *options], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    for _ in range(300):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process, port
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    pytest.fail(process.stderr.read().decode()[-2000:])
+    port = free_port()
+    return start_culture("collect", "--db", str(db), "--port", str(port), *options,
+                         port=port), port
 
 
 def _request(port: int, method: str, path: str, body: str | bytes | None = None,
@@ -246,8 +232,8 @@ def test_a_used_invitation_is_refused_before_and_after_its_mark_is_written(store
         assert again[0] == 409 and "already been used" in again[1]
     finally:
         server.send_signal(signal.SIGINT)
-        _, errors = server.communicate(timeout=30)
-    assert "Traceback" not in errors.decode()
+        said, _ = server.communicate(timeout=30)   # (stderr joins stdout)
+    assert "Traceback" not in said.decode()
 
 
 # -- no answer lost to a new inbox ----------------------------------------------------------
@@ -369,9 +355,9 @@ def test_hostile_posts_get_a_4xx_and_no_traceback(store_path, fields, content_ty
         assert _request(port, "GET", "/s/A/2025")[0] == 200   # still serving
     finally:
         server.send_signal(signal.SIGINT)
-        _, errors = server.communicate(timeout=30)
+        said, _ = server.communicate(timeout=30)   # (stderr joins stdout)
     assert (got, reason in text) == (status, True), text
-    assert "Traceback" not in errors.decode() and "Error" not in errors.decode()
+    assert "Traceback" not in said.decode() and "Error" not in said.decode()
     with sqlite3.connect(store_path.with_name("store.inbox.sqlite")) as con:
         stored = con.execute("select count(*) from submissions").fetchone()[0]
     assert stored == (1 if status == 200 else 0)

@@ -20,6 +20,7 @@ from dashboard.accounts import AccountBook, AccountError, LoginThrottle, check_p
 from dashboard.app import create_app, navigate, render_page, view_from_request
 from dashboard.pages.benchmark import benchmark_body
 from dashboard.pages.equity import equity_grid
+from tests.pages import figures
 
 PASSWORD = "a long enough password"
 SITE_PAGES = ["/", "/principle", "/benchmark", "/trends", "/equity", "/quality"]
@@ -54,24 +55,6 @@ def signed_in(app, username: str):
 def as_text(component) -> str:
     """The rendered tree as JSON, with Markdown escapes dropped (so names match)."""
     return json.dumps(component, cls=plotly.utils.PlotlyJSONEncoder).replace("\\\\", "")
-
-
-def figures(component) -> list[dict]:
-    """Every figure in a rendered component tree."""
-    found = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "figure" in node.get("props", {}):
-                found.append(node["props"]["figure"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(json.loads(as_text(component)))
-    return found
 
 
 def site_names(published) -> dict[str, str]:

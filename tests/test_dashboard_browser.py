@@ -7,18 +7,13 @@ screenshot is saved under tests/screenshots/ for review.
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from dashboard.accounts import AccountBook
+from tests.live import chromium, free_port, start_culture, stop
 
 pytestmark = pytest.mark.slow   # a real browser against a served dashboard
 
@@ -27,61 +22,22 @@ PAGES = ["/", "/principle", "/benchmark", "/trends", "/equity", "/quality"]
 PASSWORDS = {"dir-a": "director password", "boss": "administrator password"}
 
 
-def _browser_binaries() -> tuple[str, str]:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    if not (chromium and driver):
-        if os.environ.get("CI"):
-            pytest.fail("chromium and chromium-driver must be installed (see .ci/run)")
-        pytest.skip("chromium / chromedriver not installed")
-    return chromium, driver
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(published_sample):
     settings, _ = published_sample
     book = AccountBook(settings.accounts_path)
     book.add("dir-a", "director", PASSWORDS["dir-a"], "A")
     book.add("boss", "admin", PASSWORDS["boss"])
-    port = _free_port()
-    culture = Path(sys.executable).with_name("culture")
-    process = subprocess.Popen([str(culture), "serve", "--db", str(settings.db_path),
-                                "--port", str(port)], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(base + "/login", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail(f"culture serve did not start: {process.stdout.read().decode()[-2000:]}")
-    yield base, settings
-    process.kill()
-    process.wait()
+    port = free_port()
+    process = start_culture("serve", "--db", str(settings.db_path), "--port", str(port),
+                            port=port)
+    yield f"http://127.0.0.1:{port}", settings
+    stop(process)
 
 
 @pytest.fixture
 def browser():
-    chromium, driver = _browser_binaries()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=1280,1000"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    browser = webdriver.Chrome(service=Service(driver), options=options)
+    browser = chromium()
     yield browser
     browser.quit()
 

@@ -30,6 +30,7 @@ from werkzeug.serving import make_server
 from dashboard.accounts import AccountBook, LoginThrottle
 from dashboard.app import create_app
 from survey.settings import Settings
+from tests.live import chromium, free_port, start_culture, stop
 
 PASSWORD = "a long enough password"
 CULTURE = str(Path(sys.executable).with_name("culture"))
@@ -424,35 +425,15 @@ def test_cookies_are_secure_only_when_served_behind_tls(serve):
         assert "SameSite=Strict" in cookies[name], name
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def culture_serve(settings):
     """A real `culture serve`, with the TLS-proxy settings given by flag and variable."""
-    port = _free_port()
-    env = {**os.environ, "CULTURE_SECURE_COOKIES": "yes"}
-    process = subprocess.Popen([CULTURE, "serve", "--db", str(settings.db_path), "--port",
-                                str(port), "--trust-proxy"], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    client = Client(port)
-    for _ in range(150):
-        try:
-            client.get("/login")
-            break
-        except OSError:
-            threading.Event().wait(0.2)
-    else:
-        process.kill()
-        pytest.fail(f"culture serve did not start: {process.stdout.read().decode()[-2000:]}")
+    port = free_port()
+    process = start_culture("serve", "--db", str(settings.db_path), "--port", str(port),
+                            "--trust-proxy", port=port,
+                            env={**os.environ, "CULTURE_SECURE_COOKIES": "yes"})
     yield f"http://127.0.0.1:{port}", port
-    process.kill()
-    process.wait()
+    stop(process)
 
 
 def test_culture_serve_flags_set_secure_cookies_and_trust_the_proxy(culture_serve):
@@ -471,23 +452,7 @@ def test_culture_serve_flags_set_secure_cookies_and_trust_the_proxy(culture_serv
 
 @pytest.fixture
 def browser():
-    import shutil
-
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver):
-        if os.environ.get("CI"):
-            pytest.fail("chromium and chromium-driver must be installed (see .ci/run)")
-        pytest.skip("chromium / chromedriver not installed")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=1280,1000"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    browser = webdriver.Chrome(service=Service(driver), options=options)
+    browser = chromium()
     yield browser
     browser.quit()
 

@@ -12,14 +12,9 @@ from __future__ import annotations
 import io
 import json
 import re
-import socket
 import stat
-import subprocess
-import sys
-import time
 import zipfile
 from itertools import combinations
-from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -31,18 +26,14 @@ from dashboard.accounts import AccountBook
 from outputs.export import (ENV_PSEUDONYM_KEY, MERGED_TYPE, coarsen_quasi_identifiers,
                              deployment_pseudonym_key, pseudonym_key_path, pseudonymise)
 from tests.conftest import culture
+from tests.live import free_port, start_culture, stop
+from tests.pages import figures, markdown_tables
 
 PASSWORD = "a long enough password"
 USERS = (("res", "researcher", None), ("dir-a", "director", "A"), ("dir-d", "director", "D"),
          ("boss", "admin", None))
 from outputs.export import AGGREGATE_LEVELS as LEVELS
 MIN_SITES = 3
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -54,25 +45,12 @@ def server(published_sample):
     for username, role, site in USERS:
         if book.get(username) is None:
             book.add(username, role, PASSWORD, site)
-    port = _free_port()
-    culture = Path(sys.executable).with_name("culture")
-    process = subprocess.Popen([str(culture), "serve", "--db", str(settings.db_path),
-                                "--port", str(port)], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT,
-                               env={"PATH": "/usr/bin:/bin", "HOME": str(settings.db_path.parent)})
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(150):
-        try:
-            requests.get(base + "/login", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail(f"culture serve did not start: {process.stdout.read().decode()[-2000:]}")
-    yield base, settings
-    process.kill()
-    process.wait()
+    port = free_port()
+    process = start_culture("serve", "--db", str(settings.db_path), "--port", str(port),
+                            port=port, env={"PATH": "/usr/bin:/bin",
+                                            "HOME": str(settings.db_path.parent)})
+    yield f"http://127.0.0.1:{port}", settings
+    stop(process)
 
 
 def sign_in(base: str, username: str) -> requests.Session:
@@ -110,47 +88,6 @@ def benchmark_json(client, base: str, search: str, measure: str) -> dict:
     response = client.post(base + "/_dash-update-component", json=body, timeout=60)
     assert response.status_code == 200, response.text[:500]
     return response.json()
-
-
-def markdown_tables(tree) -> dict[str, pd.DataFrame]:
-    """Every table on the page (rendered as Markdown), by the caption above it."""
-    found, caption = {}, [None]
-
-    def walk(node):
-        if isinstance(node, dict):
-            props = node.get("props", {})
-            if node.get("type") == "P" and props.get("className") == "table-caption":
-                caption[0] = props.get("children")
-            text = props.get("children")
-            if node.get("type") == "Markdown" and isinstance(text, str) and text.startswith("|"):
-                lines = [line.strip("| ").split(" | ") for line in text.splitlines()]
-                rows = [[re.sub(r"\\(.)", r"\1", cell) for cell in line] for line in lines]
-                found[caption[0]] = pd.DataFrame(rows[2:], columns=rows[0])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(tree)
-    return found
-
-
-def figures(tree) -> list[dict]:
-    found = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "figure" in node.get("props", {}):
-                found.append(node["props"]["figure"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(tree)
-    return found
 
 
 def published(settings, sql: str, params=()) -> pd.DataFrame:

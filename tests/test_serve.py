@@ -11,10 +11,8 @@ from __future__ import annotations
 import http.client
 import json
 import re
-import socket
 import subprocess
 import sys
-import time
 from http.cookies import SimpleCookie
 from pathlib import Path
 from urllib.parse import urlencode
@@ -22,18 +20,13 @@ from urllib.parse import urlencode
 import pytest
 
 from dashboard.accounts import AccountBook
+from tests.live import chromium, free_port, start_culture
 
 pytestmark = pytest.mark.slow   # served processes
 
 PASSWORD = "administrator password"
 PREFIX = "/culture"
 ROUTER = "..page.children...nav.children.."
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Client:
@@ -79,23 +72,12 @@ class Client:
 
 def _serve(settings, tmp_path: Path, *options: str):
     """A running `culture serve`: (port, process, file holding its output)."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path / f"serve-{port}.log"
-    culture = Path(sys.executable).with_name("culture")
     with open(log, "wb") as sink:
-        process = subprocess.Popen([str(culture), "serve", "--db", str(settings.db_path),
-                                    "--port", str(port), *options],
-                                   stdout=sink, stderr=subprocess.STDOUT)
-    for _ in range(150):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return port, process, log
-        except OSError:
-            if process.poll() is not None:
-                break
-            time.sleep(0.2)
-    process.kill()
-    pytest.fail(f"culture serve did not start: {log.read_text()[-2000:]}")
+        process = start_culture("serve", "--db", str(settings.db_path), "--port", str(port),
+                                *options, port=port, output=sink)
+    return port, process, log
 
 
 @pytest.fixture(scope="module")
@@ -270,25 +252,12 @@ def test_under_a_prefix_trust_proxy_still_takes_the_client_from_the_proxy(server
 def test_under_a_prefix_a_browser_signs_in_and_moves_between_pages(servers):
     """The whole round in headless Chromium: the sign-in form, Dash's own requests for
     its layout, scripts and callbacks, and a click on a navigation link."""
-    import shutil
-
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver):
-        pytest.skip("chromium / chromedriver not installed")
-    from selenium import webdriver
     from selenium.common.exceptions import StaleElementReferenceException
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     port, _, _ = servers["prefixed"]
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=1280,1000"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    browser = webdriver.Chrome(service=Service(driver), options=options)
+    browser = chromium()
     try:
         # Chromium keeps Secure cookies from http://127.0.0.1 (a potentially trustworthy
         # origin), so --secure-cookies does not stop this plain-HTTP round.

@@ -31,6 +31,7 @@ from outputs.site_report import load_site_data, render_html
 from published.layout import NOT_COMPARED, VERDICTS
 from published.reader import PublishedLayer
 from stats import verdicts as verdict_rule
+from tests.pages import markdown_tables
 
 IN_LINE = VERDICTS[2]
 
@@ -106,26 +107,7 @@ def admin(settings):
 
 def page_table(body, caption: str) -> pd.DataFrame:
     """The Markdown table under `caption` in a rendered page body."""
-    found = {}
-
-    def walk(node, caption_seen=[None]):
-        if isinstance(node, dict):
-            props = node.get("props", {})
-            if node.get("type") == "P" and props.get("className") == "table-caption":
-                caption_seen[0] = props.get("children")
-            text = props.get("children")
-            if node.get("type") == "Markdown" and isinstance(text, str) and text.startswith("|"):
-                lines = [line.strip("| ").split(" | ") for line in text.splitlines()]
-                rows = [[re.sub(r"\\(.)", r"\1", cell) for cell in line] for line in lines]
-                found[caption_seen[0]] = pd.DataFrame(rows[2:], columns=rows[0])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(json.loads(json.dumps(body, cls=plotly.utils.PlotlyJSONEncoder)))
-    return found[caption]
+    return markdown_tables(body)[caption]
 
 
 def dashboard_verdicts(settings, layer, waves, measures) -> dict:

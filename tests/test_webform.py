@@ -7,10 +7,8 @@ import http.client
 import io
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -23,6 +21,7 @@ from pipeline.ingest.inbox import ingest_inbox
 from pipeline.store import open_store
 from collect.inbox import Inbox, issue_tokens, read_submissions
 from collect.webform import create_collect_app, parse_form, validate_answers, SubmissionError
+from tests.live import free_port, start_culture
 
 TOKEN = re.compile(r"name='form_token' value='([^']+)'")
 
@@ -254,24 +253,8 @@ def test_pipeline_picks_up_new_submissions_exactly_once(client, inbox_path, stor
 
 # -- a real server, killed ------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _start(db: Path, port: int) -> subprocess.Popen:
-    culture = Path(sys.executable).with_name("culture")
-    process = subprocess.Popen([str(culture), "collect", "--db", str(db), "--port", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    pytest.fail(process.stderr.read().decode()[-2000:])
+    return start_culture("collect", "--db", str(db), "--port", str(port), port=port)
 
 
 def _post(port: int, token: str, hs01: str) -> int | None:
@@ -289,7 +272,7 @@ def _post(port: int, token: str, hs01: str) -> int | None:
 
 def test_sigkill_under_load_loses_no_acknowledged_submission_and_stores_none_twice(
         store_path, tmp_path):
-    port = _free_port()
+    port = free_port()
     server = _start(store_path, port)
     client = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     client.request("GET", "/s/A/2025")

@@ -1,0 +1,72 @@
+"""Real processes and a real browser for the tests that attack or look at what people use:
+a free port on 127.0.0.1, a `culture` server started and waited for, headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+CULTURE = Path(sys.executable).with_name("culture")
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_culture(*args: str, port: int, env: dict | None = None,
+                  output=subprocess.PIPE) -> subprocess.Popen:
+    """`culture ARGS...` as a process, returned once it accepts connections on `port`;
+    the test fails with the process's last output if it never does. `output`: a pipe,
+    or an open file the process writes to."""
+    process = subprocess.Popen([str(CULTURE), *args], env=env, stdout=output,
+                               stderr=subprocess.STDOUT)
+    for _ in range(300):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return process
+        except OSError:
+            if process.poll() is not None:
+                break
+            time.sleep(0.1)
+    process.kill()
+    if process.stdout:
+        said = process.stdout.read().decode()[-2000:]
+    else:   # written to a file the caller named
+        said = Path(output.name).read_text(errors="replace")[-2000:]
+    pytest.fail(f"culture {args[0]} did not start on port {port}: {said}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.kill()
+    process.wait()
+
+
+def chromium(width: int = 1280, height: int = 1000):
+    """Headless Chromium through chromedriver, keeping the console log (Debian's packages;
+    CI must have them, elsewhere the test is skipped)."""
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not (binary and driver):
+        if os.environ.get("CI"):
+            pytest.fail("chromium and chromium-driver must be installed (see .ci/run)")
+        pytest.skip("chromium / chromedriver not installed")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 f"--window-size={width},{height}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(driver), options=options)

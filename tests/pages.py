@@ -1,0 +1,51 @@
+"""Reading what a dashboard page rendered: its figures and its tables, from the component
+tree a callback returns (Dash components or their JSON)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pandas as pd
+import plotly.utils
+
+
+def _tree(component) -> object:
+    """The component tree as plain JSON data (components, figures and frames encoded)."""
+    return json.loads(json.dumps(component, cls=plotly.utils.PlotlyJSONEncoder))
+
+
+def _walk(node, visit) -> None:
+    if isinstance(node, dict):
+        visit(node)
+        for value in node.values():
+            _walk(value, visit)
+    elif isinstance(node, list):
+        for value in node:
+            _walk(value, visit)
+
+
+def figures(component) -> list[dict]:
+    """Every figure in a rendered page, in page order."""
+    found = []
+    _walk(_tree(component), lambda node: found.append(node["props"]["figure"])
+          if "figure" in node.get("props", {}) else None)
+    return found
+
+
+def markdown_tables(component) -> dict[str, pd.DataFrame]:
+    """Every table on the page (rendered as Markdown), by the caption above it."""
+    found, caption = {}, [None]
+
+    def visit(node):
+        props = node.get("props", {})
+        if node.get("type") == "P" and props.get("className") == "table-caption":
+            caption[0] = props.get("children")
+        text = props.get("children")
+        if node.get("type") == "Markdown" and isinstance(text, str) and text.startswith("|"):
+            lines = [line.strip("| ").split(" | ") for line in text.splitlines()]
+            rows = [[re.sub(r"\\(.)", r"\1", cell) for cell in line] for line in lines]
+            found[caption[0]] = pd.DataFrame(rows[2:], columns=rows[0])
+
+    _walk(_tree(component), visit)
+    return found
