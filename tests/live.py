@@ -3,12 +3,14 @@ a free port on 127.0.0.1, a `culture` server started and waited for, headless Ch
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
+from http.cookies import SimpleCookie
 from pathlib import Path
 
 import pytest
@@ -70,3 +72,33 @@ def chromium(width: int = 1280, height: int = 1000):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service(driver), options=options)
+
+
+class CookieClient:
+    """One browser over plain HTTP: its own source address on the loopback network (any
+    127.x.y.z reaches a server on 127.0.0.1), its cookies kept by name, no redirect
+    followed."""
+
+    def __init__(self, port: int, address: str = "127.0.0.1"):
+        self.port, self.address = port, address
+        self.cookies: dict[str, str] = {}
+
+    def send(self, method: str, path: str, body: bytes | None = None,
+             headers: dict | None = None) -> tuple[int, object, bytes]:
+        """(status, response headers, body bytes), keeping what Set-Cookie said."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60,
+                                                source_address=(self.address, 0))
+        headers = dict(headers or {})
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        content = response.read()
+        for header in response.headers.get_all("Set-Cookie") or []:
+            for name, morsel in SimpleCookie(header).items():
+                if morsel.value and not morsel["expires"].startswith("Thu, 01 Jan 1970"):
+                    self.cookies[name] = morsel.value
+                else:       # an expired cookie is the server deleting it
+                    self.cookies.pop(name, None)
+        connection.close()
+        return response.status, response.headers, content

@@ -9,7 +9,6 @@ malformed callback bodies (400), and the security headers and their CSP in a bro
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
@@ -19,7 +18,6 @@ import subprocess
 import sys
 import threading
 from dataclasses import replace
-from http.cookies import SimpleCookie
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -30,7 +28,7 @@ from werkzeug.serving import make_server
 from dashboard.accounts import AccountBook, LoginThrottle
 from dashboard.app import create_app
 from survey.settings import Settings
-from tests.live import chromium, free_port, start_culture, stop
+from tests.live import CookieClient, chromium, free_port, start_culture, stop
 
 PASSWORD = "a long enough password"
 CULTURE = str(Path(sys.executable).with_name("culture"))
@@ -87,31 +85,13 @@ def serve(settings):
         server.stop()
 
 
-class Client:
-    """A browser-like HTTP client: its own source address on the loopback network (any
-    127.x.y.z reaches a server on 127.0.0.1) and its own cookies."""
-
-    def __init__(self, port: int, address: str = "127.0.0.1"):
-        self.port, self.address, self.cookies = port, address, {}
+class Client(CookieClient):
+    """A browser-like HTTP client (tests.live.CookieClient) that reads pages as text."""
 
     def request(self, method: str, path: str, body: bytes | None = None,
                 headers: dict | None = None):
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60,
-                                                source_address=(self.address, 0))
-        headers = dict(headers or {})
-        if self.cookies:
-            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        connection.request(method, path, body=body, headers=headers)
-        response = connection.getresponse()
-        text = response.read().decode("utf-8", "replace")
-        for header in response.headers.get_all("Set-Cookie") or []:
-            for name, morsel in SimpleCookie(header).items():
-                if morsel.value and not morsel["expires"].startswith("Thu, 01 Jan 1970"):
-                    self.cookies[name] = morsel.value
-                else:
-                    self.cookies.pop(name, None)
-        connection.close()
-        return response.status, response.headers, text
+        status, response_headers, content = self.send(method, path, body, headers)
+        return status, response_headers, content.decode("utf-8", "replace")
 
     def get(self, path: str, headers: dict | None = None):
         return self.request("GET", path, headers=headers)

@@ -8,7 +8,6 @@ library would not send back over plain HTTP).
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
 import subprocess
@@ -20,7 +19,7 @@ from urllib.parse import urlencode
 import pytest
 
 from dashboard.accounts import AccountBook
-from tests.live import chromium, free_port, start_culture
+from tests.live import CookieClient, chromium, free_port, start_culture
 
 pytestmark = pytest.mark.slow   # served processes
 
@@ -29,30 +28,10 @@ PREFIX = "/culture"
 ROUTER = "..page.children...nav.children.."
 
 
-class Client:
+class Client(CookieClient):
     """One browser: plain HTTP, no redirects followed, cookies kept by name."""
 
-    def __init__(self, port: int):
-        self.port = port
-        self.cookies: dict[str, str] = {}
-
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict | None = None):
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        headers = dict(headers or {})
-        if self.cookies:
-            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        connection.request(method, path, body=body, headers=headers)
-        response = connection.getresponse()
-        content = response.read()
-        for header in response.headers.get_all("Set-Cookie") or []:
-            for name, morsel in SimpleCookie(header).items():
-                if morsel.value and not morsel["expires"].startswith("Thu, 01 Jan 1970"):
-                    self.cookies[name] = morsel.value
-                else:
-                    self.cookies.pop(name, None)
-        connection.close()
-        return response.status, response.headers, content
+    request = CookieClient.send
 
     def get(self, path: str):
         status, headers, content = self.request("GET", path)
