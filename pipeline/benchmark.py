@@ -78,7 +78,7 @@ def _site_totals(cells: pd.DataFrame) -> pd.DataFrame:
                      ["scale", "principle", "item"]) & cells["mean"].notna()].copy()
 
 
-def benchmark_table(cells: pd.DataFrame) -> pd.DataFrame:
+def benchmark_table(cells: pd.DataFrame, compare=None) -> pd.DataFrame:
     """Each shown site cell against the distribution of shown site means.
 
     diff_vs_peer / diff_vs_national: the site's mean less the random-effects mean of
@@ -87,8 +87,10 @@ def benchmark_table(cells: pd.DataFrame) -> pd.DataFrame:
     interval for the difference, so "different" means different from what peers
     achieve, between-site variation included, not from a fixed number; the interval
     excludes zero exactly when the rule would call the site clearly different. With fewer than MIN_OTHER_SITES other sites the
-    difference is not computed and diff_vs_*_note says why.
+    difference is not computed and diff_vs_*_note says why. `compare`: the comparison
+    to use (`compare_with_others`, or a `SiteComparisons` shared with the funnel).
     """
+    compare = compare or compare_with_others
     sites = _site_totals(cells)
     by = ["wave", "measure_kind", "measure"]
     national = _distribution(sites, by, "national")
@@ -96,7 +98,7 @@ def benchmark_table(cells: pd.DataFrame) -> pd.DataFrame:
     out = _attach(_attach(sites, national, by), peer, by + ["peer_group"])
     for label, key, whom in (("peer", by + ["peer_group"], "in the peer group"),
                              ("national", by, "")):
-        compared = _compared_by_group(out, key)
+        compared = _compared_by_group(out, key, compare)
         out[f"others_in_{label}"] = compared["others"].astype("Int64")
         out[f"diff_vs_{label}"] = out["mean"] - compared["others_mean"]
         out[f"diff_vs_{label}_low"] = out["mean"] - compared["high"]
@@ -113,13 +115,13 @@ def benchmark_table(cells: pd.DataFrame) -> pd.DataFrame:
     return out[keep + rest_cols].rename(columns={"unit": "site_code"}).reset_index(drop=True)
 
 
-def _compared_by_group(frame: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+def _compared_by_group(frame: pd.DataFrame, key: list[str], compare) -> pd.DataFrame:
     """`compare_with_others` within each group of `frame` by `key`, rows in frame order."""
     columns = {name: np.full(len(frame), np.nan) for name in (
         "others", "others_mean", "z", "p", "low", "high")}
     n, mean, sd = (frame[c].to_numpy(float) for c in ("n", "mean", "sd"))
     for rows in frame.groupby(key, sort=False).indices.values():
-        got = compare_with_others(n[rows], mean[rows], sd[rows])
+        got = compare(n[rows], mean[rows], sd[rows])
         for name in columns:
             columns[name][rows] = got[name]
     return pd.DataFrame(columns, index=frame.index)
@@ -187,9 +189,27 @@ def compare_with_others(n: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> dict
     return out
 
 
-def funnel_tables(cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+class SiteComparisons:
+    """`compare_with_others`, remembered by its inputs for one build: the benchmarks'
+    comparisons with all sites and the funnel's verdicts judge the same groups of sites,
+    and each group's leave-one-out fits are the stage's largest cost."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[bytes, bytes, bytes], dict] = {}
+
+    def __call__(self, n, mean, sd) -> dict:
+        n, mean, sd = (np.asarray(a, float) for a in (n, mean, sd))
+        key = (n.tobytes(), mean.tobytes(), sd.tobytes())
+        if key not in self._seen:
+            self._seen[key] = compare_with_others(n, mean, sd)
+        return self._seen[key]
+
+
+def funnel_tables(cells: pd.DataFrame, compare=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per wave x measure the random-effects model of all sites, and each site's one
-    verdict against the other sites with the interval it was judged by."""
+    verdict against the other sites with the interval it was judged by (`compare` as in
+    `benchmark_table`)."""
+    compare = compare or compare_with_others
     sites = _site_totals(cells)
     sites = sites[sites["measure_kind"].isin(COMPARED_KINDS)]
     params, rows = [], []
@@ -208,7 +228,7 @@ def funnel_tables(cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
                        "method": VERDICT_METHOD, "target": target, "target_se": target_se,
                        "tau2": tau2, "sigma": pooled_sd(group["n"], group["sd"]),
                        "sites": len(group)})
-        verdicts = compare_with_others(group["n"], y, group["sd"])
+        verdicts = compare(group["n"], y, group["sd"])
         rows.append((len(group), {
             "wave": wave, "site_code": group["unit"].to_numpy(),
             "peer_group": group["peer_group"].to_numpy(), "measure_kind": kind,
@@ -444,8 +464,9 @@ def build_benchmarks(pub: duckdb.DuckDBPyConnection, target_rule: str = "peer_q3
     # The rest filter unit totals out of the cells again and again, which is quicker
     # from the totals alone.
     totals = cells[(cells["breakdown"] == "all").to_numpy()]
-    tables = {"benchmarks": benchmark_table(totals)}
-    params, funnel_rows = funnel_tables(totals)
+    compare = SiteComparisons()
+    tables = {"benchmarks": benchmark_table(totals, compare)}
+    params, funnel_rows = funnel_tables(totals, compare)
     tables |= {"funnel_params": params, "funnel": funnel_rows,
                "shrunken": shrunken_table(totals, params) if len(params) else pd.DataFrame(),
                "trends": trend_table(totals),
