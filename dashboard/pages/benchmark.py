@@ -110,6 +110,12 @@ def benchmark_body(view: View, value: str) -> list:
     return parts
 
 
+#: The peer table's difference column: short, so the table fits its card.
+VS_PEERS = "Less the other sites' mean (interval)"
+VS_PEERS_NOTE = ("The difference from the other sites' mean has an interval that carries "
+                 "their spread: a difference is clear when the interval excludes 0.")
+
+
 def _peer_table(view: View, kind: str, names: dict[str, str]) -> html.Div:
     peer = view.peer_group
     distribution = view.data.peer_distribution(peer, view.wave, kind)
@@ -127,20 +133,19 @@ def _peer_table(view: View, kind: str, names: dict[str, str]) -> html.Div:
             html.H2(f"This site against its peer group ({peer.replace('_', ' ')})"),
             html.P(f"The peer group has {sites} sites; best, average and worst are shown "
                    f"from {MIN_SITES_FOR_DISTRIBUTION} sites, so that no figure is one "
-                   f"peer's own score. The difference from the other sites' mean is below."),
+                   f"peer's own score. " + VS_PEERS_NOTE),
             table(rows, {"label": "Measure", "mean": "This site",
-                         "vs_peers": "This site less the other sites' mean (interval with "
-                                     "their spread: clearly different when it excludes 0)"},
+                         "vs_peers": VS_PEERS},
                   "This site against the other sites of its peer group", {})])
     return html.Div([
         html.H2(f"Best, average and worst in the peer group ({peer.replace('_', ' ')})"),
         table(rows, {"label": "Measure", "mean": "This site", "best": "Best",
                      "q3": "Upper quartile", "median": "Average (median)", "q1": "Lower quartile",
                      "worst": "Worst", "sites": "Sites",
-                     "vs_peers": "This site less the other sites' mean (interval with "
-                                 "their spread: clearly different when it excludes 0)"},
+                     "vs_peers": VS_PEERS},
               "Site means in the peer group (each site's mean; sites shown only with "
-              f"{view.k} or more responses)", {"sites": 0})])
+              f"{view.k} or more responses)", {"sites": 0}),
+        html.P(VS_PEERS_NOTE)])
 
 
 def _difference_words(row) -> str:
