@@ -53,9 +53,10 @@ def stop(process: subprocess.Popen) -> None:
     process.wait()
 
 
-def chromium(width: int = 1280, height: int = 1000):
+def chromium(width: int = 1280, height: int = 1000, phone: bool = False):
     """Headless Chromium through chromedriver, keeping the console log (Debian's packages;
-    CI must have them, elsewhere the test is skipped)."""
+    CI must have them, elsewhere the test is skipped). `phone`: a 390 x 844 phone held
+    upright, by device emulation (a desktop window cannot be narrower than 500 px)."""
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
     driver = shutil.which("chromedriver")
     if not (binary and driver):
@@ -71,6 +72,9 @@ def chromium(width: int = 1280, height: int = 1000):
                  f"--window-size={width},{height}"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    if phone:
+        options.add_experimental_option("mobileEmulation", {
+            "deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 2}})
     return webdriver.Chrome(service=Service(driver), options=options)
 
 

@@ -3,15 +3,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from pipeline.ingest.inbox import ingest_inbox
 from pipeline.store import open_store
-from tests.test_dashboard_browser import SCREENSHOTS, _browser_binaries, _free_port
+from tests.live import chromium, free_port
+from tests.test_dashboard_browser import SCREENSHOTS
 from tests.test_webform import _start
 
 pytestmark = pytest.mark.slow   # a real browser against a served form
@@ -19,21 +16,11 @@ pytestmark = pytest.mark.slow   # a real browser against a served form
 
 def test_phone_respondent_fills_in_the_form_and_the_pipeline_finds_it(store_path, instrument,
                                                                         definition_yaml):
-    chromium, driver = _browser_binaries()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
-    port = _free_port()
+    port = free_port()
     server = _start(store_path, port)
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        options.add_argument(flag)
-    # a phone, portrait (a desktop window cannot be narrower than 500 px)
-    options.add_experimental_option("mobileEmulation", {
-        "deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 2}})
-    browser = webdriver.Chrome(service=Service(driver), options=options)
+    browser = chromium(phone=True)
     try:
         browser.get(f"http://127.0.0.1:{port}/s/A/2025")
         sections = browser.find_elements(By.CSS_SELECTOR, "section.step")
