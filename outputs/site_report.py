@@ -32,6 +32,7 @@ from outputs.report_figures import funnel_charts, principle_chart, trend_chart
 from published.layout import (FDR, MIN_SITES_FOR_DISTRIBUTION, NO_TARGET, NOT_STATED,
                              distribution_shown, evidence_citation)
 from published.reader import PublishedLayer
+from published.scores import SCORE_DEFINITION, headline
 from survey.errors import CultureError
 from survey.pdf import find_chromium, print_pdf
 
@@ -141,10 +142,11 @@ def load_site_data(published: PublishedLayer | duckdb.DuckDBPyConnection, site_c
         names=layer.measure_names(("principle", "scale")),
         gaps=layer.principle_gaps(code, wave),
         actions=layer.actions(),
-        benchmarks=pd.concat([layer.benchmarks(code, wave, kind)
-                              for kind in ("principle", "scale")], ignore_index=True),
+        benchmarks=headline(pd.concat([layer.benchmarks(code, wave, kind)
+                                       for kind in ("principle", "scale")],
+                                      ignore_index=True)),
         funnel=anonymous_funnel(funnel, code, k),
-        verdicts=layer.site_verdicts(code, wave),
+        verdicts=headline(layer.site_verdicts(code, wave)),
         funnel_params=params,
         history=history[["wave", "measure", "n", "mean", "ci_low", "ci_high"]]
         .reset_index(drop=True),
@@ -164,7 +166,7 @@ def load_site_data(published: PublishedLayer | duckdb.DuckDBPyConnection, site_c
 def _shown(value, sites) -> str:
     """A peer group's best, median or worst, or a dash when the group is too small for
     the figure not to be one identifiable peer's own score (published.layout's rule)."""
-    return _num(value, 2) if distribution_shown(sites) else "–"
+    return _num(value, 1) if distribution_shown(sites) else "–"
 
 
 def _num(value, digits: int = 1) -> str:
@@ -297,18 +299,17 @@ def _benchmarks(d: SiteData) -> str:
     verdicts = d.verdicts.set_index("measure")
     rows = []
     for b in d.benchmarks.itertuples():
-        unit = "" if b.measure_kind == "principle" else " <span class='note'>(1-5)</span>"
         found = b.measure in verdicts.index
         verdict = escape(verdicts.loc[b.measure, "verdict"]) if found else "–"
-        judged_by = (_ci(verdicts.loc[b.measure, "low"], verdicts.loc[b.measure, "high"], 2)
+        judged_by = (_ci(verdicts.loc[b.measure, "low"], verdicts.loc[b.measure, "high"], 1)
                      if found and pd.notna(verdicts.loc[b.measure, "low"]) else "–")
-        difference = (f"{_num(b.diff_vs_peer, 2)} <span class='ci'>"
-                      f"({_ci(b.diff_vs_peer_low, b.diff_vs_peer_high, 2)})</span>"
+        difference = (f"{_num(b.diff_vs_peer, 1)} <span class='ci'>"
+                      f"({_ci(b.diff_vs_peer_low, b.diff_vs_peer_high, 1)})</span>"
                       if pd.notna(b.diff_vs_peer) else escape(str(b.diff_vs_peer_note)))
         rows.append(
             f"<tr data-measure='{escape(b.measure)}'><td>"
             f"{escape(b.measure if b.measure_kind == 'principle' else '')} "
-            f"{escape(d.names.get(b.measure, b.measure))}{unit}</td><td><b>{_num(b.mean, 2)}</b></td>"
+            f"{escape(d.names.get(b.measure, b.measure))}</td><td><b>{_num(b.mean, 1)}</b></td>"
             f"<td>{_shown(b.peer_worst, b.peer_sites)}</td>"
             f"<td>{_shown(b.peer_median, b.peer_sites)}</td>"
             f"<td>{_shown(b.peer_best, b.peer_sites)}</td>"
@@ -439,10 +440,10 @@ def _methods(d: SiteData) -> str:
     return f"""
 <section class="methods">
   <h2>Methods note</h2>
-  <p>Each scale score is the mean of a respondent's answered items (1-5, after reverse-keying
-    negatively worded items) when at least half are answered. A principle score is its scales
-    on a 0-100 scale (higher: a more supportive culture). % favourable counts agree and
-    strongly agree after reverse-keying. Confidence intervals are 95% (t for means).
+  <p>{escape(SCORE_DEFINITION)} A respondent's scale score is the mean of their answered
+    items (negatively worded items reversed) when at least half are answered, rescaled to
+    0-100 as (mean - 1) x 25; a principle score is the mean of its scales' scores. %
+    favourable counts agree and strongly agree after reverse-keying. Confidence intervals are 95% (t for means).
     Principle targets: {escape(_target_words(d))} ({escape(d.meta.get('target_rule', ''))}).
     A site is never part of its own target. The gap's 95% interval comes from resampling the
     other sites (a seeded bootstrap, 2,000 draws) together with the site's own sampling

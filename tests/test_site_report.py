@@ -118,14 +118,19 @@ def test_benchmark_section_gives_the_site_its_verdict_and_no_single_peers_score(
                                  "measure = 'P2'", [SITE, WAVE]).iloc[0]
     bench = section(html, "Benchmark position")
     line = next(text_of(r) for r in bench.split("</tr>") if "P2 Trust" in r)
-    assert row["peer_sites"] < 10 and f"{row['mean']:.2f}" in line
+    assert row["peer_sites"] < 10 and f"{row['mean']:.1f}" in line
     assert line.count("–") >= 4
     for value in (row["peer_worst"], row["peer_median"], row["peer_best"],
                   row["national_median"]):
-        if round(value, 2) != round(row["mean"], 2):    # (this site may be the worst)
-            assert f"{value:.2f}" not in line
+        if round(value, 1) != round(row["mean"], 1):    # (this site may be the worst)
+            assert f"{value:.1f}" not in line
     assert funnel["verdict"] in line
-    assert f"{funnel['low']:.2f} to {funnel['high']:.2f}" in line.replace("−", "-")
+    assert f"{funnel['low']:.1f} to {funnel['high']:.1f}" in line.replace("−", "-")
+    # Scales read on the same 0-100 as principles: (1-5 mean - 1) x 25, never the 1-5 mean.
+    scale = published(settings, "select mean from benchmarks where site_code = ? and wave = ? "
+                                "and measure = 'psysafety'", [SITE, WAVE]).iloc[0]["mean"]
+    scale_line = next(text_of(r) for r in bench.split("</tr>") if "data-measure='psysafety'" in r)
+    assert f"{(scale - 1) * 25:.1f}" in scale_line and f"{scale:.2f}" not in scale_line
     assert bench.count("<svg") == 1 and "this site" in bench
     trends = text_of(section(html, "Trends"))
     change = published(settings, "select change, flag from trends where level = 'site' and "

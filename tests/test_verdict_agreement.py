@@ -125,7 +125,7 @@ def dashboard_verdicts(settings, layer, waves, measures) -> dict:
                     code = re.fullmatch(r".* \((\w+)\)", label).group(1)
                     found[(wave, code, measure)] = verdict
                 sentence = json.dumps(body, cls=plotly.utils.PlotlyJSONEncoder)
-                assert f"{view.site_label}: {found[(wave, 'D', measure)]} (mean" in sentence
+                assert f"{view.site_label}: {found[(wave, 'D', measure)]} (score" in sentence
     return found
 
 
@@ -267,6 +267,8 @@ def test_the_peer_table_gives_the_difference_from_the_other_acute_trusts(
     peers = page_table(body, "Site means in the peer group (each site's mean; sites shown "
                              "only with 10 or more responses)")
     shown = peers.set_index("Measure").loc["Team psychological safety"]
-    assert shown.iloc[-1] == (f"{row['diff_vs_peer']:+.2f} ({row['diff_vs_peer_low']:+.2f} "
-                              f"to {row['diff_vs_peer_high']:+.2f})")
+    # On the headline 0-100 scale a 1-5 difference is 25 times as many points.
+    assert shown.iloc[-1] == (f"{25 * row['diff_vs_peer']:+.1f} "
+                              f"({25 * row['diff_vs_peer_low']:+.1f} "
+                              f"to {25 * row['diff_vs_peer_high']:+.1f})")
     assert row["others_in_peer"] == 3 and row["diff_vs_peer_high"] < 0

@@ -14,10 +14,11 @@ import pandas as pd
 from dash import Input, Output, State, dcc, html
 
 from dashboard.components import chart, notice, table
-from dashboard.figures import PRINCIPLE_AXIS, SCALE_AXIS, caterpillar_figure, funnel_figure
+from dashboard.figures import caterpillar_figure, funnel_figure
 from dashboard.view import View, view_from_request
 from outputs.peer_bands import band_of, count_bands, plotted_count
 from published.layout import MIN_OTHER_SITES, MIN_SITES_FOR_DISTRIBUTION, distribution_shown
+from published.scores import SCORE, SCORE_AXIS, headline, headline_params
 
 TITLE = "Benchmark"
 NEEDS_SITE = "unless researcher"
@@ -54,8 +55,9 @@ def benchmark_body(view: View, value: str) -> list:
     names = view.data.measure_names()
     if measure not in names or kind not in ("scale", "principle"):
         return [notice(f"{value!r} is not a measure of this instrument.", "error")]
-    axis = PRINCIPLE_AXIS if kind == "principle" else SCALE_AXIS
+    axis = SCORE_AXIS
     points, params = view.data.funnel(view.wave, kind, measure)
+    points, params = headline(points, kind), headline_params(params, kind)
     if params is None or points.empty:
         return [notice(f"No funnel for {names[measure]} in {view.wave}: too few sites have "
                        f"{view.k} or more responses.")]
@@ -79,7 +81,7 @@ def benchmark_body(view: View, value: str) -> list:
     outside = points[points["flagged"].astype(bool)]
     summary = (f"{len(points)} sites, each judged against the other sites (random effects, "
                f"leaving the site out). " + (
-        f"{view.site_label}: {mine['verdict'].iloc[0]} (mean {mine['mean'].iloc[0]:.2f} from "
+        f"{view.site_label}: {mine['verdict'].iloc[0]} (score {mine['mean'].iloc[0]:.1f} from "
         f"{int(mine['n'].iloc[0])} respondents; {mine['judged_by'].iloc[0]}). "
         if len(mine) else "")
         + f"{len(outside)} site(s) outside what the other sites give a site of their size."
@@ -87,11 +89,11 @@ def benchmark_body(view: View, value: str) -> list:
            "points drawn at their band's middle." if (~stable).any() else ""))
     parts = [chart("benchmark-funnel", funnel_figure(points, params, names[measure], axis),
                    table(points.sort_values("label"),
-                         {"label": "Site", "n_shown": "Respondents", "mean": "Mean",
+                         {"label": "Site", "n_shown": "Respondents", "mean": SCORE,
                           "verdict": "Against the other sites", "judged_by": "Judged by"},
-                         "Funnel plot points"),
+                         "Funnel plot points", {"mean": 1}),
                    summary)]
-    shrunk = view.data.shrunken(view.wave, kind, measure)
+    shrunk = headline(view.data.shrunken(view.wave, kind, measure), kind)
     shrunk_stable = shrunk["site_code"].map(labels.stable).astype(bool)
     shrunk = shrunk.assign(
         label=shrunk["site_code"].map(labels), highlight=shrunk["site_code"] == view.site,
@@ -99,10 +101,13 @@ def benchmark_body(view: View, value: str) -> list:
                  for n, keep in zip(shrunk["n"], shrunk_stable)])
     parts.append(chart("benchmark-caterpillar", caterpillar_figure(shrunk, names[measure], axis),
                        table(shrunk, {"label": "Site", "n_shown": "Respondents",
-                                      "mean": "Raw mean", "eb_mean": "Shrunken mean",
+                                      "mean": "Score as measured",
+                                      "eb_mean": "Score allowing for size",
                                       "eb_low": "95% low", "eb_high": "95% high",
                                       "rank": "Rank (1 = highest)"},
-                             "Shrunken site means", {"rank": 0}),
+                             "Site scores allowing for their size",
+                             {"rank": 0, "mean": 1, "eb_mean": 1, "eb_low": 1,
+                              "eb_high": 1}),
                        "Small sites are pulled towards the all-sites mean in proportion to "
                        "their uncertainty, so their rank is fair to them."))
     if view.site:
@@ -118,8 +123,8 @@ VS_PEERS_NOTE = ("The difference from the other sites' mean has an interval that
 
 def _peer_table(view: View, kind: str, names: dict[str, str]) -> html.Div:
     peer = view.peer_group
-    distribution = view.data.peer_distribution(peer, view.wave, kind)
-    own = view.data.benchmarks(view.site, view.wave, kind)
+    distribution = headline(view.data.peer_distribution(peer, view.wave, kind), kind)
+    own = headline(view.data.benchmarks(view.site, view.wave, kind), kind)
     own = own[["measure", "mean"]].assign(vs_peers=[
         _difference_words(r) for r in own.itertuples()])
     rows = distribution.merge(own, on="measure", how="left").assign(
@@ -136,7 +141,7 @@ def _peer_table(view: View, kind: str, names: dict[str, str]) -> html.Div:
                    f"peer's own score. " + VS_PEERS_NOTE),
             table(rows, {"label": "Measure", "mean": "This site",
                          "vs_peers": VS_PEERS},
-                  "This site against the other sites of its peer group", {})])
+                  "This site against the other sites of its peer group", {"mean": 1})])
     return html.Div([
         html.H2(f"Best, average and worst in the peer group ({peer.replace('_', ' ')})"),
         table(rows, {"label": "Measure", "mean": "This site", "best": "Best",
@@ -144,7 +149,8 @@ def _peer_table(view: View, kind: str, names: dict[str, str]) -> html.Div:
                      "worst": "Worst", "sites": "Sites",
                      "vs_peers": VS_PEERS},
               "Site means in the peer group (each site's mean; sites shown only with "
-              f"{view.k} or more responses)", {"sites": 0}),
+              f"{view.k} or more responses)",
+              {"sites": 0} | {c: 1 for c in ("mean", "best", "q3", "median", "q1", "worst")}),
         html.P(VS_PEERS_NOTE)])
 
 
@@ -153,8 +159,8 @@ def _difference_words(row) -> str:
     the interval that carries their spread, or why there is none."""
     if pd.isna(row.diff_vs_peer):
         return row.diff_vs_peer_note or "not compared"
-    return (f"{row.diff_vs_peer:+.2f} ({row.diff_vs_peer_low:+.2f} to "
-            f"{row.diff_vs_peer_high:+.2f})")
+    return (f"{row.diff_vs_peer:+.1f} ({row.diff_vs_peer_low:+.1f} to "
+            f"{row.diff_vs_peer_high:+.1f})")
 
 
 def _interval_words(row, exact: bool) -> str:
@@ -165,7 +171,7 @@ def _interval_words(row, exact: bool) -> str:
     judged = f"against the other {int(row.others)} sites ({row.rule})"
     if not exact:
         return judged
-    return f"{judged}: clearly different outside {row.low:.2f} to {row.high:.2f}"
+    return f"{judged}: clearly different outside {row.low:.1f} to {row.high:.1f}"
 
 
 def register(app) -> None:

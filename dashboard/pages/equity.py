@@ -8,6 +8,7 @@ from dash import html
 from dashboard.components import chart, notice, table
 from dashboard.figures import equity_heatmap, hidden_text
 from dashboard.view import View
+from published.scores import SCORE, headline
 
 TITLE = "Equity"
 NEEDS_SITE = True
@@ -22,9 +23,9 @@ def equity_grid(view: View) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     data = view.data
     names = data.measure_names()
     groups = data.groups()
-    cells = data.group_cells(view.site, view.wave)
+    cells = headline(data.group_cells(view.site, view.wave))
     cells = cells[cells["measure_kind"] == "scale"]
-    equity = data.equity(view.site, view.wave)
+    equity = headline(data.equity(view.site, view.wave))
     equity = equity[equity["measure_kind"] == "scale"][
         ["breakdown", "grp", "measure", "diff", "diff_low", "diff_high", "q", "flag"]]
     rows = cells.merge(groups, on=["breakdown", "grp"], how="left").merge(
@@ -44,7 +45,7 @@ def layout(view: View) -> html.Div:
     k = view.k
     parts = [html.H1(f"{view.site_label}: equity, {view.wave}"), view.controls(),
              html.P("Each cell is a group's mean score minus the mean of everyone else at the "
-                    f"site (1-5 scale; orange: lower, purple: higher). Grey cells had "
+                    f"site, in points out of 100 (orange: lower, purple: higher). Grey cells had "
                     f"{hidden_text(k)} or are hidden so that a small group cannot be worked "
                     "out by subtraction.", className="lead")]
     diff, hidden, rows = equity_grid(view)
@@ -58,10 +59,11 @@ def layout(view: View) -> html.Div:
     listed = rows.assign(shown=rows["suppressed"].map({True: hidden_text(k), False: "shown"}))
     parts.append(chart("equity-heatmap", equity_heatmap(diff, hidden, k),
                        table(listed, {"row": "Group", "scale": "Scale", "shown": "Shown",
-                                      "n": "Respondents", "mean": "Mean",
+                                      "n": "Respondents", "mean": SCORE,
                                       "diff": "Difference from rest of site",
                                       "diff_low": "95% CI low", "diff_high": "95% CI high",
                                       "flag": "Verdict (5% FDR)"},
-                             "Groups against the rest of the site", {"n": 0}),
+                             "Groups against the rest of the site",
+                             {"n": 0, "mean": 1, "diff": 1, "diff_low": 1, "diff_high": 1}),
                        summary))
     return html.Div(parts)

@@ -8,8 +8,9 @@ import pandas as pd
 from dash import dcc, html
 
 from dashboard.components import chart, notice, table
-from dashboard.figures import PRINCIPLE_AXIS, response_bars, trend_figure
+from dashboard.figures import response_bars, trend_figure
 from dashboard.view import View
+from published.scores import SCORE, SCORE_AXIS, headline
 
 TITLE = "Principle detail"
 NEEDS_SITE = True
@@ -47,15 +48,16 @@ def layout(view: View) -> html.Div:
              tabs, html.P(_principles(view).set_index("measure").loc[principle, "description"],
                           className="lead")]
 
-    cells = data.site_cells(view.site, view.wave, ("scale", "item"))
+    cells = headline(data.site_cells(view.site, view.wave, ("scale", "item")))
     scale_cells = cells[cells["measure"].isin(scales["measure"])].assign(
         label=lambda f: f["measure"].map(names))
     parts.append(html.H2("Its scales"))
     parts.append(table(scale_cells.assign(shown=scale_cells["suppressed"].map(
         {True: f"fewer than {k} responses", False: "shown"})),
-        {"label": "Scale", "n": "Respondents", "mean": "Mean (1-5)",
+        {"label": "Scale", "n": "Respondents", "mean": SCORE,
          "ci_low": "95% CI low", "ci_high": "95% CI high", "pct_favourable": "% favourable",
-         "shown": "Shown"}, "Scale scores at the site", {"n": 0, "pct_favourable": 0}))
+         "shown": "Shown"}, "Scale scores at the site", {"n": 0, "pct_favourable": 0, "mean": 1, "ci_low": 1,
+                                        "ci_high": 1}))
 
     item_cells = cells[cells["measure"].isin(items["measure"])].assign(
         label=lambda f: f["measure"] + ": " + f["measure"].map(names).str.slice(0, 70))
@@ -80,8 +82,8 @@ def layout(view: View) -> html.Div:
         parts.append(chart(
             "principle-trend", trend_figure(series, changes.assign(label=names[principle])[
                 ["label", "wave", "flag"]], f"{names[principle]} across waves",
-                axis=PRINCIPLE_AXIS),
-            table(series, {"wave": "Wave", "n": "Respondents", "mean": "Score (0-100)",
+                axis=SCORE_AXIS),
+            table(series, {"wave": "Wave", "n": "Respondents", "mean": SCORE,
                            "ci_low": "95% CI low", "ci_high": "95% CI high"},
                   "Principle score by wave", {"wave": 0, "n": 0, "mean": 1, "ci_low": 1,
                                               "ci_high": 1}),

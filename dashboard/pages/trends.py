@@ -5,8 +5,9 @@ from __future__ import annotations
 from dash import html
 
 from dashboard.components import chart, notice, table
-from dashboard.figures import PRINCIPLE_AXIS, SCALE_AXIS, trend_figure
+from dashboard.figures import trend_figure
 from dashboard.view import View
+from published.scores import SCORE, SCORE_AXIS, headline
 
 TITLE = "Trends"
 NEEDS_SITE = "unless researcher"
@@ -16,9 +17,9 @@ def layout(view: View) -> html.Div:
     level, unit = ("site", view.site) if view.site else ("national", "national")
     label = view.site_label
     names = view.data.measure_names()
-    series = view.data.unit_series(level, unit, ("scale", "principle"))
+    series = headline(view.data.unit_series(level, unit, ("scale", "principle")))
     series = series[~series["suppressed"]].assign(label=series["measure"].map(names))
-    trends = view.data.trends(level, unit)
+    trends = headline(view.data.trends(level, unit))
     changes = trends[trends["flag"] != "no clear change"].assign(
         label=trends["measure"].map(names))
     parts = [html.H1(f"{label}: change across waves"), view.controls(with_site=True),
@@ -28,8 +29,8 @@ def layout(view: View) -> html.Div:
     if series.empty:
         return html.Div(parts + [notice(f"Nothing to show: no wave had {view.k} or more "
                                         "responses.")])
-    for kind, axis, heading in (("principle", PRINCIPLE_AXIS, "Principles"),
-                                ("scale", SCALE_AXIS, "Scales")):
+    for kind, axis, heading in (("principle", SCORE_AXIS, "Principles"),
+                                ("scale", SCORE_AXIS, "Scales")):
         rows = series[series["measure_kind"] == kind]
         marked = changes[changes["measure_kind"] == kind][["label", "wave", "flag"]]
         listed = trends[trends["measure_kind"] == kind].assign(
@@ -40,11 +41,12 @@ def layout(view: View) -> html.Div:
         parts.append(chart(f"trends-{kind}", trend_figure(rows, marked, f"{heading} by wave",
                                                           axis),
                            table(listed, {"label": "Measure", "wave": "Wave",
-                                          "mean": "Mean", "change": "Change",
+                                          "mean": SCORE, "change": "Change",
                                           "change_low": "95% CI low",
                                           "change_high": "95% CI high", "q": "q (BH)",
                                           "flag": "Verdict"},
                                  f"{heading}: change from the previous wave",
-                                 {"wave": 0, "q": 3}),
+                                 {"wave": 0, "q": 3, "mean": 1, "change": 1,
+                                  "change_low": 1, "change_high": 1}),
                            summary))
     return html.Div(parts)
