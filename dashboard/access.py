@@ -41,6 +41,10 @@ PAGE_ROLES = {
     "/equity": ("admin", "director"),
     "/quality": ("admin", "director", "researcher"),
     "/export": ("admin", "researcher"),
+    # The statistical and psychometric detail; a director reads it in plain words on
+    # the pages and in the glossary.
+    "/methods": ("admin", "researcher"),
+    "/glossary": ("admin", "director", "researcher"),
 }
 
 

@@ -1,85 +1,116 @@
-"""Quality: reliability per scale, agreement within the site (ICC, rwg), data-quality
-flags and the validation verdicts, each against its stated criterion."""
+"""Quality in plain words: how many answered, how many answers look careless, and whether
+each scale's result can be read as a whole for the site.
+
+The psychometric detail (alpha, omega, agreement, ICCs, the validation checks) is on the
+Methods page, for admins and researchers; this page says what it means.
+"""
 
 from __future__ import annotations
 
 import pandas as pd
 from dash import html
 
-from dashboard.components import chart, notice, table
-from dashboard.figures import hidden_text, reliability_figure
+from dashboard.components import fmt, key_figure, notice
+from dashboard.figures import hidden_text
+from dashboard.pages.glossary import term_link, what_this_means
+from dashboard.pages.methods import RELIABILITY_BAR
 from dashboard.view import View
 
 TITLE = "Quality"
 NEEDS_SITE = "unless researcher"
 
 
-def omega_text(values) -> list[str]:
-    """Omega for the table: two decimals, or why there is none (a small group's one-factor
-    fit had no proper solution; this is not a suppressed number)."""
-    return ["not estimable" if v is None or pd.isna(v) else f"{v:.2f}" for v in values]
+def read_as_whole(row, k: int, name: str) -> str:
+    """One plain sentence: can this scale's site result be read as the site's?"""
+    if row.reportable:
+        return (f"{name}: yes. The site's result is steady enough to stand for the site as "
+                "a whole.")
+    if int(row.n) < k:
+        return f"{name}: not shown. Fewer than {k} people answered these questions."
+    return (f"{name}: read with care. The site's result is not steady enough to stand for "
+            "the whole site: another group of the same staff could give a different one.")
+
+
+#: The published flag counts, in words a director reads.
+FLAG_WORDS = {"n_straight_lining": "the same answer to every question",
+              "n_speeding": "finished implausibly fast",
+              "n_duplicate": "answered twice"}
+
+
+def flags_in_words(quality: pd.DataFrame, k: int) -> str:
+    """The site's data-quality flags as a sentence (counts below k are not published)."""
+    row = quality.iloc[0]
+    total, flagged = row["n_respondents"], row["n_flagged"]
+    if pd.isna(flagged):
+        return ("Answers that look careless are counted, but the count is not shown: "
+                f"it is below {k}, or could be worked out from another count.")
+    shown = [f"{words}: {fmt(row[column])}" for column, words in FLAG_WORDS.items()
+             if not pd.isna(row[column])]
+    detail = f" ({'; '.join(shown)})" if shown else ""
+    of = f" of {fmt(total)}" if not pd.isna(total) else ""
+    return (f"{fmt(flagged)}{of} people gave answers that look careless: "
+            + ", ".join(FLAG_WORDS.values()) + f"{detail}. A count of one kind is not "
+            f"shown when it, or its difference from another count, is below {k}.")
+
+
+def _site_parts(view: View) -> list:
+    data, k = view.data, view.k
+    names = data.measure_names()
+    responses = data.responses(view.site, view.wave)
+    n, rate = responses["n"], responses["rate"]
+    parts: list = [html.Div([
+        key_figure("Responses", fmt(n) if n is not None else hidden_text(k)),
+        key_figure("Staff headcount", fmt(responses["headcount"])
+                   if responses["headcount"] else "not given"),
+        key_figure("Response rate", fmt(rate, 0, "%") if rate is not None
+                   else "not available", "responses / staff headcount")],
+        className="key-figures")]
+    if rate is not None:
+        parts.append(what_this_means(
+            f"{fmt(rate, 0, '%')} of the staff answered; the lower the rate, the more "
+            "those who answered may differ from those who did not.", "response-rate"))
+    quality = data.data_quality(view.site, view.wave)
+    if len(quality):
+        parts += [html.H2("Answers that look careless"),
+                  html.P(flags_in_words(quality, k)),
+                  what_this_means("A few careless answers are expected in any survey; many "
+                                  "would make the site's results less trustworthy.",
+                                  "data-quality")]
+    agreement = data.site_agreement(view.site, view.wave)
+    if len(agreement):
+        readable = agreement.sort_values("scale")
+        parts += [html.H2("Can this site's results be read as a whole?"),
+                  html.Ul([html.Li(read_as_whole(r, k, names.get(r.scale, r.scale)))
+                           for r in readable.itertuples()]),
+                  what_this_means(f"{int(readable['reportable'].sum())} of {len(readable)} "
+                                  "scales give a result that stands for the site as a whole.",
+                                  "read-as-whole")]
+    return parts
+
+
+def _all_sites_parts(view: View) -> list:
+    reliability = view.data.reliability(None, None)
+    if reliability.empty:
+        return [notice(f"Nothing to show: {hidden_text(view.k)}.")]
+    strong = int((reliability["alpha"] >= RELIABILITY_BAR).sum())
+    return [html.H2("Do each scale's questions hang together?"),
+            html.P(f"{strong} of {len(reliability)} scales reach the usual bar for "
+                   "reliability across all sites."),
+            what_this_means("A scale whose questions hang together measures one thing; "
+                            "one that does not should be read question by question.",
+                            "reliability")]
 
 
 def layout(view: View) -> html.Div:
-    data, k = view.data, view.k
-    names = data.measure_names()
     parts = [html.H1(f"{view.site_label}: can these results be trusted? {view.wave}"),
              view.controls(),
              html.P("Synthetic sample data proves the machinery, not the instrument: only real "
                     "answers can validate it.", className="lead")]
-    scope = f"{view.site_label}, {view.wave}" if view.site else "all sites, all waves"
-    reliability = data.reliability(view.site, view.wave if view.site else None)
-    if len(reliability):
-        reliability = reliability.assign(label=reliability["scale"].map(names),
-                                         omega_text=omega_text(reliability["omega_total"]))
-        weak = reliability[reliability["alpha"] < 0.70]
-        parts.append(chart("quality-reliability",
-                           reliability_figure(reliability, f"Reliability per scale ({scope})"),
-                           table(reliability, {"label": "Scale", "n": "Respondents",
-                                               "k": "Items", "alpha": "Alpha",
-                                               "ci_low": "95% CI low", "ci_high": "95% CI high",
-                                               "omega_text": "Omega total",
-                                               "alpha_verdict": "Verdict (alpha >= .70)"},
-                                 "Reliability per scale", {"n": 0, "k": 0}),
-                           f"{len(reliability) - len(weak)} of {len(reliability)} scales reach "
-                           "alpha .70."))
-    else:
-        parts.append(notice(f"Reliability is not shown for {scope}: {hidden_text(k)}."))
-    if view.site:
-        agreement = data.site_agreement(view.site, view.wave)
-        if len(agreement):
-            agreement = agreement.assign(label=agreement["scale"].map(names))
-            parts += [html.H2("Is it fair to report this site as a whole?"),
-                      table(agreement, {"label": "Scale", "n": "Respondents",
-                                        "site_mean_reliability": "Reliability of the site mean",
-                                        "rwg_j": "Agreement rwg(j)", "reason": "Verdict"},
-                            "Agreement within the site (reportable when the reliability of "
-                            "the site mean is at least .70)", {"n": 0})]
-        quality = data.data_quality(view.site, view.wave)
-        if len(quality):
-            parts += [html.H2("Data-quality flags"),
-                      table(quality, {"n_respondents": "Respondents",
-                                      "n_straight_lining": "Straight-lining",
-                                      "n_speeding": "Implausibly fast",
-                                      "n_duplicate": "Duplicates", "n_flagged": "Any flag"},
-                            f"Respondents flagged (a count is not shown when it, or its "
-                            f"difference from another count, is below {k})",
-                            {c: 0 for c in ("n_respondents", "n_straight_lining",
-                                            "n_speeding", "n_duplicate", "n_flagged")})]
-    icc = data.icc(view.wave)
-    if len(icc):
-        parts += [html.H2(f"Differences between sites, {view.wave}"),
-                  table(icc.assign(label=icc["scale"].map(names)),
-                        {"label": "Scale", "icc1": "ICC(1)", "icc2": "ICC(2)",
-                         "sites": "Sites", "n": "Respondents"},
-                        "Share of variance between sites (ICC(1)) and reliability of site "
-                        "means (ICC(2))", {"sites": 0, "n": 0, "icc1": 3})]
-    validation = data.validation()
-    if len(validation):
-        parts += [html.H2("Validation of the instrument (all sites pooled)"),
-                  table(validation, {"check": "Check", "scope": "Scope", "value": "Value",
-                                     "criterion": "Criterion", "source": "Source",
-                                     "verdict": "Verdict"},
-                        "Structure and validity checks against stated criteria",
-                        {"value": 3})]
+    parts += _site_parts(view) if view.site else _all_sites_parts(view)
+    more = ["Words on this page are explained in the ", html.A("glossary", href="/glossary"),
+            " (", term_link("minimum-group", "why some numbers are hidden"), ")."]
+    if view.viewer.role in ("admin", "researcher"):
+        more += [" The reliability, agreement and validation statistics are on the ",
+                 html.A("Methods", href="/methods"), " page."]
+    parts.append(html.P(more, className="lead"))
     return html.Div(parts)
