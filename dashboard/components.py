@@ -20,8 +20,10 @@ def fmt(value, digits: int = 2, suffix: str = "") -> str:
         return "not shown"
     if isinstance(value, (bool, np.bool_)):
         return "yes" if value else "no"
-    if isinstance(value, numbers.Integral) or (digits == 0 and isinstance(value, numbers.Real)):
+    if isinstance(value, numbers.Integral):
         return f"{int(value):,}{suffix}"
+    if digits == 0 and isinstance(value, numbers.Real):
+        return f"{round(value):,}{suffix}"      # 43.9% reads 44%, not 43%
     if isinstance(value, numbers.Real):
         return f"{value:,.{digits}f}{suffix}"
     return f"{value}{suffix}"

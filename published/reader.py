@@ -256,6 +256,27 @@ class PublishedLayer:
         rate = 100 * n / headcount if n and headcount else None
         return {"n": n, "headcount": headcount, "rate": rate}
 
+    def peer_response_rate(self, site: str, wave: int) -> dict:
+        """The response rate of the other sites of a site's peer group, pooled (their
+        responses over their headcount), and how many sites it pools.
+
+        Pooled rather than a median: a median of a few peers is one peer's own rate. None
+        when fewer than three other sites with a shown count and a headcount are pooled.
+        """
+        row = self.site_row(site)
+        if row is None:
+            return {"rate": None, "sites": 0}
+        frame = self.query(
+            "select c.unit, c.n, h.headcount from cells c join sites s on s.site_code = c.unit "
+            "join (select site_code, sum(headcount) as headcount from site_headcounts "
+            "group by site_code) h on h.site_code = c.unit where c.level = 'site' and "
+            "c.wave = ? and c.breakdown = 'all' and c.measure_kind = 'responses' and not "
+            "c.suppressed and s.site_type = ? and c.unit <> ? and h.headcount > 0",
+            [wave, row["site_type"], site])
+        if len(frame) < 3:
+            return {"rate": None, "sites": len(frame)}
+        return {"rate": 100 * frame["n"].sum() / frame["headcount"].sum(), "sites": len(frame)}
+
     def shown_responses(self, site: str) -> dict[int, int]:
         """Wave -> responses of a site, for the waves whose count is shown."""
         frame = self.query("select wave, n from cells where level = 'site' and unit = ? and "
@@ -305,6 +326,18 @@ class PublishedLayer:
         """A site's measures of one kind against its peer group and all sites."""
         return self.query("select * from benchmarks where site_code = ? and wave = ? "
                           "and measure_kind = ? order by measure", [site, wave, kind])
+
+    def item_benchmarks(self, site: str, wave: int) -> pd.DataFrame:
+        """A site's questions (items) in one wave, one row per shown item: % favourable
+        against its peer group, all sites and the previous wave (`item_benchmarks`),
+        with the question's text (`name`), its `description` (which says when it is
+        reverse-keyed) and its `principles` (comma-separated), by item id. The peer
+        group's best / median / worst are single sites' values: a reader for people
+        shows them only when `published.layout.distribution_shown(peer_sites)`."""
+        return self.query("select b.*, m.name, m.description, m.principles "
+                          "from item_benchmarks b join measures m on m.measure_kind = 'item' "
+                          "and m.measure = b.measure where b.site_code = ? and b.wave = ? "
+                          "order by b.measure", [site, wave])
 
     def peer_distribution(self, peer_group: str, wave: int, kind: str) -> pd.DataFrame:
         """Best / quartiles / worst of site means in a peer group (one row per measure)."""

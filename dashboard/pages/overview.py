@@ -29,7 +29,8 @@ def layout(view: View) -> html.Div:
     responses = data.responses(view.site, view.wave)
     rows = principle_rows(view)
     parts = [html.H1(f"{view.site_label}: culture of support, {view.wave}"),
-             view.controls(), _key_figures(responses, k)]
+             view.controls(), _key_figures(responses, data.peer_response_rate(view.site,
+                                                                         view.wave), k)]
     if rows.empty:
         parts.append(notice(f"No principle scores can be shown for {view.wave}: the site had "
                             f"{hidden_text(k)}, or too few comparable sites."))
@@ -75,7 +76,7 @@ def layout(view: View) -> html.Div:
     return html.Div(parts)
 
 
-def _key_figures(responses: dict, k: int) -> html.Div:
+def _key_figures(responses: dict, peers: dict, k: int) -> html.Div:
     n = responses["n"]
     return html.Div([
         key_figure("Responses", fmt(n) if n is not None else hidden_text(k)),
@@ -84,6 +85,11 @@ def _key_figures(responses: dict, k: int) -> html.Div:
         key_figure("Response rate", fmt(responses["rate"], 0, "%")
                    if responses["rate"] is not None else "not available",
                    "responses / staff headcount"),
+        key_figure("Peer group's response rate", fmt(peers["rate"], 0, "%")
+                   if peers["rate"] is not None else "not shown",
+                   f"the other {peers['sites']} sites of the peer group together"
+                   if peers["rate"] is not None else
+                   "shown when three or more other sites of the peer group give a headcount"),
     ], className="key-figures")
 
 
