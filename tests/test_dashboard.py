@@ -290,7 +290,9 @@ def test_equity_marks_hidden_cells_never_blank_or_zero(app, published):
 
 def test_every_page_figure_is_valid_plotly_with_titled_axes(app):
     with signed_in(app, "admin"):
-        pages = [render_page(path, "?site=A&wave=2025")[0] for path in SITE_PAGES]
+        # The Quality page is plain words now; its reliability chart is on Methods.
+        charted = [p for p in SITE_PAGES if p != "/quality"] + ["/methods"]
+        pages = [render_page(path, "?site=A&wave=2025")[0] for path in charted]
     count = 0
     for page in pages:
         for figure in figures(page):
@@ -359,9 +361,9 @@ def test_researcher_downloads_the_export_and_a_director_cannot(app, published):
 
 
 def test_a_missing_omega_reads_as_not_estimable_not_as_hidden():
-    # A small group's Heywood case has no omega: the quality table says why, and does
-    # not use the wording of a suppressed cell.
-    from dashboard.pages.quality import omega_text
+    # A small group's Heywood case has no omega: the Methods page's table says why, and
+    # does not use the wording of a suppressed cell.
+    from dashboard.pages.methods import omega_text
 
     assert omega_text([0.8234, None, float("nan")]) == ["0.82", "not estimable",
                                                        "not estimable"]
