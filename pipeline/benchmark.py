@@ -16,6 +16,8 @@ Tables written (all into the published file):
                     its size, flagged, and the one verdict every reader shows
     shrunken        site x wave x measure: empirical-Bayes mean, 95% interval, rank
     trends          unit x wave x measure: change from the unit's previous wave, test, flag
+    item_benchmarks site x wave x item: % favourable against the peer group, all sites and
+                    the previous wave (pipeline.item_benchmarks)
     principle_gaps  site x wave x principle: score, target, gap with 95% CI, certainty,
                     priority (1 = act first)
     equity          unit x wave x attribute group x measure: group vs the rest of the unit
@@ -31,12 +33,14 @@ import pandas as pd
 import pyarrow as pa
 
 from pipeline.publish.cells import KEY_ORDER
-from published.layout import (FDR, FUNNEL_COLUMNS, FUNNEL_PARAM_COLUMNS, MIN_OTHER_SITES,
-                              NO_TARGET, NOT_COMPARED, VERDICTS)
+from published.layout import (FDR, FUNNEL_COLUMNS, FUNNEL_PARAM_COLUMNS,
+                              ITEM_BENCHMARK_COLUMNS, MIN_OTHER_SITES, NO_TARGET, NOT_COMPARED,
+                              VERDICTS)
 from stats.comparison import benjamini_hochberg_by_group, pooled_sd, shrink, welch
 from stats.outliers import random_effects
 from stats.verdicts import judge_sites
 from pipeline.frames import query_frame, with_columns, write_table
+from pipeline.item_benchmarks import item_benchmark_table
 from stats.gaps import leave_one_out_gaps, pool_seed
 from stats.weighting import weighted_table
 from survey.settings import TARGET_RULES
@@ -47,6 +51,8 @@ RANK_DECIMALS = 9
 #: Other sites (the site itself left out) a pool needs before its quartile is a target.
 MIN_PEER_SITES_FOR_TARGET = 3
 COMPARED_KINDS = ("scale", "principle")
+#: diff_vs_*_note of an item's `benchmarks` row: items are compared on % favourable.
+ITEMS_COMPARED_ELSEWHERE = "items are compared on % favourable: see item_benchmarks"
 #: tau^2 estimator of every comparison of a site with the other sites.
 VERDICT_METHOD = "REML"
 #: Columns of the published cells the comparisons read.
@@ -64,6 +70,7 @@ MAY_BE_EMPTY = {
     "shrunken": _SITE_MEASURE | {"eb_mean": "float64", "eb_low": "float64",
                                  "eb_high": "float64", "shrinkage": "float64",
                                  "rank": "Int64", "sites_ranked": "Int64"},
+    "item_benchmarks": ITEM_BENCHMARK_COLUMNS,
     "weighted": _SITE_MEASURE | {name: "float64" for name in (
         "weighted_mean", "weighted_se", "weighted_ci_low", "weighted_ci_high")}
     | {"classes": "Int64", "classes_capped": "Int64", "respondents_pooled": "Int64",
@@ -81,7 +88,8 @@ def _site_totals(cells: pd.DataFrame) -> pd.DataFrame:
 def benchmark_table(cells: pd.DataFrame, compare=None) -> pd.DataFrame:
     """Each shown site cell against the distribution of shown site means.
 
-    diff_vs_peer / diff_vs_national: the site's mean less the random-effects mean of
+    diff_vs_peer / diff_vs_national (scales and principles; items are compared on %
+    favourable in `item_benchmarks`): the site's mean less the random-effects mean of
     the other sites (of its peer group / of all sites), with the limits the verdict rule
     puts on the other sites for a site of its size (`stats.verdicts`) turned into an
     interval for the difference, so "different" means different from what peers
@@ -96,18 +104,23 @@ def benchmark_table(cells: pd.DataFrame, compare=None) -> pd.DataFrame:
     national = _distribution(sites, by, "national")
     peer = _distribution(sites, by + ["peer_group"], "peer")
     out = _attach(_attach(sites, national, by), peer, by + ["peer_group"])
+    # Items are compared with the other sites on % favourable, the measure readers show
+    # for a question (`item_benchmarks`); their leave-one-out fits on the 1-5 mean, which
+    # no reader showed, were half the stage's cost.
+    item = (out["measure_kind"] == "item").to_numpy()
     for label, key, whom in (("peer", by + ["peer_group"], "in the peer group"),
                              ("national", by, "")):
-        compared = _compared_by_group(out, key, compare)
+        compared = _compared_by_group(out, key, compare, skip=item)
         out[f"others_in_{label}"] = compared["others"].astype("Int64")
         out[f"diff_vs_{label}"] = out["mean"] - compared["others_mean"]
         out[f"diff_vs_{label}_low"] = out["mean"] - compared["high"]
         out[f"diff_vs_{label}_high"] = out["mean"] - compared["low"]
         out[f"diff_vs_{label}_p"] = compared["p"]
         out[f"diff_vs_{label}_note"] = np.where(
-            compared["others"] < MIN_OTHER_SITES,
-            f"fewer than {MIN_OTHER_SITES} other sites{' ' + whom if whom else ''}: "
-            "not compared", None)
+            item, ITEMS_COMPARED_ELSEWHERE, np.where(
+                compared["others"] < MIN_OTHER_SITES,
+                f"fewer than {MIN_OTHER_SITES} other sites{' ' + whom if whom else ''}: "
+                "not compared", None))
     keep = ["wave", "unit", "peer_group", "measure_kind", "measure", "n", "mean", "sd", "se",
             "ci_low", "ci_high", "mean_0_10", "pct_favourable"]
     rest_cols = [c for c in out.columns if c.startswith(("national_", "peer_", "diff_vs_",
@@ -115,12 +128,16 @@ def benchmark_table(cells: pd.DataFrame, compare=None) -> pd.DataFrame:
     return out[keep + rest_cols].rename(columns={"unit": "site_code"}).reset_index(drop=True)
 
 
-def _compared_by_group(frame: pd.DataFrame, key: list[str], compare) -> pd.DataFrame:
-    """`compare_with_others` within each group of `frame` by `key`, rows in frame order."""
+def _compared_by_group(frame: pd.DataFrame, key: list[str], compare,
+                       skip: np.ndarray | None = None) -> pd.DataFrame:
+    """`compare_with_others` within each group of `frame` by `key`, rows in frame order;
+    rows where `skip` is true are left out (NaN)."""
     columns = {name: np.full(len(frame), np.nan) for name in (
         "others", "others_mean", "z", "p", "low", "high")}
     n, mean, sd = (frame[c].to_numpy(float) for c in ("n", "mean", "sd"))
     for rows in frame.groupby(key, sort=False).indices.values():
+        if skip is not None and skip[rows[0]]:    # a group is of one measure kind
+            continue
         got = compare(n[rows], mean[rows], sd[rows])
         for name in columns:
             columns[name][rows] = got[name]
@@ -467,6 +484,9 @@ def build_benchmarks(pub: duckdb.DuckDBPyConnection, target_rule: str = "peer_q3
     compare = SiteComparisons()
     tables = {"benchmarks": benchmark_table(totals, compare)}
     params, funnel_rows = funnel_tables(totals, compare)
+    waves = [int(w) for (w,) in pub.sql(f"select distinct wave from {source} order by wave"
+                                         ).fetchall()]
+    tables["item_benchmarks"] = item_benchmark_table(totals, waves, compare_with_others)
     tables |= {"funnel_params": params, "funnel": funnel_rows,
                "shrunken": shrunken_table(totals, params) if len(params) else pd.DataFrame(),
                "trends": trend_table(totals),

@@ -10,7 +10,7 @@ change to what any table holds, or means, is a new `PUBLISHED_LAYOUT`.
 from __future__ import annotations
 
 #: Version of the published tables' layout, written into `meta` and checked on open.
-PUBLISHED_LAYOUT = "2"
+PUBLISHED_LAYOUT = "3"
 #: The `meta` key under which the writer records `PUBLISHED_LAYOUT`.
 LAYOUT_KEY = "layout"
 
@@ -29,6 +29,9 @@ TABLES = {
     "funnel": "site x wave x measure: the site against the other sites (leave-one-out "
               "random effects): the rule's limits for a site of its size and the one "
               "verdict every reader shows",
+    "item_benchmarks": "site x wave x item (shown cells only): % favourable against the "
+                       "other shown sites of its peer group (best, median, worst), all "
+                       "sites (the funnel's verdict rule) and the previous wave",
     "funnel_params": "wave x measure: the random-effects mean, tau^2 and pooled SD of all "
                      "compared sites",
     "shrunken": "site x wave x measure: empirical-Bayes mean and rank",
@@ -112,6 +115,24 @@ FUNNEL_COLUMNS = {"wave": "Int64", "site_code": "string", "peer_group": "string"
 FUNNEL_PARAM_COLUMNS = {"wave": "Int64", "measure_kind": "string", "measure": "string",
                         "method": "string", "target": "float64", "target_se": "float64",
                         "tau2": "float64", "sigma": "float64", "sites": "Int64"}
+
+#: Columns of `item_benchmarks` (pipeline.item_benchmarks: one row a shown site x wave x
+#: item), with types. Every level is % favourable and every difference in points, so the
+#: table carries no measure_kind: `published.scores.headline` has nothing to rescale.
+#: peer_best / peer_median / peer_worst are of the *other* shown sites of the peer group
+#: (single sites' own values: readers show them only when `distribution_shown`);
+#: others / others_mean / low / high / verdict / rule are the funnel's rule against all
+#: other sites; change_* compare with the site's shown cell of the previous wave.
+ITEM_BENCHMARK_COLUMNS = {
+    "wave": "Int64", "site_code": "string", "peer_group": "string", "measure": "string",
+    "n": "Int64", "pct_favourable": "float64", "peer_sites": "Int64", "peer_best": "float64",
+    "peer_median": "float64", "peer_worst": "float64", "others_in_peer": "Int64",
+    "diff_vs_peer": "float64", "diff_vs_peer_low": "float64", "diff_vs_peer_high": "float64",
+    "diff_vs_peer_note": "string", "others": "Int64", "others_mean": "float64",
+    "low": "float64", "high": "float64", "verdict": "string", "rule": "string",
+    "previous_wave": "Int64", "n_previous": "Int64", "pct_previous": "float64",
+    "change": "float64", "change_low": "float64", "change_high": "float64",
+    "change_p": "float64", "change_q": "float64", "change_verdict": "string"}
 
 #: Sites a group needs before a director or a board report is shown its best, quartiles,
 #: median and worst: each of those is (or is interpolated from) single sites' scores, and

@@ -20,7 +20,8 @@ from tests.conftest import culture
 
 K = 10
 EXPECTED_TABLES = {"actions", "benchmarks", "cells", "data_quality", "equity", "funnel",
-                   "funnel_params", "groups", "icc", "measures", "meta", "principle_gaps",
+                   "funnel_params", "groups", "icc", "item_benchmarks", "measures", "meta",
+                   "principle_gaps",
                    "reliability", "shrunken", "site_agreement", "site_headcounts", "sites",
                    "trends", "validation", "weighted"}
 
