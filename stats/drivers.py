@@ -1,0 +1,569 @@
+"""Relative importance of predictors (the culture scales) for an outcome: dominance analysis.
+
+What goes most with an outcome such as seeking help early, when the predictors are
+correlated with each other? Plain correlations count shared variance once for every
+predictor that shares it; regression weights hand it to whichever predictor happens to
+win. Dominance analysis (Budescu 1993; Azen & Budescu 2003) fits the outcome on every
+subset of the p predictors (2^p models: 256 for the eight scales) and asks what each
+predictor adds to each model:
+
+- **conditional dominance** at model size k: the mean gain in fit from adding the
+  predictor to the models of k - 1 other predictors;
+- **general dominance** (the LMG measure of Lindeman, Merenda & Gold 1980, the Shapley
+  value of R^2): the mean of the conditional dominances over k = 1..p. The general
+  dominances sum to the full model's fit, so each one's *share* reads as "the part of
+  what the scales explain together that goes with this scale";
+- **complete dominance**: predictor i completely dominates j when it adds more than j to
+  every model that holds neither (1); 0 when j dominates i; 0.5 when neither does.
+
+**Johnson's relative weights** (Johnson 2000) approximate general dominance from one
+eigendecomposition of the predictors' correlation matrix: a fast cross-check.
+
+Linear models need no respondent rows. R^2 of the subset S is
+``c_yS' C_SS^-1 c_yS / c_yy`` for any covariance or correlation matrix C, so the caller
+sums cross-products in SQL and hands this module a small matrix. For one site (or any
+group) sum, over the respondents who answered the outcome and every predictor (listwise):
+
+    n = count(*),  sums[i] = sum(x_i),  crossproducts[i, j] = sum(x_i * x_j)
+
+for x = [outcome, predictor_1, ..., predictor_p], and pass them to `SiteMoments`. Centring
+the scores at a fixed value (e.g. subtracting 3 from a 1-5 score) before summing keeps the
+cross-products small at national scale; it changes no result here.
+
+Logistic models (a yes/no outcome) are fitted on respondent rows, or on a table of unique
+answer patterns with frequency weights; see `logistic_subset_fit` for the pseudo-R^2.
+
+Checked against R: tests/expected/generate_r_drivers.R fits every subset with lm() and
+glm() and computes all of the above by hand (no dominance package is in Debian).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from math import comb
+
+import numpy as np
+import pandas as pd
+
+from stats.reliability import StatisticsError
+
+KINDS = ("linear", "logistic")
+CENTRINGS = ("total", "within_site")
+#: Beyond this all-subsets fitting (2^p models) stops being a few milliseconds.
+MAX_PREDICTORS = 12
+#: A site gets its own driver model only from this many respondents with the outcome and
+#: every scale answered. Eight predictors on fewer answers is under about 12 answers a
+#: predictor, below the usual 10-15; and the R^2 that eight unrelated predictors reach by
+#: chance, p / (n - 1), is then 0.08 or more, the size of the associations being shared
+#: out. Smaller sites are shown their peer group's drivers instead.
+MIN_SITE_RESPONDENTS = 100
+
+
+class DriversError(StatisticsError):
+    """The data cannot support the dominance analysis asked for."""
+
+
+@dataclass(frozen=True)
+class _SubsetPlan:
+    """Index arrays for p predictors, built once per p (the bootstrap reuses them)."""
+
+    p: int
+    by_size: tuple[tuple[np.ndarray, np.ndarray], ...]  # per k: masks, member positions
+    without: np.ndarray      # (p, 2^(p-1)) masks of models not holding predictor j
+    size_weight: np.ndarray  # (p, 2^(p-1), p) averages gains by model size
+    pair_rows: np.ndarray    # (pairs,) predictor i of each pair i < j
+    pair_cols: np.ndarray
+    pair_rest: np.ndarray    # (pairs, 2^(p-2)) masks of models holding neither
+
+
+@lru_cache(maxsize=None)
+def _plan(p: int) -> _SubsetPlan:
+    masks = np.arange(2 ** p)
+    members = (masks[:, None] >> np.arange(p)) & 1
+    size = members.sum(axis=1)
+    by_size = tuple((masks[size == k], np.nonzero(members[size == k])[1].reshape(-1, k))
+                    for k in range(1, p + 1))
+    without = np.stack([masks[members[:, j] == 0] for j in range(p)])
+    size_weight = np.zeros((p, without.shape[1], p))
+    for j in range(p):
+        k = size[without[j]]
+        size_weight[j, np.arange(without.shape[1]), k] = 1 / np.array(
+            [comb(p - 1, int(i)) for i in k])
+    rows, cols = np.triu_indices(p, 1)
+    rest = [masks[(members[:, i] == 0) & (members[:, j] == 0)] for i, j in zip(rows, cols)]
+    pair_rest = np.stack(rest) if rest else np.zeros((0, 1), dtype=int)
+    return _SubsetPlan(p, by_size, without, size_weight, rows, cols, pair_rest)
+
+
+def _subset_r2(cov: np.ndarray) -> np.ndarray:
+    """R^2 of every subset model, indexed by bitmask, from (..., m, m) matrices whose
+    first row and column are the outcome: (..., 2^p)."""
+    p = cov.shape[-1] - 1
+    r2 = np.zeros(cov.shape[:-2] + (2 ** p,))
+    for masks, members in _plan(p).by_size:
+        idx = members + 1
+        sxx = cov[..., idx[:, :, None], idx[:, None, :]]
+        sxy = cov[..., idx, 0]
+        try:
+            beta = np.linalg.solve(sxx, sxy[..., None])[..., 0]
+        except np.linalg.LinAlgError:   # a predictor that is constant or redundant here
+            beta = (np.linalg.pinv(sxx, hermitian=True) @ sxy[..., None])[..., 0]
+        r2[..., masks] = (sxy * beta).sum(axis=-1) / cov[..., 0, 0][..., None]
+    return r2
+
+
+def _decompose(fit: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(conditional (..., p, p), general (..., p), complete (..., p, p)) from subset fits."""
+    plan = _plan(int(np.log2(fit.shape[-1])))
+    p = plan.p
+    gain = fit[..., plan.without + (1 << np.arange(p))[:, None]] - fit[..., plan.without]
+    conditional = np.einsum("...jm,jmk->...jk", gain, plan.size_weight)
+    a = fit[..., plan.pair_rest + (1 << plan.pair_rows)[:, None]]
+    b = fit[..., plan.pair_rest + (1 << plan.pair_cols)[:, None]]
+    verdict = np.where((a > b).all(axis=-1), 1.0, np.where((b > a).all(axis=-1), 0.0, 0.5))
+    complete = np.full(fit.shape[:-1] + (p, p), np.nan)
+    complete[..., plan.pair_rows, plan.pair_cols] = verdict
+    complete[..., plan.pair_cols, plan.pair_rows] = 1 - verdict
+    return conditional, conditional.mean(axis=-1), complete
+
+
+def _correlation(cov: np.ndarray) -> np.ndarray:
+    sd = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
+    return cov / sd[..., :, None] / sd[..., None, :]
+
+
+def _relative_weights(cov: np.ndarray) -> np.ndarray:
+    """Johnson's raw relative weights (..., p) from outcome-first (..., m, m) matrices."""
+    corr = _correlation(cov)
+    rxx, rxy = corr[..., 1:, 1:], corr[..., 1:, 0]
+    values, vectors = np.linalg.eigh(rxx)
+    # Lambda = R_xx^(1/2): how each predictor loads on its nearest orthogonal variable.
+    lam = (vectors * np.sqrt(np.clip(values, 0, None))[..., None, :]) @ np.swapaxes(
+        vectors, -1, -2)
+    beta = np.linalg.solve(lam, rxy[..., None])[..., 0]
+    return ((lam ** 2) @ (beta ** 2)[..., None])[..., 0]
+
+
+@dataclass(frozen=True)
+class DominanceResult:
+    """Dominance analysis of one outcome on its predictors.
+
+    `subset_fit[mask]` is the fit (R^2, or McFadden's R^2 for logistic) of the model
+    holding predictor j when bit j of `mask` is set. `conditional[j, k - 1]` is predictor
+    j's conditional dominance at model size k; `complete[i, j]` is 1 when i completely
+    dominates j, 0 when j dominates i, 0.5 when neither does (NaN on the diagonal).
+    `relative_weights` are Johnson's raw weights (summing to R^2; linear models only).
+    """
+
+    outcome: str
+    predictors: tuple[str, ...]
+    kind: str
+    fit_measure: str
+    n: int | None
+    total: float
+    general: np.ndarray
+    conditional: np.ndarray
+    complete: np.ndarray
+    subset_fit: np.ndarray
+    relative_weights: np.ndarray | None
+
+    @property
+    def general_share(self) -> np.ndarray:
+        """General dominance as a share of the full model's fit (sums to 1)."""
+        return self.general / self.total
+
+    def table(self) -> pd.DataFrame:
+        """One row a predictor, most important first: general dominance, its share and
+        rank, conditional dominance at each model size, and the relative weights."""
+        frame = pd.DataFrame({"general": self.general, "share": self.general_share},
+                             index=pd.Index(self.predictors, name="predictor"))
+        frame["rank"] = frame["general"].rank(ascending=False, method="min").astype(int)
+        for k in range(len(self.predictors)):
+            frame[f"conditional_k{k + 1}"] = self.conditional[:, k]
+        if self.relative_weights is not None:
+            frame["relative_weight"] = self.relative_weights
+            frame["relative_weight_share"] = self.relative_weights / self.relative_weights.sum()
+        return frame.sort_values("rank", kind="stable")
+
+    def complete_table(self) -> pd.DataFrame:
+        """Complete dominance: row predictor over column predictor (1, 0 or 0.5)."""
+        return pd.DataFrame(self.complete, index=list(self.predictors),
+                            columns=list(self.predictors))
+
+
+def _checked_names(outcome, predictors) -> tuple:
+    predictors = tuple(predictors)
+    if not 1 <= len(predictors) <= MAX_PREDICTORS:
+        raise DriversError(f"dominance analysis needs 1 to {MAX_PREDICTORS} predictors "
+                           f"(got {len(predictors)})")
+    if outcome in predictors or len(set(predictors)) < len(predictors):
+        raise DriversError(f"the outcome {outcome!r} and predictors {list(predictors)} "
+                           "must all be different")
+    return predictors
+
+
+def _outcome_first(matrix, outcome, predictors) -> tuple[np.ndarray, str, tuple[str, ...]]:
+    """The matrix reordered to [outcome, *predictors]; labels if it is a DataFrame,
+    positions if it is an array."""
+    predictors = _checked_names(outcome, predictors)
+    if isinstance(matrix, pd.DataFrame):
+        missing = [c for c in (outcome, *predictors) if c not in matrix.columns]
+        if missing:
+            raise DriversError(f"not in the matrix: {missing}; it has {list(matrix.columns)}")
+        order = [outcome, *predictors]
+        values = matrix.loc[order, order].to_numpy(float)
+        return values, str(outcome), tuple(str(p) for p in predictors)
+    values = np.asarray(matrix, float)
+    order = [int(outcome), *(int(p) for p in predictors)]
+    return values[np.ix_(order, order)], str(outcome), tuple(str(p) for p in predictors)
+
+
+def _check_matrix(cov: np.ndarray) -> None:
+    if not np.isfinite(cov).all():
+        raise DriversError("the covariance matrix has missing values: every variable needs "
+                           "at least two different answers")
+    if (np.diagonal(cov, axis1=-2, axis2=-1) <= 0).any():
+        raise DriversError("a variable has no variance (everyone gave the same answer); "
+                           "drop it or widen the group")
+
+
+def dominance_from_moments(matrix, outcome, predictors, n: int | None = None
+                           ) -> DominanceResult:
+    """Dominance analysis of a linear model from a covariance or correlation matrix.
+
+    Parameters
+    ----------
+    matrix : DataFrame or (m, m) array
+        Covariances or correlations of the outcome and predictors (and perhaps more
+        variables). With a DataFrame, `outcome` and `predictors` are labels; with an
+        array, they are positions.
+    n : int, optional
+        Respondents behind the matrix, only recorded on the result.
+
+    In R (by hand, tests/expected/generate_r_drivers.R): ``summary(lm(y ~ S))$r.squared``
+    for every subset S, then the means of the gains.
+    """
+    cov, outcome, predictors = _outcome_first(matrix, outcome, predictors)
+    _check_matrix(cov)
+    fit = _subset_r2(cov)
+    conditional, general, complete = _decompose(fit)
+    return DominanceResult(outcome, predictors, "linear", "R2", n, float(fit[-1]), general,
+                           conditional, complete, fit, _relative_weights(cov))
+
+
+def relative_weights(matrix, outcome, predictors) -> pd.Series:
+    """Johnson's (2000) raw relative weights (summing to R^2) from a covariance or
+    correlation matrix: the predictors are replaced by their closest orthogonal
+    counterparts Z = X R_xx^(-1/2), y is regressed on Z, and each squared weight is
+    shared back by the squared loadings of R_xx^(1/2)."""
+    cov, _, names = _outcome_first(matrix, outcome, predictors)
+    _check_matrix(cov)
+    return pd.Series(_relative_weights(cov), index=list(names), name="relative_weight")
+
+
+# ---------------------------------------------------------------- logistic
+
+
+def _irls(x: np.ndarray, y: np.ndarray, w: np.ndarray, beta: np.ndarray,
+          tol: float = 1e-12, max_iter: int = 100) -> tuple[np.ndarray, float]:
+    """Maximum-likelihood logistic coefficients by Newton-Raphson (= IRLS), with step
+    halving; returns (coefficients, log-likelihood)."""
+
+    def loglik(b):
+        eta = x @ b
+        # log(1 + e^eta) without overflow
+        return float(w @ (y * eta - np.logaddexp(0, eta)))
+
+    current = loglik(beta)
+    for _ in range(max_iter):
+        mu = 1 / (1 + np.exp(-(x @ beta)))
+        hessian = (x * (w * mu * (1 - mu))[:, None]).T @ x
+        step = np.linalg.lstsq(hessian, x.T @ (w * (y - mu)), rcond=None)[0]
+        for _ in range(30):
+            candidate = loglik(beta + step)
+            if candidate >= current - 1e-12 * abs(current):
+                break
+            step = step / 2
+        beta = beta + step
+        change, current = candidate - current, candidate
+        if abs(change) <= tol * (abs(current) + 0.1) and np.abs(step).max() < 1e-6:
+            return beta, current
+    raise DriversError("the logistic model did not converge: a predictor (or a "
+                       "combination) may separate the yes and no answers perfectly; use "
+                       "fewer predictors or a larger group")
+
+
+def logistic_subset_fit(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None
+                        ) -> np.ndarray:
+    """McFadden's R^2 of the logistic model of every subset of the columns of `x`,
+    indexed by bitmask (bit j set: column j in the model): (2^p,).
+
+    McFadden's R^2_M = 1 - log L(model) / log L(intercept only) is the pseudo-R^2 used
+    here because it is the one Azen & Traxel (2009) found to meet what dominance needs
+    of a fit measure: it never falls when a predictor is added (nested maximum
+    likelihoods), it runs from 0 to 1 whatever the base rate (Cox & Snell's cannot reach
+    1, so its shares depend on how common "yes" is), and it reads like R^2, as the
+    proportional reduction in deviance. Nagelkerke's and Estrada's measures rescale
+    Cox & Snell's and give similar orderings; McFadden's is the simplest to check (R:
+    ``1 - logLik(m) / logLik(m0)``).
+
+    `y` holds 0/1; `weights` are frequency weights (a table of unique answer patterns
+    with their counts gives the same result as the rows). Each of the 2^p - 1 models
+    starts Newton's method from its parent's solution (the model without its last
+    predictor), so most converge in three or four steps.
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, float)
+    p = x.shape[1]
+    design = np.column_stack([np.ones(len(y)), x])
+    rate = float(w @ y / w.sum())
+    if not 0 < rate < 1:
+        raise DriversError("the outcome needs both yes (1) and no (0) answers")
+    null = float(w.sum() * (rate * np.log(rate) + (1 - rate) * np.log(1 - rate)))
+    loglik = np.empty(2 ** p)
+    loglik[0] = null
+    coefficients = {0: np.array([np.log(rate / (1 - rate))])}
+    for mask in range(1, 2 ** p):
+        parent = mask ^ (1 << (mask.bit_length() - 1))   # drop the highest predictor
+        columns = [0] + [j + 1 for j in range(p) if mask >> j & 1]
+        coefficients[mask], loglik[mask] = _irls(design[:, columns], y, w,
+                                                 np.append(coefficients[parent], 0.0))
+    return 1 - loglik / null
+
+
+def dominance_table(frame: pd.DataFrame, outcome: str, predictors, kind: str = "linear"
+                    ) -> DominanceResult:
+    """Dominance analysis (general, conditional, complete) of `outcome` on `predictors`
+    in a DataFrame, with Johnson's relative weights for a linear model.
+
+    Respondents missing the outcome or any predictor are dropped (listwise), as the
+    pipeline's summed moments do. ``kind="linear"`` decomposes R^2 of an OLS model;
+    ``kind="logistic"`` decomposes McFadden's R^2 of a logistic model, for an outcome
+    coded 0/1 or True/False (relative weights are then None: Johnson's method is for
+    linear models). ``result.table()`` gives the table, ``result.complete_table()``
+    the pairwise complete dominance.
+
+    >>> dominance_table(answers, "oc_intend", ["stigma", "safety", "pathways"]).table()
+    """
+    if kind not in KINDS:
+        raise DriversError(f"kind {kind!r} is not one of {KINDS}")
+    predictors = _checked_names(outcome, predictors)
+    missing = [c for c in (outcome, *predictors) if c not in frame.columns]
+    if missing:
+        raise DriversError(f"not in the data: {missing}")
+    data = frame[[outcome, *predictors]].dropna()
+    try:
+        data = data.astype(float)
+    except (TypeError, ValueError) as error:
+        raise DriversError(f"outcome and predictors must be numeric: {error}") from None
+    if len(data) < len(predictors) + 2:
+        raise DriversError(f"{len(data)} complete rows cannot support {len(predictors)} "
+                           "predictors")
+    if kind == "linear":
+        return dominance_from_moments(data.cov(), outcome, predictors, n=len(data))
+    y = data[outcome].to_numpy()
+    if not np.isin(y, (0, 1)).all():
+        raise DriversError(f"a logistic outcome must be coded 0/1 (or False/True); "
+                           f"{outcome!r} has {sorted(set(y.tolist()))[:6]}")
+    fit = logistic_subset_fit(data[list(predictors)].to_numpy(), y)
+    conditional, general, complete = _decompose(fit)
+    return DominanceResult(str(outcome), tuple(map(str, predictors)), "logistic", "McFadden R2", len(data),
+                           float(fit[-1]), general, conditional, complete, fit, None)
+
+
+# ------------------------------------------------- site moments and the site bootstrap
+
+
+@dataclass(frozen=True)
+class SiteMoments:
+    """Per-site sufficient statistics of some variables (an outcome and its predictors).
+
+    For site s, over its respondents who answered every variable: `n[s]` respondents,
+    `sums[s, i]` = sum of variable i, `crossproducts[s, i, j]` = sum of variable i times
+    variable j (not centred). In SQL, one ``group by site`` with ``count(*)``,
+    ``sum(x_i)`` and ``sum(x_i * x_j)`` for i <= j.
+    """
+
+    columns: tuple[str, ...]
+    sites: tuple[str, ...]
+    n: np.ndarray              # (S,)
+    sums: np.ndarray           # (S, m)
+    crossproducts: np.ndarray  # (S, m, m)
+
+    def __post_init__(self) -> None:
+        s, m = len(self.sites), len(self.columns)
+        if (np.shape(self.n) != (s,) or np.shape(self.sums) != (s, m)
+                or np.shape(self.crossproducts) != (s, m, m)):
+            raise DriversError(f"site moments for {s} sites and {m} variables need n of "
+                               f"shape ({s},), sums ({s}, {m}) and crossproducts ({s}, {m}, "
+                               f"{m}); got {np.shape(self.n)}, {np.shape(self.sums)}, "
+                               f"{np.shape(self.crossproducts)}")
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, site: str, columns) -> SiteMoments:
+        """The moments of `columns` per value of `site`, listwise over those columns
+        (what the pipeline sums in DuckDB; for tests and researchers)."""
+        columns = list(columns)
+        data = frame[[site, *columns]].dropna()
+        codes, sites = pd.factorize(data[site], sort=True)
+        x = data[columns].to_numpy(float)
+        onehot = np.zeros((len(sites), len(x)))
+        onehot[codes, np.arange(len(x))] = 1
+        crossproducts = np.einsum("sr,ri,rj->sij", onehot, x, x)
+        return cls(tuple(columns), tuple(map(str, sites)), onehot.sum(axis=1), onehot @ x,
+                   crossproducts)
+
+    def select(self, variables) -> SiteMoments:
+        """These moments for `variables` only, in that order."""
+        variables = list(variables)
+        unknown = [v for v in variables if v not in self.columns]
+        if unknown:
+            raise DriversError(f"no moments for {unknown}; have {list(self.columns)}")
+        idx = [self.columns.index(v) for v in variables]
+        return SiteMoments(tuple(variables), self.sites, self.n, self.sums[:, idx],
+                           self.crossproducts[:, idx][:, :, idx])
+
+    def of_sites(self, sites) -> SiteMoments:
+        """These moments for a group of sites (a peer group)."""
+        keep = np.isin(np.array(self.sites, dtype=object), list(sites))
+        return SiteMoments(self.columns, tuple(np.array(self.sites, dtype=object)[keep]),
+                           self.n[keep], self.sums[keep], self.crossproducts[keep])
+
+    def pooled_covariance(self, counts: np.ndarray | None = None,
+                          centring: str = "total") -> np.ndarray:
+        """Covariance matrix of all respondents, (m, m); or (..., m, m) for `counts`
+        (..., S) saying how often each site is taken (the bootstrap's draws).
+
+        ``centring="total"`` centres at the overall mean, so differences between sites
+        count too; ``"within_site"`` centres each site at its own mean, so only
+        differences among colleagues at the same site count.
+        """
+        if centring not in CENTRINGS:
+            raise DriversError(f"centring {centring!r} is not one of {CENTRINGS}")
+        counts = np.ones(len(self.sites)) if counts is None else np.asarray(counts, float)
+        m = len(self.columns)
+        total_n = counts @ self.n
+        if centring == "total":
+            sums = counts @ self.sums
+            products = (counts @ self.crossproducts.reshape(len(self.sites), -1)).reshape(
+                counts.shape[:-1] + (m, m))
+            centred = products - sums[..., :, None] * sums[..., None, :] / total_n[..., None,
+                                                                                    None]
+            return centred / (total_n - 1)[..., None, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            own = self.crossproducts - (self.sums[:, :, None] * self.sums[:, None, :]
+                                        / self.n[:, None, None])
+        own = np.nan_to_num(own)   # a site with no respondents adds nothing
+        within = (counts @ own.reshape(len(self.sites), -1)).reshape(counts.shape[:-1] + (m, m))
+        drawn_sites = counts @ (self.n > 0)
+        return within / (total_n - drawn_sites)[..., None, None]
+
+    def site_covariances(self) -> np.ndarray:
+        """Each site's own covariance matrix (divisor n - 1), (S, m, m)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            centred = self.crossproducts - (self.sums[:, :, None] * self.sums[:, None, :]
+                                            / self.n[:, None, None])
+            return centred / (self.n - 1)[:, None, None]
+
+
+def dominance_from_site_moments(moments: SiteMoments, outcome: str, predictors,
+                                centring: str = "total") -> DominanceResult:
+    """Dominance analysis of the linear model on all the sites' respondents pooled."""
+    predictors = _checked_names(outcome, predictors)
+    chosen = moments.select([outcome, *predictors])
+    result = dominance_from_moments(chosen.pooled_covariance(centring=centring), 0,
+                                    range(1, len(chosen.columns)), n=int(chosen.n.sum()))
+    return replace(result, outcome=str(outcome), predictors=tuple(map(str, predictors)))
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    """Percentile intervals of each predictor's share of R^2 (general dominance / R^2)
+    from resampling whole sites; `share_draws` is (draws, p)."""
+
+    outcome: str
+    predictors: tuple[str, ...]
+    n: int
+    n_sites: int
+    level: float
+    share: np.ndarray
+    share_low: np.ndarray
+    share_high: np.ndarray
+    total: float
+    total_low: float
+    total_high: float
+    share_draws: np.ndarray
+
+    def table(self) -> pd.DataFrame:
+        """One row a predictor: share of R^2 with its interval, largest first."""
+        return pd.DataFrame({"share": self.share, "share_low": self.share_low,
+                             "share_high": self.share_high},
+                            index=pd.Index(self.predictors, name="predictor")
+                            ).sort_values("share", ascending=False, kind="stable")
+
+
+def site_bootstrap(moments: SiteMoments, outcome: str, predictors, draws: int = 200,
+                   level: float = 0.95, seed: int = 0, centring: str = "total"
+                   ) -> BootstrapResult:
+    """Intervals for the general-dominance shares that respect clustering in sites.
+
+    Respondents at one site share a culture, so they are not independent: resampling
+    respondents would make the intervals too narrow. Instead each of `draws` replicates
+    takes as many sites as there are, with replacement (Davison & Hinkley 1997, sec.
+    3.8, the cluster bootstrap), pools their summed moments into one covariance matrix
+    and redoes the dominance analysis; the interval is the percentile interval of the
+    replicates. All replicates run as one batch of small matrix solves.
+
+    Few sites make few distinct replicates and intervals that are too narrow; the
+    bootstrap refuses fewer than 5 sites and its intervals are best read from 20.
+    """
+    predictors = _checked_names(outcome, predictors)
+    chosen = moments.select([outcome, *predictors])
+    n_sites = int((chosen.n > 0).sum())
+    if n_sites < 5:
+        raise DriversError(f"a site bootstrap needs at least 5 sites with answers (got "
+                           f"{n_sites}); report the national or peer-group intervals")
+    if not 0 < level < 1 or draws < 1:
+        raise DriversError(f"level must be between 0 and 1 and draws at least 1 (got "
+                           f"{level}, {draws})")
+    estimate = dominance_from_site_moments(chosen, outcome, predictors, centring)
+    rng = np.random.default_rng(seed)
+    s = len(chosen.sites)
+    counts = rng.multinomial(s, np.full(s, 1 / s), size=draws)
+    cov = chosen.pooled_covariance(counts, centring)
+    _check_matrix(cov)
+    fit = _subset_r2(cov)
+    _, general, _ = _decompose(fit)
+    share = general / fit[:, -1:]
+    tails = 100 * np.array([(1 - level) / 2, (1 + level) / 2])
+    share_low, share_high = np.percentile(share, tails, axis=0)
+    total_low, total_high = np.percentile(fit[:, -1], tails)
+    return BootstrapResult(str(outcome), tuple(map(str, predictors)), int(chosen.n.sum()),
+                           n_sites, level, estimate.general_share, share_low, share_high,
+                           estimate.total, float(total_low), float(total_high), share)
+
+
+def site_dominance(moments: SiteMoments, outcome: str, predictors,
+                   min_respondents: int = MIN_SITE_RESPONDENTS) -> pd.DataFrame:
+    """Each site's own linear driver model, for sites with at least `min_respondents`
+    answering the outcome and every predictor (smaller sites are left out: they read
+    their peer group's drivers). One row a site: n, R^2 and each predictor's share of
+    it; NaN where a site's answers do not vary enough to fit.
+    """
+    predictors = _checked_names(outcome, predictors)
+    chosen = moments.select([outcome, *predictors])
+    keep = chosen.n >= min_respondents
+    columns = ["n", "r2", *map(str, predictors)]
+    if not keep.any():
+        return pd.DataFrame(columns=columns, index=pd.Index([], name="site"))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = chosen.site_covariances()[keep]
+        fit = _subset_r2(cov)
+        _, general, _ = _decompose(fit)
+        share = general / fit[:, -1:]
+    frame = pd.DataFrame(share, columns=list(map(str, predictors)),
+                         index=pd.Index(np.array(chosen.sites, dtype=object)[keep], name="site"))
+    frame.insert(0, "r2", fit[:, -1])
+    frame.insert(0, "n", chosen.n[keep].astype(int))
+    return frame
