@@ -15,6 +15,7 @@ from dash import Input, Output, State, dcc, html
 
 from dashboard.components import chart, notice, table
 from dashboard.figures import caterpillar_figure, funnel_figure
+from dashboard.pages.glossary import what_this_means
 from dashboard.view import View, view_from_request
 from outputs.peer_bands import band_of, count_bands, plotted_count
 from published.layout import MIN_OTHER_SITES, MIN_SITES_FOR_DISTRIBUTION, distribution_shown
@@ -79,19 +80,25 @@ def benchmark_body(view: View, value: str) -> list:
     points = points.sort_values("label", kind="stable").reset_index(drop=True)
     mine = points[points["highlight"]]
     outside = points[points["flagged"].astype(bool)]
-    summary = (f"{len(points)} sites, each judged against the other sites (random effects, "
-               f"leaving the site out). " + (
+    summary = (f"{len(points)} sites, each judged against the other sites, leaving the site "
+               f"itself out. " + (
         f"{view.site_label}: {mine['verdict'].iloc[0]} (score {mine['mean'].iloc[0]:.1f} from "
         f"{int(mine['n'].iloc[0])} respondents; {mine['judged_by'].iloc[0]}). "
         if len(mine) else "")
         + f"{len(outside)} site(s) outside what the other sites give a site of their size."
         + (" Peers' respondent counts are shown in bands of three or more peers, and their "
            "points drawn at their band's middle." if (~stable).any() else ""))
-    parts = [chart("benchmark-funnel", funnel_figure(points, params, names[measure], axis),
+    # The rule's technical name is for those who read the Methods page, not a director.
+    rule = {} if view.viewer.role == "director" else {"rule": "Rule (see Methods)"}
+    parts = [what_this_means(
+                 "Each dot is a site. A site outside the funnel differs from the other sites "
+                 "by more than chance and its number of answers would explain; inside it, "
+                 "the difference could be chance.", "funnel", "verdict", "prediction-interval"),
+             chart("benchmark-funnel", funnel_figure(points, params, names[measure], axis),
                    table(points.sort_values("label"),
                          {"label": "Site", "n_shown": "Respondents", "mean": SCORE,
-                          "verdict": "Against the other sites", "judged_by": "Judged by"},
-                         "Funnel plot points", {"mean": 1}),
+                          "verdict": "Against the other sites", "judged_by": "Judged by"}
+                         | rule, "Funnel plot points", {"mean": 1}),
                    summary)]
     shrunk = headline(view.data.shrunken(view.wave, kind, measure), kind)
     shrunk_stable = shrunk["site_code"].map(labels.stable).astype(bool)
@@ -99,6 +106,10 @@ def benchmark_body(view: View, value: str) -> list:
         label=shrunk["site_code"].map(labels), highlight=shrunk["site_code"] == view.site,
         n_shown=[f"{int(n)}" if keep else band_of(n, bands).label(view.k)
                  for n, keep in zip(shrunk["n"], shrunk_stable)])
+    parts.append(what_this_means(
+        "Sites from lowest to highest, each score adjusted for how many people answered, so "
+        "a small site does not top or tail the list by luck. Where the bars overlap, the "
+        "order could easily change.", "caterpillar", "shrunken-mean"))
     parts.append(chart("benchmark-caterpillar", caterpillar_figure(shrunk, names[measure], axis),
                        table(shrunk, {"label": "Site", "n_shown": "Respondents",
                                       "mean": "Score as measured",
@@ -141,7 +152,8 @@ def _peer_table(view: View, kind: str, names: dict[str, str]) -> html.Div:
                    f"peer's own score. " + VS_PEERS_NOTE),
             table(rows, {"label": "Measure", "mean": "This site",
                          "vs_peers": VS_PEERS},
-                  "This site against the other sites of its peer group", {"mean": 1})])
+                  "This site against the other sites of its peer group", {"mean": 1}),
+            _peer_meaning()])
     return html.Div([
         html.H2(f"Best, average and worst in the peer group ({peer.replace('_', ' ')})"),
         table(rows, {"label": "Measure", "mean": "This site", "best": "Best",
@@ -151,7 +163,14 @@ def _peer_table(view: View, kind: str, names: dict[str, str]) -> html.Div:
               "Site means in the peer group (each site's mean; sites shown only with "
               f"{view.k} or more responses)",
               {"sites": 0} | {c: 1 for c in ("mean", "best", "q3", "median", "q1", "worst")}),
-        html.P(VS_PEERS_NOTE)])
+        html.P(VS_PEERS_NOTE), _peer_meaning()])
+
+
+def _peer_meaning() -> html.P:
+    return what_this_means("A positive difference means the site scores above the average "
+                           "of the other sites of its type; the difference is clear only "
+                           "when its interval does not include 0.", "peer-group",
+                           "peer-spread")
 
 
 def _difference_words(row) -> str:
@@ -165,10 +184,11 @@ def _difference_words(row) -> str:
 
 def _interval_words(row, exact: bool) -> str:
     """What a verdict was judged by, in words: the limits the other sites give a site of
-    this size under the rule named (a peer at a band gets them without the numbers)."""
+    this size (a peer at a band gets them without the numbers). The rule's name is a
+    column of its own, shown to admins and researchers."""
     if pd.isna(row.low):
         return f"fewer than {MIN_OTHER_SITES} other sites: not compared"
-    judged = f"against the other {int(row.others)} sites ({row.rule})"
+    judged = f"against the other {int(row.others)} sites"
     if not exact:
         return judged
     return f"{judged}: clearly different outside {row.low:.1f} to {row.high:.1f}"

@@ -7,6 +7,7 @@ from dash import html
 
 from dashboard.components import chart, notice, table
 from dashboard.figures import equity_heatmap, hidden_text
+from dashboard.pages.glossary import what_this_means
 from dashboard.view import View
 from published.scores import SCORE, headline
 
@@ -57,12 +58,17 @@ def layout(view: View) -> html.Div:
                    f"{r.row} {r.flag} on {r.scale}" for r in flagged.head(8).itertuples())
                   if len(flagged) else "No clear difference after false discovery control."))
     listed = rows.assign(shown=rows["suppressed"].map({True: hidden_text(k), False: "shown"}))
+    parts.append(what_this_means(
+        "A cell below zero means that group feels less supported than their colleagues at "
+        "the site. Only differences larger than chance, with no more than 5 in 100 false "
+        "alarms, are called lower or higher; grey cells protect small groups.",
+        "equity", "false-discovery-rate", "hidden-cells", "not-stated"))
     parts.append(chart("equity-heatmap", equity_heatmap(diff, hidden, k),
                        table(listed, {"row": "Group", "scale": "Scale", "shown": "Shown",
                                       "n": "Respondents", "mean": SCORE,
                                       "diff": "Difference from rest of site",
                                       "diff_low": "95% CI low", "diff_high": "95% CI high",
-                                      "flag": "Verdict (5% FDR)"},
+                                      "flag": "Verdict (5% false discovery rate)"},
                              "Groups against the rest of the site",
                              {"n": 0, "mean": 1, "diff": 1, "diff_low": 1, "diff_high": 1}),
                        summary))

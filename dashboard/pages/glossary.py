@@ -148,10 +148,11 @@ SECTIONS: tuple[tuple[str, tuple[Term, ...]], ...] = (
              "A number from 0 to 1 for each change or difference: small means unlikely to "
              "be chance. It has been adjusted for the number of measures checked at once "
              "(the Benjamini-Hochberg method); below 0.05 the change is marked."),
-        Term("welch", "Comparing two averages (Welch test)",
-             "The test we use to compare two averages (this wave against the last, or one "
-             "group against the rest of the site) without assuming both groups are "
-             "equally spread out."),
+        Term("welch", "Comparing two averages",
+             "How we tell whether two averages really differ (this wave against the last, "
+             "or one group against the rest of the site): the Welch test, which weighs the "
+             "difference against how many people answered and how spread out their answers "
+             "are, without assuming both groups are equally spread out."),
     )),
     ("Groups within a site", (
         Term("equity", "Difference from the rest of the site",

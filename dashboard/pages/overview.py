@@ -8,6 +8,7 @@ from dash import html
 
 from dashboard.components import chart, fmt, key_figure, notice, table
 from dashboard.figures import hidden_text, principle_figure
+from dashboard.pages.glossary import what_this_means
 from dashboard.view import View
 from published.layout import evidence_citation
 
@@ -30,7 +31,10 @@ def layout(view: View) -> html.Div:
     rows = principle_rows(view)
     parts = [html.H1(f"{view.site_label}: culture of support, {view.wave}"),
              view.controls(), _key_figures(responses, data.peer_response_rate(view.site,
-                                                                         view.wave), k)]
+                                                                         view.wave), k),
+             what_this_means("The more of the staff answered, the more the scores below "
+                             "speak for everyone at the site.", "response-rate",
+                             "minimum-group")]
     if rows.empty:
         parts.append(notice(f"No principle scores can be shown for {view.wave}: the site had "
                             f"{hidden_text(k)}, or too few comparable sites."))
@@ -43,6 +47,12 @@ def layout(view: View) -> html.Div:
         summary = (f"Largest gap: {top['name']}, score {top['score']:.1f} against a target "
                    f"of {top['target']:.1f} ({top['certainty']}). "
                    f"Target: {top['target_basis']}.")
+    parts.append(what_this_means(
+        "Each dot is one principle's score out of 100, its line the range the true score "
+        "most likely lies in, and each diamond the target other sites show is within "
+        "reach; the largest gaps come first. A 'clear gap' is below target even allowing "
+        "for chance.", "score", "principle", "target",
+        "gap", "confidence-interval"))
     parts.append(chart("overview-principles", principle_figure(rows, view.site_label),
                        table(rows, {"priority": "Priority", "name": "Principle",
                                     "n": "Respondents", "score": "Score (0-100)",
@@ -60,6 +70,8 @@ def layout(view: View) -> html.Div:
             html.P("Each staff group counts by its share of the site's headcount rather than "
                    "its share of the respondents (weights capped at 3; hidden groups and "
                    "'not stated' weighted together).", className="lead"),
+            what_this_means("If the weighted score differs much from the plain one, one "
+                            "staff group answered far more than the others.", "weighted"),
             table(weighted, {"name": "Principle", "n": "Respondents", "mean": "Score",
                              "weighted_mean": "Weighted score",
                              "weighted_ci_low": "95% CI low", "weighted_ci_high": "95% CI high",

@@ -6,6 +6,7 @@ from dash import html
 
 from dashboard.components import chart, notice, table
 from dashboard.figures import trend_figure
+from dashboard.pages.glossary import what_this_means
 from dashboard.view import View
 from published.scores import SCORE, SCORE_AXIS, headline
 
@@ -23,8 +24,9 @@ def layout(view: View) -> html.Div:
     changes = trends[trends["flag"] != "no clear change"].assign(
         label=trends["measure"].map(names))
     parts = [html.H1(f"{label}: change across waves"), view.controls(with_site=True),
-             html.P("A star marks a change from the previous wave that is unlikely to be "
-                    "chance (Welch test, Benjamini-Hochberg at 5% across the measures).",
+             html.P("A star marks a change from the previous wave that is larger than chance "
+                    "would produce, with the bar set so that no more than 5 in 100 of the "
+                    "marked changes are false alarms (how it is tested: see the glossary).",
                     className="lead")]
     if series.empty:
         return html.Div(parts + [notice(f"Nothing to show: no wave had {view.k} or more "
@@ -38,12 +40,17 @@ def layout(view: View) -> html.Div:
         summary = (f"{len(marked)} significant change(s): " + "; ".join(
             f"{r.label} {r.flag} in {r.wave}" for r in marked.itertuples())
             if len(marked) else "No significant change between waves.")
+        parts.append(what_this_means(
+            f"Each line is one {kind}'s score wave by wave. Small ups and downs without a "
+            "star are what you would expect from year to year even if nothing had changed.",
+            "significant-change", "false-discovery-rate", "adjusted-p", "welch"))
         parts.append(chart(f"trends-{kind}", trend_figure(rows, marked, f"{heading} by wave",
                                                           axis),
                            table(listed, {"label": "Measure", "wave": "Wave",
                                           "mean": SCORE, "change": "Change",
                                           "change_low": "95% CI low",
-                                          "change_high": "95% CI high", "q": "q (BH)",
+                                          "change_high": "95% CI high",
+                                          "q": "Adjusted p (false discovery rate)",
                                           "flag": "Verdict"},
                                  f"{heading}: change from the previous wave",
                                  {"wave": 0, "q": 3, "mean": 1, "change": 1,
