@@ -337,3 +337,49 @@ def reliability_figure(rows: pd.DataFrame, title: str) -> Figure:
     fig.update_xaxes(title="Reliability coefficient (0-1; .70 or more is adequate)",
                      range=[0.4, 1.0])
     return _base(fig, title, height=140 + 36 * len(rows))
+
+
+def question_figure(rows: pd.DataFrame, title: str) -> Figure:
+    """Each question's % favourable at the site, last year's, and the peer group's worst
+    to best with its median where the caller left them in (NaN where withheld).
+
+    rows: question (full text), pct_favourable, pct_previous, peer_best, peer_median,
+    peer_worst, verdict, change_verdict; in reading order (first at the top).
+    """
+    import textwrap
+
+    labels = ["<br>".join(textwrap.wrap(str(q), 44, break_long_words=False))
+              for q in rows["question"]]
+    fig = Figure()
+    has_peers = rows["peer_best"].notna()
+    if has_peers.any():
+        # One line from the peer group's worst to its best per question (None breaks it).
+        xs, ys = [], []
+        for label, worst, best in zip(labels, rows["peer_worst"], rows["peer_best"]):
+            if pd.notna(worst) and pd.notna(best):
+                xs += [worst, best, None]
+                ys += [label, label, None]
+        fig.add_trace(dict(type="scatter", x=xs, y=ys, mode="lines",
+                           name="peer group: worst to best", line={"color": GREY, "width": 6},
+                           hoverinfo="skip"))
+        fig.add_trace(dict(type="scatter", x=rows["peer_median"], y=labels, mode="markers",
+                           name="peer group average (median)",
+                           marker={"color": BLACK, "size": 10, "symbol": "line-ns-open",
+                                   "line": {"width": 2}},
+                           hovertemplate="%{y}<br>peer average %{x:.1f}%<extra></extra>"))
+    fig.add_trace(dict(type="scatter", x=rows["pct_previous"], y=labels, mode="markers",
+                       name="last year", marker={"color": ORANGE, "size": 10,
+                                                 "symbol": "circle-open", "line": {"width": 2}},
+                       customdata=rows["change_verdict"],
+                       hovertemplate="%{y}<br>last year %{x:.1f}% (%{customdata})"
+                                     "<extra></extra>"))
+    fig.add_trace(dict(type="scatter", x=rows["pct_favourable"], y=labels, mode="markers",
+                       name="this site", marker={"color": BLUE, "size": 12},
+                       customdata=rows["verdict"],
+                       hovertemplate="%{y}<br>%{x:.1f}% favourable<br>against the other "
+                                     "sites: %{customdata}<extra></extra>"))
+    fig.update_xaxes(title="% favourable (for a negatively worded question, % disagreeing)",
+                     range=[0, 100])
+    fig.update_yaxes(autorange="reversed")
+    plot_height = sum(max(34, 16 * label.count("<br>") + 26) for label in labels)
+    return _base(fig, title, plot_height)

@@ -48,11 +48,12 @@ METHOD = ("Against the other sites: the same rule as for principles and scales (
 #: Words for a figure withheld under PEER_RULE.
 WITHHELD = f"not shown (fewer than {MIN_SITES_FOR_DISTRIBUTION} sites)"
 
-#: The display columns every reader shows, with their headers, in order.
+#: The display columns (of `question_rows`) every reader shows, with their headers, in
+#: order.
 COLUMNS = {"question": "Question", "favourable": "% favourable", "last_year": "Last year",
-           "change": "Change (95% interval)", "change_verdict": "Change verdict",
-           "peer_best": "Peer best", "peer_median": "Peer average (median)",
-           "peer_worst": "Peer worst", "vs_peers": "Less the other peer sites' average",
+           "change": "Change, points (95% interval)", "change_verdict": "Change",
+           "peer_best_words": "Peer best", "peer_median_words": "Peer average (median)",
+           "peer_worst_words": "Peer worst", "vs_peers": "Less the other peer sites' average",
            "verdict": "Against the other sites"}
 
 
@@ -116,9 +117,8 @@ def question_rows(layer: PublishedLayer, site: str, wave: int, principle: str | 
 
 def display(rows: pd.DataFrame) -> pd.DataFrame:
     """The COLUMNS of `question_rows`, as text, headed as every reader heads them."""
-    out = pd.DataFrame({header: rows[column + "_words" if column.startswith("peer_")
-                                     else column] for column, header in COLUMNS.items()})
-    return out.reset_index(drop=True)
+    return pd.DataFrame({header: rows[column].to_numpy() for column, header in
+                         COLUMNS.items()})
 
 
 def biggest_changes(rows: pd.DataFrame, top: int = TOP_CHANGES
@@ -137,7 +137,16 @@ def lowest(rows: pd.DataFrame, count: int = LOWEST_SHOWN) -> pd.DataFrame:
 
 
 def change_sentence(row) -> str:
-    """One question's change in a sentence: 'hs03 (text): 41.2 in 2025 to 55.0 (+13.8
-    points, +6.1 to +21.5)'."""
-    return (f"{row['question']}: {row['last_year']} to {row['favourable']} "
-            f"({row['change']} points)")
+    """One question's change in a sentence, e.g. 'hs03: In my workplace, ...: 41.2% in
+    2025, 55.0% now (+13.8 points, +6.1 to +21.5)'."""
+    change, _, interval = row["change"].partition(" ")
+    return (f"{row['question']}: {points(row['pct_previous'])}% in {int(row['previous_wave'])}, "
+            f"{row['favourable']}% now ({change} points, {interval.strip('()')})")
+
+
+def no_change_words(rows: pd.DataFrame, direction: str) -> str:
+    """What the most improved / declined list says when it is empty."""
+    if not rows["pct_previous"].notna().any():
+        return "None: no earlier wave of these questions is shown for this site."
+    return (f"None: no question {direction} clearly (false discovery rate 5% across this "
+            f"site's questions).")

@@ -8,9 +8,12 @@ import pandas as pd
 from dash import dcc, html
 
 from dashboard.components import chart, notice, table
-from dashboard.figures import response_bars, trend_figure
+from dashboard.figures import question_figure, trend_figure
 from dashboard.view import View
-from published.scores import SCORE, SCORE_AXIS, headline
+from published.questions import (COLUMNS as QUESTION_COLUMNS, METHOD, NEGATIVE_NOTE,
+                                 PEER_RULE, TOP_CHANGES, biggest_changes, change_sentence,
+                                 lowest, no_change_words, question_rows)
+from published.scores import FAVOURABLE, SCORE, SCORE_AXIS, headline
 
 TITLE = "Principle detail"
 NEEDS_SITE = True
@@ -59,19 +62,7 @@ def layout(view: View) -> html.Div:
          "shown": "Shown"}, "Scale scores at the site", {"n": 0, "pct_favourable": 0, "mean": 1, "ci_low": 1,
                                         "ci_high": 1}))
 
-    item_cells = cells[cells["measure"].isin(items["measure"])].assign(
-        label=lambda f: f["measure"] + ": " + f["measure"].map(names).str.slice(0, 70))
-    if len(item_cells):
-        shown = item_cells[~item_cells["suppressed"]]
-        summary = (f"{len(item_cells)} items; the least favourable is "
-                   f"{shown.sort_values('pct_favourable').iloc[0]['label']}"
-                   if len(shown) else f"All items had {k} or fewer answers.")
-        parts.append(chart("principle-items", response_bars(item_cells, k),
-                           table(item_cells, {"label": "Item", "n": "Answers",
-                                              "pct_favourable": "% favourable",
-                                              "pct_unfavourable": "% unfavourable"},
-                                 "Answers per item", {"n": 0, "pct_favourable": 1,
-                                                      "pct_unfavourable": 1}), summary))
+    parts += question_section(view, principle, list(items["measure"]))
 
     series = data.unit_series("site", view.site, ("principle",))
     series = series[(series["measure"] == principle) & ~series["suppressed"]].assign(
@@ -92,3 +83,47 @@ def layout(view: View) -> html.Div:
         parts.append(notice(f"No wave of this principle can be shown: {k} or more "
                             "responses are needed."))
     return html.Div(parts)
+
+
+def question_section(view: View, principle: str, item_ids: list[str]) -> list:
+    """The principle's questions, each as % favourable against last year, the peer group
+    and all sites, and the site's most improved and most declined questions
+    (`published.questions`: the board report shows the same words and numbers)."""
+    # A director is shown no figure that is one identifiable peer's own (PEER_RULE);
+    # an admin sees every site by name anyway.
+    hide = view.viewer.role == "director"
+    rows = question_rows(view.data, view.site, view.wave, principle, hide)
+    parts = [html.H2("Its questions"),
+             html.P(f"Each question as the {FAVOURABLE} at the site: the share who gave a "
+                    f"supportive answer; for a negatively worded question, {NEGATIVE_NOTE} "
+                    "(the question says so). " + PEER_RULE),
+             html.P(METHOD, className="definition")]
+    if len(rows):
+        lowest_row = lowest(rows, 1).iloc[0]
+        moved = rows["change_verdict"].isin(["improved", "declined"]).sum()
+        apart = (~rows["verdict"].isin(["in line", "too few sites to compare"])).sum()
+        summary = (f"{len(rows)} questions shown; the least favourable is "
+                   f"{lowest_row['question']} ({lowest_row['favourable']}%). {moved} changed "
+                   f"clearly since last year; {apart} stand apart from the other sites.")
+        parts.append(chart("principle-questions",
+                           question_figure(rows, "Its questions: % favourable, last year and "
+                                                 "the peer group"),
+                           table(rows, QUESTION_COLUMNS, "The principle's questions"),
+                           summary))
+    hidden = [item for item in item_ids if item not in set(rows["measure"])]
+    if hidden:
+        parts.append(notice(f"Not shown: {', '.join(hidden)} (fewer than {view.k} answers, or "
+                            "hidden so that a smaller group cannot be worked out)."))
+    everything = question_rows(view.data, view.site, view.wave, None, hide)
+    parts.append(html.H3("Most improved and most declined questions"))
+    parts.append(html.P("Across the questions of all six principles at this site, largest "
+                        f"change first (at most {TOP_CHANGES} each; only changes called "
+                        "improved or declined)."))
+    for heading, chosen, direction in zip(("Most improved", "Most declined"),
+                                          biggest_changes(everything),
+                                          ("improved", "declined")):
+        items = ([html.Li(change_sentence(row)) for _, row in chosen.iterrows()]
+                 or [html.Li(no_change_words(everything, direction))])
+        parts.append(html.Div([html.H4(heading), html.Ul(items)],
+                              className=f"questions-{direction}"))
+    return parts
