@@ -45,6 +45,7 @@ from math import comb
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 from stats.reliability import StatisticsError
 
@@ -277,7 +278,7 @@ def _irls(x: np.ndarray, y: np.ndarray, w: np.ndarray, beta: np.ndarray,
 
     current = loglik(beta)
     for _ in range(max_iter):
-        mu = 1 / (1 + np.exp(-(x @ beta)))
+        mu = expit(x @ beta)
         hessian = (x * (w * mu * (1 - mu))[:, None]).T @ x
         step = np.linalg.lstsq(hessian, x.T @ (w * (y - mu)), rcond=None)[0]
         for _ in range(30):
@@ -288,7 +289,12 @@ def _irls(x: np.ndarray, y: np.ndarray, w: np.ndarray, beta: np.ndarray,
         beta = beta + step
         change, current = candidate - current, candidate
         if abs(change) <= tol * (abs(current) + 0.1) and np.abs(step).max() < 1e-6:
-            return beta, current
+            break
+    else:
+        beta = None
+    # Fitted probabilities within e^-30 of 0 or 1 mean the maximum is at infinity.
+    if beta is not None and np.abs(x @ beta).max() < 30:
+        return beta, current
     raise DriversError("the logistic model did not converge: a predictor (or a "
                        "combination) may separate the yes and no answers perfectly; use "
                        "fewer predictors or a larger group")
@@ -408,11 +414,15 @@ class SiteMoments:
         data = frame[[site, *columns]].dropna()
         codes, sites = pd.factorize(data[site], sort=True)
         x = data[columns].to_numpy(float)
-        onehot = np.zeros((len(sites), len(x)))
-        onehot[codes, np.arange(len(x))] = 1
-        crossproducts = np.einsum("sr,ri,rj->sij", onehot, x, x)
-        return cls(tuple(columns), tuple(map(str, sites)), onehot.sum(axis=1), onehot @ x,
-                   crossproducts)
+        s, m = len(sites), len(columns)
+        sums = np.stack([np.bincount(codes, x[:, i], minlength=s) for i in range(m)], axis=1)
+        crossproducts = np.empty((s, m, m))
+        for i in range(m):
+            for j in range(i, m):
+                crossproducts[:, i, j] = crossproducts[:, j, i] = np.bincount(
+                    codes, x[:, i] * x[:, j], minlength=s)
+        return cls(tuple(columns), tuple(map(str, sites)),
+                   np.bincount(codes, minlength=s).astype(float), sums, crossproducts)
 
     def select(self, variables) -> SiteMoments:
         """These moments for `variables` only, in that order."""
