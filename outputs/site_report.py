@@ -32,6 +32,9 @@ from outputs.report_figures import funnel_charts, principle_chart, trend_chart
 from published.layout import (FDR, MIN_SITES_FOR_DISTRIBUTION, NO_TARGET, NOT_STATED,
                              distribution_shown, evidence_citation)
 from published.reader import PublishedLayer
+from published.questions import (LOWEST_SHOWN, METHOD as QUESTION_METHOD, NEGATIVE_NOTE,
+                                 PEER_RULE, TOP_CHANGES, biggest_changes, change_sentence,
+                                 lowest, no_change_words, question_rows, shown_columns)
 from published.scores import SCORE_DEFINITION, headline
 from survey.errors import CultureError
 from survey.pdf import find_chromium, print_pdf
@@ -82,6 +85,9 @@ class SiteData:
     agreement: pd.DataFrame
     #: Breakdown (attribute id) -> the title the published layer gives it.
     attribute_titles: dict[str, str]
+    #: Every question of the six principles (`published.questions.question_rows`, with a
+    #: peer group's best / median / worst withheld below MIN_SITES_FOR_DISTRIBUTION).
+    questions: pd.DataFrame
 
 
 def anonymous_funnel(funnel: pd.DataFrame, code: str, k: int) -> pd.DataFrame:
@@ -158,6 +164,7 @@ def load_site_data(published: PublishedLayer | duckdb.DuckDBPyConnection, site_c
         reliability=pd.concat([reliability, layer.wave_reliability(wave)], ignore_index=True),
         agreement=layer.site_agreement(code, wave),
         attribute_titles=layer.attribute_titles(),
+        questions=question_rows(layer, code, wave),
     )
 
 
@@ -342,6 +349,42 @@ def _benchmarks(d: SiteData) -> str:
 </section>"""
 
 
+def _questions(d: SiteData) -> str:
+    """The questions with the lowest % favourable and the most improved and declined, in
+    the words and numbers of the dashboard's Principle page (`published.questions`)."""
+    if d.questions.empty:
+        return ("<section><h2>Questions</h2><p>No question of the six principles can be "
+                f"shown this year: each needs {d.k} or more answers.</p></section>")
+    columns = shown_columns(d.questions)
+    heads = "".join(f"<th>{escape(header)}</th>" for header in columns.values())
+    rows = "".join(
+        f"<tr data-item='{escape(row['measure'])}'>"
+        + "".join(f"<td>{escape(str(row[column]))}</td>" for column in columns) + "</tr>"
+        for _, row in lowest(d.questions, LOWEST_SHOWN).iterrows())
+    lists = []
+    for heading, chosen, direction in zip(("Most improved", "Most declined"),
+                                          biggest_changes(d.questions),
+                                          ("improved", "declined")):
+        items = "".join(f"<li>{escape(change_sentence(row))}</li>"
+                        for _, row in chosen.iterrows()) or (
+            f"<li>{escape(no_change_words(d.questions, direction))}</li>")
+        lists.append(f"<h3>{heading}</h3><ul class='questions-{direction}'>{items}</ul>")
+    return f"""
+<section class="questions">
+  <h2>Questions: the {LOWEST_SHOWN} least favourable, and the largest changes</h2>
+  <p>Of the {len(d.questions)} questions of the six principles shown for this site, the
+    {LOWEST_SHOWN} with the lowest % favourable (the share who gave a supportive answer; for
+    a negatively worded question, {NEGATIVE_NOTE}), lowest first. Every question, principle
+    by principle, is on the dashboard's Principle page, in the same words and numbers.
+    {escape(PEER_RULE)}</p>
+  <table><thead><tr>{heads}</tr></thead><tbody>{rows}</tbody></table>
+  <h3>Most improved and most declined questions</h3>
+  <p>At most {TOP_CHANGES} each, largest change first, among the changes called improved or
+    declined. {escape(QUESTION_METHOD)}</p>
+  {''.join(lists)}
+</section>"""
+
+
 def _rule_words(d: SiteData) -> str:
     """The verdict rules that applied to this site's measures, as published."""
     rules = sorted(set(d.verdicts["rule"].dropna())) if len(d.verdicts) else []
@@ -483,7 +526,7 @@ def render_html(d: SiteData) -> str:
 <header><h1>Culture of support for doctors</h1>
   <p class="site">{escape(d.name)} <span class="note">({escape(d.code)}; {escape(_label(d.site_type))};
     {escape(d.region)})</span>: survey {d.wave}</p></header>
-{_summary(d)}{_principles(d)}{_actions(d)}{_benchmarks(d)}{_trends(d)}{_equity(d)}{_reliability(d)}{_methods(d)}
+{_summary(d)}{_principles(d)}{_actions(d)}{_benchmarks(d)}{_questions(d)}{_trends(d)}{_equity(d)}{_reliability(d)}{_methods(d)}
 </body></html>
 """
 

@@ -115,10 +115,23 @@ def question_rows(layer: PublishedLayer, site: str, wave: int, principle: str | 
     return rows
 
 
+#: The peer group's figures among COLUMNS.
+PEER_COLUMNS = ("peer_best_words", "peer_median_words", "peer_worst_words")
+
+
+def shown_columns(rows: pd.DataFrame) -> dict[str, str]:
+    """COLUMNS, less the peer group's best / average / worst when no row has them to
+    show (a director's or the board's small peer group: three columns of "not shown")."""
+    if rows[["peer_best", "peer_median", "peer_worst"]].notna().to_numpy().any():
+        return dict(COLUMNS)
+    return {column: header for column, header in COLUMNS.items()
+            if column not in PEER_COLUMNS}
+
+
 def display(rows: pd.DataFrame) -> pd.DataFrame:
     """The COLUMNS of `question_rows`, as text, headed as every reader heads them."""
     return pd.DataFrame({header: rows[column].to_numpy() for column, header in
-                         COLUMNS.items()})
+                         shown_columns(rows).items()})
 
 
 def biggest_changes(rows: pd.DataFrame, top: int = TOP_CHANGES

@@ -19,11 +19,13 @@ from scipy.stats import chi2_contingency
 
 from dashboard.accounts import AccountBook, LoginThrottle
 from dashboard.app import create_app, render_page
+from outputs.site_report import load_site_data, render_html
 from pipeline.ingest.files import ingest_file
+from pipeline.psychometrics.stage import run_psychometrics
 from pipeline.publish.writer import publish
 from pipeline.store import load_reference_data, open_store
 from published.layout import MIN_SITES_FOR_DISTRIBUTION, VERDICTS
-from published.questions import COLUMNS, WITHHELD, biggest_changes, question_rows
+from published.questions import COLUMNS, PEER_COLUMNS, biggest_changes, question_rows
 from published.reader import PublishedLayer
 from stats.verdicts import site_verdicts
 from survey.settings import SAMPLES_DIR, Settings
@@ -133,13 +135,17 @@ def test_no_row_rests_on_a_hidden_cell(table, site_items):
 
 # -- readers -------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def app(published_sample):
-    settings, _ = published_sample
+def app_for(settings):
+    """The dashboard over `settings`' published layer, with an admin and A's director."""
     book = AccountBook(settings.accounts_path)
     for username, role, site in (("q-admin", "admin", None), ("q-dir-a", "director", "A")):
         book.add(username, role, PASSWORD, site)
     return create_app(settings, secret_key=b"test secret", throttle=LoginThrottle(free=3))
+
+
+@pytest.fixture(scope="module")
+def app(published_sample):
+    return app_for(published_sample[0])
 
 
 @contextmanager
@@ -165,8 +171,8 @@ def test_a_director_with_fewer_than_ten_peer_sites_sees_no_best_or_worst(app, la
     with signed_in(app, "q-admin"):
         admin, _ = render_page("/principle", "?site=A&wave=2026&principle=P6")
     shown = markdown_tables(director)["The principle's questions"]
-    assert (shown["Peer best"] == WITHHELD).all() and (shown["Peer worst"] == WITHHELD).all()
-    assert (shown["Peer average (median)"] == WITHHELD).all()
+    assert not {"Peer best", "Peer average (median)", "Peer worst"} & set(shown.columns)
+    assert list(shown.columns) == [h for c, h in COLUMNS.items() if c not in PEER_COLUMNS]
     assert "difference from the other sites' average" in page_text(director)
     # No peer figure in the chart either: its traces are the site's and last year's.
     question_chart = [f for f in figures(director) if "questions" in str(
@@ -200,14 +206,14 @@ def planted(tmp_path_factory, instrument, definition_yaml):
     with open_store(store) as con:
         load_reference_data(con, SAMPLES_DIR, instrument)
         ingest_file(con, path, instrument, definition_yaml)
-        publish(con, instrument, settings)
+        publish(con, instrument, settings, run_psychometrics(con, instrument, settings))
     # hs05 is worded positively: agree (4) and strongly agree (5) are favourable.
     hidden_pct = 100 * few.isin(["4", "5"]).mean()
-    return settings.published_path, hidden_pct
+    return settings, hidden_pct
 
 
 def test_a_planted_improvement_is_found_and_leads_the_most_improved(planted):
-    path, _ = planted
+    path = planted[0].published_path
     with PublishedLayer.open(path) as layer:
         row = layer.item_benchmarks("A", 2026).set_index("measure").loc["hs03"]
         assert row["change"] > 20 and row["change_low"] > 0
@@ -220,7 +226,7 @@ def test_a_planted_improvement_is_found_and_leads_the_most_improved(planted):
 
 
 def test_a_hidden_item_cell_takes_no_part_anywhere(planted):
-    path, hidden_pct = planted
+    path, hidden_pct = planted[0].published_path, planted[1]
     cell = read(path, "select n, pct_favourable, suppressed from cells where level = 'site' "
                       "and unit = 'E' and wave = 2025 and breakdown = 'all' and measure = 'hs05'")
     assert cell["suppressed"].iloc[0] and pd.isna(cell["pct_favourable"].iloc[0])
@@ -237,3 +243,68 @@ def test_a_hidden_item_cell_takes_no_part_anywhere(planted):
     assert len(shown_2025) == 7 - len(hidden)
     numbers = table.select_dtypes("number").to_numpy(float).ravel()
     assert not np.isclose(numbers, hidden_pct, rtol=0, atol=1e-9).any()
+
+
+def report_questions(html: str) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """The report's question table (by item id) and its most improved / declined lists."""
+    section = html[html.index('<section class="questions">'):]
+    section = section[:section.index("</section>")]
+    heads = [unescape(h) for h in re.findall(r"<th>(.*?)</th>", section)]
+    rows = {item: [unescape(c) for c in re.findall(r"<td>(.*?)</td>", cells)]
+            for item, cells in re.findall(r"<tr data-item='(\w+)'>(.*?)</tr>", section)}
+    lists = {direction: [unescape(li) for li in re.findall(r"<li>(.*?)</li>", block)]
+             for direction, block in re.findall(r"<ul class='questions-(\w+)'>(.*?)</ul>",
+                                                section)}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=heads), lists
+
+
+def page_lists(component) -> dict[str, list[str]]:
+    """The Principle page's most improved / declined lists, by direction."""
+    found = {}
+
+    def walk(node):
+        if isinstance(node, dict):
+            props = node.get("props", {})
+            name = str(props.get("className", ""))
+            if name.startswith("questions-"):
+                found[name.removeprefix("questions-")] = [
+                    li["props"]["children"] for li in props["children"][1]["props"]["children"]]
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads(json.dumps(component, cls=plotly.utils.PlotlyJSONEncoder)))
+    return found
+
+
+def test_the_board_report_and_the_principle_page_give_the_same_numbers(planted):
+    """Site A in 2026 of the planted layer, as its director sees the Principle page of the
+    principle holding the least favourable question, and as the board report prints it."""
+    settings = planted[0]
+    with PublishedLayer.open(settings.published_path) as layer:
+        html = render_html(load_site_data(layer, "A", 2026))
+        every = question_rows(layer, "A", 2026)
+    report, report_lists = report_questions(html)
+    assert len(report) == 10
+    assert list(report.index) == list(every.sort_values("pct_favourable")["measure"][:10])
+    principle = every.set_index("measure").loc[report.index[0], "principles"].split(",")[0]
+    app = app_for(settings)
+    with signed_in(app, "q-dir-a"):
+        page, _ = render_page("/principle", f"?site=A&wave=2026&principle={principle}")
+    shown = markdown_tables(page)["The principle's questions"]
+    shown.index = shown["Question"].str.split(":").str[0]
+    both = report.index.intersection(shown.index)
+    assert len(both) >= 1 and list(report.columns) == list(shown.columns)
+    assert (report.loc[both].to_numpy().tolist()
+            == shown.loc[both, report.columns].to_numpy().tolist())
+    # The numbers are the published ones, rounded once.
+    published = every.set_index("measure").loc[both]
+    assert list(report.loc[both, "% favourable"]) == [
+        f"{v:.1f}" for v in published["pct_favourable"]]
+    # The same most improved and most declined questions, in the same words; hs03's
+    # planted improvement leads.
+    assert page_lists(page) == report_lists
+    assert report_lists["improved"][0].startswith("hs03: ")
+    assert "points" in report_lists["improved"][0]

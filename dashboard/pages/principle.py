@@ -10,9 +10,9 @@ from dash import dcc, html
 from dashboard.components import chart, notice, table
 from dashboard.figures import question_figure, trend_figure
 from dashboard.view import View
-from published.questions import (COLUMNS as QUESTION_COLUMNS, METHOD, NEGATIVE_NOTE,
-                                 PEER_RULE, TOP_CHANGES, biggest_changes, change_sentence,
-                                 lowest, no_change_words, question_rows)
+from published.questions import (METHOD, NEGATIVE_NOTE, PEER_RULE, TOP_CHANGES,
+                                 biggest_changes, change_sentence, lowest, no_change_words,
+                                 question_rows, shown_columns)
 from published.scores import FAVOURABLE, SCORE, SCORE_AXIS, headline
 
 TITLE = "Principle detail"
@@ -108,7 +108,7 @@ def question_section(view: View, principle: str, item_ids: list[str]) -> list:
         parts.append(chart("principle-questions",
                            question_figure(rows, "Its questions: % favourable, last year and "
                                                  "the peer group"),
-                           table(rows, QUESTION_COLUMNS, "The principle's questions"),
+                           table(rows, shown_columns(rows), "The principle's questions"),
                            summary))
     hidden = [item for item in item_ids if item not in set(rows["measure"])]
     if hidden:
