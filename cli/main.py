@@ -49,16 +49,20 @@ instrument_app = typer.Typer(help="Check instrument files and export them to oth
                               no_args_is_help=True)
 sites_app = typer.Typer(help="Set up the sites (trusts, support units) in the store.",
                         no_args_is_help=True)
-waves_app = typer.Typer(help="Set up survey waves (one per year).", no_args_is_help=True)
+waves_app = typer.Typer(help="Set up survey waves (one per year), open and close them.",
+                        no_args_is_help=True)
 users_app = typer.Typer(help="Dashboard accounts (admin, director, researcher).",
                         no_args_is_help=True)
 
 instrument_app.command("check")(survey_commands.instrument_check)
 instrument_app.command("export")(survey_commands.instrument_export)
+instrument_app.command("compare")(survey_commands.instrument_compare)
 sites_app.command("add")(store_commands.sites_add)
 sites_app.command("load")(store_commands.sites_load)
 sites_app.command("list")(store_commands.sites_list)
 waves_app.command("add")(store_commands.waves_add)
+waves_app.command("close")(store_commands.waves_close)
+waves_app.command("open")(store_commands.waves_open)
 users_app.command("add")(dashboard_commands.users_add)
 users_app.command("list")(dashboard_commands.users_list)
 users_app.command("remove")(dashboard_commands.users_remove)

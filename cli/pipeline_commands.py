@@ -131,6 +131,10 @@ def run_and_summarise(settings: Settings, files: list[Path], site: str | None,
     _print_reliability(result.psychometrics)
     _print_published(result.published, settings)
     out.print(f"validation report: {html_path}")
+    # The dashboard's Fieldwork page reads these counts, never the store (pipeline.fieldwork).
+    from pipeline.fieldwork import write_fieldwork
+
+    write_fieldwork(settings, inst, "culture run")
 
 
 #: Most verdict rows `culture run` prints before it keeps to the latest wave.

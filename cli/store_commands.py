@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from cli.options import DbOption, InstrumentOption, err, instrument_of, out, settings_for
+from survey.errors import CultureError
 from survey.settings import Settings
 
 
@@ -22,15 +23,23 @@ def sites_add(code: str, name: Annotated[str, typer.Option(help="Organisation na
                   "acute_trust, professional_support_unit, independent_support_org or "
                   "primary_care"))],
               region: Annotated[Optional[str], typer.Option(help="Region of England")] = None,
+              contact_email: Annotated[Optional[str], typer.Option(
+                  help="Who respondents may ask about the survey (shown on the form)")] = None,
+              support_text: Annotated[Optional[str], typer.Option(
+                  help="Where to get support now, in a sentence (form and thank-you page)")
+              ] = None,
+              support_url: Annotated[Optional[str], typer.Option(
+                  help="A web page with the site's support (https://...)")] = None,
               db: DbOption = None) -> None:
-    """Add or update one site.
+    """Add or update one site (a whole site file: `culture sites load`).
 
     Example: culture sites add RX1 --name "Tamar Valley Hospitals" --type acute_trust --region "South West"
     """
     from pipeline.store import Site, add_sites, open_store
 
     with open_store(settings_for(db).db_path) as con:
-        add_sites(con, [Site(code, name, site_type, region)])
+        add_sites(con, [Site(code, name, site_type, region, contact_email, support_text,
+                             support_url)])
     out.print(f"site {code.upper()} saved")
 
 
@@ -38,6 +47,9 @@ def sites_load(file: Path, headcounts: Annotated[Optional[Path], typer.Option(
         help="Optional CSV site_code,staff_group,headcount")] = None,
         db: DbOption = None, instrument: InstrumentOption = None) -> None:
     """Load sites from a CSV with columns site_code,name,site_type,region.
+
+    Optional columns contact_email, support_text and support_url give what the survey
+    form tells each site's respondents: who to ask, and where to get support now.
 
     Example: culture sites load data_samples/sites.csv --headcounts data_samples/headcounts.csv
     """
@@ -61,9 +73,11 @@ def sites_list(db: DbOption = None) -> None:
 
     with open_store(settings_for(db).db_path) as con:
         sites = list_sites(con)
-    table = Table("code", "name", "type", "region")
+    table = Table("code", "name", "type", "region", "contact", "support")
     for site in sites:
-        table.add_row(site.site_code, site.name, site.site_type, site.region or "")
+        support = " ".join(x for x in (site.support_text, site.support_url) if x)
+        table.add_row(site.site_code, site.name, site.site_type, site.region or "",
+                      site.contact_email or "", support or "(general services only)")
     out.print(table)
 
 
@@ -78,6 +92,53 @@ def waves_add(year: int, label: Annotated[Optional[str], typer.Option()] = None,
     with open_store(settings_for(db).db_path) as con:
         add_wave(con, year, label)
     out.print(f"wave {year} saved")
+
+
+def _wave_in_store(settings: Settings, year: int) -> None:
+    """Refuse a wave the store does not know (skipped while a run holds the store: the
+    survey lead must be able to close a wave on time)."""
+    from pipeline.store import open_store
+    from survey.errors import StoreError
+
+    try:
+        with open_store(settings.db_path, read_only=True) as con:
+            known = [r[0] for r in con.execute("select wave from waves order by 1").fetchall()]
+    except StoreError:
+        return
+    if year not in known:
+        raise CultureError(f"wave {year} is not in the store (waves: "
+                           f"{', '.join(map(str, known)) or 'none'}); add it with "
+                           f"`culture waves add {year}`")
+
+
+def waves_close(year: int, db: DbOption = None) -> None:
+    """Close a wave: its survey links and invitations stop working, with a kind page.
+
+    Takes effect at once, also on a `culture collect` already running.
+
+    Example: culture waves close 2025
+    """
+    from collect.inbox import set_wave_closed
+
+    settings = settings_for(db)
+    _wave_in_store(settings, year)
+    changed = set_wave_closed(settings.inbox_path, year, closed=True)
+    out.print(f"wave {year} {'closed' if changed else 'was already closed'}: the form "
+              f"refuses new answers; run `culture run` to take in the last of them")
+
+
+def waves_open(year: int, db: DbOption = None) -> None:
+    """Open a closed wave again: its survey links and invitations work again.
+
+    Example: culture waves open 2025
+    """
+    from collect.inbox import set_wave_closed
+
+    settings = settings_for(db)
+    _wave_in_store(settings, year)
+    changed = set_wave_closed(settings.inbox_path, year, closed=False)
+    out.print(f"wave {year} {'opened again' if changed else 'is open'}: the form takes "
+              "answers")
 
 
 def _progress_bar():
@@ -217,16 +278,92 @@ def quarantine(batch: Annotated[Optional[int], typer.Option(help="Only this batc
         out.print(f"... {len(rows) - 200} more; use --csv FILE to get them all")
 
 
-def status(db: DbOption = None) -> None:
-    """Summarise the store: responses per site and wave, batches, quarantined rows.
+def status(db: DbOption = None, instrument: InstrumentOption = None,
+           wave: Annotated[Optional[int], typer.Option(
+               help="Show the fieldwork of this wave (default: every open wave)")] = None
+           ) -> None:
+    """Summarise the store and how fieldwork is going.
+
+    The store: responses per site and wave, batches, quarantined rows. Fieldwork, for each
+    open wave: responses so far by site (with those waiting in the web form's inbox), by
+    staff group against headcount (groups under the minimum group size withheld),
+    invitations issued and used, and web answers by day. The fieldwork counts are also
+    written beside the store for the dashboard's Fieldwork page.
 
     Example: culture status --db dirty.duckdb
     """
+    from pipeline.fieldwork import write_fieldwork
     from pipeline.store import open_store, store_summary
 
-    with open_store(settings_for(db).db_path) as con:
+    settings = settings_for(db, instrument)
+    with open_store(settings.db_path) as con:
         summary = store_summary(con)
     print_summary(summary)
+    path, fieldwork = write_fieldwork(settings, instrument_of(settings), "culture status")
+    print_fieldwork(fieldwork, wave)
+    out.print(f"fieldwork counts written to {path} (the dashboard's Fieldwork page)",
+              highlight=False)
+
+
+def _rate(n: int | None, headcount: int | None) -> str:
+    return f"{n / headcount:.0%}" if n is not None and headcount else ""
+
+
+def print_fieldwork(fieldwork: dict, wave: int | None = None) -> None:
+    """Each open wave (or `wave`): sites, staff groups shown from k, arrivals by day."""
+    k = fieldwork["min_group_size"]
+    waves = [w for w in fieldwork["waves"] if (w["wave"] == wave if wave else w["open"])]
+    if wave and not waves:
+        raise CultureError(f"wave {wave} is not in the store")
+    for closed in (w for w in fieldwork["waves"] if not w["open"] and not wave):
+        out.print(f"wave {closed['wave']}: closed on {closed['closed_on']}, "
+                  f"{closed['responses']} responses", highlight=False)
+    if not waves:
+        out.print("no wave is open for answers (`culture waves open YEAR`)")
+    if len(waves) > 1:   # the latest open one; earlier ones are usually finished
+        out.print(f"also open: {', '.join(str(w['wave']) for w in waves[:-1])} (see one "
+                  "with --wave YEAR; close a finished wave with `culture waves close YEAR`)")
+        waves = waves[-1:]
+    for w in waves:
+        state = "open" if w["open"] else f"closed on {w['closed_on']}"
+        out.print(f"\n[bold]fieldwork, wave {w['wave']}[/bold] ({state}): {w['responses']} "
+                  f"responses so far, {w['waiting']} of them waiting in the web form's inbox "
+                  "for `culture run`")
+        sites = Table(title="by site")
+        sites.add_column("site", no_wrap=True, min_width=4)
+        sites.add_column("name", no_wrap=True, max_width=28, overflow="ellipsis")
+        for heading in ("responses", "headcount", "rate", "in inbox", "invited", "used"):
+            sites.add_column(heading, justify="right", no_wrap=True, min_width=len(heading))
+        for site in w["sites"]:
+            invited = site["invitations_issued"]
+            sites.add_row(site["site"], site["name"], str(site["responses"]),
+                          str(site["headcount"] or ""),
+                          _rate(site["responses"], site["headcount"]), str(site["waiting"]),
+                          str(invited or ""), str(site["invitations_used"]) if invited else "")
+        out.print(sites)
+        out.print("in inbox: web answers not yet taken in by `culture run`; used: marked in "
+                  "tens, so up to nine recent uses may not show yet", style="dim")
+        groups = Table(title=f"by staff group (fewer than {k} responses: not shown)")
+        groups.add_column("site", no_wrap=True, min_width=4)
+        groups.add_column("staff group", no_wrap=True, max_width=40, overflow="ellipsis")
+        for heading in ("responses", "headcount", "rate"):
+            groups.add_column(heading, justify="right", no_wrap=True, min_width=len(heading))
+        for site in w["sites"]:
+            withheld = 0
+            for group in site["groups"]:
+                n, heads = group["responses"], group["headcount"]
+                if n is None:
+                    withheld += 1
+                elif n or heads:
+                    groups.add_row(site["site"], group["label"], str(n), str(heads or ""),
+                                   _rate(n, heads))
+            if withheld:
+                groups.add_row(site["site"], f"{withheld} more, fewer than {k} each", "-",
+                               "", "", style="dim")
+        out.print(groups)
+        if w["days"]:
+            out.print("web answers by day: " + ", ".join(f"{day} {n}" for day, n in w["days"]),
+                      highlight=False)
 
 
 def print_summary(summary: dict) -> None:

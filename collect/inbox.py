@@ -31,6 +31,13 @@ pairs one with another: the best guess is right one time in ten. The price is st
 plainly: marks still waiting when the server stops (fewer than `mark_batch` per site and
 wave) are lost, so those invitations could be used once more after a restart.
 
+Open and closed waves. `culture waves close 2025` writes the wave here, not (only) in
+the store: the survey server must see it at once, while it runs and while `culture run`
+may hold the store, and this file is the one both processes share. The server checks it
+when a form is opened (at most a second old) and the writer checks it again in the
+transaction that would store an answer, so after the close has committed no answer
+for that wave is stored.
+
 Identity. Each inbox file carries a random id written when it is created, so the store
 can tell a new or restored inbox from the one it has read before (`pipeline.ingest.inbox`).
 """
@@ -44,6 +51,7 @@ import queue
 import secrets
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +78,10 @@ create table if not exists tokens (
 create table if not exists inbox_identity (
     inbox_id text not null
 );
+create table if not exists closed_waves (
+    wave integer primary key,
+    closed_on text not null
+);
 """
 
 #: Used marks are written for at least this many invitations of one site and wave at
@@ -83,6 +95,10 @@ class InboxError(CultureError):
 
 class TokenRefused(Exception):
     """An invitation token is unknown, for another survey, or already used."""
+
+
+class WaveClosed(Exception):
+    """The survey wave has been closed (`culture waves close`): no answers are taken."""
 
 
 @dataclass
@@ -136,6 +152,46 @@ def issue_tokens(path: Path | str, site: str, wave: int, count: int) -> list[str
     return tokens
 
 
+def set_wave_closed(path: Path | str, wave: int, closed: bool) -> bool:
+    """Close (or reopen) a wave for the survey server; True if that changed anything."""
+    con = connect(path)
+    try:
+        con.execute("begin immediate")
+        if closed:
+            changed = con.execute("insert or ignore into closed_waves values (?, ?)",
+                                  [wave, dt.date.today().isoformat()]).rowcount
+        else:
+            changed = con.execute("delete from closed_waves where wave = ?", [wave]).rowcount
+        con.execute("commit")
+    finally:
+        con.close()
+    return bool(changed)
+
+
+def closed_waves(path: Path | str) -> dict[int, str]:
+    """{wave: day it was closed} of the waves closed in this inbox (none if no file)."""
+    if not Path(path).exists():
+        return {}
+    con = connect(path)
+    try:
+        return {int(w): day for w, day in con.execute("select wave, closed_on from closed_waves")}
+    finally:
+        con.close()
+
+
+def invitation_counts(path: Path | str) -> list[tuple[str, int, int, int]]:
+    """(site, wave, issued, marked used) per survey with invitations. Used marks are
+    written ten at a time (see the module note), so up to nine recent uses may not show."""
+    if not Path(path).exists():
+        return []
+    con = connect(path)
+    try:
+        return con.execute("select site, wave, count(*), sum(used) from tokens "
+                           "group by site, wave order by site, wave").fetchall()
+    finally:
+        con.close()
+
+
 #: Most invitations one call makes (a typo guard: the largest trust has a few thousand).
 MAX_INVITATIONS = 100_000
 
@@ -174,6 +230,34 @@ class Inbox:
         self._writer = threading.Thread(target=self._write_loop, name="inbox-writer",
                                         daemon=True)
         self._writer.start()
+        # The request threads' own connection, for the checks made when a form opens.
+        self._reader = connect(self.path)
+        self._reader_lock = threading.Lock()
+        self._closed: tuple[float, frozenset[int]] = (0.0, frozenset())
+
+    def wave_closed(self, wave: int) -> bool:
+        """Whether `culture waves close` closed this wave (read at most once a second)."""
+        checked, closed = self._closed
+        if time.monotonic() - checked > 1.0:
+            with self._reader_lock:
+                closed = frozenset(r[0] for r in self._reader.execute(
+                    "select wave from closed_waves"))
+            self._closed = (time.monotonic(), closed)
+        return wave in closed
+
+    def invitation_state(self, token: str, site: str, wave: int) -> str:
+        """'unused', 'used' or 'unknown' (never issued, or for another site or wave): the
+        check made when an invitation link is opened, so that nobody types answers that
+        would then be refused. Reads nothing that pairs a token with an answer."""
+        token_hash = hash_token(token)
+        with self._reader_lock:
+            row = self._reader.execute("select used from tokens where token_hash = ? and "
+                                       "site = ? and wave = ?",
+                                       [token_hash, site, wave]).fetchone()
+        if row is None:
+            return "unknown"
+        waiting = self._unmarked.get((site, wave), ())
+        return "used" if row[0] or token_hash in waiting else "unused"
 
     def form_secret(self) -> bytes:
         """The key that signs form tokens, made once and kept in the inbox, so forms
@@ -233,7 +317,12 @@ class Inbox:
         claimed: list[tuple[tuple[str, int], str]] = []
         try:
             con.execute("begin immediate")
+            # Read in the storing transaction: once a close commits, nothing gets past.
+            closed = {r[0] for r in con.execute("select wave from closed_waves")}
             for pending in batch:
+                if pending.wave in closed:
+                    pending.error = WaveClosed(f"the {pending.wave} survey has closed")
+                    continue
                 self._write_one(con, pending, today, claimed)
             con.execute("commit")  # synchronous=full: on disk before anyone is told
         except sqlite3.Error as error:
@@ -306,6 +395,7 @@ class Inbox:
         self._queue.put(None)
         self._writer.join(timeout=10)
         self._con.close()
+        self._reader.close()
         return self.unmarked()
 
 

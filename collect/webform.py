@@ -8,12 +8,20 @@ radio button per answer, "Don't know / prefer not to say" always offered, nothin
 required; the attributes are marked optional. Keyboard and screen-reader friendly
 (WCAG 2.1 AA: labels, focus outline, 4.5:1 contrast, 44 px targets).
 
+The page names the organisation it is for and who runs the survey, links a privacy
+notice the server serves itself (``/privacy``), and says where to get support now, from
+the site's own details (`SurveySite`, from the sites table), again on the thank-you page.
+An invitation link is checked when the form opens, so a bogus or used link gets a kind
+page at once rather than after the respondent has typed every answer; a closed wave
+(`culture waves close`) gets a kind 410 page both when the form opens and when answers
+are sent.
+
 Every post is checked before anything is stored, and refused with a clear 4xx when:
 the body is too large (413), the form token is missing or forged (403: cross-site
 request forgery protection, since a token is signed for this site and wave), the
 Origin is another site (403), a field is unknown or a code out of range (400), an
-invitation token is unknown or used (403 / 409), or the body is not an HTML form post
-(415). Accepted answers go to the durable inbox (`collect.inbox`), and only then is the
+invitation token is unknown or used (403 / 409), the wave has closed (410), or the body is
+not an HTML form post (415). Accepted answers go to the durable inbox (`collect.inbox`), and only then is the
 respondent thanked.
 """
 
@@ -24,11 +32,12 @@ import hashlib
 import hmac
 import re
 import secrets
+from dataclasses import dataclass
 from html import escape
 from http import HTTPStatus
 from urllib.parse import parse_qs, unquote_to_bytes, urlparse
 
-from collect.inbox import Inbox, TokenRefused
+from collect.inbox import Inbox, TokenRefused, WaveClosed
 from survey.instrument import Instrument
 
 _FORM_SLOT, _INVITATION_SLOT = "@@form-token@@", "@@invitation@@"
@@ -51,6 +60,18 @@ def check_form_token(secret: bytes, token: str, site: str, wave: int) -> str | N
     if not nonce or not hmac.compare_digest(signature, sign(secret, nonce, site, wave)):
         return None
     return nonce
+
+
+@dataclass(frozen=True)
+class SurveySite:
+    """What the form tells a site's respondents: the organisation, who to ask about the
+    survey, and where to get support now (all but the name optional)."""
+
+    code: str
+    name: str
+    contact_email: str | None = None
+    support_text: str | None = None
+    support_url: str | None = None
 
 
 class SubmissionError(Exception):
@@ -134,11 +155,25 @@ class CollectApp:
     """
 
     def __init__(self, instrument: Instrument, inbox: Inbox, surveys: set[tuple[str, int]],
-                 require_tokens: bool = False, secret: bytes | None = None) -> None:
+                 require_tokens: bool = False, secret: bytes | None = None,
+                 sites: dict[str, SurveySite] | None = None, run_by: str | None = None,
+                 contact: str | None = None, min_group_size: int = 10) -> None:
         self.instrument, self.inbox, self.surveys = instrument, inbox, surveys
+        self.min_group_size = min_group_size
         self.require_tokens = require_tokens
         self.secret = secret or inbox.form_secret()
+        self.sites = sites or {}
+        self.run_by, self.contact = run_by, contact
         self._rendered: dict[tuple[str, int], str] = {}
+
+    def site(self, code: str) -> SurveySite:
+        return self.sites.get(code) or SurveySite(code, f"site {code}")
+
+    def about(self, code: str) -> About:
+        """Who runs the survey for a site and how to reach them."""
+        site = self.site(code)
+        return About(site, self.run_by or f"the survey team at {site.name}",
+                     site.contact_email or self.contact)
 
     def test_client(self):
         """A werkzeug test client for this app (tests only)."""
@@ -153,11 +188,19 @@ class CollectApp:
         return [b"" if environ["REQUEST_METHOD"] == "HEAD" else body]
 
     def handle(self, environ: dict) -> tuple[int, list[tuple[str, str]], bytes]:
-        match = _SURVEY_PATH.fullmatch(environ.get("PATH_INFO", ""))
+        path = environ.get("PATH_INFO", "")
+        method = environ["REQUEST_METHOD"]
+        if path == "/privacy" and method in ("GET", "HEAD"):
+            code = parse_qs(environ.get("QUERY_STRING", "")).get("site", [""])[0]
+            return _page("How your answers are used", privacy_notice(
+                self.about(code) if code in {s for s, _ in self.surveys} else None,
+                self.min_group_size), 200)
+        match = _SURVEY_PATH.fullmatch(path)
         survey = match and (match[1], int(match[2]))
         if survey not in self.surveys:
             return _message("There is no survey at this address; please check your link.", 404)
-        method = environ["REQUEST_METHOD"]
+        if self.inbox.wave_closed(survey[1]):
+            return self.closed(*survey)
         if method in ("GET", "HEAD"):
             return self.form(environ, *survey)
         if method == "POST":
@@ -165,14 +208,41 @@ class CollectApp:
         status, headers, body = _message("This address only accepts the survey form.", 405)
         return status, [*headers, ("Allow", "GET, HEAD, POST")], body
 
+    def closed(self, site: str, wave: int):
+        about = self.about(site)
+        return _page("This survey has closed",
+                     f"<p role='alert'>The {wave} survey for {escape(about.site.name)} has "
+                     "closed, so it no longer takes answers. Thank you for wanting to "
+                     "take part.</p>" + _contact(about) + support_html(about.site), 410)
+
+    def refused_invitation(self, site: str, state: str):
+        """The kind page for an invitation link that cannot be used (before any typing)."""
+        about = self.about(site)
+        if state == "used":
+            return _page("This invitation has already been used",
+                         "<p role='alert'>Answers have already been sent with this invitation "
+                         "link, and each link can be used only once. If that was you, thank "
+                         "you: your answers are saved.</p>" + _contact(about)
+                         + support_html(about.site), 409)
+        return _page("This invitation link is not recognised",
+                     "<p role='alert'>This link does not match an invitation for this "
+                     "survey. It may have been cut short when it was copied: please open "
+                     "the full link from your invitation.</p>" + _contact(about)
+                     + support_html(about.site), 403)
+
     def form(self, environ: dict, site: str, wave: int):
         token = parse_qs(environ.get("QUERY_STRING", "")).get("t", [""])[0]
         if self.require_tokens and not token:
             return _message("Please use the personal link from your invitation.", 403)
+        if token:
+            state = self.inbox.invitation_state(token, site, wave)
+            if state != "unused":
+                return self.refused_invitation(site, state)
         # The page is the same for everyone but its two tokens: render it once.
         if (site, wave) not in self._rendered:
             self._rendered[(site, wave)] = render_form(self.instrument, site, wave,
-                                                       _FORM_SLOT, _INVITATION_SLOT)
+                                                       _FORM_SLOT, _INVITATION_SLOT,
+                                                       self.about(site))
         page = self._rendered[(site, wave)].replace(
             _FORM_SLOT, new_form_token(self.secret, site, wave))
         page = page.replace(_INVITATION_SLOT, escape(token, quote=True)).encode()
@@ -227,20 +297,43 @@ class CollectApp:
                             + "; ".join(error.problems), error.status)
         except TokenRefused as error:
             return _message(str(error).capitalize() + ".", 409 if token else 403)
-        return _message("Thank you. Your answers have been saved anonymously."
-                        + (" (They had already been received.)" if outcome == "duplicate"
-                           else ""), 200, title="Thank you")
+        except WaveClosed:
+            return self.closed(site, wave)
+        return self.thanks(site, outcome == "duplicate")
+
+    def thanks(self, site: str, duplicate: bool):
+        about = self.about(site)
+        said = ("<p role='status'>Your answers have been saved anonymously"
+                + (": they had already been received, so nothing more is needed." if duplicate
+                   else ".") + "</p>"
+                "<p>Nobody can tell which answers are yours. Results are shown only for "
+                f"groups of {_count(self.min_group_size)} or more people.</p>")
+        return _page("Thank you", said + support_html(about.site, after=True)
+                     + _contact(about), 200)
+
+
+@dataclass(frozen=True)
+class About:
+    """Who a site's survey is for and run by, and the address for questions about it."""
+
+    site: SurveySite
+    run_by: str
+    contact: str | None
 
 
 def create_collect_app(instrument: Instrument, inbox: Inbox, surveys: set[tuple[str, int]],
-                       require_tokens: bool = False, secret: bytes | None = None) -> CollectApp:
-    """The survey server for `surveys` (site, wave) pairs, storing into `inbox`."""
-    return CollectApp(instrument, inbox, surveys, require_tokens, secret)
+                       require_tokens: bool = False, secret: bytes | None = None,
+                       sites: dict[str, SurveySite] | None = None, run_by: str | None = None,
+                       contact: str | None = None, min_group_size: int = 10) -> CollectApp:
+    """The survey server for `surveys` (site, wave) pairs, storing into `inbox`; `sites`
+    names each site's organisation, contact and support, `run_by` who runs the survey."""
+    return CollectApp(instrument, inbox, surveys, require_tokens, secret, sites, run_by,
+                      contact, min_group_size)
 
 
 _SURVEY_PATH = re.compile(r"/s/([^/]+)/([0-9]{1,6})")
 _STATUS = {code: f"{code} {HTTPStatus(code).phrase}"
-           for code in (200, 400, 403, 404, 405, 409, 413, 415)}
+           for code in (200, 400, 403, 404, 405, 409, 410, 413, 415)}
 
 
 def _field(raw: bytes) -> str:
@@ -271,6 +364,73 @@ def _message(text: str, status: int, title: str = "Survey"):
     return status, [("Content-Type", "text/html; charset=utf-8")], _wrap(title, body).encode()
 
 
+def _page(title: str, content_html: str, status: int):
+    """A kind page: a heading and prepared HTML (everything in it already escaped)."""
+    body = f"<main class='box'><h1>{escape(title)}</h1>{content_html}</main>"
+    return status, [("Content-Type", "text/html; charset=utf-8"),
+                    ("Cache-Control", "no-store")], _wrap(title, body).encode()
+
+
+def _mailto(address: str) -> str:
+    return f"<a href='mailto:{escape(address, quote=True)}'>{escape(address)}</a>"
+
+
+def _contact(about: About) -> str:
+    if about.contact:
+        return (f"<p>Questions about the survey: {escape(about.run_by)}, "
+                f"{_mailto(about.contact)}.</p>")
+    return ("<p>Questions about the survey: please ask the person who sent you the "
+            "link.</p>")
+
+
+#: Said when a site has given no support details of its own: services open to every
+#: doctor in England, whatever their site.
+GENERAL_SUPPORT = ("You can talk in confidence to NHS Practitioner Health "
+                   "(practitionerhealth.nhs.uk), a free service for doctors, or call "
+                   "Samaritans on 116 123, free, day or night. In an emergency call 999.")
+
+
+def support_html(site: SurveySite, after: bool = False) -> str:
+    """Where to get support now: the site's own words and link, then the general services."""
+    heading = ("If anything in this survey has been hard to think about" if after
+               else "If you need support now")
+    own = ""
+    if site.support_text:
+        own += f"<p>{escape(site.support_text)}</p>"
+    if site.support_url:
+        own += (f"<p><a href='{escape(site.support_url, quote=True)}' rel='noopener'>"
+                f"Support at {escape(site.name)}</a></p>")
+    return (f"<aside class='support' aria-labelledby='support-h'><h2 id='support-h'>"
+            f"{escape(heading)}</h2>{own}<p>{escape(GENERAL_SUPPORT)}</p></aside>")
+
+
+def _count(number: int) -> str:
+    words = {5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine", 10: "ten"}
+    return words.get(number, str(number))
+
+
+def privacy_notice(about: About | None, min_group_size: int = 10) -> str:
+    """The privacy notice, in the project's own words (HTML)."""
+    who = (f"<p>This survey is run by {escape(about.run_by)} for {escape(about.site.name)}."
+           "</p>" + _contact(about)) if about else ""
+    return who + (
+        "<h2>What is kept</h2><p>Your answers, the site and survey year they are for, how "
+        "long the form took in seconds, and the day (not the time) they were sent. Nothing "
+        "else: not your name, email or network address, and no cookies.</p>"
+        "<h2>Invitation links</h2><p>If you were sent a personal link, it only stops the "
+        "same link being used twice. Only a scrambled copy of the link is kept, and it is "
+        "marked as used together with others, so nobody, not even the survey team, can "
+        "tell which answers came from which link.</p>"
+        "<h2>What is shown</h2><p>Results are shown only as totals for groups of at least "
+        f"{_count(min_group_size)} people (never fewer than five, whatever the settings). "
+        "Nobody sees one "
+        "person's answers. The optional questions about you are used only to compare such "
+        "groups.</p>"
+        "<h2>Your choice</h2><p>Every question can be skipped, and you can stop at any "
+        "time: nothing is kept until you press \u201cSend my answers\u201d. Because answers "
+        "cannot be traced back to you, they cannot be withdrawn once sent.</p>")
+
+
 def _wrap(title: str, body: str, script: str = "") -> str:
     return (f"<!DOCTYPE html><html lang='en-GB'><head><meta charset='utf-8'>"
             f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
@@ -279,10 +439,12 @@ def _wrap(title: str, body: str, script: str = "") -> str:
 
 
 def render_form(instrument: Instrument, site: str, wave: int, form_token: str,
-                invitation: str = "") -> str:
+                invitation: str = "", about: About | None = None) -> str:
     """The whole survey as one accessible HTML page (sections shown one at a time by JS)."""
+    about = about or About(SurveySite(site, f"site {site}"), f"the survey team at site {site}",
+                           None)
     sections = [("About this survey",
-                 f"<p>{escape(instrument.introduction)}</p>")]
+                 f"<p>{escape(instrument.introduction)}</p>" + support_html(about.site))]
     # Neutral headings ("Questions, part 2"): a scale's name ("Help-seeking stigma")
     # would tell respondents what is being measured and colour their answers.
     groups = [instrument.items_of(scale.id) for scale in instrument.scales]
@@ -306,7 +468,13 @@ def render_form(instrument: Instrument, site: str, wave: int, form_token: str,
                      + (f"<button type='button' class='next'>Next</button>" if number < total
                         else "<button type='submit' id='submit'>Send my answers</button>")
                      + "</div></section>")
-    body = (f"<main><h1>{escape(instrument.title)}</h1>"
+    header = (f"<header class='about'><p class='for'>For staff of "
+              f"<strong>{escape(about.site.name)}</strong>: the {wave} survey.</p>"
+              f"<p>Run by {escape(about.run_by)}"
+              + (f" ({_mailto(about.contact)})" if about.contact else "")
+              + f". <a href='/privacy?site={escape(site, quote=True)}'>How your answers are "
+              "used (privacy notice)</a></p></header>")
+    body = (f"<main><h1>{escape(instrument.title)}</h1>{header}"
             f"<form method='post' action='/s/{escape(site)}/{wave}' id='survey'>"
             f"<input type='hidden' name='form_token' value='{escape(form_token)}'>"
             + f"<input type='hidden' name='t' value='{escape(invitation)}'>"
@@ -322,8 +490,10 @@ def _question(instrument: Instrument, item) -> str:
     radios = "".join(
         f"<label class='option'><input type='radio' name='{item.id}' value='{code}'>"
         f"<span>{escape(label)}</span></label>" for code, label in options)
+    # "scale": the answers of one question read left to right on one row (stacked on a
+    # phone); the attributes' longer lists wrap as a grid.
     return (f"<fieldset class='question'><legend>{escape(item.text)}</legend>"
-            f"<div class='options'>{radios}</div></fieldset>")
+            f"<div class='options scale'>{radios}</div></fieldset>")
 
 
 def _attribute(attribute) -> str:
@@ -338,14 +508,24 @@ def _attribute(attribute) -> str:
 _CSS = """
 body{margin:0;font:18px/1.5 system-ui,-apple-system,'Segoe UI',sans-serif;color:#1b1b1b;
 background:#f7f7f7}
-main{max-width:720px;margin:0 auto;padding:12px 16px 40px}
+main{max-width:1000px;margin:0 auto;padding:12px 16px 40px}
 h1{font-size:1.5rem}h2{font-size:1.25rem}
+a{color:#004f7a}
+.about{margin:-6px 0 8px}.about p{margin:2px 0}
+.support{border-left:5px solid #005a8c;background:#eaf3f8;border-radius:6px;margin:16px 0;
+padding:6px 16px}
+.support h2{font-size:1.1rem;margin:8px 0 4px}
 .question{border:1px solid #c8c8c8;border-radius:8px;background:#fff;margin:0 0 14px;
-padding:10px 12px}
-legend{font-weight:600;padding:0 4px}
-.options{display:flex;flex-wrap:wrap;gap:6px;margin-top:6px}
+padding:10px 12px;min-width:0}
+legend{font-weight:600;padding:0 4px;float:left;width:100%;box-sizing:border-box;
+overflow-wrap:anywhere}
+.options{clear:both;display:flex;flex-wrap:wrap;gap:6px;padding-top:6px}
 .option{display:flex;align-items:center;gap:8px;min-height:44px;padding:4px 10px;
-border:1px solid #767676;border-radius:6px;cursor:pointer;flex:1 1 180px}
+border:1px solid #767676;border-radius:6px;cursor:pointer;flex:1 1 180px;min-width:0;
+box-sizing:border-box;overflow-wrap:anywhere}
+.options.scale{flex-wrap:nowrap}
+.options.scale .option{flex:1 1 0;flex-direction:column;justify-content:flex-start;
+text-align:center;gap:4px;padding:8px 6px}
 .option input{width:22px;height:22px;margin:0;flex:none}
 .option:focus-within{outline:3px solid #b35806;outline-offset:2px}
 .optional{font-weight:400;color:#4a4a4a}
@@ -355,8 +535,13 @@ button{font-size:1rem;min-height:44px;padding:8px 20px;border-radius:6px;border:
 #005a8c;background:#005a8c;color:#fff;cursor:pointer}
 button.back{background:#fff;color:#005a8c}
 button:focus-visible{outline:3px solid #b35806;outline-offset:2px}
-.box{background:#fff;border-radius:8px;margin-top:8vh;padding:16px 22px}
+.box{background:#fff;border-radius:8px;margin-top:8vh;padding:16px 22px;max-width:720px}
 .js .step{display:none}.js .step.current{display:block}
+@media (max-width:640px){
+.options.scale{flex-direction:column}
+.options.scale .option{flex:none;flex-direction:row;text-align:left;gap:10px;
+min-height:48px;padding:6px 12px}
+}
 """
 
 # Progressive enhancement: one section at a time, focus moved to each new heading so

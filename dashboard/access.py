@@ -41,6 +41,8 @@ PAGE_ROLES = {
     "/equity": ("admin", "director"),
     "/quality": ("admin", "director", "researcher"),
     "/export": ("admin", "researcher"),
+    # The survey lead's view of a wave in progress (counts only, groups below k hidden).
+    "/fieldwork": ("admin",),
     # The statistical and psychometric detail; a director reads it in plain words on
     # the pages and in the glossary.
     "/methods": ("admin", "researcher"),

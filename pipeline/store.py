@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,7 +28,7 @@ from survey.instrument import Instrument
 from survey.sites import SITE_TYPES
 
 #: (version, SQL resource in pipeline/sql) applied in order to reach that version.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, "schema_v1.sql"),)
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, "schema_v1.sql"), (2, "schema_v2.sql"))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 
@@ -144,6 +145,17 @@ class Site:
     name: str
     site_type: str
     region: str | None = None
+    #: Optional, for the survey form: who answers questions about the survey at this
+    #: site, and where a respondent can get support now (a sentence and/or a web page).
+    contact_email: str | None = None
+    support_text: str | None = None
+    support_url: str | None = None
+
+
+#: The sites file's optional columns (old files without them still load).
+SITE_OPTIONAL_COLUMNS = ("contact_email", "support_text", "support_url")
+_EMAIL = re.compile(r"[^@\s<>\"']+@[^@\s<>\"']+\.[A-Za-z]{2,}")
+_WEB_ADDRESS = re.compile(r"https?://[^\s<>\"']+")
 
 
 def _read_rows(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
@@ -174,8 +186,20 @@ def add_sites(con: duckdb.DuckDBPyConnection, sites: list[Site], source: str = "
                 f"{source}: row {number}, column site_type: '{site.site_type}' is not a site "
                 f"type; accepted: {', '.join(SITE_TYPES)}"
             )
-    insert_rows(con, "sites", ["site_code", "name", "site_type", "region"],
-                [[s.site_code.upper(), s.name, s.site_type, s.region or None] for s in sites],
+        # Shown to respondents as a mailto: and a link, so only plain addresses pass
+        # (never a javascript: or data: link on the survey form).
+        if site.contact_email and not _EMAIL.fullmatch(site.contact_email):
+            raise ReferenceDataError(f"{source}: row {number}, column contact_email: "
+                                     f"'{site.contact_email}' is not an email address")
+        if site.support_url and not _WEB_ADDRESS.fullmatch(site.support_url):
+            raise ReferenceDataError(f"{source}: row {number}, column support_url: "
+                                     f"'{site.support_url}' is not a web address starting "
+                                     "https:// or http://")
+    insert_rows(con, "sites", ["site_code", "name", "site_type", "region",
+                               *SITE_OPTIONAL_COLUMNS],
+                [[s.site_code.upper(), s.name, s.site_type, s.region or None,
+                  s.contact_email or None, s.support_text or None, s.support_url or None]
+                 for s in sites],
                 key=["site_code"])
     return len(sites)
 
@@ -212,9 +236,11 @@ def insert_rows(con: duckdb.DuckDBPyConnection, table: str, columns: list[str],
 
 
 def load_sites_csv(con: duckdb.DuckDBPyConnection, path: Path) -> int:
-    """Load a `site_code,name,site_type,region` CSV into the sites table."""
+    """Load a `site_code,name,site_type,region` CSV into the sites table; the columns
+    contact_email, support_text and support_url are optional (the survey form shows them)."""
     rows = _read_rows(path, ("site_code", "name", "site_type", "region"))
-    return add_sites(con, [Site(r["site_code"], r["name"], r["site_type"], r["region"])
+    return add_sites(con, [Site(r["site_code"], r["name"], r["site_type"], r["region"],
+                                *(r.get(c) or None for c in SITE_OPTIONAL_COLUMNS))
                            for r in rows], source=str(path))
 
 
@@ -298,7 +324,8 @@ def survey_pairs(con: duckdb.DuckDBPyConnection) -> set[tuple[str, int]]:
 def list_sites(con: duckdb.DuckDBPyConnection) -> list[Site]:
     """The sites in the store, by code."""
     return [Site(*row) for row in con.execute(
-        "select site_code, name, site_type, region from sites order by site_code").fetchall()]
+        "select site_code, name, site_type, region, contact_email, support_text, support_url "
+        "from sites order by site_code").fetchall()]
 
 
 def store_summary(con: duckdb.DuckDBPyConnection) -> dict[str, object]:

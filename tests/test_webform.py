@@ -182,6 +182,7 @@ def test_a_negative_content_length_is_refused_without_reading_the_stream(instrum
 
 def test_invitation_tokens_are_single_use_and_unlinkable(instrument, inbox_path):
     links = issue_tokens(inbox_path, "A", 2025, 3)
+    [for_c] = issue_tokens(inbox_path, "C", 2025, 1)
     inbox = Inbox(inbox_path, mark_batch=2)
     client = create_collect_app(instrument, inbox, {("A", 2025), ("C", 2025)},
                                 require_tokens=True).test_client()
@@ -191,14 +192,19 @@ def test_invitation_tokens_are_single_use_and_unlinkable(instrument, inbox_path)
         assert f"name='t' value='{links[0]}'" in page
         ok = client.post("/s/A/2025", data={"form_token": TOKEN.search(page).group(1),
                                             "t": links[0], "hs01": "3"})
+        # A used, made-up or other site's link is refused as the form opens ...
+        assert client.get(f"/s/A/2025?t={links[0]}").status_code == 409
+        assert client.get("/s/A/2025?t=made-up").status_code == 403
+        assert client.get(f"/s/C/2025?t={links[1]}").status_code == 403
+        # ... and when answers are sent with it from a form opened with a good link.
         replay = client.post("/s/A/2025", data={"form_token": form_token(client,
-                                                f"/s/A/2025?t={links[0]}"),
+                                                f"/s/A/2025?t={links[2]}"),
                                                 "t": links[0], "hs01": "5"})
         forged = client.post("/s/A/2025", data={"form_token": form_token(client,
-                                                "/s/A/2025?t=made-up"),
+                                                f"/s/A/2025?t={links[2]}"),
                                                 "t": "made-up", "hs01": "5"})
         other_site = client.post("/s/C/2025", data={"form_token": form_token(
-            client, f"/s/C/2025?t={links[1]}"), "t": links[1], "hs01": "5"})
+            client, f"/s/C/2025?t={for_c}"), "t": links[1], "hs01": "5"})
         assert ok.status_code == 200
         assert replay.status_code == 409 and "already been used" in replay.text
         assert forged.status_code == 409 and other_site.status_code == 409

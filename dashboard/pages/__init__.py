@@ -5,8 +5,8 @@ for admins and directors, an all-sites page for researchers; False), `layout(vie
 and, if it has controls of its own, `register(app)`.
 """
 
-from dashboard.pages import (benchmark, equity, export, glossary, methods, overview, principle,
-                             quality, trends)
+from dashboard.pages import (benchmark, equity, export, fieldwork, glossary, methods, overview,
+                             principle, quality, trends)
 
 PAGES = {
     "/": overview,
@@ -16,6 +16,7 @@ PAGES = {
     "/equity": equity,
     "/quality": quality,
     "/export": export,
+    "/fieldwork": fieldwork,
     "/methods": methods,
     "/glossary": glossary,
 }
