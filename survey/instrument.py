@@ -108,6 +108,24 @@ class Scale(_Strict):
     references: tuple[str, ...] = ()
 
 
+class AskedIf(_Strict):
+    """Routing: the item is asked only of respondents whose attribute answer is one of `in`.
+
+    Everyone else skips it, and their answer is missing by design, not by choice.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    attribute: str = Field(pattern=IDENTIFIER)
+    codes: tuple[str, ...] = Field(min_length=1, alias="in")
+
+    def describe(self, instrument: "Instrument") -> str:
+        """The condition in words, e.g. 'asked only of: Consultant, SAS doctor (...)'."""
+        labels = {o.code: o.label for a in instrument.attributes if a.id == self.attribute
+                  for o in a.options}
+        return "asked only of: " + ", ".join(labels.get(c, c) for c in self.codes)
+
+
 class Item(_Strict):
     """One question: a statement answered on a response scale."""
 
@@ -119,6 +137,19 @@ class Item(_Strict):
     reverse: bool
     principles: tuple[str, ...] = ()
     response_scale: str = "agree5"
+    asked_if: AskedIf | None = None
+    #: The id of the item in the `previous_version` with the same wording, keying and
+    #: answers: answers to the two can be compared across waves item by item.
+    same_as: str | None = None
+    #: Ids of previous-version items this one takes over from with new wording (not comparable).
+    replaces: tuple[str, ...] = ()
+
+
+class Change(_Strict):
+    """One version's entry in the instrument's changelog."""
+
+    version: str = Field(pattern=r"^\d+\.\d+(\.\d+)?$")
+    changes: tuple[str, ...] = Field(min_length=1)
 
 
 class AttributeOption(_Strict):
@@ -176,6 +207,9 @@ class Instrument(_Strict):
     principles: tuple[Principle, ...]
     scoring: Scoring
     references: tuple[Reference, ...] = ()
+    #: The version this one was revised from; items' `same_as` name ids in that version.
+    previous_version: str | None = Field(default=None, pattern=r"^\d+\.\d+(\.\d+)?$")
+    changelog: tuple[Change, ...] = ()
 
     @property
     def key(self) -> str:
@@ -280,6 +314,20 @@ def _cross_reference_problems(inst: Instrument) -> list[str]:
                                 f"defined: {sorted(scale_ids)}")
         elif item.scale is not None:
             problems.append(f"{where}, field 'scale': outcome items are not part of a scale")
+        if item.asked_if is not None:
+            attribute = {a.id: a for a in inst.attributes}.get(item.asked_if.attribute)
+            if attribute is None:
+                problems.append(f"{where}, field 'asked_if': '{item.asked_if.attribute}' is not "
+                                f"an attribute; defined: {sorted(a.id for a in inst.attributes)}")
+            else:
+                known = [o.code for o in attribute.options]
+                for code in item.asked_if.codes:
+                    if code not in known:
+                        problems.append(f"{where}, field 'asked_if': '{code}' is not an option "
+                                        f"of '{attribute.id}'; options: {known}")
+        if (item.same_as or item.replaces) and inst.previous_version is None:
+            problems.append(f"{where}, field 'same_as' / 'replaces': name the version they refer "
+                            f"to in the top-level field 'previous_version'")
         for principle in item.principles:
             if principle not in principle_ids:
                 problems.append(f"{where}, field 'principles': '{principle}' is not one of "

@@ -6,6 +6,11 @@ in a shape `pipeline.ingest.tools` (and ingest) accept: the field names are our 
 attribute ids and the stored choice codes are the instrument's own codes. All wording
 comes from the instrument file; nothing here writes question text.
 
+What a respondent sees follows the web form: sites are offered by name (the code is
+stored), the survey year is set by the project as a hidden value, never typed, section
+headings are neutral ("Questions, part 2 of 9"), never a construct's name, and an item
+asked only of some groups (`asked_if`) carries the tool's own branching.
+
 The printable HTML / PDF version is in `survey.printable`.
 """
 
@@ -13,12 +18,16 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import date
 from pathlib import Path
+from typing import Sequence
 
 from survey.errors import CultureError
-from survey.instrument import Instrument
+from survey.instrument import Instrument, Item
 from survey.printable import write_html, write_pdf
-from survey.questionnaire import ABOUT_YOU_NOTE, ABOUT_YOU_SECTION, item_choices, sections
+from survey.questionnaire import (ABOUT_YOU_NOTE, ABOUT_YOU_SECTION, ROUTING_NOTE,
+                                  ROUTING_SECTION, closing_attributes, item_choices,
+                                  routing_attributes, sections)
 
 #: REDCap's data dictionary columns, exactly and in this order (its upload checks both).
 REDCAP_COLUMNS = (
@@ -37,6 +46,37 @@ FIXED_COLUMNS = ("response_id", "site", "wave", "submitted_on", "duration_second
 WAVE_MIN, WAVE_MAX = 2000, 2100
 
 EXPORT_FORMATS = ("redcap", "xlsform", "html", "pdf", "csv")
+
+#: Sites offered in a form: a code alone (shown as itself) or (code, name), name shown.
+Sites = Sequence["str | tuple[str, str]"]
+
+
+def site_choices(sites: Sites) -> list[tuple[str, str]]:
+    """(code, label) for each site: the name where one is known, else the code."""
+    return [(s, s) if isinstance(s, str) else (s[0], s[1] or s[0]) for s in sites]
+
+
+def survey_year(wave: int | None) -> int:
+    """The year a form records: the one given, else this calendar year."""
+    year = date.today().year if wave is None else wave
+    if not WAVE_MIN <= year <= WAVE_MAX:
+        raise CultureError(f"--wave {year}: give a survey year from {WAVE_MIN} to {WAVE_MAX}")
+    return year
+
+
+def redcap_branching(item: Item) -> str:
+    """REDCap's "show the field only if" for an item asked of some groups; '' for everyone."""
+    if item.asked_if is None:
+        return ""
+    return " or ".join(f"[{item.asked_if.attribute}] = '{code}'" for code in item.asked_if.codes)
+
+
+def xlsform_relevant(item: Item) -> str:
+    """XLSForm's `relevant` for an item asked of some groups; '' for everyone."""
+    if item.asked_if is None:
+        return ""
+    return " or ".join(f"${{{item.asked_if.attribute}}} = '{code}'"
+                       for code in item.asked_if.codes)
 
 
 def form_name(instrument: Instrument) -> str:
@@ -67,8 +107,10 @@ def _choices_text(pairs: list[tuple[object, str]]) -> str:
     return " | ".join(f"{code}, {label}" for code, label in pairs)
 
 
-def redcap_rows(instrument: Instrument, site_codes: tuple[str, ...] = ()) -> list[dict[str, str]]:
-    """The data dictionary as rows keyed by `REDCAP_COLUMNS`."""
+def redcap_rows(instrument: Instrument, site_codes: Sites = (),
+                wave: int | None = None) -> list[dict[str, str]]:
+    """The data dictionary as rows keyed by `REDCAP_COLUMNS`; `wave` is the survey year
+    the project sets (default: this year)."""
     form = form_name(instrument)
 
     def row(name: str, field_type: str, label: str, **cells: str) -> dict[str, str]:
@@ -80,20 +122,35 @@ def redcap_rows(instrument: Instrument, site_codes: tuple[str, ...] = ()) -> lis
                   "note": "Field Note", "validation": "Text Validation Type OR Show Slider Number",
                   "vmin": "Text Validation Min", "vmax": "Text Validation Max",
                   "required": "Required Field?", "matrix": "Matrix Group Name",
-                  "annotation": "Field Annotation", "align": "Custom Alignment"}[key]] = value
+                  "annotation": "Field Annotation", "align": "Custom Alignment",
+                  "branching": "Branching Logic (Show field ONLY if...)"}[key]] = value
         return base
 
     # REDCap's first field is the record id; it is a counter, never a person's identifier.
     rows = [row("record_id", "text", "Response ID", annotation="@HIDDEN-SURVEY"),
             row("intro", "descriptive", instrument.introduction, header=instrument.title)]
     if site_codes:
+        # Names shown, codes stored: a respondent knows their trust's name, not its code.
+        # The label stays "Site": REDCap's label export names the column by it.
         rows.append(row("site", "dropdown", "Site", choices=_choices_text(
-            [(code, code) for code in site_codes]), required="y"))
+            site_choices(site_codes)), note="The organisation you work for", required="y"))
     else:
         rows.append(row("site", "text", "Site", note="The site code you were given",
                         required="y"))
+    # Set by the project, never typed: @DEFAULT fills it in, @HIDDEN keeps it off the page.
     rows.append(row("wave", "text", "Survey year", validation="integer",
-                    vmin=str(WAVE_MIN), vmax=str(WAVE_MAX), required="y"))
+                    vmin=str(WAVE_MIN), vmax=str(WAVE_MAX),
+                    annotation=f"@DEFAULT='{survey_year(wave)}' @HIDDEN @READONLY"))
+
+    def attribute_rows(attributes, header: str, note: str = "") -> None:
+        for index, attribute in enumerate(attributes):
+            rows.append(row(attribute.id, "dropdown", attribute.question,
+                            header=header if index == 0 else "",
+                            choices=_choices_text([(o.code, o.label) for o in attribute.options]),
+                            note=note or "Optional"))
+
+    # An attribute that routes items is asked before them, so the branching can apply.
+    attribute_rows(routing_attributes(instrument), ROUTING_SECTION, ROUTING_NOTE)
     for section_id, heading, items in sections(instrument):
         first = True
         for item in items:
@@ -102,57 +159,69 @@ def redcap_rows(instrument: Instrument, site_codes: tuple[str, ...] = ()) -> lis
             matrix = section_id if section_id != "outcomes" else ""
             rows.append(row(item.id, "radio", item.text, header=heading if first else "",
                             choices=_choices_text(item_choices(instrument, item)),
-                            matrix=matrix, align="" if matrix else "RH"))
+                            matrix=matrix, align="" if matrix else "RH",
+                            branching=redcap_branching(item)))
             first = False
-    for index, attribute in enumerate(instrument.attributes):
-        rows.append(row(attribute.id, "dropdown", attribute.question,
-                        header=ABOUT_YOU_SECTION if index == 0 else "",
-                        choices=_choices_text([(o.code, o.label) for o in attribute.options]),
-                        note="Optional"))
+    attribute_rows(closing_attributes(instrument), ABOUT_YOU_SECTION)
     return rows
 
 
-def redcap_dictionary_csv(instrument: Instrument, site_codes: tuple[str, ...] = ()) -> str:
+def redcap_dictionary_csv(instrument: Instrument, site_codes: Sites = (),
+                          wave: int | None = None) -> str:
     """The REDCap data dictionary as CSV text (upload it under Project Setup > Data Dictionary)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=REDCAP_COLUMNS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(redcap_rows(instrument, site_codes))
+    writer.writerows(redcap_rows(instrument, site_codes, wave))
     return buffer.getvalue()
 
 
-def xlsform_sheets(instrument: Instrument, site_codes: tuple[str, ...] = ()
+def xlsform_sheets(instrument: Instrument, site_codes: Sites = (), wave: int | None = None
                    ) -> dict[str, list[list[str]]]:
-    """The XLSForm as {sheet: rows, header first}: `survey`, `choices` and `settings`."""
+    """The XLSForm as {sheet: rows, header first}: `survey`, `choices` and `settings`;
+    `wave` is the survey year the project sets (default: this year)."""
     survey = [["type", "name", "label", "hint", "required", "constraint",
-               "constraint_message", "appearance"]]
+               "constraint_message", "appearance", "relevant", "calculation"]]
     choices = [["list_name", "name", "label"]]
 
     def question(kind: str, name: str, label: str, hint: str = "", required: str = "",
-                 constraint: str = "", message: str = "", appearance: str = "") -> None:
-        survey.append([kind, name, label, hint, required, constraint, message, appearance])
+                 constraint: str = "", message: str = "", appearance: str = "",
+                 relevant: str = "", calculation: str = "") -> None:
+        survey.append([kind, name, label, hint, required, constraint, message, appearance,
+                       relevant, calculation])
 
     # ODK's `today` records the date only: the day, never the time, is what we keep.
     question("today", "submitted_on", "")
     question("note", "intro", instrument.introduction)
     if site_codes:
-        question("select_one sites", "site", "Site", required="yes")
-        choices += [["sites", code, code] for code in site_codes]
+        # Names shown, codes stored: a respondent knows their trust's name, not its code.
+        question("select_one sites", "site", "Site", hint="The organisation you work for",
+                 required="yes")
+        choices += [["sites", code, label] for code, label in site_choices(site_codes)]
     else:
         question("text", "site", "Site", hint="The site code you were given", required="yes")
-    question("integer", "wave", "Survey year", required="yes",
-             constraint=f". >= {WAVE_MIN} and . <= {WAVE_MAX}",
-             message=f"A year between {WAVE_MIN} and {WAVE_MAX}")
+    # Set by the project, never typed: a calculate field is stored but not shown.
+    question("calculate", "wave", "", calculation=str(survey_year(wave)))
+
+    def attribute_group(name: str, attributes, heading: str, note: str) -> None:
+        if not attributes:
+            return
+        question("begin_group", name, heading, hint=note, appearance="field-list")
+        for attribute in attributes:
+            question(f"select_one {attribute.id}", attribute.id, attribute.question,
+                     hint="Optional")
+        question("end_group", name, "")
+
+    # An attribute that routes items is asked before them, so `relevant` can apply.
+    attribute_group("about_role", routing_attributes(instrument), ROUTING_SECTION, ROUTING_NOTE)
     for section_id, heading, items in sections(instrument):
         question("begin_group", section_id, heading, appearance="field-list")
         for item in items:
-            question(f"select_one {item.response_scale}", item.id, item.text)
+            question(f"select_one {item.response_scale}", item.id, item.text,
+                     relevant=xlsform_relevant(item))
         question("end_group", section_id, "")
-    question("begin_group", "about_you", ABOUT_YOU_SECTION, hint=ABOUT_YOU_NOTE,
-             appearance="field-list")
-    for attribute in instrument.attributes:
-        question(f"select_one {attribute.id}", attribute.id, attribute.question, hint="Optional")
-    question("end_group", "about_you", "")
+    attribute_group("about_you", closing_attributes(instrument), ABOUT_YOU_SECTION,
+                    ABOUT_YOU_NOTE)
 
     used_scales = dict.fromkeys(item.response_scale for item in instrument.items)
     for scale_id in used_scales:
@@ -166,14 +235,15 @@ def xlsform_sheets(instrument: Instrument, site_codes: tuple[str, ...] = ()
     return {"survey": survey, "choices": choices, "settings": settings}
 
 
-def write_xlsform(instrument: Instrument, path: Path, site_codes: tuple[str, ...] = ()) -> Path:
+def write_xlsform(instrument: Instrument, path: Path, site_codes: Sites = (),
+                  wave: int | None = None) -> Path:
     """Write the XLSForm workbook (upload it to KoboToolbox or ODK Central)."""
     from openpyxl import Workbook
     from openpyxl.styles import Font
 
     book = Workbook()
     book.remove(book.active)
-    for name, rows in xlsform_sheets(instrument, site_codes).items():
+    for name, rows in xlsform_sheets(instrument, site_codes, wave).items():
         sheet = book.create_sheet(name)
         for row in rows:
             # Every cell as text: codes like '1' must stay names, not become numbers.
@@ -198,8 +268,12 @@ def template_csv(instrument: Instrument) -> str:
 
 
 def export_instrument(instrument: Instrument, fmt: str, out: Path,
-                      site_codes: tuple[str, ...] = ()) -> Path:
-    """Write the instrument to `out` in one of `EXPORT_FORMATS`; returns the path written."""
+                      site_codes: Sites = (), wave: int | None = None) -> Path:
+    """Write the instrument to `out` in one of `EXPORT_FORMATS`; returns the path written.
+
+    `site_codes` are codes or (code, name) pairs; `wave` is the survey year REDCap and
+    XLSForm record without asking (default: this year).
+    """
     if fmt not in EXPORT_FORMATS:
         raise CultureError(f"--format {fmt!r} is not known; use one of {', '.join(EXPORT_FORMATS)}")
     out = Path(out)
@@ -209,9 +283,9 @@ def export_instrument(instrument: Instrument, fmt: str, out: Path,
     if not out.parent.exists():
         raise CultureError(f"--out {out}: the folder {out.parent} does not exist")
     if fmt == "redcap":
-        out.write_text(redcap_dictionary_csv(instrument, site_codes), encoding="utf-8")
+        out.write_text(redcap_dictionary_csv(instrument, site_codes, wave), encoding="utf-8")
     elif fmt == "xlsform":
-        write_xlsform(instrument, out, site_codes)
+        write_xlsform(instrument, out, site_codes, wave)
     elif fmt == "csv":
         out.write_text(template_csv(instrument), encoding="utf-8")
     elif fmt == "html":

@@ -7,6 +7,10 @@ optional "about you" questions marked as optional. Each question and answer show
 id and code in small print, so answers can be typed into the CSV template
 (`culture instrument export --format csv`) and ingested.
 
+Section headings are neutral ("Questions, part 2 of 9"), never a construct's name, and
+each grid keeps its header row with its statements: a grid is not split across pages
+when it fits on one, and a longer one repeats its header on the next page.
+
 Accessibility: real headings, tables with captions and row / column headers, a visible
 text label for every box (the box itself is hidden from screen readers), body text at
 11pt with high contrast, and nothing conveyed by colour alone.
@@ -20,7 +24,9 @@ from pathlib import Path
 
 from survey.instrument import Instrument
 from survey.pdf import print_pdf
-from survey.questionnaire import ABOUT_YOU_NOTE, ABOUT_YOU_SECTION, item_choices, sections
+from survey.questionnaire import (ABOUT_YOU_NOTE, ABOUT_YOU_SECTION, ROUTING_NOTE,
+                                  ROUTING_SECTION, closing_attributes, item_choices,
+                                  routing_attributes, sections)
 
 #: What a paper respondent needs to know beyond the instrument's introduction.
 PAPER_ANONYMITY = (
@@ -41,7 +47,8 @@ h1 { font-size: 18pt; margin: 0 0 .5rem; }
 h2 { font-size: 13pt; margin: 1.2rem 0 .4rem; break-after: avoid; }
 .intro { border: 1.5pt solid #111; padding: .6rem .8rem; }
 .intro p { margin: .3rem 0; }
-table { width: 100%; border-collapse: collapse; margin-bottom: .6rem; }
+table { width: 100%; border-collapse: collapse; margin-bottom: .6rem; break-inside: avoid; }
+thead { display: table-header-group; }
 caption { text-align: left; font-weight: bold; padding: .2rem 0; }
 th, td { border: .75pt solid #555; padding: .3rem .25rem; vertical-align: middle; }
 thead th { font-size: 8.5pt; font-weight: normal; text-align: center; width: 9%; }
@@ -61,6 +68,7 @@ legend { padding: 0 .2rem; }
 ul.options { list-style: none; margin: .2rem 0; padding: 0; display: flex; flex-wrap: wrap;
              gap: .3rem 1.2rem; }
 .optional { font-style: italic; }
+.routing { display: block; font-size: 9pt; font-style: italic; }
 footer { margin-top: .5rem; font-size: 8.5pt; color: #444; }
 @page { size: A4; margin: 14mm 12mm; }
 @media print {
@@ -79,6 +87,16 @@ def _box(label: str) -> str:
             f'<span class="visually-hidden">{_e(label)}</span>')
 
 
+def _asked_of(instrument: Instrument, item) -> str:
+    """The line under a statement asked only of some: 'Answer only if you are: ...'."""
+    if item.asked_if is None:
+        return ""
+    attribute = next(a for a in instrument.attributes if a.id == item.asked_if.attribute)
+    labels = [o.label for o in attribute.options if o.code in item.asked_if.codes]
+    return (f'<span class="routing">Answer only if your answer to "{_e(attribute.question)}" '
+            f'was: {_e("; ".join(labels))}.</span>')
+
+
 def _scale_table(instrument: Instrument, heading: str, items, first_number: int) -> str:
     """A grid: statements down, answers across, one tick box per cell."""
     choices = item_choices(instrument, items[0])
@@ -88,7 +106,8 @@ def _scale_table(instrument: Instrument, heading: str, items, first_number: int)
     for number, item in enumerate(items, start=first_number):
         cells = "".join(f"<td>{_box(label)}</td>" for _, label in choices)
         rows.append(f'<tr><th scope="row"><span class="num">{number}.</span>{_e(item.text)} '
-                    f'<span class="ref">[{_e(item.id)}]</span></th>{cells}</tr>')
+                    f'<span class="ref">[{_e(item.id)}]</span>{_asked_of(instrument, item)}'
+                    f'</th>{cells}</tr>')
     return (f'<table><caption class="visually-hidden">{_e(heading)}: tick one box for each '
             f'statement</caption><thead><tr><th scope="col"><span class="visually-hidden">'
             f'Statement</span></th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>')
@@ -111,6 +130,17 @@ def printable_html(instrument: Instrument) -> str:
              f'version {_e(instrument.version)} ({_e(instrument.key)})</p><div class="intro">'
              f"<p>{_e(instrument.introduction)}</p>"
              f'<p id="anonymity">{_e(PAPER_ANONYMITY)}</p></div></header><main>']
+    routing = routing_attributes(instrument)
+    if routing:
+        # Asked first: some statements apply only to some answers to these.
+        parts.append(f'<section id="about_role" aria-labelledby="h-about_role">'
+                     f'<h2 id="h-about_role">{_e(ROUTING_SECTION)}</h2>'
+                     f'<p class="optional">{_e(ROUTING_NOTE)}</p>')
+        for attribute in routing:
+            parts.append(_single_question(None, attribute.id, attribute.question,
+                                          [(o.code, o.label) for o in attribute.options],
+                                          optional=True))
+        parts.append("</section>")
     number = 1
     for section_id, heading, items in sections(instrument):
         parts.append(f'<section id="{_e(section_id)}" aria-labelledby="h-{_e(section_id)}">'
@@ -134,7 +164,7 @@ def printable_html(instrument: Instrument) -> str:
     parts.append(f'<section id="about_you" aria-labelledby="h-about_you">'
                  f'<h2 id="h-about_you">{_e(ABOUT_YOU_SECTION)}</h2>'
                  f'<p class="optional">{_e(ABOUT_YOU_NOTE)}</p>')
-    for attribute in instrument.attributes:
+    for attribute in closing_attributes(instrument):
         parts.append(_single_question(None, attribute.id, attribute.question,
                                       [(o.code, o.label) for o in attribute.options],
                                       optional=True))

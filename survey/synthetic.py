@@ -314,6 +314,10 @@ def generate_responses(instrument: Instrument, sites: list[SiteSpec], waves: lis
         dk = dont_know[item.id] & ~straight
         columns[item.id] = np.where(dk, 9, columns[item.id]).astype(np.int16)
         blank[item.id] |= position >= stop_at
+        if item.asked_if is not None:
+            # Routed items are skipped, as the form would, by those they are not asked of.
+            asked = np.isin(attributes[item.asked_if.attribute], list(item.asked_if.codes))
+            blank[item.id] |= ~asked
 
     ids = np.empty(n, dtype=object)
     for (s, w) in set(zip(site_of.tolist(), wave_of.tolist())):

@@ -8,6 +8,7 @@ import io
 import re
 import shutil
 import subprocess
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -86,12 +87,15 @@ def test_redcap_site_wave_and_attributes(instrument, dictionary):
     assert by_name["record_id"]["Field Type"] == "text"
     assert by_name["intro"]["Field Type"] == "descriptive"
     assert by_name["intro"]["Field Label"] == instrument.introduction
+    # Codes alone are shown as themselves; names are tested in test_tool_exports.
     assert (by_name["site"]["Field Type"], by_name["site"]["Choices, Calculations, OR Slider Labels"],
             by_name["site"]["Required Field?"]) == ("dropdown", "A, A | C, C", "y")
     wave = by_name["wave"]
+    # The project sets the year (this year by default), hidden from the respondent.
     assert (wave["Field Type"], wave["Text Validation Type OR Show Slider Number"],
             wave["Text Validation Min"], wave["Text Validation Max"]) == ("text", "integer",
                                                                           "2000", "2100")
+    assert re.fullmatch(r"@DEFAULT='20\d\d' @HIDDEN @READONLY", wave["Field Annotation"])
     for attribute in instrument.attributes:
         row = by_name[attribute.id]
         assert row["Field Type"] == "dropdown"
@@ -114,8 +118,10 @@ def test_redcap_sections_and_matrix_groups_follow_the_scales(instrument, diction
     _, rows = dictionary
     headers = [(r["Variable / Field Name"], r["Section Header"]) for r in rows if r["Section Header"]]
     expected = [("intro", instrument.title)]
-    expected += [(instrument.items_of(s.id)[0].id, s.name) for s in instrument.scales]
-    expected += [("oc_intend", "Seeking help yourself"), ("staff_group", "About you (optional)")]
+    # Neutral headings: a construct's name is never shown to respondents.
+    expected += [(instrument.items_of(s.id)[0].id, f"Questions, part {n} of 9")
+                 for n, s in enumerate(instrument.scales, start=1)]
+    expected += [("oc_intend", "Questions, part 9 of 9"), ("staff_group", "About you (optional)")]
     assert headers == expected
     groups: dict[str, list[int]] = {}
     for index, row in enumerate(rows):
@@ -166,7 +172,7 @@ def test_xlsform_questions_types_and_groups(xlsform, instrument):
         assert by_name[attribute.id]["type"] == f"select_one {attribute.id}"
         assert by_name[attribute.id]["label"] == attribute.question
     assert (by_name["site"]["type"], by_name["site"]["required"]) == ("select_one sites", "yes")
-    assert by_name["wave"]["type"] == "integer"
+    assert by_name["wave"]["type"] == "calculate"       # set by the project, not asked
     assert by_name["submitted_on"]["type"] == "today"     # the day only, never a time
     # Groups are balanced and each scale's items sit inside its own group.
     stack, group_of = [], {}
@@ -217,7 +223,7 @@ def test_xlsform_converts_to_an_xform_with_pyxform(instrument, tmp_path):
         assert binds[item.id].get("type") == "string"    # select_one is stored as its code
         assert binds[item.id].get("required") is None
     assert binds["site"].get("required") == "true()"
-    assert binds["wave"].get("type") == "int"
+    assert binds["wave"].get("calculate").isdigit()     # the year, set by the project
     assert binds["submitted_on"].get("type") == "date"
     # Every item's answers are the instrument's codes, "don't know" included.
     hs01 = next(e for e in root.iter() if e.tag.endswith("select1") and e.get("ref", "").endswith("/hs01"))
@@ -332,9 +338,13 @@ def test_bad_site_code_is_refused():
 
 def test_cli_exports_and_reports_errors_without_traceback(tmp_path):
     good = culture("instrument", "export", "--format", "redcap", "--out", tmp_path / "dd.csv",
-                   "--sites", "A,B")
+                   "--sites", "A,B", "--db", tmp_path / "none.duckdb")
     assert good.exit_code == 0, good.stderr
-    assert good.stdout == f"wrote {tmp_path / 'dd.csv'} (redcap)\n"
+    assert good.stdout == (f"wrote {tmp_path / 'dd.csv'} (redcap)\nsurvey year recorded "
+                           f"without asking: {date.today().year} (this year; set another "
+                           f"with --wave)\n")
+    # No store, so no names: the codes are shown, and the survey lead is told.
+    assert "no name in" in good.stderr and "site(s) A, B" in good.stderr
     rows = list(csv.DictReader((tmp_path / "dd.csv").open(encoding="utf-8")))
     assert next(r for r in rows if r["Variable / Field Name"] == "site")[
         "Choices, Calculations, OR Slider Labels"] == "A, A | B, B"
