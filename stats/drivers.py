@@ -253,6 +253,21 @@ def dominance_from_moments(matrix, outcome, predictors, n: int | None = None
                            conditional, complete, fit, _relative_weights(cov))
 
 
+def dominance_from_fits(subset_fit, outcome: str, predictors, kind: str = "linear",
+                        fit_measure: str = "R2", n: int | None = None) -> DominanceResult:
+    """Dominance analysis from the fits of all 2^p subset models made elsewhere (any fit
+    measure that does not fall when a predictor is added); `subset_fit[mask]` is the fit
+    of the model holding predictor j when bit j of `mask` is set, 0 for the empty one."""
+    predictors = _checked_names(outcome, predictors)
+    fit = np.asarray(subset_fit, float)
+    if fit.shape != (2 ** len(predictors),):
+        raise DriversError(f"{len(predictors)} predictors need {2 ** len(predictors)} subset "
+                           f"fits (got {fit.shape})")
+    conditional, general, complete = _decompose(fit)
+    return DominanceResult(str(outcome), tuple(map(str, predictors)), kind, fit_measure, n,
+                           float(fit[-1]), general, conditional, complete, fit, None)
+
+
 def relative_weights(matrix, outcome, predictors) -> pd.Series:
     """Johnson's (2000) raw relative weights (summing to R^2) from a covariance or
     correlation matrix: the predictors are replaced by their closest orthogonal
@@ -266,34 +281,38 @@ def relative_weights(matrix, outcome, predictors) -> pd.Series:
 # ---------------------------------------------------------------- logistic
 
 
-def _irls(x: np.ndarray, y: np.ndarray, w: np.ndarray, beta: np.ndarray,
+def _irls(xt: np.ndarray, y: np.ndarray, w: np.ndarray, beta: np.ndarray,
           tol: float = 1e-12, max_iter: int = 100) -> tuple[np.ndarray, float]:
     """Maximum-likelihood logistic coefficients by Newton-Raphson (= IRLS), with step
-    halving; returns (coefficients, log-likelihood)."""
+    halving, for the design `xt` stored one row a variable (k, n); returns
+    (coefficients, log-likelihood)."""
 
-    def loglik(b):
-        eta = x @ b
-        # log(1 + e^eta) without overflow
-        return float(w @ (y * eta - np.logaddexp(0, eta)))
+    def loglik(eta):
+        # log(1 + e^eta) without overflow; a sum, not a 1-D BLAS dot, which a threaded
+        # OpenBLAS runs a thousand times slower on a busy machine
+        softplus = np.maximum(eta, 0) + np.log1p(np.exp(-np.abs(eta)))
+        return float((w * (y * eta - softplus)).sum())
 
-    current = loglik(beta)
+    eta = beta @ xt
+    current = loglik(eta)
     for _ in range(max_iter):
-        mu = expit(x @ beta)
-        hessian = (x * (w * mu * (1 - mu))[:, None]).T @ x
-        step = np.linalg.lstsq(hessian, x.T @ (w * (y - mu)), rcond=None)[0]
+        mu = expit(eta)
+        hessian = (xt * (w * mu * (1 - mu))) @ xt.T
+        step = np.linalg.lstsq(hessian, xt @ (w * (y - mu)), rcond=None)[0]
         for _ in range(30):
-            candidate = loglik(beta + step)
+            trial = (beta + step) @ xt
+            candidate = loglik(trial)
             if candidate >= current - 1e-12 * abs(current):
                 break
             step = step / 2
-        beta = beta + step
+        beta, eta = beta + step, trial
         change, current = candidate - current, candidate
         if abs(change) <= tol * (abs(current) + 0.1) and np.abs(step).max() < 1e-6:
             break
     else:
         beta = None
     # Fitted probabilities within e^-30 of 0 or 1 mean the maximum is at infinity.
-    if beta is not None and np.abs(x @ beta).max() < 30:
+    if beta is not None and np.abs(eta).max() < 30:
         return beta, current
     raise DriversError("the logistic model did not converge: a predictor (or a "
                        "combination) may separate the yes and no answers perfectly; use "
@@ -322,8 +341,8 @@ def logistic_subset_fit(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None
     x, y = np.asarray(x, float), np.asarray(y, float)
     w = np.ones(len(y)) if weights is None else np.asarray(weights, float)
     p = x.shape[1]
-    design = np.column_stack([np.ones(len(y)), x])
-    rate = float(w @ y / w.sum())
+    design = np.vstack([np.ones(len(y)), x.T])   # one row a variable: fast products
+    rate = float((w * y).sum() / w.sum())
     if not 0 < rate < 1:
         raise DriversError("the outcome needs both yes (1) and no (0) answers")
     null = float(w.sum() * (rate * np.log(rate) + (1 - rate) * np.log(1 - rate)))
@@ -333,7 +352,7 @@ def logistic_subset_fit(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None
     for mask in range(1, 2 ** p):
         parent = mask ^ (1 << (mask.bit_length() - 1))   # drop the highest predictor
         columns = [0] + [j + 1 for j in range(p) if mask >> j & 1]
-        coefficients[mask], loglik[mask] = _irls(design[:, columns], y, w,
+        coefficients[mask], loglik[mask] = _irls(design[columns], y, w,
                                                  np.append(coefficients[parent], 0.0))
     return 1 - loglik / null
 
@@ -373,9 +392,7 @@ def dominance_table(frame: pd.DataFrame, outcome: str, predictors, kind: str = "
         raise DriversError(f"a logistic outcome must be coded 0/1 (or False/True); "
                            f"{outcome!r} has {sorted(set(y.tolist()))[:6]}")
     fit = logistic_subset_fit(data[list(predictors)].to_numpy(), y)
-    conditional, general, complete = _decompose(fit)
-    return DominanceResult(str(outcome), tuple(map(str, predictors)), "logistic", "McFadden R2", len(data),
-                           float(fit[-1]), general, conditional, complete, fit, None)
+    return dominance_from_fits(fit, outcome, predictors, "logistic", "McFadden R2", len(data))
 
 
 # ------------------------------------------------- site moments and the site bootstrap
