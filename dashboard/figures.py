@@ -343,13 +343,13 @@ def question_figure(rows: pd.DataFrame, title: str) -> Figure:
     """Each question's % favourable at the site, last year's, and the peer group's worst
     to best with its median where the caller left them in (NaN where withheld).
 
-    rows: question (full text), pct_favourable, pct_previous, peer_best, peer_median,
-    peer_worst, verdict, change_verdict; in reading order (first at the top).
+    rows: label (the full question), pct_favourable, pct_previous, peer_best,
+    peer_median, peer_worst, verdict, change_verdict; in reading order (first at the top).
     """
     import textwrap
 
-    labels = ["<br>".join(textwrap.wrap(str(q), 44, break_long_words=False))
-              for q in rows["question"]]
+    labels = ["<br>".join(textwrap.wrap(str(q), 48, break_long_words=False))
+              for q in rows["label"]]
     fig = Figure()
     has_peers = rows["peer_best"].notna()
     if has_peers.any():
@@ -381,5 +381,6 @@ def question_figure(rows: pd.DataFrame, title: str) -> Figure:
     fig.update_xaxes(title="% favourable (for a negatively worded question, % disagreeing)",
                      range=[0, 100])
     fig.update_yaxes(autorange="reversed")
-    plot_height = sum(max(34, 16 * label.count("<br>") + 26) for label in labels)
-    return _base(fig, title, plot_height)
+    # Categories are spaced evenly: every row gets the height of the longest label.
+    row_height = 17 * max((label.count("<br>") + 1 for label in labels), default=1) + 12
+    return _base(fig, title, row_height * len(labels) + 40)

@@ -93,6 +93,9 @@ def question_rows(layer: PublishedLayer, site: str, wave: int, principle: str | 
     rows["question"] = [f"{m}: {text}" + (f" (negatively worded: {NEGATIVE_NOTE})" if neg
                                           else "")
                         for m, text, neg in zip(rows["measure"], rows["name"], negative)]
+    # A chart's label: the full question, with the note shortened (its axis says the rest).
+    rows["label"] = [f"{m}: {text}" + (" (negatively worded)" if neg else "")
+                     for m, text, neg in zip(rows["measure"], rows["name"], negative)]
     rows["favourable"] = rows["pct_favourable"].map(points)
     rows["last_year"] = [f"{points(p)} ({int(w)})" if pd.notna(p) else "not shown"
                          for p, w in zip(rows["pct_previous"], rows["previous_wave"])]

@@ -77,7 +77,8 @@ def test_item_rows_are_the_shown_cells_with_peer_figures_and_last_year_from_them
             assert (row.peer_best, row.peer_worst) == (others.max(), others.min())
             assert row.peer_median == pytest.approx(others.median(), abs=1e-12)
         before = waves[waves.index(row.wave) - 1] if row.wave != waves[0] else None
-        last = site_items[(site_items["wave"] == before) & (site_items["site_code"] == row.site_code)
+        last = site_items[(site_items["wave"] == before)
+                          & (site_items["site_code"] == row.site_code)
                           & (site_items["measure"] == row.measure)]
         if before is None or last.empty or last["suppressed"].iloc[0]:
             assert pd.isna(row.pct_previous) and pd.isna(row.change_verdict)
