@@ -32,9 +32,9 @@ def read_as_whole(row, k: int, name: str) -> str:
 
 
 #: The published flag counts, in words a director reads.
-FLAG_WORDS = {"n_straight_lining": "the same answer to every question",
-              "n_speeding": "finished implausibly fast",
-              "n_duplicate": "answered twice"}
+FLAG_WORDS = {"n_straight_lining": "giving the same answer to every question",
+              "n_speeding": "finishing implausibly fast",
+              "n_duplicate": "answering twice"}
 
 
 def flags_in_words(quality: pd.DataFrame, k: int) -> str:
@@ -46,11 +46,12 @@ def flags_in_words(quality: pd.DataFrame, k: int) -> str:
                 f"it is below {k}, or could be worked out from another count.")
     shown = [f"{words}: {fmt(row[column])}" for column, words in FLAG_WORDS.items()
              if not pd.isna(row[column])]
-    detail = f" ({'; '.join(shown)})" if shown else ""
+    detail = f" Counted: {'; '.join(shown)}." if shown else ""
     of = f" of {fmt(total)}" if not pd.isna(total) else ""
-    return (f"{fmt(flagged)}{of} people gave answers that look careless: "
-            + ", ".join(FLAG_WORDS.values()) + f"{detail}. A count of one kind is not "
-            f"shown when it, or its difference from another count, is below {k}.")
+    kinds = list(FLAG_WORDS.values())
+    return (f"{fmt(flagged)}{of} people gave answers that look careless ("
+            + ", ".join(kinds[:-1]) + f", or {kinds[-1]}).{detail} A count of one kind is "
+            f"not shown when it, or its difference from another count, is below {k}.")
 
 
 def _site_parts(view: View) -> list:
