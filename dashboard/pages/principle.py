@@ -9,6 +9,7 @@ from dash import dcc, html
 
 from dashboard.components import chart, notice, table
 from dashboard.figures import question_figure, trend_figure
+from dashboard.pages.glossary import what_this_means
 from dashboard.view import View
 from published.questions import (METHOD, NEGATIVE_NOTE, PEER_RULE, TOP_CHANGES,
                                  biggest_changes, change_sentence, lowest, no_change_words,
@@ -49,7 +50,14 @@ def layout(view: View) -> html.Div:
         **{"aria-label": "Principles"})
     parts = [html.H1(f"{names[principle]}: {view.site_label}, {view.wave}"), view.controls(),
              tabs, html.P(_principles(view).set_index("measure").loc[principle, "description"],
-                          className="lead")]
+                          className="lead"),
+             what_this_means("The principle's score out of 100 is built from its scales "
+                             "below, and each scale from its questions, shown as the % who "
+                             "answered favourably: the lowest questions say where to start.",
+                             "principle", "scale", "favourable", "hidden-cells"),
+             what_this_means("The chart at the foot follows the principle wave by wave; a "
+                             "star marks a change larger than chance would produce.",
+                             "significant-change")]
 
     cells = headline(data.site_cells(view.site, view.wave, ("scale", "item")))
     scale_cells = cells[cells["measure"].isin(scales["measure"])].assign(
