@@ -73,12 +73,21 @@ def sites_list(db: DbOption = None) -> None:
 
     with open_store(settings_for(db).db_path) as con:
         sites = list_sites(con)
-    table = Table("code", "name", "type", "region", "contact", "support")
+    table = Table("code", "name", "type", "region")
     for site in sites:
-        support = " ".join(x for x in (site.support_text, site.support_url) if x)
-        table.add_row(site.site_code, site.name, site.site_type, site.region or "",
-                      site.contact_email or "", support or "(general services only)")
+        table.add_row(site.site_code, site.name, site.site_type, site.region or "")
     out.print(table)
+    told = [s for s in sites if s.contact_email or s.support_text or s.support_url]
+    if not told:
+        out.print("no site has a contact or support details for the survey form yet (it "
+                  "then names general services): add the columns contact_email, "
+                  "support_text, support_url to the sites file", highlight=False)
+        return
+    details = Table("code", "contact", "support", title="what the survey form tells respondents")
+    for site in told:
+        details.add_row(site.site_code, site.contact_email or "",
+                        " ".join(x for x in (site.support_text, site.support_url) if x))
+    out.print(details)
 
 
 def waves_add(year: int, label: Annotated[Optional[str], typer.Option()] = None,
@@ -97,12 +106,12 @@ def waves_add(year: int, label: Annotated[Optional[str], typer.Option()] = None,
 def _wave_in_store(settings: Settings, year: int) -> None:
     """Refuse a wave the store does not know (skipped while a run holds the store: the
     survey lead must be able to close a wave on time)."""
-    from pipeline.store import open_store
+    from pipeline.store import list_waves, open_store
     from survey.errors import StoreError
 
     try:
         with open_store(settings.db_path, read_only=True) as con:
-            known = [r[0] for r in con.execute("select wave from waves order by 1").fetchall()]
+            known = list_waves(con)
     except StoreError:
         return
     if year not in known:

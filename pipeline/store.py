@@ -321,6 +321,11 @@ def survey_pairs(con: duckdb.DuckDBPyConnection) -> set[tuple[str, int]]:
     return {(site, wave) for site in sites for wave in waves}
 
 
+def list_waves(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """The waves in the store, in order."""
+    return [int(r[0]) for r in con.execute("select wave from waves order by 1").fetchall()]
+
+
 def list_sites(con: duckdb.DuckDBPyConnection) -> list[Site]:
     """The sites in the store, by code."""
     return [Site(*row) for row in con.execute(

@@ -50,8 +50,9 @@ def _leaf_commands() -> list[tuple[str, ...]]:
 def test_the_commands_keep_their_names_and_order():
     root = typer.main.get_command(app)
     assert root.list_commands(None) == TOP_LEVEL
-    assert len(_leaf_commands()) == 22
+    assert len(_leaf_commands()) == 25
     assert ("users", "set-password") in _leaf_commands()
+    assert {("waves", "close"), ("waves", "open")} <= set(_leaf_commands())
 
 
 @pytest.mark.parametrize("words", _leaf_commands(), ids=" ".join)
@@ -168,8 +169,9 @@ def test_invite_refuses_an_unknown_survey_and_a_silly_count(tmp_path, store_path
     links = tmp_path / "links.csv"
     unknown = culture("invite", "--site", "Q", "--wave", "2025", "--count", "10", "--out",
                       links, "--db", store_path)
-    assert unknown.exit_code == 1 and "site 'Q' and wave 2025 are not both in the store" in \
-        unknown.stderr
+    # The command the README documents for sites (issue 22, point 5).
+    assert unknown.exit_code == 1 and "site 'Q' is not in the store: load the sites file " \
+        "with `culture sites load sites.csv`" in unknown.stderr
     too_many = culture("invite", "--site", "A", "--wave", "2025", "--count", "100001",
                        "--out", links, "--db", store_path)
     assert too_many.stderr == "error: --count 100001: use 1 to 100000\n"
