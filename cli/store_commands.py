@@ -264,7 +264,9 @@ def quarantine(batch: Annotated[Optional[int], typer.Option(help="Only this batc
                csv_out: Annotated[Optional[Path], typer.Option(
                    "--csv", help="Write the rows to this CSV instead of the screen")] = None,
                db: DbOption = None) -> None:
-    """Show rejected rows with the reason for each, to fix and ingest again.
+    """Summarise rejected rows by reason, to fix and ingest again; --csv lists them all.
+
+    Rows are numbered as a spreadsheet shows the file: the header is row 1.
 
     Example: culture quarantine --batch 2 --csv rejected.csv
     """
@@ -275,16 +277,55 @@ def quarantine(batch: Annotated[Optional[int], typer.Option(help="Only this batc
         rows = quarantined_rows(con, batch)
     if csv_out:
         write_quarantine_csv(csv_out, rows)
-        out.print(f"{len(rows)} rejected row problem(s) written to {csv_out}")
+        out.print(f"{len(rows)} rejected row problem(s) written to {csv_out} (spreadsheet_row "
+                  f"is the row a spreadsheet shows, with the header as row 1)", highlight=False)
         return
-    table = Table("batch", "file", "row", "response", "column", "value", "reason")
-    for row in rows[:200]:
-        table.add_row(str(row.batch_id), row.source_name, str(row.source_row),
-                      str(row.response_id or ""), row.column_name,
-                      str(row.bad_value if row.bad_value is not None else ""), row.reason)
-    out.print(table)
-    if len(rows) > 200:
-        out.print(f"... {len(rows) - 200} more; use --csv FILE to get them all")
+    print_quarantine(rows, batch)
+
+
+#: Longest refused value shown on screen (a hostile file may hold pages in one cell).
+SHOWN_VALUE_CHARS = 40
+
+
+def print_quarantine(rows, batch: int | None) -> None:
+    """Reasons with their counts and first rows; the full list is for --csv."""
+    from pipeline.ingest.quarantine import summarise
+
+    def say(text: str = "") -> None:
+        # Refused values are the file's text: never read as markup.
+        out.print(text, markup=False, highlight=False)
+
+    if not rows:
+        say("no rows are quarantined" + (f" in batch {batch}" if batch is not None else ""))
+        return
+    refused = len({(r.batch_id, r.source_row) for r in rows})
+    say(f"{refused} row(s) refused ({len(rows)} problem(s)). Row numbers are the rows a "
+        f"spreadsheet shows when you open the file: the header is row 1.")
+    shown_file = None
+    for summary in summarise(rows):
+        if (summary.batch_id, summary.source_name) != shown_file:
+            shown_file = (summary.batch_id, summary.source_name)
+            say()
+            say(f"{summary.source_name} (batch {summary.batch_id})")
+        say(f"  {summary.reason_code}: {summary.rows} row(s)")
+        for row in summary.first:
+            value, reason = row.bad_value, row.reason
+            if value is not None and len(value) > SHOWN_VALUE_CHARS:
+                # The reason quotes the value too: both are cut to the same length.
+                short = value[:SHOWN_VALUE_CHARS] + "..."
+                value, reason = short, reason.replace(row.bad_value, short)
+            said = f" = {value!r}" if value is not None else ""
+            answer = f" ({row.response_id})" if row.response_id else ""
+            say(f"    {row.where()}{answer}, {row.column_name}{said}: {reason}")
+        if summary.problems > len(summary.first):
+            say(f"    ... and {summary.problems - len(summary.first)} more")
+    if any(row.spreadsheet_row is None for row in rows):
+        say()
+        say("'answer N' is the Nth answer row: the file was Parquet, or another tool's "
+            "export rewritten before ingest, so no spreadsheet row is known.")
+    say()
+    batch_flag = f" --batch {batch}" if batch is not None else ""
+    say(f"every problem, one line each: culture quarantine{batch_flag} --csv rejected.csv")
 
 
 def status(db: DbOption = None, instrument: InstrumentOption = None,

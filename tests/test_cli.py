@@ -153,13 +153,15 @@ def test_quarantine_shows_the_rejected_rows_and_writes_them_spreadsheet_safe(
     assert "r2" in shown.stdout and "r3" in shown.stdout and "=1+2" in shown.stdout
     out = tmp_path / "rejected.csv"
     written = culture("quarantine", "--csv", out, "--db", store_path)
-    assert written.stdout == f"2 rejected row problem(s) written to {out}\n"
+    assert written.stdout == (f"2 rejected row problem(s) written to {out} (spreadsheet_row "
+                              f"is the row a spreadsheet shows, with the header as row 1)\n")
     with out.open(encoding="utf-8-sig", newline="") as handle:
         table = list(csv.reader(handle))
-    assert table[0] == ["batch", "file", "row", "response_id", "column", "bad_value",
-                        "reason_code", "reason"]
-    assert [(r[3], r[4], r[5]) for r in table[1:]] == [("r2", "hs01", "'=1+2"),
-                                                       ("r3", "hs02", "7")]
+    assert table[0] == ["batch", "file", "spreadsheet_row", "data_row", "response_id",
+                        "column", "bad_value", "reason_code", "reason"]
+    # r2 is the file's second answer, on the spreadsheet's third row (header = row 1).
+    assert [tuple(r[2:7]) for r in table[1:]] == [("3", "2", "r2", "hs01", "'=1+2"),
+                                                  ("4", "3", "r3", "hs02", "7")]
     status = culture("status", "--db", store_path).stdout
     assert status.startswith("1 responses from 1 of the 2 sites in the store")
     assert "quarantined rows: " in status
