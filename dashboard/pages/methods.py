@@ -43,15 +43,15 @@ def verdict_rules() -> html.Section:
                "overdispersion: sites differ by more than sampling error, and tau^2, the "
                "between-site variance, is estimated from the others."),
         html.Ul([
-            html.Li(f"Fewer than {MANY_SITES} sites: 'clearly' above or below when the "
-                    f"site's mean lies outside the others' prediction interval for a site of "
-                    f"its size ({few_rule}). {FEW_SITES_Z} rather than 1.96, because with "
-                    "few peers tau^2 is often underestimated and 1.96 flagged too many "
+            html.Li(f"Fewer than {MANY_SITES} sites, rule '{few_rule}': 'clearly' above or "
+                    "below when the site's mean lies outside the prediction interval the "
+                    f"others give a site of its size. {FEW_SITES_Z} rather than 1.96, because "
+                    "with few peers tau^2 is often underestimated and 1.96 flagged too many "
                     "ordinary sites (bench/calibration.py)."),
-            html.Li(f"{MANY_SITES} sites or more: 'clearly' when the data show, with "
-                    f"Benjamini-Hochberg false discovery control at {FDR:.0%}, that the "
-                    f"site's true mean lies beyond the range holding {PEER_RANGE:.0%} of "
-                    f"the other sites' true means ({many_rule})."),
+            html.Li(f"{MANY_SITES} sites or more, rule '{many_rule}': 'clearly' when the "
+                    f"data show, with Benjamini-Hochberg false discovery control at "
+                    f"{FDR:.0%}, that the site's true mean lies beyond the range holding "
+                    f"{PEER_RANGE:.0%} of the other sites' true means."),
             html.Li(f"'Not certain': not flagged, but outside the others' "
                     f"{NOT_CERTAIN_LEVEL:.0%} prediction interval (|z| > 1.645)."),
             html.Li(f"Fewer than {MIN_OTHER_SITES} other sites: not compared."),
