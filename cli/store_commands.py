@@ -83,11 +83,11 @@ def sites_list(db: DbOption = None) -> None:
                   "then names general services): add the columns contact_email, "
                   "support_text, support_url to the sites file", highlight=False)
         return
-    details = Table("code", "contact", "support", title="what the survey form tells respondents")
+    out.print("what the survey form tells each site's respondents (contact; support):")
     for site in told:
-        details.add_row(site.site_code, site.contact_email or "",
-                        " ".join(x for x in (site.support_text, site.support_url) if x))
-    out.print(details)
+        support = " ".join(x for x in (site.support_text, site.support_url) if x)
+        out.print(f"  {site.site_code}: {site.contact_email or 'no contact'}; "
+                  f"{support or 'general services only'}", markup=False, highlight=False)
 
 
 def waves_add(year: int, label: Annotated[Optional[str], typer.Option()] = None,

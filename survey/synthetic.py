@@ -107,6 +107,28 @@ SAMPLE_SITES = (
     SiteSpec("G", "Exmoor and Quantock Healthcare NHS Trust", "acute_trust", "South West", 180),
 )
 SAMPLE_WAVES = (2024, 2025, 2026)
+#: What the survey form tells each sample site's respondents (sites.csv's optional
+#: columns): who to ask about the survey, and where to get support now. Fictional, on
+#: the reserved example.org domain; E has no support of its own, so its form names the
+#: general services only.
+SAMPLE_SUPPORT = {
+    "A": ("survey@tamar-valley.example.org", "The Staff Wellbeing Hub (main hospital, ground "
+          "floor) is open 8am to 8pm for a confidential conversation.",
+          "https://tamar-valley.example.org/wellbeing"),
+    "B": ("research@practitioner-support.example.org", "Our advice line is open every day: "
+          "ask for a confidential call back.", ""),
+    "C": ("survey@weald-downs.example.org", "Your professional support unit offers "
+          "confidential coaching and support; self-referral is open.",
+          "https://weald-downs.example.org/support"),
+    "D": ("staff-survey@trent-meadows.example.org", "Occupational health and the staff "
+          "psychology service take self-referrals.",
+          "https://trent-meadows.example.org/staff-support"),
+    "E": ("survey@solent-coast.example.org", "", ""),
+    "F": ("survey@north-downs.example.org", "Speak in confidence to the staff wellbeing "
+          "team, or to your educational or clinical supervisor.", ""),
+    "G": ("survey@exmoor-quantock.example.org", "The staff support line is open around "
+          "the clock.", "https://exmoor-quantock.example.org/support"),
+}
 SAMPLE_OUTLIERS = (("D", "psysafety", -1), ("C", "pathways", +1))
 
 
@@ -379,10 +401,15 @@ def _write_csv(table: pa.Table, path: Path) -> None:
 
 def _write_reference(sites: list[SiteSpec], out_dir: Path, instrument: Instrument,
                      rng: np.random.Generator) -> None:
+    import csv
+
     with (out_dir / "sites.csv").open("w", encoding="utf-8", newline="\n") as handle:
-        handle.write("site_code,name,site_type,region\n")
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["site_code", "name", "site_type", "region", "contact_email",
+                         "support_text", "support_url"])
         for s in sites:
-            handle.write(f"{s.code},{s.name},{s.site_type},{s.region}\n")
+            writer.writerow([s.code, s.name, s.site_type, s.region,
+                             *SAMPLE_SUPPORT.get(s.code, ("", "", ""))])
     groups = [o.code for a in instrument.attributes if a.id == "staff_group"
               for o in a.options if o.code != "prefer_not_to_say"]
     with (out_dir / "headcounts.csv").open("w", encoding="utf-8", newline="\n") as handle:
