@@ -207,3 +207,38 @@ def test_pdf_pages_show_each_tables_header_above_its_rows(path, tmp_path):
     for scale in instrument.scales:
         pages_used = {page_of[i.id] for i in instrument.items_of(scale.id)}
         assert len(pages_used) == 1, f"{scale.id} is split over pages {sorted(pages_used)}"
+
+
+def test_a_label_export_with_site_names_ingests_under_the_codes(tmp_path, store_path,
+                                                                 instrument, definition_yaml):
+    """REDCap's "labels" export holds what the form showed: the site's name, not its code."""
+    from pipeline.ingest.tools import import_export
+
+    sites = (("A", "Tamar Valley Hospitals"), ("C", "South East Professional Support Unit"))
+    fields = [r for r in redcap(instrument, sites, 2025).values()
+              if r["Field Type"] != "descriptive"]
+    labels = {r["Variable / Field Name"]: dict(redcap_choices(
+        r["Choices, Calculations, OR Slider Labels"])) for r in fields
+        if r["Choices, Calculations, OR Slider Labels"]}
+    header = ["Record ID", "Survey Timestamp", *(r["Field Label"] for r in fields[1:]),
+              "Complete?"]
+    path = tmp_path / "labels.csv"
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for number, site in enumerate(("A", "C", "A"), start=1):
+            row = [f"{number}", "2025-10-02 10:00"]
+            for field in fields[1:]:
+                name = field["Variable / Field Name"]
+                code = {"site": site, "wave": "2025", "staff_group": "consultant"}.get(
+                    name, "2" if name.startswith("oc_") and name != "oc_intend" else "4")
+                if name in {a.id for a in instrument.attributes} - {"staff_group"}:
+                    code = ""
+                row.append(labels[name].get(code, code) if name in labels else code)
+            writer.writerow([*row, "Complete"])
+    assert "South East Professional Support Unit" in path.read_text(encoding="utf-8")
+    with open_store(store_path) as con:
+        report = import_export(con, path, instrument, definition_yaml, "redcap")
+        assert report.ingest.rows_accepted == 3, report.ingest.rejected_by_reason
+        assert con.execute("select site_code, count(*) from responses group by 1 "
+                           "order by 1").fetchall() == [("A", 2), ("C", 1)]

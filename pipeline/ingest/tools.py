@@ -42,7 +42,7 @@ from pipeline.ingest.files import COLUMN_ALIASES, IngestReport, ingest_file
 from pipeline.ingest.readers import (Progress, cell_text, check_header, check_regular_file,
                               file_format, inspect_file)
 from survey.errors import IngestError
-from survey.instrument import Instrument
+from survey.instrument import Instrument, normalise_label
 from survey.instrument_export import FIXED_COLUMNS
 
 #: The tools an export can come from ("culture" is our own format: no adapter).
@@ -353,8 +353,13 @@ def _plan(header: list[str], texts: list[str], import_ids: list[str], matcher: _
 
 
 def normalise_export(path: Path, instrument: Instrument, tool: str, out: Path,
-                     column_map: dict[str, str] | None = None) -> ImportReport:
-    """Write `out`: the export with our column names, ready for ingest; nothing identifying."""
+                     column_map: dict[str, str] | None = None,
+                     site_names: dict[str, str] | None = None) -> ImportReport:
+    """Write `out`: the export with our column names, ready for ingest; nothing identifying.
+
+    `site_names` maps a site's name (as `normalise_label` gives it) to its code: a tool's
+    label export holds the name the form showed (`culture instrument export --sites`).
+    """
     if tool not in TOOLS[1:]:
         raise IngestError(f"--from {tool!r} is not known; use one of {', '.join(TOOLS)}")
     rows = iter(read_rows(path))
@@ -416,6 +421,9 @@ def normalise_export(path: Path, instrument: Instrument, tool: str, out: Path,
                     values.append(_day(dates[number], order))
                 elif name == "duration_seconds" and "duration_seconds" not in chosen:
                     values.append(_duration(started[number], ended[number], order))
+                elif name == "site" and site_names:
+                    value = row[chosen[name]] if chosen[name] < len(row) else ""
+                    values.append(site_names.get(normalise_label(value), value))
                 else:
                     index = chosen[name]
                     values.append(row[index] if index < len(row) else "")
@@ -448,7 +456,9 @@ def import_export(con: duckdb.DuckDBPyConnection, path: Path | str, instrument: 
     with tempfile.TemporaryDirectory(prefix="culture-import-") as scratch:
         # The batch is recorded under this name, so the store shows where rows came from.
         normalised = Path(scratch) / f"{path.stem}-{tool}.csv"
-        report = normalise_export(path, instrument, tool, normalised, column_map)
+        names = {normalise_label(name): code for code, name in
+                 con.execute("select site_code, name from sites").fetchall()}
+        report = normalise_export(path, instrument, tool, normalised, column_map, names)
         report.ingest = ingest_file(con, normalised, instrument, definition_yaml, site, wave,
                                     progress)
     report.ingest.source = str(path)
