@@ -162,6 +162,13 @@ def verdict_rows(pub) -> list[tuple[int, str, str, str]]:
     return rows
 
 
+def _score(value, kind: str) -> str:
+    """A published level as the dashboard shows it: out of 100 (published.scores)."""
+    from published.scores import to_score
+
+    return "" if value is None or value != value else f"{to_score(value, kind):.1f}"
+
+
 def _print_published(pub, settings: Settings) -> None:
     k = settings.min_group_size
     shown = pub.cells - pub.hidden_primary - pub.hidden_complementary
@@ -184,12 +191,18 @@ def _print_published(pub, settings: Settings) -> None:
     rows = verdict_rows(pub)
     waves = sorted({row[0] for row in rows})
     table = Table(title=f"Sites not in line with the other sites ("
-                        f"{', '.join(map(str, waves))}; the same words as the dashboard and "
-                        f"the site report)")
-    for column in ("wave", "site", "measure", "verdict"):
-        table.add_column(column, no_wrap=True)
+                        f"{', '.join(map(str, waves))}; the same words and scores out of 100 "
+                        f"as the dashboard and the site report)")
+    # "others": the other sites' mean, the centre the verdict was judged from.
+    for column in ("wave", "site", "measure", "score", "others", "verdict"):
+        table.add_column(column, no_wrap=True, min_width=len(column),
+                         justify="right" if column in ("score", "others") else "left")
+    scores = {(int(v["wave"]), v["site_code"], f"{v['measure_kind']} {v['measure']}"):
+              (_score(v.get("mean"), v["measure_kind"]),
+               _score(v.get("others_mean"), v["measure_kind"])) for v in pub.site_verdicts}
     for wave, site, measure, verdict in rows:
-        table.add_row(str(wave), site, measure, verdict)
+        score, others = scores.get((wave, site, measure), ("", ""))
+        table.add_row(str(wave), site, measure, score, others, verdict)
     out.print(table)
     flagged = sum(v["verdict"].startswith("clearly") for v in pub.site_verdicts)
     out.print(f"  {flagged} cell(s) clearly below or above the other sites across all "

@@ -499,7 +499,8 @@ def build_benchmarks(pub: duckdb.DuckDBPyConnection, target_rule: str = "peer_q3
     noted = (funnel_rows[funnel_rows["verdict"] != VERDICTS[2]] if len(funnel_rows)
              else funnel_rows)
     return {"site_verdicts": noted[["wave", "site_code", "measure_kind", "measure", "verdict",
-                                    "z"]].to_dict("records") if len(noted) else [],
+                                    "z", "mean", "others_mean"]].to_dict("records")
+            if len(noted) else [],
             "funnels_compared": int((params["sites"] > MIN_OTHER_SITES).sum()) if len(params)
             else 0,
             "rows": rows}

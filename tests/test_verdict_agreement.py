@@ -30,6 +30,7 @@ from dashboard.view import view_from_request
 from outputs.site_report import load_site_data, render_html
 from published.layout import NOT_COMPARED, VERDICTS
 from published.reader import PublishedLayer
+from published.scores import headline
 from stats import verdicts as verdict_rule
 from tests.pages import markdown_tables
 
@@ -46,8 +47,8 @@ def layer(published_sample):
 @pytest.fixture(scope="module")
 def verdicts(layer) -> pd.DataFrame:
     """Every published verdict, by (wave, site, measure)."""
-    rows = layer.query("select wave, site_code, measure_kind, measure, n, mean, others, low, "
-                       "high, z, flagged, verdict, rule from funnel")
+    rows = layer.query("select wave, site_code, measure_kind, measure, n, mean, others, "
+                       "others_mean, low, high, z, flagged, verdict, rule from funnel")
     return rows.set_index(["wave", "site_code", "measure"]).sort_index()
 
 
@@ -78,17 +79,20 @@ def test_the_layout_publishes_the_words_and_rules_of_stats_verdicts(verdicts):
                                verdicts["z"], rtol=0, atol=1e-9)
 
 
-def summary_verdicts(report, settings) -> dict:
-    """(wave, site, measure) -> verdict, as `culture run` prints them (the rest in line)."""
+def summary_verdicts(report, settings, scores: dict | None = None) -> dict:
+    """(wave, site, measure) -> verdict, as `culture run` prints them (the rest in line);
+    the score and the other sites' score it prints beside each go into `scores`."""
     with out.capture() as captured:
         _print_published(report, settings)
     found = {}
     for line in captured.get().splitlines():
-        match = re.match(r"\W*(\d{4})\W+([A-Z])\W+(scale|principle) (\w+)\W+([a-z, ]+?)\s*\W*$",
-                         line)
+        match = re.match(r"\W*(\d{4})\W+([A-Z])\W+(scale|principle) (\w+)\W+([\d.]+)\W+"
+                         r"([\d.]+)\W+([a-z, ]+?)\s*\W*$", line)
         if match:
-            wave, site, _, measure, verdict = match.groups()
+            wave, site, _, measure, score, others, verdict = match.groups()
             found[(int(wave), site, measure)] = verdict
+            if scores is not None:
+                scores[(int(wave), site, measure)] = (float(score), float(others))
     return found
 
 
@@ -148,7 +152,8 @@ def three_readers(published_sample, layer, verdicts):
     sites = sorted(verdicts.index.get_level_values("site_code").unique())
     measures = sorted(set(zip(verdicts["measure_kind"],
                               verdicts.index.get_level_values("measure"))))
-    return {"summary": summary_verdicts(report, settings),
+    scores = {}
+    return {"summary": summary_verdicts(report, settings, scores), "summary scores": scores,
             "dashboard": dashboard_verdicts(settings, layer, waves, measures),
             "report": report_verdicts(layer, waves, sites)}
 
@@ -163,6 +168,13 @@ def test_summary_dashboard_and_report_give_the_published_words_cell_by_cell(
     assert summary == {cell: verdict for cell, verdict in published.items()
                        if verdict != IN_LINE}
     assert len(summary) >= 3
+    # Beside each, the site's and the other sites' scores out of 100, as the dashboard.
+    levels = headline(verdicts.reset_index()).set_index(["wave", "site_code", "measure"])
+    for cell, (score, others) in three_readers["summary scores"].items():
+        assert score == pytest.approx(levels.loc[cell, "mean"], abs=0.051), cell
+        assert others == pytest.approx(levels.loc[cell, "others_mean"], abs=0.051), cell
+    assert any(cell[2] in ("psysafety", "stigma", "pathways", "voice_peer")
+               for cell in three_readers["summary scores"])
 
 
 def truth(manifest: dict, site: str, scale: str) -> dict[int, str | None]:
@@ -174,7 +186,8 @@ def truth(manifest: dict, site: str, scale: str) -> dict[int, str | None]:
 def test_the_planted_low_site_reads_clearly_below_in_every_wave_everywhere(
         three_readers, sample_manifest):
     assert set(truth(sample_manifest, "D", "psysafety").values()) == {"below"}
-    for reader, found in three_readers.items():
+    for reader in ("summary", "dashboard", "report"):
+        found = three_readers[reader]
         assert [found[(wave, "D", "psysafety")] for wave in (2024, 2025, 2026)] == [
             "clearly below"] * 3, reader
 
