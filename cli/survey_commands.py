@@ -34,6 +34,28 @@ def instrument_check(file: Annotated[Path, typer.Argument(help="Instrument YAML 
         table.add_row(scale.name + (" (core)" if scale.core else ""), str(len(members)),
                       str(sum(i.reverse for i in members)), str(scale.min_items), principles)
     out.print(table)
+    for item in inst.items:
+        if item.asked_if:
+            out.print(f"{item.id}: {item.asked_if.describe(inst)}", highlight=False)
+    _print_length(inst)
+
+
+def _print_length(inst) -> None:
+    """The estimated time to answer, against what the introduction promises."""
+    from survey.questionnaire import claimed_minutes, estimated_seconds
+
+    quick, slow = estimated_seconds(inst)
+    said = f"{quick / 60:.1f} to {slow / 60:.1f} minutes to answer (6-8 s an agreement item)"
+    claim = claimed_minutes(inst)
+    if claim is None:
+        out.print(f"{said}; the introduction names no time", highlight=False)
+    elif claim[0] <= (quick + slow) / 120 <= claim[1]:
+        out.print(f"{said}; the introduction's claim holds", highlight=False)
+    else:
+        least, most = claim
+        promised = f"{least}" if least == most else f"{least} to {most}"
+        err.print(f"warning: {said}, but the introduction promises {promised} minutes; "
+                  f"change the claim", highlight=False)
 
 
 def instrument_compare(

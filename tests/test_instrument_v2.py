@@ -212,3 +212,15 @@ def test_generator_skips_pw07_for_doctors_in_training(v2):
     assert sum(r["pw07"] is not None for r in others) > 0.9 * len(others)
     # Only the routed item: the others are answered by trainees as before.
     assert sum(r["pw01"] is not None for r in training) > 0.9 * len(training)
+
+
+def test_cli_check_states_the_time_and_the_routing():
+    v2 = culture("instrument", "check", V2_PATH)
+    assert v2.exit_code == 0 and v2.stderr == ""
+    assert "pw07: asked only of: SAS doctor" in v2.stdout
+    assert ("5.8 to 8.0 minutes to answer (6-8 s an agreement item); the introduction's "
+            "claim holds") in v2.stdout
+    v1 = culture("instrument", "check", V1_PATH)
+    assert v1.exit_code == 0        # a warning, not an error: 1.0 stays usable
+    assert v1.stderr == ("warning: 5.3 to 7.1 minutes to answer (6-8 s an agreement item), "
+                         "but the introduction promises 5 minutes; change the claim\n")
