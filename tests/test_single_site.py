@@ -145,7 +145,7 @@ def test_two_sites_are_not_compared_and_every_reader_says_so(tmp_path, instrumen
                               "scale:psysafety")
     text = json.dumps(body, cls=plotly.utils.PlotlyJSONEncoder)
     assert "2 sites, each judged against the other sites" in text
-    assert f"{NOT_COMPARED} (mean" in text and "fewer than 3 other sites: not compared" in text
+    assert f"{NOT_COMPARED} (score" in text and "fewer than 3 other sites: not compared" in text
     assert "0 site(s) outside" in text
     # culture run's summary makes no comparison claim either.
     with open_store(settings.db_path) as con:
