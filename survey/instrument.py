@@ -6,6 +6,10 @@ guide's principle each serves), how answers are coded (response scales, with the
 which optional respondent attributes are collected, and which scales measure each of
 the six principles. `load_instrument` returns a frozen `Instrument`; any problem is an
 `InstrumentError` whose message names the file, the item and the field.
+
+An item may be asked of some respondents only (`asked_if`: an attribute and its codes;
+the exports route it), and a later version links its items to the version it revises
+(`previous_version`, `same_as`, `replaces`; `survey.instrument_versions` compares them).
 """
 
 from __future__ import annotations
