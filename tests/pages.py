@@ -3,6 +3,7 @@ tree a callback returns (Dash components or their JSON)."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 
@@ -44,7 +45,8 @@ def markdown_tables(component) -> dict[str, pd.DataFrame]:
         text = props.get("children")
         if node.get("type") == "Markdown" and isinstance(text, str) and text.startswith("|"):
             lines = [line.strip("| ").split(" | ") for line in text.splitlines()]
-            rows = [[re.sub(r"\\(.)", r"\1", cell) for cell in line] for line in lines]
+            rows = [[html.unescape(re.sub(r"\\(.)", r"\1", cell)) for cell in line]
+                    for line in lines]   # Markdown's escapes, then the entities for <, >, &
             found[caption[0]] = pd.DataFrame(rows[2:], columns=rows[0])
 
     _walk(_tree(component), visit)

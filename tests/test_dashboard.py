@@ -248,13 +248,16 @@ def test_overview_shows_the_published_principle_scores_targets_and_actions(app, 
     with signed_in(app, "dir-d"):
         page, _ = render_page("/", "?site=D&wave=2026")
     figure = figures(page)[0]
-    scores = dict(zip(figure["data"][0]["y"], figure["data"][0]["x"]))
-    targets = dict(zip(figure["data"][1]["y"], figure["data"][1]["x"]))
+    # Names are wrapped for a phone (<br> between words), never cut.
+    unwrap = [y.replace("<br>", " ") for y in figure["data"][0]["y"]]
+    scores = dict(zip(unwrap, figure["data"][0]["x"]))
+    targets = dict(zip([y.replace("<br>", " ") for y in figure["data"][1]["y"]],
+                       figure["data"][1]["x"]))
     names = dict(published.execute("select measure, name from measures").fetchall())
     for principle, score, target, _ in rows:
         assert scores[names[principle]] == pytest.approx(score, abs=1e-9)
         assert targets[names[principle]] == pytest.approx(target, abs=1e-9)
-    assert figure["data"][0]["y"][-1] == names[rows[0][0]]  # largest gap drawn on top
+    assert unwrap[-1] == names[rows[0][0]]  # largest gap drawn on top
     text = as_text(page)
     assert f"{n:,}" in text and f"{100 * n / headcount:.0f}%" in text
     first_action = published.execute("select title from actions where principle = ? order by "
