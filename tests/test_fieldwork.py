@@ -171,6 +171,11 @@ def test_the_fieldwork_page_reads_no_store(season, tmp_path):
     with signed_in(app, "lead"):
         page, _ = render_page("/fieldwork", "")
     assert f"Wave {WAVE}: responses by site" in markdown_tables(page)
+    # With no counts written yet, the page says which commands write them.
+    fieldwork_path(moved.db_path).unlink()
+    with signed_in(app, "lead"):
+        page, _ = render_page("/fieldwork", "")
+    assert "No fieldwork counts yet" in as_text(page) and not markdown_tables(page)
 
 
 def test_a_closed_wave_refuses_links_and_answers_with_a_clear_page(season):

@@ -37,7 +37,7 @@ def _wave_parts(wave: dict, k: int) -> list:
              html.Div([key_figure("Responses so far", f"{wave['responses']:,}",
                                   "in the store and waiting in the inbox"),
                        key_figure("Waiting in the inbox", f"{wave['waiting']:,}",
-                                  "web answers the next `culture run` takes in"),
+                                  "web answers the next \u201cculture run\u201d takes in"),
                        key_figure("Invitations used", f"{used:,} of {issued:,}" if issued
                                   else "none issued",
                                   "marked used ten at a time, so up to nine recent uses "
@@ -99,19 +99,21 @@ def layout(view: View) -> html.Div:
     parts = [html.H1("Fieldwork")]
     if summary is None:
         return html.Div(parts + [notice(
-            "No fieldwork counts yet. They are written by `culture status`, by `culture run` "
-            "and, every minute, by a running `culture collect`, beside the store.")])
+            "No fieldwork counts yet. They are written beside the store by the commands "
+            "\u201cculture status\u201d and \u201cculture run\u201d, and every minute by a "
+            "running \u201cculture collect\u201d.")])
     k = summary["min_group_size"]
     parts.append(html.P(
         f"How each open survey wave is going, as counted at "
-        f"{summary['written_at'].replace('T', ' ')} by `{summary['written_by']}`. "
+        f"{summary['written_at'].replace('T', ' ')} by the command "
+        f"\u201c{summary['written_by']}\u201d. "
         "Counts only: nobody's answers are shown here, and staff groups with fewer than "
         f"{k} responses are not shown.", className="lead"))
     waves = sorted(summary["waves"], key=lambda w: w["wave"], reverse=True)
     open_waves = [w for w in waves if w["open"]]
     if not open_waves:
-        parts.append(notice("No wave is open for answers. Open one with "
-                            "`culture waves open YEAR`."))
+        parts.append(notice("No wave is open for answers. Open one with the command "
+                            "\u201cculture waves open YEAR\u201d."))
     for wave in open_waves:
         parts.extend(_wave_parts(wave, k))
     closed = [w for w in waves if not w["open"]]
