@@ -66,6 +66,26 @@ CSP = ("default-src 'none'; script-src 'self' {hashes}; style-src 'self' 'unsafe
        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'")
 
 
+#: Dash's page around the app, with its language declared (html-has-lang: a screen reader
+#: picks its voice from it) and its scripts outside the <footer> Dash puts them in (a second
+#: contentinfo landmark beside the shell's own footer).
+INDEX = """<!DOCTYPE html>
+<html lang="en-GB">
+    <head>
+        {%metas%}
+        <title>{%title%}</title>
+        {%favicon%}
+        {%css%}
+    </head>
+    <body>
+        {%app_entry%}
+        {%config%}
+        {%scripts%}
+        {%renderer%}
+    </body>
+</html>"""
+
+
 def create_app(settings: Settings, secret_key: bytes | None = None,
                throttle: LoginThrottle | None = None) -> dash.Dash:
     """A Dash app serving the published layer of `settings` to signed-in accounts."""
@@ -99,7 +119,7 @@ def create_app(settings: Settings, secret_key: bytes | None = None,
 
     app = dash.Dash(__name__, server=server, title="Culture of support",
                     assets_folder=str(ASSETS), suppress_callback_exceptions=True,
-                    update_title=None, serve_locally=True,
+                    update_title=None, serve_locally=True, index_string=INDEX,
                     # Flask's routes stay at "/" inside the mount; the browser asks
                     # for the layout, callbacks and assets under the prefix.
                     routes_pathname_prefix="/", requests_pathname_prefix=prefix + "/",
