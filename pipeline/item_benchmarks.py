@@ -142,7 +142,8 @@ def _changes(frame: pd.DataFrame, waves: list[int]) -> pd.DataFrame:
     return pd.DataFrame({
         "previous_wave": paired["previous_wave"].where(has).astype("Int64").to_numpy(),
         "n_previous": paired["n_previous"].where(has).astype("Int64").to_numpy(),
-        "pct_previous": np.where(has, p0 * 100, np.nan),
+        # The published cell's own value (p0 * 100 can differ from it in the last bit).
+        "pct_previous": paired["pct_previous"].to_numpy(float),
         "change": np.where(has, change, np.nan),
         "change_low": np.where(has, change - half, np.nan),
         "change_high": np.where(has, change + half, np.nan),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from contextlib import contextmanager
 from html import unescape
 
@@ -22,6 +23,7 @@ from dashboard.app import create_app, render_page
 from outputs.site_report import load_site_data, render_html
 from pipeline.ingest.files import ingest_file
 from pipeline.psychometrics.stage import run_psychometrics
+from pipeline.publish.verify import DisclosureError, verify_published
 from pipeline.publish.writer import publish
 from pipeline.store import load_reference_data, open_store
 from published.layout import MIN_SITES_FOR_DISTRIBUTION, VERDICTS
@@ -309,3 +311,26 @@ def test_the_board_report_and_the_principle_page_give_the_same_numbers(planted):
     assert page_lists(page) == report_lists
     assert report_lists["improved"][0].startswith("hs03: ")
     assert "points" in report_lists["improved"][0]
+
+
+def test_the_verifier_refuses_question_rows_that_rest_on_hidden_or_invented_cells(
+        planted, tmp_path):
+    """The independent verifier proves property 5 on the file: a row for E's hidden cell,
+    or a peer best that is no shown site's value, fails publication."""
+    source = planted[0].published_path
+    assert verify_published(source, 10).problems == []
+    for label, sql in (
+            ("row is not a shown cell", "insert into item_benchmarks (wave, site_code, "
+             "peer_group, measure, n, pct_favourable) values (2025, 'E', "
+             "'professional_support_unit', 'hs05', 10, 25.0)"),
+            ("peer_best is no other shown site's value", "update item_benchmarks set "
+             "peer_best = peer_best + 0.5 where site_code = 'A' and wave = 2026 and "
+             "measure = 'hs03'"),
+            ("last year's value is not the site's shown cell", "update item_benchmarks set "
+             "pct_previous = pct_previous + 1e-9 where site_code = 'A' and wave = 2026")):
+        copy = tmp_path / f"{len(label)}.duckdb"
+        shutil.copyfile(source, copy)
+        with duckdb.connect(str(copy)) as con:
+            con.execute(sql)
+        with pytest.raises(DisclosureError, match=label):
+            verify_published(copy, 10)

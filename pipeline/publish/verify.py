@@ -37,6 +37,11 @@ Two tables hold counts outside the cells, and are proved on their own terms:
    kinds that the shown numbers fix (each kind 0 to 3 times: a respondent carries at
    most three flags), such as "flagged but not speeding" = flagged - speeding, may
    come to 1 to k-1.
+
+5. **Question benchmarks.** Every row of `item_benchmarks` is a shown site item cell
+   with that cell's n and % favourable; last year's value is the site's shown cell of
+   the previous wave; the peer group's best and worst are shown cells of other sites.
+   Its other figures are computed from those shown cells only.
 """
 
 from __future__ import annotations
@@ -118,6 +123,7 @@ def verify_published(path: Path | str, min_group_size: int,
         check_counts(con, min_group_size, report)
         check_headcounts(con, min_group_size, report)
         check_flag_counts(con, min_group_size, report)
+        check_item_benchmarks(con, report)
     finally:
         con.close()
     if report.problems:
@@ -238,6 +244,48 @@ def check_flag_counts(con: duckdb.DuckDBPyConnection, k: int, report: Verificati
             report.problems.append(f"table data_quality: site {site} wave {wave}: the counts "
                                    f"shown ({', '.join(names)}) give away a group of "
                                    f"{leak:.0f} respondents")
+
+
+def check_item_benchmarks(con: duckdb.DuckDBPyConnection, report: VerificationReport) -> None:
+    """Property 5: `item_benchmarks` rests on shown cells only. Each row is a shown site
+    item cell with its values; last year's value is the site's shown cell of that wave;
+    the peer group's best and worst are shown cells of other sites of the group."""
+    if not _has_table(con, "item_benchmarks"):
+        return
+    # One query, the shown cells read once; each check names the rows it finds.
+    checks = [
+        ("row is not a shown cell, or its n or % favourable differ", """
+            select b.wave, b.site_code, b.measure from item_benchmarks b
+            left join shown c on c.wave = b.wave and c.unit = b.site_code
+              and c.measure = b.measure
+            where c.n is distinct from b.n
+               or c.pct_favourable is distinct from b.pct_favourable"""),
+        ("last year's value is not the site's shown cell", """
+            select b.wave, b.site_code, b.measure from item_benchmarks b
+            left join shown c on c.wave = b.previous_wave and c.unit = b.site_code
+              and c.measure = b.measure
+            where b.pct_previous is not null
+              and (c.pct_favourable is distinct from b.pct_previous
+                   or c.n is distinct from b.n_previous)""")]
+    for column in ("peer_best", "peer_worst"):
+        # An equality join (hashed), not a scan of each row's peers.
+        checks.append((f"{column} is no other shown site's value", f"""
+            select b.wave, b.site_code, b.measure from item_benchmarks b
+            where b.{column} is not null and not exists (
+                select 1 from shown c where c.wave = b.wave and c.measure = b.measure
+                  and c.peer_group = b.peer_group and c.unit <> b.site_code
+                  and c.pct_favourable = b.{column})"""))
+    found = con.execute(
+        """with shown as materialized (
+               select wave, unit, peer_group, measure, n, pct_favourable from cells
+               where level = 'site' and breakdown = 'all' and measure_kind = 'item'
+                 and not suppressed)
+           select * from (""" + " union all ".join(
+            f"(select {i} as problem, * from ({sql}) limit 20)"
+            for i, (_, sql) in enumerate(checks)) + ") order by all").fetchall()
+    for problem, wave, site, measure in found:
+        report.problems.append(f"table item_benchmarks: wave {wave} site {site} item "
+                               f"{measure}: {checks[problem][0]}")
 
 
 def _describe(cells, row: int) -> str:
