@@ -159,13 +159,14 @@ def test_the_dashboard_fieldwork_page_counts_them_for_admins_only(season):
 def test_the_fieldwork_page_reads_no_store(season, tmp_path):
     """The page's only source is the counts file: with the store gone it still shows them."""
     settings, _, _ = season
+    assert culture("status", "--db", settings.db_path).exit_code == 0
     import dataclasses
     import shutil
 
     moved = dataclasses.replace(settings, db_path=tmp_path / "elsewhere.duckdb")
     shutil.copyfile(settings.published_path, moved.published_path)
     shutil.copyfile(fieldwork_path(settings.db_path), fieldwork_path(moved.db_path))
-    shutil.copyfile(settings.accounts_path, moved.accounts_path)
+    AccountBook(moved.accounts_path).add("lead", "admin", PASSWORD)
     assert not moved.db_path.exists() and not moved.inbox_path.exists()
     app = create_app(moved, secret_key=b"test secret", throttle=LoginThrottle(free=3))
     with signed_in(app, "lead"):
