@@ -256,6 +256,8 @@ class Inbox:
                                        [token_hash, site, wave]).fetchone()
         if row is None:
             return "unknown"
+        # A mark being written as this reads may be missed for that instant: this check
+        # only spares typing; the writer's own check refuses the answer regardless.
         waiting = self._unmarked.get((site, wave), ())
         return "used" if row[0] or token_hash in waiting else "unused"
 
