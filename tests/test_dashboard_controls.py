@@ -51,6 +51,10 @@ def server(published_sample):
 WAVE_FREE_FIGURES = {"/trends", "/quality"}
 
 
+#: URL query key -> the selector that sets it.
+QUERY_KEYS = {"site": "site-select", "wave": "wave-select", "measure": "benchmark-measure"}
+
+
 def pages_for(role: str) -> list[str]:
     return [path for path, roles in PAGE_ROLES.items() if role in roles]
 
@@ -176,7 +180,8 @@ def _check_selector(browser, path: str, dropdown: str, published: PublishedData)
         time.sleep(1)
         after = read_page(browser)
     else:
-        after = _until(browser, lambda now: now["numbers"] != before["numbers"])
+        after = _until(browser, lambda now: now["numbers"] != before["numbers"]
+                       and now["query"].get("measure") != before["query"].get("measure"))
     where = f"{path}: {dropdown} {chosen!r} -> {target!r}"
     if dropdown == "site-select":
         code = re.search(r"\((\w+)\)$", target).group(1)
@@ -196,8 +201,14 @@ def _check_selector(browser, path: str, dropdown: str, published: PublishedData)
         assert after["heading"] == before["heading"], where   # the measure is not in it
         name = target.split(": ", 1)[-1]
         assert name in after["text"], (where, "the chosen measure is not named")
-    for kept in ("site", "wave"):   # the other choices stay as they were
-        if kept in before["query"] and dropdown != f"{kept}-select":
+        measure = after["query"].get("measure", "")
+        assert measure.partition(":")[2] in published.measure_names(), (where, measure)
+        assert published.measure_names()[measure.partition(":")[2]] == name, where
+        browser.get(browser.current_url)   # the URL is the view: bookmarked, it reopens
+        wait_for_page(browser)
+        assert read_page(browser)["numbers"] == after["numbers"], (where, "not bookmarkable")
+    for kept, control in QUERY_KEYS.items():   # the other choices stay as they were
+        if kept in before["query"] and dropdown != control:
             assert after["query"][kept] == before["query"][kept], (where, after["query"])
     if not (dropdown == "wave-select" and path in WAVE_FREE_FIGURES):
         assert after["numbers"] != before["numbers"], (where, "no figure changed")

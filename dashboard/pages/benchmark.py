@@ -10,13 +10,16 @@ the published one, the same the site report and `culture run` give for the cell.
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import pandas as pd
 from dash import Input, Output, State, dcc, html
+from dash.exceptions import PreventUpdate
 
 from dashboard.components import chart, notice, table
 from dashboard.figures import caterpillar_figure, funnel_figure
 from dashboard.pages.glossary import what_this_means
-from dashboard.view import View, view_from_request
+from dashboard.view import View, parse_query, view_from_request
 from outputs.peer_bands import band_of, count_bands, plotted_count
 from published.layout import MIN_OTHER_SITES, MIN_SITES_FOR_DISTRIBUTION, distribution_shown
 from published.scores import SCORE, SCORE_AXIS, headline, headline_params
@@ -201,3 +204,14 @@ def register(app) -> None:
         # Authorised afresh: a crafted request naming another site is refused (403).
         view = view_from_request("/benchmark", search, NEEDS_SITE)
         return benchmark_body(view, value)
+
+    @app.callback(Output("url", "search", allow_duplicate=True),
+                  Input("benchmark-measure", "value"), State("url", "search"),
+                  prevent_initial_call=True)
+    def remember_measure(value: str, search: str):
+        # The measure joins the URL, as the site and the wave do: the view can be
+        # bookmarked and shared, and a change of site or wave keeps the measure.
+        query = parse_query(search)
+        if not isinstance(value, str) or query.get("measure") == value:
+            raise PreventUpdate
+        return "?" + urlencode(query | {"measure": value})
