@@ -32,6 +32,9 @@ TABLES = {
     "item_benchmarks": "site x wave x item (shown cells only): % favourable against the "
                        "other shown sites of its peer group (best, median, worst), all "
                        "sites (the funnel's verdict rule) and the previous wave",
+    "item_answers": "unit x wave x item (the item cells of `cells`) x answer option: "
+                    "answers and % of the item's answers, and the unit's respondents who "
+                    "gave none; NULL where the cell is suppressed",
     "funnel_params": "wave x measure: the random-effects mean, tau^2 and pooled SD of all "
                      "compared sites",
     "shrunken": "site x wave x measure: empirical-Bayes mean and rank",
@@ -133,6 +136,18 @@ ITEM_BENCHMARK_COLUMNS = {
     "previous_wave": "Int64", "n_previous": "Int64", "pct_previous": "float64",
     "change": "float64", "change_low": "float64", "change_high": "float64",
     "change_p": "float64", "change_q": "float64", "change_verdict": "string"}
+
+#: Columns of `item_answers` (pipeline.publish.answers: one row an item cell of `cells`
+#: x answer option, in the questionnaire's order), with types. option_code / option_label
+#: are the answer as offered (before reverse-keying); scored_code is the code after it and
+#: favourable whether it counts towards % favourable; pct is % of the item's answers. The
+#: row with is_answer false (position 99) counts the unit's respondents who gave no
+#: answer (don't know, blank, or not asked), shown where the unit's responses cell is.
+ITEM_ANSWER_COLUMNS = {
+    "wave": "Int64", "level": "string", "unit": "string", "peer_group": "string",
+    "measure": "string", "position": "Int64", "option_code": "Int64",
+    "option_label": "string", "scored_code": "Int64", "favourable": "boolean",
+    "is_answer": "boolean", "answers": "Int64", "pct": "float64", "suppressed": "boolean"}
 
 #: Sites a group needs before a director or a board report is shown its best, quartiles,
 #: median and worst: each of those is (or is interpolated from) single sites' scores, and

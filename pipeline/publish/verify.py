@@ -42,6 +42,14 @@ Two tables hold counts outside the cells, and are proved on their own terms:
    with that cell's n and % favourable; last year's value is the site's shown cell of
    the previous wave; the peer group's best and worst are shown cells of other sites.
    Its other figures are computed from those shown cells only.
+
+6. **Answer distributions.** `item_answers` has the rows of the item cells of `cells`
+   and hides exactly what they hide: a hidden cell's rows have no count and no
+   percentage, and a shown cell's answer counts add up to its n. Option counts then add
+   up across units as the n do, so the hidden pattern that protects the n (property 2)
+   protects them too: any option count worked out by subtraction is a sum over hidden
+   cells whose n could be worked out the same way. The no-answer count is the unit's
+   shown responses minus the item's shown n, and blank where either is hidden.
 """
 
 from __future__ import annotations
@@ -124,6 +132,7 @@ def verify_published(path: Path | str, min_group_size: int,
         check_headcounts(con, min_group_size, report)
         check_flag_counts(con, min_group_size, report)
         check_item_benchmarks(con, report)
+        check_item_answers(con, report)
     finally:
         con.close()
     if report.problems:
@@ -285,6 +294,48 @@ def check_item_benchmarks(con: duckdb.DuckDBPyConnection, report: VerificationRe
             for i, (_, sql) in enumerate(checks)) + ") order by all").fetchall()
     for problem, wave, site, measure in found:
         report.problems.append(f"table item_benchmarks: wave {wave} site {site} item "
+                               f"{measure}: {checks[problem][0]}")
+
+
+def check_item_answers(con: duckdb.DuckDBPyConnection, report: VerificationReport) -> None:
+    """Property 6: `item_answers` shows what the item cells show and nothing they hide."""
+    if not _has_table(con, "item_answers"):
+        return
+    checks = [
+        ("rows are not the item cell's, or its suppression differs", """
+            select a.wave, a.level, a.unit, a.measure from item_answers a
+            left join items c using (wave, level, unit, measure)
+            where c.suppressed is distinct from a.suppressed
+            union all
+            select c.wave, c.level, c.unit, c.measure from items c
+            anti join item_answers a using (wave, level, unit, measure)"""),
+        ("a hidden cell's answers are shown", """
+            select wave, level, unit, measure from item_answers
+            where suppressed and (answers is not null or pct is not null)"""),
+        ("the answers do not add up to the cell's n", """
+            select a.wave, a.level, a.unit, a.measure from item_answers a
+            join items c using (wave, level, unit, measure)
+            where not a.suppressed
+            group by a.wave, a.level, a.unit, a.measure, c.n
+            having sum(a.answers) filter (where a.is_answer) is distinct from c.n"""),
+        ("the no-answer count is not shown responses minus shown n", """
+            select a.wave, a.level, a.unit, a.measure from item_answers a
+            join items c using (wave, level, unit, measure)
+            left join responses r using (wave, level, unit)
+            where not a.is_answer and a.answers is distinct from
+                case when c.suppressed or r.suppressed then null else r.n - c.n end""")]
+    found = con.execute(
+        """with items as materialized (
+               select wave, level, unit, measure, n, suppressed from cells
+               where breakdown = 'all' and measure_kind = 'item'),
+           responses as (
+               select wave, level, unit, n, suppressed from cells
+               where breakdown = 'all' and measure_kind = 'responses')
+           select * from (""" + " union all ".join(
+            f"(select distinct {i} as problem, * from ({sql}) limit 20)"
+            for i, (_, sql) in enumerate(checks)) + ") order by all").fetchall()
+    for problem, wave, level, unit, measure in found:
+        report.problems.append(f"table item_answers: wave {wave} {level} {unit} item "
                                f"{measure}: {checks[problem][0]}")
 
 
