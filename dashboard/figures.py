@@ -148,7 +148,9 @@ def _base(fig: Figure, title: str, plot_height: int, below_ticks: int = 0,
     x_title = ""
     for key in [key for key in layout if key.startswith("xaxis")]:
         text = layout[key].get("title", {}).get("text")
-        layout[key]["automargin"] = False
+        # Automargin only keeps the title at its standoff (the margin computed below
+        # already has room for it); without it plotly draws the title on the ticks.
+        layout[key]["automargin"] = True
         if text:
             layout[key]["title"].update(text=wrap(text, x_line), standoff=10)
             x_title = max(x_title, layout[key]["title"]["text"], key=lines)
@@ -163,12 +165,13 @@ def _base(fig: Figure, title: str, plot_height: int, below_ticks: int = 0,
     widths = [44 + 8 * max(len(re.sub(r"<[^>]+>", "", part)) for part in t["name"].split("<br>"))
               for t in entries]
     rows, used = (1, 0) if widths else (0, 0)
+    room = max(120, PHONE_PX - 50 - beside)   # the plot's width on a phone
     for width in widths:
-        if used and used + width > PHONE_PX:
+        if used and used + width > room:
             rows, used = rows + 1, 0
         used += width
     tallest = max((lines(t["name"]) for t in entries), default=0)
-    legend_block = rows * (LINE_PX * tallest + 6) + (6 if rows else 0)
+    legend_block = rows * (LINE_PX * tallest + 8) + (6 if rows else 0)
     on_top = layout["xaxis"].get("side") == "top"
     top = heading + (axis_block if on_top else 0)
     bottom = (0 if on_top else axis_block) + legend_block + 12
@@ -189,6 +192,8 @@ def _base(fig: Figure, title: str, plot_height: int, below_ticks: int = 0,
                       # Placed from the chart's bottom edge, in pixels: should the
                       # legend need more rows than estimated, plotly shrinks the plot,
                       # and the axis moves up, away from it, rather than under it.
+                      # Under the plot, as wide as it: plotly wraps the entries at the
+                      # plot's width (a container reference is no wider: it clamps x).
                       legend={"orientation": "h", "x": 0, "xanchor": "left",
                               "xref": "paper", "yref": "container", "yanchor": "top",
                               "y": (legend_block + 6) / height})
@@ -301,7 +306,7 @@ def trend_figure(series: pd.DataFrame, changes: pd.DataFrame, title: str,
         bottom = top - panel / plot_height
         x_domain = [0, 1] if columns == 1 else ([0, 0.46] if column == 0 else [0.54, 1])
         fig["layout"][f"xaxis{suffix}"] = dict(_AXIS, domain=x_domain, anchor=f"y{suffix}",
-                                               tickvals=waves, automargin=False)
+                                               tickvals=waves)
         fig["layout"][f"yaxis{suffix}"] = dict(_AXIS, domain=[max(bottom, 0), top],
                                                anchor=f"x{suffix}", range=[low - pad,
                                                                            high + pad])
@@ -508,7 +513,7 @@ def equity_heatmap(matrix: pd.DataFrame, hidden: pd.DataFrame, k: int) -> Figure
     # Scale names on top, by the first rows; what the numbers are is said in the
     # subtitle, at the chart's left edge, where a phone scrolled to the start sees it.
     fig.update_xaxes(title="Scale", side="top", tickangle=0)
-    fig.update_yaxes(title="Group", autorange="reversed")
+    fig.update_yaxes(autorange="reversed")
     tick_lines = max((lines(c) for c in columns), default=1)
     row_px = max(30, 16 * max((lines(r) for r in rows), default=1) + 8)
     fig = _base(fig, f"Equity: groups against the rest of the site (grey: {hidden_text(k)})",
