@@ -35,8 +35,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stats.drivers import (MIN_SITE_RESPONDENTS, SiteMoments,  # noqa: E402
-                           dominance_from_fits, dominance_from_site_moments,
+from stats.drivers import (MIN_BOOTSTRAP_SITES, MIN_SITE_RESPONDENTS,  # noqa: E402
+                           SiteMoments, dominance_from_fits, dominance_from_site_moments,
                            logistic_subset_fit, site_bootstrap, site_dominance)
 from survey.synthetic import national_sites  # noqa: E402
 
@@ -63,9 +63,11 @@ def national_set(rows: int, n_sites: int, seed: int = 2026) -> tuple[pd.DataFram
     scores = np.clip(np.round((3.2 + .8 * theta + .3 * rng.standard_normal((rows, k))) * 5)
                      / 5, 1, 5)
     weights = np.array([PLANTED[s] for s in SCALES])
-    propensity = theta @ weights + rng.normal(0, .25, n_sites)[site] + .7 * rng.standard_normal(rows)
+    propensity = (theta @ weights + rng.normal(0, .25, n_sites)[site]
+                  + .7 * rng.standard_normal(rows))
     intend = 1 + (propensity[:, None] > np.array([-1.6, -.8, .05, 1.1])).sum(axis=1)
     needed = rng.random(rows) < .3
+    # pathways and stigma go with using support once it is needed
     used = needed & (rng.random(rows) < 1 / (1 + np.exp(.3 - .8 * theta[:, 2] - .4 * theta[:, 0])))
     frame = pd.DataFrame(scores, columns=list(SCALES))
     frame.insert(0, "site_code", np.array([s.code for s in sites])[site])
@@ -111,7 +113,8 @@ def ours(con, site_type: dict, outcomes=OUTCOMES, draws: int = DRAWS) -> dict:
             chosen = moments.of_sites(members)
             results[(outcome, group)] = (
                 dominance_from_site_moments(chosen, outcome, SCALES),
-                site_bootstrap(chosen, outcome, SCALES, draws=draws) if draws else None)
+                site_bootstrap(chosen, outcome, SCALES, draws=draws)
+                if draws and len(members) >= MIN_BOOTSTRAP_SITES else None)
         results[(outcome, "sites")] = site_dominance(moments, outcome, SCALES)
     return results
 

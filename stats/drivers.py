@@ -45,7 +45,6 @@ from math import comb
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit
 
 from stats.reliability import StatisticsError
 
@@ -59,6 +58,8 @@ MAX_PREDICTORS = 12
 #: chance, p / (n - 1), is then 0.08 or more, the size of the associations being shared
 #: out. Smaller sites are shown their peer group's drivers instead.
 MIN_SITE_RESPONDENTS = 100
+#: A site bootstrap draws from the sites; with fewer it has too few distinct replicates.
+MIN_BOOTSTRAP_SITES = 5
 
 
 class DriversError(StatisticsError):
@@ -288,24 +289,26 @@ def _irls(xt: np.ndarray, y: np.ndarray, w: np.ndarray, beta: np.ndarray,
     (coefficients, log-likelihood)."""
 
     def loglik(eta):
-        # log(1 + e^eta) without overflow; a sum, not a 1-D BLAS dot, which a threaded
-        # OpenBLAS runs a thousand times slower on a busy machine
-        softplus = np.maximum(eta, 0) + np.log1p(np.exp(-np.abs(eta)))
-        return float((w * (y * eta - softplus)).sum())
+        """(log-likelihood, fitted probabilities) with one exp: log(1 + e^eta) without
+        overflow, summed (not a 1-D BLAS dot, which a threaded OpenBLAS runs a thousand
+        times slower on a busy machine)."""
+        small = np.exp(-np.abs(eta))
+        softplus = np.maximum(eta, 0) + np.log1p(small)
+        mu = np.where(eta >= 0, 1, small) / (1 + small)
+        return float((w * (y * eta - softplus)).sum()), mu
 
     eta = beta @ xt
-    current = loglik(eta)
+    current, mu = loglik(eta)
     for _ in range(max_iter):
-        mu = expit(eta)
         hessian = (xt * (w * mu * (1 - mu))) @ xt.T
         step = np.linalg.lstsq(hessian, xt @ (w * (y - mu)), rcond=None)[0]
         for _ in range(30):
             trial = (beta + step) @ xt
-            candidate = loglik(trial)
+            candidate, trial_mu = loglik(trial)
             if candidate >= current - 1e-12 * abs(current):
                 break
             step = step / 2
-        beta, eta = beta + step, trial
+        beta, eta, mu = beta + step, trial, trial_mu
         change, current = candidate - current, candidate
         if abs(change) <= tol * (abs(current) + 0.1) and np.abs(step).max() < 1e-6:
             break
@@ -543,14 +546,15 @@ def site_bootstrap(moments: SiteMoments, outcome: str, predictors, draws: int = 
     replicates. All replicates run as one batch of small matrix solves.
 
     Few sites make few distinct replicates and intervals that are too narrow; the
-    bootstrap refuses fewer than 5 sites and its intervals are best read from 20.
+    bootstrap refuses fewer than `MIN_BOOTSTRAP_SITES` (5), and its intervals are best
+    read from about 20 sites.
     """
     predictors = _checked_names(outcome, predictors)
     chosen = moments.select([outcome, *predictors])
     n_sites = int((chosen.n > 0).sum())
-    if n_sites < 5:
-        raise DriversError(f"a site bootstrap needs at least 5 sites with answers (got "
-                           f"{n_sites}); report the national or peer-group intervals")
+    if n_sites < MIN_BOOTSTRAP_SITES:
+        raise DriversError(f"a site bootstrap needs at least {MIN_BOOTSTRAP_SITES} sites with "
+                           f"answers (got {n_sites}); report the national or peer-group intervals")
     if not 0 < level < 1 or draws < 1:
         raise DriversError(f"level must be between 0 and 1 and draws at least 1 (got "
                            f"{level}, {draws})")

@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 
 from stats.drivers import (MIN_SITE_RESPONDENTS, DriversError, SiteMoments,
-                           dominance_from_moments, dominance_from_site_moments,
+                           dominance_from_fits, dominance_from_moments,
+                           dominance_from_site_moments,
                            dominance_table, logistic_subset_fit, relative_weights,
                            site_bootstrap, site_dominance)
 from survey.settings import PROJECT_ROOT
@@ -230,3 +231,12 @@ def test_bootstrap_is_reproducible_and_its_table_is_ordered():
     assert (table["share_low"] <= table["share"]).all()
     assert (table["share"] <= table["share_high"]).all()
     assert first.total_low <= first.total <= first.total_high
+
+
+def test_one_predictor_takes_the_whole_fit_and_fits_must_cover_every_subset():
+    case = GOLDEN["linear_sat_act"]
+    single = dominance_table(golden_data(case), "ACT", ["SATV"])
+    assert single.general[0] == pytest.approx(single.total)
+    assert single.total == pytest.approx(case["subset_fit"][8], abs=LINEAR)   # SATV alone
+    with pytest.raises(DriversError, match="need 8 subset fits"):
+        dominance_from_fits([0, .1, .2], "y", ["a", "b", "c"])
