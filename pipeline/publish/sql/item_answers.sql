@@ -30,8 +30,9 @@ response_cells as (
 ),
 
 options as (
-    select measure, position, option_code, option_label, scored_code, favourable,
-        is_answer, column_name
+    select measure, position::bigint as position, option_code::bigint as option_code,
+        option_label, scored_code::bigint as scored_code, favourable::boolean as favourable,
+        is_answer::boolean as is_answer, column_name
     from answer_options
 ),
 
@@ -43,7 +44,7 @@ counts as (
 
 final as (
     select
-        c.wave,
+        c.wave::bigint as wave,
         c.level,
         c.unit,
         c.peer_group,
@@ -59,7 +60,7 @@ final as (
              when r.responses_hidden then null
              else r.responses - c.n end::bigint as answers,
         case when c.suppressed or not o.is_answer then null
-             else 100.0 * coalesce(k.answers, 0) / c.n end as pct,
+             else 100.0 * coalesce(k.answers, 0) / c.n end::double as pct,
         c.suppressed
     from item_cells c
     join options o
