@@ -93,7 +93,9 @@ def test_no_serious_violation_on_any_page_wide_or_on_a_phone(server, username):
                                   for view, lines in found.items())
 
 
-def test_sign_in_page_has_no_serious_violation(server):
+def test_sign_in_and_refusal_pages_have_no_serious_violation(server):
+    """The two pages outside the app: the sign-in form, and the refusal a director gets
+    for another site's URL."""
     base, _ = server
     browser = chromium(width=1400)
     found = {}
@@ -103,7 +105,17 @@ def test_sign_in_page_has_no_serious_violation(server):
             if metrics:
                 browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
             if lines := serious_violations(browser):
-                found[width] = lines
+                found[f"sign-in at {width}"] = lines
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+        sign_in(browser, base, "dir-a")
+        browser.get(base + "/benchmark?site=B")
+        wait_for_page(browser)
+        assert "Not available" in browser.find_element("id", "page").text
+        for width, metrics in WIDTHS.items():
+            if metrics:
+                browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+            if lines := serious_violations(browser):
+                found[f"refusal at {width}"] = lines
     finally:
         browser.quit()
     assert found == {}, found
