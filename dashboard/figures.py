@@ -417,6 +417,12 @@ def funnel_figure(points: pd.DataFrame, params: dict, measure: str,
                                     "array": (bars["high"] - bars["low"]) / 2,
                                     "color": GREY, "thickness": 1, "width": 4},
                            name="what the other sites give each site of its size",
+                           showlegend=False, hoverinfo="skip"))
+        # Its legend entry: the points are invisible, so the key draws a grey bar.
+        fig.add_trace(dict(type="scatter", x=[None], y=[None], mode="markers",
+                           name="what the other sites give each site of its size",
+                           marker={"symbol": "line-ns-open", "size": 14, "color": GREY,
+                                   "line": {"color": GREY, "width": 1.5}},
                            hoverinfo="skip"))
     # A legend entry per verdict shown (the points carry their own marks).
     for verdict in [v for v in VERDICT_MARKS if v in set(others["verdict"])]:
