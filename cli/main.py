@@ -14,8 +14,8 @@ import typer
 from click import Context
 from typer.core import TyperGroup
 
-from cli import (dashboard_commands, output_commands, pipeline_commands, store_commands,
-                 survey_commands)
+from cli import (dashboard_commands, output_commands, pipeline_commands, plans_commands,
+                 store_commands, survey_commands)
 from cli.options import err
 from survey.errors import CultureError
 
@@ -53,6 +53,8 @@ waves_app = typer.Typer(help="Set up survey waves (one per year), open and close
                         no_args_is_help=True)
 users_app = typer.Typer(help="Dashboard accounts (admin, director, researcher).",
                         no_args_is_help=True)
+actions_app = typer.Typer(help="Sites' action plans against the principles (kept across waves).",
+                          no_args_is_help=True)
 
 instrument_app.command("check")(survey_commands.instrument_check)
 instrument_app.command("export")(survey_commands.instrument_export)
@@ -67,6 +69,9 @@ users_app.command("add")(dashboard_commands.users_add)
 users_app.command("list")(dashboard_commands.users_list)
 users_app.command("remove")(dashboard_commands.users_remove)
 users_app.command("set-password")(dashboard_commands.users_set_password)
+actions_app.command("list")(plans_commands.actions_list)
+actions_app.command("add")(plans_commands.actions_add)
+actions_app.command("export")(plans_commands.actions_export)
 
 app.command()(store_commands.ingest)
 app.command()(store_commands.quarantine)
@@ -84,6 +89,7 @@ app.add_typer(instrument_app, name="instrument")
 app.add_typer(sites_app, name="sites")
 app.add_typer(waves_app, name="waves")
 app.add_typer(users_app, name="users")
+app.add_typer(actions_app, name="actions")
 
 
 def main() -> None:

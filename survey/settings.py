@@ -74,6 +74,11 @@ class Settings:
         return self.db_path.with_name(self.db_path.stem + ".accounts.duckdb")
 
     @property
+    def plans_path(self) -> Path:
+        """Sites' action plans, beside the store (culture.plans.duckdb): `plans.store`."""
+        return self.db_path.with_name(self.db_path.stem + ".plans.duckdb")
+
+    @property
     def inbox_path(self) -> Path:
         """The web form's submissions, beside the store (culture.inbox.sqlite)."""
         return self.db_path.with_name(self.db_path.stem + ".inbox.sqlite")
