@@ -282,6 +282,17 @@ def relative_weights(matrix, outcome, predictors) -> pd.Series:
 # ---------------------------------------------------------------- logistic
 
 
+def _weighted_crossproduct(xt: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """X' diag(h) X for X stored one row a variable, a row at a time: at a few hundred
+    thousand rows this is twice as fast as one product through an n x k temporary."""
+    k = len(xt)
+    out = np.empty((k, k))
+    for i in range(k):
+        out[i, i:] = xt[i:] @ (xt[i] * h)
+        out[i:, i] = out[i, i:]
+    return out
+
+
 def _irls(xt: np.ndarray, y: np.ndarray, w: np.ndarray, beta: np.ndarray,
           tol: float = 1e-12, max_iter: int = 100) -> tuple[np.ndarray, float]:
     """Maximum-likelihood logistic coefficients by Newton-Raphson (= IRLS), with step
@@ -300,7 +311,7 @@ def _irls(xt: np.ndarray, y: np.ndarray, w: np.ndarray, beta: np.ndarray,
     eta = beta @ xt
     current, mu = loglik(eta)
     for _ in range(max_iter):
-        hessian = (xt * (w * mu * (1 - mu))) @ xt.T
+        hessian = _weighted_crossproduct(xt, w * mu * (1 - mu))
         step = np.linalg.lstsq(hessian, xt @ (w * (y - mu)), rcond=None)[0]
         for _ in range(30):
             trial = (beta + step) @ xt
@@ -370,9 +381,8 @@ def dominance_table(frame: pd.DataFrame, outcome: str, predictors, kind: str = "
     ``kind="logistic"`` decomposes McFadden's R^2 of a logistic model, for an outcome
     coded 0/1 or True/False (relative weights are then None: Johnson's method is for
     linear models). ``result.table()`` gives the table, ``result.complete_table()``
-    the pairwise complete dominance.
-
-    >>> dominance_table(answers, "oc_intend", ["stigma", "safety", "pathways"]).table()
+    the pairwise complete dominance, e.g.
+    ``dominance_table(answers, "oc_intend", ["stigma", "psysafety", "pathways"]).table()``.
     """
     if kind not in KINDS:
         raise DriversError(f"kind {kind!r} is not one of {KINDS}")
