@@ -34,7 +34,7 @@ Logistic models (a yes/no outcome) are fitted on respondent rows, or on a table 
 answer patterns with frequency weights; see `logistic_subset_fit` for the pseudo-R^2.
 
 Checked against R: tests/expected/generate_r_drivers.R fits every subset with lm() and
-glm() and computes all of the above by hand (no dominance package is in Debian).
+glm() and computes all of the above by hand (no dominance package is installed here).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@
 #   - datasets::mtcars: 32 cars, fuel economy against eight design measures (the
 #     textbook dominance-analysis example; 8 predictors = all 256 subsets).
 #
-# No dominance package is installed from Debian (domir, relaimpo, dominanceanalysis and
+# No dominance package is installed here (domir, relaimpo, dominanceanalysis and
 # yhat are absent), so every number is made here by hand from lm() and glm() fits of
 # each subset of predictors, a route independent of ours (Python builds the subset
 # R-squared values from the covariance matrix, and fits its own IRLS):
