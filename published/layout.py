@@ -104,6 +104,19 @@ NOT_COMPARED = "too few sites to compare"
 #: distribution to stand outside of.
 MIN_OTHER_SITES = 3
 
+#: "Did it move?": a site's change in a principle from the wave before an action to the
+#: first wave after, against its peers' change over the same waves (`stats.change`), in
+#: the style of VERDICTS, lowest first. "More" is up the scale (more supportive).
+MOVED_VERDICTS = ("clearly moved less than peers", "moved less than peers, not certain",
+                  "moved with peers", "moved more than peers, not certain",
+                  "clearly moved more than peers")
+#: An action's change not compared (too few peers, or no wave after the action yet).
+MOVED_NOT_COMPARED = "not compared"
+#: Said wherever a "did it move?" verdict is shown.
+MOVED_CAVEAT = ("This is what happened alongside the action, not proof that the action "
+                "caused it: anything else that changed at the site over those years moved "
+                "the score too.")
+
 #: Columns of the published `funnel` table (one row a site x wave x measure), with types.
 #: low / high: the limits the verdict rule (`stats.verdicts`, named in `rule`) puts on
 #: the other sites for a site of this one's size; flagged is "mean outside [low, high]"
