@@ -39,6 +39,8 @@ PAGE_ROLES = {
     "/benchmark": ("admin", "director", "researcher"),
     "/trends": ("admin", "director", "researcher"),
     "/equity": ("admin", "director"),
+    # A site's action plan; a researcher sees counts by principle and status only.
+    "/actions": ("admin", "director", "researcher"),
     "/quality": ("admin", "director", "researcher"),
     "/export": ("admin", "researcher"),
     # The survey lead's view of a wave in progress (counts only, groups below k hidden).

@@ -109,6 +109,7 @@ def create_app(settings: Settings, secret_key: bytes | None = None,
         SESSION_COOKIE_PATH=prefix or "/",
         CULTURE_DATA=PublishedData(settings.published_path),
         CULTURE_ACCOUNTS=AccountBook(settings.accounts_path),
+        CULTURE_PLANS=settings.plans_path,
         CULTURE_THROTTLE=throttle or LoginThrottle(),
         MAX_CONTENT_LENGTH=1024 * 1024,
     )

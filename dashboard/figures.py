@@ -601,3 +601,43 @@ def question_figure(rows: pd.DataFrame, title: str) -> Figure:
     # Categories are spaced evenly: every row gets the height of the longest label.
     row_height = 17 * max((label.count("<br>") + 1 for label in labels), default=1) + 12
     return _base(fig, title, row_height * len(labels) + 40)
+
+
+def mark_actions(fig: Figure, actions: pd.DataFrame) -> Figure:
+    """`fig`, a `trend_figure`, with each action's start marked on its measure's panel: a
+    dotted vertical line at the start date (as a fraction of its year on the wave axis)
+    and a hollow triangle at the panel's foot whose hover names the action.
+
+    actions: label (the measure's name, as in the trend's series), what, status, start (a
+    date). An action whose measure has no line is left out. The words are the users'
+    own, and plotly reads a few HTML tags in text, so they are escaped first.
+    """
+    from html import escape
+
+    panels = {trace["name"]: (trace.get("xaxis", "x"), trace.get("yaxis", "y"))
+              for trace in fig["data"] if trace.get("mode") == "lines+markers"}
+    marked = False
+    for action in actions.itertuples():
+        if action.label not in panels:
+            continue
+        xaxis, yaxis = panels[action.label]
+        start = pd.Timestamp(action.start)
+        x = start.year + (start.dayofyear - 1) / 365.25
+        low = fig["layout"][yaxis.replace("y", "yaxis", 1)].get("range", [0, 100])[0]
+        fig["layout"].setdefault("shapes", []).append({
+            "type": "line", "xref": xaxis, "yref": f"{yaxis} domain", "x0": x, "x1": x,
+            "y0": 0, "y1": 1, "line": {"color": ORANGE, "dash": "dot", "width": 2}})
+        fig.add_trace(dict(type="scatter", xaxis=xaxis, yaxis=yaxis, x=[x], y=[low],
+                           mode="markers", showlegend=False, name="action started",
+                           marker={"symbol": "triangle-up-open", "size": 12, "color": ORANGE,
+                                   "line": {"width": 2}},
+                           text=[f"Action: {escape(str(action.what))}<br>started "
+                                 f"{start.date().isoformat()} ({escape(str(action.status))})"],
+                           hovertemplate="%{text}<extra></extra>"))
+        marked = True
+    if marked:   # one legend entry for every panel's marks
+        fig.add_trace(dict(type="scatter", x=[None], y=[None], mode="markers",
+                           name="an action of the site's plan started (dotted line)",
+                           marker={"symbol": "triangle-up-open", "size": 12, "color": ORANGE,
+                                   "line": {"width": 2}}, hoverinfo="skip"))
+    return fig

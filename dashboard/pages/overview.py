@@ -8,8 +8,10 @@ from dash import html
 
 from dashboard.components import chart, fmt, key_figure, notice, table
 from dashboard.figures import hidden_text, principle_figure
+from dashboard.pages.actions import open_actions_list, site_actions
 from dashboard.pages.glossary import what_this_means
 from dashboard.view import View
+from plans.store import OPEN_STATUSES
 from published.layout import evidence_citation
 
 TITLE = "Overview"
@@ -83,8 +85,13 @@ def layout(view: View) -> html.Div:
             className="table-view"))
     parts.append(html.H2("What the guide suggests, largest gaps first"))
     actions = data.actions()
+    # The site's own open actions beside the guide's (the Actions page keeps them).
+    planned, problem = site_actions(view.site, OPEN_STATUSES)
+    if problem:
+        parts.append(notice(f"The site's actions cannot be shown just now: {problem}."))
     for _, row in rows.iterrows():
-        parts.append(_principle_actions(row, actions[actions["principle"] == row["principle"]]))
+        parts.append(_principle_actions(row, actions[actions["principle"] == row["principle"]],
+                                        planned[planned["principle"] == row["principle"]]))
     return html.Div(parts)
 
 
@@ -105,7 +112,8 @@ def _key_figures(responses: dict, peers: dict, k: int) -> html.Div:
     ], className="key-figures")
 
 
-def _principle_actions(row: pd.Series, actions: pd.DataFrame) -> html.Section:
+def _principle_actions(row: pd.Series, actions: pd.DataFrame,
+                       planned: pd.DataFrame | None = None) -> html.Section:
     if row["certainty"] == NO_TARGET:
         status = f"score {row['score']:.1f}; {row['target_basis']}"
     elif row["certainty"] == "meets target":
@@ -120,4 +128,5 @@ def _principle_actions(row: pd.Series, actions: pd.DataFrame) -> html.Section:
                          + ([html.Span(f" ({cited})", className="evidence")]
                             if (cited := evidence_citation(a["evidence"])) else []))
                  for _, a in actions.iterrows()]),
+        open_actions_list(planned) if planned is not None else None,
     ], className="principle-actions")

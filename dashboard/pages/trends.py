@@ -5,7 +5,8 @@ from __future__ import annotations
 from dash import html
 
 from dashboard.components import chart, notice, table
-from dashboard.figures import trend_figure
+from dashboard.figures import mark_actions, trend_figure
+from dashboard.pages.actions import site_actions
 from dashboard.pages.glossary import what_this_means
 from dashboard.view import View
 from published.scores import SCORE, SCORE_AXIS, headline
@@ -31,6 +32,9 @@ def layout(view: View) -> html.Div:
     if series.empty:
         return html.Div(parts + [notice(f"Nothing to show: no wave had {view.k} or more "
                                         "responses.")])
+    # The site's actions (a researcher's view has no site, so no plan text) are marked on
+    # their principle's line at their start.
+    planned = site_actions(view.site)[0] if view.site else None
     for kind, axis, heading in (("principle", SCORE_AXIS, "Principles"),
                                 ("scale", SCORE_AXIS, "Scales")):
         rows = series[series["measure_kind"] == kind]
@@ -44,8 +48,14 @@ def layout(view: View) -> html.Div:
             f"Each line is one {kind}'s score wave by wave. Small ups and downs without a "
             "star are what you would expect from year to year even if nothing had changed.",
             "significant-change", "false-discovery-rate", "adjusted-p", "welch"))
-        parts.append(chart(f"trends-{kind}", trend_figure(rows, marked, f"{heading} by wave",
-                                                          axis),
+        figure = trend_figure(rows, marked, f"{heading} by wave", axis)
+        if kind == "principle" and planned is not None and len(planned):
+            started = planned.assign(label=planned["principle"].map(names))
+            figure = mark_actions(figure, started)
+            summary += " Actions started: " + "; ".join(
+                f"{a.what} ({a.label}, {a.start.isoformat()})"
+                for a in started.itertuples()) + "."
+        parts.append(chart(f"trends-{kind}", figure,
                            table(listed, {"label": "Measure", "wave": "Wave",
                                           "mean": SCORE, "change": "Change",
                                           "change_low": "95% CI low",
