@@ -13,6 +13,15 @@ Levels (one file each):
     principle   unit x wave x principle (0-100 score), with each site's gap to its target
     item        unit x wave x item (1-5 mean after reverse-keying, or % yes)
     group       unit x wave x attribute group (staff group, pmq, ...) x scale / principle
+    answers     unit x wave x item x answer option: answers and % of the item's answers
+                (as answered, before reverse-keying), and the no-answer count
+
+Beside the files: ``codebook.csv`` (a resource of the data package: every measure with
+its kind, scale, principles, item text, reverse-keying and answer options with codes)
+and ``codebook.md``, the same for a person, with what every column means, the licence
+and how to cite. SPSS and Stata value labels follow the questionnaire: attribute groups
+are coded attribute x 100 + the option's place in the question (99: not stated),
+measure names in the instrument's order.
 
 Pseudonymisation replaces each site code by ``S`` + 8 characters of base32 of
 HMAC-SHA256(key, site code): the same key gives the same codes in every export (so
@@ -57,7 +66,7 @@ from typing import TYPE_CHECKING
 import duckdb
 import pandas as pd
 
-from published.layout import ATTRIBUTE_TITLES
+from published.layout import ATTRIBUTE_TITLES, NOT_STATED
 from published.reader import PublishedLayer, open_published
 from survey.errors import CultureError
 from survey.settings import ABSOLUTE_MIN_SITES_PER_COMBINATION
@@ -70,7 +79,7 @@ if TYPE_CHECKING:
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 
 AGGREGATE_FORMATS = ("csv", "parquet", "sav", "dta")
-AGGREGATE_LEVELS = ("site", "principle", "item", "group")
+AGGREGATE_LEVELS = ("site", "principle", "item", "group", "answers")
 #: The deployment's pseudonymisation key; when unset, a key file beside the store is used.
 ENV_PSEUDONYM_KEY = "CULTURE_PSEUDONYMISE_KEY"
 #: The key file's name beside the store: culture.duckdb -> culture.pseudonym.key.
@@ -98,6 +107,9 @@ class LevelSpec:
     title: str
     where: str
     columns: tuple[str, ...]
+    #: The session view the level reads (sql/export_cells.sql, sql/export_answers.sql).
+    source: str = "export_cells"
+    order: str = "wave, breakdown, group_value, measure_kind, measure"
 
 
 _HEAD = ("wave", "level", "unit", "site_name", "site_type", "region")
@@ -127,6 +139,13 @@ LEVEL_SPECS = {
         _HEAD + ("breakdown", "group_value", "group_label", "measure_kind", "measure",
                  "measure_name")
         + _STATS + _ONE_TO_FIVE + ("suppressed",)),
+    "answers": LevelSpec(
+        "Every item's answers by option, by site, peer group and all sites, per wave",
+        "true",
+        _HEAD + ("measure", "measure_name", "option_position", "option_code", "option_label",
+                 "scored_code", "favourable", "is_answer", "answers", "pct_answers",
+                 "suppressed"),
+        source="export_answers", order="wave, measure, option_position"),
 }
 
 #: Variable labels (SPSS, Stata) and field titles (datapackage.json); Stata allows 80 chars.
@@ -144,7 +163,7 @@ COLUMN_LABELS = {
     "measure": "Measure id (scale, principle P1-P6 or item)",
     "measure_name": "Measure name (item text for items)",
     "n": "Respondents in the cell (blank if suppressed)",
-    "mean": "Mean: 1-5 for scales and items, 0-100 for principles, % yes for yes/no items",
+    "mean": "Mean: 1-5 (scored: reverse-keyed items reversed), 0-100 for principles",
     "sd": "Standard deviation (n - 1 denominator)",
     "se": "Standard error of the mean, sd / sqrt(n)",
     "ci_low": "Mean: lower limit of the 95% confidence interval (t, n - 1 df)",
@@ -163,6 +182,60 @@ COLUMN_LABELS = {
     "certainty": "Clear gap, possible gap or meets target",
     "priority": "Order in which to act on the site's principles (1 = first)",
     "suppressed": "1 if withheld: fewer than k respondents, or to protect such a cell",
+    "option_position": "Place of the answer option in the question (99: no answer)",
+    "option_code": "Answer code as offered on the form (before reverse-keying)",
+    "option_label": "Answer option as offered on the form",
+    "scored_code": "The answer's code after reverse-keying (what means are made of)",
+    "favourable": "1 if the answer counts towards % favourable",
+    "is_answer": "1 for an answer option; 0 for the row counting no answer",
+    "answers": "Respondents who gave this answer (blank if suppressed)",
+    "pct_answers": "% of the item's answers in the cell (no-answer row: blank)",
+}
+
+#: What the statistics mean, beyond their labels: codebook.md and the fields' descriptions.
+COLUMN_NOTES = {
+    "mean": "Scales and agreement items are on 1-5 in the scored direction: a reverse-keyed "
+            "item's answers are reversed (6 - answer) before the mean is taken, so a higher "
+            "mean is always the more supportive answer. The mean of the answers as given "
+            "is 6 - mean for a reverse-keyed item (codebook.csv, reverse_keyed), and the "
+            "answers level gives every option's count as given. Yes/no items have no "
+            "mean (see pct_favourable); principles are 0-100, (scale mean - 1) x 25.",
+    "pct_favourable": "Items: % of the item's answers that are favourable after "
+                      "reverse-keying (agree or strongly agree; for a reverse-keyed item, "
+                      "disagree or strongly disagree). Scales: % of all answers to the "
+                      "scale's items that are favourable (AHRQ SOPS composite convention).",
+    "n": "Respondents counted: with a score for a scale or principle, with an answer "
+         "(not don't know, not blank) for an item.",
+    "answers": "Counts of the answers as given, before reverse-keying; the no-answer row "
+               "counts the unit's respondents who answered don't know, left the item "
+               "blank or were not asked it (the store does not tell these apart).",
+}
+
+#: The data package's licence (aggregates) and the instrument's, with how to cite both.
+DATA_LICENSE = {"name": "CC-BY-4.0", "title": "Creative Commons Attribution 4.0",
+                "path": "https://creativecommons.org/licenses/by/4.0/"}
+INSTRUMENT_LICENSE = ("The instrument (instruments/support-culture-v*.yaml: item wording, "
+                      "answer options, scoring) is the project's own and is released with "
+                      "its software under the MIT licence; the constructs' sources are "
+                      "cited in the instrument file.")
+CITATION = ("Culture of support contributors. Culture of support for doctors: staff survey "
+            "instrument and published aggregates ({instrument}; published {published_on}). "
+            "See CITATION.cff in the project's repository.")
+CODEBOOK_CSV = "codebook.csv"
+CODEBOOK_MD = "codebook.md"
+#: Columns of codebook.csv, one row a measure, with their titles.
+CODEBOOK_COLUMNS = {
+    "measure_kind": "Kind of measure: responses, scale, principle or item",
+    "measure": "Measure id, as in the level files",
+    "name": "Name (the item's text for items)",
+    "scale": "Scale the item belongs to (blank: an outcome item)",
+    "scale_name": "Name of that scale",
+    "principles": "Principles (P1-P6) the measure informs, comma-separated",
+    "reverse_keyed": "1 if agreeing is the unfavourable answer: reversed before scoring",
+    "answer_options": "Answer codes and labels as offered, in the question's order",
+    "favourable_options": "Codes (as offered) counted as favourable",
+    "no_answer_option": "Code and label of the don't-know option (stored as missing)",
+    "description": "What a high score means (scales), or the principle's summary",
 }
 
 #: Categorical text columns: stable numeric codes with value labels in SPSS and Stata.
@@ -186,6 +259,8 @@ VALUE_LABEL_BYTES = 120
 SUPPRESSED_LABELS = {0: "Shown", 1: "Suppressed (small cell or protects one)"}
 #: Codes above this are given, in sorted order, to values no list above knows.
 UNKNOWN_CODE_START = 90
+#: Joins an attribute and a group into one key: a group's code depends on both.
+GROUP_KEY_SEPARATOR = "\x1f"
 
 
 @dataclass(frozen=True)
@@ -237,7 +312,8 @@ class ExportReport:
     def paths(self) -> list[Path]:
         """Every file written, the data package last."""
         notes = [self.out_dir / NOTES_FILE] if self.coarsening is not None else []
-        return [f.path for f in self.files] + notes + [self.datapackage]
+        codebook = [self.out_dir / CODEBOOK_CSV, self.out_dir / CODEBOOK_MD]
+        return [f.path for f in self.files] + notes + codebook + [self.datapackage]
 
 
 def _merge_small(values: dict[str, str], min_sites: int, merged: str) -> dict[str, str] | None:
@@ -422,7 +498,57 @@ def _prepare(con: duckdb.DuckDBPyConnection, layer: PublishedLayer, key: str | N
     con.execute(f"create or replace temp macro csv_safe(x) as {safe_cell_sql('x')}")
     con.execute("create or replace temp view export_cells as "
                 + (SQL_DIR / "export_cells.sql").read_text(encoding="utf-8"))
+    if _has_table(con, "item_answers"):
+        con.execute("create or replace temp view export_answers as "
+                    + (SQL_DIR / "export_answers.sql").read_text(encoding="utf-8"))
     return coarsening
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return bool(con.execute("select count(*) from information_schema.tables "
+                            "where table_name = ?", [table]).fetchone()[0])
+
+
+@dataclass(frozen=True)
+class QuestionnaireOrder:
+    """Codes that follow the instrument, read from the published layer: attribute groups
+    (breakdown, group) -> (code, label), and measure names in the instrument's order."""
+
+    groups: dict[tuple[str, str], tuple[int, str]]
+    measure_names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, con: duckdb.DuckDBPyConnection) -> QuestionnaireOrder:
+        groups = {}
+        rows = con.execute("select breakdown, grp, label, position from groups "
+                           "order by rowid").fetchall()
+        known = value_codes("breakdown", [r[0] for r in rows])
+        for breakdown, grp, label, position in rows:
+            # attribute x 100 + the option's place in the question; 99: not stated
+            place = 99 if grp == NOT_STATED else int(position) + 1
+            groups[(breakdown, grp)] = (known[breakdown] * 100 + place, label)
+        # The measures table is written in the instrument's order (responses, scales,
+        # principles, items); rowid keeps it.
+        names = [r[0] for r in con.execute("select name from measures order by rowid")
+                 .fetchall()]
+        return cls(groups, tuple(dict.fromkeys(names)))
+
+    def coding(self, column: str, values) -> tuple[dict[str, int], dict[int, str]] | None:
+        """(value or breakdown\x1fgroup -> code, code -> label) for a column the
+        questionnaire orders, or None."""
+        if column in ("group_value", "group_label"):
+            codes = {f"{b}{GROUP_KEY_SEPARATOR}{g}": code
+                     for (b, g), (code, _) in self.groups.items()}
+            labels = {code: (g if column == "group_value" else label)
+                      for (b, g), (code, label) in self.groups.items()}
+            return codes, labels
+        if column == "measure_name":
+            present = set(values)
+            ordered = [n for n in self.measure_names if n in present]
+            ordered += sorted(present - set(ordered))
+            codes = {name: i for i, name in enumerate(ordered, start=1)}
+            return codes, {code: name for name, code in codes.items()}
+        return None
 
 
 def _temp_table(con: duckdb.DuckDBPyConnection, name: str, columns: list[str],
@@ -442,9 +568,9 @@ def _level_query(level: str, pseudonymised: bool) -> str:
     """SQL selecting one level's columns in a stable order (no user value is formatted in)."""
     spec = LEVEL_SPECS[level]
     columns = [c for c in spec.columns if not (pseudonymised and c == "site_name")]
-    return (f"select {', '.join(columns)} from export_cells where {spec.where} "
+    return (f"select {', '.join(columns)} from {spec.source} where {spec.where} "
             "order by case level when 'site' then 1 when 'peer' then 2 else 3 end, unit, "
-            "wave, breakdown, group_value, measure_kind, measure")
+            f"{spec.order}")
 
 
 def _csv_query(types: dict[str, str]) -> str:
@@ -482,6 +608,11 @@ def export_aggregates(published_path: Path, out_dir: Path,
         k = layer.min_group_size
         meta = layer.meta()
         coarsening = _prepare(con, layer, pseudonym_key, min_sites)
+        if "answers" in levels and not _has_table(con, "item_answers"):
+            raise ExportError(f"{published_path} was published before answer distributions "
+                              f"were; publish it again with `culture run`, or leave out "
+                              f"--level answers")
+        order = QuestionnaireOrder.of(con)
         out_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
         try:
@@ -510,12 +641,17 @@ def export_aggregates(published_path: Path, out_dir: Path,
                         # Polars, not pandas: pyreadstat walks the rows one by one, and
                         # polars hands them over several times faster.
                         frame = relation.pl() if frame is None else frame
-                        _write_labelled(frame, path, fmt_name, name, k, observed)
+                        _write_labelled(frame, path, fmt_name, name, k, observed, order)
                     written.append(ExportedFile(name, fmt_name, out_dir / path.name, rows))
                     resources.append(_resource(name, fmt_name, path, types, observed,
-                                               coarsening))
+                                               coarsening, order))
                 con.execute("drop table export_level")
+            codebook = codebook_rows(con)
+            codebook.to_csv(staging / CODEBOOK_CSV, index=False, encoding="utf-8")
+            resources.append(_codebook_resource(staging / CODEBOOK_CSV))
             package = _package(resources, meta, k, coarsening)
+            (staging / CODEBOOK_MD).write_text(codebook_markdown(package, codebook),
+                                               encoding="utf-8")
             if coarsening is not None:
                 (staging / NOTES_FILE).write_text(_notes_text(coarsening), encoding="utf-8")
             (staging / "datapackage.json").write_text(json.dumps(package, indent=2),
@@ -524,7 +660,8 @@ def export_aggregates(published_path: Path, out_dir: Path,
                 os.replace(staging / file.path.name, file.path)
             if coarsening is not None:
                 os.replace(staging / NOTES_FILE, out_dir / NOTES_FILE)
-            os.replace(staging / "datapackage.json", out_dir / "datapackage.json")
+            for name in (CODEBOOK_CSV, CODEBOOK_MD, "datapackage.json"):
+                os.replace(staging / name, out_dir / name)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return ExportReport(out_dir, tuple(written), out_dir / "datapackage.json", k, pseudonymised,
@@ -569,8 +706,19 @@ def value_labels_of(column: str, codes: dict[str, int]) -> dict[int, str]:
     return {code: CODED_COLUMNS.get(column, {}).get(value, value) for value, code in codes.items()}
 
 
+def column_coding(column: str, values, order: QuestionnaireOrder | None
+                  ) -> tuple[dict[str, int], dict[int, str]]:
+    """(value -> code, code -> label) of a coded column: in the questionnaire's order
+    where it has one (attribute groups keyed by breakdown and group), else `value_codes`."""
+    coded = order.coding(column, values) if order is not None else None
+    if coded is not None:
+        return coded
+    codes = value_codes(column, values)
+    return codes, value_labels_of(column, codes)
+
+
 def _write_labelled(frame: pl.DataFrame, path: Path, fmt: str, level: str, k: int,
-                    observed: dict[str, list]) -> None:
+                    observed: dict[str, list], order: QuestionnaireOrder | None = None) -> None:
     """An SPSS or Stata file with variable labels, and value labels for coded columns."""
     # Imported here, not at the top: the dashboard imports this module for its format
     # and level lists, and needs neither.
@@ -580,10 +728,15 @@ def _write_labelled(frame: pl.DataFrame, path: Path, fmt: str, level: str, k: in
     value_labels: dict[str, dict[int, str]] = {"suppressed": dict(SUPPRESSED_LABELS)}
     recoded = []
     for column, values in observed.items():
-        codes = value_codes(column, values)
-        recoded.append(pl.col(column).replace_strict(codes, default=None,
-                                                     return_dtype=pl.Int32))
-        value_labels[column] = value_labels_of(column, codes)
+        codes, labels = column_coding(column, values, order)
+        source = pl.col(column)
+        if order is not None and column in ("group_value", "group_label"):
+            # A group's code is its attribute's and place's: "not_stated" of age band
+            # is not "not_stated" of gender.
+            source = pl.col("breakdown") + GROUP_KEY_SEPARATOR + pl.col("group_value")
+        recoded.append(source.replace_strict(codes, default=None, return_dtype=pl.Int32)
+                       .alias(column))
+        value_labels[column] = labels
     out = frame.with_columns(recoded)
     labels = [COLUMN_LABELS[c] for c in out.columns]
     file_label = f"Culture of support: {level} aggregates (k = {k})"
@@ -600,24 +753,28 @@ _FIELD_TYPES = {"VARCHAR": "string", "INTEGER": "integer", "BIGINT": "integer",
 
 
 def _resource(level: str, fmt: str, path: Path, types: dict[str, str],
-              observed: dict[str, list], coarsening: Coarsening | None = None) -> dict:
+              observed: dict[str, list], coarsening: Coarsening | None = None,
+              order: QuestionnaireOrder | None = None) -> dict:
     """The data-package resource describing one written file, with its sha256."""
     fields = []
     for column, duck_type in types.items():
         field = {"name": column, "type": _FIELD_TYPES.get(duck_type, "any"),
                  "title": COLUMN_LABELS[column]}
         if column in observed:
-            codes = value_codes(column, observed[column])
+            codes, labels = column_coding(column, observed[column], order)
             if fmt in ("sav", "dta"):
                 field["type"] = "integer"
                 field["description"] = "; ".join(
-                    f"{code} = {label}" for code, label in value_labels_of(column, codes).items())
-                field["constraints"] = {"enum": sorted(codes.values())}
+                    f"{code} = {label}" for code, label in sorted(labels.items()))
+                field["constraints"] = {"enum": sorted(labels)}
             elif column in CODED_COLUMNS:
                 field["constraints"] = {"enum": list(codes)}
         elif column == "suppressed":
             field["description"] = "; ".join(f"{c} = {t}" for c, t in SUPPRESSED_LABELS.items())
             field["constraints"] = {"enum": [0, 1]}
+        if column in COLUMN_NOTES:
+            field["description"] = "; ".join(filter(None, [field.get("description"),
+                                                            COLUMN_NOTES[column]]))
         note = _column_note(column, coarsening)
         if note:
             field["description"] = "; ".join(filter(None, [field.get("description"), note]))
@@ -683,6 +840,113 @@ def _package(resources: list[dict], meta: dict[str, str], k: int,
             f"{meta.get('target_rule', 'peer_q3')}."),
         "created": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
         "keywords": ["psychological safety", "help-seeking stigma", "doctors", "survey"],
+        "licenses": [DATA_LICENSE],
+        "contributors": [{"title": "Culture of support contributors", "role": "author"}],
+        "citation": CITATION.format(
+            instrument=meta.get("instrument", "instrument unknown"),
+            published_on=meta.get("published_on", "unknown date")),
+        "instrumentLicense": INSTRUMENT_LICENSE,
         "resources": resources,
     }
 
+
+
+def codebook_rows(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """codebook.csv: every measure with its kind, scale, principles, item text,
+    reverse-keying and answer options (codes as offered), from the published layer."""
+    measures = con.execute(
+        "select measure_kind, measure, name, coalesce(scale, '') as scale, principles, "
+        "description from measures order by rowid").df() if _has_column(
+            con, "measures", "scale") else con.execute(
+        "select measure_kind, measure, name, '' as scale, principles, description "
+        "from measures order by rowid").df()
+    names = dict(zip(measures.loc[measures["measure_kind"] == "scale", "measure"],
+                     measures.loc[measures["measure_kind"] == "scale", "name"]))
+    options: dict[str, list] = {}
+    if _has_table(con, "item_answers"):
+        for measure, position, code, label, scored, favourable in con.execute(
+                "select distinct measure, position, option_code, option_label, scored_code, "
+                "favourable from item_answers order by measure, position").fetchall():
+            options.setdefault(measure, []).append((position, code, label, scored, favourable))
+    rows = []
+    for m in measures.to_dict("records"):
+        offered = [o for o in options.get(m["measure"], []) if o[0] != 99]
+        missing = [o for o in options.get(m["measure"], []) if o[0] == 99]
+        is_item = m["measure_kind"] == "item"
+        reverse = any(code != scored for _, code, _, scored, _ in offered)
+        rows.append({
+            "measure_kind": m["measure_kind"], "measure": m["measure"], "name": m["name"],
+            "scale": m["scale"] if is_item else "",
+            "scale_name": names.get(m["scale"], "") if is_item else "",
+            "principles": m["principles"] or "",
+            "reverse_keyed": int(reverse) if is_item else None,
+            "answer_options": "; ".join(f"{code} = {label}" for _, code, label, _, _ in offered),
+            "favourable_options": ", ".join(str(code) for _, code, _, _, fav in offered if fav),
+            "no_answer_option": (f"{missing[0][1]} = Don't know / prefer not to say (stored "
+                                 f"as missing)" if missing and missing[0][1] is not None
+                                 else ""),
+            "description": m["description"] or ""})
+    return pd.DataFrame(rows, columns=list(CODEBOOK_COLUMNS)).astype(
+        {"reverse_keyed": "Int64"})
+
+
+def _has_column(con: duckdb.DuckDBPyConnection, table: str, column: str) -> bool:
+    return bool(con.execute("select count(*) from information_schema.columns "
+                            "where table_name = ? and column_name = ?",
+                            [table, column]).fetchone()[0])
+
+
+def _codebook_resource(path: Path) -> dict:
+    """The data-package resource of codebook.csv (a table Frictionless checks)."""
+    fields = [{"name": c, "type": "integer" if c == "reverse_keyed" else "string",
+               "title": title} for c, title in CODEBOOK_COLUMNS.items()]
+    fields[list(CODEBOOK_COLUMNS).index("reverse_keyed")]["constraints"] = {"enum": [0, 1]}
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return {"name": "codebook", "path": path.name, "title": "Codebook: every measure, its "
+            "items, keying and answer options", "format": "csv", "mediatype": "text/csv",
+            "type": "table", "encoding": "utf-8", "bytes": path.stat().st_size,
+            "hash": f"sha256:{digest}", "schema": {"fields": fields, "missingValues": [""]}}
+
+
+def _markdown_cell(text: object) -> str:
+    return "" if text is None or text != text else str(text).replace("|", "\\|").replace(
+        "\n", " ")
+
+
+def codebook_markdown(package: dict, codebook: pd.DataFrame) -> str:
+    """codebook.md: the data package for a person, readable without the software."""
+    lines = [f"# {package['title']}", "", package["description"], "",
+             "## Licence and citation", "",
+             f"- Data (these aggregates): {package['licenses'][0]['title']} "
+             f"({package['licenses'][0]['name']}, {package['licenses'][0]['path']}).",
+             f"- Instrument: {package['instrumentLicense']}",
+             f"- Cite as: {package['citation']}", "",
+             "## Reading the numbers", "",
+             "Item and scale means are in the **scored direction**: a reverse-keyed item "
+             "(reverse_keyed = 1 below) has its answers reversed (6 - answer) before the "
+             "mean, % favourable and % unfavourable are worked out, so a higher mean is "
+             "always the more supportive answer. The mean of the answers as given is "
+             "6 - mean. The answers level (culture_answers.*) counts every option as "
+             "given, with the scored code beside it.", "",
+             "## Columns", "", "| Column | Meaning |", "|---|---|"]
+    for column, label in COLUMN_LABELS.items():
+        note = COLUMN_NOTES.get(column)
+        lines.append(f"| {column} | {_markdown_cell(label)}"
+                     + (f". {_markdown_cell(note)}" if note else "") + " |")
+    lines += ["", "## Files", ""]
+    lines += [f"- `{r['path']}`: {r['title']}" for r in package["resources"]]
+    for kind, title in (("scale", "Scales"), ("principle", "Principles")):
+        rows = codebook[codebook["measure_kind"] == kind]
+        lines += ["", f"## {title}", "", "| Id | Name | Principles | Meaning |",
+                  "|---|---|---|---|"]
+        lines += [f"| {r.measure} | {_markdown_cell(r.name)} | {r.principles} | "
+                  f"{_markdown_cell(r.description)} |" for r in rows.itertuples()]
+    items = codebook[codebook["measure_kind"] == "item"]
+    lines += ["", "## Items", "", "| Id | Item text | Scale | Principles | Reverse-keyed | "
+              "Answer options (code = label) | Favourable | Don't know |",
+              "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r.measure} | {_markdown_cell(r.name)} | {_markdown_cell(r.scale_name)} | "
+              f"{r.principles} | {'yes' if r.reverse_keyed == 1 else 'no'} | "
+              f"{_markdown_cell(r.answer_options)} | {r.favourable_options} | "
+              f"{_markdown_cell(r.no_answer_option)} |" for r in items.itertuples()]
+    return "\n".join(lines) + "\n"

@@ -279,18 +279,24 @@ def _reference_tables(con, instrument: Instrument, settings: Settings) -> dict[s
     headcounts = suppress_headcounts(con.execute(
         "select site_code, staff_group, headcount from site_headcounts order by all").df(),
         settings.min_group_size)
+    # scale: the item's scale (a codebook's "measures"); written in the questionnaire's
+    # order, which exports code their value labels by.
     measures = [{"measure_kind": "responses", "measure": "responses", "name": "Responses",
-                 "description": "Number of people who answered", "principles": ""}]
+                 "description": "Number of people who answered", "principles": "",
+                 "scale": ""}]
     measures += [{"measure_kind": "scale", "measure": s.id, "name": s.name,
                   "description": s.high_score_means,
-                  "principles": ",".join(p.id for p in instrument.principles if s.id in p.scales)}
+                  "principles": ",".join(p.id for p in instrument.principles if s.id in p.scales),
+                  "scale": s.id}
                  for s in instrument.scales]
     measures += [{"measure_kind": "principle", "measure": p.id, "name": p.name,
-                  "description": p.summary, "principles": p.id} for p in instrument.principles]
+                  "description": p.summary, "principles": p.id, "scale": ""}
+                 for p in instrument.principles]
     measures += [{"measure_kind": "item", "measure": i.id, "name": i.text,
                   "description": ("reverse-keyed: agreeing is unfavourable; shown after "
                                   "reversal" if i.reverse else ""),
-                  "principles": ",".join(i.principles)} for i in instrument.items]
+                  "principles": ",".join(i.principles), "scale": i.scale or ""}
+                 for i in instrument.items]
     meta = {LAYOUT_KEY: PUBLISHED_LAYOUT, "instrument": instrument.key,
             "min_group_size": str(settings.min_group_size),
             "target_rule": settings.target_rule,
