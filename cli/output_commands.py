@@ -76,15 +76,18 @@ def site_report_command(
         db: DbOption = None) -> None:
     """Write a board-ready report for one site and wave: HTML, and a PDF made from it.
 
-    The six principles and their gaps with the guide's actions, benchmark position,
-    trends, equity, response rate and reliability, from the published layer only.
+    The six principles and their gaps with the guide's actions, the site's action plan
+    (with "did it move?" for each action due for review), benchmark position, trends,
+    equity, response rate and reliability, from the published layer and the plan only.
 
     Examples: culture report --site A --wave 2026
               culture report --site D --wave 2026 --out board-papers --no-pdf
     """
     from outputs.site_report import write_site_report
 
-    files = write_site_report(settings_for(db).published_path, site, wave, out_dir, pdf)
+    settings = settings_for(db)
+    files = write_site_report(settings.published_path, site, wave, out_dir, pdf,
+                              plans_path=settings.plans_path)
     out.print(f"wrote {files.html}")
     if files.pdf:
         out.print(f"wrote {files.pdf}")

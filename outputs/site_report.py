@@ -20,7 +20,8 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date
 from html import escape
 from pathlib import Path
 
@@ -29,8 +30,10 @@ import pandas as pd
 
 from outputs.peer_bands import band_of, count_bands, plotted_count
 from outputs.report_figures import funnel_charts, principle_chart, trend_chart
-from published.layout import (FDR, MIN_SITES_FOR_DISTRIBUTION, NO_TARGET, NOT_STATED,
-                             distribution_shown, evidence_citation)
+from plans.store import ActionBook
+from published.layout import (FDR, MIN_SITES_FOR_DISTRIBUTION, MOVED_CAVEAT, NO_TARGET,
+                             NOT_STATED, distribution_shown, evidence_citation)
+from published.moved import moved_rows, moved_sentence
 from published.reader import PublishedLayer
 from published.questions import (LOWEST_SHOWN, METHOD as QUESTION_METHOD, NEGATIVE_NOTE,
                                  PEER_RULE, TOP_CHANGES, biggest_changes, change_sentence,
@@ -88,6 +91,11 @@ class SiteData:
     #: Every question of the six principles (`published.questions.question_rows`, with a
     #: peer group's best / median / worst withheld below MIN_SITES_FOR_DISTRIBUTION).
     questions: pd.DataFrame
+    #: The site's own actions (`plans.store.ActionBook.list(site=...)`; empty if none) and
+    #: "did it move?" (`published.moved.moved_rows`) of those due for review on `on`.
+    plan: pd.DataFrame = field(default_factory=pd.DataFrame)
+    moved: pd.DataFrame = field(default_factory=pd.DataFrame)
+    on: date | None = None
 
 
 def anonymous_funnel(funnel: pd.DataFrame, code: str, k: int) -> pd.DataFrame:
@@ -108,10 +116,13 @@ def anonymous_funnel(funnel: pd.DataFrame, code: str, k: int) -> pd.DataFrame:
 
 
 def load_site_data(published: PublishedLayer | duckdb.DuckDBPyConnection, site_code: str,
-                   wave: int) -> SiteData:
+                   wave: int, plan: pd.DataFrame | None = None,
+                   on: date | None = None) -> SiteData:
     """The published rows for one site and wave; bad requests name what is accepted.
 
-    `published` is the layer, or a connection from `open_published`.
+    `published` is the layer, or a connection from `open_published`; `plan` the action
+    plan (`ActionBook.list`; only this site's rows are kept) and `on` the report's date
+    (today unless given), which decides the actions due for review.
     """
     layer = (published if isinstance(published, PublishedLayer)
              else PublishedLayer.over(published))
@@ -165,7 +176,20 @@ def load_site_data(published: PublishedLayer | duckdb.DuckDBPyConnection, site_c
         agreement=layer.site_agreement(code, wave),
         attribute_titles=layer.attribute_titles(),
         questions=question_rows(layer, code, wave),
+        **_plan_fields(layer, code, plan, on or date.today()),
     )
+
+
+def _plan_fields(layer: PublishedLayer, code: str, plan: pd.DataFrame | None,
+                 on: date) -> dict:
+    """The site's own actions, and "did it move?" for those due for review: the review
+    date on or before `on`, or done (a dropped action is not credited with anything)."""
+    if plan is None or plan.empty:
+        return {"plan": pd.DataFrame(), "moved": pd.DataFrame(), "on": on}
+    own = plan[plan["site_code"] == code].reset_index(drop=True)
+    due = own[((pd.to_datetime(own["review"]).dt.date <= on) | (own["status"] == "done"))
+              & (own["status"] != "dropped")]
+    return {"plan": own, "moved": moved_rows(layer, code, due), "on": on}
 
 
 # Formatting ---------------------------------------------------------------------------
@@ -300,6 +324,66 @@ def _actions(d: SiteData) -> str:
   <h2>{heading}</h2>{intro}
   {''.join(blocks)}
 </section>"""
+
+
+def _action_plan(d: SiteData) -> str:
+    """The site's recorded actions, and "did it move?" for each one due for review."""
+    on = d.on.isoformat() if d.on else ""
+    if d.plan.empty:
+        return ("<section class='plan'><h2>Action plan</h2><p>No actions are recorded for "
+                "this site yet: a director records them on the dashboard's Actions page, or "
+                "with <i>culture actions add</i>.</p></section>")
+    rows = "".join(
+        f"<tr data-action='{escape(str(a.id))}'><td>{escape(a.principle)} "
+        f"{escape(d.names.get(a.principle, ''))}</td><td>{escape(a.what)}</td>"
+        f"<td>{escape(a.owner_role)}</td><td>{escape(_day(a.start))}</td>"
+        f"<td>{escape(_day(a.review))}</td><td>{escape(a.status)}</td></tr>"
+        for a in d.plan.itertuples())
+    moved = "".join(
+        f"<tr data-action='{escape(str(m.action_id))}'><td>{escape(m.principle)}</td>"
+        f"<td>{escape(m.action)}</td>"
+        + (f"<td colspan='4'>{escape(moved_sentence(m))}</td>"
+           if pd.isna(m.wave_before) or pd.isna(m.wave_after) or pd.isna(m.difference) else
+           f"<td>{int(m.wave_before)} to {int(m.wave_after)}</td><td>{_signed(m.site_change)}</td>"
+           f"<td>{_signed(m.peers_change)} <span class='note'>({int(m.peers)} other sites)"
+           f"</span></td><td>{_signed(m.difference)} <span class='ci'>({_ci(m.low, m.high)})"
+           f"</span></td>")
+        + f"<td class='verdict'>{escape(m.verdict)}</td></tr>"
+        for m in d.moved.itertuples())
+    moved_table = (
+        f"<table class='moved'><thead><tr><th>principle</th><th>action</th><th>waves</th>"
+        f"<th>change here</th><th>peers' average change</th><th>difference (95% "
+        f"interval)</th><th>did it move?</th></tr></thead><tbody>{moved}</tbody></table>"
+        if moved else f"<p>No action is due for review on {on}.</p>")
+    return f"""
+<section class="plan">
+  <h2>Action plan</h2>
+  <p>What this site chose to do about its gaps, from its action plan on {on}. Actions carry
+    over from wave to wave until they are done or dropped.</p>
+  <table><thead><tr><th>principle</th><th>action</th><th>owner (role)</th><th>starts</th>
+    <th>review</th><th>status</th></tr></thead><tbody>{rows}</tbody></table>
+  <h3>Did it move?</h3>
+  <p>For each action due for review (its review date on or before {on}, or done): the
+    principle's score change, out of 100, from the last wave before the action started to
+    the first wave after (a wave is taken as answered from October of its year), against
+    the average change of the other sites of the peer group over the same waves. The
+    interval carries this site's sampling error and the spread of the other sites'
+    changes; "clearly" when it excludes 0, "not certain" when a 90% interval does. Not
+    compared with fewer than 3 other sites or before a wave after the action.
+    <b>{escape(MOVED_CAVEAT)}</b></p>
+  {moved_table}
+</section>"""
+
+
+def _signed(value) -> str:
+    """A change with its sign (+1.2, −0.4)."""
+    return ("+" if value > 0 else "") + _num(value)
+
+
+def _day(value) -> str:
+    """An action's date as written in the plan (YYYY-MM-DD), or a dash."""
+    stamp = pd.to_datetime(value, errors="coerce")
+    return "–" if pd.isna(stamp) else stamp.date().isoformat()
 
 
 def _benchmarks(d: SiteData) -> str:
@@ -526,16 +610,20 @@ def render_html(d: SiteData) -> str:
 <header><h1>Culture of support for doctors</h1>
   <p class="site">{escape(d.name)} <span class="note">({escape(d.code)}; {escape(_label(d.site_type))};
     {escape(d.region)})</span>: survey {d.wave}</p></header>
-{_summary(d)}{_principles(d)}{_actions(d)}{_benchmarks(d)}{_questions(d)}{_trends(d)}{_equity(d)}{_reliability(d)}{_methods(d)}
+{_summary(d)}{_principles(d)}{_actions(d)}{_action_plan(d)}{_benchmarks(d)}{_questions(d)}{_trends(d)}{_equity(d)}{_reliability(d)}{_methods(d)}
 </body></html>
 """
 
 
 def write_site_report(published_path: Path, site_code: str, wave: int, out_dir: Path,
-                      pdf: bool = True) -> SiteReportFiles:
-    """Write the HTML report (and its PDF) for one site and wave into `out_dir`."""
+                      pdf: bool = True, plans_path: Path | None = None,
+                      on: date | None = None) -> SiteReportFiles:
+    """Write the HTML report (and its PDF) for one site and wave into `out_dir`, with the
+    site's action plan from `plans_path` (`Settings.plans_path`) as of `on` (today)."""
+    plan = (ActionBook(plans_path).list(site=site_code.strip().upper())
+            if plans_path is not None else None)
     with PublishedLayer.open(published_path) as layer:
-        data = load_site_data(layer, site_code, int(wave))
+        data = load_site_data(layer, site_code, int(wave), plan, on)
     if pdf:
         find_chromium(WITHOUT_PDF)     # fail before writing anything if no PDF can be made
     out_dir = Path(out_dir)

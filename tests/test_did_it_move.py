@@ -12,6 +12,7 @@ from 2025 to 2026, so a shared rise should leave the difference near zero.
 from __future__ import annotations
 
 import csv
+import re
 import json
 from datetime import date
 from html import unescape
@@ -226,3 +227,64 @@ def test_every_reading_says_it_is_not_proof(layer):
 
 
 
+
+
+# -- the board report -------------------------------------------------------------------
+
+#: The report's date: A's first action is due for review, its second not yet.
+REPORT_DAY = date(2026, 12, 15)
+
+
+def _plan_rows(html: str, table_class: str | None = None) -> dict[str, str]:
+    """data-action id -> the row's text, in the report's Action plan section (the
+    "did it move?" table when `table_class` is 'moved', else the plan's own)."""
+    section = re.search(r"<section class=\"plan\">(.*?)</section>", html, re.S).group(1)
+    tables = re.findall(r"<table( class='moved')?>(.*?)</table>", section, re.S)
+    body = next(t for cls, t in tables if bool(cls) == (table_class == "moved"))
+    return {m.group(1): unescape(re.sub(r"<[^>]+>", " ", m.group(2)))
+            for m in re.finditer(r"<tr data-action='(\d+)'>(.*?)</tr>", body, re.S)}
+
+
+def test_the_board_report_shows_the_sites_plan_and_whether_the_due_action_moved(
+        planted, layer, tmp_path):
+    from outputs.site_report import write_site_report
+    from plans.store import ActionBook
+
+    book = ActionBook(planted.plans_path)
+    due = book.add("A", "P4", "Rota <b>huddles</b> & protected time", "Clinical director",
+                   "2026-02-01", "2026-12-01", "director-a", status="in progress")
+    later = book.add("A", "P2", "Publish the route into support", "Guardian of safe working",
+                     "2026-02-01", "2027-06-30", "director-a")
+    other = book.add("D", "P4", "Trent's own plan for P4", "Medical director",
+                     "2026-02-01", "2026-06-30", "director-d", status="done")
+    files = write_site_report(planted.published_path, "A", 2026, tmp_path, pdf=False,
+                              plans_path=planted.plans_path, on=REPORT_DAY)
+    html = files.html.read_text(encoding="utf-8")
+
+    plan = _plan_rows(html)
+    assert set(plan) == {str(due["id"]), str(later["id"])}
+    assert "Rota <b>huddles</b> & protected time" in plan[str(due["id"])]
+    assert "Clinical director" in plan[str(due["id"])] and "2026-12-01" in plan[str(due["id"])]
+    assert "in progress" in plan[str(due["id"])] and "planned" in plan[str(later["id"])]
+    # The user's text is escaped: no tag of theirs reaches the page.
+    assert "Rota &lt;b&gt;huddles&lt;/b&gt; &amp; protected time" in html
+    assert "<b>huddles</b>" not in html
+
+    moved = _plan_rows(html, "moved")
+    assert list(moved) == [str(due["id"])]           # the later review is not due yet
+    expected = moved_rows(layer, "A", book.list(site="A")).set_index("action_id").loc[
+        due["id"]]
+    row = moved[str(due["id"])]
+    assert "2025 to 2026" in row and "clearly moved more than peers" in row
+    assert f"{expected['difference']:.1f}" in row and f"{expected['low']:.1f}" in row
+    assert MOVED_CAVEAT in unescape(html)
+
+    # Another site's actions never appear, not even its done one.
+    assert "own plan for P4" not in html and f"data-action='{other['id']}'" not in html
+
+
+def test_a_report_without_actions_says_how_to_record_them(layer):
+    from outputs.site_report import load_site_data, render_html
+
+    html = render_html(load_site_data(layer, "A", 2026, None, REPORT_DAY))
+    assert "No actions are recorded for this site yet" in html
