@@ -128,6 +128,34 @@ def _movement(scores: pd.DataFrame, site: str, principle: str, start: date | Non
             "high": moved.high, "verdict": moved.verdict, "reason": moved.reason}
 
 
+#: `moved_display`'s columns with the header a person reads (for a table component).
+DISPLAY_COLUMNS = {"principle": "Principle", "action": "Action", "waves": "Waves",
+                   "site_change": "Change here", "peers_change": "Peers' average change",
+                   "difference": "Difference (95% interval)", "verdict": "Did it move?"}
+
+
+def moved_display(rows: pd.DataFrame, names: dict[str, str] | None = None) -> pd.DataFrame:
+    """`moved_rows` as text for a table (DISPLAY_COLUMNS): principle with its name, the
+    waves, signed changes in points out of 100, the difference with its interval, and
+    the verdict; a row not compared gives its reason in place of the numbers."""
+    names = names or {}
+    out = []
+    for row in rows.itertuples(index=False):
+        compared = row.verdict != MOVED_NOT_COMPARED
+        out.append({
+            "principle": f"{row.principle} {names.get(row.principle, '')}".strip(),
+            "action": row.action,
+            "waves": (f"{row.wave_before} to {row.wave_after}" if compared
+                      else f"not compared: {row.reason}"),
+            "site_change": _points(row.site_change) if compared else "–",
+            "peers_change": (f"{_points(row.peers_change)} ({row.peers} other sites)"
+                             if compared else "–"),
+            "difference": (f"{_points(row.difference)} ({_points(row.low)} to "
+                           f"{_points(row.high)})" if compared else "–"),
+            "verdict": row.verdict})
+    return pd.DataFrame(out, columns=list(DISPLAY_COLUMNS))
+
+
 def _points(value: float) -> str:
     return f"{value:+.1f}".replace("-", "−")
 

@@ -288,3 +288,20 @@ def test_a_report_without_actions_says_how_to_record_them(layer):
 
     html = render_html(load_site_data(layer, "A", 2026, None, REPORT_DAY))
     assert "No actions are recorded for this site yet" in html
+
+
+def test_the_display_rows_read_as_the_numbers(layer):
+    from published.moved import DISPLAY_COLUMNS, moved_display
+
+    rows = moved_rows(layer, "A", ACTIONS)
+    shown = moved_display(rows, layer.measure_names(("principle",)))
+    assert list(shown.columns) == list(DISPLAY_COLUMNS)
+    first, later = rows.iloc[0], shown.iloc[0]
+    assert later["principle"].startswith("P4 ") and later["waves"] == "2025 to 2026"
+    assert later["difference"] == (f"+{first['difference']:.1f} (+{first['low']:.1f} to "
+                                   f"+{first['high']:.1f})")
+    assert later["peers_change"].endswith("(3 other sites)")
+    assert later["verdict"] == "clearly moved more than peers"
+    assert shown.iloc[2]["waves"] == ("not compared: no wave after the action yet (it "
+                                      "started 2026-11-01)")
+    assert shown.iloc[2]["difference"] == "–"
