@@ -133,8 +133,12 @@ def main() -> int:
             db = Path(scratch) / "culture.duckdb"
         accounts = add_accounts(db, args.site)
         port = free_port()
-        server = start_culture("serve", "--db", str(db), "--port", str(port), port=port,
-                               output=open(Path(scratch) / "serve.log", "w"))
+        try:
+            server = start_culture("serve", "--db", str(db), "--port", str(port), port=port,
+                                   output=open(Path(scratch) / "serve.log", "w"))
+        except BaseException as failed:   # tests.live reports through pytest.fail
+            print(f"error: {str(failed).splitlines()[0]}", file=sys.stderr)
+            return 2
         try:
             accounts = {name: role for name, role in accounts.items()
                         if not args.role or role in args.role}
