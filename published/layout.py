@@ -10,7 +10,7 @@ change to what any table holds, or means, is a new `PUBLISHED_LAYOUT`.
 from __future__ import annotations
 
 #: Version of the published tables' layout, written into `meta` and checked on open.
-PUBLISHED_LAYOUT = "3"
+PUBLISHED_LAYOUT = "4"
 #: The `meta` key under which the writer records `PUBLISHED_LAYOUT`.
 LAYOUT_KEY = "layout"
 
@@ -47,6 +47,9 @@ TABLES = {
     "icc": "wave x scale: intraclass correlations between sites",
     "data_quality": "site x wave: respondents flagged (counts NULL where below k)",
     "validation": "a pooled validity check (structure, invariance) with its verdict",
+    "drivers": "wave x scope (national, peer group, site) x outcome x scale: the scale's "
+               "share of what the scales explain together of an outcome (general "
+               "dominance), with a site-bootstrap interval, its relative weight and rank",
 }
 
 #: The published cells' columns, in the order they are written.
@@ -180,3 +183,29 @@ def evidence_citation(evidence: object) -> str | None:
     if not isinstance(evidence, str) or not evidence.strip():
         return None
     return f"RESTORE 2 evidence, configurations {evidence.strip()}"
+
+
+#: Outcomes of the published `drivers` table (pipeline.drivers), with what each models.
+#: oc_intend is the main one; the favourable version is its sensitivity check (does the
+#: order hold when only agreeing counts?); using support among those who needed it is a
+#: logistic model, fitted on respondent rows, so national only.
+DRIVER_OUTCOMES = {
+    "oc_intend": "Would seek help early (the answer, 1-5)",
+    "oc_intend_favourable": "Would seek help early (agree or strongly agree)",
+    "oc_used_if_needed": "Used support, among those who needed it",
+}
+#: Scopes of a driver model: all sites, one peer group (site type), one site.
+DRIVER_SCOPES = ("national", "peer", "site")
+#: Columns of `drivers` (one row a wave x scope x unit x outcome x scale), with types.
+#: share is the scale's general dominance over the model's fit (r2: R^2, or McFadden's
+#: R^2 for the logistic model, named in fit_measure), share_low / share_high its 95%
+#: site-bootstrap interval (NULL for a site's own model and the logistic model);
+#: relative_weight is Johnson's relative weight as a share of the fit, the cross-check
+#: (NULL for the logistic model); n respondents (at least MIN_SITE_RESPONDENTS of
+#: stats.drivers, so never below k) and sites behind the model; rank 1 = largest share.
+DRIVER_COLUMNS = {
+    "wave": "Int64", "scope": "string", "unit": "string", "peer_group": "string",
+    "outcome": "string", "model": "string", "fit_measure": "string", "scale": "string",
+    "n": "Int64", "sites": "Int64", "share": "float64", "share_low": "float64",
+    "share_high": "float64", "relative_weight": "float64", "r2": "float64",
+    "r2_low": "float64", "r2_high": "float64", "rank": "Int64", "note": "string"}

@@ -416,3 +416,14 @@ class PublishedLayer:
                           "rank, sites_ranked from shrunken where wave = ? and "
                           "measure_kind = ? and measure = ? order by eb_mean",
                           [wave, kind, measure])
+
+    def drivers(self, scope: str, unit: str, wave: int, outcome: str = "oc_intend"
+                ) -> pd.DataFrame:
+        """One driver model's rows (`drivers`: a scope of `published.layout.DRIVER_SCOPES`,
+        its unit, e.g. "national", a peer group or a site code), one row a scale with the
+        scale's name, largest share first; empty when no model was published for it (a
+        site under the minimum, a peer group of too few sites)."""
+        return self.query("select d.*, m.name, m.principles from drivers d left join "
+                          "measures m on m.measure_kind = 'scale' and m.measure = d.scale "
+                          "where d.scope = ? and d.unit = ? and d.wave = ? and d.outcome = ? "
+                          "order by d.rank", [scope, unit, wave, outcome])

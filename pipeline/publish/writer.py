@@ -28,6 +28,7 @@ from scipy import stats
 
 from pipeline.publish.actions import action_rows, load_actions
 from pipeline.publish.answers import item_answers
+from pipeline.drivers import driver_table
 from pipeline.benchmark import build_benchmarks
 from pipeline.publish.cells import NOT_STATED, cell_sums, item_is_agreement
 from pipeline.publish.disclosure import suppress_flag_counts, suppress_headcounts, suppress_small_cells
@@ -229,6 +230,8 @@ def publish(con: duckdb.DuckDBPyConnection, instrument: Instrument, settings: Se
         # Counted from the store (the respondents), shown only for the shown item cells.
         analysis_view(con, settings.exclude_flagged)
         tables["item_answers"] = item_answers(con, instrument, cells)
+        # What goes with seeking help early (issue 23): from the same respondents.
+        tables["drivers"] = driver_table(con, instrument)
         if psychometrics is not None:
             tables |= reliability_tables(psychometrics, cells, k, settings.exclude_flagged)
         # The cells table is the largest (about a second of DuckDB's writing at

@@ -1,0 +1,222 @@
+"""Driver analysis for the published layer: what goes most with seeking help early.
+
+For each wave, the share of what the eight scales explain together of an outcome that
+each scale carries (general dominance, `stats.drivers`), published as table `drivers`
+(`published.layout.DRIVER_COLUMNS`):
+
+- `oc_intend` ("I would seek help early rather than wait"), a linear model on the
+  answer (1-5), and on whether it is favourable (agree / strongly agree) as a check
+  that the order does not hang on treating the answer as a number;
+- nationally and per peer group (site type) with a 200-draw bootstrap that resamples
+  whole sites (respondents at a site share its culture), only for groups of at least
+  `MIN_BOOTSTRAP_SITES` sites; per site, each site's own model, only for sites with at
+  least `MIN_SITE_RESPONDENTS` respondents answering (the reason is with the constant);
+- using support among those who needed it (`oc_used` given `oc_needed` = yes), a
+  logistic model (McFadden's R^2) nationally, without an interval: it is fitted on the
+  respondent rows, 255 models a wave, and a bootstrap would be 200 times that.
+
+The linear models are fitted from sums DuckDB makes per wave and site
+(sql/driver_moments.sql): no respondent row reaches Python for them. Every model rests
+on at least `MIN_SITE_RESPONDENTS` respondents, above any minimum group size k, and
+publishes only shares of explained variance, from which no answer can be worked out.
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from pipeline.frames import with_columns
+from pipeline.scoring import respondent_scores_sql
+from pipeline.sql_templates import columns, quote, render
+from published.layout import DRIVER_COLUMNS
+from stats.drivers import (MIN_BOOTSTRAP_SITES, MIN_SITE_RESPONDENTS, DriversError,
+                           SiteMoments, dominance_from_fits, dominance_from_site_moments,
+                           logistic_subset_fit, relative_weights, site_bootstrap,
+                           site_dominance)
+from survey.instrument import Instrument
+
+SQL_DIR = Path(__file__).resolve().parent / "sql"
+#: The outcome question, and the two that define the logistic model's outcome.
+INTEND, NEEDED, USED = "oc_intend", "oc_needed", "oc_used"
+#: Published outcome ids (published.layout.DRIVER_OUTCOMES) of the moments' columns.
+LINEAR_OUTCOMES = ("oc_intend", "oc_intend_favourable")
+USED_IF_NEEDED = "oc_used_if_needed"
+DRAWS = 200
+LEVEL = 0.95
+#: Whether to fit the logistic model. At national scale (a million responses over five
+#: waves) it is some 60,000 rows a wave and about 1.5 s a wave on one core
+#: (bench/pipeline.py); set False to leave it out.
+FIT_USED_IF_NEEDED = True
+
+
+def _seed(*parts: object) -> int:
+    """A fixed bootstrap seed per model, so a re-run publishes the same intervals."""
+    return zlib.crc32(":".join(map(str, parts)).encode())
+
+
+def _yes_codes(instrument: Instrument, item_id: str) -> str:
+    item = next(i for i in instrument.items if i.id == item_id)
+    return ", ".join(str(int(c)) for c in
+                     instrument.response_scale(item.response_scale).favourable)
+
+
+def driver_moments(con: duckdb.DuckDBPyConnection, instrument: Instrument,
+                   scales: list[str]) -> dict[int, SiteMoments]:
+    """Per wave, the moments of [oc_intend, favourable, *scales] per site, from
+    `analysis_responses` on the store connection."""
+    intend = quote(INTEND)
+    values = [f"{intend}::double - 3 as v0",
+              f"({intend} in ({_yes_codes(instrument, INTEND)}))::double as v1"]
+    values += [f"{quote('s_' + s)} - 3 as v{i + 2}" for i, s in enumerate(scales)]
+    m = len(values)
+    pairs = [(i, j) for i in range(m) for j in range(i, m)]
+    moments = [f"sum(v{i}) as s{i}" for i in range(m)]
+    moments += [f"sum(v{i} * v{j}) as p{i}_{j}" for i, j in pairs]
+    answered = " and ".join(f"{c} is not null" for c in
+                            [intend, *(quote("s_" + s) for s in scales)])
+    sql = render(SQL_DIR, "driver_moments.sql",
+                 respondent_scores=respondent_scores_sql(instrument, "analysis_responses"),
+                 driver_values=columns(values), answered=answered, moments=columns(moments))
+    table = con.sql(sql).fetchnumpy()
+    names = (*LINEAR_OUTCOMES, *scales)
+    out = {}
+    for wave in np.unique(table["wave"]):
+        rows = table["wave"] == wave
+        products = np.empty((int(rows.sum()), m, m))
+        for i, j in pairs:
+            products[:, i, j] = products[:, j, i] = table[f"p{i}_{j}"][rows]
+        out[int(wave)] = SiteMoments(
+            names, tuple(str(s) for s in table["site_code"][rows]),
+            table["n"][rows].astype(float),
+            np.stack([table[f"s{i}"][rows] for i in range(m)], axis=1).astype(float),
+            products)
+    return out
+
+
+def _rows(scales, share: np.ndarray, r2: float, base: dict, low=None, high=None,
+          r2_low=None, r2_high=None, weights=None) -> list[dict]:
+    """One row a scale of one model; rank 1 is the largest share."""
+    order = (-share).argsort(kind="stable")
+    rank = np.empty(len(share), int)
+    rank[order] = np.arange(1, len(share) + 1)
+    rows = []
+    for j, scale in enumerate(scales):
+        rows.append(base | {
+            "scale": scale, "share": float(share[j]),
+            "share_low": None if low is None else float(low[j]),
+            "share_high": None if high is None else float(high[j]),
+            "relative_weight": None if weights is None else float(weights[j]),
+            "r2": float(r2), "r2_low": r2_low, "r2_high": r2_high,
+            "rank": int(rank[j])})
+    return rows
+
+
+def _group_rows(moments: SiteMoments, wave: int, scope: str, unit: str,
+                peer_group: str | None, scales: list[str]) -> list[dict]:
+    """The linear models of a group of sites (all, or a peer group), with intervals."""
+    answering = moments.n > 0
+    n, sites = int(moments.n.sum()), int(answering.sum())
+    if n < MIN_SITE_RESPONDENTS or sites < MIN_BOOTSTRAP_SITES:
+        return []
+    rows = []
+    for outcome in LINEAR_OUTCOMES:
+        base = {"wave": wave, "scope": scope, "unit": unit, "peer_group": peer_group,
+                "outcome": outcome, "model": "linear", "fit_measure": "R2", "n": n,
+                "sites": sites}
+        try:
+            estimate = dominance_from_site_moments(moments, outcome, scales)
+        except DriversError:
+            continue   # the outcome does not vary in this group: nothing to share out
+        weights = estimate.relative_weights / estimate.relative_weights.sum()
+        try:
+            boot = site_bootstrap(moments, outcome, scales, draws=DRAWS, level=LEVEL,
+                                  seed=_seed(wave, scope, unit, outcome))
+        except DriversError:
+            rows += _rows(scales, estimate.general_share, estimate.total,
+                          base | {"note": "no interval: a resampled set of sites gave the "
+                                          "outcome no variation"}, weights=weights)
+            continue
+        note = (f"{LEVEL:.0%} interval from {DRAWS} resamples of the {sites} sites"
+                + ("" if sites >= 20 else "; with fewer than 20 sites it is likely too "
+                                          "narrow"))
+        rows += _rows(scales, estimate.general_share, estimate.total, base | {"note": note},
+                      boot.share_low, boot.share_high, boot.total_low, boot.total_high,
+                      weights)
+    return rows
+
+
+def _site_rows(moments: SiteMoments, wave: int, peer_of: dict[str, str],
+               scales: list[str]) -> list[dict]:
+    """Each site's own linear models, for sites with at least MIN_SITE_RESPONDENTS."""
+    rows = []
+    covariances = moments.site_covariances()
+    for outcome in LINEAR_OUTCOMES:
+        fitted = site_dominance(moments, outcome, scales, MIN_SITE_RESPONDENTS)
+        chosen = [moments.columns.index(c) for c in (outcome, *scales)]
+        for site, fit in fitted.iterrows():
+            share = fit[scales].to_numpy(float)
+            if not np.isfinite(share).all() or not fit["r2"] > 0:
+                continue   # the site's answers do not vary enough to fit
+            cov = covariances[moments.sites.index(site)][np.ix_(chosen, chosen)]
+            weights = relative_weights(cov, 0, range(1, len(chosen))).to_numpy()
+            base = {"wave": wave, "scope": "site", "unit": site, "peer_group": peer_of.get(site),
+                    "outcome": outcome, "model": "linear", "fit_measure": "R2",
+                    "n": int(fit["n"]), "sites": 1,
+                    "note": "the site's own model: no interval (one site cannot be "
+                            "resampled by site)"}
+            rows += _rows(scales, share, fit["r2"], base, weights=weights / weights.sum())
+    return rows
+
+
+def _used_if_needed_rows(con: duckdb.DuckDBPyConnection, instrument: Instrument,
+                         scales: list[str], wave: int) -> list[dict]:
+    """The national logistic model of using support among those who needed it."""
+    scores = [quote("s_" + s) for s in scales]
+    answered = " and ".join([f"{quote(NEEDED)} in ({_yes_codes(instrument, NEEDED)})",
+                             f"{quote(USED)} is not null", *(f"{s} is not null" for s in scores)])
+    sql = render(SQL_DIR, "driver_rows.sql",
+                 respondent_scores=respondent_scores_sql(instrument, "analysis_responses"),
+                 used=f"({quote(USED)} in ({_yes_codes(instrument, USED)}))::double",
+                 scores=columns(scores), answered=answered)
+    data = con.sql(sql, params={"wave": wave}).fetchnumpy()
+    y = data["y"]
+    if len(y) < MIN_SITE_RESPONDENTS:
+        return []
+    x = np.column_stack([data["s_" + s] for s in scales]).astype(float)
+    try:
+        fit = logistic_subset_fit(x, y)
+    except DriversError:
+        return []   # everyone (or no one) who needed support used it
+    result = dominance_from_fits(fit, USED_IF_NEEDED, scales, "logistic", "McFadden R2", len(y))
+    base = {"wave": wave, "scope": "national", "unit": "national", "peer_group": None,
+            "outcome": USED_IF_NEEDED, "model": "logistic", "fit_measure": "McFadden R2",
+            "n": len(y), "sites": len(np.unique(data["site_code"])),
+            "note": "logistic model on the respondents who needed support; national only "
+                    "and no interval (a site bootstrap would refit it 200 times)"}
+    return _rows(scales, result.general_share, result.total, base)
+
+
+def driver_table(con: duckdb.DuckDBPyConnection, instrument: Instrument) -> pd.DataFrame:
+    """The published `drivers` rows from `analysis_responses` (empty, with its columns,
+    when the instrument has no outcome question)."""
+    item_ids = {i.id for i in instrument.items}
+    scales = [s.id for s in instrument.scales]
+    if INTEND not in item_ids:
+        return with_columns(pd.DataFrame(), DRIVER_COLUMNS)
+    peer_of = dict(con.execute("select site_code, site_type from sites").fetchall())
+    rows: list[dict] = []
+    for wave, moments in driver_moments(con, instrument, scales).items():
+        rows += _group_rows(moments, wave, "national", "national", None, scales)
+        for group in sorted(set(peer_of.values())):
+            members = [s for s in moments.sites if peer_of.get(s) == group]
+            rows += _group_rows(moments.of_sites(members), wave, "peer", group, group, scales)
+        rows += _site_rows(moments, wave, peer_of, scales)
+        if FIT_USED_IF_NEEDED and {NEEDED, USED} <= item_ids:
+            rows += _used_if_needed_rows(con, instrument, scales, wave)
+    frame = pd.DataFrame(rows, columns=list(DRIVER_COLUMNS))
+    return frame.astype(DRIVER_COLUMNS)
