@@ -147,7 +147,9 @@ def test_researcher_pseudonyms_are_those_on_their_pages_under_the_deployment_key
     shown = markdown_tables(body)["Funnel plot points"].set_index("Site")
     for unit, row in shown.iterrows():
         assert int(row["Respondents"]) == cells.loc[unit, "n"]
-        assert float(row["Mean"]) == pytest.approx(cells.loc[unit, "mean"], abs=0.005)
+        # The page shows the score out of 100; the download keeps the 1-5 mean.
+        assert float(row["Score (0-100)"]) == pytest.approx(
+            (cells.loc[unit, "mean"] - 1) * 25, abs=0.05)
     # Another wave's page, another view: the same pseudonyms (stable, as the export is).
     other = markdown_tables(page_json(client, base, "/benchmark", "?wave=2024"))
     assert set(other["Funnel plot points"]["Site"]) == downloaded
@@ -280,7 +282,7 @@ def director_views(base: str, username: str, site: str) -> list[dict]:
             body = benchmark_json(client, base, f"?site={site}&wave={wave}", measure)
             tables = markdown_tables(body)
             funnel = tables["Funnel plot points"].set_index("Site")
-            caterpillar = tables["Shrunken site means"].set_index("Site")
+            caterpillar = tables["Site scores allowing for their size"].set_index("Site")
             figure = figures(body)[0]
             others = next(t for t in figure["data"] if t.get("name") == "other sites")
             peers = {}
