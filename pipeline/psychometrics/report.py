@@ -1,8 +1,10 @@
 """The validation report: one self-contained HTML file and the same numbers as JSON.
 
-Figures are plotly, with plotly.js embedded once so the file opens without a network.
-Every figure has a table or sentence beside it stating the same numbers, and colours
-come from a colour-blind-safe palette (Okabe & Ito).
+Charts are static SVG (`pipeline.psychometrics.report_svg`): the report used to inline
+plotly.js, 4.8 MB for three charts, and is now some tens of kilobytes that open
+anywhere without a network or a script. Every chart has a table or sentence beside it
+stating the same numbers, and colours come from the dashboard's colour-blind-safe
+Okabe-Ito palette.
 """
 
 from __future__ import annotations
@@ -12,68 +14,50 @@ import json
 import math
 from pathlib import Path
 
-import plotly.graph_objects as go
-import plotly.io as pio
-
+from pipeline.psychometrics.report_svg import loading_bars, reliability_panels, stacked_shares
 from pipeline.psychometrics.results import Judgement, PsychometricsResult, ReliabilityRow
 from survey.instrument import Instrument
 
-#: Okabe-Ito palette, ordered from "strongly disagree" to "strongly agree".
-ANSWER_COLOURS = ("#D55E00", "#E69F00", "#999999", "#56B4E9", "#0072B2")
 VERDICT_STYLE = {"meets": "ok", "does not meet": "bad", "n/a": "na"}
 
 
-def _figure_html(figure: go.Figure, first: bool) -> str:
-    return pio.to_html(figure, full_html=False, include_plotlyjs="inline" if first else False,
-                       config={"displaylogo": False, "responsive": True})
+def _figure_html(svg: str) -> str:
+    return f"<figure>{svg}</figure>"
 
 
-def _distribution_figure(result: PsychometricsResult, instrument: Instrument) -> go.Figure:
+def _distribution_figure(result: PsychometricsResult, instrument: Instrument) -> str:
+    items = {i.id: i for i in instrument.items}
     rows = [r for r in result.item_distributions
-            if instrument.response_scale(next(i for i in instrument.items
-                                              if i.id == r.item).response_scale).id == "agree5"]
+            if r.item in items and items[r.item].response_scale == "agree5"]
     labels = [o.label for o in instrument.response_scale("agree5").options]
-    figure = go.Figure()
-    for position, label in enumerate(labels):
-        code = str(position + 1)
-        shares = [100 * r.counts[code] / max(sum(r.counts.values()), 1) for r in rows]
-        figure.add_bar(y=[r.item for r in rows], x=shares, name=label, orientation="h",
-                       marker_color=ANSWER_COLOURS[position])
-    figure.update_layout(barmode="stack", height=22 * len(rows) + 120,
-                         xaxis_title="% of answers (don't know and blank excluded)",
-                         yaxis={"autorange": "reversed"}, legend_orientation="h",
-                         margin={"l": 70, "r": 20, "t": 30, "b": 40})
-    return figure
+    bars = []
+    for r in rows:
+        total = max(sum(r.counts.values()), 1)
+        bars.append((r.item, items[r.item].text,
+                     [100 * r.counts.get(str(code), 0) / total for code in range(1, 6)]))
+    return stacked_shares(bars, labels)
 
 
-def _reliability_figure(result: PsychometricsResult) -> go.Figure:
+def _reliability_figure(result: PsychometricsResult, instrument: Instrument) -> str:
+    """One panel a scale, named as readers know it; sites x waves down each panel."""
     rows = [r for r in result.reliability if r.level == "site_wave" and r.reported]
-    figure = go.Figure()
-    for scale in sorted({r.scale for r in rows}):
-        mine = [r for r in rows if r.scale == scale]
-        figure.add_scatter(
-            x=[r.alpha for r in mine], y=[f"{r.site_code} {r.wave}" for r in mine],
-            mode="markers", name=scale,
-            error_x={"type": "data", "symmetric": False,
-                     "array": [r.ci_high - r.alpha for r in mine],
-                     "arrayminus": [r.alpha - r.ci_low for r in mine]})
-    figure.add_vline(x=0.70, line_dash="dash", annotation_text="criterion .70")
-    figure.update_layout(xaxis_title="Cronbach's alpha with 95% Feldt interval",
-                         height=max(300, 14 * len({f"{r.site_code}{r.wave}" for r in rows})
-                                    + 120), margin={"l": 80, "r": 20, "t": 30, "b": 40})
-    return figure
+    names = {s.id: s.name for s in instrument.scales}
+    order = [s for s in names if any(r.scale == s for r in rows)]
+    order += sorted({r.scale for r in rows} - set(order))
+    rows.sort(key=lambda r: (r.site_code, r.wave))
+    panels = [(names.get(scale, scale),
+               [(f"{r.site_code} {r.wave}", r.alpha, r.ci_low, r.ci_high)
+                for r in rows if r.scale == scale]) for scale in order]
+    return reliability_panels(panels)
 
 
-def _loadings_figure(result: PsychometricsResult) -> go.Figure | None:
+def _loadings_figure(result: PsychometricsResult, instrument: Instrument) -> str | None:
     cfa = result.structure.cfa
     if cfa is None:
         return None
-    figure = go.Figure()
-    for factor, loadings in cfa.loadings.items():
-        figure.add_bar(x=list(loadings), y=list(loadings.values()), name=factor)
-    figure.update_layout(yaxis_title="standardised loading (CFA)", xaxis_title="item",
-                         height=380, margin={"l": 60, "r": 20, "t": 30, "b": 60})
-    return figure
+    names = {s.id: s.name for s in instrument.scales}
+    return loading_bars([(names.get(factor, factor), list(loadings.items()))
+                         for factor, loadings in cfa.loadings.items()])
 
 
 def _verdict_cell(judged: Judgement) -> str:
@@ -122,10 +106,11 @@ def render_html(result: PsychometricsResult, instrument: Instrument) -> str:
         ["scale", "n", "items", "alpha", "95% CI", "standardised alpha", "omega total",
          "criterion", "verdict"],
         [_reliability_cells(r) for r in overall]))
-    first = True
     parts.append("<h2>Reliability by site and wave</h2>")
-    parts.append(_figure_html(_reliability_figure(result), first))
-    first = False
+    parts.append("<p>Each dot is a site's Cronbach's alpha for the scale in one wave, the "
+                 "line its 95% Feldt interval; the dashed line is the .70 criterion. Sites "
+                 "and waves are in the same rows in every panel.</p>")
+    parts.append(_figure_html(_reliability_figure(result, instrument)))
     parts.append("<h2>Is it fair to report site means?</h2>")
     nan = float("nan")
     parts.append(_table(["scale", "wave", "ICC(1)", "ICC(2)", "sites", "n"],
@@ -162,9 +147,9 @@ def render_html(result: PsychometricsResult, instrument: Instrument) -> str:
         parts.append(_table(["pair of scales", "HTMT", "criterion", "verdict"],
                             [[f"<td>{pair}</td>", _verdict_cell(j)]
                              for pair, j in structure.htmt.items()]))
-        figure = _loadings_figure(result)
+        figure = _loadings_figure(result, instrument)
         if figure is not None:
-            parts.append(_figure_html(figure, first))
+            parts.append(_figure_html(figure))
     else:
         parts.append(f"<p>{html.escape(structure.note or '')}</p>")
     parts.append("<h2>Do the scales mean the same in every group?</h2>")
@@ -189,7 +174,7 @@ def render_html(result: PsychometricsResult, instrument: Instrument) -> str:
     parts.append(_table(["scale", "across", "model", "chi-square", "df", "CFI", "RMSEA",
                          "change in CFI / RMSEA", "verdict"], invariance_rows))
     parts.append("<h2>How people answered each item</h2>")
-    parts.append(_figure_html(_distribution_figure(result, instrument), first))
+    parts.append(_figure_html(_distribution_figure(result, instrument)))
     totals = result.data_quality.totals
     parts.append("<h2>Data quality</h2>")
     parts.append(f"<p>Of {totals['respondents']} respondents, {totals['straight_lining']} "
@@ -201,7 +186,8 @@ def render_html(result: PsychometricsResult, instrument: Instrument) -> str:
     style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:auto;padding:1em;"
              "color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid "
              "#bbb;padding:4px 8px;text-align:left}.ok{color:#0072B2;font-weight:600}"
-             ".bad{color:#D55E00;font-weight:600}.caveat{background:#fff4d6;padding:.6em}")
+             ".bad{color:#D55E00;font-weight:600}.caveat{background:#fff4d6;padding:.6em}"
+             "figure{margin:1em 0}")
     return ("<!doctype html><html lang='en-GB'><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>Validation report {html.escape(instrument.key)}</title>"
