@@ -39,6 +39,8 @@ PAGE_ROLES = {
     "/benchmark": ("admin", "director", "researcher"),
     "/trends": ("admin", "director", "researcher"),
     "/equity": ("admin", "director"),
+    # What goes with seeking help early; a researcher sees national and peer groups only.
+    "/drivers": ("admin", "director", "researcher"),
     # A site's action plan; a researcher sees counts by principle and status only.
     "/actions": ("admin", "director", "researcher"),
     "/quality": ("admin", "director", "researcher"),

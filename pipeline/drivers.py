@@ -54,7 +54,7 @@ LEVEL = 0.95
 FIT_USED_IF_NEEDED = True
 
 
-def _seed(*parts: object) -> int:
+def bootstrap_seed(*parts: object) -> int:
     """A fixed bootstrap seed per model, so a re-run publishes the same intervals."""
     return zlib.crc32(":".join(map(str, parts)).encode())
 
@@ -135,7 +135,7 @@ def _group_rows(moments: SiteMoments, wave: int, scope: str, unit: str,
         weights = estimate.relative_weights / estimate.relative_weights.sum()
         try:
             boot = site_bootstrap(moments, outcome, scales, draws=DRAWS, level=LEVEL,
-                                  seed=_seed(wave, scope, unit, outcome))
+                                  seed=bootstrap_seed(wave, scope, unit, outcome))
         except DriversError:
             rows += _rows(scales, estimate.general_share, estimate.total,
                           base | {"note": "no interval: a resampled set of sites gave the "

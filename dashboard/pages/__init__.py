@@ -5,8 +5,8 @@ for admins and directors, an all-sites page for researchers; False), `layout(vie
 and, if it has controls of its own, `register(app)`.
 """
 
-from dashboard.pages import (actions, benchmark, equity, export, fieldwork, glossary, methods,
-                             overview, principle, quality, trends)
+from dashboard.pages import (actions, benchmark, drivers, equity, export, fieldwork, glossary,
+                             methods, overview, principle, quality, trends)
 
 PAGES = {
     "/": overview,
@@ -14,6 +14,7 @@ PAGES = {
     "/benchmark": benchmark,
     "/trends": trends,
     "/equity": equity,
+    "/drivers": drivers,
     "/actions": actions,
     "/quality": quality,
     "/export": export,

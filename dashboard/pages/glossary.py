@@ -68,6 +68,14 @@ SECTIONS: tuple[tuple[str, tuple[Term, ...]], ...] = (
              "For a single question: the share of people who chose one of the supportive "
              "answers (agree or strongly agree; for a question worded the other way round, "
              "disagree or strongly disagree)."),
+        Term("drivers", "What goes with seeking help early (drivers)",
+             "How much of the differences in whether doctors would seek help early goes "
+             "together with each part of the culture, as a share of what the eight scales "
+             "explain together; the shares add up to 100%. It is worked out fairly when "
+             "the scales overlap (each scale's part is averaged over every combination of "
+             "the others), with a range from redrawing whole sites. It shows what goes "
+             "together, not what causes what. A site sees its own figures only from 100 "
+             "answers; with fewer, its peer group's."),
         Term("confidence-interval", "95% interval (CI low, CI high)",
              "The range in which the true score most likely lies, given how many people "
              "answered. A narrow range means the score is pinned down; a wide one means "

@@ -1,0 +1,169 @@
+"""The published driver analysis (pipeline.drivers -> table `drivers`) and its readers.
+
+A generated store of seven acute trusts, six with 150 respondents and one (S06) with 40,
+is ingested and published for real. The published national and peer-group shares and
+intervals must be what stats.drivers gives on moments summed here from the respondents
+with pandas (the scale-score rule of pipeline.scoring); no model rests on fewer than
+MIN_SITE_RESPONDENTS; the small site's director is shown the peer group's drivers,
+labelled as such. The Drivers page (as director and researcher) and the board report's
+section are checked in a real browser and in the report's text on the committed sample.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from dashboard.access import Viewer
+from dashboard.accounts import Account
+from dashboard.pages import drivers as drivers_page
+from dashboard.view import View
+from pipeline.drivers import LINEAR_OUTCOMES, bootstrap_seed
+from pipeline.ingest.files import ingest_file
+from pipeline.psychometrics.stage import run_psychometrics
+from pipeline.publish.writer import publish
+from pipeline.scoring import scale_score
+from pipeline.store import Site, add_sites, add_wave, open_store
+from published.drivers import ASSOCIATION, driver_sentence, site_drivers
+from published.reader import PublishedLayer
+from stats.drivers import (MIN_SITE_RESPONDENTS, SiteMoments, dominance_from_site_moments,
+                           site_bootstrap)
+from survey.settings import Settings
+from survey.synthetic import SiteSpec, generate_responses
+
+WAVE = 2026
+SMALL = "S06"
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory, instrument, definition_yaml):
+    """(settings, publish report) of seven acute trusts, one of them (S06) small."""
+    folder = tmp_path_factory.mktemp("drivers")
+    sites = [SiteSpec(f"S{i:02d}", f"Site {i:02d}", "acute_trust", "London",
+                      40 if i == 6 else 150) for i in range(7)]
+    table, _ = generate_responses(instrument, sites, [WAVE], 23, [])
+    pq.write_table(table, folder / "responses.parquet")
+    settings = Settings(db_path=folder / "store.duckdb")
+    with open_store(settings.db_path) as con:
+        add_sites(con, [Site(s.code, s.name, s.site_type, s.region) for s in sites])
+        add_wave(con, WAVE)
+        ingest_file(con, folder / "responses.parquet", instrument, definition_yaml)
+        psychometrics = run_psychometrics(con, instrument, settings)
+        report = publish(con, instrument, settings, psychometrics)
+    return settings, report
+
+
+def moments_by_hand(settings, instrument) -> SiteMoments:
+    """The drivers' moments from the respondents with pandas, not the stage's SQL."""
+    with open_store(settings.db_path, read_only=True) as con:
+        answers = con.execute("select * from responses where wave = ?", [WAVE]).df()
+    scales = [s.id for s in instrument.scales]
+    frame = pd.DataFrame({s: scale_score(answers, instrument, s) for s in scales})
+    frame["site_code"] = answers["site_code"]
+    intend = answers["oc_intend"].astype(float)
+    frame["oc_intend"] = intend
+    frame["oc_intend_favourable"] = intend.isin([4, 5]).astype(float).where(intend.notna())
+    return SiteMoments.from_frame(frame, "site_code", [*LINEAR_OUTCOMES, *scales])
+
+
+def test_published_shares_and_intervals_are_stats_drivers_on_the_same_moments(
+        generated, instrument):
+    settings, report = generated
+    scales = [s.id for s in instrument.scales]
+    moments = moments_by_hand(settings, instrument)
+    with PublishedLayer.open(settings.published_path) as layer:
+        for outcome in LINEAR_OUTCOMES:
+            published = layer.drivers("national", "national", WAVE, outcome).set_index("scale")
+            expected = dominance_from_site_moments(moments, outcome, scales)
+            boot = site_bootstrap(moments, outcome, scales, draws=200,
+                                  seed=bootstrap_seed(WAVE, "national", "national", outcome))
+            np.testing.assert_allclose(published.loc[scales, "share"], expected.general_share,
+                                       rtol=1e-9)
+            np.testing.assert_allclose(published.loc[scales, "share_low"], boot.share_low,
+                                       rtol=1e-9)
+            np.testing.assert_allclose(published.loc[scales, "share_high"], boot.share_high,
+                                       rtol=1e-9)
+            weights = expected.relative_weights / expected.relative_weights.sum()
+            np.testing.assert_allclose(published.loc[scales, "relative_weight"], weights,
+                                       rtol=1e-9)
+            assert published["r2"].iloc[0] == pytest.approx(expected.total, rel=1e-9)
+            assert published["n"].iloc[0] == int(moments.n.sum()) == expected.n
+            assert published["share"].sum() == pytest.approx(1)
+            # the seven acute trusts are also the peer group: the same model
+            peer = layer.drivers("peer", "acute_trust", WAVE, outcome).set_index("scale")
+            np.testing.assert_allclose(peer.loc[scales, "share"], expected.general_share,
+                                       rtol=1e-9)
+        # the generator plants stigma first in oc_intend (survey.synthetic)
+        national = layer.drivers("national", "national", WAVE, "oc_intend")
+        assert national["scale"].iloc[0] == "stigma"
+    assert report.verification.ok
+
+
+def test_no_model_rests_on_fewer_than_the_minimum(generated):
+    settings, report = generated
+    with PublishedLayer.open(settings.published_path) as layer:
+        rows = layer.query("select * from drivers")
+    # every model rests on at least the minimum, itself above the group size k
+    assert (rows["n"] >= MIN_SITE_RESPONDENTS).all() and MIN_SITE_RESPONDENTS >= settings.min_group_size
+    assert report.verification.ok
+    sites = rows[rows["scope"] == "site"]
+    assert set(sites["unit"]) == {f"S{i:02d}" for i in range(6)}   # not S06 (40)
+    assert (sites["sites"] == 1).all() and sites["share_low"].isna().all()
+    # each published model has one row a scale and shares summing to 1
+    per_model = rows.groupby(["wave", "scope", "unit", "outcome"])
+    assert (per_model.size() == 8).all()
+    np.testing.assert_allclose(per_model["share"].sum(), 1, rtol=1e-9)
+
+
+def _director_view(settings, site: str) -> View:
+    data = PublishedLayer.open(settings.published_path)
+    return View(Viewer(Account("dir", "director", site)), data, "/drivers", site, WAVE)
+
+
+def _text(component) -> str:
+    """Every string in a Dash component tree (what a person reads, tables included)."""
+    if isinstance(component, str):
+        return component
+    if isinstance(component, (list, tuple)):
+        return " ".join(_text(c) for c in component)
+    children = getattr(component, "children", None)
+    found = [_text(children)] if children is not None else []
+    if hasattr(component, "to_plotly_json") and component.to_plotly_json().get(
+            "type") == "Markdown":
+        found.append(str(children))
+    return " ".join(found)
+
+
+def test_a_small_site_sees_its_peer_groups_drivers_labelled_as_such(generated):
+    settings, _ = generated
+    view = _director_view(settings, SMALL)
+    shown = site_drivers(view.data, SMALL, WAVE, view.site_label)
+    assert shown.scope == "peer" and shown.unit == "acute_trust"
+    assert shown.label.startswith("your peer group, acute trusts (n = ")
+    assert "has too few answers for a model of its own" in shown.label
+    peer = view.data.drivers("peer", "acute_trust", WAVE, "oc_intend")
+    assert shown.rows["share"].tolist() == peer["share"].tolist()
+    text = _text(drivers_page.layout(view))
+    assert "Importance here is from your peer group, acute trusts" in text
+    assert driver_sentence(shown) in text and driver_sentence(shown).startswith(
+        "Among doctors in acute trusts, ")
+    assert ASSOCIATION in text
+    # a site with its own model is shown its own
+    own = site_drivers(view.data, "S01", WAVE, "Site 01")
+    assert own.scope == "site" and own.n >= MIN_SITE_RESPONDENTS
+    view.data.close()
+
+
+def test_priority_is_high_importance_and_below_other_sites(generated):
+    settings, _ = generated
+    with PublishedLayer.open(settings.published_path) as layer:
+        for site in [f"S{i:02d}" for i in range(7)]:
+            rows = site_drivers(layer, site, WAVE, site).rows
+            expected = (rows["share"] > 1 / 8) & rows["verdict"].isin(
+                ["clearly below", "below, not certain"])
+            assert (rows["quadrant"].str.startswith("Priority") == expected).all()
+            # the guide's actions follow the scale's principles
+            stigma = rows.set_index("scale").loc["stigma"]
+            assert "Tackle stigma directly" in stigma["actions"]
