@@ -33,7 +33,7 @@ from outputs.report_figures import funnel_charts, principle_chart, trend_chart
 from plans.store import ActionBook
 from published.layout import (FDR, MIN_SITES_FOR_DISTRIBUTION, MOVED_CAVEAT, NO_TARGET,
                              NOT_STATED, distribution_shown, evidence_citation)
-from published.moved import moved_rows, moved_sentence
+from published.moved import due_for_review, moved_rows, moved_sentence
 from published.reader import PublishedLayer
 from published.questions import (LOWEST_SHOWN, METHOD as QUESTION_METHOD, NEGATIVE_NOTE,
                                  PEER_RULE, TOP_CHANGES, biggest_changes, change_sentence,
@@ -187,9 +187,7 @@ def _plan_fields(layer: PublishedLayer, code: str, plan: pd.DataFrame | None,
     if plan is None or plan.empty:
         return {"plan": pd.DataFrame(), "moved": pd.DataFrame(), "on": on}
     own = plan[plan["site_code"] == code].reset_index(drop=True)
-    due = own[((pd.to_datetime(own["review"]).dt.date <= on) | (own["status"] == "done"))
-              & (own["status"] != "dropped")]
-    return {"plan": own, "moved": moved_rows(layer, code, due), "on": on}
+    return {"plan": own, "moved": moved_rows(layer, code, due_for_review(own, on)), "on": on}
 
 
 # Formatting ---------------------------------------------------------------------------

@@ -98,6 +98,16 @@ def moved_rows(layer: PublishedLayer, site: str, actions: pd.DataFrame) -> pd.Da
     return frame
 
 
+def due_for_review(actions: pd.DataFrame, on: date) -> pd.DataFrame:
+    """The actions due for review on `on`: review date on or before it, or done. A
+    dropped action is never due: nothing is credited to what was not done."""
+    if actions.empty:
+        return actions
+    review = pd.to_datetime(actions["review"], errors="coerce").dt.date
+    return actions[((review <= on) | (actions["status"] == "done"))
+                   & (actions["status"] != "dropped")]
+
+
 def _movement(scores: pd.DataFrame, site: str, principle: str, start: date | None,
               published_waves: list[int]) -> dict:
     empty = {"start": start, "wave_before": None, "wave_after": None, "site_change": np.nan,

@@ -305,3 +305,21 @@ def test_the_display_rows_read_as_the_numbers(layer):
     assert shown.iloc[2]["waves"] == ("not compared: no wave after the action yet (it "
                                       "started 2026-11-01)")
     assert shown.iloc[2]["difference"] == "–"
+
+
+def test_the_actions_page_shows_whether_each_action_moved(layer):
+    from dashboard.pages.actions import moved_section
+    from tests.pages import markdown_tables
+
+    plan = pd.concat([ACTIONS, pd.DataFrame([_action(6, "A", "P5", "2026-02-01",
+                                                     status="dropped")])])
+    section = moved_section(layer, "A", plan)
+    shown = markdown_tables(section)["Did it move? Each action against the peer group"]
+    rows = moved_rows(layer, "A", ACTIONS)
+    # A's three actions (not D's or C's, not the dropped one), as the report reads them.
+    assert list(shown["Did it move?"]) == list(rows["verdict"])
+    assert shown["Did it move?"].iloc[0] == "clearly moved more than peers"
+    assert shown["Difference (95% interval)"].iloc[0].startswith(
+        f"+{rows['difference'].iloc[0]:.1f} (")
+    assert MOVED_CAVEAT in str(section[2].children)
+    assert moved_section(layer, "A", plan[plan["status"] == "dropped"]) == []

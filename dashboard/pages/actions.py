@@ -31,6 +31,8 @@ from dashboard.components import notice, table
 from dashboard.view import View
 from plans.store import (CLOSED_STATUSES, MAX_NOTE, MAX_OWNER_ROLE, MAX_WHAT, OPEN_STATUSES,
                          STATUSES, ActionBook, ActionNotFound, PlanError)
+from published.layout import MOVED_CAVEAT
+from published.moved import DISPLAY_COLUMNS, moved_display, moved_rows
 
 TITLE = "Actions"
 NEEDS_SITE = "unless researcher"
@@ -140,7 +142,27 @@ def layout(view: View) -> html.Div:
                            {"principle": "Principle", "what": "Action", "owner_role": "Owner",
                             "start": "Start", "review": "Review", "status": "Status",
                             "note": "Note"}, "Actions done or dropped"))
+    parts += moved_section(view.data, view.site, actions)
     return html.Div(parts, id="actions-page")
+
+
+def moved_section(data, site: str, actions: pd.DataFrame) -> list:
+    """Did it move? for each of the site's actions not dropped: its principle's change
+    from the wave before it started to the first wave after, against the peer group's
+    (`published.moved`), with the caveat that it is not proof of cause."""
+    kept = actions[actions["status"] != "dropped"]
+    if kept.empty:
+        return []
+    rows = moved_display(moved_rows(data, site, kept), data.measure_names(("principle",)))
+    return [html.H2("Did it move?", id="actions-moved"),
+            html.P("Each action's principle: the change in this site's score, out of 100, "
+                   "from the last wave before the action started to the first wave after, "
+                   "against the average change of the other sites of its peer group over "
+                   "the same waves. \"Clearly\" when the 95% interval of the difference "
+                   "excludes 0; not compared with fewer than 3 other sites or before a wave "
+                   "after the action."),
+            html.P(MOVED_CAVEAT, className="notice notice-info"),
+            table(rows, DISPLAY_COLUMNS, "Did it move? Each action against the peer group")]
 
 
 def _site_control(view: View) -> html.Div:
