@@ -1,10 +1,11 @@
 """Board-ready site report: one self-contained HTML page and a PDF made from it.
 
-`write_site_report` reads only the published layer (opened read-only) and writes
-``site-report-<CODE>-<WAVE>.html`` and ``.pdf``: the six principles and their gaps
-with the guide's actions, the site's benchmark position (funnel plots and the peer
-group's best / median / worst), trends, equity between staff groups, response rate
-and reliability, and a methods note. Figures are inline SVG and the CSS is inline, so
+`write_site_report` reads only the published layer (opened read-only) and the site's
+action plan, and writes ``site-report-<CODE>-<WAVE>.html`` and ``.pdf``: the six
+principles and their gaps with the guide's actions, the site's actions with "did it
+move?" for each one due for review, the site's benchmark position (funnel plots and
+the peer group's best / median / worst), trends, equity between staff groups, response
+rate and reliability, and a methods note. Figures are inline SVG and the CSS is inline, so
 the page opens offline and prints the same anywhere. Hidden cells are reported as
 "fewer than k responses", never as a number, a blank or a zero. Other sites are
 unlabelled points drawn at a band of their respondent count shared with two or more
