@@ -5,7 +5,7 @@ generated data with planted changes, and in the board report.
 The planted layer is the committed clean sample with two changes between the 2025 and
 2026 waves, each of 10 points: site A's answers on principle P4's questions shift
 towards the supportive end (its peers' do not), and every acute trust's (A and its
-peers D, F, G) on P2's. Unplanted, A's P2 changed within 1.2 points of its peers' mean
+peers D, F, G) on P2's. Unplanted, A's P2 changed within 0.2 points of its peers' mean
 from 2025 to 2026, so a shared rise should leave the difference near zero.
 """
 
