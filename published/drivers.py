@@ -75,7 +75,8 @@ def site_drivers(layer: PublishedLayer, site: str | None, wave: int,
     actions for the scale's principles; None when no model was published for the wave.
 
     rows: scale, name, share, share_low, share_high, relative_weight, rank, n, sites,
-    principles, verdict, score, important, below, quadrant, actions (titles, "; ").
+    principles, verdict, score (out of 100), difference (points from the other sites'
+    average), important, below, quadrant, actions (titles, "; ").
     With `site` None (a researcher) the national model is given, without a site's part.
     """
     row = layer.site_row(site) if site else None
@@ -102,12 +103,14 @@ def site_drivers(layer: PublishedLayer, site: str | None, wave: int,
         rows["verdict"] = rows["scale"].map(verdicts["verdict"])
         rows["score"] = rows["scale"].map(verdicts["mean"]).map(
             lambda v: to_score(v, "scale") if pd.notna(v) else float("nan"))
+        # Points out of 100 from the other sites' average: where the site stands.
+        rows["difference"] = rows["scale"].map(25 * (verdicts["mean"] - verdicts["others_mean"]))
         rows["below"] = rows["verdict"].isin(BELOW)
         rows["quadrant"] = [QUADRANTS[(bool(i), bool(b))] for i, b in
                             zip(rows["important"], rows["below"])]
     else:
-        rows["verdict"], rows["score"], rows["below"], rows["quadrant"] = None, float("nan"), \
-            False, None
+        rows["verdict"], rows["score"], rows["difference"] = None, float("nan"), float("nan")
+        rows["below"], rows["quadrant"] = False, None
     actions = layer.actions()
     rows["actions"] = [_actions_for(actions, principles) for principles in rows["principles"]]
     return DriverView(scope, unit, label, whose, n, rows.reset_index(drop=True))
@@ -126,11 +129,17 @@ def driver_sentence(view: DriverView) -> str:
     first = top.iloc[0]
     rest = [f"{r.name.lower()} ({r.share:.0%})" for r in top.iloc[1:].itertuples()]
     sentence = (f"Among {view.whose}, {first['name'].lower()} goes most with seeking help "
-                f"early ({first['share']:.0%} of what the {len(view.rows)} scales explain "
+                f"early ({first['share']:.0%} of what the {_count(len(view.rows))} scales explain "
                 f"together)")
     if rest:
         sentence += ", then " + " and ".join(rest)
     return sentence + "."
+
+
+def _count(number: int) -> str:
+    words = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+             "ten", "eleven", "twelve")
+    return words[number] if number < len(words) else str(number)
 
 
 def priorities(view: DriverView) -> pd.DataFrame:

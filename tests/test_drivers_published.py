@@ -167,3 +167,78 @@ def test_priority_is_high_importance_and_below_other_sites(generated):
             # the guide's actions follow the scale's principles
             stigma = rows.set_index("scale").loc["stigma"]
             assert "Tackle stigma directly" in stigma["actions"]
+
+
+# -- in a real browser, on the committed sample ------------------------------------------
+
+ACCOUNTS = {"dir-a": ("director", "A", "director password"),
+            "res": ("researcher", None, "researcher password")}
+
+
+@pytest.fixture(scope="module")
+def server(published_sample):
+    from dashboard.accounts import AccountBook
+    from tests.live import free_port, start_culture, stop
+
+    settings, _ = published_sample
+    book = AccountBook(settings.accounts_path)
+    for username, (role, site, password) in ACCOUNTS.items():
+        book.add(username, role, password, site)
+    port = free_port()
+    process = start_culture("serve", "--db", str(settings.db_path), "--port", str(port),
+                            port=port)
+    yield f"http://127.0.0.1:{port}", settings
+    stop(process)
+
+
+def _open_as(browser, base: str, username: str, path: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    from tests.test_dashboard_controls import wait_for_page
+
+    browser.get(base + "/login")
+    browser.find_element(By.ID, "username").send_keys(username)
+    browser.find_element(By.ID, "password").send_keys(ACCOUNTS[username][2])
+    browser.find_element(By.ID, "sign-in").click()
+    wait_for_page(browser)
+    browser.get(base + path)
+    wait_for_page(browser)
+    # textContent, not .text: the table view sits in a closed <details>
+    return browser.execute_script("return document.getElementById('page').textContent")
+
+
+@pytest.mark.slow
+def test_the_drivers_page_as_director_and_researcher(server):
+    from selenium.webdriver.common.by import By
+
+    from tests.live import chromium
+
+    base, settings = server
+    with PublishedLayer.open(settings.published_path) as layer:
+        wave = layer.waves()[-1]
+        site_name = layer.site_row("A")["name"]
+        shown = site_drivers(layer, "A", wave, f"{site_name} (A)")
+        national = layer.drivers("national", "national", wave, "oc_intend")
+    browser = chromium()
+    try:
+        text = _open_as(browser, base, "dir-a", "/drivers")
+        assert f"{site_name} (A): what goes with seeking help early, {wave}" in text
+        assert browser.find_element(By.ID, "drivers-sentence").text == driver_sentence(shown)
+        assert browser.find_element(By.ID, "drivers-association").text == ASSOCIATION
+        assert browser.find_elements(By.CSS_SELECTOR, "#drivers-chart .main-svg")
+        top = shown.rows.iloc[0]
+        assert f"{100 * top['share']:.0f}%" in driver_sentence(shown)
+        assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        browser.save_screenshot(str(settings.db_path.with_name("drivers-director.png")))
+        browser.delete_all_cookies()
+        text = _open_as(browser, base, "res", "/drivers")
+        assert f"What goes with seeking help early, {wave}" in text
+        assert "National and peer-group driver models" in text
+        # national shares as published; no site named, no site model listed
+        first = national.iloc[0]
+        assert f"Nationally {first['name'].lower()} ranks first ({100 * first['share']:.0f}%" \
+            in text
+        assert site_name not in text and "own answers" not in text
+        assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    finally:
+        browser.quit()

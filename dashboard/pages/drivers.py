@@ -18,7 +18,6 @@ from dashboard.pages.glossary import what_this_means
 from dashboard.view import View
 from published.drivers import (ASSOCIATION, PRIORITY, DriverView, driver_sentence,
                                outcome_name, peer_words, priorities, site_drivers)
-from published.layout import VERDICTS
 from published.scores import SCORE
 
 TITLE = "Drivers"
@@ -29,8 +28,10 @@ SITE_COLUMNS = {"name": "Scale", "share_pct": "Share of what the scales explain 
                 "low_pct": "95% range low", "high_pct": "95% range high",
                 "weight_pct": "Cross-check: relative weight (%)", "rank": "Rank",
                 "verdict": "Your verdict against other sites", "score": SCORE,
+                "difference": "Points from other sites' average",
                 "quadrant": "Where it falls", "actions": "The guide's actions"}
-DIGITS = {"share_pct": 0, "low_pct": 0, "high_pct": 0, "weight_pct": 0, "rank": 0, "score": 1}
+DIGITS = {"share_pct": 0, "low_pct": 0, "high_pct": 0, "weight_pct": 0, "rank": 0, "score": 1,
+          "difference": 1}
 
 
 def as_percent(rows: pd.DataFrame) -> pd.DataFrame:
@@ -42,45 +43,49 @@ def as_percent(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def importance_figure(view: DriverView, site_label: str) -> Figure:
-    """Importance (share, with its range) across, the site's verdict up the side; the
-    priority corner (more than an equal share, below other sites) shaded and named."""
+    """Importance (share, with its range) across; where the site stands up the side (points
+    from the other sites' average), marked by its verdict; the priority corner (more than
+    an equal share, below other sites) shaded and named."""
     rows = as_percent(view.rows)
-    verdicts = [v for v in VERDICTS]
     equal = 100 / len(rows)
     fig = Figure()
-    for below, colour, name in ((True, VERMILLION, "below other sites"),
-                                (False, BLUE, "not below other sites")):
+    for below, colour, name in ((True, VERMILLION, "verdict: below other sites"),
+                                (False, BLUE, "verdict: not below other sites")):
         part = rows[rows["below"] == below]
         if part.empty:
             continue
-        has_range = part["high_pct"].notna()
         fig.add_trace(dict(
-            type="scatter", mode="markers+text", name=f"{site_label}: {name}",
-            x=part["share_pct"], y=part["verdict"].fillna("not compared"),
-            text=[wrap(n, 22) for n in part["name"]], textposition="top center",
-            marker={"color": colour, "size": 12,
-                    "symbol": "diamond" if below else "circle"},
+            type="scatter", mode="markers+text", name=f"{site_label}, {name}",
+            x=part["share_pct"], y=part["difference"].round(1),
+            text=[wrap(n, 18) for n in part["name"]],
+            textposition=["top center" if i % 2 else "bottom center"
+                          for i in range(len(part))],
+            textfont={"size": 11}, cliponaxis=False,
+            marker={"color": colour, "size": 12, "symbol": "diamond" if below else "circle"},
             error_x={"type": "data", "symmetric": False, "color": colour,
-                     "visible": bool(has_range.any()),
+                     "visible": bool(part["high_pct"].notna().any()),
                      "array": (part["high_pct"] - part["share_pct"]).fillna(0),
                      "arrayminus": (part["share_pct"] - part["low_pct"]).fillna(0)},
-            customdata=part[["score"]].round(1).to_numpy(),
-            hovertemplate="%{text}<br>share %{x:.0f}%<br>%{y}<br>score %{customdata[0]}"
-                          "<extra></extra>"))
-    top = max(60.0, float(rows["high_pct"].fillna(rows["share_pct"]).max()) + 5)
+            customdata=part[["verdict", "score"]].fillna("").to_numpy(),
+            hovertemplate="%{text}<br>share %{x:.0f}%<br>%{y:+.1f} points from other sites"
+                          "<br>%{customdata[0]}<extra></extra>"))
+    right = max(50.0, float(rows["high_pct"].fillna(rows["share_pct"]).max()) + 5)
+    depth = max(10.0, float(rows["difference"].abs().max()) + 8) if rows[
+        "difference"].notna().any() else 10.0
     fig["layout"].setdefault("shapes", []).append(
-        {"type": "rect", "xref": "x", "yref": "y", "x0": equal, "x1": top,
-         "y0": -0.5, "y1": 1.5, "fillcolor": "rgba(213, 94, 0, 0.08)",
-         "line": {"width": 0}, "layer": "below"})
-    fig.add_annotation(x=top, y=-0.45, xref="x", yref="y", xanchor="right", yanchor="bottom",
-                       text="Priority", showarrow=False, font={"color": VERMILLION})
+        {"type": "rect", "xref": "x", "yref": "y", "x0": equal, "x1": right, "y0": -depth,
+         "y1": 0, "fillcolor": "rgba(213, 94, 0, 0.08)", "line": {"width": 0},
+         "layer": "below"})
+    fig.add_annotation(x=right, y=-depth, xref="x", yref="y", xanchor="right",
+                       yanchor="bottom", text="Priority corner", showarrow=False,
+                       font={"color": VERMILLION})
     fig.add_line("x", equal, GREY, "dash", "equal share")
-    fig.update_xaxes(title="Share of what the scales explain together (%), with its range",
-                     range=[0, top])
-    fig.update_yaxes(title="", type="category", categoryorder="array",
-                     categoryarray=verdicts, range=[-0.5, len(verdicts) - 0.5])
+    fig.update_xaxes(title="Importance: share of what the scales explain together (%), "
+                           "with its range", range=[0, right])
+    fig.update_yaxes(title="Points from the other sites' average", range=[-depth, depth],
+                     zeroline=True)
     return _base(fig, f"What goes with seeking help early, against where {site_label} stands",
-                 plot_height=320, subtitle=f"Importance from {view.label}")
+                 plot_height=360, subtitle=f"Importance from {view.label}")
 
 
 def _site_layout(view: View, parts: list) -> html.Div:
