@@ -110,9 +110,9 @@ MIN_OTHER_SITES = 3
 #: "Did it move?": a site's change in a principle from the wave before an action to the
 #: first wave after, against its peers' change over the same waves (`stats.change`), in
 #: the style of VERDICTS, lowest first. "More" is up the scale (more supportive).
-MOVED_VERDICTS = ("clearly moved less than peers", "moved less than peers, not certain",
-                  "moved with peers", "moved more than peers, not certain",
-                  "clearly moved more than peers")
+MOVED_VERDICTS = ("clearly did worse than peers", "did worse than peers, not certain",
+                  "moved with peers", "did better than peers, not certain",
+                  "clearly did better than peers")
 #: An action's change not compared (too few peers, or no wave after the action yet).
 MOVED_NOT_COMPARED = "not compared"
 #: Said wherever a "did it move?" verdict is shown.

@@ -35,14 +35,15 @@ df <- v^2 / (vp^2 / (m - 1)); D + c(-1, 1) * qt(.975, df) * sqrt(v)``.
 Verdicts, in the words every reader shows (`published.layout.MOVED_VERDICTS`), as the
 site comparison's (`stats.verdicts`):
 
-    clearly moved more / less than peers     the 95% interval excludes 0
-    moved more / less than peers, not certain  the 90% interval excludes 0, the 95% not
-    moved with peers                         neither
+    clearly did better / worse than peers      the 95% interval excludes 0
+    did better / worse than peers, not certain the 90% interval excludes 0, the 95% not
+    moved with peers                           neither
     not compared                             fewer than MIN_PEERS peers with a score in
                                              both waves, or no score before or after
 
-"More" is up the 0-100 scale (more supportive): a site whose score fell less than its
-peers' moved more than them. This is what happened alongside an action, not proof that
+"Better" is up the 0-100 scale (more supportive), whichever way the scores went: a site
+whose score fell less than its peers' did better than them (the words once said "moved
+more", which read oddly of a score that fell). This is what happened alongside an action, not proof that
 the action caused it: anything else that changed at the site over those years moved the
 score too.
 """
@@ -65,9 +66,9 @@ NOT_CERTAIN_LEVEL = 0.90
 
 #: Lowest first, as `stats.verdicts.VERDICTS`; `published.layout.MOVED_VERDICTS` holds
 #: the same words for readers.
-VERDICTS = ("clearly moved less than peers", "moved less than peers, not certain",
-            "moved with peers", "moved more than peers, not certain",
-            "clearly moved more than peers")
+VERDICTS = ("clearly did worse than peers", "did worse than peers, not certain",
+            "moved with peers", "did better than peers, not certain",
+            "clearly did better than peers")
 NOT_COMPARED = "not compared"
 
 

@@ -43,9 +43,9 @@ def _moved(case: dict):
 
 
 @pytest.mark.parametrize("name, verdict", [
-    ("planted", "clearly moved more than peers"),
+    ("planted", "clearly did better than peers"),
     ("shared", "moved with peers"),
-    ("floored", "moved more than peers, not certain"),
+    ("floored", "did better than peers, not certain"),
 ])
 def test_the_difference_and_its_interval_are_rs(name, verdict):
     golden = GOLDEN[name]
@@ -67,7 +67,7 @@ def test_a_fall_below_the_peers_reads_as_moved_less():
                                 golden["se_b"][0], golden["after"][1:], golden["se_a"][1:],
                                 golden["before"][1:], golden["se_b"][1:])
     assert moved.difference == pytest.approx(-golden["difference"])
-    assert moved.verdict == "clearly moved less than peers"
+    assert moved.verdict == "clearly did worse than peers"
 
 
 def test_fewer_than_three_peers_with_both_scores_are_not_compared():
@@ -192,7 +192,7 @@ def test_a_planted_rise_at_one_site_moved_more_than_its_peers(layer):
     assert p4["peers_change"] == pytest.approx(changes[["D", "F", "G"]].mean(), abs=1e-9)
     assert p4["difference"] == pytest.approx(changes["A"] - changes[["D", "F", "G"]].mean())
     assert p4["site_change"] > 8 and abs(p4["peers_change"]) < 3 and p4["low"] > 0
-    assert p4["verdict"] == "clearly moved more than peers"
+    assert p4["verdict"] == "clearly did better than peers"
 
 
 def test_a_rise_shared_by_every_peer_moved_with_peers(layer):
@@ -219,7 +219,7 @@ def test_every_reading_says_it_is_not_proof(layer):
     assert rows.attrs["caveat"] == MOVED_CAVEAT
     sentence = moved_sentence(rows.iloc[0])
     assert sentence.startswith("P4 moved +") and "from 2025 to 2026" in sentence
-    assert "clearly moved more than peers" in sentence
+    assert "clearly did better than peers" in sentence
     assert sentence.endswith("This is what happened alongside the action, not proof that "
                              "it caused it.")
     assert moved_sentence(rows.iloc[2]) == ("Not compared: no wave after the action yet "
@@ -275,7 +275,7 @@ def test_the_board_report_shows_the_sites_plan_and_whether_the_due_action_moved(
     expected = moved_rows(layer, "A", book.list(site="A")).set_index("action_id").loc[
         due["id"]]
     row = moved[str(due["id"])]
-    assert "2025 to 2026" in row and "clearly moved more than peers" in row
+    assert "2025 to 2026" in row and "clearly did better than peers" in row
     assert f"{expected['difference']:.1f}" in row and f"{expected['low']:.1f}" in row
     assert MOVED_CAVEAT in unescape(html)
 
@@ -301,7 +301,7 @@ def test_the_display_rows_read_as_the_numbers(layer):
     assert later["difference"] == (f"+{first['difference']:.1f} (+{first['low']:.1f} to "
                                    f"+{first['high']:.1f})")
     assert later["peers_change"].endswith("(3 other sites)")
-    assert later["verdict"] == "clearly moved more than peers"
+    assert later["verdict"] == "clearly did better than peers"
     assert shown.iloc[2]["waves"] == ("not compared: no wave after the action yet (it "
                                       "started 2026-11-01)")
     assert shown.iloc[2]["difference"] == "–"
@@ -318,7 +318,7 @@ def test_the_actions_page_shows_whether_each_action_moved(layer):
     rows = moved_rows(layer, "A", ACTIONS)
     # A's three actions (not D's or C's, not the dropped one), as the report reads them.
     assert list(shown["Did it move?"]) == list(rows["verdict"])
-    assert shown["Did it move?"].iloc[0] == "clearly moved more than peers"
+    assert shown["Did it move?"].iloc[0] == "clearly did better than peers"
     assert shown["Difference (95% interval)"].iloc[0].startswith(
         f"+{rows['difference'].iloc[0]:.1f} (")
     assert MOVED_CAVEAT in str(section[2].children)
