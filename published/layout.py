@@ -109,7 +109,7 @@ MIN_OTHER_SITES = 3
 
 #: "Did it move?": a site's change in a principle from the wave before an action to the
 #: first wave after, against its peers' change over the same waves (`stats.change`), in
-#: the style of VERDICTS, lowest first. "More" is up the scale (more supportive).
+#: the style of VERDICTS, lowest first. "Better" is up the scale (more supportive).
 MOVED_VERDICTS = ("clearly did worse than peers", "did worse than peers, not certain",
                   "moved with peers", "did better than peers, not certain",
                   "clearly did better than peers")
