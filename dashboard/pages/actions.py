@@ -39,6 +39,11 @@ NEEDS_SITE = "unless researcher"
 SAVE_PATH = "/actions/save"
 DOWNLOAD_PATH = "/download/actions"
 _MESSAGE = "actions_message"
+#: The forms' layout inline (the shared style sheet has no form rules beyond sign-in).
+_FORM_STYLE = {"border": "1px solid #D0D0D0", "borderRadius": "6px", "padding": "12px",
+               "margin": "12px 0"}
+_FIELD_STYLE = {"display": "inline-flex", "flexDirection": "column", "margin": "0 16px 8px 0",
+                "verticalAlign": "top"}
 #: A new action's review date, by default: about six months after it starts.
 DEFAULT_REVIEW_DAYS = 182
 
@@ -187,11 +192,12 @@ def _form(children: list, form_id: str, view: View, token: str) -> html.Form:
     return html.Form([dcc.Input(type="hidden", name="csrf", value=token),
                       dcc.Input(type="hidden", name="site", value=view.site), *children],
                      action=flask.request.script_root + SAVE_PATH, method="post",
-                     id=form_id, className="action-form")
+                     id=form_id, className="action-form", style=_FORM_STYLE)
 
 
 def _field(label: str, control, field_id: str) -> html.Div:
-    return html.Div([html.Label(label, htmlFor=field_id), control], className="field")
+    return html.Div([html.Label(label, htmlFor=field_id), control], className="field",
+                    style=_FIELD_STYLE)
 
 
 def _status_select(field_id: str, current: str) -> html.Select:
@@ -250,9 +256,9 @@ def _add_form(view: View, names: dict[str, str], guide: pd.DataFrame,
                 "actions-new-what"),
         ], className="fields"),
         html.Div([
-            _field("Owner (a role, not a name)", dcc.Input(
+            _field("Owner (a role such as Medical director, not a name)", dcc.Input(
                 id="actions-new-owner", name="owner_role", required=True,
-                maxLength=MAX_OWNER_ROLE, placeholder="e.g. Medical director", value=""),
+                maxLength=MAX_OWNER_ROLE, value=""),
                 "actions-new-owner"),
             _field("Start", dcc.Input(id="actions-new-start", name="start", type="date",
                                       value=today.isoformat(), required=True),
