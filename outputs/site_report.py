@@ -34,6 +34,7 @@ from outputs.report_figures import funnel_charts, principle_chart, trend_chart
 from plans.store import ActionBook
 from published.layout import (FDR, MIN_SITES_FOR_DISTRIBUTION, MOVED_CAVEAT, NO_TARGET,
                              NOT_STATED, distribution_shown, evidence_citation)
+from published.drivers import ASSOCIATION, DriverView, driver_sentence, priorities, site_drivers
 from published.moved import due_for_review, moved_rows, moved_sentence
 from published.reader import PublishedLayer
 from published.questions import (LOWEST_SHOWN, METHOD as QUESTION_METHOD, NEGATIVE_NOTE,
@@ -97,6 +98,9 @@ class SiteData:
     plan: pd.DataFrame = field(default_factory=pd.DataFrame)
     moved: pd.DataFrame = field(default_factory=pd.DataFrame)
     on: date | None = None
+    #: What goes with seeking help early (`published.drivers.site_drivers`), as the
+    #: dashboard's Drivers page shows it; None when none was published for the wave.
+    drivers: DriverView | None = None
 
 
 def anonymous_funnel(funnel: pd.DataFrame, code: str, k: int) -> pd.DataFrame:
@@ -177,6 +181,7 @@ def load_site_data(published: PublishedLayer | duckdb.DuckDBPyConnection, site_c
         agreement=layer.site_agreement(code, wave),
         attribute_titles=layer.attribute_titles(),
         questions=question_rows(layer, code, wave),
+        drivers=site_drivers(layer, code, wave, f"{site['name']} ({code})"),
         **_plan_fields(layer, code, plan, on or date.today()),
     )
 
@@ -468,6 +473,36 @@ def _questions(d: SiteData) -> str:
 </section>"""
 
 
+def _drivers(d: SiteData) -> str:
+    """What goes with asking for help early: the Drivers page's sentence and table."""
+    view = d.drivers
+    if view is None:
+        return ""
+    rows = "".join(
+        f"<tr data-scale='{escape(r.scale)}'><td>{escape(r.name)}</td>"
+        f"<td>{100 * r.share:.0f}%</td>"
+        f"<td>{_ci(100 * r.share_low, 100 * r.share_high, 0) if r.share_low == r.share_low else 'none for one site'}</td>"
+        f"<td>{escape(str(r.verdict or 'not compared'))}</td><td>{escape(r.quadrant)}</td>"
+        f"<td>{escape(r.actions) if r.important and r.below else ''}</td></tr>"
+        for r in view.rows.itertuples())
+    chosen = priorities(view)
+    priority = (f"Priority (matters most here and the site is below other sites): "
+                f"{', '.join(chosen['name'])}." if len(chosen) else
+                "No scale is in the priority corner: none that matters more than an equal "
+                "share is below other sites here.")
+    return f"""
+<section class="drivers">
+  <h2>What goes with asking for help early</h2>
+  <p>{escape(driver_sentence(view))} Importance is from {escape(view.label)}.
+    {escape(priority)}</p>
+  <p>{escape(ASSOCIATION)}</p>
+  <table><thead><tr><th>Scale</th><th>Share of what the scales explain</th>
+    <th>95% range</th><th>Verdict against other sites</th><th>Where it falls</th>
+    <th>The guide's actions (priorities)</th></tr></thead>
+  <tbody>{rows}</tbody></table>
+</section>"""
+
+
 def _rule_words(d: SiteData) -> str:
     """The verdict rules that applied to this site's measures, as published."""
     rules = sorted(set(d.verdicts["rule"].dropna())) if len(d.verdicts) else []
@@ -609,7 +644,7 @@ def render_html(d: SiteData) -> str:
 <header><h1>Culture of support for doctors</h1>
   <p class="site">{escape(d.name)} <span class="note">({escape(d.code)}; {escape(_label(d.site_type))};
     {escape(d.region)})</span>: survey {d.wave}</p></header>
-{_summary(d)}{_principles(d)}{_actions(d)}{_action_plan(d)}{_benchmarks(d)}{_questions(d)}{_trends(d)}{_equity(d)}{_reliability(d)}{_methods(d)}
+{_summary(d)}{_principles(d)}{_actions(d)}{_action_plan(d)}{_benchmarks(d)}{_questions(d)}{_drivers(d)}{_trends(d)}{_equity(d)}{_reliability(d)}{_methods(d)}
 </body></html>
 """
 

@@ -242,3 +242,34 @@ def test_the_drivers_page_as_director_and_researcher(server):
         assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     finally:
         browser.quit()
+
+
+def test_the_board_report_section_carries_the_pages_numbers(published_sample):
+    import re
+    from html import unescape
+
+    from dashboard.components import fmt
+    from outputs.site_report import load_site_data, render_html
+
+    settings, _ = published_sample
+    with PublishedLayer.open(settings.published_path) as layer:
+        wave = layer.waves()[-1]
+        data = load_site_data(layer, "A", wave)
+        view = View(Viewer(Account("dir", "director", "A")), layer, "/drivers", "A", wave)
+        page = _text(drivers_page.layout(view))
+        shown = site_drivers(layer, "A", wave, view.site_label)
+    html = render_html(data)
+    section = unescape(html[html.index('<section class="drivers">'):])
+    section = section[:section.index("</section>")]
+    assert "What goes with asking for help early" in section
+    sentence = driver_sentence(shown)
+    assert sentence in section and sentence in page and ASSOCIATION in section
+    assert f"Importance is from {shown.label}" in section
+    page_rows = drivers_page.as_percent(shown.rows)
+    for row in page_rows.itertuples():
+        cells = re.search(rf"<tr data-scale='{row.scale}'>(.*?)</tr>", section).group(1)
+        values = re.findall(r"<td>(.*?)</td>", cells)
+        assert values[0] == row.name and values[1] == fmt(row.share_pct, 0) + "%"
+        assert values[3] == row.verdict and values[4] == row.quadrant
+        # and the page's table shows the same whole percentage for the scale
+        assert f"| {fmt(row.share_pct, 0)} |" in page
