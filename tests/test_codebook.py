@@ -123,3 +123,17 @@ def test_citation_cff_is_cff_1_2_0():
                "keywords", "abstract", "repository-code", "url", "date-released",
                "preferred-citation", "references", "identifiers", "doi", "commit"}
     assert set(cff) <= allowed
+
+
+def test_pseudonymised_answers_leave_out_small_peer_groups_as_the_cells_do(published_sample,
+                                                                          tmp_path):
+    settings, _ = published_sample
+    report = export_aggregates(settings.published_path, tmp_path, "csv", ["item", "answers"],
+                               pseudonym_key="a key of twenty characters")
+    files = {f.level: pd.read_csv(f.path) for f in report.files}
+    for level, frame in files.items():
+        assert set(frame.loc[frame["level"] == "peer", "unit"]) == {"acute_trust"}, level
+        assert "site_name" not in frame.columns
+    item_units = set(files["item"]["unit"])
+    assert set(files["answers"]["unit"]) == item_units
+    assert not item_units & {"A", "B", "C", "D", "E", "F", "G"}
