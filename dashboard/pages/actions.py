@@ -196,6 +196,11 @@ def _form(children: list, form_id: str, view: View, token: str) -> html.Form:
 
 
 def _field(label: str, control, field_id: str) -> html.Div:
+    if isinstance(control, dcc.Input):   # wide enough to show a date or a role whole
+        control.style = {"width": "11em" if getattr(control, "type", None) == "date"
+                         else "20em", "maxWidth": "100%"}
+    elif isinstance(control, dcc.Textarea):
+        control.style = {"width": "40em", "maxWidth": "100%"}
     return html.Div([html.Label(label, htmlFor=field_id), control], className="field",
                     style=_FIELD_STYLE)
 
