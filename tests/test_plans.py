@@ -4,13 +4,13 @@ trail, carrying over runs, and a second process holding the file."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -211,3 +211,35 @@ def test_the_plans_file_is_beside_the_store_not_in_it(tmp_path):
     settings = Settings(db_path=tmp_path / "x" / "culture.duckdb")
     assert settings.plans_path == tmp_path / "x" / "culture.plans.duckdb"
     assert settings.plans_path not in (settings.published_path, settings.accounts_path)
+
+
+# -- the board's file and the Trends marks -------------------------------------------------
+
+def test_the_boards_file_makes_formula_looking_text_inert(book):
+    from plans.board import plan_bytes
+
+    _add(book, what="=HYPERLINK(\"http://x\")", note="+1 more", owner_role="@lead role")
+    rows = pd.read_csv(io.BytesIO(plan_bytes(book.list(), "csv")))
+    assert rows[["what", "owner_role", "note"]].values.tolist() == [
+        ["'=HYPERLINK(\"http://x\")", "'@lead role", "'+1 more"]]
+    with pytest.raises(PlanError, match="use one of csv, xlsx"):
+        plan_bytes(book.list(), "pdf")
+
+
+def test_an_actions_start_is_marked_on_its_principles_panel_with_its_words_escaped():
+    from dashboard.figures import mark_actions, trend_figure
+
+    series = pd.DataFrame({"label": ["Routes"] * 2 + ["Trust"] * 2, "wave": [2025, 2026] * 2,
+                           "mean": [60.0, 62, 70, 71], "ci_low": [58.0, 60, 68, 69],
+                           "ci_high": [62.0, 64, 72, 73], "n": [40] * 4})
+    figure = trend_figure(series, pd.DataFrame(columns=["label", "wave", "flag"]), "t")
+    actions = pd.DataFrame({"label": ["Trust", "Not drawn"], "what": ["<b>Talk</b>", "x"],
+                            "status": ["planned"] * 2,
+                            "start": [dt.date(2025, 7, 2), dt.date(2025, 1, 1)]})
+    marked = mark_actions(figure, actions)
+    trust = next(t for t in marked["data"] if t.get("name") == "Trust")
+    [line] = [s for s in marked["layout"]["shapes"] if s.get("line", {}).get("dash") == "dot"]
+    assert line["xref"] == trust["xaxis"] and line["yref"] == trust["yaxis"] + " domain"
+    assert line["x0"] == pytest.approx(2025 + 182 / 365.25)
+    [mark] = [t for t in marked["data"] if t.get("name") == "action started"]
+    assert mark["text"] == ["Action: &lt;b&gt;Talk&lt;/b&gt;<br>started 2025-07-02 (planned)"]
