@@ -9,7 +9,6 @@ import re
 import subprocess
 import sys
 import textwrap
-import time
 from urllib.parse import urlencode
 
 import duckdb
