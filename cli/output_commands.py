@@ -18,8 +18,9 @@ def export_aggregates_command(
             "--format", help="csv, parquet, sav (SPSS) or dta (Stata); repeat for several "
                              "(default: csv)")] = None,
         level: Annotated[Optional[list[str]], typer.Option(
-            "--level", help="site, principle, item, group or answers (every "
-                            "item's answers by option); repeat for several (default: all)")] = None,
+            "--level", help="site, principle, item, group, answers (every item's answers "
+                            "by option), or drivers (what goes with seeking help early: only when "
+                            "named); repeat for several (default: all but drivers)")] = None,
         pseudonymise_key: Annotated[Optional[str], typer.Option(
             "--pseudonymise-key",
             help="Replace site codes by keyed pseudonyms (HMAC-SHA256) and leave site names "

@@ -80,6 +80,9 @@ SQL_DIR = Path(__file__).resolve().parent / "sql"
 
 AGGREGATE_FORMATS = ("csv", "parquet", "sav", "dta")
 AGGREGATE_LEVELS = ("site", "principle", "item", "group", "answers")
+#: Levels written only when asked for by name: the driver models are not cells (no
+#: site below 100 respondents has one), so they stay out of the default set of cell files.
+ON_REQUEST_LEVELS = ("drivers",)
 #: The deployment's pseudonymisation key; when unset, a key file beside the store is used.
 ENV_PSEUDONYM_KEY = "CULTURE_PSEUDONYMISE_KEY"
 #: The key file's name beside the store: culture.duckdb -> culture.pseudonym.key.
@@ -146,6 +149,15 @@ LEVEL_SPECS = {
                  "scored_code", "favourable", "is_answer", "answers", "pct_answers",
                  "suppressed"),
         source="export_answers", order="wave, measure, option_position"),
+    "drivers": LevelSpec(
+        "What goes with seeking help early: each scale's share of the R2 of an outcome "
+        "(general dominance), nationally, by peer group and by site (>= 100 respondents), "
+        "per wave",
+        "true",
+        _HEAD + ("outcome", "model", "fit_measure", "measure", "measure_name", "n", "sites",
+                 "share", "share_low", "share_high", "relative_weight", "r2", "r2_low",
+                 "r2_high", "rank", "note", "suppressed"),
+        source="export_drivers", order="wave, outcome, rank"),
 }
 
 #: Variable labels (SPSS, Stata) and field titles (datapackage.json); Stata allows 80 chars.
@@ -190,6 +202,19 @@ COLUMN_LABELS = {
     "is_answer": "1 for an answer option; 0 for the row counting no answer",
     "answers": "Respondents who gave this answer (blank if suppressed)",
     "pct_answers": "% of the item's answers in the cell (no-answer row: blank)",
+    "outcome": "Outcome modelled: oc_intend, oc_intend_favourable or oc_used_if_needed",
+    "model": "Model: linear (OLS) or logistic",
+    "fit_measure": "Fit shared out: R2, or McFadden's pseudo-R2 (logistic)",
+    "sites": "Sites whose respondents the model rests on",
+    "share": "Scale's share of the model's fit (general dominance / fit)",
+    "share_low": "Share: lower limit of the 95% site-bootstrap interval",
+    "share_high": "Share: upper limit of the 95% site-bootstrap interval",
+    "relative_weight": "Johnson's relative weight as a share of R2 (cross-check)",
+    "r2": "Fit of the model with all eight scales (R2 or McFadden R2)",
+    "r2_low": "Fit: lower limit of the 95% site-bootstrap interval",
+    "r2_high": "Fit: upper limit of the 95% site-bootstrap interval",
+    "rank": "Rank of the scale's share within the model (1 = largest)",
+    "note": "What the model's interval rests on, or why it has none",
 }
 
 #: What the statistics mean, beyond their labels: codebook.md and the fields' descriptions.
@@ -206,6 +231,15 @@ COLUMN_NOTES = {
                       "scale's items that are favourable (AHRQ SOPS composite convention).",
     "n": "Respondents counted: with a score for a scale or principle, with an answer "
          "(not don't know, not blank) for an item.",
+    "share": "Drivers level: the scale's general dominance (its mean gain in fit over "
+             "all 2^8 subset models, Budescu 1993; LMG for R2) over the full model's fit, "
+             "so a model's shares sum to 1. Linear models: oc_intend on its answer (1-5) "
+             "and, as a check, on agreeing (1/0); fitted from per-site sums, with a "
+             "200-draw bootstrap resampling whole sites for national and peer-group "
+             "models (groups of 5 sites or more). Site rows: the site's own model, only "
+             "from 100 respondents, no interval. oc_used_if_needed: logistic model of "
+             "using support among those who needed it, national only, no interval. An "
+             "association, not a cause.",
     "answers": "Counts of the answers as given, before reverse-keying; the no-answer row "
                "counts the unit's respondents who answered don't know, left the item "
                "blank or were not asked it (the store does not tell these apart).",
@@ -501,6 +535,9 @@ def _prepare(con: duckdb.DuckDBPyConnection, layer: PublishedLayer, key: str | N
     if _has_table(con, "item_answers"):
         con.execute("create or replace temp view export_answers as "
                     + (SQL_DIR / "export_answers.sql").read_text(encoding="utf-8"))
+    if _has_table(con, "drivers"):
+        con.execute("create or replace temp view export_drivers as "
+                    + (SQL_DIR / "export_drivers.sql").read_text(encoding="utf-8"))
     return coarsening
 
 
@@ -594,7 +631,8 @@ def export_aggregates(published_path: Path, out_dir: Path,
     so a reader never finds a half-written file.
     """
     formats = _chosen(fmt, AGGREGATE_FORMATS, "format")
-    levels = _chosen(level, AGGREGATE_LEVELS, "level")
+    levels = (list(AGGREGATE_LEVELS) if level is None
+              else _chosen(level, AGGREGATE_LEVELS + ON_REQUEST_LEVELS, "level"))
     _check_key(pseudonym_key)
     if min_sites < ABSOLUTE_MIN_SITES_PER_COMBINATION:
         raise ExportError(f"min_sites {min_sites} is below the floor of "

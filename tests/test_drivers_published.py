@@ -273,3 +273,31 @@ def test_the_board_report_section_carries_the_pages_numbers(published_sample):
         assert values[3] == row.verdict and values[4] == row.quadrant
         # and the page's table shows the same whole percentage for the scale
         assert f"| {fmt(row.share_pct, 0)} |" in page
+
+
+def test_export_level_drivers_writes_the_published_models(published_sample, tmp_path):
+    import json
+
+    from tests.conftest import culture
+
+    settings, _ = published_sample
+    done = culture("export", "--db", settings.db_path, "--level", "drivers", "--out", tmp_path)
+    assert done.exit_code == 0, done.stderr
+    exported = pd.read_csv(tmp_path / "culture_drivers.csv")
+    with PublishedLayer.open(settings.published_path) as layer:
+        published = layer.query("select * from drivers")
+    assert len(exported) == len(published) > 0
+    assert (exported["n"] >= MIN_SITE_RESPONDENTS).all() and (exported["suppressed"] == 0).all()
+    key = ["wave", "level", "unit", "outcome", "measure"]
+    merged = exported.merge(published.rename(columns={"scope": "level", "scale": "measure"}),
+                            on=key, suffixes=("", "_published"))
+    assert len(merged) == len(published)
+    np.testing.assert_allclose(merged["share"], merged["share_published"], rtol=1e-12)
+    package = json.loads((tmp_path / "datapackage.json").read_text())
+    resource = next(r for r in package["resources"] if r["name"] == "drivers-csv")
+    assert resource["title"].startswith("What goes with seeking help early")
+    share = next(f for f in resource["schema"]["fields"] if f["name"] == "share")
+    assert "general dominance" in share["description"] and "not a cause" in share["description"]
+    # the default export leaves the driver models out (they are not cells)
+    default = culture("export", "--db", settings.db_path, "--out", tmp_path / "all")
+    assert default.exit_code == 0 and not (tmp_path / "all" / "culture_drivers.csv").exists()
