@@ -27,7 +27,7 @@ CLI_DIR = PROJECT_ROOT / "cli"
 #: `culture --help` lists these, in this order (commands, then groups).
 TOP_LEVEL = ["ingest", "quarantine", "status", "psychometrics", "generate", "run", "export",
              "report", "demo", "serve", "collect", "invite", "instrument", "sites", "waves",
-             "users"]
+             "users", "actions"]
 
 
 def _leaf_commands() -> list[tuple[str, ...]]:
@@ -50,8 +50,10 @@ def _leaf_commands() -> list[tuple[str, ...]]:
 def test_the_commands_keep_their_names_and_order():
     root = typer.main.get_command(app)
     assert root.list_commands(None) == TOP_LEVEL
-    assert len(_leaf_commands()) == 25
+    assert len(_leaf_commands()) == 28
     assert ("users", "set-password") in _leaf_commands()
+    assert {("actions", "list"), ("actions", "add"), ("actions", "export")} <= set(
+        _leaf_commands())
     assert {("waves", "close"), ("waves", "open")} <= set(_leaf_commands())
 
 
