@@ -23,7 +23,7 @@ EXPECTED_TABLES = {"actions", "benchmarks", "cells", "data_quality", "equity", "
                    "funnel_params", "groups", "icc", "item_benchmarks", "measures", "meta",
                    "principle_gaps",
                    "reliability", "shrunken", "site_agreement", "site_headcounts", "sites",
-                   "trends", "validation", "weighted"}
+                   "trends", "validation", "weighted", "item_answers", "drivers"}
 
 
 def read(settings, sql, params=()):
