@@ -20,7 +20,8 @@ TABLES = {
             "published_on",
     "sites": "a site: code, name, site type (its peer group), region",
     "site_headcounts": "staff in post of a site and staff group (groups below k pooled)",
-    "measures": "a measure (responses, scale, principle or item) with its name",
+    "measures": "a measure (responses, scale, principle or item) with its name, "
+                "principles and (an item's) scale, in the instrument's order",
     "groups": "a breakdown group with its attribute's title and its own label",
     "actions": "one of the guide's actions for a principle",
     "cells": "unit (site, peer group, national) x wave x breakdown group x measure; "

@@ -200,7 +200,8 @@ class PublishedLayer:
         return list(frame["unit"])
 
     def measures(self) -> pd.DataFrame:
-        """Every measure: measure_kind, measure, name, description, principles."""
+        """Every measure: measure_kind, measure, name, description, principles, scale
+        (an item's scale; layers published before it was added lack the column)."""
         return self._cached("measures", "select * from measures")
 
     def measure_names(self, kinds: tuple[str, ...] | None = None) -> dict[str, str]:
