@@ -12,8 +12,10 @@ each scale carries (general dominance, `stats.drivers`), published as table `dri
   `MIN_BOOTSTRAP_SITES` sites; per site, each site's own model, only for sites with at
   least `MIN_SITE_RESPONDENTS` respondents answering (the reason is with the constant);
 - using support among those who needed it (`oc_used` given `oc_needed` = yes), a
-  logistic model (McFadden's R^2) nationally, without an interval: it is fitted on the
-  respondent rows, 255 models a wave, and a bootstrap would be 200 times that.
+  logistic model (McFadden's R^2) nationally, in the latest wave only and without an
+  interval: it is fitted on the respondent rows, 255 models a wave (about 0.3 s at 100k
+  responses over five waves, some 2 s at a million), and every wave, or a bootstrap,
+  would multiply that.
 
 The linear models are fitted from sums DuckDB makes per wave and site
 (sql/driver_moments.sql): no respondent row reaches Python for them. Every model rests
@@ -48,9 +50,10 @@ LINEAR_OUTCOMES = ("oc_intend", "oc_intend_favourable")
 USED_IF_NEEDED = "oc_used_if_needed"
 DRAWS = 200
 LEVEL = 0.95
-#: Whether to fit the logistic model. At national scale (a million responses over five
-#: waves) it is some 60,000 rows a wave and about 1.5 s a wave on one core
-#: (bench/pipeline.py); set False to leave it out.
+#: Whether to fit the logistic model (latest wave only). At national scale (a million
+#: responses over five waves) that wave has some 60,000 respondents who needed support,
+#: about 2 s of 255 fits on one core; all five waves took 1.4 s at 100k responses and
+#: would take some 10 s at a million. Set False to leave it out.
 FIT_USED_IF_NEEDED = True
 
 
@@ -196,8 +199,9 @@ def _used_if_needed_rows(con: duckdb.DuckDBPyConnection, instrument: Instrument,
     base = {"wave": wave, "scope": "national", "unit": "national", "peer_group": None,
             "outcome": USED_IF_NEEDED, "model": "logistic", "fit_measure": "McFadden R2",
             "n": len(y), "sites": len(np.unique(data["site_code"])),
-            "note": "logistic model on the respondents who needed support; national only "
-                    "and no interval (a site bootstrap would refit it 200 times)"}
+            "note": "logistic model on the respondents who needed support; national and "
+                    "latest wave only, no interval: fitted on respondent rows, where a site "
+                    "bootstrap would refit it 200 times"}
     return _rows(scales, result.general_share, result.total, base)
 
 
@@ -210,13 +214,14 @@ def driver_table(con: duckdb.DuckDBPyConnection, instrument: Instrument) -> pd.D
         return with_columns(pd.DataFrame(), DRIVER_COLUMNS)
     peer_of = dict(con.execute("select site_code, site_type from sites").fetchall())
     rows: list[dict] = []
-    for wave, moments in driver_moments(con, instrument, scales).items():
+    by_wave = driver_moments(con, instrument, scales)
+    for wave, moments in by_wave.items():
         rows += _group_rows(moments, wave, "national", "national", None, scales)
         for group in sorted(set(peer_of.values())):
             members = [s for s in moments.sites if peer_of.get(s) == group]
             rows += _group_rows(moments.of_sites(members), wave, "peer", group, group, scales)
         rows += _site_rows(moments, wave, peer_of, scales)
-        if FIT_USED_IF_NEEDED and {NEEDED, USED} <= item_ids:
+        if FIT_USED_IF_NEEDED and {NEEDED, USED} <= item_ids and wave == max(by_wave):
             rows += _used_if_needed_rows(con, instrument, scales, wave)
     frame = pd.DataFrame(rows, columns=list(DRIVER_COLUMNS))
     return frame.astype(DRIVER_COLUMNS)

@@ -189,7 +189,7 @@ def evidence_citation(evidence: object) -> str | None:
 #: Outcomes of the published `drivers` table (pipeline.drivers), with what each models.
 #: oc_intend is the main one; the favourable version is its sensitivity check (does the
 #: order hold when only agreeing counts?); using support among those who needed it is a
-#: logistic model, fitted on respondent rows, so national only.
+#: logistic model, fitted on respondent rows, so national and latest wave only.
 DRIVER_OUTCOMES = {
     "oc_intend": "Would seek help early (the answer, 1-5)",
     "oc_intend_favourable": "Would seek help early (agree or strongly agree)",

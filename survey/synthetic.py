@@ -43,6 +43,18 @@ SITE_EFFECT_SD = 0.33
 WAVE_TREND = 0.04
 #: Latent shift of a planted outlier site on its scale(s): three site-effect SDs.
 OUTLIER_SHIFT = 1.0
+#: Weights of the latent scales (respondent SDs) in the propensity to seek help early,
+#: from which oc_intend is cut at the agree5 thresholds (plus noise of SD 0.7). The
+#: committed samples' weights: stigma first, then pathways and leaders modelling
+#: vulnerability (equal), the other five only through their correlation with these.
+SAMPLE_DRIVER_WEIGHTS = {"stigma": 0.5, "pathways": 0.3, "leader_modelling": 0.3}
+#: The national design's weights (`culture generate --national`, recorded in its
+#: manifest), every scale's explicit, so the driver analysis (issue 23) has a known order
+#: to recover: stigma and psychological safety matter most (bench/drivers.py plants the
+#: same).
+NATIONAL_DRIVER_WEIGHTS = {"stigma": 0.40, "psysafety": 0.35, "pathways": 0.22,
+                           "leader_modelling": 0.15, "voice_peer": 0.08,
+                           "confidentiality": 0.04, "systems_view": 0.0, "development": 0.0}
 #: A site x scale x wave cell is truly outside the peer distribution when its true latent
 #: mean lies more than this many true between-site SDs (SITE_EFFECT_SD) from the mean of
 #: the other sites' true latent means in that wave: under the model a site drawn like its
@@ -267,11 +279,14 @@ def site_truth(sites: list[SiteSpec], waves: list[int], scales: tuple[str, ...],
 def generate_responses(instrument: Instrument, sites: list[SiteSpec], waves: list[int],
                        seed: int, outliers: list[tuple[str, str, int]],
                        site_sizes: np.ndarray | None = None,
-                       outlier_shift: float = OUTLIER_SHIFT) -> tuple[pa.Table, dict]:
+                       outlier_shift: float = OUTLIER_SHIFT,
+                       driver_weights: dict[str, float] | None = None) -> tuple[pa.Table, dict]:
     """Responses for every site and wave as an Arrow table, and the truth planted in them.
 
     `site_sizes` (sites x waves) overrides the per-site responses_per_wave;
-    `outlier_shift` is the latent shift of each planted outlier (in respondent SDs).
+    `outlier_shift` is the latent shift of each planted outlier (in respondent SDs);
+    `driver_weights` the scales' weights in the propensity behind oc_intend (default
+    SAMPLE_DRIVER_WEIGHTS).
     """
     _check(len(sites) >= 1 and len(waves) >= 1, "need at least one site and one wave")
     rng = np.random.default_rng(seed)
@@ -311,8 +326,11 @@ def generate_responses(instrument: Instrument, sites: list[SiteSpec], waves: lis
             rng.standard_normal(n)
         code = 1 + (y[:, None] > thresholds).sum(axis=1)
         columns[item.id] = (6 - code if item.reverse else code).astype(np.int16)
-    propensity = (0.5 * theta[:, scale_index["stigma"]] + 0.3 * theta[:, scale_index["pathways"]]
-                  + 0.3 * theta[:, scale_index["leader_modelling"]] + 0.7 * rng.standard_normal(n))
+    # Summed in the weights' order, then the noise: the samples' floats are unchanged.
+    propensity = np.zeros(n)
+    for scale, weight in (driver_weights or SAMPLE_DRIVER_WEIGHTS).items():
+        propensity = propensity + weight * theta[:, scale_index[scale]]
+    propensity = propensity + 0.7 * rng.standard_normal(n)
     columns["oc_intend"] = (1 + (propensity[:, None] > base_thresholds).sum(axis=1)).astype(np.int16)
     needed = rng.random(n) < 0.3
     used_p = np.where(needed, 1 / (1 + np.exp(0.3 - 0.8 * theta[:, scale_index["pathways"]])), .05)
@@ -498,7 +516,8 @@ def write_national(out_dir: Path, seed: int = 2026, n_responses: int = 1_000_000
     waves = list(range(2027 - n_waves, 2027))
     sites = [SiteSpec(s.code, s.name, s.site_type, s.region, int(sizes[i].mean()))
              for i, s in enumerate(sites)]
-    table, truth = generate_responses(instrument, sites, waves, seed + 1, outliers, sizes)
+    table, truth = generate_responses(instrument, sites, waves, seed + 1, outliers, sizes,
+                                      driver_weights=NATIONAL_DRIVER_WEIGHTS)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = []
@@ -512,5 +531,6 @@ def write_national(out_dir: Path, seed: int = 2026, n_responses: int = 1_000_000
     _write_reference(sites, out_dir, instrument, rng)
     manifest = {"generator_version": GENERATOR_VERSION, "seed": seed,
                 "instrument": instrument.key, "n_responses": table.num_rows,
-                "n_sites": n_sites, "waves": waves, **truth}
+                "n_sites": n_sites, "waves": waves, **truth,
+                "driver_weights": NATIONAL_DRIVER_WEIGHTS}
     return _finish_manifest(out_dir, manifest, names + ["sites.csv", "headcounts.csv"])
