@@ -301,3 +301,24 @@ def test_export_level_drivers_writes_the_published_models(published_sample, tmp_
     # the default export leaves the driver models out (they are not cells)
     default = culture("export", "--db", settings.db_path, "--out", tmp_path / "all")
     assert default.exit_code == 0 and not (tmp_path / "all" / "culture_drivers.csv").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("username", ACCOUNTS)
+def test_the_drivers_page_has_no_serious_accessibility_violation(server, username):
+    from tests.live import chromium
+    from tests.test_accessibility import WIDTHS, _at_width, serious_violations
+
+    base, _ = server
+    browser = chromium(width=1400)
+    browser.set_script_timeout(120)
+    found = {}
+    try:
+        _open_as(browser, base, username, "/drivers")
+        for width, metrics in WIDTHS.items():
+            _at_width(browser, metrics)
+            if lines := serious_violations(browser):
+                found[width] = lines
+    finally:
+        browser.quit()
+    assert found == {}
