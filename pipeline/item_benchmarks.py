@@ -59,8 +59,12 @@ def item_benchmark_table(cells: pd.DataFrame, waves: list[int], compare) -> pd.D
     if out.empty:
         return out
     pct, n = out["pct_favourable"].to_numpy(float), out["n"].to_numpy(float)
-    # The SD of one answer's being favourable, in points: the proportion's own variance.
-    sd = 100 * np.sqrt(np.clip(pct / 100 * (1 - pct / 100), 0, None))
+    # The SD of one answer's being favourable, in points: the proportion's own variance,
+    # taken at (x + 1/2) / (n + 1) so that a site where every answer (or none) was
+    # favourable still has a sampling variance; at 0 its weight would be infinite and the
+    # REML fit of its group would not converge.
+    adjusted = (pct / 100 * n + 0.5) / (n + 1)
+    sd = 100 * np.sqrt(adjusted * (1 - adjusted))
     peer_key = ["wave", "measure", "peer_group"]
     out = pd.concat([out, _peer_distribution(out, peer_key)], axis=1)
     peer = _judged(out, peer_key, n, pct, sd, compare)

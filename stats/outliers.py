@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import optimize, stats
 
 from survey.errors import CultureError
 
@@ -31,9 +31,10 @@ INTERVAL_LEVEL = 0.95
 #: short of the optimum (by 7e-8 and 1.5e-7 in tau^2 on two of the goldens); this is
 #: close to double precision for variances of the size a 1-5 scale gives (1e-4 to 1).
 REML_THRESHOLD = 1e-12
-#: Fisher scoring for one variance converges in tens of steps; metafor gives up at 100
-#: with its looser threshold, so allow proportionally more.
-REML_MAX_ITERATIONS = 1000
+#: Fisher scoring for one variance converges in tens of steps (metafor gives up at 100
+#: with its looser threshold); a fit still moving after this many is solved by
+#: bracketing the root of its score (`_reml_root`), which also caps that search.
+REML_MAX_ITERATIONS = 200
 #: metafor's ll0check: a converged tau^2 > 0 whose REML log-likelihood is lower than at
 #: tau^2 = 0 by more than this is a local maximum, and tau^2 = 0 is taken instead
 #: (`control$tol`, .Machine$double.eps^0.25).
@@ -249,9 +250,12 @@ def _reml_tau2(y, v, included) -> np.ndarray:
             below = t + step < 0
         tau2[active] = t + step
         active[np.flatnonzero(active)[np.abs(step) < REML_THRESHOLD]] = False
-    else:
-        raise ComparisonError(f"REML estimation of tau^2 did not converge in "
-                              f"{REML_MAX_ITERATIONS} steps; try method='DL'")
+    if active.any():
+        # Fisher scoring can swing about the maximum with growing steps (seen on
+        # proportions of small sites, tau^2 17.4686 +- 1e-4, 2e-4, ...); there the
+        # root of the score is found by bracketing instead, to the same tolerance.
+        for row in np.flatnonzero(active):
+            tau2[row] = _reml_root(y, v, included[row])
     # A tau^2 that creeps down to the boundary ends within a threshold of zero: the
     # maximum is at zero itself. A tau^2 > 0 that is only a local maximum is replaced
     # by zero when the log-likelihood is higher there (metafor's ll0check).
@@ -261,6 +265,24 @@ def _reml_tau2(y, v, included) -> np.ndarray:
              > LOCAL_MAXIMUM_TOLERANCE) & (tau2 > REML_THRESHOLD)
     tau2[at_boundary | stuck] = 0.0
     return tau2
+
+
+def _reml_root(y, v, included) -> float:
+    """tau^2 where the REML score of one fit is zero (0 when it is negative there)."""
+    def score(t: float) -> float:
+        return float(_reml_score(y, v, included[None, :], np.array([t]))[0][0])
+
+    if score(0.0) <= 0:
+        return 0.0
+    high = max(1.0, float(np.var(y[included.astype(bool)])))
+    for _ in range(200):
+        if score(high) < 0:
+            break
+        high *= 2
+    else:
+        raise ComparisonError("REML estimation of tau^2 did not converge; try method='DL'")
+    return float(optimize.brentq(score, 0.0, high, xtol=REML_THRESHOLD, rtol=1e-14,
+                                 maxiter=REML_MAX_ITERATIONS))
 
 
 def _reml_score(y, v, included, tau2) -> tuple[np.ndarray, np.ndarray]:

@@ -115,9 +115,11 @@ def test_the_verdict_is_the_funnel_rule_on_the_favourable_proportion(table):
     wave = table["wave"].max()
     for measure in ("hs03", "cf01"):
         group = table[(table["wave"] == wave) & (table["measure"] == measure)]
-        p = group["pct_favourable"].to_numpy() / 100
-        frame = pd.DataFrame({"n": group["n"].to_numpy(float), "mean": 100 * p,
-                              "sd": 100 * np.sqrt(p * (1 - p))})
+        p, n = group["pct_favourable"].to_numpy() / 100, group["n"].to_numpy(float)
+        # The proportion's variance at (x + 1/2) / (n + 1), never 0 for an all-or-none site.
+        adjusted = (p * n + 0.5) / (n + 1)
+        frame = pd.DataFrame({"n": n, "mean": 100 * p,
+                              "sd": 100 * np.sqrt(adjusted * (1 - adjusted))})
         assert (frame["sd"] > 0).all() and len(frame) >= 4
         expected = site_verdicts(frame)
         assert list(group["verdict"]) == list(expected["verdict"])
