@@ -182,7 +182,8 @@ def test_planted_outliers_flagged_among_many_generated_sites(tmp_path, instrumen
     store = tmp_path / "store.duckdb"
     settings = Settings(db_path=store)
     with open_store(store) as con:
-        con.executemany("insert into sites values (?, ?, ?, ?)",
+        con.executemany("insert into sites (site_code, name, site_type, region) "
+                        "values (?, ?, ?, ?)",
                         [(s.code, s.name, s.site_type, s.region) for s in sites])
         add_wave(con, 2026)
         ingest_file(con, tmp_path / "responses.parquet", instrument, definition_yaml)
