@@ -205,9 +205,15 @@ def _used_if_needed_rows(con: duckdb.DuckDBPyConnection, instrument: Instrument,
     return _rows(scales, result.general_share, result.total, base)
 
 
-def driver_table(con: duckdb.DuckDBPyConnection, instrument: Instrument) -> pd.DataFrame:
+def driver_table(con: duckdb.DuckDBPyConnection, instrument: Instrument,
+                 cells: pd.DataFrame | None = None) -> pd.DataFrame:
     """The published `drivers` rows from `analysis_responses` (empty, with its columns,
-    when the instrument has no outcome question)."""
+    when the instrument has no outcome question).
+
+    With the published `cells`, a site's own model is kept only where the site's
+    response count for the wave is shown: a count hidden to protect a smaller group
+    must not come back as a model's n.
+    """
     item_ids = {i.id for i in instrument.items}
     scales = [s.id for s in instrument.scales]
     if INTEND not in item_ids:
@@ -224,4 +230,11 @@ def driver_table(con: duckdb.DuckDBPyConnection, instrument: Instrument) -> pd.D
         if FIT_USED_IF_NEEDED and {NEEDED, USED} <= item_ids and wave == max(by_wave):
             rows += _used_if_needed_rows(con, instrument, scales, wave)
     frame = pd.DataFrame(rows, columns=list(DRIVER_COLUMNS))
+    if cells is not None and len(frame):
+        shown = cells[(cells["level"] == "site") & (cells["breakdown"] == "all")
+                      & (cells["measure_kind"] == "responses") & ~cells["suppressed"]]
+        shown = set(zip(shown["wave"].astype(int), shown["unit"]))
+        keep = [scope != "site" or (int(wave), unit) in shown
+                for scope, wave, unit in zip(frame["scope"], frame["wave"], frame["unit"])]
+        frame = frame[keep].reset_index(drop=True)
     return frame.astype(DRIVER_COLUMNS)

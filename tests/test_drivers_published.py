@@ -111,6 +111,12 @@ def test_no_model_rests_on_fewer_than_the_minimum(generated):
     sites = rows[rows["scope"] == "site"]
     assert set(sites["unit"]) == {f"S{i:02d}" for i in range(6)}   # not S06 (40)
     assert (sites["sites"] == 1).all() and sites["share_low"].isna().all()
+    # a site's model only where its response count is shown (never a hidden n back)
+    with PublishedLayer.open(settings.published_path) as layer:
+        shown = layer.query("select wave, unit from cells where level = 'site' and "
+                            "breakdown = 'all' and measure_kind = 'responses' and not "
+                            "suppressed")
+    assert set(zip(sites["wave"], sites["unit"])) <= set(zip(shown["wave"], shown["unit"]))
     # each published model has one row a scale and shares summing to 1
     per_model = rows.groupby(["wave", "scope", "unit", "outcome"])
     assert (per_model.size() == 8).all()
@@ -322,3 +328,21 @@ def test_the_drivers_page_has_no_serious_accessibility_violation(server, usernam
     finally:
         browser.quit()
     assert found == {}
+
+
+def test_a_site_whose_count_is_hidden_gets_no_model_of_its_own(generated, instrument):
+    from pipeline.drivers import driver_table
+    from pipeline.quality import analysis_view
+
+    settings, _ = generated
+    with PublishedLayer.open(settings.published_path) as layer:
+        cells = layer.query("select * from cells")
+    hidden = cells.copy()
+    hidden.loc[(hidden["unit"] == "S01") & (hidden["measure_kind"] == "responses"),
+               "suppressed"] = True   # as if hidden to protect a smaller group
+    with open_store(settings.db_path, read_only=True) as con:
+        analysis_view(con, settings.exclude_flagged)
+        shown, without = driver_table(con, instrument, cells), driver_table(con, instrument,
+                                                                            hidden)
+    assert "S01" in set(shown["unit"]) and "S01" not in set(without["unit"])
+    assert len(shown) - len(without) == 2 * 8   # its two linear models, eight scales each

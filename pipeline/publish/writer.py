@@ -231,7 +231,7 @@ def publish(con: duckdb.DuckDBPyConnection, instrument: Instrument, settings: Se
         analysis_view(con, settings.exclude_flagged)
         tables["item_answers"] = item_answers(con, instrument, cells)
         # What goes with seeking help early (issue 23): from the same respondents.
-        tables["drivers"] = driver_table(con, instrument)
+        tables["drivers"] = driver_table(con, instrument, cells)
         if psychometrics is not None:
             tables |= reliability_tables(psychometrics, cells, k, settings.exclude_flagged)
         # The cells table is the largest (about a second of DuckDB's writing at
