@@ -165,7 +165,7 @@ def _researcher_layout(view: View, parts: list) -> html.Div:
                                                   - national["low_pct"])[::-1]}))
     figure.update_xaxes(title="Share of R2 (%), 95% site-bootstrap interval")
     figure = _base(figure, f"All sites: what goes with seeking help early, {view.wave}",
-                   plot_height=34 * len(national) + 10)
+                   plot_height=50 * len(national) + 10)
     parts.append(chart("drivers-national", figure,
                        table(rows, GROUP_COLUMNS, "National and peer-group driver models",
                              DIGITS | {"n": 0, "sites": 0, "favourable_rank": 0, "r2": 3},
