@@ -35,7 +35,7 @@ JARGON = ("ICC", "rwg", "KMO", "HTMT", "RMSEA", "CFI", "|z|", "Benjamini", "Welc
           "overdispersion", "random effects", "q (BH)", "Cronbach", "alpha")
 #: Every term the pages rest on, by its glossary anchor, section by section.
 GLOSSARY_TERMS = {
-    "Scores and measures": ["score", "principle", "scale", "favourable",
+    "Scores and measures": ["score", "principle", "scale", "favourable", "drivers",
                             "confidence-interval", "target", "gap", "weighted",
                             "response-rate"],
     "Comparing with other sites": ["verdict", "funnel", "prediction-interval",
