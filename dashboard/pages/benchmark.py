@@ -214,4 +214,11 @@ def register(app) -> None:
         query = parse_query(search)
         if not isinstance(value, str) or query.get("measure") == value:
             raise PreventUpdate
+        if "measure" not in query:
+            # The dropdown reports its first value as the page mounts: that is the page's
+            # own default, and writing it would race the router's own URL update (which
+            # adds the wave) and drop the wave.
+            view = view_from_request("/benchmark", search, NEEDS_SITE)
+            if value == _measure_options(view)[0]["value"]:
+                raise PreventUpdate
         return "?" + urlencode(query | {"measure": value})
