@@ -622,7 +622,7 @@ def mark_actions(fig: Figure, actions: pd.DataFrame) -> Figure:
             continue
         xaxis, yaxis = panels[action.label]
         start = pd.Timestamp(action.start)
-        x = start.year + (start.dayofyear - 1) / 365.25
+        x = start.year + (start.day_of_year - 1) / 365.25
         low = fig["layout"][yaxis.replace("y", "yaxis", 1)].get("range", [0, 100])[0]
         fig["layout"].setdefault("shapes", []).append({
             "type": "line", "xref": xaxis, "yref": f"{yaxis} domain", "x0": x, "x1": x,
