@@ -38,8 +38,8 @@ from pipeline.sql_templates import columns, quote, render
 from published.layout import DRIVER_COLUMNS
 from stats.drivers import (MIN_BOOTSTRAP_SITES, MIN_SITE_RESPONDENTS, DriversError,
                            SiteMoments, dominance_from_fits, dominance_from_site_moments,
-                           logistic_subset_fit, relative_weights, site_bootstrap,
-                           site_dominance)
+                           logistic_subset_fit, site_bootstrap, site_dominance,
+                           stacked_relative_weights)
 from survey.instrument import Instrument
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
@@ -160,19 +160,26 @@ def _site_rows(moments: SiteMoments, wave: int, peer_of: dict[str, str],
     covariances = moments.site_covariances()
     for outcome in LINEAR_OUTCOMES:
         fitted = site_dominance(moments, outcome, scales, MIN_SITE_RESPONDENTS)
+        share = fitted[scales].to_numpy(float)
+        r2 = fitted["r2"].to_numpy(float)
+        # A site whose answers do not vary enough to fit has no model.
+        fits = np.isfinite(share).all(axis=1) & (r2 > 0)
+        if not fits.any():
+            continue
         chosen = [moments.columns.index(c) for c in (outcome, *scales)]
-        for site, fit in fitted.iterrows():
-            share = fit[scales].to_numpy(float)
-            if not np.isfinite(share).all() or not fit["r2"] > 0:
-                continue   # the site's answers do not vary enough to fit
-            cov = covariances[moments.sites.index(site)][np.ix_(chosen, chosen)]
-            weights = relative_weights(cov, 0, range(1, len(chosen))).to_numpy()
+        at = [moments.sites.index(site) for site in fitted.index[fits]]
+        # Every site's relative weights in one batch (a site a call cost most of the stage).
+        weights = stacked_relative_weights(covariances[at][:, chosen][:, :, chosen])
+        weights = weights / weights.sum(axis=1, keepdims=True)
+        for site, n, site_share, site_r2, site_weights in zip(
+                fitted.index[fits], fitted["n"].to_numpy()[fits], share[fits], r2[fits],
+                weights):
             base = {"wave": wave, "scope": "site", "unit": site, "peer_group": peer_of.get(site),
                     "outcome": outcome, "model": "linear", "fit_measure": "R2",
-                    "n": int(fit["n"]), "sites": 1,
+                    "n": int(n), "sites": 1,
                     "note": "the site's own model: no interval (one site cannot be "
                             "resampled by site)"}
-            rows += _rows(scales, share, fit["r2"], base, weights=weights / weights.sum())
+            rows += _rows(scales, site_share, site_r2, base, weights=site_weights)
     return rows
 
 

@@ -279,6 +279,12 @@ def relative_weights(matrix, outcome, predictors) -> pd.Series:
     return pd.Series(_relative_weights(cov), index=list(names), name="relative_weight")
 
 
+def stacked_relative_weights(covariances) -> np.ndarray:
+    """Johnson's raw relative weights of many models at once: (..., m, m) outcome-first
+    covariance matrices in, (..., m - 1) weights out (each row summing to its R^2)."""
+    return _relative_weights(np.asarray(covariances, float))
+
+
 # ---------------------------------------------------------------- logistic
 
 
