@@ -43,7 +43,11 @@ _MESSAGE = "actions_message"
 _FORM_STYLE = {"border": "1px solid #D0D0D0", "borderRadius": "6px", "padding": "12px",
                "margin": "12px 0"}
 _FIELD_STYLE = {"display": "inline-flex", "flexDirection": "column", "margin": "0 16px 8px 0",
-                "verticalAlign": "top"}
+                "verticalAlign": "top", "maxWidth": "100%", "minWidth": 0}
+#: Every control fits a phone's card and is a finger's height.
+_CONTROL_STYLE = {"maxWidth": "100%", "boxSizing": "border-box", "minHeight": "2.5rem",
+                  "fontSize": "1rem"}
+_BUTTON_STYLE = {"minHeight": "2.75rem", "fontSize": "1rem", "margin": "4px 8px 4px 0"}
 #: A new action's review date, by default: about six months after it starts.
 DEFAULT_REVIEW_DAYS = 182
 
@@ -198,9 +202,11 @@ def _form(children: list, form_id: str, view: View, token: str) -> html.Form:
 def _field(label: str, control, field_id: str) -> html.Div:
     if isinstance(control, dcc.Input):   # wide enough to show a date or a role whole
         control.style = {"width": "11em" if getattr(control, "type", None) == "date"
-                         else "20em", "maxWidth": "100%"}
+                         else "20em"} | _CONTROL_STYLE
     elif isinstance(control, dcc.Textarea):
-        control.style = {"width": "40em", "maxWidth": "100%"}
+        control.style = {"width": "40em"} | _CONTROL_STYLE
+    elif isinstance(control, html.Select):
+        control.style = _CONTROL_STYLE
     return html.Div([html.Label(label, htmlFor=field_id), control], className="field",
                     style=_FIELD_STYLE)
 
@@ -232,11 +238,12 @@ def _edit_form(view: View, row, names: dict[str, str], token: str) -> html.Form:
         _field("Note", dcc.Textarea(id=f"{prefix}-note", name="note", value=row.note,
                                     maxLength=MAX_NOTE, rows=2), f"{prefix}-note"),
         html.Div([
-            html.Button("Save changes", type="submit", id=f"{prefix}-save"),
+            html.Button("Save changes", type="submit", id=f"{prefix}-save",
+                        style=_BUTTON_STYLE),
             html.Button("Mark done", type="submit", name="close", value="done",
-                        id=f"{prefix}-done"),
+                        id=f"{prefix}-done", style=_BUTTON_STYLE),
             html.Button("Drop", type="submit", name="close", value="dropped",
-                        id=f"{prefix}-drop", className="secondary"),
+                        id=f"{prefix}-drop", className="secondary", style=_BUTTON_STYLE),
         ], className="form-buttons"),
     ], f"{prefix}-form", view, token)
 
@@ -277,7 +284,8 @@ def _add_form(view: View, names: dict[str, str], guide: pd.DataFrame,
         ], className="fields"),
         _field("Note", dcc.Textarea(id="actions-new-note", name="note", value="",
                                     maxLength=MAX_NOTE, rows=2), "actions-new-note"),
-        html.Button("Add the action", type="submit", id="actions-new-add"),
+        html.Button("Add the action", type="submit", id="actions-new-add",
+                    style=_BUTTON_STYLE),
     ], "actions-new-form", view, token)
 
 
