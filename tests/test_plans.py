@@ -172,7 +172,7 @@ def test_culture_actions_add_list_and_export(tmp_path):
         ["A", "P2", "Guardian of safe working", "planned"]]
     xlsx = tmp_path / "plan.xlsx"
     assert _cli("actions", "export", str(xlsx), "--db", db, "--site", "A").exit_code == 0
-    sheet = pd.read_excel(xlsx)
+    sheet = pd.read_excel(xlsx, engine="openpyxl")
     assert sheet["what"].tolist() == ["Say what stays confidential"]
     assert str(sheet["review"].iloc[0])[:10] == "2026-09-01"
 
