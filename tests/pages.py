@@ -6,9 +6,26 @@ from __future__ import annotations
 import html
 import json
 import re
+from contextlib import contextmanager
 
+import flask
 import pandas as pd
 import plotly.utils
+
+
+@contextmanager
+def signed_in(app, username: str):
+    """A callback's request context for `app`, signed in as `username` (an account the
+    app's book holds), so a page's layout or callback can be called as a function."""
+    with app.server.test_request_context("/_dash-update-component", method="POST"):
+        book = app.server.config["CULTURE_ACCOUNTS"]
+        flask.session["sid"] = book.open_session(book.get(username))
+        yield
+
+
+def as_text(component) -> str:
+    """The rendered tree as JSON, with Markdown escapes dropped (so names match)."""
+    return json.dumps(component, cls=plotly.utils.PlotlyJSONEncoder).replace("\\\\", "")
 
 
 def _tree(component) -> object:

@@ -3,15 +3,11 @@ callback called as a function over real published tables built from the samples.
 
 from __future__ import annotations
 
-import json
 import re
-from contextlib import contextmanager
 
 import duckdb
 import numpy as np
-import flask
 import plotly.graph_objects as go
-import plotly.utils
 import pytest
 from dash.exceptions import PreventUpdate
 
@@ -20,7 +16,7 @@ from dashboard.accounts import AccountBook, AccountError, LoginThrottle, check_p
 from dashboard.app import create_app, navigate, render_page, view_from_request
 from dashboard.pages.benchmark import benchmark_body
 from dashboard.pages.equity import equity_grid
-from tests.pages import figures
+from tests.pages import as_text, figures, signed_in
 
 PASSWORD = "a long enough password"
 SITE_PAGES = ["/", "/principle", "/benchmark", "/trends", "/equity", "/quality"]
@@ -42,19 +38,6 @@ def published(published_sample):
     con = duckdb.connect(str(settings.published_path), read_only=True)
     yield con
     con.close()
-
-
-@contextmanager
-def signed_in(app, username: str):
-    with app.server.test_request_context("/_dash-update-component", method="POST"):
-        book = app.server.config["CULTURE_ACCOUNTS"]
-        flask.session["sid"] = book.open_session(book.get(username))
-        yield
-
-
-def as_text(component) -> str:
-    """The rendered tree as JSON, with Markdown escapes dropped (so names match)."""
-    return json.dumps(component, cls=plotly.utils.PlotlyJSONEncoder).replace("\\\\", "")
 
 
 def site_names(published) -> dict[str, str]:

@@ -20,8 +20,8 @@ from survey.fieldwork import (beside_published, fieldwork_path, read_summary, wi
                               write_summary)
 from tests.conftest import culture
 from tests.live import free_port, start_culture
-from tests.pages import markdown_tables
-from tests.test_dashboard import PASSWORD, as_text, signed_in
+from tests.pages import as_text, markdown_tables, signed_in
+from tests.test_dashboard import PASSWORD
 
 FORM_TOKEN = re.compile(r"name='form_token' value='([^']+)'")
 WAVE = 2027   # a wave the sample store does not have: every answer in it comes from the form

@@ -7,11 +7,9 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from contextlib import contextmanager
 from html import unescape
 
 import duckdb
-import flask
 import numpy as np
 import pandas as pd
 import plotly.utils
@@ -31,7 +29,7 @@ from published.questions import COLUMNS, PEER_COLUMNS, biggest_changes, question
 from published.reader import PublishedLayer
 from stats.verdicts import site_verdicts
 from survey.settings import SAMPLES_DIR, Settings
-from tests.pages import figures, markdown_tables
+from tests.pages import as_text, figures, markdown_tables, signed_in
 
 PASSWORD = "a long enough password"
 
@@ -153,18 +151,6 @@ def app(published_sample):
     return app_for(published_sample[0])
 
 
-@contextmanager
-def signed_in(app, username: str):
-    with app.server.test_request_context("/_dash-update-component", method="POST"):
-        book = app.server.config["CULTURE_ACCOUNTS"]
-        flask.session["sid"] = book.open_session(book.get(username))
-        yield
-
-
-def page_text(component) -> str:
-    return json.dumps(component, cls=plotly.utils.PlotlyJSONEncoder).replace("\\\\", "")
-
-
 def test_a_director_with_fewer_than_ten_peer_sites_sees_no_best_or_worst(app, layer_path):
     rows = read(layer_path, "select peer_sites, peer_best, peer_median, peer_worst, "
                             "pct_favourable from item_benchmarks where site_code = 'A' and "
@@ -178,7 +164,7 @@ def test_a_director_with_fewer_than_ten_peer_sites_sees_no_best_or_worst(app, la
     shown = markdown_tables(director)["The principle's questions"]
     assert not {"Peer best", "Peer average (median)", "Peer worst"} & set(shown.columns)
     assert list(shown.columns) == [h for c, h in COLUMNS.items() if c not in PEER_COLUMNS]
-    assert "difference from the other sites' average" in page_text(director)
+    assert "difference from the other sites' average" in as_text(director)
     # No peer figure in the chart either: its traces are the site's and last year's.
     question_chart = [f for f in figures(director) if "questions" in str(
         f["layout"]["title"]["text"])]

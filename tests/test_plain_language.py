@@ -7,11 +7,9 @@ from __future__ import annotations
 import json
 import re
 import threading
-from contextlib import contextmanager
 from urllib.parse import urlencode
 
 import duckdb
-import flask
 import plotly.utils
 import pytest
 from werkzeug.serving import make_server
@@ -24,7 +22,7 @@ from dashboard.view import view_from_request
 from published.layout import NOT_COMPARED, VERDICTS
 from published.scores import SCORE_DEFINITION
 from tests.live import CookieClient
-from tests.pages import markdown_tables
+from tests.pages import markdown_tables, signed_in
 
 PASSWORD = "a long enough password"
 #: The pages a director sees (the glossary aside).
@@ -65,14 +63,6 @@ def published(published_sample):
     con = duckdb.connect(str(settings.published_path), read_only=True)
     yield con
     con.close()
-
-
-@contextmanager
-def signed_in(app, username: str):
-    with app.server.test_request_context("/_dash-update-component", method="POST"):
-        book = app.server.config["CULTURE_ACCOUNTS"]
-        flask.session["sid"] = book.open_session(book.get(username))
-        yield
 
 
 def _tree(component):

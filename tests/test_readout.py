@@ -11,7 +11,8 @@ from dashboard.accounts import AccountBook, LoginThrottle
 from dashboard.app import create_app, render_page
 from published.reader import PublishedLayer
 from published.scores import headline, headline_params, to_score
-from tests.test_dashboard import PASSWORD, as_text, signed_in
+from tests.pages import as_text, signed_in
+from tests.test_dashboard import PASSWORD
 
 
 @pytest.fixture(scope="module")
