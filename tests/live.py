@@ -53,6 +53,17 @@ def stop(process: subprocess.Popen) -> None:
     process.wait()
 
 
+def submit_sign_in(browser, base: str, username: str, password: str) -> None:
+    """Open the dashboard's sign-in page at `base` and send the form as a person would;
+    the caller waits for whatever page it expects next."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(base + "/login")
+    browser.find_element(By.ID, "username").send_keys(username)
+    browser.find_element(By.ID, "password").send_keys(password)
+    browser.find_element(By.ID, "sign-in").click()
+
+
 def chromium(width: int = 1280, height: int = 1000, phone: bool = False):
     """Headless Chromium through chromedriver, keeping the console log (Debian's packages;
     CI must have them, elsewhere the test is skipped). `phone`: a 390 x 844 phone held

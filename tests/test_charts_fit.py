@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.live import submit_sign_in
+
 from dashboard.pages import PAGES as APP_PAGES
 
 from dashboard import figures
@@ -241,12 +243,7 @@ def served(published_sample):
 
 
 def _sign_in(browser, base: str, username: str) -> None:
-    from selenium.webdriver.common.by import By
-
-    browser.get(base + "/login")
-    browser.find_element(By.ID, "username").send_keys(username)
-    browser.find_element(By.ID, "password").send_keys(PASSWORD)
-    browser.find_element(By.ID, "sign-in").click()
+    submit_sign_in(browser, base, username, PASSWORD)
     _settle(browser)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from dashboard.accounts import AccountBook
-from tests.live import chromium, free_port, start_culture, stop
+from tests.live import chromium, free_port, start_culture, stop, submit_sign_in
 
 pytestmark = pytest.mark.slow   # a real browser against a served dashboard
 
@@ -43,12 +43,7 @@ def browser():
 
 
 def _sign_in(browser, base: str, username: str) -> None:
-    from selenium.webdriver.common.by import By
-
-    browser.get(base + "/login")
-    browser.find_element(By.ID, "username").send_keys(username)
-    browser.find_element(By.ID, "password").send_keys(PASSWORDS[username])
-    browser.find_element(By.ID, "sign-in").click()
+    submit_sign_in(browser, base, username, PASSWORDS[username])
     _wait_for_heading(browser)
 
 

@@ -21,7 +21,7 @@ from dashboard.access import PAGE_ROLES
 from dashboard.accounts import AccountBook
 from dashboard.data import PublishedData
 from dashboard.pages import PAGES
-from tests.live import chromium, free_port, start_culture, stop
+from tests.live import chromium, free_port, start_culture, stop, submit_sign_in
 
 pytestmark = pytest.mark.slow   # a real browser against a served dashboard
 
@@ -64,12 +64,7 @@ def pages_for(role: str) -> list[str]:
 
 
 def sign_in(browser, base: str, username: str) -> None:
-    from selenium.webdriver.common.by import By
-
-    browser.get(base + "/login")
-    browser.find_element(By.ID, "username").send_keys(username)
-    browser.find_element(By.ID, "password").send_keys(ACCOUNTS[username][2])
-    browser.find_element(By.ID, "sign-in").click()
+    submit_sign_in(browser, base, username, ACCOUNTS[username][2])
     wait_for_page(browser)
 
 

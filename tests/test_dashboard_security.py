@@ -28,7 +28,8 @@ from werkzeug.serving import make_server
 from dashboard.accounts import AccountBook, LoginThrottle
 from dashboard.app import create_app
 from survey.settings import Settings
-from tests.live import CookieClient, chromium, free_port, start_culture, stop
+from tests.live import (CookieClient, chromium, free_port, start_culture, stop,
+                        submit_sign_in)
 
 PASSWORD = "a long enough password"
 CULTURE = str(Path(sys.executable).with_name("culture"))
@@ -438,12 +439,7 @@ def browser():
 
 
 def _browser_sign_in(browser, base: str, username: str) -> None:
-    from selenium.webdriver.common.by import By
-
-    browser.get(base + "/login")
-    browser.find_element(By.ID, "username").send_keys(username)
-    browser.find_element(By.ID, "password").send_keys(PASSWORD)
-    browser.find_element(By.ID, "sign-in").click()
+    submit_sign_in(browser, base, username, PASSWORD)
     _rendered(browser)
 
 

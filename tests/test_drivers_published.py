@@ -16,6 +16,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from tests.live import submit_sign_in
+
 from dashboard.access import Viewer
 from dashboard.accounts import Account
 from dashboard.pages import drivers as drivers_page
@@ -198,14 +200,9 @@ def server(published_sample):
 
 
 def _open_as(browser, base: str, username: str, path: str) -> str:
-    from selenium.webdriver.common.by import By
-
     from tests.test_dashboard_controls import wait_for_page
 
-    browser.get(base + "/login")
-    browser.find_element(By.ID, "username").send_keys(username)
-    browser.find_element(By.ID, "password").send_keys(ACCOUNTS[username][2])
-    browser.find_element(By.ID, "sign-in").click()
+    submit_sign_in(browser, base, username, ACCOUNTS[username][2])
     wait_for_page(browser)
     browser.get(base + path)
     wait_for_page(browser)

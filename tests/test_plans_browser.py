@@ -16,7 +16,8 @@ import pytest
 
 from dashboard.accounts import AccountBook
 from plans.store import IN_USE, ActionBook
-from tests.live import CULTURE, CookieClient, chromium, free_port, start_culture, stop
+from tests.live import (CULTURE, CookieClient, chromium, free_port, start_culture, stop,
+                        submit_sign_in)
 
 pytestmark = pytest.mark.slow   # a real browser against a served dashboard
 
@@ -79,10 +80,7 @@ def test_a_director_adds_edits_and_closes_an_action_in_a_browser(server, setting
     from selenium.webdriver.support.ui import Select
 
     base = f"http://127.0.0.1:{server}"
-    browser.get(base + "/login")
-    browser.find_element(By.ID, "username").send_keys("dir-a")
-    browser.find_element(By.ID, "password").send_keys(PASSWORD)
-    browser.find_element(By.ID, "sign-in").click()
+    submit_sign_in(browser, base, "dir-a", PASSWORD)
     _wait(browser, "#page h1")
     browser.get(base + "/actions?site=A")
     assert "action plan" in _wait(browser, "#actions-page h1").text
