@@ -22,10 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dashboard.pages import PAGES as APP_PAGES  # noqa: E402
 from tests.live import CULTURE, chromium, free_port, start_culture, stop  # noqa: E402
 
-PAGES = ["/", "/principle", "/benchmark", "/trends", "/equity", "/quality", "/export",
-         "/glossary", "/methods"]
+#: Every page of the app (a role's refused pages are still shot: the refusal is a page too).
+PAGES = list(APP_PAGES)
 PASSWORD = "screenshot password"
 WIDTHS = {"1400": (1400, 1000, False), "390": (390, 844, True)}
 
