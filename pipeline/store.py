@@ -28,7 +28,8 @@ from survey.instrument import Instrument
 from survey.sites import SITE_TYPES
 
 #: (version, SQL resource in pipeline/sql) applied in order to reach that version.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, "schema_v1.sql"), (2, "schema_v2.sql"))
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, "schema_v1.sql"), (2, "schema_v2.sql"),
+                                            (3, "schema_v3.sql"))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 

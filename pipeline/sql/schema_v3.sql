@@ -1,0 +1,39 @@
+-- Store schema, version 3: frozen waves (issue 25).
+--
+-- A frozen wave's published rows are held here, table by table (created on the first
+-- freeze as `held_<table>`, the published table's columns), and every later run publishes
+-- them verbatim. Freezing and unfreezing are logged, with who and why: correcting a
+-- frozen wave is an explicit unfreeze-rerun-freeze, never a side effect.
+
+create table frozen_waves (
+    wave        integer primary key,
+    frozen_at   timestamp not null,
+    frozen_by   varchar not null,
+    version     integer not null,     -- 1 for the first freeze of the wave, 2 after a refreeze ...
+    fingerprint varchar not null      -- sha256 of the held rows, table by table
+);
+
+create table wave_events (
+    happened_at timestamp not null,
+    wave   integer not null,
+    action varchar not null check (action in ('freeze', 'unfreeze', 'purge')),
+    done_by varchar not null,
+    reason varchar not null,
+    detail varchar
+);
+
+-- Every version of every frozen wave's cells ever published (kept through unfreezes):
+-- the verifier checks a new layer against all of them, so a corrected wave cannot be
+-- differenced against the version published before the correction.
+create table frozen_cell_versions (
+    wave         integer not null,
+    version      integer not null,
+    level        varchar not null,
+    unit         varchar not null,
+    breakdown    varchar not null,
+    grp          varchar not null,
+    measure_kind varchar not null,
+    measure      varchar not null,
+    n            bigint,
+    suppressed   boolean not null
+);

@@ -1,0 +1,163 @@
+"""Frozen waves: a wave published for good, held verbatim by every later run (issue 25).
+
+Freezing copies the wave's rows of every published table that has a `wave` column into
+the store (`held_<table>`), records a fingerprint of them, and logs who froze it and why.
+Later runs compute only the waves that are not frozen and publish the held rows beside
+them, so a number a board saw last year stays as published. Unfreezing (to correct a
+late batch or a wrong site code) is explicit and logged; the cells of every frozen
+version stay in `frozen_cell_versions`, so the verifier can check a corrected wave
+against what was published before.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from survey.errors import CultureError
+
+#: Columns of the cells table kept for every frozen version (the differencing check).
+VERSION_COLUMNS = ("level", "unit", "breakdown", "grp", "measure_kind", "measure", "n",
+                   "suppressed")
+
+
+class WaveStateError(CultureError):
+    """A freeze, unfreeze or purge the store's state does not allow."""
+
+
+def frozen_waves(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """The frozen waves, oldest first."""
+    return [row[0] for row in con.execute(
+        "select wave from frozen_waves order by wave").fetchall()]
+
+
+def open_waves(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """Waves holding responses that are not frozen: what a run computes."""
+    return [row[0] for row in con.execute(
+        "select distinct wave from responses where wave not in "
+        "(select wave from frozen_waves) order by wave").fetchall()]
+
+
+def held_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Published tables with held rows in the store (without the `held_` prefix)."""
+    return [row[0][len("held_"):] for row in con.execute(
+        "select table_name from information_schema.tables where table_schema = 'main' "
+        "and table_name like 'held\\_%' escape '\\' order by table_name").fetchall()]
+
+
+def held_rows(con: duckdb.DuckDBPyConnection, table: str) -> pd.DataFrame | None:
+    """The held rows of every frozen wave for published table `table` (None: none held)."""
+    if table not in held_tables(con):
+        return None
+    return con.execute(f'select * from "held_{table}" order by all').df()
+
+
+def _fingerprint(con: duckdb.DuckDBPyConnection, wave: int, tables: list[str]) -> str:
+    digest = hashlib.sha256()
+    for table in tables:
+        frame = con.execute(f'select * from "held_{table}" where wave = ? order by all',
+                            [wave]).df()
+        digest.update(table.encode())
+        digest.update(pd.util.hash_pandas_object(frame, index=False).values.tobytes())
+    return digest.hexdigest()
+
+
+def _log(con, wave: int, action: str, reason: str, detail: str | None = None,
+         by: str | None = None) -> None:
+    con.execute("insert into wave_events values (?, ?, ?, ?, ?, ?)",
+                [datetime.now(), wave, action, by or _who(), reason, detail])
+
+
+def _who() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (a container): still log the action
+        return "unknown"
+
+
+def freeze_wave(con: duckdb.DuckDBPyConnection, wave: int, published: Path | str,
+                reason: str = "published for good", by: str | None = None) -> int:
+    """Hold `wave`'s rows of the published layer at `published` in the store; return the
+    number of rows held. All or nothing."""
+    published = Path(published)
+    if wave in frozen_waves(con):
+        raise WaveStateError(f"wave {wave} is already frozen; unfreeze it first "
+                             f"(`culture waves unfreeze {wave} --reason ...`) to correct it")
+    if not published.exists():
+        raise WaveStateError(f"{published}: no published layer to freeze; run `culture run` "
+                             f"first")
+    con.execute("attach ? as pub (read_only)", [str(published)])
+    try:
+        tables = [row[0] for row in con.execute(
+                "select distinct table_name from information_schema.columns "
+            "where table_catalog = 'pub' and table_schema = 'main' "
+            "and column_name = 'wave' order by 1").fetchall()]
+        shown = con.execute("select count(*) from pub.cells where wave = ?",
+                            [wave]).fetchall()[0][0]
+        if not shown:
+            raise WaveStateError(f"{published} holds no cells of wave {wave}; run "
+                                 f"`culture run` to publish it, then freeze it")
+        version = 1 + con.execute("select coalesce(max(version), 0) from frozen_cell_versions "
+                                  "where wave = ?", [wave]).fetchall()[0][0]
+        held = 0
+        con.execute("begin transaction")
+        try:
+            for table in tables:
+                con.execute(f'create table if not exists "held_{table}" as '
+                            f'select * from pub."{table}" limit 0')
+                held += con.execute(f'insert into "held_{table}" select * from pub."{table}" '
+                                    f'where wave = ?', [wave]).fetchall()[0][0]
+            columns = ", ".join(VERSION_COLUMNS)
+            con.execute(f"insert into frozen_cell_versions select wave, ?, {columns} "
+                        f"from pub.cells where wave = ?", [version, wave])
+            con.execute("insert into frozen_waves values (?, ?, ?, ?, ?)",
+                        [wave, datetime.now(), by or _who(), version,
+                         _fingerprint(con, wave, tables)])
+            _log(con, wave, "freeze", reason, f"version {version}, {held} rows held", by)
+            con.execute("commit")
+        except BaseException:
+            con.execute("rollback")
+            raise
+    finally:
+        con.execute("detach pub")
+    return held
+
+
+def unfreeze_wave(con: duckdb.DuckDBPyConnection, wave: int, reason: str,
+                  by: str | None = None) -> int:
+    """Release `wave` for a correction: its held rows go (its cells' versions stay, for the
+    verifier), the next run recomputes it. Needs a reason, which is logged."""
+    if wave not in frozen_waves(con):
+        raise WaveStateError(f"wave {wave} is not frozen (frozen: "
+                             f"{', '.join(map(str, frozen_waves(con))) or 'none'})")
+    if not reason.strip():
+        raise WaveStateError("say why the wave is unfrozen (--reason), e.g. 'late batch "
+                             "from site C'; it is logged")
+    purged = con.execute("select count(*) from wave_events where wave = ? and action = 'purge'",
+                         [wave]).fetchall()[0][0]
+    if purged:
+        raise WaveStateError(f"wave {wave}'s respondents were purged; it cannot be recomputed, "
+                             f"so it stays frozen as published")
+    removed = 0
+    con.execute("begin transaction")
+    try:
+        for table in held_tables(con):
+            removed += con.execute(f'delete from "held_{table}" where wave = ?',
+                                   [wave]).fetchall()[0][0]
+        con.execute("delete from frozen_waves where wave = ?", [wave])
+        _log(con, wave, "unfreeze", reason, f"{removed} held rows released", by)
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    return removed
+
+
+def wave_events(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """The log of freezes, unfreezes and purges, oldest first."""
+    return con.execute("select * from wave_events order by happened_at").df()
