@@ -20,9 +20,10 @@ def test_new_store_has_every_table_at_the_current_version(tmp_path):
     with open_store(tmp_path / "s.duckdb") as con:
         tables = {r[0] for r in con.execute("select table_name from information_schema.tables")
                   .fetchall()}
-        assert schema_version(con) == SCHEMA_VERSION == 2
+        assert schema_version(con) == SCHEMA_VERSION == 3
     assert {"sites", "site_headcounts", "waves", "instruments", "ingest_batches", "responses",
-            "quarantine", "schema_version"} <= tables
+            "quarantine", "schema_version", "frozen_waves", "wave_events",
+            "frozen_cell_versions"} <= tables
 
 
 def test_reopening_does_not_migrate_again(tmp_path):
@@ -30,7 +31,7 @@ def test_reopening_does_not_migrate_again(tmp_path):
     with open_store(path) as con:
         add_wave(con, 2025)
     with open_store(path) as con:
-        assert con.execute("select count(*) from schema_version").fetchone()[0] == 2
+        assert con.execute("select count(*) from schema_version").fetchone()[0] == 3
         assert con.execute("select wave from waves").fetchall() == [(2025,)]
 
 
@@ -38,13 +39,13 @@ def test_a_later_migration_upgrades_an_old_file_and_keeps_its_data(tmp_path):
     path = tmp_path / "old.duckdb"
     with open_store(path) as con:
         add_wave(con, 2024)
-    extra = {"v3.sql": "alter table waves add column closes date;"}
+    extra = {"v4.sql": "alter table waves add column closes date;"}
     con = duckdb.connect(str(path))
     try:
         version = migrate(con, path, migrations=((1, "schema_v1.sql"), (2, "schema_v2.sql"),
-                                                 (3, "v3.sql")),
+                                                 (3, "schema_v3.sql"), (4, "v4.sql")),
                           sql_reader=lambda name: extra.get(name) or read_sql(name))
-        assert version == 3
+        assert version == 4
         assert con.execute("select wave, closes from waves").fetchall() == [(2024, None)]
     finally:
         con.close()
@@ -58,10 +59,10 @@ def test_a_failed_migration_leaves_the_old_version(tmp_path):
     try:
         with pytest.raises(duckdb.Error):
             migrate(con, path, migrations=((1, "schema_v1.sql"), (2, "schema_v2.sql"),
-                                           (3, "bad.sql")),
+                                           (3, "schema_v3.sql"), (4, "bad.sql")),
                     sql_reader=lambda name: "alter table nope add column x int;"
                     if name == "bad.sql" else read_sql(name))
-        assert schema_version(con) == 2
+        assert schema_version(con) == 3
     finally:
         con.close()
 
