@@ -29,6 +29,10 @@ def _rate(n, headcount) -> str:
     return f"{round(100 * n / headcount)}%" if n is not None and headcount else ""
 
 
+def _folded(summary: str, content) -> html.Details:
+    return html.Details([html.Summary(summary), content], className="folded")
+
+
 def _wave_parts(wave: dict, k: int) -> list:
     sites = wave["sites"]
     issued = sum(s["invitations_issued"] for s in sites)
@@ -77,18 +81,22 @@ def _wave_parts(wave: dict, k: int) -> list:
                         "answered; below that it is not shown, and neither is one more "
                         "group when the hidden one could be worked out from the site's "
                         "total.", className="lead"))
+    # Long lists (a group per site, a day per day of fieldwork) fold away: on a phone they
+    # would run the page to many screens before the closed waves.
     if rows:
-        parts.append(table(pd.DataFrame(rows), {"site": "Site", "group": "Staff group",
-                                                "responses": "Responses so far",
-                                                "headcount": "Headcount",
-                                                "rate": "Response rate"},
-                           f"Wave {wave['wave']}: responses by staff group",
-                           filename=f"fieldwork-{wave['wave']}-staff-groups"))
+        parts.append(_folded(f"Staff groups, site by site ({len(rows):,} rows)",
+                             table(pd.DataFrame(rows), {"site": "Site", "group": "Staff group",
+                                                        "responses": "Responses so far",
+                                                        "headcount": "Headcount",
+                                                        "rate": "Response rate"},
+                                   f"Wave {wave['wave']}: responses by staff group",
+                                   filename=f"fieldwork-{wave['wave']}-staff-groups")))
     if wave["days"]:
         days = pd.DataFrame([{"day": day, "n": f"{n:,}"} for day, n in wave["days"]])
-        parts.append(table(days, {"day": "Day", "n": "Web answers that day (all sites)"},
-                           f"Wave {wave['wave']}: web answers by the day they arrived",
-                           filename=f"fieldwork-{wave['wave']}-days"))
+        parts.append(_folded(f"Web answers day by day ({len(days):,} days)",
+                             table(days, {"day": "Day", "n": "Web answers that day (all sites)"},
+                                   f"Wave {wave['wave']}: web answers by the day they arrived",
+                                   filename=f"fieldwork-{wave['wave']}-days")))
     else:
         parts.append(notice("No answers have come through the web form for this wave yet."))
     return parts
