@@ -8,6 +8,13 @@ radio button per answer, "Don't know / prefer not to say" always offered, nothin
 required; the attributes are marked optional. Keyboard and screen-reader friendly
 (WCAG 2.1 AA: labels, focus outline, 4.5:1 contrast, 44 px targets).
 
+A statement asked only of some respondents (an item's `asked_if`, e.g. pw07 only of
+doctors outside training) follows the exports' branching: the question it depends on
+comes first ("About your role"), the script shows the statement only once one of the
+named answers is picked, and without the script a note under it says whom it is for.
+The server drops an answer to it from anyone else (`route_answers`): stored as missing,
+never refused, and for them an unanswered statement is simply one they were not asked.
+
 The page names the organisation it is for and who runs the survey, links a privacy
 notice the server serves itself (``/privacy``), and says where to get support now, from
 the site's own details (`SurveySite`, from the sites table), again on the thank-you page.
@@ -38,7 +45,9 @@ from http import HTTPStatus
 from urllib.parse import parse_qs, unquote_to_bytes, urlparse
 
 from collect.inbox import Inbox, TokenRefused, WaveClosed
-from survey.instrument import Instrument
+from survey.instrument import Instrument, Item
+from survey.questionnaire import (ABOUT_YOU_SECTION, ROUTING_NOTE, ROUTING_SECTION,
+                                  closing_attributes, routing_attributes)
 
 _FORM_SLOT, _INVITATION_SLOT = "@@form-token@@", "@@invitation@@"
 #: Largest accepted post: a full answer set is about 2 KB.
@@ -110,7 +119,8 @@ _WHOLE_NUMBER = re.compile(r"[0-9]{1,6}")
 
 
 def validate_answers(instrument: Instrument, form: dict[str, str]) -> dict:
-    """Answers of a post as {field: code or option}; SubmissionError listing every problem."""
+    """Answers of a post as {field: code or option}, less any to an item the respondent
+    was not asked (`route_answers`); SubmissionError listing every problem."""
     problems, answers = [], {}
     rules = _answer_rules(instrument)
     for name, value in form.items():
@@ -142,7 +152,25 @@ def validate_answers(instrument: Instrument, form: dict[str, str]) -> dict:
             answers[name] = value
     if problems:
         raise SubmissionError(400, problems)
+    route_answers(instrument, answers)
     return answers
+
+
+def route_answers(instrument: Instrument, answers: dict) -> list[str]:
+    """Drop, in place, answers to items the respondent was not asked (`asked_if`); returns
+    their ids.
+
+    With JavaScript the form hides such an item, but without it the item is shown with
+    a note, and a respondent may answer it and then pick another role (or none). The
+    answer is then stored as missing, as the exports' branching would have it; the post
+    is not refused, since nothing the respondent did was wrong.
+    """
+    dropped = [item.id for item in instrument.items
+               if item.asked_if is not None and item.id in answers
+               and answers.get(item.asked_if.attribute) not in item.asked_if.codes]
+    for ident in dropped:
+        del answers[ident]
+    return dropped
 
 
 class CollectApp:
@@ -383,11 +411,17 @@ def _contact(about: About) -> str:
             "link.</p>")
 
 
-#: Said when a site has given no support details of its own: services open to every
-#: doctor in England, whatever their site.
-GENERAL_SUPPORT = ("You can talk in confidence to NHS Practitioner Health "
-                   "(practitionerhealth.nhs.uk), a free service for doctors, or call "
-                   "Samaritans on 116 123, free, day or night. In an emergency call 999.")
+#: Said on every site's pages, after its own details: services open to every doctor in
+#: England, whatever their site. As the services describe themselves: NHS Practitioner
+#: Health is a free, confidential NHS service for doctors and dentists working in England
+#: with a mental health or addiction concern, by self-referral (not a crisis line: its
+#: phones are staffed in the daytime); Samaritans answer 116 123 free, 24 hours a day,
+#: every day of the year.
+GENERAL_SUPPORT = ("NHS Practitioner Health (practitionerhealth.nhs.uk) is a free, "
+                   "confidential NHS service for doctors and dentists in England with a "
+                   "mental health or addiction concern; you can refer yourself. To talk to "
+                   "someone now, call Samaritans on 116 123: free, 24 hours a day, every "
+                   "day. In an emergency call 999.")
 
 
 def support_html(site: SurveySite, after: bool = False) -> str:
@@ -450,13 +484,19 @@ def render_form(instrument: Instrument, site: str, wave: int, form_token: str,
     groups = [instrument.items_of(scale.id) for scale in instrument.scales]
     groups += [tuple(item for item in instrument.items if item.scale is None)]
     groups = [g for g in groups if g]
+    # A question some statements depend on (`asked_if`) comes before them, as in every
+    # export, so the form can leave those statements out for everyone else.
+    routing = routing_attributes(instrument)
+    if routing:
+        sections.append((ROUTING_SECTION, f"<p>{escape(ROUTING_NOTE)}</p>"
+                         + "".join(_attribute(a) for a in routing)))
     for number, items in enumerate(groups, start=1):
         sections.append((f"Questions, part {number} of {len(groups)}",
                          "".join(_question(instrument, item) for item in items)))
-    sections.append(("About you (optional)",
+    sections.append((ABOUT_YOU_SECTION,
                      "<p>These questions are optional. They are used only to compare groups "
                      "of ten or more people.</p>"
-                     + "".join(_attribute(a) for a in instrument.attributes)))
+                     + "".join(_attribute(a) for a in closing_attributes(instrument))))
     total = len(sections)
     parts = []
     for number, (heading, content) in enumerate(sections, start=1):
@@ -483,17 +523,33 @@ def render_form(instrument: Instrument, site: str, wave: int, form_token: str,
     return _wrap(instrument.title, body, _SCRIPT)
 
 
-def _question(instrument: Instrument, item) -> str:
+def _question(instrument: Instrument, item: Item) -> str:
     scale = instrument.response_scale(item.response_scale)
     options = [(o.code, o.label) for o in scale.options] + [(o.code, o.label)
                                                              for o in scale.missing]
     radios = "".join(
         f"<label class='option'><input type='radio' name='{item.id}' value='{code}'>"
         f"<span>{escape(label)}</span></label>" for code, label in options)
+    routed, note = "", ""
+    if item.asked_if is not None:
+        # The script shows the statement only when the role answered is one it names;
+        # without the script the note says whom it is for (the server drops the rest).
+        routed = (f" data-asked-attribute='{item.asked_if.attribute}'"
+                  f" data-asked-in='{' '.join(item.asked_if.codes)}'")
+        note = f"<p class='routing-note'>{escape(asked_note(instrument, item))}</p>"
     # "scale": the answers of one question read left to right on one row (stacked on a
     # phone); the attributes' longer lists wrap as a grid.
-    return (f"<fieldset class='question'><legend>{escape(item.text)}</legend>"
-            f"<div class='options scale'>{radios}</div></fieldset>")
+    return (f"<fieldset class='question'{routed}><legend>{escape(item.text)}</legend>"
+            f"{note}<div class='options scale'>{radios}</div></fieldset>")
+
+
+def asked_note(instrument: Instrument, item: Item) -> str:
+    """The line under a statement asked only of some, for a form without its script:
+    'Please answer only if your answer to "Which best describes ...?" was: ...'."""
+    attribute = next(a for a in instrument.attributes if a.id == item.asked_if.attribute)
+    labels = [o.label for o in attribute.options if o.code in item.asked_if.codes]
+    return (f"Please answer only if your answer to \u201c{attribute.question}\u201d was: "
+            + "; ".join(labels) + ".")
 
 
 def _attribute(attribute) -> str:
@@ -529,6 +585,8 @@ text-align:center;gap:4px;padding:8px 6px}
 .option input{width:22px;height:22px;margin:0;flex:none}
 .option:focus-within{outline:3px solid #b35806;outline-offset:2px}
 .optional{font-weight:400;color:#4a4a4a}
+.routing-note{clear:both;margin:4px 0 0;padding:0 4px;color:#4a4a4a;font-size:.95rem}
+.js .routing-note{display:none}
 .progress{color:#4a4a4a;margin:16px 0 0}
 .nav{display:flex;gap:10px;justify-content:space-between;margin:8px 0 24px}
 button{font-size:1rem;min-height:44px;padding:8px 20px;border-radius:6px;border:2px solid
@@ -565,6 +623,21 @@ _SCRIPT = """<script>
     if (next) next.addEventListener('click', function(){ show(i + 1); });
     if (back) back.addEventListener('click', function(){ show(i - 1); });
   });
+  // A statement asked only of some roles shows only once one of them is picked; a
+  // hidden one is disabled too, so an answer given before the role changed is not sent.
+  var routed = Array.prototype.slice.call(
+    document.querySelectorAll('fieldset[data-asked-attribute]'));
+  function route(){
+    routed.forEach(function(f){
+      var picked = document.querySelector(
+        'input[name="' + f.getAttribute('data-asked-attribute') + '"]:checked');
+      var asked = !!picked &&
+        f.getAttribute('data-asked-in').split(' ').indexOf(picked.value) >= 0;
+      f.hidden = !asked; f.disabled = !asked;
+    });
+  }
+  route();
+  document.getElementById('survey').addEventListener('change', route);
   document.getElementById('survey').addEventListener('submit', function(){
     document.getElementById('duration').value = Math.round((Date.now() - started) / 1000);
   });

@@ -335,3 +335,23 @@ def test_sigkill_under_load_loses_no_acknowledged_submission_and_stores_none_twi
         nonce = token.split(".")[0]
         if nonce in acknowledged:
             assert answers[nonce] == f'{{"hs01": {number % 5 + 1}}}'
+
+
+def test_the_general_support_services_are_stated_as_they_describe_themselves(client):
+    """NHS Practitioner Health: free, confidential, for doctors (and dentists) in England,
+    by self-referral, not a crisis line; Samaritans: 116 123, free, 24 hours, every day."""
+    from collect.webform import GENERAL_SUPPORT
+
+    said = GENERAL_SUPPORT
+    assert "NHS Practitioner Health (practitionerhealth.nhs.uk)" in said
+    assert "free, confidential NHS service for doctors and dentists in England" in said
+    assert "refer yourself" in said
+    assert "call Samaritans on 116 123: free, 24 hours a day, every day" in said
+    assert "In an emergency call 999." in said
+    assert "day or night" not in said
+    # On the form's first page and on the thank-you page, escaped once.
+    page = client.get("/s/A/2025").text
+    assert said.replace("'", "&#x27;") in page
+    token = form_token(client)
+    thanks = client.post("/s/A/2025", data={"form_token": token}).text
+    assert said.replace("'", "&#x27;") in thanks
