@@ -1,6 +1,6 @@
 """Quarantine rows that match the spreadsheet (issue 22, point 4): a refused row is named
-by the row a spreadsheet shows (header = row 1), the screen gets a summary by reason that
-reads at 80 columns, and --csv keeps every problem."""
+by the row a spreadsheet shows (header = row 1), even after blank lines, the screen gets a
+summary by reason that reads at 80 columns, and --csv keeps every problem."""
 
 from __future__ import annotations
 
@@ -138,3 +138,72 @@ def test_hostile_values_are_shown_as_text_and_cut_short(tmp_path, store_path, in
     culture("ingest", write_csv(tmp_path / "x.csv", rows), "--db", store_path)
     text = culture("quarantine", "--db", store_path).stdout
     assert "hs01 = '[bold]=1+2" in text and "x" * 41 not in text
+
+
+def _lines_with_blanks(instrument, line_end: str) -> str:
+    """A CSV whose bad rows come after blank lines and an answer holding a line break:
+    r3 and r6 have hs02 = 7. As a spreadsheet shows it: header row 1, r1 row 2, a blank
+    row 3, r2 row 4 (its 'x' cell spans two lines but is one row), r3 row 5, two blank
+    rows 6-7, r4 row 8, r5 row 9, r6 row 10."""
+    rows = [response_row(instrument, f"r{i}", hs02="7" if i in (3, 6) else "4")
+            for i in range(1, 7)]
+    header = list(rows[0]) + ["note"]
+    lines = [",".join(header)]
+    for number, answers in enumerate(rows, start=1):
+        note = f'"two{line_end}{line_end}lines"' if number == 2 else ""
+        lines.append(",".join(answers.values()) + "," + note)
+        lines += {1: [""], 3: ["", ""]}.get(number, [])
+    return line_end.join(lines) + line_end
+
+
+@pytest.mark.parametrize("line_end", ["\n", "\r\n"])
+def test_rows_after_blank_lines_keep_the_spreadsheets_numbers(tmp_path, store_path,
+                                                              instrument, line_end):
+    path = tmp_path / "blanks.csv"
+    path.write_bytes(_lines_with_blanks(instrument, line_end).encode())
+    result = culture("ingest", path, "--db", store_path)
+    assert "6 rows read, 4 accepted, 2 quarantined" in result.stdout, result.stdout
+    text = culture("quarantine", "--db", store_path).stdout
+    assert "    row 5 (r3), hs02 = '7'" in text and "    row 10 (r6), hs02 = '7'" in text
+    out = tmp_path / "q.csv"
+    culture("quarantine", "--csv", out, "--db", store_path)
+    table = list(csv.DictReader(out.open(encoding="utf-8-sig", newline="")))
+    assert [(r["response_id"], r["spreadsheet_row"], r["data_row"]) for r in table] == [
+        ("r3", "5", "4"), ("r6", "10", "9")]
+    with duckdb.connect(str(store_path), read_only=True) as con:
+        assert con.execute("select response_id, source_row from responses order by 2"
+                           ).fetchall() == [("r1", 1), ("r2", 3), ("r4", 7), ("r5", 8)]
+
+
+def test_a_blank_line_inside_a_quoted_answer_is_no_row(tmp_path, store_path, instrument):
+    """Two line breaks in a row inside quotes: one cell, so the numbers do not move."""
+    rows = [response_row(instrument, "r1"), response_row(instrument, "r2", hs02="7")]
+    path = tmp_path / "quoted.csv"
+    header = list(rows[0]) + ["note"]
+    path.write_text(",".join(header) + "\n" + ",".join(rows[0].values()) + ',"a\n\nb"\n'
+                    + ",".join(rows[1].values()) + ",\n", encoding="utf-8")
+    culture("ingest", path, "--db", store_path)
+    assert "    row 3 (r2), hs02 = '7'" in culture("quarantine", "--db", store_path).stdout
+
+
+def test_blank_rows_of_a_sheet_are_skipped_and_counted(tmp_path, store_path, instrument):
+    from openpyxl import Workbook
+
+    rows = [response_row(instrument, f"r{i}", hs02="7" if i == 3 else "4")
+            for i in range(1, 4)]
+    book = Workbook()
+    sheet = book.active
+    sheet.append(list(rows[0]))
+    sheet.append(list(rows[0].values()))     # row 2
+    sheet.append([])                         # row 3: blank
+    sheet.append([None, None])               # row 4: blank cells
+    sheet.append(list(rows[1].values()))     # row 5
+    sheet.append(list(rows[2].values()))     # row 6
+    sheet.append([])                         # row 7: blank, and the sheet's area runs
+    sheet.cell(row=9, column=1).value = None  # on to row 9 (a touched cell): no one there
+    book.save(tmp_path / "x.xlsx")
+    result = culture("ingest", tmp_path / "x.xlsx", "--db", store_path)
+    assert "3 rows read, 2 accepted, 1 quarantined" in result.stdout, result.stdout
+    text = culture("quarantine", "--db", store_path).stdout
+    assert "    row 6 (r3), hs02 = '7'" in text
+    assert "response_id is blank" not in text

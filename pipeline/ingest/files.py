@@ -10,6 +10,10 @@ case and spacing; the "don't know / prefer not to say" option is stored as missi
 Rows with any problem go to the quarantine table, one line per problem, with the reason
 codes in `REASONS`. A Parquet file's accepted rows are written straight from that query;
 CSV and Excel rows pass through a validated table first, which numbers them.
+
+An item asked of some respondents only (`asked_if`) is stored as missing for everyone
+else, whatever the file holds: a file from another tool may not have routed it. Such a
+row is not refused; the report counts the answers set aside, naming the item and its rule.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from typing import Callable
 import duckdb
 
 from pipeline.ingest.readers import (Progress, SourceFile, check_header, create_raw_view,
-                              describe_read_error, drop_raw_views, has_row_numbers, inspect_file)
+                                     describe_read_error, drop_raw_views, has_row_numbers,
+                                     inspect_file, number_past_blank_lines)
 from pipeline.store import read_sql, register_instrument
 from pipeline.ingest.row_checks import (CREATE_CHECKED_SQL, REASONS, CheckedSql,
                                         build_checked_sql, duplicate_rows_sql,
@@ -70,6 +75,9 @@ class IngestReport:
     ignored_columns: list[str] = field(default_factory=list)
     missing_item_columns: list[str] = field(default_factory=list)
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    #: Answers stored as missing because the respondent was not asked the item (its
+    #: `asked_if`), by item: the rows are kept; `warnings` says so in words.
+    blanked_by_routing: dict[str, int] = field(default_factory=dict)
     #: Things the person running ingest should know though nothing failed (a --site or
     #: --wave that the file's own column overrode).
     warnings: list[str] = field(default_factory=list)
@@ -150,6 +158,8 @@ def ingest_file(con: duckdb.DuckDBPyConnection, path: Path | str, instrument: In
                 f"select count(*) from {'raw_numbered' if numbered else 'checked'}").fetchone()[0]
             if report.rows_read == 0:
                 raise IngestError(f"{path}: has a header but no data rows; nothing to ingest")
+            report.blanked_by_routing = _blanked_by_routing(con, path, checks)
+            report.warnings += routing_warnings(instrument, report.blanked_by_routing)
             if progress:
                 progress("writing", 0, 0)
             batch_id, accepted = _write_batch(con, path, source, instrument, definition_yaml,
@@ -164,6 +174,37 @@ def ingest_file(con: duckdb.DuckDBPyConnection, path: Path | str, instrument: In
         "select reason_code, count(distinct source_row) from quarantine where batch_id = ? "
         "group by 1 order by 1", [batch_id]).fetchall())
     return report
+
+
+def _blanked_by_routing(con: duckdb.DuckDBPyConnection, path: Path,
+                        checks: CheckedSql) -> dict[str, int]:
+    """{item: answers blanked because the row was not asked it}, items with any only.
+
+    Counted over every row read (a row refused for another reason had its answer set
+    aside too). A numbered file has no `checked` table: its validation query is read
+    again, for the markers only.
+    """
+    if not checks.blanked:
+        return {}
+    counts = ", ".join(f"count(*) filter (where {quote('b__' + item)})"
+                       for item in checks.blanked)
+    source = f"({checks.rows})" if checks.numbered else "checked"
+    (row,) = _run_validation(con, path, f"select {counts} from {source}", checks)
+    return {item: int(n) for item, n in zip(checks.blanked, row) if n}
+
+
+def routing_warnings(instrument: Instrument, blanked: dict[str, int]) -> list[str]:
+    """One line per routed item with answers blanked: how many, the item and its rule."""
+    lines = []
+    for item in instrument.items:
+        if blanked.get(item.id):
+            rule = item.asked_if
+            lines.append(
+                f"{item.id}: {blanked[item.id]:,} answer(s) stored as missing by routing: "
+                f"{item.id} is {rule.describe(instrument)} ({rule.attribute} = "
+                f"{' / '.join(rule.codes)}), and these rows' {rule.attribute} is another "
+                f"answer or blank; the rows and their other answers are kept")
+    return lines
 
 
 def flags_overridden(con: duckdb.DuckDBPyConnection, mapping: dict[str, str],
@@ -219,6 +260,7 @@ def _validate(con: duckdb.DuckDBPyConnection, path: Path, instrument: Instrument
     else:
         _run_validation(con, path, CREATE_CHECKED_SQL.format(rows=checks.rows), checks)
         con.execute(mark_duplicates_sql())
+        number_past_blank_lines(con)
     con.execute("create or replace temp table problem_map (marker varchar, "
                 "column_name varchar, source_column varchar, accepts varchar)")
     con.executemany("insert into problem_map values (?, ?, ?, ?)",

@@ -39,7 +39,9 @@ class QuarantinedRow:
 
     batch_id: int
     source_name: str
-    source_row: int           # 1-based data row of the file (header not counted)
+    #: 1-based data row of the file: the header not counted, blank lines counted
+    #: (`pipeline.ingest.readers`), so a spreadsheet shows it as row source_row + 1.
+    source_row: int
     response_id: str | None
     column_name: str
     bad_value: str | None

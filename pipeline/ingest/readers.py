@@ -5,6 +5,12 @@ tab), XLSX (first sheet) and Parquet are read by DuckDB's own readers, or for XL
 the calamine reader, never row by row through pandas. Every column arrives as
 VARCHAR in `raw` so that a rejected value is shown exactly as the file holds it;
 `source_row` is the 1-based data row of the file (the header row is not counted).
+
+Blank lines. DuckDB's CSV reader skips an empty line, and a blank row of a sheet is no
+respondent either, so neither is read as a row; but a spreadsheet shows them, and the
+quarantine names a row as the spreadsheet shows it. So the blank records are found
+(`blank_records`, `_xlsx_table`), kept in the temp table `skipped_lines`, and every row
+after one is numbered past it (`raw`, `number_past_blank_lines`).
 """
 
 from __future__ import annotations
@@ -54,6 +60,13 @@ class SourceFile:
     encoding: str | None = None      # 'utf-8' or 'cp1252' for CSV
     delimiter: str | None = None
     header: tuple[str, ...] = ()     # CSV column names, read by us, not guessed by a sniffer
+    #: The CSV has two line breaks in a row somewhere: perhaps a blank line (or one inside
+    #: a quoted answer), which `blank_records` then tells apart.
+    may_have_blank_lines: bool = False
+
+
+#: Bytes of an empty line (LF, CRLF or CR line ends) somewhere in a CSV.
+_EMPTY_LINE = (b"\n\n", b"\n\r\n", b"\r\r")
 
 
 def file_format(path: Path) -> str:
@@ -77,10 +90,16 @@ def inspect_file(path: Path, progress: Progress | None = None) -> SourceFile:
     is_utf8 = fmt == "csv"
     head = b""
     done = 0
+    tail, empty_line = b"", False
     try:
         with path.open("rb") as handle:
             while chunk := handle.read(CHUNK):
                 digest.update(chunk)
+                if fmt == "csv" and not empty_line:
+                    # A pair may straddle two chunks: the seam is looked at on its own.
+                    seam = tail + chunk[:2]
+                    empty_line = any(pair in chunk or pair in seam for pair in _EMPTY_LINE)
+                    tail = chunk[-2:]
                 # The head holds the whole header line (up to a limit), however long.
                 if len(head) < MAX_HEADER_BYTES:
                     head += chunk[: MAX_HEADER_BYTES - len(head)]
@@ -123,7 +142,41 @@ def inspect_file(path: Path, progress: Progress | None = None) -> SourceFile:
     if repeated:
         raise IngestError(f"{path}: the header repeats column(s) {', '.join(repeated)}; each "
                           f"column needs its own name")
-    return SourceFile(path, fmt, digest.hexdigest(), size, encoding, delimiter, header)
+    return SourceFile(path, fmt, digest.hexdigest(), size, encoding, delimiter, header,
+                      empty_line)
+
+
+def blank_records(source: SourceFile) -> list[int]:
+    """The data rows (1-based, header not counted, as a spreadsheet shows the file) that
+    are empty lines, which DuckDB's reader skips; [] when there are none.
+
+    Read record by record, so a line break inside a quoted answer is not taken for one.
+    Only a file that `inspect_file` saw two line breaks in a row in is read again.
+    """
+    if not source.may_have_blank_lines:
+        return []
+    with source.path.open(encoding=source.encoding, newline="") as handle:
+        reader = csv.reader(handle, delimiter=source.delimiter or ",", quotechar='"',
+                            doublequote=True)
+        try:
+            next(reader, None)   # the header
+            return [row for row, record in enumerate(reader, start=1) if not record]
+        except csv.Error:
+            # A record the csv module refuses (an answer over its size limit): DuckDB
+            # reads or refuses the file on its own terms, numbered as it counts.
+            return []
+
+
+def skipped_line_shifts(blank_rows: list[int]) -> list[tuple[int, int]]:
+    """(first reader row after, rows to add) for blank rows given as file data rows.
+
+    The reader numbers rows without the blanks: reader row k is file row k + the shift
+    of the last entry whose first row is at most k.
+    """
+    shifts: dict[int, int] = {}
+    for before, row in enumerate(sorted(blank_rows)):
+        shifts[row - before] = before + 1
+    return sorted(shifts.items())
 
 
 def check_regular_file(path: Path) -> None:
@@ -204,7 +257,9 @@ def cell_text(value: object) -> str | None:
     return str(value)
 
 
-def _xlsx_table(path: Path) -> pa.Table:
+def _xlsx_table(path: Path) -> tuple[pa.Table, list[int]]:
+    """The first sheet as text columns, without its blank rows; and the data rows (1-based,
+    header not counted) of those blank rows."""
     from python_calamine import CalamineError, CalamineWorkbook
 
     try:
@@ -217,8 +272,14 @@ def _xlsx_table(path: Path) -> pa.Table:
         raise IngestError(f"{path}: the first sheet is empty; responses should be on the "
                           f"first sheet with a header row")
     header = [(cell_text(h) or f"column_{i + 1}") for i, h in enumerate(rows[0])]
-    columns = list(zip(*[[cell_text(v) for v in row] for row in rows[1:]])) or [()] * len(header)
-    return pa.table({name: pa.array(col, type=pa.string()) for name, col in zip(header, columns)})
+    cells = [[cell_text(v) for v in row] for row in rows[1:]]
+    blank = [row for row, values in enumerate(cells, start=1)
+             if all(v is None for v in values)]
+    if blank:
+        cells = [values for values in cells if any(v is not None for v in values)]
+    columns = list(zip(*cells)) or [()] * len(header)
+    table = pa.table({name: pa.array(col, type=pa.string()) for name, col in zip(header, columns)})
+    return table, blank
 
 
 def describe_read_error(exc: Exception) -> str:
@@ -252,8 +313,10 @@ def create_raw_view(con: duckdb.DuckDBPyConnection, source: SourceFile,
     copy of a Windows-1252 file goes there).
     """
     path = source.path
+    blank: list[int] = []
     try:
         if source.file_format == "csv":
+            blank = blank_records(source)
             readable = path
             if source.encoding == "cp1252":
                 readable = scratch / "utf8.csv"
@@ -267,13 +330,24 @@ def create_raw_view(con: duckdb.DuckDBPyConnection, source: SourceFile,
         elif source.file_format == "parquet":
             relation = con.read_parquet(str(path))
         else:
-            relation = con.from_arrow(_xlsx_table(path))
+            table, blank = _xlsx_table(path)
+            relation = con.from_arrow(table)
         # register() makes a temporary view; create_view() would persist in the store.
         con.register("raw_typed", relation)
+        con.execute("create or replace temp table skipped_lines "
+                    "(first_after bigint, shift bigint)")
+        if blank:
+            con.executemany("insert into skipped_lines values (?, ?)",
+                            skipped_line_shifts(blank))
         # row_number() over () follows the file's order (DuckDB preserves insertion
         # order) but makes the scan single-threaded: only the quarantine step uses it.
-        con.execute("create or replace temp view raw as select row_number() over () "
-                    "as source_row, columns(*)::varchar from raw_typed")
+        numbered = "select row_number() over () as source_row, columns(*)::varchar from raw_typed"
+        if blank:
+            numbered = ("select n.source_row + coalesce(k.shift, 0) as source_row, "
+                        "n.* exclude (source_row) "
+                        f"from ({numbered}) n asof left join skipped_lines k "
+                        "on n.source_row >= k.first_after")
+        con.execute(f"create or replace temp view raw as {numbered}")
         columns = {row[0]: row[1] for row in con.execute("describe raw_typed").fetchall()}
         if has_row_numbers(source, columns):
             # The same file with DuckDB's file_row_number: rows numbered in a parallel scan.
@@ -286,8 +360,20 @@ def create_raw_view(con: duckdb.DuckDBPyConnection, source: SourceFile,
     return columns
 
 
+def number_past_blank_lines(con: duckdb.DuckDBPyConnection, table: str = "checked") -> None:
+    """Renumber `table`'s source_row, counted as the reader read the file (blank lines
+    left out), as the file's data rows, which count them: a spreadsheet shows them."""
+    if not con.execute("select count(*) from skipped_lines").fetchone()[0]:
+        return
+    con.execute(f"update {table} set source_row = {table}.source_row + moved.shift "
+                f"from (select t.source_row as read_as, k.shift from {table} t "
+                f"asof join skipped_lines k on t.source_row >= k.first_after) moved "
+                f"where {table}.source_row = moved.read_as")
+
+
 def drop_raw_views(con: duckdb.DuckDBPyConnection) -> None:
     """Remove the views `create_raw_view` made (they must not outlive the file)."""
     con.execute("drop view if exists raw")
+    con.execute("drop table if exists skipped_lines")
     con.unregister("raw_typed")
     con.unregister("raw_numbered")

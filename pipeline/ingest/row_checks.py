@@ -7,7 +7,10 @@ problem markers, in a single vectorised pass:
 - each item gets a status `s__<item>`: its code (1-5, 1-2 ...), 0 when blank or
   "don't know", or `OUT_OF_RANGE` / `UNKNOWN_LABEL` (codes at the top of UTINYINT so
   they can never be mistaken for an answer);
-- `answered` counts scored answers, `p__answers` flags too few, `n_problems` totals.
+- `answered` counts scored answers, `p__answers` flags too few, `n_problems` totals;
+- an item asked of some respondents only (`asked_if`) has its status set to 0 for
+  everyone else, whatever the cell holds (another tool may not have routed it), and a
+  marker `b__<item>` that is true where an answer was blanked so (`CheckedSql.blanked`).
 
 How the rows are numbered and duplicates found depends on the file (`CheckedSql`):
 
@@ -29,7 +32,7 @@ instrument's integer codes are written into the SQL text, as IN lists.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -114,6 +117,9 @@ class CheckedSql:
     keys: str | None  # select source_row, site_code, wave, response_id (numbered files)
     params: dict
     problems: list[ProblemColumn]
+    #: Routed items in the file: each has a b__<item> column, true where routing blanked
+    #: an answer given by someone the item is not asked of.
+    blanked: list[str] = field(default_factory=list)
 
     @property
     def numbered(self) -> bool:
@@ -192,11 +198,21 @@ def build_checked_sql(instrument: Instrument, mapping: dict[str, str],
         params[f"labels_{rs.id}"] = list(lookup)
         params[f"labelcodes_{rs.id}"] = [float(c if c is not None else rs.missing_codes[0])
                                          for c in lookup.values()]
-    answered = []
+    answered, blanked = [], []
     for item in instrument.items:
         v, s = quote("v__" + item.id), quote("s__" + item.id)
         value, status = _item_status(item, instrument, mapping.get(item.id), numeric(item.id))
         slots["item_values"].append(f"{value} as {v}")
+        if item.asked_if is not None and mapping.get(item.id):
+            # Not asked (another group, or no answer to the question it depends on): the
+            # cell is ignored, as the form and the exports' branching would have it.
+            params[f"asked_{item.id}"] = list(item.asked_if.codes)
+            asked = (f"coalesce(list_contains($asked_{item.id}, "
+                     f"{quote('c__' + item.asked_if.attribute)}), false)")
+            slots["item_statuses"].append(
+                f"(not {asked} and ({status}) <> 0) as {quote('b__' + item.id)}")
+            status = f"case when {asked} then {status} else 0 end"
+            blanked.append(item.id)
         slots["item_statuses"].append(f"({status})::utinyint as {s}")
         problems.append(ProblemColumn(f"s__{item.id}", item.id, mapping.get(item.id),
                                       _accepts_item(instrument, item.response_scale)))
@@ -223,7 +239,7 @@ def build_checked_sql(instrument: Instrument, mapping: dict[str, str],
     rows = render(SQL_DIR, "checked_rows.sql", row_values=values,
                   answered=" + ".join(answered), duplicate=duplicate, problems=counted)
     keys = render(SQL_DIR, "row_keys.sql", row_values=values) if numbered else None
-    return CheckedSql(rows, keys, params, problems)
+    return CheckedSql(rows, keys, params, problems, blanked)
 
 
 def _item_status(item, instrument: Instrument, source: str | None,

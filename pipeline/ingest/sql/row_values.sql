@@ -17,10 +17,15 @@
 --                                        per attribute: its text, its code (the cell
 --                                        itself, or its label looked up), and the code
 --                                        with its p__ marker
---   item_values, item_statuses           per item: its value and its status s__<item>
+--   item_values, item_statuses           per item: its value and its status s__<item>;
+--                                        an item asked of some only (asked_if) also
+--                                        has b__<item>, true where its answer was
+--                                        blanked because the row's attribute code
+--                                        (c__<attribute>) is not one it is asked of
 -- Parameters: $site_flag, $wave_flag (fill blank cells), $known_sites, $known_waves,
 -- $earliest_date, $latest_date, $max_duration, and per attribute $keys_<id> /
--- $codes_<id>, per response scale $labels_<id> / $labelcodes_<id>.
+-- $codes_<id>, per response scale $labels_<id> / $labelcodes_<id>, per routed item
+-- $asked_<item> (the attribute codes it is asked of).
 
 with
 
