@@ -15,7 +15,7 @@ from click import Context
 from typer.core import TyperGroup
 
 from cli import (dashboard_commands, output_commands, pipeline_commands, plans_commands,
-                 store_commands, survey_commands)
+                 retention_commands, store_commands, survey_commands)
 from cli.options import err
 from survey.errors import CultureError
 
@@ -49,7 +49,7 @@ instrument_app = typer.Typer(help="Check instrument files and export them to oth
                               no_args_is_help=True)
 sites_app = typer.Typer(help="Set up the sites (trusts, support units) in the store.",
                         no_args_is_help=True)
-waves_app = typer.Typer(help="Set up survey waves (one per year), open and close them.",
+waves_app = typer.Typer(help="Set up survey waves (one per year), open, close and freeze them.",
                         no_args_is_help=True)
 users_app = typer.Typer(help="Dashboard accounts (admin, director, researcher).",
                         no_args_is_help=True)
@@ -65,6 +65,9 @@ sites_app.command("list")(store_commands.sites_list)
 waves_app.command("add")(store_commands.waves_add)
 waves_app.command("close")(store_commands.waves_close)
 waves_app.command("open")(store_commands.waves_open)
+waves_app.command("freeze")(store_commands.waves_freeze)
+waves_app.command("unfreeze")(store_commands.waves_unfreeze)
+waves_app.command("log")(store_commands.waves_log)
 users_app.command("add")(dashboard_commands.users_add)
 users_app.command("list")(dashboard_commands.users_list)
 users_app.command("remove")(dashboard_commands.users_remove)
@@ -79,6 +82,7 @@ app.command()(store_commands.status)
 app.command()(pipeline_commands.psychometrics)
 app.command()(survey_commands.generate)
 app.command()(pipeline_commands.run)
+app.command()(retention_commands.purge)
 app.command("export")(output_commands.export_aggregates_command)
 app.command("report")(output_commands.site_report_command)
 app.command()(pipeline_commands.demo)

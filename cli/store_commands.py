@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from cli.options import DbOption, InstrumentOption, err, instrument_of, out, settings_for
 from survey.errors import CultureError
@@ -120,13 +121,24 @@ def _wave_in_store(settings: Settings, year: int) -> None:
                            f"`culture waves add {year}`")
 
 
-def waves_close(year: int, db: DbOption = None) -> None:
+def waves_close(year: int, freeze: Annotated[bool, typer.Option(
+                    "--freeze", help="Also freeze the wave as the published layer shows "
+                                     "it (see `culture waves freeze`)")] = False,
+                reason: Annotated[str, typer.Option(
+                    help="Why it is frozen (with --freeze; logged)")] = "published for good",
+                db: DbOption = None) -> None:
     """Close a wave: its survey links and invitations stop working, with a kind page.
 
-    Takes effect at once, also on a `culture collect` already running.
+    Takes effect at once, also on a `culture collect` already running. With --freeze,
+    the wave is also frozen as the published layer shows it, in one step: the layer
+    must already hold every answer of the wave (it is refused otherwise, before closing).
 
     Example: culture waves close 2025
+             culture waves close 2025 --freeze
     """
+    if freeze:
+        _freeze(settings_for(db), year, reason, close=True)
+        return
     from collect.inbox import set_wave_closed
 
     settings = settings_for(db)
@@ -134,6 +146,102 @@ def waves_close(year: int, db: DbOption = None) -> None:
     changed = set_wave_closed(settings.inbox_path, year, closed=True)
     out.print(f"wave {year} {'closed' if changed else 'was already closed'}: the form "
               f"refuses new answers; run `culture run` to take in the last of them")
+
+
+def waves_freeze(year: int, reason: Annotated[str, typer.Option(
+                     help="Why it is frozen (logged)")] = "published for good",
+                 close: Annotated[bool, typer.Option(
+                     "--close", help="Close the wave for answers first, if it is open")
+                 ] = False,
+                 db: DbOption = None) -> None:
+    """Freeze a published wave: later runs publish its numbers exactly as now.
+
+    The published layer must hold the wave as the store has it (no answers ingested
+    since, none waiting in the web form's inbox), and the wave must be closed for
+    answers (--close closes it first). Correcting a frozen wave is an explicit, logged
+    `culture waves unfreeze`, a run, and a freeze again.
+
+    Example: culture waves freeze 2025 --reason "board report signed off"
+    """
+    _freeze(settings_for(db), year, reason, close)
+
+
+def _freeze(settings: Settings, year: int, reason: str, close: bool) -> None:
+    from collect.inbox import closed_waves, set_wave_closed
+    from pipeline.store import open_store
+    from pipeline.waves import check_freezable, freeze_wave
+
+    if not reason.strip():
+        raise CultureError("say why the wave is frozen (--reason), e.g. 'board report "
+                           "signed off'; it is logged")
+    _wave_in_store(settings, year)
+    published, inbox = settings.published_path, settings.inbox_path
+    with open_store(settings.db_path) as con:
+        check_freezable(con, year, published, inbox)
+        if year not in closed_waves(inbox):
+            if not close:
+                raise CultureError(
+                    f"wave {year} is still open for answers in the web form, so answers "
+                    f"could arrive after it is frozen. Close it first: `culture waves close "
+                    f"{year} --freeze` (or `culture waves freeze {year} --close`)")
+            set_wave_closed(inbox, year, closed=True)
+            out.print(f"wave {year} closed: the form refuses new answers")
+            # An answer may have arrived between the check and the close.
+            check_freezable(con, year, published, inbox)
+        held = freeze_wave(con, year, published, reason)
+        version = con.execute("select version from frozen_waves where wave = ?",
+                              [year]).fetchall()[0][0]
+    out.print(f"wave {year} frozen (version {version}): {held} published rows held; later "
+              f"runs publish them unchanged. To correct it: culture waves unfreeze {year} "
+              f"--reason \"...\"", highlight=False)
+
+
+def waves_unfreeze(year: int, reason: Annotated[str, typer.Option(
+                       help="Why it is unfrozen, e.g. 'late batch from site C' (required; "
+                            "logged)")] = "",
+                   db: DbOption = None) -> None:
+    """Release a frozen wave for a correction (a late batch, a wrong site code).
+
+    The next `culture run` recomputes it; the verifier then checks the corrected wave
+    against every version published before, so that the two cannot be subtracted to
+    show a small group. Freeze it again once checked.
+
+    Example: culture waves unfreeze 2025 --reason "late batch from site C"
+    """
+    from pipeline.store import open_store
+    from pipeline.waves import unfreeze_wave
+
+    settings = settings_for(db)
+    if not reason.strip():
+        raise CultureError(f"say why wave {year} is unfrozen: culture waves unfreeze {year} "
+                           f"--reason \"late batch from site C\" (the reason is logged)")
+    _wave_in_store(settings, year)
+    with open_store(settings.db_path) as con:
+        released = unfreeze_wave(con, year, reason)
+    out.print(f"wave {year} unfrozen ({released} held rows released): the next `culture "
+              f"run` recomputes it and checks it against what was published before; "
+              f"freeze it again with `culture waves freeze {year}`", highlight=False)
+
+
+def waves_log(db: DbOption = None) -> None:
+    """Show every freeze, unfreeze and purge of a wave: when, who, why.
+
+    Example: culture waves log
+    """
+    from pipeline.store import open_store
+    from pipeline.waves import wave_events
+
+    with open_store(settings_for(db).db_path) as con:
+        events = wave_events(con)
+    if not len(events):
+        out.print("no wave has been frozen, unfrozen or purged yet")
+        return
+    table = Table("when", "wave", "action", "by", "reason", "detail")
+    for row in events.itertuples(index=False):
+        # Reasons are people's words: never read as markup.
+        table.add_row(f"{row.happened_at:%Y-%m-%d %H:%M}", str(row.wave), row.action,
+                      Text(row.done_by), Text(row.reason), Text(row.detail or ""))
+    out.print(table)
 
 
 def waves_open(year: int, db: DbOption = None) -> None:
@@ -348,11 +456,44 @@ def status(db: DbOption = None, instrument: InstrumentOption = None,
     settings = settings_for(db, instrument)
     with open_store(settings.db_path) as con:
         summary = store_summary(con)
+        frozen = frozen_state(con)
     print_summary(summary)
+    print_frozen(frozen)
     path, fieldwork = write_fieldwork(settings, instrument_of(settings), "culture status")
     print_fieldwork(fieldwork, wave)
     out.print(f"fieldwork counts written to {path} (the dashboard's Fieldwork page)",
               highlight=False)
+
+
+def frozen_state(con) -> dict:
+    """The frozen waves (wave, version, when, by, why) and the waves unfrozen for a
+    correction and not frozen again (wave, when, why)."""
+    frozen = con.execute("""
+        select f.wave, f.version, f.frozen_at, f.frozen_by,
+               (select reason from wave_events e where e.wave = f.wave and e.action = 'freeze'
+                order by happened_at desc limit 1)
+        from frozen_waves f order by f.wave""").fetchall()
+    unfrozen = con.execute("""
+        select wave, max(happened_at), arg_max(reason, happened_at) from wave_events
+        where action = 'unfreeze' and wave not in (select wave from frozen_waves)
+        group by wave order by wave""").fetchall()
+    return {"frozen": frozen, "unfrozen": unfrozen}
+
+
+def print_frozen(state: dict) -> None:
+    """Which waves are frozen (their published numbers never change) and which are
+    being corrected."""
+    say = lambda text: out.print(text, markup=False, highlight=False)  # noqa: E731
+    if not state["frozen"] and not state["unfrozen"]:
+        say("no wave is frozen: every `culture run` recomputes every wave (freeze a "
+            "published wave with `culture waves freeze YEAR`)")
+        return
+    for wave, version, when, by, reason in state["frozen"]:
+        say(f"wave {wave}: frozen (version {version}) on {when:%Y-%m-%d} by {by}: "
+            f"{reason}; runs publish it unchanged")
+    for wave, when, reason in state["unfrozen"]:
+        say(f"wave {wave}: unfrozen on {when:%Y-%m-%d} for a correction ({reason}); freeze "
+            f"it again after `culture run` with `culture waves freeze {wave}`")
 
 
 def _rate(n: int | None, headcount: int | None) -> str:

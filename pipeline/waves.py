@@ -23,7 +23,8 @@ from survey.errors import CultureError
 
 #: Columns of the cells table kept for every frozen version (the differencing check).
 VERSION_COLUMNS = ("level", "unit", "breakdown", "grp", "measure_kind", "measure", "n",
-                   "suppressed")
+                   "suppressed", "peer_group", "mean", "sd", "pct_favourable",
+                   "pct_unfavourable")
 
 
 class WaveStateError(CultureError):
@@ -161,3 +162,88 @@ def unfreeze_wave(con: duckdb.DuckDBPyConnection, wave: int, reason: str,
 def wave_events(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """The log of freezes, unfreezes and purges, oldest first."""
     return con.execute("select * from wave_events order by happened_at").df()
+
+
+def published_waves(published: Path | str) -> list[int]:
+    """The waves with cells in the published layer at `published` (none: no layer)."""
+    published = Path(published)
+    if not published.exists():
+        return []
+    con = duckdb.connect(str(published), read_only=True)
+    try:
+        return [row[0] for row in con.execute(
+            "select distinct wave from cells order by wave").fetchall()]
+    finally:
+        con.close()
+
+
+def check_freezable(con: duckdb.DuckDBPyConnection, wave: int, published: Path | str,
+                    inbox: Path | str | None = None) -> None:
+    """Refuse (WaveStateError) to freeze `wave` unless the layer at `published` holds
+    it as the store now has it: no response of it ingested after the layer was written,
+    none left waiting in the web form's inbox at `inbox`."""
+    published = Path(published)
+    if wave in frozen_waves(con):
+        raise WaveStateError(f"wave {wave} is already frozen; unfreeze it first "
+                             f"(`culture waves unfreeze {wave} --reason ...`) to correct it")
+    if wave not in published_waves(published):
+        where = "no published layer yet" if not published.exists() else \
+            f"the published layer {published} holds no cells of it"
+        raise WaveStateError(f"wave {wave} cannot be frozen: {where}. Run `culture run` to "
+                             f"publish it, check it, then freeze it")
+    written = datetime.fromtimestamp(published.stat().st_mtime)
+    late = con.execute(
+        "select count(*), min(b.batch_id), any_value(b.source_name), max(b.ingested_at) "
+        "from responses r join ingest_batches b using (batch_id) "
+        "where r.wave = ? and b.ingested_at > ?", [wave, written]).fetchall()[0]
+    if late[0]:
+        raise WaveStateError(
+            f"wave {wave} cannot be frozen yet: {late[0]} of its responses were ingested "
+            f"after the published layer was written (from batch {late[1]}, {late[2]}, on "
+            f"{late[3]:%Y-%m-%d %H:%M}), so the layer does not show them. Run `culture run` "
+            f"to publish them, check the results, then freeze the wave")
+    stored, shown = _published_count(con, wave, published)
+    if shown is not None and stored != shown:
+        raise WaveStateError(
+            f"wave {wave} cannot be frozen yet: the store holds {stored} of its responses "
+            f"but the published layer counts {shown}. Run `culture run` to publish the "
+            f"store as it is, check the results, then freeze the wave")
+    if inbox is not None and Path(inbox).exists():
+        from collect.inbox import read_submissions
+
+        ids = [row[1] for row in read_submissions(inbox) if int(row[3]) == wave]
+        if ids:
+            con.execute("create or replace temporary table inbox_ids (response_id varchar)")
+            con.executemany("insert into inbox_ids values (?)", [[i] for i in ids])
+            waiting = con.execute(
+                "select count(*) from inbox_ids where response_id not in "
+                "(select response_id from responses where wave = ?)", [wave]).fetchall()[0][0]
+            con.execute("drop table inbox_ids")
+            if waiting:
+                raise WaveStateError(
+                    f"wave {wave} cannot be frozen yet: {waiting} web answer(s) of it are "
+                    f"waiting in the form's inbox ({inbox}). Run `culture run` to take them "
+                    f"in and publish them, check the results, then freeze the wave")
+
+
+def _published_count(con: duckdb.DuckDBPyConnection, wave: int,
+                     published: Path) -> tuple[int, int | None]:
+    """(responses of `wave` in the store, the published layer's count of them), the
+    latter None where the layer does not show it (hidden, or flagged respondents left
+    out of the count)."""
+    stored = con.execute("select count(*) from responses where wave = ?",
+                         [wave]).fetchall()[0][0]
+    layer = duckdb.connect(str(published), read_only=True)
+    try:
+        excluded = layer.execute("select any_value(value) from meta "
+                                 "where key = 'excluded_flagged'").fetchall()[0][0]
+        row = layer.execute("select n from cells where wave = ? and level = 'national' "
+                            "and breakdown = 'all' and measure_kind = 'responses' "
+                            "and not suppressed", [wave]).fetchall()
+    except duckdb.Error:
+        return stored, None
+    finally:
+        layer.close()
+    if excluded == "true" or not row:
+        return stored, None
+    return stored, int(row[0][0])

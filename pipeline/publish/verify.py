@@ -420,8 +420,16 @@ def _relations(cells) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _check_recovery(cells, hidden: np.ndarray, n: np.ndarray, k: int,
-                    report: VerificationReport) -> None:
+                    report: VerificationReport,
+                    extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
+    """Property 2 on `cells`; `extra` adds (equation, cell row, coefficient) triples of
+    equations of its own (numbered from 0) to the relations between the cells."""
     eq, cell, coef = _relations(cells)
+    if extra is not None and len(extra[0]):
+        offset = int(eq.max()) + 1 if len(eq) else 0
+        eq = np.concatenate([eq, extra[0] + offset])
+        cell = np.concatenate([cell, extra[1]])
+        coef = np.concatenate([coef, extra[2]])
     report.equations = int(eq.max()) + 1 if len(eq) else 0
     # Move shown cells to the right-hand side: sum(coef * x_hidden) = -sum(coef * n_shown).
     rhs = -np.bincount(eq, weights=np.where(hidden[cell], 0.0, coef * n[cell]),
@@ -540,3 +548,405 @@ def _determined_values(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     solution = basis @ y
     free = np.einsum("ij,ij->i", basis, basis) < 1 - 1e-12
     return np.where(free, np.nan, solution)
+
+
+# --- The union of everything published: frozen waves (issue 25) ---------------------
+
+#: Tables comparing a wave with an earlier one: how a row names its cells. Columns a
+#: table lacks take the fixed value given (an item benchmark is a site's item cell).
+CROSS_WAVE_KEYS = {
+    "level": "site", "breakdown": "all", "grp": "all",
+}
+CROSS_WAVE_KINDS = {"item_benchmarks": "item"}
+#: A cross-wave row's columns and the cell statistic each must equal: (this wave's,
+#: the previous wave's).
+CROSS_WAVE_VALUES = {"n": ("n", "n_previous"), "mean": ("mean", "mean_previous"),
+                     "pct_favourable": ("pct_favourable", "pct_previous")}
+#: Columns that exist only to compare with the previous wave: blank without one.
+CROSS_WAVE_ONLY = ("n_previous", "mean_previous", "pct_previous", "change", "change_low",
+                   "change_high", "change_p", "change_q", "change_verdict")
+#: The statistics of a cell kept for every frozen version (pipeline.waves).
+VERSION_VALUES = ("mean", "sd", "pct_favourable", "pct_unfavourable")
+#: Two statistics of the same respondents differ by rounding at most (sums of fractional
+#: scale scores may be added in another order).
+SAME_VALUE = 1e-9
+
+_PUB = "frozen_union_layer"
+
+
+@dataclass
+class FrozenUnionReport:
+    """What `verify_frozen_union` compared and what it found."""
+
+    frozen_waves: list[int] = field(default_factory=list)
+    held_rows: int = 0
+    #: (wave, version) of each earlier published version combined with the new layer.
+    versions: list[tuple[int, int]] = field(default_factory=list)
+    union_cells: int = 0
+    union_hidden: int = 0
+    #: Cells an attacker can tell are unchanged between a version and the new layer.
+    unchanged_links: int = 0
+    recoverable_hidden: int = 0
+    cross_wave_rows: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_frozen_union(store_con: duckdb.DuckDBPyConnection, published_path: Path | str,
+                        k: int) -> FrozenUnionReport:
+    """Prove the new layer at `published_path` safe beside everything published before;
+    raise DisclosureError naming wave, cell and why otherwise.
+
+    7. **Frozen waves hold.** A frozen wave's rows of every table are exactly the rows
+       held in the store when it was frozen (`held_<table>`): none changed, none missing,
+       none added.
+    8. **No differencing across versions.** A wave unfrozen and published again is
+       combined with every version of it published before (`frozen_cell_versions`). A
+       cell shown in both may not change its n by 1 to k-1 (the difference is a group
+       below k), nor keep its n and change a statistic (a small set swapped). Cells an
+       attacker can tell are unchanged (same n shown in both, or a part of an unchanged
+       total, or any measure of a group nobody joined) are one unknown in both versions,
+       and the equations of both versions with those links are solved as in property 2:
+       no hidden cell of either version may come out as 1 to k-1.
+    9. **Comparisons across waves** (any table with `previous_wave`: trends, item
+       benchmarks) rest on cells shown in both waves, with their published values.
+    """
+    report = FrozenUnionReport()
+    store_con.execute(f"attach '{Path(published_path)}' as {_PUB} (read_only)")
+    try:
+        report.frozen_waves = [int(w) for (w,) in store_con.execute(
+            "select wave from frozen_waves order by wave").fetchall()]
+        _check_held(store_con, report)
+        _check_versions(store_con, k, report)
+        _check_cross_wave(store_con, report)
+    finally:
+        store_con.execute(f"detach {_PUB}")
+    if report.problems:
+        raise DisclosureError(
+            f"the new layer breaks what was published before ({len(report.problems)} "
+            f"problem(s)); first: " + "; ".join(report.problems[:5]))
+    return report
+
+
+def _columns(con, catalog: str, table: str) -> list[str]:
+    return [c for (c,) in con.execute(
+        "select column_name from information_schema.columns where table_catalog = ? "
+        "and table_schema = 'main' and table_name = ? order by ordinal_position",
+        [catalog, table]).fetchall()]
+
+
+def _store_catalog(con) -> str:
+    return con.execute("select current_database()").fetchone()[0]
+
+
+def _quoted(columns) -> str:
+    return ", ".join(f'"{c}"' for c in columns)
+
+
+def _all_columns(con, catalog: str) -> dict[str, list[str]]:
+    """{table: its columns in order} of one attached database (one query: the
+    information schema costs milliseconds a query)."""
+    tables: dict[str, list[str]] = {}
+    for table, column in con.execute(
+            "select table_name, column_name from information_schema.columns "
+            "where table_catalog = ? and table_schema = 'main' "
+            "order by table_name, ordinal_position", [catalog]).fetchall():
+        tables.setdefault(table, []).append(column)
+    return tables
+
+
+def _check_held(con, report: FrozenUnionReport) -> None:
+    """Property 7: the frozen waves' rows of the new layer are the held rows, exactly."""
+    if not report.frozen_waves:
+        return
+    waves = ", ".join(map(str, report.frozen_waves))
+    stored = _all_columns(con, _store_catalog(con))
+    held = {name[len("held_"):]: columns for name, columns in stored.items()
+            if name.startswith("held_")}
+    layer = _all_columns(con, _PUB)
+    with_wave = {t for t, columns in layer.items() if "wave" in columns}
+    counts = []
+    for table in sorted(with_wave - set(held)):
+        counts.append(f"select 'new' as what, '{table}' as t, wave, count(*) as rows "
+                      f'from {_PUB}."{table}" where wave in ({waves}) group by wave')
+    compared = []
+    for table, columns in sorted(held.items()):
+        if table not in with_wave:
+            counts.append(f"select 'missing', '{table}', wave, count(*) "
+                          f'from "held_{table}" where wave in ({waves}) group by wave')
+        elif layer[table] != columns:
+            counts.append(f"select 'columns', '{table}', null, 1")
+        else:
+            compared.append(table)
+            cols = _quoted(columns)
+            # Rows counted on each side, grouped by every column: a row changed, missing
+            # or added leaves a group whose two counts differ.
+            counts.append(f"""
+                select 'differ', '{table}', null, count(*) filter (where held <> shown)
+                from (select {cols}, count(*) filter (where side = 0) as held,
+                             count(*) filter (where side = 1) as shown
+                      from (select {cols}, 0 as side from "held_{table}"
+                            where wave in ({waves})
+                            union all
+                            select {cols}, 1 from {_PUB}."{table}" where wave in ({waves}))
+                      group by all)""")
+            counts.append(f"select 'held', '{table}', null, count(*) from \"held_{table}\" "
+                          f"where wave in ({waves})")
+    if not counts:
+        return
+    for what, table, wave, rows in con.execute(" union all ".join(counts)).fetchall():
+        if what == "held":
+            report.held_rows += rows
+        elif what == "new" and rows:
+            report.problems.append(f"frozen wave {wave}: table {table} has {rows} row(s) "
+                                   f"of it that were not published when it was frozen")
+        elif what == "missing" and rows:
+            report.problems.append(f"frozen wave {wave}: table {table} is missing from the "
+                                   f"new layer (or has no wave column); {rows} row(s) held")
+        elif what == "columns":
+            report.problems.append(
+                f"frozen waves {waves}: table {table} has columns {layer[table]} in the new "
+                f"layer but {held[table]} when frozen; a frozen wave's rows are kept as "
+                f"published")
+        elif what == "differ" and rows:
+            _describe_changed_rows(con, table, held[table], waves, report)
+
+
+def _describe_changed_rows(con, table: str, columns: list[str], waves: str,
+                           report: FrozenUnionReport) -> None:
+    """Name the rows of a frozen wave the new layer changed, added or dropped."""
+    if table == "cells":
+        _describe_changed_cells(con, waves, report)
+        return
+    cols = _quoted(columns)
+    new = f'select {cols} from {_PUB}."{table}" where wave in ({waves})'
+    old = f'select {cols} from "held_{table}" where wave in ({waves})'
+    for label, query in (("as frozen, not in the new layer", f"{old} except all {new}"),
+                         ("in the new layer, not as frozen", f"{new} except all {old}")):
+        for row in con.execute(f"select * from ({query}) order by all limit 3").fetchall():
+            shown = dict(zip(columns, row))
+            report.problems.append(
+                f"frozen wave {shown.get('wave')}: table {table} row {label}: "
+                + ", ".join(f"{c}={v}" for c, v in shown.items() if v is not None)[:300])
+
+
+def _describe_changed_cells(con, waves: str, report: FrozenUnionReport) -> None:
+    """Name the frozen cells whose numbers the new layer changed, and how."""
+    key = ", ".join(CELL_KEY)
+    values = ["n", "suppressed", *VERSION_VALUES]
+    changed = con.execute(f"""
+        select {key}, {', '.join(f'h.{v}, c.{v}' for v in values)}
+        from held_cells h full join {_PUB}.cells c using ({key})
+        where wave in ({waves}) and ({' or '.join(
+            f'h.{v} is distinct from c.{v}' for v in values)})
+        order by all limit 5""").fetchall()
+    for row in changed:
+        where = dict(zip(CELL_KEY, row))
+        pairs = row[len(CELL_KEY):]
+        what = [f"{v} {pairs[2 * i]} as frozen, {pairs[2 * i + 1]} now"
+                for i, v in enumerate(values) if pairs[2 * i] != pairs[2 * i + 1]]
+        report.problems.append(
+            f"frozen wave {where['wave']}: cell {where['level']} {where['unit']} "
+            f"{where['breakdown']}={where['grp']} {where['measure_kind']} {where['measure']} "
+            f"changed ({'; '.join(what)}); a frozen wave's numbers never change: unfreeze "
+            f"it (`culture waves unfreeze {where['wave']} --reason ...`) to correct it")
+
+
+def _check_versions(con, k: int, report: FrozenUnionReport) -> None:
+    """Property 8: the new layer combined with each earlier published version of a wave."""
+    report.versions = [(int(w), int(v)) for w, v in con.execute(f"""
+        select distinct v.wave, v.version from frozen_cell_versions v
+        where not exists (select 1 from frozen_waves f
+                          where f.wave = v.wave and f.version = v.version)
+          and exists (select 1 from {_PUB}.cells c where c.wave = v.wave)
+        order by all""").fetchall()]
+    if not report.versions:
+        return
+    pairs = " or ".join(f"(v.wave = {w} and v.version = {v})" for w, v in report.versions)
+    key = ", ".join(c for c in CELL_KEY)
+    # Cells shown in both: a change of n below k, or a statistic changed at the same n.
+    differs = " or ".join(f"abs(coalesce(c.{v}, 0) - coalesce(v.{v}, 0)) > "
+                          f"{SAME_VALUE} * greatest(1, abs(coalesce(v.{v}, 0))) "
+                          f"or (c.{v} is null) <> (v.{v} is null)" for v in VERSION_VALUES)
+    found = con.execute(f"""
+        select v.version, {key}, v.n, c.n, count(*) over (partition by v.wave, v.version)
+        from frozen_cell_versions v join {_PUB}.cells c using ({key})
+        where ({pairs}) and not v.suppressed and not c.suppressed
+          and (abs(c.n - v.n) between 1 and {k - 1} or (c.n = v.n and ({differs})))
+        order by v.wave, v.version, case v.level when 'site' then 0 when 'peer' then 1
+                 else 2 end, v.breakdown <> 'all', v.unit, v.breakdown, v.grp,
+                 v.measure_kind, v.measure
+        limit 20""").fetchall()
+    summarised = set()
+    for row in found:
+        version, where, before, now, count = (row[0], dict(zip(CELL_KEY, row[1:-3])),
+                                              *row[-3:])
+        if (where["wave"], version) not in summarised:
+            summarised.add((where["wave"], version))
+            report.problems.append(
+                f"wave {where['wave']}: {count} shown cell(s) differ from version {version} "
+                f"as published by 1 to {k - 1} respondents, or by their statistics at the "
+                f"same n; subtracting the two versions shows that small group. A correction "
+                f"may change each shown cell by none or at least {k} respondents; otherwise "
+                f"leave the wave as published (publish late answers with the next wave)")
+        cell = (f"wave {where['wave']} {where['level']} {where['unit']} "
+                f"{where['breakdown']}={where['grp']} {where['measure_kind']} "
+                f"{where['measure']}")
+        if before != now:
+            report.problems.append(
+                f"{cell}: n {before} as published in version {version}, {now} now: the "
+                f"{abs(now - before)} respondent(s) between them are a group below {k}, "
+                f"recoverable by subtraction")
+        else:
+            report.problems.append(
+                f"{cell}: same n ({now}) as published in version {version} but other "
+                f"statistics: the respondents swapped in and out are a group of unknown, "
+                f"possibly small, size")
+    _check_union_recovery(con, k, report)
+
+
+def _check_union_recovery(con, k: int, report: FrozenUnionReport) -> None:
+    """The equations of each earlier version and of the new layer, with the cells an
+    attacker can tell are unchanged as one unknown, solved as property 2 solves one layer."""
+    waves = sorted({w for w, _ in report.versions})
+    select = ("level, unit, peer_group, breakdown, grp, measure_kind, measure, n, "
+              "suppressed")
+    parts = [f"select wave::varchar as wave, {select} from {_PUB}.cells "
+             f"where wave in ({', '.join(map(str, waves))})"]
+    parts += [f"select '{w} (version {v})', {select} from frozen_cell_versions "
+              f"where wave = {w} and version = {v}" for w, v in report.versions]
+    cells = con.sql(" union all ".join(parts)).to_arrow_table()
+    hidden = cells["suppressed"].to_numpy(zero_copy_only=False)
+    n = np.nan_to_num(cells["n"].to_numpy(zero_copy_only=False).astype(float))
+    report.union_cells, report.union_hidden = len(cells), int(hidden.sum())
+    links = _unchanged_links(cells, hidden, n, waves, report.versions)
+    report.unchanged_links = len(links[0]) // 2
+    found = VerificationReport()
+    _check_recovery(cells, hidden, n, k, found, links)
+    report.recoverable_hidden = found.recoverable_hidden
+    report.problems += [f"{problem} (combining versions published of wave "
+                        f"{', '.join(map(str, waves))} with the new layer)"
+                        for problem in found.problems]
+
+
+def _unchanged_links(cells, hidden: np.ndarray, n: np.ndarray, waves: list[int],
+                     versions: list[tuple[int, int]]):
+    """Equations old - new = 0 for every cell an attacker can tell is the same in an
+    earlier version and the new layer, as (equation, cell row, coefficient) triples.
+
+    A cell's change is known where it is shown in both. Respondents are added (a late
+    batch) or moved, so an attacker may take a part of a total that did not change, or
+    whose known parts account for its whole change, as unchanged; and every measure of
+    a group whose number of respondents did not change. That is generous to the
+    attacker, as the verifier should be.
+    """
+    eq, cell, coef = _relations(cells)
+    wave = np.asarray(cells["wave"].to_pylist(), dtype=object)
+    key_columns = [c for c in CELL_KEY if c != "wave"]
+    keys = pd.MultiIndex.from_arrays([cells[c].to_numpy(zero_copy_only=False)
+                                      for c in key_columns])
+    # A group of a unit (all its measures): nobody joined it if its responses did not change.
+    group, _ = pd.MultiIndex.from_arrays(
+        [cells[c].to_numpy(zero_copy_only=False)
+         for c in ("level", "unit", "breakdown", "grp")]).factorize()
+    is_responses = cells["measure_kind"].to_numpy(zero_copy_only=False) == "responses"
+    n_eq = int(eq.max()) + 1 if len(eq) else 0
+    out_eq, out_cell, out_coef = [], [], []
+    for w, v in versions:
+        new_rows = np.flatnonzero(wave == str(w))
+        old_rows = np.flatnonzero(wave == f"{w} (version {v})")
+        # Pair the version's cells with the new layer's (a cell may be in one only).
+        match = pd.Index(keys[new_rows]).get_indexer(keys[old_rows])
+        paired_old, paired_new = old_rows[match >= 0], new_rows[match[match >= 0]]
+        delta = np.full(len(cells), np.nan)   # the change, on the new layer's rows
+        both = ~hidden[paired_old] & ~hidden[paired_new]
+        delta[paired_new[both]] = n[paired_new[both]] - n[paired_old[both]]
+        in_new = np.zeros(len(cells), bool)
+        in_new[new_rows] = True
+        use = in_new[cell]
+        e, c, s = eq[use], cell[use], coef[use]
+        for _ in range(20):                   # propagate until nothing new is learnt
+            unknown_before = int(np.isnan(delta[new_rows]).sum())
+            known = ~np.isnan(delta[c])
+            part_sum = np.bincount(e, weights=np.where(known & (s > 0), delta[c], 0.0),
+                                   minlength=n_eq)
+            parent_change = np.full(n_eq, np.nan)
+            parent_change[e[s < 0]] = delta[c[s < 0]]
+            rest = parent_change - part_sum   # what the parts of unknown change share
+            zero = (s > 0) & ~known & (np.abs(rest[e]) < 0.5)
+            delta[c[zero]] = 0.0
+            still = np.unique(group[new_rows[is_responses[new_rows]
+                                             & (delta[new_rows] == 0)]])
+            rows = new_rows[np.isin(group[new_rows], still) & np.isnan(delta[new_rows])]
+            delta[rows] = 0.0
+            if int(np.isnan(delta[new_rows]).sum()) == unknown_before:
+                break
+        link = (delta[paired_new] == 0) & (hidden[paired_old] | hidden[paired_new])
+        start = sum(len(ids) for ids in out_eq[::2])
+        ids = np.arange(int(link.sum())) + start
+        out_eq += [ids, ids]
+        out_cell += [paired_old[link], paired_new[link]]
+        out_coef += [np.ones(len(ids)), -np.ones(len(ids))]
+    if not out_eq:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    return (np.concatenate(out_eq).astype(np.int64), np.concatenate(out_cell).astype(np.int64),
+            np.concatenate(out_coef))
+
+
+def _check_cross_wave(con, report: FrozenUnionReport) -> None:
+    """Property 9: every row comparing two waves rests on cells shown in both, with the
+    values published for them."""
+    tables = [t for (t,) in con.execute(
+        "select distinct table_name from information_schema.columns where table_catalog = ? "
+        "and table_schema = 'main' and column_name = 'previous_wave' order by 1",
+        [_PUB]).fetchall()]
+    for table in tables:
+        columns = set(_columns(con, _PUB, table))
+        unit = "unit" if "unit" in columns else "site_code" if "site_code" in columns else None
+        kind = ("measure_kind" if "measure_kind" in columns else
+                f"'{CROSS_WAVE_KINDS[table]}'" if table in CROSS_WAVE_KINDS else None)
+        if unit is None or kind is None or "measure" not in columns:
+            report.problems.append(f"table {table} compares waves (previous_wave) but names "
+                                   f"no cell the verifier knows; teach verify_frozen_union "
+                                   f"its key")
+            continue
+        key = {"unit": unit, "measure_kind": kind, "measure": "measure"} | {
+            c: (c if c in columns else f"'{fixed}'") for c, fixed in CROSS_WAVE_KEYS.items()}
+        report.cross_wave_rows += con.execute(
+            f'select count(*) from {_PUB}."{table}" where previous_wave is not null'
+        ).fetchone()[0]
+        only = [c for c in CROSS_WAVE_ONLY if c in columns]
+        if only:
+            for wave, rows in con.execute(
+                    f'select wave, count(*) from {_PUB}."{table}" where previous_wave is null '
+                    f'and ({" or ".join(f"{c} is not null" for c in only)}) '
+                    f'group by wave order by wave').fetchall():
+                report.problems.append(f"table {table}: {rows} row(s) of wave {wave} compare "
+                                       f"with a previous wave they do not name")
+        for side, wave_column in ((0, "wave"), (1, "previous_wave")):
+            values = [(cell_column, pair[side]) for cell_column, pair in CROSS_WAVE_VALUES.items()
+                      if pair[side] in columns]
+            on = " and ".join(f"c.{c} = t.{v}" if not v.startswith("'") else f"c.{c} = {v}"
+                              for c, v in key.items())
+            mismatch = " or ".join(f"c.{c} is distinct from t.{v}" for c, v in values) or "false"
+            for row in con.execute(f"""
+                    select t.{wave_column}, {', '.join(
+                        f't.{v}' if not v.startswith("'") else v for v in key.values())},
+                        c.suppressed
+                    from {_PUB}."{table}" t left join {_PUB}.cells c
+                      on c.wave = t.{wave_column} and {on}
+                    where t.previous_wave is not null
+                      and (c.suppressed is null or c.suppressed or {mismatch})
+                    order by all limit 10""").fetchall():
+                wave, *names, suppressed = row
+                where = dict(zip(key, names))
+                why = ("is hidden" if suppressed else "is not in the cells table"
+                       if suppressed is None else "has other values in the cells table")
+                report.problems.append(
+                    f"table {table}: wave {wave} {where['level']} {where['unit']} "
+                    f"{where['breakdown']}={where['grp']} {where['measure_kind']} "
+                    f"{where['measure']} {why}, but a comparison across waves "
+                    f"{'uses it' if side else 'is shown for it'}")

@@ -35,5 +35,12 @@ create table frozen_cell_versions (
     measure_kind varchar not null,
     measure      varchar not null,
     n            bigint,
-    suppressed   boolean not null
+    suppressed   boolean not null,
+    -- the shown statistics too: the same n with another mean across versions is a swap
+    -- of a small set of respondents, which the verifier must catch
+    peer_group       varchar,
+    mean             double,
+    sd               double,
+    pct_favourable   double,
+    pct_unfavourable double
 );
