@@ -438,3 +438,39 @@ def read_inbox(path: Path | str, after: int = 0, check_row: int | None = None) -
         con.close()
     return InboxRead(identity, [(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]))
                                 for r in rows], check)
+
+
+def submission_ids_by_wave(path: Path | str, waves: list[int]) -> dict[int, list[str]]:
+    """{wave: response ids} of the inbox's submissions of `waves` (empty if no file):
+    what a retention purge (`pipeline.retention`) would delete here."""
+    if not Path(path).exists() or not waves:
+        return {}
+    con = connect(path)
+    try:
+        found: dict[int, list[str]] = {}
+        for wave, response_id in con.execute(
+                f"select wave, response_id from submissions where wave in "
+                f"({', '.join('?' * len(waves))}) order by rowid", list(waves)):
+            found.setdefault(int(wave), []).append(response_id)
+        return found
+    finally:
+        con.close()
+
+
+def delete_wave_submissions(path: Path | str, waves: list[int]) -> int:
+    """Delete the submissions of `waves` and close those waves, in one transaction (a
+    retention purge); returns how many submissions went. Closed too, so that the form
+    stores no answer of a purged wave after this commits."""
+    if not Path(path).exists() or not waves:
+        return 0
+    con = connect(path)
+    try:
+        con.execute("begin immediate")
+        con.executemany("insert or ignore into closed_waves values (?, ?)",
+                        [(wave, dt.date.today().isoformat()) for wave in waves])
+        deleted = con.execute(f"delete from submissions where wave in "
+                              f"({', '.join('?' * len(waves))})", list(waves)).rowcount
+        con.execute("commit")
+        return deleted
+    finally:
+        con.close()
