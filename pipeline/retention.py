@@ -118,9 +118,10 @@ def respondent_tables(con: duckdb.DuckDBPyConnection) -> list[RespondentTable]:
         elif {"batch_id", "source_row"} <= columns:
             found.append(RespondentTable(table, "source_row"))
         else:
+            keys = ", ".join(sorted(columns & set(RESPONDENT_KEYS)))
             raise RetentionError(
-                f"table {table} holds rows per respondent ({', '.join(sorted(columns & set(RESPONDENT_KEYS)))}) "
-                f"but no wave, nor batch_id and source_row to find it by; purge cannot tell "
+                f"table {table} holds rows per respondent ({keys}) but no wave, nor "
+                f"batch_id and source_row to find it by; purge cannot tell "
                 f"which rows belong to a purged wave, so it deletes nothing. Drop or "
                 f"rebuild that table, or teach pipeline.retention its shape")
     return [*found, RespondentTable("responses", "wave")]
@@ -315,8 +316,9 @@ def _same_content(con: duckdb.DuckDBPyConnection, source: str, copy: str) -> Non
         "select table_name from duckdb_tables() where database_name = ? order by 1",
         [copy]).fetchall()]
     if tables != copied:
-        raise RetentionError(f"the rewritten store lacks tables {sorted(set(tables) - set(copied))}; "
-                             "the store was left as it was")
+        missing = ", ".join(sorted(set(tables) - set(copied)))
+        raise RetentionError(f"the rewritten store lacks table(s) {missing}; the store was "
+                             "left as it was")
     for table in tables:
         counts = [con.execute(f"select count(*) from {quote(db)}.main.{quote(table)}")
                   .fetchall()[0][0] for db in (source, copy)]

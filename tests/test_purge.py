@@ -27,7 +27,7 @@ from pipeline.run import run_pipeline
 from pipeline.store import load_reference_data, open_store
 from pipeline.waves import WaveStateError, freeze_wave, unfreeze_wave
 from survey.settings import SAMPLES_DIR, Settings
-from tests.conftest import full_answers, response_row, write_csv
+from tests.conftest import culture, full_answers, response_row, write_csv
 
 FROZEN = (2024, 2025)
 OPEN = 2026
@@ -336,3 +336,32 @@ def _frame(path: Path, table: str) -> pd.DataFrame:
         return con.execute(f"select * from {table} order by all").df()
     finally:
         con.close()
+
+
+def test_every_respondent_level_table_is_purged_and_an_unknown_shape_refused(frozen):
+    """Tables a stage adds later are found by their columns: by wave, or through
+    `responses` by (batch_id, source_row); one whose rows' waves cannot be told is
+    refused, with nothing deleted."""
+    with open_store(frozen.db_path) as con:
+        con.execute("create table respondent_notes as select batch_id, source_row, "
+                    "'note' as note from responses")
+        con.execute("create table respondent_scores as select wave, response_id, 1.0 as "
+                    "score from responses")
+    result = culture("purge", "--before", "2026", "--db", frozen.db_path)
+    assert result.exit_code == 0, result.stderr
+    assert [line.split() for line in result.stdout.splitlines()
+            if "│ respondent_notes " in line] == \
+        [["│", "respondent_notes", "│", "1,194", "│", "1,191", "│"]]
+    assert "store rewritten: " in result.stdout
+    assert _count(frozen.db_path, "select distinct wave from respondent_scores") == [(OPEN,)]
+    assert _count(frozen.db_path, "select count(*) from respondent_notes") == [(1192,)]
+
+    with open_store(frozen.db_path) as con:
+        con.execute("create table loose_answers as select response_id, 4 as hs01 "
+                    "from responses")
+    before = _snapshot(frozen.db_path)
+    refused = culture("purge", "--before", "2026", "--db", frozen.db_path)
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith("error: table loose_answers holds rows per respondent "
+                                     "(response_id) but no wave, nor batch_id and source_row")
+    assert _snapshot(frozen.db_path) == before
