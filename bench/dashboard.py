@@ -10,6 +10,13 @@ baseline run in the same process: the obvious data access of loading the publish
 `cells` table into pandas and filtering it for each request.
 
     .venv/bin/python bench/dashboard.py [--calls 40] [--rebuild]
+                                        [--waves 10 [--per-wave 1000000] [--sites 300]]
+
+--waves 10 reads the published layer of a decade (bench/decade.py: ten waves of
+1,000,000 responses; the layer its incremental runs left, ten waves with nine frozen,
+else its full run's, else one full run made here) and reports the trend views (Trends
+and Principle, which read every wave of a site or the nation) apart: goal p95 under
+150 ms over ten waves.
 """
 
 from __future__ import annotations
@@ -63,6 +70,30 @@ def published_national(rebuild: bool) -> Settings:
     return settings
 
 
+def published_decade(per_wave: int, sites: int, waves: int, rebuild: bool) -> Settings:
+    """The published layer of bench/decade.py's decade of this size, made if missing."""
+    from decade import ensure_decade, run_child, wave_file
+
+    folder, manifest = ensure_decade(per_wave, sites, waves)
+    stores = folder / "stores"
+    for name in ("incremental.duckdb", "full.duckdb"):
+        settings = Settings(db_path=stores / name)
+        if not rebuild and settings.published_path.exists():
+            with duckdb.connect(str(settings.published_path), read_only=True) as con:
+                found = con.execute("select value from meta where key = ?",
+                                    [LAYOUT_KEY]).fetchall()
+            if found and found[0][0] == PUBLISHED_LAYOUT:
+                print(f"reading the decade's layer {settings.published_path}")
+                return settings
+    stores.mkdir(exist_ok=True)
+    started = time.perf_counter()
+    run_child({"store": str(stores / "full.duckdb"), "folder": str(folder),
+               "files": [str(folder / wave_file(w)) for w in manifest["waves"]],
+               "full": True, "fresh": True})
+    print(f"built the decade's published layer in {time.perf_counter() - started:.0f} s")
+    return Settings(db_path=stores / "full.duckdb")
+
+
 def sign_in(app, username: str):
     client = app.server.test_client()
     page = client.get("/login")
@@ -110,11 +141,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=40, help="requests per callback")
     parser.add_argument("--rebuild", action="store_true")
+    parser.add_argument("--waves", type=int, default=5,
+                        help="5: the national set; any other: a decade of bench/decade.py")
+    parser.add_argument("--per-wave", type=int, default=1_000_000,
+                        help="with --waves other than 5: responses a wave")
+    parser.add_argument("--sites", type=int, default=300,
+                        help="with --waves other than 5: sites")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     print(f"machine: {os.cpu_count()} cores, "
           f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 1024 ** 3:.0f} GB")
-    settings = published_national(args.rebuild)
+    settings = (published_national(args.rebuild) if args.waves == 5 else
+                published_decade(args.per_wave, args.sites, args.waves, args.rebuild))
     with duckdb.connect(str(settings.published_path), read_only=True) as con:
         sites = [r[0] for r in con.execute("select site_code from sites order by 1").fetchall()]
         waves = [r[0] for r in con.execute("select distinct wave from cells order by 1"
@@ -155,6 +193,11 @@ def main() -> None:
                 timed(admin, router_request(path, f"?site={site}&wave={rng.choice(waves)}")))
         times.setdefault("page /methods (researcher)", []).append(
             timed(researcher, router_request("/methods", f"?wave={rng.choice(waves)}")))
+        # The trend views read every wave of a site (or the nation, for a researcher).
+        times.setdefault("page /trends (admin)", []).append(
+            timed(admin, router_request("/trends", f"?site={site}&wave={waves[-1]}")))
+        times.setdefault("page /trends (researcher)", []).append(
+            timed(researcher, router_request("/trends", f"?wave={waves[-1]}")))
         times.setdefault("page /benchmark (admin)", []).append(
             timed(admin, router_request("/benchmark", f"?site={site}&wave={rng.choice(waves)}")))
         times.setdefault("page /benchmark (researcher)", []).append(
@@ -175,6 +218,12 @@ def main() -> None:
           f"{every.max():>9.1f}")
     print(f"goal: p95 under 150 ms; measured {p95:.1f} ms "
           f"({'met' if p95 < 150 else 'NOT met'})")
+    trend = np.concatenate([np.array(v) for k, v in times.items()
+                            if k.startswith(("page /trends", "page /principle"))])
+    trend_p95 = np.percentile(trend, 95)
+    print(f"trend views (Trends, Principle) over {len(waves)} waves: {len(trend)} calls, "
+          f"p50 {np.percentile(trend, 50):.1f} ms, p95 {trend_p95:.1f} ms "
+          f"({'met' if trend_p95 < 150 else 'NOT met'})")
 
     # Baseline: load the published cells into pandas for each request and filter there.
     baseline = []
