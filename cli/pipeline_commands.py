@@ -79,11 +79,16 @@ def run(files: Annotated[Optional[list[Path]], typer.Argument(
         column_map: Annotated[Optional[Path], typer.Option(
             "--map", help="CSV 'column,field' mapping export columns to item ids (with "
                           "--from)")] = None,
+        full: Annotated[bool, typer.Option(
+            "--full", help="Recompute every wave with responses, frozen ones too (their "
+                           "published rows are still held as published)")] = False,
         db: DbOption = None, instrument: InstrumentOption = None) -> None:
     """Ingest, score, check, benchmark, suppress and publish: the whole pipeline.
 
     The published layer (aggregates only) is written beside the store as
     <store>.published.duckdb; the dashboard and exports read only that file.
+    Frozen waves (`culture waves freeze`) stay as published: a run computes the open
+    waves only and reads only their responses; --full recomputes them all.
 
     Examples: culture run responses-2026.csv
               culture run qualtrics-2026.csv --from qualtrics --site RX1 --wave 2026
@@ -92,12 +97,12 @@ def run(files: Annotated[Optional[list[Path]], typer.Argument(
     settings = resolve_settings(db=db, instrument=instrument, target_rule=target,
                                 min_group_size=min_group_size)
     run_and_summarise(settings, files or [], site, wave, report_dir, tool.strip().lower(),
-                      column_map)
+                      column_map, full)
 
 
 def run_and_summarise(settings: Settings, files: list[Path], site: str | None,
                       wave: int | None, report_dir: Path, tool: str = "culture",
-                      column_map: Path | None = None) -> None:
+                      column_map: Path | None = None, full: bool = False) -> None:
     """Run the pipeline with a progress bar per stage, then print what was published."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -117,7 +122,8 @@ def run_and_summarise(settings: Settings, files: list[Path], site: str | None,
         tasks[name] = bar.add_task(name, total=None)
 
     with bar:
-        result = run_pipeline(settings, inst, files, site, wave, stage, tool, mapping)
+        result = run_pipeline(settings, inst, files, site, wave, stage, tool, mapping,
+                              full=full)
         for task in tasks.values():
             bar.update(task, total=1, completed=1)
     imported = {id(i.ingest): i for i in result.imports}
@@ -127,10 +133,14 @@ def run_and_summarise(settings: Settings, files: list[Path], site: str | None,
         print_ingest(report)
     if result.inbox is not None:
         out.print(result.inbox.summary(), highlight=False)
-    html_path, _ = write_report(result.psychometrics, inst, report_dir)
-    _print_reliability(result.psychometrics)
-    _print_published(result.published, settings)
-    out.print(f"validation report: {html_path}")
+    _print_waves(result.published)
+    if result.psychometrics is None:    # every wave frozen: nothing was computed
+        _print_published(result.published, settings)
+    else:
+        html_path, _ = write_report(result.psychometrics, inst, report_dir)
+        _print_reliability(result.psychometrics)
+        _print_published(result.published, settings)
+        out.print(f"validation report: {html_path}")
     # The dashboard's Fieldwork page reads these counts, never the store (pipeline.fieldwork).
     from pipeline.fieldwork import write_fieldwork
 
@@ -169,10 +179,25 @@ def _score(value, kind: str) -> str:
     return "" if value is None or value != value else f"{to_score(value, kind):.1f}"
 
 
+def _print_waves(pub) -> None:
+    """Which waves the run computed and which it held as published (frozen)."""
+    if not pub.waves_held:
+        return
+    computed = ", ".join(map(str, pub.waves_computed)) or "none (every wave is frozen)"
+    out.print(f"waves computed: {computed}; held as published (frozen): "
+              f"{', '.join(map(str, pub.waves_held))}", highlight=False)
+    if pub.pooled_note:
+        out.print(f"  {pub.pooled_note}", highlight=False)
+
+
 def _print_published(pub, settings: Settings) -> None:
     k = settings.min_group_size
     shown = pub.cells - pub.hidden_primary - pub.hidden_complementary
     out.print(f"published: {pub.path.resolve()}")
+    if pub.waves_held and not pub.waves_computed:
+        out.print("  every wave is frozen: the layer holds their rows as published, "
+                  "nothing was recomputed or suppressed again", highlight=False)
+        return
     out.print(f"  {pub.cells:,} cells: {shown:,} shown; {pub.hidden_primary:,} hidden because "
               f"fewer than {k} people answered; {pub.hidden_complementary:,} hidden so that "
               f"those cannot be worked out by subtraction")

@@ -41,6 +41,7 @@ from stats.outliers import random_effects
 from stats.verdicts import judge_sites
 from pipeline.frames import query_frame, with_columns, write_table
 from pipeline.item_benchmarks import item_benchmark_table
+from pipeline.scope import wave_list_sql
 from stats.gaps import leave_one_out_gaps, pool_seed
 from stats.weighting import weighted_table
 from survey.settings import TARGET_RULES
@@ -283,8 +284,10 @@ def shrunken_table(cells: pd.DataFrame, params: pd.DataFrame) -> pd.DataFrame:
     return _stack(rows)
 
 
-def trend_table(cells: pd.DataFrame) -> pd.DataFrame:
-    """Change from each unit's previous wave (both cells shown), Welch test, BH per family."""
+def trend_table(cells: pd.DataFrame, only: list[int] | None = None) -> pd.DataFrame:
+    """Change from each unit's previous wave (both cells shown), Welch test, BH per family
+    (a wave's measure at one level). `only`: rows of these waves only (None: every wave);
+    the earlier waves' cells still serve as the previous values."""
     shown = cells[(cells["breakdown"] == "all") & ~cells["suppressed"]
                   & cells["measure_kind"].isin(COMPARED_KINDS)]
     shown = shown[["wave", "level", "unit", "peer_group", "measure_kind", "measure", "n",
@@ -295,6 +298,8 @@ def trend_table(cells: pd.DataFrame) -> pd.DataFrame:
     pairs = shown.assign(previous_wave=prev["wave"], n_previous=prev["n"],
                          mean_previous=prev["mean"], sd_previous=prev["sd"]).dropna(
         subset=["previous_wave"])
+    if only is not None:
+        pairs = pairs[pairs["wave"].isin(list(only)).to_numpy()]
     diff, _se, low, high, p = welch(pairs["mean"], pairs["sd"], pairs["n"],
                                     pairs["mean_previous"], pairs["sd_previous"],
                                     pairs["n_previous"])
@@ -384,9 +389,11 @@ def principle_gap_table(cells: pd.DataFrame, target_rule: str = "peer_q3") -> pd
 EQUITY_FAMILY = ("wave", "level", "unit", "measure_kind", "measure")
 
 
-def write_equity_table(pub: duckdb.DuckDBPyConnection, source: str = "cells") -> int:
+def write_equity_table(pub: duckdb.DuckDBPyConnection, source: str = "cells",
+                       waves: list[int] | None = None) -> int:
     """Table `equity`: each shown group against the rest of its unit (site, peer group or
-    all sites), from the published cells in relation `source`; returns its row count.
+    all sites), from the published cells in relation `source`, of `waves` (None: every
+    wave); returns its row count.
 
     The pairing of groups with their unit's total is a join in DuckDB; the rows come back
     as Arrow columns and numpy computes the tests from the numeric ones. Pandas is left
@@ -394,6 +401,7 @@ def write_equity_table(pub: duckdb.DuckDBPyConnection, source: str = "cells") ->
     seconds to carry.
     """
     kinds = ", ".join(f"'{kind}'" for kind in COMPARED_KINDS)
+    scoped = "true" if waves is None else wave_list_sql(waves)
     # `family` numbers each unit total, and with it the family of tests its groups form.
     pairs = pub.sql(f"""
         with totals as (
@@ -401,13 +409,14 @@ def write_equity_table(pub: duckdb.DuckDBPyConnection, source: str = "cells") ->
                    n as unit_n, mean as unit_mean, sd as unit_sd
             from {source}
             where not suppressed and measure_kind in ({kinds}) and breakdown = 'all'
+              and {scoped}
         ),
         groups as (
             select wave, level, unit, peer_group, breakdown, grp, measure_kind, measure, n,
                    mean, sd, ci_low, ci_high
             from {source}
             where not suppressed and measure_kind in ({kinds}) and breakdown <> 'all'
-              and grp <> 'not_stated'
+              and grp <> 'not_stated' and {scoped}
         )
         select * from groups join totals using ({', '.join(EQUITY_FAMILY)})
         order by {', '.join(KEY_ORDER)}""").to_arrow_table()
@@ -462,40 +471,55 @@ def _stack(parts: list[tuple[int, dict]]) -> pd.DataFrame:
 
 
 def build_benchmarks(pub: duckdb.DuckDBPyConnection, target_rule: str = "peer_q3",
-                     k: int = 10, source: str = "cells") -> dict:
+                     k: int = 10, source: str = "cells",
+                     waves: list[int] | None = None) -> dict:
     """Write every comparison table into the published file; return every site x
     measure x wave whose verdict is not "in line", and how many funnels compared sites.
 
     `source` names the relation holding the published cells: the file's table, or the
     same rows registered on `pub` (Arrow) while the table is still being written.
+    `waves`: write the rows of these waves only (a run's open waves; None: every wave).
+    The other waves' cells in `source` (frozen waves, held as published) serve only as
+    the previous wave of trends and question benchmarks; their own comparison rows are
+    held as published, not written here. Every comparison but those two is within a
+    wave, so each row written is the one a run of every wave would write.
     """
     # The tables built in pandas use shown cells of compared kinds only (items for
     # `benchmarks`): unit totals, and the sites' staff groups for the weighting. DuckDB
     # filters the 800k-row layer and hands pandas only those, and only the columns used.
+    # Earlier waves give only their unit totals (last year's values).
+    scoped = "true" if waves is None else wave_list_sql(waves)
     cells = query_frame(pub, f"""
         select {', '.join(BENCHMARKED_COLUMNS)} from {source}
         where not suppressed and measure_kind in (?, ?, ?)
-          and (breakdown = 'all' or (level = 'site' and breakdown = 'staff_group'))""",
+          and (breakdown = 'all' or ({scoped} and level = 'site'
+                                     and breakdown = 'staff_group'))""",
                         [*COMPARED_KINDS, "item"])
     headcounts = query_frame(pub, "select * from site_headcounts")
     # The rest filter unit totals out of the cells again and again, which is quicker
     # from the totals alone.
-    totals = cells[(cells["breakdown"] == "all").to_numpy()]
+    every_total = cells[(cells["breakdown"] == "all").to_numpy()]
+    if waves is not None:
+        current = cells["wave"].isin(list(waves)).to_numpy()
+        cells, totals = cells[current], every_total[every_total["wave"].isin(list(waves))]
+    else:
+        totals = every_total
     compare = SiteComparisons()
     tables = {"benchmarks": benchmark_table(totals, compare)}
     params, funnel_rows = funnel_tables(totals, compare)
-    waves = [int(w) for (w,) in pub.sql(f"select distinct wave from {source} order by wave"
-                                         ).fetchall()]
-    tables["item_benchmarks"] = item_benchmark_table(totals, waves, compare_with_others)
+    published_waves = [int(w) for (w,) in pub.sql(
+        f"select distinct wave from {source} order by wave").fetchall()]
+    tables["item_benchmarks"] = item_benchmark_table(every_total, published_waves,
+                                                     compare_with_others, waves)
     tables |= {"funnel_params": params, "funnel": funnel_rows,
                "shrunken": shrunken_table(totals, params) if len(params) else pd.DataFrame(),
-               "trends": trend_table(totals),
+               "trends": trend_table(every_total, waves),
                "principle_gaps": principle_gap_table(totals, target_rule),
                "weighted": weighted_table(cells, headcounts, k)}
     for name, frame in tables.items():
         write_table(pub, name, with_columns(frame, MAY_BE_EMPTY.get(name, {})))
     rows = {name: len(frame) for name, frame in tables.items()}
-    rows["equity"] = write_equity_table(pub, source)
+    rows["equity"] = write_equity_table(pub, source, waves)
     noted = (funnel_rows[funnel_rows["verdict"] != VERDICTS[2]] if len(funnel_rows)
              else funnel_rows)
     return {"site_verdicts": noted[["wave", "site_code", "measure_kind", "measure", "verdict",

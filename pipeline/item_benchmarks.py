@@ -43,10 +43,14 @@ CHANGE_VERDICTS = ("improved", "declined", "no clear change")
 _Z95 = float(stats.norm.ppf(0.975))
 
 
-def item_benchmark_table(cells: pd.DataFrame, waves: list[int], compare) -> pd.DataFrame:
+def item_benchmark_table(cells: pd.DataFrame, waves: list[int], compare,
+                         only: list[int] | None = None) -> pd.DataFrame:
     """The `item_benchmarks` rows from the shown whole-unit cells (`cells`: the benchmark
     stage's totals) and the layer's published waves, oldest first. `compare` judges one
-    group of sites (`pipeline.benchmark.compare_with_others`)."""
+    group of sites (`pipeline.benchmark.compare_with_others`). `only`: rows of these
+    waves only (a run's open waves; None: every wave), the other waves' cells serving as
+    last year's values (every comparison is within a wave, so each row is the same
+    either way)."""
     sites = cells[(cells["level"] == "site").to_numpy() & (cells["breakdown"] == "all").to_numpy()
                   & (cells["measure_kind"] == "item").to_numpy()
                   & ~cells["suppressed"].to_numpy().astype(bool)
@@ -56,6 +60,9 @@ def item_benchmark_table(cells: pd.DataFrame, waves: list[int], compare) -> pd.D
         "peer_group": sites["peer_group"].to_numpy(), "measure": sites["measure"].to_numpy(),
         "n": sites["n"].to_numpy(), "pct_favourable": sites["pct_favourable"].to_numpy(float)})
     out = out.sort_values(["wave", "site_code", "measure"], kind="stable").reset_index(drop=True)
+    earlier = out
+    if only is not None:
+        out = out[out["wave"].isin(list(only)).to_numpy()].reset_index(drop=True)
     if out.empty:
         return out
     pct, n = out["pct_favourable"].to_numpy(float), out["n"].to_numpy(float)
@@ -80,7 +87,7 @@ def item_benchmark_table(cells: pd.DataFrame, waves: list[int], compare) -> pd.D
     for name in ("others_mean", "low", "high"):
         out[name] = national[name]
     out["verdict"], out["rule"] = national["verdict"], national["rule"]
-    out = pd.concat([out, _changes(out, waves)], axis=1)
+    out = pd.concat([out, _changes(out, waves, earlier)], axis=1)
     return out[list(ITEM_BENCHMARK_COLUMNS)]
 
 
@@ -117,11 +124,14 @@ def _peer_distribution(frame: pd.DataFrame, key: list[str]) -> pd.DataFrame:
     return pd.DataFrame(columns, index=frame.index)
 
 
-def _changes(frame: pd.DataFrame, waves: list[int]) -> pd.DataFrame:
-    """Last year's shown value of each row and the change from it, tested and judged."""
+def _changes(frame: pd.DataFrame, waves: list[int],
+             earlier: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Last year's shown value of each row and the change from it, tested and judged;
+    last year's rows are looked up in `earlier` (default: `frame` itself)."""
     previous_of = dict(zip(waves[1:], waves[:-1]))
     previous_wave = frame["wave"].map(previous_of).astype("Int64")
-    last = frame[["wave", "site_code", "measure", "n", "pct_favourable"]].rename(columns={
+    last = (frame if earlier is None else earlier)[
+        ["wave", "site_code", "measure", "n", "pct_favourable"]].rename(columns={
         "wave": "previous_wave", "n": "n_previous", "pct_favourable": "pct_previous"})
     paired = pd.DataFrame({"previous_wave": previous_wave, "site_code": frame["site_code"],
                            "measure": frame["measure"]}).merge(

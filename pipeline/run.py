@@ -7,6 +7,13 @@ alongside the verifier's check of the cells -> verify (every table's counts). St
 side by side share nothing but what they read. The store is opened once for writing;
 the published layer is a separate file replaced in one rename at the end, so a
 dashboard reading it is never blocked.
+
+Frozen waves (issue 25) are held as published: a run computes only the open waves
+(quality flags, cells, psychometrics, item answers, drivers and comparisons read the
+respondents of those waves alone, so adding a wave does not re-read the earlier ones)
+and publishes the frozen waves' held rows beside them (`pipeline.scope`). A full run
+(`full=True`, `culture run --full`) recomputes every wave with respondents and then
+publishes the held rows in place of the frozen waves' recomputed ones: the same layer.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from pipeline.psychometrics.results import PsychometricsResult
 from pipeline.psychometrics.stage import run_psychometrics, start_structural_models
 from pipeline.publish.writer import PublishReport, aggregate_cells, publish
 from pipeline.quality import flag_response_quality
+from pipeline.scope import RunScope
 from pipeline.store import open_store
 from pipeline.ingest.tools import ImportReport, check_tool, ingest_from_tool
 from survey.instrument import Instrument
@@ -45,26 +53,34 @@ class RunReport:
     published: PublishReport | None = None
     #: What was taken from the web form's inbox (None: no inbox, none expected).
     inbox: InboxReport | None = None
+    #: Which waves were computed, which held as published, and whether it was a full run.
+    scope: RunScope | None = None
 
 
 def run_pipeline(settings: Settings, instrument: Instrument, files: list[Path] = (),
                  site: str | None = None, wave: int | None = None,
                  stage: Callable[[str], None] | None = None, tool: str = "culture",
-                 column_map: dict[str, str] | None = None) -> RunReport:
+                 column_map: dict[str, str] | None = None, full: bool = False) -> RunReport:
     """Run every stage; `stage(name)` is called as each one starts.
 
     `tool` other than "culture" reads each file through that tool's import adapter
     (`pipeline.ingest.tools`; `column_map` as its --map), as `culture ingest --from` does.
+
+    Frozen waves are held as published and only the open waves computed; `full`
+    recomputes every wave with respondents, frozen ones too, and still publishes the
+    frozen waves' held rows (so both modes publish the same layer). Rows pooled over
+    waves (validation, overall reliability) describe the open waves in both modes, and
+    stay as last published when no wave is open.
     """
     check_tool(tool)
     with threadpool_limits(limits=1, user_api="blas"):  # small matrices: see psychometrics
         return _run(settings, instrument, files, site, wave, stage or (lambda name: None),
-                    tool, column_map)
+                    tool, column_map, full)
 
 
 def _run(settings: Settings, instrument: Instrument, files: list[Path], site: str | None,
          wave: int | None, step: Callable[[str], None], tool: str,
-         column_map: dict[str, str] | None) -> RunReport:
+         column_map: dict[str, str] | None, full: bool = False) -> RunReport:
     report = RunReport()
     definition = settings.instrument_path.read_text(encoding="utf-8")
     with open_store(settings.db_path) as con:
@@ -84,19 +100,26 @@ def _run(settings: Settings, instrument: Instrument, files: list[Path], site: st
         # sums the cells, and suppression (Python on those sums) runs beside the
         # psychometrics' scans, so each Python step fills time DuckDB would leave a core
         # idle. (bench/pipeline.py measures the stages.)
+        scope = report.scope = RunScope.of_store(con, full)
+        if not scope.computed and scope.frozen:
+            # Every wave frozen: nothing to compute, the layer is the held rows.
+            report.published = publish(con, instrument, settings, None, step, None, scope)
+            return report
         step("quality")
-        flags = flag_response_quality(con, instrument)
+        flags = flag_response_quality(con, instrument, waves=scope.computed)
         with ThreadPoolExecutor(max_workers=1) as models_pool, \
                 ThreadPoolExecutor(max_workers=1) as pool:
             # (Should a stage fail, leaving the block waits for both workers.)
-            models = start_structural_models(con, instrument, settings, models_pool)
+            models = start_structural_models(con, instrument, settings, models_pool,
+                                             scope.computed, scope.pooled)
             step("aggregate")
-            sums = aggregate_cells(con, instrument, settings)
+            sums = aggregate_cells(con, instrument, settings, scope.computed)
             step("psychometrics + suppress")
             suppressing = pool.submit(suppress_small_cells, sums, settings.min_group_size)
             report.psychometrics = run_psychometrics(con, instrument, settings, flags=flags,
-                                                     models=models)
+                                                     models=models, waves=scope.computed,
+                                                     pooled=scope.pooled)
             decided = suppressing.result()
         report.published = publish(con, instrument, settings, report.psychometrics, step,
-                                   decided)
+                                   decided, scope)
     return report

@@ -11,6 +11,7 @@ the same sample from every store holding the same responses (`structure_sample`)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ from pipeline.quality import (analysis_view, flag_response_quality,
                                flag_response_quality_aside, quality_by_site)
 from stats.reliability import (StatisticsError, alpha_batch, item_statistics_from_covariance,
                                   omega_total_batch)
+from pipeline.scope import wave_list_sql
 from pipeline.scoring import keyed_items, score_responses
 from pipeline.store import drop_relation
 from stats.structure import bartlett_sphericity, cfa, htmt, kmo, parallel_analysis
@@ -115,9 +117,20 @@ def _scope_scan(con, instrument: Instrument, scale_id: str) -> PatternSums:
                         source="scope_responses")
 
 
-def _at_levels(raw: PatternSums) -> dict[str, list]:
-    return dict(zip(MOMENT_LEVELS,
-                    levels_from_patterns(raw, tuple(MOMENT_LEVELS.values())).values()))
+def _at_levels(raw: PatternSums, pooled: Sequence[int] | None = None) -> dict[str, list]:
+    """The matrices at every level; the overall level pooled over the waves `pooled`
+    only (None: over every wave scanned), so that a full run's pooled rows describe the
+    open waves, as an incremental run's do."""
+    levels = dict(zip(MOMENT_LEVELS,
+                      levels_from_patterns(raw, tuple(MOMENT_LEVELS.values())).values()))
+    if pooled is not None and len(raw.rows["n"]):
+        keep = np.isin(np.asarray(raw.rows["wave"], dtype=np.int64), list(pooled))
+        if not keep.all():
+            subset = PatternSums({name: np.asarray(column)[keep]
+                                  for name, column in raw.rows.items()},
+                                 raw.by, raw.items, raw.min_items)
+            levels["overall"] = levels_from_patterns(subset, ((),))[()]
+    return levels
 
 
 def reliability_rows(moments: dict, min_group: int) -> list[ReliabilityRow]:
@@ -169,10 +182,11 @@ def _scale_reliability(scale_id: str, levels: dict[str, list], min_group: int
     return result
 
 
-def _scale_results(raw: PatternSums, scale_id: str, min_group: int) -> tuple[dict, dict, tuple]:
+def _scale_results(raw: PatternSums, scale_id: str, min_group: int,
+                   pooled: Sequence[int] | None = None) -> tuple[dict, dict, tuple]:
     """A scale's matrices at every level, its reliability rows and its aggregation rows
-    (`aggregation_rows`); no store access."""
-    levels = _at_levels(raw)
+    (`aggregation_rows`); no store access. `pooled` as in `_at_levels`."""
+    levels = _at_levels(raw, pooled)
     return (levels, _scale_reliability(scale_id, levels, min_group),
             aggregation_rows({scale_id: levels}, min_group))
 
@@ -370,8 +384,17 @@ class StructuralModels:
     invariance: Future
 
 
+def _pooled_source(source: str, waves: Sequence[int] | None,
+                   pooled: Sequence[int] | None) -> str:
+    """`source`, or its rows of the `pooled` waves when those are fewer than `waves`."""
+    if pooled is None or (waves is not None and set(pooled) >= set(waves)):
+        return source
+    return f"(select * from {source} where {wave_list_sql(pooled)})"
+
+
 def start_structural_models(con, instrument: Instrument, settings: Settings,
-                            pool: ThreadPoolExecutor) -> StructuralModels:
+                            pool: ThreadPoolExecutor, waves: Sequence[int] | None = None,
+                            pooled: Sequence[int] | None = None) -> StructuralModels:
     """Draw the structural sample from all analysed respondents and start fitting it
     in `pool`, for a caller with other work to do meanwhile.
 
@@ -379,9 +402,14 @@ def start_structural_models(con, instrument: Instrument, settings: Settings,
     scale), which holds the GIL most of the time: `culture run` starts them as soon as the quality
     flags exist, to run while DuckDB sums the cells, rather than beside the
     psychometrics' own Python work and the suppression.
+
+    `waves`: the run's computed waves (None: every wave); the sample is drawn from the
+    respondents of the `pooled` waves among them (None: all of them), the open waves a
+    run's pooled rows describe.
     """
-    analysis_view(con, settings.exclude_flagged)
-    sample = structure_sample(con, instrument, source="analysis_responses")
+    analysis_view(con, settings.exclude_flagged, waves)
+    sample = structure_sample(con, instrument,
+                              source=_pooled_source("analysis_responses", waves, pooled))
     return StructuralModels(
         structure=pool.submit(structure_from_sample, sample, instrument),
         invariance=pool.submit(invariance_from_sample, sample, instrument,
@@ -391,13 +419,21 @@ def start_structural_models(con, instrument: Instrument, settings: Settings,
 def run_psychometrics(con, instrument: Instrument, settings: Settings,
                       wave: int | None = None, site: str | None = None,
                       flags: dict[str, int] | None = None,
-                      models: StructuralModels | None = None) -> PsychometricsResult:
+                      models: StructuralModels | None = None,
+                      waves: Sequence[int] | None = None,
+                      pooled: Sequence[int] | None = None) -> PsychometricsResult:
     """Every check of the validation report (`PsychometricsResult.as_json()` is its JSON).
 
     `flags` is what `flag_response_quality` returned when the caller has just run it
     (`culture run` does, before summing the cells); otherwise the flags are built here.
     `models` is what `start_structural_models` returned, when the caller started them
     (only for the whole store: no wave or site).
+
+    `waves` limits what is read to those waves' respondents (a run's computed waves:
+    None reads every wave); `pooled`, the waves the pooled results (overall reliability,
+    structure, invariance) describe (None: all that were read). `culture run` passes
+    the open waves as `pooled` in both its modes, so a full run and an incremental run
+    publish the same pooled rows.
     """
     if models is not None and (wave is not None or site is not None):
         raise ValueError("structural models started early cover every respondent; "
@@ -407,15 +443,18 @@ def run_psychometrics(con, instrument: Instrument, settings: Settings,
     # processes share the cores: they spin waiting for work the small products never
     # hand them.
     with threadpool_limits(limits=1, user_api="blas"):
-        return _run_psychometrics(con, instrument, settings, wave, site, flags, models)
+        return _run_psychometrics(con, instrument, settings, wave, site, flags, models,
+                                  waves, pooled)
 
 
 def _run_psychometrics(con, instrument: Instrument, settings: Settings, wave: int | None,
                        site: str | None, flags: dict[str, int] | None,
-                       models: StructuralModels | None) -> PsychometricsResult:
+                       models: StructuralModels | None, waves: Sequence[int] | None = None,
+                       pooled: Sequence[int] | None = None) -> PsychometricsResult:
     if flags is None and settings.exclude_flagged:
-        flags = flag_response_quality(con, instrument)     # they decide who is analysed
-    analysis_view(con, settings.exclude_flagged)
+        # they decide who is analysed
+        flags = flag_response_quality(con, instrument, waves=waves)
+    analysis_view(con, settings.exclude_flagged, waves)
     score_responses(con, instrument)
     _scope_table(con, wave, site)
     # The structural models are Python and numpy on one small sample; unless the caller
@@ -429,18 +468,20 @@ def _run_psychometrics(con, instrument: Instrument, settings: Settings, wave: in
     with ThreadPoolExecutor(max_workers=1) as pool, \
             ThreadPoolExecutor(max_workers=1) as flagging:
         flagged = (None if flags is not None else
-                   flagging.submit(flag_response_quality_aside, con, instrument))
+                   flagging.submit(flag_response_quality_aside, con, instrument, waves))
         if models is None:
-            sample = structure_sample(con, instrument)
+            sample = structure_sample(con, instrument,
+                                      source=_pooled_source("scope_responses", waves, pooled))
             models = StructuralModels(
                 structure=pool.submit(structure_from_sample, sample, instrument),
                 invariance=pool.submit(invariance_from_sample, sample, instrument,
                                        settings.min_group_size))
         # (Should the scans fail, leaving the block still waits for the other work.)
-        scanned = _scans(con, instrument, settings)
+        scanned = _scans(con, instrument, settings, pooled)
         if flagged is not None:
             flags = flagged.result()
-        quality = DataQuality(flags, tuple(SiteQuality(*row) for row in quality_by_site(con)))
+        quality = DataQuality(flags, tuple(SiteQuality(*row)
+                                           for row in quality_by_site(con, waves)))
         return PsychometricsResult(
             scope=Scope(wave, site, instrument.key, settings.exclude_flagged,
                         settings.min_group_size),
@@ -448,7 +489,8 @@ def _run_psychometrics(con, instrument: Instrument, settings: Settings, wave: in
             invariance=tuple(models.invariance.result()), criteria=dict(CRITERIA))
 
 
-def _scans(con, instrument: Instrument, settings: Settings) -> dict[str, tuple]:
+def _scans(con, instrument: Instrument, settings: Settings,
+           pooled: Sequence[int] | None = None) -> dict[str, tuple]:
     """Everything of the stage that reads the respondents in DuckDB.
 
     Each scale's scan is DuckDB's work; turning its sums into matrices, alphas and
@@ -459,7 +501,8 @@ def _scans(con, instrument: Instrument, settings: Settings) -> dict[str, tuple]:
     min_group = settings.min_group_size
     with ThreadPoolExecutor(max_workers=1) as python_side:
         pending = {scale.id: python_side.submit(
-            _scale_results, _scope_scan(con, instrument, scale.id), scale.id, min_group)
+            _scale_results, _scope_scan(con, instrument, scale.id), scale.id, min_group,
+            pooled)
             for scale in instrument.scales}
         distributions = item_distributions(con, instrument)
         results = {scale_id: future.result() for scale_id, future in pending.items()}

@@ -9,6 +9,18 @@ The file is built under a temporary name, benchmarked from its own cells, checke
 the independent verifier (`pipeline.publish.verify`) and only then moved into place in one
 rename, so readers see either the previous complete layer or the new one. If the
 verifier finds a breach, the run fails loudly and the previous layer stays.
+
+Frozen waves (issue 25, `pipeline.waves`) are held as published: every table with a
+`wave` column gets the freshly computed rows of the run's open waves and, verbatim, the
+held rows of the frozen waves (`RunScope`, `pipeline.scope`). Their cells are not
+suppressed again (suppression's equations stay within a wave, so the open waves'
+cells are decided alone) and the cells check runs on the open waves' cells; the held
+cells were checked when first published, and the union of every version ever
+published is checked by `verify_frozen_union` (`pipeline.publish.verify`) where it
+exists. Rows pooled over waves (tables without a `wave` column such as `validation`,
+and rows whose wave is NULL such as the overall reliability) describe the open waves;
+a copy is kept in the store (`pooled_<table>`), and a run with no wave open publishes
+them as last published.
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from scipy import stats
 
 from pipeline.publish.actions import action_rows, load_actions
@@ -36,7 +49,10 @@ from pipeline.frames import with_columns, write_table
 from pipeline.psychometrics.results import Judgement, PsychometricsResult
 from pipeline.quality import analysis_view
 from pipeline.store import drop_relation
+from pipeline.publish import verify as verify_module
 from pipeline.publish.verify import VerificationReport, check_cells, verify_published
+from pipeline.scope import RunScope, wave_list_sql
+from pipeline.waves import held_tables
 from published.layout import (CELL_COLUMNS, LAYOUT_KEY, PSYCHOMETRIC_COLUMNS, PUBLISHED_LAYOUT,
                               attribute_title)
 from survey.instrument import Instrument
@@ -61,6 +77,12 @@ class PublishReport:
     #: Funnels (measure x wave) with enough sites for each to be compared with the others.
     funnels_compared: int = 0
     verification: VerificationReport | None = None
+    #: Waves whose rows this run computed, and waves held as published (frozen).
+    waves_computed: tuple[int, ...] = ()
+    waves_held: tuple[int, ...] = ()
+    #: What the rows pooled over waves describe: the open waves computed now, or (no
+    #: wave open) the rows as last published, kept (None: nothing pooled to keep).
+    pooled_note: str | None = None
 
 
 def published_cells(sums: pd.DataFrame, instrument: Instrument) -> pd.DataFrame:
@@ -185,85 +207,277 @@ def validation_rows(psychometrics: PsychometricsResult) -> pd.DataFrame:
 
 
 def aggregate_cells(con: duckdb.DuckDBPyConnection, instrument: Instrument,
-                    settings: Settings) -> pd.DataFrame:
-    """The sums of every cell (the aggregate stage), in key order, for the suppression."""
-    analysis_view(con, settings.exclude_flagged)
+                    settings: Settings, waves: tuple[int, ...] | None = None) -> pd.DataFrame:
+    """The sums of every cell (the aggregate stage) of `waves` (None: every wave), in
+    key order, for the suppression."""
+    analysis_view(con, settings.exclude_flagged, waves)
     # Stores written before the cell sums became a frame keep a table of them (true
     # small counts included), which would otherwise stay behind, stale.
     drop_relation(con, "cell_sums")
     return cell_sums(con, instrument)
 
 
+#: Tables describing the instrument, the sites and the run: every run writes them anew.
+REFERENCE_TABLES = ("meta", "groups", "sites", "site_headcounts", "measures", "actions")
+#: The benchmark stage's answer when it has nothing to compute (no wave open).
+_NO_BENCHMARKS = {"rows": {}, "site_verdicts": [], "funnels_compared": 0}
+
+
 def publish(con: duckdb.DuckDBPyConnection, instrument: Instrument, settings: Settings,
             psychometrics: PsychometricsResult | None = None, progress: Progress | None = None,
-            decided: pd.DataFrame | None = None) -> PublishReport:
+            decided: pd.DataFrame | None = None, scope: RunScope | None = None) -> PublishReport:
     """Build, benchmark, verify and move into place the published layer of the store.
 
     `decided` is `suppress_small_cells(aggregate_cells(...))` when the caller has already
     run those two stages (`culture run` overlaps them with the psychometrics).
+    `scope` says which waves are computed and which held as published (default: the
+    store's frozen waves held, the others computed); `decided` and `psychometrics`
+    cover `scope.computed`. Every table with a `wave` column publishes the computed rows
+    of the open waves and the held rows of the frozen ones.
     """
     step = progress or (lambda stage: None)
     k = settings.min_group_size
     final = settings.published_path
-    report = PublishReport(path=final)
-    if decided is None:
-        step("aggregate")
-        sums = aggregate_cells(con, instrument, settings)
-        step("suppress")
-        decided = suppress_small_cells(sums, k)
-    report.cells = len(decided)
-    report.hidden_primary = int((decided["suppression"] == "primary").sum())
-    report.hidden_complementary = int((decided["suppression"] == "complementary").sum())
-    report.hidden_by_level = {
-        f"{level} {why}": int(count) for (level, why), count in
-        decided[decided["suppressed"]].groupby(["level", "suppression"]).size().items()}
-    _log_suppression(con, decided)
-    cells = published_cells(decided, instrument)
+    scope = scope or RunScope.of_store(con)
+    report = PublishReport(path=final, waves_computed=scope.fresh, waves_held=scope.frozen)
+    # With every wave frozen there is nothing to compute: the layer is the held rows.
+    computing = bool(scope.computed) or not scope.frozen
+    computed_cells = None
+    if computing:
+        if decided is None:
+            step("aggregate")
+            sums = aggregate_cells(con, instrument, settings, scope.computed)
+            step("suppress")
+            decided = suppress_small_cells(sums, k)
+        opened = decided[~decided["wave"].isin(scope.frozen)] if scope.frozen else decided
+        report.cells = len(opened)
+        report.hidden_primary = int((opened["suppression"] == "primary").sum())
+        report.hidden_complementary = int((opened["suppression"] == "complementary").sum())
+        report.hidden_by_level = {
+            f"{level} {why}": int(count) for (level, why), count in
+            opened[opened["suppressed"]].groupby(["level", "suppression"]).size().items()}
+        _log_suppression(con, opened, scope)
+        computed_cells = published_cells(decided, instrument)
 
     step("publish")
     tmp = final.with_name(final.name + ".tmp")
     tmp.unlink(missing_ok=True)
+    held = _held_rows(con, scope)
     pub = duckdb.connect(str(tmp))
     writer = pub.cursor()
     try:
-        tables = {"cells": cells, **_reference_tables(con, instrument, settings)}
-        # Counted from the store (the respondents), shown only for the shown item cells.
-        analysis_view(con, settings.exclude_flagged)
-        tables["item_answers"] = item_answers(con, instrument, cells)
-        # What goes with seeking help early (issue 23): from the same respondents.
-        tables["drivers"] = driver_table(con, instrument, cells)
-        if psychometrics is not None:
-            tables |= reliability_tables(psychometrics, cells, k, settings.exclude_flagged)
-        # The cells table is the largest (about a second of DuckDB's writing at
-        # national scale, which leaves the GIL free): a worker writes it, through its
-        # own cursor, and then runs the verifier's costly part, which reads only the
-        # cells, while the comparisons are computed from the same rows in memory.
-        rows = pa.Table.from_pandas(cells, preserve_index=False)
-        pub.register("published_cells", rows)
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            checking = pool.submit(_write_and_check_cells, writer, rows, k)
+        tables: dict[str, pd.DataFrame | pa.Table] = {}
+        if computed_cells is not None:
+            tables["cells"] = _open_rows(computed_cells, scope)
+            # Counted from the store (the respondents), shown only for the shown item cells.
+            analysis_view(con, settings.exclude_flagged, scope.computed)
+            tables["item_answers"] = _open_rows(item_answers(con, instrument, computed_cells),
+                                                scope)
+            # What goes with seeking help early (issue 23): from the same respondents.
+            tables["drivers"] = _open_rows(driver_table(con, instrument, computed_cells), scope)
+            if psychometrics is not None:
+                tables |= {name: _open_rows(frame, scope) for name, frame in
+                           reliability_tables(psychometrics, computed_cells, k,
+                                              settings.exclude_flagged).items()}
+        report.pooled_note = _pooled(con, tables, scope, final)
+        tables = _reference_tables(con, instrument, settings, scope,
+                                   report.pooled_note) | tables
+        bench = _NO_BENCHMARKS
+        if computed_cells is None:
             for name, frame in tables.items():
-                if name != "cells":
-                    write_table(pub, name, frame)
-            step("benchmark")
-            bench = build_benchmarks(pub, settings.target_rule, k, source="published_cells")
-            cells_checked = checking.result()
-        pub.unregister("published_cells")
+                write_table(pub, name, frame)
+            cells_checked = VerificationReport()  # held cells: checked when published
+        else:
+            # The cells table is the largest (about a second of DuckDB's writing at
+            # national scale, which leaves the GIL free): a worker writes the open
+            # waves' cells, through its own cursor, and then runs the verifier's costly
+            # part on them, which reads only the cells, while the comparisons are
+            # computed in memory from those rows and the frozen waves' held cells (last
+            # year's value of a new wave is the published one).
+            rows = pa.Table.from_pandas(tables["cells"], preserve_index=False)
+            pub.register("open_cells", rows)
+            registered = ["open_cells"]
+            if "cells" in held:
+                pub.register("held_cells", held["cells"])
+                registered.append("held_cells")
+                pub.execute("create temp view published_cells as select * from open_cells "
+                            "union all by name select * from held_cells")
+            else:
+                pub.execute("create temp view published_cells as select * from open_cells")
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                checking = pool.submit(_write_and_check_cells, writer, rows, k)
+                for name, frame in tables.items():
+                    if name != "cells":
+                        write_table(pub, name, frame)
+                step("benchmark")
+                if scope.fresh or not scope.frozen:
+                    bench = build_benchmarks(pub, settings.target_rule, k,
+                                             source="published_cells",
+                                             waves=scope.fresh if scope.frozen else None)
+                cells_checked = checking.result()
+            pub.execute("drop view published_cells")
+            for name in registered:
+                pub.unregister(name)
+        for name, rows_held in held.items():
+            _add_held(pub, name, rows_held)
+        report.tables = {name: pub.execute(f'select count(*) from "{name}"').fetchall()[0][0]
+                         for (name,) in pub.execute(
+                             "select table_name from information_schema.tables where "
+                             "table_schema = 'main' and table_type = 'BASE TABLE' order by 1"
+                         ).fetchall()}
         pub.execute("checkpoint")
     finally:
         writer.close()
         pub.close()
-    report.tables = {name: len(frame) for name, frame in tables.items()} | bench["rows"]
     report.site_verdicts = bench["site_verdicts"]
     report.funnels_compared = bench["funnels_compared"]
     step("verify")
     try:
         report.verification = verify_published(tmp, k, cells_checked)
+        # Issue 25: no cell of any wave may be recovered by combining this layer with any
+        # frozen version published before (the verifier's check over their union).
+        verify_frozen_union = getattr(verify_module, "verify_frozen_union", None)
+        if verify_frozen_union is not None:
+            verify_frozen_union(con, tmp, k)
     except Exception:
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, final)
     return report
+
+
+def _open_rows(frame: pd.DataFrame | pa.Table, scope: RunScope) -> pd.DataFrame | pa.Table:
+    """`frame` without the rows of frozen waves (a full run computes them; the held rows
+    take their place). Rows whose wave is NULL (pooled) are kept."""
+    columns = frame.column_names if isinstance(frame, pa.Table) else frame.columns
+    if not scope.frozen or "wave" not in columns:
+        return frame
+    if isinstance(frame, pa.Table):
+        frozen = pc.fill_null(pc.is_in(frame["wave"], value_set=pa.array(
+            scope.frozen, frame.schema.field("wave").type)), False)
+        return frame.filter(pc.invert(frozen))
+    return frame[~frame["wave"].isin(scope.frozen)].reset_index(drop=True)
+
+
+def _held_rows(con: duckdb.DuckDBPyConnection, scope: RunScope) -> dict[str, pa.Table]:
+    """The frozen waves' held rows of every published table, as stored when frozen."""
+    if not scope.frozen:
+        return {}
+    return {table: con.sql(f'select * from "held_{table}" where '
+                           f'{wave_list_sql(scope.frozen)}').to_arrow_table()
+            for table in held_tables(con)}
+
+
+def _add_held(pub: duckdb.DuckDBPyConnection, name: str, rows: pa.Table) -> None:
+    """Append held rows to table `name` of the published file, their values as held: a
+    column the fresh rows typed otherwise (an all-NULL column, say) takes the held type,
+    so no held value is cast."""
+    pub.register("held_rows", rows)
+    try:
+        held_types = {c: t for c, t, *_ in pub.execute("describe select * from held_rows"
+                                                       ).fetchall()}
+        exists = pub.execute("select count(*) from information_schema.tables "
+                             "where table_name = ?", [name]).fetchall()[0][0]
+        if not exists:
+            pub.execute(f'create table "{name}" as select * from held_rows')
+            return
+        fresh_types = {c: t for c, t, *_ in pub.execute(f'describe "{name}"').fetchall()}
+        for column, kind in held_types.items():
+            if column not in fresh_types:
+                pub.execute(f'alter table "{name}" add column "{column}" {kind}')
+            elif fresh_types[column] != kind:
+                pub.execute(f'alter table "{name}" alter column "{column}" '
+                            f'set data type {kind}')
+        pub.execute(f'insert into "{name}" by name select * from held_rows')
+    finally:
+        pub.unregister("held_rows")
+
+
+def _pooled(con: duckdb.DuckDBPyConnection, tables: dict, scope: RunScope,
+            final: Path) -> str | None:
+    """Rows pooled over waves: kept in the store when this run computed them from open
+    waves (`pooled_<table>`), put back as last published when no wave is open. Returns
+    what the summary says of them (None: no frozen wave, nothing to keep)."""
+    if scope.pooled:
+        for name, frame in tables.items():
+            if isinstance(frame, pa.Table):
+                rows = (frame.filter(pc.is_null(frame["wave"]))
+                        if "wave" in frame.column_names else frame)
+            else:
+                rows = pa.Table.from_pandas(
+                    frame[frame["wave"].isna()] if "wave" in frame.columns else frame,
+                    preserve_index=False)
+            if "wave" in rows.column_names and not len(rows):
+                con.execute(f'drop table if exists "pooled_{name}"')
+                continue
+            con.register("pooled_rows", rows)
+            try:
+                con.execute(f'create or replace table "pooled_{name}" as '
+                            f'select * from pooled_rows')
+            finally:
+                con.unregister("pooled_rows")
+        con.execute("create or replace table pooled_waves as select unnest(?::integer[]) "
+                    "as wave", [list(scope.pooled)])
+        if not scope.frozen:
+            return None
+        return (f"rows pooled over waves (validation, overall reliability) describe the "
+                f"open wave(s) {', '.join(map(str, scope.pooled))}")
+    if not scope.frozen:
+        return None
+    kept = _last_pooled(con, final)
+    for name, rows in kept.items():
+        frame = rows.to_pandas()
+        current = tables.get(name)
+        if current is None or "wave" not in frame.columns:
+            tables[name] = frame
+            continue
+        if isinstance(current, pa.Table):
+            current = current.to_pandas()
+        tables[name] = pd.concat([current[current["wave"].notna()], frame],
+                                 ignore_index=True)
+    described = [w for (w,) in con.execute("select wave from pooled_waves order by 1"
+                                           ).fetchall()] if _store_has(con, "pooled_waves") \
+        else []
+    return ("no wave is open: rows pooled over waves (validation, overall reliability) "
+            "are kept as last published"
+            + (f" (from wave(s) {', '.join(map(str, described))})" if described else ""))
+
+
+def _store_has(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return bool(con.execute("select count(*) from information_schema.tables where "
+                            "table_schema = 'main' and table_name = ?",
+                            [table]).fetchall()[0][0])
+
+
+def _last_pooled(con: duckdb.DuckDBPyConnection, final: Path) -> dict[str, pa.Table]:
+    """The pooled rows last published: the store's copies, or (a store from before
+    they were kept) the published file's own."""
+    names = [row[0] for row in con.execute(
+        "select table_name from information_schema.tables where table_schema = 'main' "
+        "and table_name like 'pooled\\_%' escape '\\' and table_name <> 'pooled_waves' "
+        "order by 1").fetchall()]
+    if names:
+        return {name[len("pooled_"):]: con.sql(f'select * from "{name}"').to_arrow_table()
+                for name in names}
+    if not final.exists():
+        return {}
+    old = duckdb.connect(str(final), read_only=True)
+    try:
+        kept = {}
+        for (table,) in old.execute("select table_name from information_schema.tables "
+                                    "order by 1").fetchall():
+            if table in REFERENCE_TABLES:
+                continue
+            columns = [c for (c,) in old.execute(
+                "select column_name from information_schema.columns where table_name = ?",
+                [table]).fetchall()]
+            where = " where wave is null" if "wave" in columns else ""
+            rows = old.sql(f'select * from "{table}"{where}').to_arrow_table()
+            if len(rows):
+                kept[table] = rows
+        return kept
+    finally:
+        old.close()
 
 
 def _write_and_check_cells(cursor: duckdb.DuckDBPyConnection, rows: pa.Table,
@@ -273,8 +487,11 @@ def _write_and_check_cells(cursor: duckdb.DuckDBPyConnection, rows: pa.Table,
     return check_cells(cursor, k)
 
 
-def _reference_tables(con, instrument: Instrument, settings: Settings) -> dict[str, pd.DataFrame]:
-    """Descriptions readers need beside the numbers: sites, measures, actions, settings."""
+def _reference_tables(con, instrument: Instrument, settings: Settings,
+                      scope: RunScope | None = None,
+                      pooled_note: str | None = None) -> dict[str, pd.DataFrame]:
+    """Descriptions readers need beside the numbers: sites, measures, actions, settings
+    (and, in `meta`, which waves were computed and which held as published)."""
     sites = con.execute("select site_code, name, site_type, region from sites "
                         "order by site_code").df()
     # Staff in post per group are HR figures, not answers, but a group of a few staff
@@ -305,6 +522,10 @@ def _reference_tables(con, instrument: Instrument, settings: Settings) -> dict[s
             "target_rule": settings.target_rule,
             "excluded_flagged": str(settings.exclude_flagged).lower(),
             "published_on": dt.date.today().isoformat()}
+    if scope is not None:
+        meta |= scope.describe()
+        if pooled_note is not None:
+            meta["pooled_rows"] = pooled_note
     groups = [{"breakdown": a.id, "attribute": attribute_title(a.id),
                "grp": o.code, "label": o.label, "position": position}
               for a in instrument.attributes
@@ -319,8 +540,17 @@ def _reference_tables(con, instrument: Instrument, settings: Settings) -> dict[s
             "actions": pd.DataFrame(action_rows(load_actions(instrument)))}
 
 
-def _log_suppression(con, decided: pd.DataFrame) -> None:
-    """Keep why each cell was hidden in the store (not published): the survey lead's audit."""
+def _log_suppression(con, decided: pd.DataFrame, scope: RunScope | None = None) -> None:
+    """Keep why each cell was hidden in the store (not published): the survey lead's
+    audit. The frozen waves' lines stay as logged when those waves were published."""
     hidden = decided.loc[decided["suppressed"], ["wave", "level", "unit", "breakdown", "grp",
                                                  "measure_kind", "measure", "n", "suppression"]]
-    write_table(con, "suppression_log", hidden)
+    if scope is None or not scope.frozen or not _store_has(con, "suppression_log"):
+        write_table(con, "suppression_log", hidden)
+        return
+    con.execute(f"delete from suppression_log where not ({wave_list_sql(scope.frozen)})")
+    con.register("hidden_cells", pa.Table.from_pandas(hidden, preserve_index=False))
+    try:
+        con.execute("insert into suppression_log by name select * from hidden_cells")
+    finally:
+        con.unregister("hidden_cells")

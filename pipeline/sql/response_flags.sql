@@ -18,10 +18,12 @@
 --                 DuckDB expands every alias into the expressions behind it, and the
 --                 work grows with the square of the item count.)
 --   last_step, last_item  the last CTE of that chain and the item it keeps
+--   target        the table built (response_flags, or a fresh table of some waves' flags)
+--   source        the responses flagged (`responses`, or a subquery of some waves)
 -- Parameters: $min_answers, $longest (the longstring that marks straight-lining),
 -- $speed_fraction (of the wave's median completion time).
 
-create or replace table response_flags as
+create or replace table {{target}} as
 
 with
 
@@ -37,7 +39,7 @@ answers as (
         {{items}},
         1 as run,
         1 as longstring
-    from responses
+    from {{source}}
 ),
 
 {{run_steps}}
