@@ -34,7 +34,8 @@ from outputs.report_figures import funnel_charts, principle_chart, trend_chart
 from plans.store import ActionBook
 from published.layout import (FDR, MIN_SITES_FOR_DISTRIBUTION, MOVED_CAVEAT, NO_TARGET,
                              NOT_STATED, distribution_shown, evidence_citation)
-from published.drivers import ASSOCIATION, DriverView, driver_sentence, priorities, site_drivers
+from published.drivers import (ASSOCIATION, DriverView, driver_sentence, priorities,
+                               site_drivers, used_sentence)
 from published.moved import due_for_review, moved_rows, moved_sentence
 from published.reader import PublishedLayer
 from published.questions import (LOWEST_SHOWN, METHOD as QUESTION_METHOD, NEGATIVE_NOTE,
@@ -499,8 +500,16 @@ def _drivers(d: SiteData) -> str:
   <table><thead><tr><th>Scale</th><th>Share of what the scales explain</th>
     <th>95% range</th><th>Verdict against other sites</th><th>Where it falls</th>
     <th>The guide's actions (priorities)</th></tr></thead>
-  <tbody>{rows}</tbody></table>
+  <tbody>{rows}</tbody></table>{_used_support(view)}
 </section>"""
+
+
+def _used_support(view: DriverView) -> str:
+    """The used-support (logistic) model's sentence, when one was published."""
+    if view.support is None:
+        return ""
+    return (f"\n  <p class='drivers-used'>{escape(used_sentence(view.support))} Importance is "
+            f"from {escape(view.support.label)}.</p>")
 
 
 def _rule_words(d: SiteData) -> str:

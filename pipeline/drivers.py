@@ -12,10 +12,13 @@ each scale carries (general dominance, `stats.drivers`), published as table `dri
   `MIN_BOOTSTRAP_SITES` sites; per site, each site's own model, only for sites with at
   least `MIN_SITE_RESPONDENTS` respondents answering (the reason is with the constant);
 - using support among those who needed it (`oc_used` given `oc_needed` = yes), a
-  logistic model (McFadden's R^2) nationally, in the latest wave only and without an
-  interval: it is fitted on the respondent rows, 255 models a wave (about 0.3 s at 100k
-  responses over five waves, some 2 s at a million), and every wave, or a bootstrap,
-  would multiply that.
+  logistic model (McFadden's R^2) nationally and per peer group, under the same minimums
+  (MIN_SITE_RESPONDENTS such respondents, MIN_BOOTSTRAP_SITES sites), in the latest
+  wave only: it is fitted on the respondent rows, 255 models a group (some 1 s for a
+  million responses' latest wave), and every wave would multiply that. Its 200-draw
+  site bootstrap is the one-step approximation of `stats.drivers
+  .logistic_site_bootstrap` (each model's score and information summed per site once,
+  one Newton step a replicate), not 200 refits; each row's note says so.
 
 The linear models are fitted from sums DuckDB makes per wave and site
 (sql/driver_moments.sql): no respondent row reaches Python for them. Every model rests
@@ -38,8 +41,8 @@ from pipeline.sql_templates import columns, quote, render
 from published.layout import DRIVER_COLUMNS
 from stats.drivers import (MIN_BOOTSTRAP_SITES, MIN_SITE_RESPONDENTS, DriversError,
                            SiteMoments, dominance_from_fits, dominance_from_site_moments,
-                           logistic_subset_fit, site_bootstrap, site_dominance,
-                           stacked_relative_weights)
+                           logistic_site_bootstrap, logistic_subset_fit, site_bootstrap,
+                           site_dominance, stacked_relative_weights)
 from survey.instrument import Instrument
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
@@ -48,12 +51,16 @@ INTEND, NEEDED, USED = "oc_intend", "oc_needed", "oc_used"
 #: Published outcome ids (published.layout.DRIVER_OUTCOMES) of the moments' columns.
 LINEAR_OUTCOMES = ("oc_intend", "oc_intend_favourable")
 USED_IF_NEEDED = "oc_used_if_needed"
+#: What every row of the logistic model says about it.
+USED_NOTE = ("logistic model (McFadden's R2) on the respondents who needed support, "
+             "latest wave only")
 DRAWS = 200
 LEVEL = 0.95
 #: Whether to fit the logistic model (latest wave only). At national scale (a million
-#: responses over five waves) that wave has some 60,000 respondents who needed support,
-#: about 2 s of 255 fits on one core; all five waves took 1.4 s at 100k responses and
-#: would take some 10 s at a million. Set False to leave it out.
+#: responses over five waves) that wave has some 60,000 respondents who needed support:
+#: 255 fits on them nationally and again across the peer groups, plus the one-step
+#: bootstraps' per-site sums; all five waves would take five times as long. Set False to
+#: leave it out.
 FIT_USED_IF_NEEDED = True
 
 
@@ -184,8 +191,11 @@ def _site_rows(moments: SiteMoments, wave: int, peer_of: dict[str, str],
 
 
 def _used_if_needed_rows(con: duckdb.DuckDBPyConnection, instrument: Instrument,
-                         scales: list[str], wave: int) -> list[dict]:
-    """The national logistic model of using support among those who needed it."""
+                         scales: list[str], wave: int, peer_of: dict[str, str]) -> list[dict]:
+    """The logistic model of using support among those who needed it, nationally and
+    per peer group, with one-step site-bootstrap intervals (stats.drivers
+    .logistic_site_bootstrap), for groups of at least MIN_SITE_RESPONDENTS such
+    respondents at MIN_BOOTSTRAP_SITES sites or more, as for the linear models."""
     scores = [quote("s_" + s) for s in scales]
     answered = " and ".join([f"{quote(NEEDED)} in ({_yes_codes(instrument, NEEDED)})",
                              f"{quote(USED)} is not null", *(f"{s} is not null" for s in scores)])
@@ -194,22 +204,43 @@ def _used_if_needed_rows(con: duckdb.DuckDBPyConnection, instrument: Instrument,
                  used=f"({quote(USED)} in ({_yes_codes(instrument, USED)}))::double",
                  scores=columns(scores), answered=answered)
     data = con.sql(sql, params={"wave": wave}).fetchnumpy()
-    y = data["y"]
-    if len(y) < MIN_SITE_RESPONDENTS:
-        return []
+    site = np.asarray(data["site_code"]).astype(str)
     x = np.column_stack([data["s_" + s] for s in scales]).astype(float)
-    try:
-        fit = logistic_subset_fit(x, y)
-    except DriversError:
-        return []   # everyone (or no one) who needed support used it
-    result = dominance_from_fits(fit, USED_IF_NEEDED, scales, "logistic", "McFadden R2", len(y))
-    base = {"wave": wave, "scope": "national", "unit": "national", "peer_group": None,
-            "outcome": USED_IF_NEEDED, "model": "logistic", "fit_measure": "McFadden R2",
-            "n": len(y), "sites": len(np.unique(data["site_code"])),
-            "note": "logistic model on the respondents who needed support; national and "
-                    "latest wave only, no interval: fitted on respondent rows, where a site "
-                    "bootstrap would refit it 200 times"}
-    return _rows(scales, result.general_share, result.total, base)
+    y = np.asarray(data["y"], float)
+    peer = np.array([peer_of.get(s) or "" for s in site], dtype=object)
+    groups = [("national", "national", None, np.ones(len(y), bool))]
+    groups += [("peer", g, g, peer == g) for g in sorted(set(peer_of.values()))]
+    rows = []
+    for scope, unit, peer_group, chosen in groups:
+        n, sites = int(chosen.sum()), len(np.unique(site[chosen]))
+        if n < MIN_SITE_RESPONDENTS or (scope == "peer" and sites < MIN_BOOTSTRAP_SITES):
+            continue
+        base = {"wave": wave, "scope": scope, "unit": unit, "peer_group": peer_group,
+                "outcome": USED_IF_NEEDED, "model": "logistic",
+                "fit_measure": "McFadden R2", "n": n, "sites": sites}
+        try:
+            boot = logistic_site_bootstrap(x[chosen], y[chosen], site[chosen], USED_IF_NEEDED,
+                                           scales, draws=DRAWS, level=LEVEL,
+                                           seed=bootstrap_seed(wave, scope, unit, USED_IF_NEEDED))
+        except DriversError:
+            # too few sites to resample (nationally), or no model at all
+            try:
+                fit = logistic_subset_fit(x[chosen], y[chosen])
+            except DriversError:
+                continue   # everyone (or no one) who needed support used it
+            result = dominance_from_fits(fit, USED_IF_NEEDED, scales, "logistic",
+                                         "McFadden R2", n)
+            rows += _rows(scales, result.general_share, result.total, base | {
+                "note": f"{USED_NOTE}; no interval: fewer than {MIN_BOOTSTRAP_SITES} sites "
+                        "to resample"})
+            continue
+        note = (f"{USED_NOTE}; {LEVEL:.0%} interval from {DRAWS} resamples of the {sites} "
+                "sites, each one Newton step from the fit on all of them (a one-step "
+                "approximation, not a refit)"
+                + ("" if sites >= 20 else "; with fewer than 20 sites it is likely too narrow"))
+        rows += _rows(scales, boot.share, boot.total, base | {"note": note}, boot.share_low,
+                      boot.share_high, boot.total_low, boot.total_high)
+    return rows
 
 
 def driver_table(con: duckdb.DuckDBPyConnection, instrument: Instrument,
@@ -235,7 +266,7 @@ def driver_table(con: duckdb.DuckDBPyConnection, instrument: Instrument,
             rows += _group_rows(moments.of_sites(members), wave, "peer", group, group, scales)
         rows += _site_rows(moments, wave, peer_of, scales)
         if FIT_USED_IF_NEEDED and {NEEDED, USED} <= item_ids and wave == max(by_wave):
-            rows += _used_if_needed_rows(con, instrument, scales, wave)
+            rows += _used_if_needed_rows(con, instrument, scales, wave, peer_of)
     frame = pd.DataFrame(rows, columns=list(DRIVER_COLUMNS))
     if cells is not None and len(frame):
         shown = cells[(cells["level"] == "site") & (cells["breakdown"] == "all")

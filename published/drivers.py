@@ -24,6 +24,9 @@ from published.scores import to_score
 
 #: The outcome the page and the report lead with.
 OUTCOME = "oc_intend"
+#: The logistic model shown with it: using support among those who needed it (national
+#: and peer groups only: no site has enough such respondents to resample).
+USED = "oc_used_if_needed"
 #: Verdicts that count as "below the other sites" for the priority quadrant.
 BELOW = VERDICTS[:2]
 #: The priority quadrant, in plain words.
@@ -55,6 +58,9 @@ class DriverView:
     whose: str            # the same for a sentence: "doctors in acute trusts"
     n: int
     rows: pd.DataFrame    # one row a scale, largest share first (see `site_drivers`)
+    #: With the help-seeking model: the used-support model the same reader is shown
+    #: (`used_support`), or None when none was published.
+    support: DriverView | None = None
 
 
 def _model(layer: PublishedLayer, site: str | None, peer_group: str | None, wave: int,
@@ -113,7 +119,42 @@ def site_drivers(layer: PublishedLayer, site: str | None, wave: int,
         rows["below"], rows["quadrant"] = False, None
     actions = layer.actions()
     rows["actions"] = [_actions_for(actions, principles) for principles in rows["principles"]]
+    support = used_support(layer, peer_group, wave) if outcome == OUTCOME else None
+    return DriverView(scope, unit, label, whose, n, rows.reset_index(drop=True), support)
+
+
+def used_support(layer: PublishedLayer, peer_group: str | None, wave: int
+                 ) -> DriverView | None:
+    """The logistic model of using support among those who needed it that a site of
+    `peer_group` is shown: its peer group's when published, else all sites'; None when
+    neither was (the national one for a researcher, `peer_group` None). Rows as the
+    layer's `drivers`, largest share first, share_low / share_high the one-step
+    site-bootstrap interval (NULL when too few sites to resample)."""
+    scope, unit, rows = "national", "national", pd.DataFrame()
+    if peer_group:
+        scope, unit, rows = "peer", peer_group, layer.drivers("peer", peer_group, wave, USED)
+    if rows.empty:
+        scope, unit, rows = "national", "national", layer.drivers("national", "national",
+                                                                 wave, USED)
+    if rows.empty:
+        return None
+    n = int(rows["n"].iloc[0])
+    whose = (f"doctors in {peer_words(unit)}" if scope == "peer" else "doctors at all sites")
+    label = (f"your peer group, {peer_words(unit)} (n = {n:,} who needed support)"
+             if scope == "peer" else f"all sites (n = {n:,} who needed support)")
     return DriverView(scope, unit, label, whose, n, rows.reset_index(drop=True))
+
+
+def used_sentence(view: DriverView) -> str:
+    """"Among doctors in acute trusts who needed support, access to support goes most
+    with using it (52%, 95% range 47% to 57%, of what the eight scales explain
+    together)."; the range left out when none was published."""
+    first = view.rows.sort_values("rank").iloc[0]
+    interval = ("" if pd.isna(first["share_low"]) else
+                f", 95% range {first['share_low']:.0%} to {first['share_high']:.0%},")
+    return (f"Among {view.whose} who needed support, {first['name'].lower()} goes most "
+            f"with using it ({first['share']:.0%}{interval} of what the "
+            f"{_count(len(view.rows))} scales explain together).")
 
 
 def _actions_for(actions: pd.DataFrame, principles) -> str:

@@ -200,7 +200,8 @@ DRIVER_SCOPES = ("national", "peer", "site")
 #: Columns of `drivers` (one row a wave x scope x unit x outcome x scale), with types.
 #: share is the scale's general dominance over the model's fit (r2: R^2, or McFadden's
 #: R^2 for the logistic model, named in fit_measure), share_low / share_high its 95%
-#: site-bootstrap interval (NULL for a site's own model and the logistic model);
+#: site-bootstrap interval (NULL for a site's own model; for the logistic model a one-step
+#: approximation, stats.drivers.logistic_site_bootstrap);
 #: relative_weight is Johnson's relative weight as a share of the fit, the cross-check
 #: (NULL for the logistic model); n respondents (at least MIN_SITE_RESPONDENTS of
 #: stats.drivers, so never below k) and sites behind the model; rank 1 = largest share.

@@ -22,16 +22,16 @@ from dashboard.access import Viewer
 from dashboard.accounts import Account
 from dashboard.pages import drivers as drivers_page
 from dashboard.view import View
-from pipeline.drivers import LINEAR_OUTCOMES, bootstrap_seed
+from pipeline.drivers import LINEAR_OUTCOMES, USED_IF_NEEDED, bootstrap_seed
 from pipeline.ingest.files import ingest_file
 from pipeline.psychometrics.stage import run_psychometrics
 from pipeline.publish.writer import publish
 from pipeline.scoring import scale_score
 from pipeline.store import Site, add_sites, add_wave, open_store
-from published.drivers import ASSOCIATION, driver_sentence, site_drivers
+from published.drivers import ASSOCIATION, driver_sentence, site_drivers, used_sentence
 from published.reader import PublishedLayer
 from stats.drivers import (MIN_SITE_RESPONDENTS, SiteMoments, dominance_from_site_moments,
-                           site_bootstrap)
+                           logistic_site_bootstrap, site_bootstrap)
 from survey.settings import Settings
 from survey.synthetic import SiteSpec, generate_responses
 
@@ -101,6 +101,41 @@ def test_published_shares_and_intervals_are_stats_drivers_on_the_same_moments(
         national = layer.drivers("national", "national", WAVE, "oc_intend")
         assert national["scale"].iloc[0] == "stigma"
     assert report.verification.ok
+
+
+def test_used_support_models_are_published_with_one_step_intervals(generated, instrument):
+    settings, _ = generated
+    scales = [s.id for s in instrument.scales]
+    with open_store(settings.db_path, read_only=True) as con:
+        answers = con.execute("select * from responses where wave = ?", [WAVE]).df()
+    frame = pd.DataFrame({s: scale_score(answers, instrument, s) for s in scales})
+    # yes is code 2 of the yesno scale: those who needed support and said whether they used it
+    keep = (answers["oc_needed"] == 2) & answers["oc_used"].notna() & frame.notna().all(axis=1)
+    x, y = frame[keep].to_numpy(float), (answers.loc[keep, "oc_used"] == 2).to_numpy(float)
+    site = answers.loc[keep, "site_code"].to_numpy()
+    assert len(y) >= MIN_SITE_RESPONDENTS
+    with PublishedLayer.open(settings.published_path) as layer:
+        for scope, unit in (("national", "national"), ("peer", "acute_trust")):
+            published = layer.drivers(scope, unit, WAVE, USED_IF_NEEDED).set_index("scale")
+            boot = logistic_site_bootstrap(x, y, site, USED_IF_NEEDED, scales,
+                                           seed=bootstrap_seed(WAVE, scope, unit,
+                                                               USED_IF_NEEDED))
+            for column, expected in (("share", boot.share), ("share_low", boot.share_low),
+                                     ("share_high", boot.share_high)):
+                np.testing.assert_allclose(published.loc[scales, column], expected, rtol=1e-9)
+            assert published["r2"].iloc[0] == pytest.approx(boot.total, rel=1e-9)
+            assert published["r2_low"].iloc[0] == pytest.approx(boot.total_low, rel=1e-9)
+            assert (published["n"] == len(y)).all() and (published["sites"] == 7).all()
+            assert (published["model"] == "logistic").all()
+            assert (published["fit_measure"] == "McFadden R2").all()
+            assert "one Newton step" in published["note"].iloc[0]
+            assert published["relative_weight"].isna().all()
+        # the small site is shown its peer group's used-support model, with the interval
+        shown = site_drivers(layer, SMALL, WAVE, "Site 06").support
+        assert shown.scope == "peer" and shown.n == len(y)
+        assert "95% range" in used_sentence(shown)
+        assert used_sentence(shown).startswith("Among doctors in acute trusts who needed "
+                                               "support, ")
 
 
 def test_no_model_rests_on_fewer_than_the_minimum(generated):
@@ -237,6 +272,7 @@ def test_the_drivers_page_as_director_and_researcher(server):
         text = _open_as(browser, base, "res", "/drivers")
         assert f"What goes with seeking help early, {wave}" in text
         assert "National and peer-group driver models" in text
+        assert "logistic models (95% ranges from a one-step site bootstrap)" in text
         # national shares as published; no site named, no site model listed
         first = national.iloc[0]
         assert f"Nationally {first['name'].lower()} ranks first ({100 * first['share']:.0f}%" \
@@ -268,6 +304,10 @@ def test_the_board_report_section_carries_the_pages_numbers(published_sample):
     sentence = driver_sentence(shown)
     assert sentence in section and sentence in page and ASSOCIATION in section
     assert f"Importance is from {shown.label}" in section
+    # the used-support model, with its one-step site-bootstrap range, on both
+    used = used_sentence(shown.support)
+    assert "95% range" in used and used in section and used in page
+    assert f"Importance is from {shown.support.label}" in section
     page_rows = drivers_page.as_percent(shown.rows)
     for row in page_rows.itertuples():
         cells = re.search(rf"<tr data-scale='{row.scale}'>(.*?)</tr>", section).group(1)

@@ -16,8 +16,9 @@ from dashboard.components import chart, notice, table
 from dashboard.figures import BLUE, GREY, VERMILLION, Figure, _base, wrap
 from dashboard.pages.glossary import what_this_means
 from dashboard.view import View
-from published.drivers import (ASSOCIATION, PRIORITY, DriverView, driver_sentence,
-                               outcome_name, peer_words, priorities, site_drivers)
+from published.drivers import (ASSOCIATION, PRIORITY, USED, DriverView, driver_sentence,
+                               outcome_name, peer_words, priorities, site_drivers,
+                               used_sentence)
 from published.scores import SCORE
 
 TITLE = "Drivers"
@@ -32,6 +33,9 @@ SITE_COLUMNS = {"name": "Scale", "share_pct": "Share of what the scales explain 
                 "quadrant": "Where it falls", "actions": "The guide's actions"}
 DIGITS = {"share_pct": 0, "low_pct": 0, "high_pct": 0, "weight_pct": 0, "rank": 0, "score": 1,
           "difference": 1}
+#: The used-support (logistic) model's table: column -> header.
+USED_COLUMNS = {"name": "Scale", "share_pct": "Share of McFadden R2 (%)",
+                "low_pct": "95% range low", "high_pct": "95% range high", "rank": "Rank"}
 
 
 def as_percent(rows: pd.DataFrame) -> pd.DataFrame:
@@ -119,6 +123,11 @@ def _site_layout(view: View, parts: list) -> html.Div:
     parts.append(chart("drivers-chart", importance_figure(drivers, view.site_label),
                        table(rows, SITE_COLUMNS, f"Scales by importance, from {drivers.label}",
                              DIGITS, filename="drivers"), summary))
+    if drivers.support is not None:
+        parts.append(html.P(used_sentence(drivers.support), id="drivers-used-sentence"))
+        parts.append(table(as_percent(drivers.support.rows), USED_COLUMNS,
+                           f"{outcome_name(USED)}: from {drivers.support.label}",
+                           DIGITS, filename="drivers-used-if-needed"))
     return html.Div(parts)
 
 
@@ -173,15 +182,24 @@ def _researcher_layout(view: View, parts: list) -> html.Div:
                        f"Nationally {national['name'].iloc[0].lower()} ranks first "
                        f"({national['share_pct'].iloc[0]:.0f}% of R2 = "
                        f"{national['r2'].iloc[0]:.2f})."))
-    used = view.data.drivers("national", "national", view.wave, "oc_used_if_needed")
+    used = used_rows(view)
     if len(used):
-        parts.append(table(as_percent(used), {"name": "Scale", "n": "Respondents",
-                                              "share_pct": "Share of McFadden R2 (%)",
-                                              "rank": "Rank", "r2": "McFadden R2"},
-                           f"{outcome_name('oc_used_if_needed')}: national logistic model",
-                           {"n": 0, "share_pct": 0, "rank": 0, "r2": 3},
+        parts.append(table(used, {"group": "Group", **USED_COLUMNS, "n": "Respondents",
+                                  "sites": "Sites", "r2": "McFadden R2"},
+                           f"{outcome_name(USED)}: logistic models (95% ranges from a "
+                           "one-step site bootstrap)",
+                           DIGITS | {"n": 0, "sites": 0, "r2": 3},
                            filename="drivers-used-if-needed"))
     return html.Div(parts)
+
+
+def used_rows(view: View) -> pd.DataFrame:
+    """National and peer-group rows of the used-support (logistic) model, as percentages."""
+    frames = [as_percent(rows.assign(group=group)) for scope, unit, group in
+              [("national", "national", "All sites")] + [
+                  ("peer", g, peer_words(g).capitalize()) for g in view.data.peer_groups()]
+              if len(rows := view.data.drivers(scope, unit, view.wave, USED))]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def layout(view: View) -> html.Div:
