@@ -185,6 +185,8 @@ def main() -> None:
                         help="waves after which a full rerun is timed (none: skip)")
     parser.add_argument("--skip-full", action="store_true",
                         help="leave out the one full run of all the waves")
+    parser.add_argument("--only-full", action="store_true",
+                        help="only the one full run (e.g. to try --memory-limit)")
     parser.add_argument("--memory-limit", default=None,
                         help="DuckDB memory_limit for every run, e.g. 3GB")
     parser.add_argument("--generate", action="store_true",
@@ -211,15 +213,18 @@ def main() -> None:
     rerun = stores / "rerun.duckdb"
     limit = {"memory_limit": args.memory_limit} if args.memory_limit else {}
 
-    print(f"\nten incremental runs ({args.per_wave:,} responses a wave, {args.sites} sites"
-          f"{', DuckDB memory_limit ' + args.memory_limit if args.memory_limit else ''})")
-    print(f"{'wave':>5}{'run s':>8}{'cpu s':>7}{'freeze s':>9}{'peak GB':>9}{'layer MB':>9}"
-          f"{'full rerun s':>13}{'cpu s':>7}{'rerun GB':>9}{'ratio':>7}{'cpu ratio':>10}")
+    if not args.only_full:
+        print(f"\nten incremental runs ({args.per_wave:,} responses a wave, {args.sites} sites"
+              f"{', DuckDB memory_limit ' + args.memory_limit if args.memory_limit else ''})")
+        print(f"{'wave':>5}{'run s':>8}{'cpu s':>7}{'freeze s':>9}{'peak GB':>9}"
+              f"{'layer MB':>9}{'full rerun s':>13}{'cpu s':>7}{'rerun GB':>9}{'ratio':>7}"
+              f"{'cpu ratio':>10}")
     rows, reruns = [], {}
-    for index, wave in enumerate(waves, start=1):
+    for index, wave in enumerate([] if args.only_full else waves, start=1):
         if index in args.checkpoints:
             # The full rerun starts from the store exactly as the incremental run finds it.
-            shutil.copyfile(incremental, rerun) if index > 1 else rerun.unlink(missing_ok=True)
+            if index > 1:
+                shutil.copyfile(incremental, rerun)
             reruns[index] = run_child({"store": str(rerun), "folder": str(folder),
                                        "files": [files[index - 1]], "full": True,
                                        "fresh": index == 1, **limit})
@@ -275,8 +280,9 @@ def main() -> None:
           f"{full['cells']:,} cells")
     print(f"  stages: {stage_line(full)}")
     per_wave = full["seconds"] / len(waves)
-    print(f"  {per_wave:.1f} s per wave; the last incremental wave took "
-          f"{rows[-1]['seconds']:.1f} s")
+    if rows:
+        print(f"  {per_wave:.1f} s per wave; the last incremental wave took "
+              f"{rows[-1]['seconds']:.1f} s")
     print(f"goal: the ten-wave full run under 4 GB peak; measured "
           f"{full['peak_rss_gb']:.2f} GB ({'met' if full['peak_rss_gb'] < 4 else 'NOT met'})")
 
