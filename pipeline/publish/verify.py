@@ -746,13 +746,25 @@ def _describe_changed_cells(con, waves: str, report: FrozenUnionReport) -> None:
     for row in changed:
         where = dict(zip(CELL_KEY, row))
         pairs = row[len(CELL_KEY):]
-        what = [f"{v} {pairs[2 * i]} as frozen, {pairs[2 * i + 1]} now"
-                for i, v in enumerate(values) if pairs[2 * i] != pairs[2 * i + 1]]
+        was, now = dict(zip(values, pairs[0::2])), dict(zip(values, pairs[1::2]))
+        if was["suppressed"] is None or now["suppressed"] is None:
+            what = ["published when frozen, missing now" if now["suppressed"] is None
+                    else "not published when frozen, added now"]
+        elif was["suppressed"] != now["suppressed"]:
+            what = ["hidden as frozen, shown now" if was["suppressed"]
+                    else "shown as frozen, hidden now"]
+        else:
+            what = [f"{v} {_blank(was[v])} as frozen, {_blank(now[v])} now"
+                    for v in values if was[v] != now[v]]
         report.problems.append(
             f"frozen wave {where['wave']}: cell {where['level']} {where['unit']} "
             f"{where['breakdown']}={where['grp']} {where['measure_kind']} {where['measure']} "
             f"changed ({'; '.join(what)}); a frozen wave's numbers never change: unfreeze "
             f"it (`culture waves unfreeze {where['wave']} --reason ...`) to correct it")
+
+
+def _blank(value) -> str:
+    return "blank" if value is None else str(value)
 
 
 def _check_versions(con, k: int, report: FrozenUnionReport) -> None:
@@ -777,7 +789,8 @@ def _check_versions(con, k: int, report: FrozenUnionReport) -> None:
         where ({pairs}) and not v.suppressed and not c.suppressed
           and (abs(c.n - v.n) between 1 and {k - 1} or (c.n = v.n and ({differs})))
         order by v.wave, v.version, case v.level when 'site' then 0 when 'peer' then 1
-                 else 2 end, v.breakdown <> 'all', v.unit, v.breakdown, v.grp,
+                 else 2 end, v.breakdown <> 'all', v.measure_kind <> 'responses',
+                 v.unit, v.breakdown, v.grp,
                  v.measure_kind, v.measure
         limit 20""").fetchall()
     summarised = set()
@@ -933,7 +946,7 @@ def _check_cross_wave(con, report: FrozenUnionReport) -> None:
                               for c, v in key.items())
             mismatch = " or ".join(f"c.{c} is distinct from t.{v}" for c, v in values) or "false"
             for row in con.execute(f"""
-                    select t.{wave_column}, {', '.join(
+                    select t.{wave_column}::bigint, {', '.join(
                         f't.{v}' if not v.startswith("'") else v for v in key.values())},
                         c.suppressed
                     from {_PUB}."{table}" t left join {_PUB}.cells c
