@@ -111,7 +111,10 @@ def flag_response_quality(con: duckdb.DuckDBPyConnection, instrument: Instrument
                     == [r[0] for r in con.execute("describe response_flags_fresh").fetchall()])
             if same:
                 con.execute(f"delete from response_flags where {scoped}")
-                con.execute("insert into response_flags select * from response_flags_fresh")
+                # In wave order, so that a later run's scan of one wave's flags skips
+                # the stored row groups of the others.
+                con.execute("insert into response_flags select * from response_flags_fresh "
+                            "order by wave")
             else:   # flags of an older layout: rebuilt from what this run flagged
                 con.execute("create or replace table response_flags as "
                             "select * from response_flags_fresh")

@@ -44,9 +44,9 @@ def _same(a: pd.DataFrame, b: pd.DataFrame, name: str) -> None:
                                       atol=1e-12, obj=name)
 
 
-def _split_sample(folder: Path) -> tuple[Path, Path]:
-    """The committed clean sample as two files: waves 2024-2025, and wave 2026."""
-    with (SAMPLES_DIR / "responses_clean.csv").open(encoding="utf-8", newline="") as handle:
+def _split_sample(folder: Path, sample: str = "responses_clean.csv") -> tuple[Path, Path]:
+    """A committed sample as two files: waves 2024-2025, and wave 2026."""
+    with (SAMPLES_DIR / sample).open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
     header = list(rows[0])
     paths = []
@@ -242,3 +242,42 @@ def test_culture_run_full_says_what_it_computed_and_held(frozen_then_new, tmp_pa
     assert meta["run_mode"] == "full"
     # The frozen waves' rows are still those published before 2026 arrived.
     assert _wave_bytes(settings.published_path, FROZEN) == frozen_then_new.before
+
+
+def test_with_flagged_respondents_left_out_incremental_equals_full(tmp_path, instrument):
+    """The dirty sample (speeders and straight-liners in every wave), flagged
+    respondents excluded: the incremental run flags and leaves out 2026's alone."""
+    early, new = _split_sample(tmp_path, "responses_dirty.csv")
+    settings = Settings(db_path=tmp_path / "store.duckdb", exclude_flagged=True)
+    with open_store(settings.db_path) as con:
+        load_reference_data(con, SAMPLES_DIR, instrument)
+    run_pipeline(settings, instrument, [early])
+    with open_store(settings.db_path) as con:
+        for wave in FROZEN:
+            freeze_wave(con, wave, settings.published_path, "test", "tester")
+        flagged_before = con.execute("select wave, count(*) filter (where flagged) "
+                                     "from response_flags group by 1 order by 1").fetchall()
+    before = _wave_bytes(settings.published_path, FROZEN)
+    incremental = run_pipeline(settings, instrument, [new])
+    flags = incremental.psychometrics.data_quality.totals
+    assert flags["respondents"] == 1190 and flags["flagged"] == 47
+    with open_store(settings.db_path) as con:
+        # 2024-2025's flags stay as decided when they were published; 2026's are added.
+        assert con.execute("select wave, count(*) filter (where flagged) from response_flags "
+                           "group by 1 order by 1").fetchall() == flagged_before + [(NEW, 47)]
+    copy = tmp_path / "incremental.duckdb"
+    copy.write_bytes(settings.published_path.read_bytes())
+    run_pipeline(settings, instrument, full=True)
+    incremental_tables, full_tables = _tables(copy), _tables(settings.published_path)
+    for name in incremental_tables:
+        a, b = incremental_tables[name], full_tables[name]
+        if name == "meta":
+            a, b = (m[~m["key"].isin(["run_mode", *RUN_KEYS])].reset_index(drop=True)
+                    for m in (a, b))
+        _same(a, b, name)
+    cells = incremental_tables["cells"]
+    national = cells[(cells["wave"] == NEW) & (cells["level"] == "national")
+                     & (cells["breakdown"] == "all") & (cells["measure_kind"] == "responses")]
+    assert national["n"].tolist() == [1190 - 47]
+    for path in (copy, settings.published_path):
+        assert _wave_bytes(path, FROZEN) == before
