@@ -142,6 +142,7 @@ def test_meta_says_which_waves_were_computed_and_which_held(frozen_then_new):
     assert meta["waves_computed"] == "2026"
     assert meta["waves_held"] == "2024,2025"
     assert meta["run_mode"] == "incremental"
+    assert meta["waves_pooled"] == "2026"
     assert "open wave(s) 2026" in meta["pooled_rows"]
     full_meta = dict(map(tuple, _tables(frozen_then_new.settings.published_path)["meta"][
         ["key", "value"]].to_numpy()))
@@ -203,7 +204,10 @@ def test_a_run_with_every_wave_frozen_keeps_the_layer(frozen_then_new, tmp_path,
     assert report.psychometrics is None
     assert report.published.waves_computed == () and report.published.waves_held == (
         *FROZEN, NEW)
-    assert "kept as last published" in report.published.pooled_note
+    assert "kept as last published (from wave(s) 2026)" in report.published.pooled_note
+    meta = dict(map(tuple, _tables(settings.published_path)["meta"][["key", "value"]]
+                    .to_numpy()))
+    assert meta["waves_computed"] == "" and meta["waves_pooled"] == "2026"
     after = _tables(settings.published_path)
     assert sorted(after) == sorted(before)
     for name in before:
@@ -281,3 +285,32 @@ def test_with_flagged_respondents_left_out_incremental_equals_full(tmp_path, ins
     assert national["n"].tolist() == [1190 - 47]
     for path in (copy, settings.published_path):
         assert _wave_bytes(path, FROZEN) == before
+
+
+def test_a_late_batch_for_a_frozen_wave_changes_nothing_published(frozen_then_new, tmp_path,
+                                                                   instrument):
+    """Answers arriving for a frozen wave are stored but not published, nor suppressed
+    again: correcting a frozen wave is an explicit unfreeze, never a side effect."""
+    settings = dataclasses.replace(frozen_then_new.settings, db_path=tmp_path / "s.duckdb")
+    settings.db_path.write_bytes(frozen_then_new.settings.db_path.read_bytes())
+    settings.published_path.write_bytes(frozen_then_new.incremental_path.read_bytes())
+    with (SAMPLES_DIR / "responses_clean.csv").open(encoding="utf-8", newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["wave"] == "2024" and r["site"] == "A"]
+    late = [r | {"response_id": r["response_id"] + "-late"} for r in rows[:15]]
+    path = tmp_path / "late.csv"
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(late[0]))
+        writer.writeheader()
+        writer.writerows(late)
+    report = run_pipeline(settings, instrument, [path])
+    assert report.ingests[0].rows_accepted == 15
+    assert report.published.waves_computed == (NEW,)
+    with open_store(settings.db_path) as con:
+        stored = con.execute("select count(*) from responses where wave = 2024 "
+                             "and site_code = 'A'").fetchall()[0][0]
+    assert stored == len(rows) + 15
+    assert _wave_bytes(settings.published_path, FROZEN) == frozen_then_new.before
+    cells = _tables(settings.published_path)["cells"]
+    site_a = cells[(cells["wave"] == 2024) & (cells["unit"] == "A")
+                   & (cells["breakdown"] == "all") & (cells["measure_kind"] == "responses")]
+    assert site_a["n"].tolist() == [len(rows)]

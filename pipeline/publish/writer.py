@@ -279,9 +279,9 @@ def publish(con: duckdb.DuckDBPyConnection, instrument: Instrument, settings: Se
                 tables |= {name: _open_rows(frame, scope) for name, frame in
                            reliability_tables(psychometrics, computed_cells, k,
                                               settings.exclude_flagged).items()}
-        report.pooled_note = _pooled(con, tables, scope, final)
-        tables = _reference_tables(con, instrument, settings, scope,
-                                   report.pooled_note) | tables
+        report.pooled_note, pooled_waves = _pooled(con, tables, scope, final)
+        tables = _reference_tables(con, instrument, settings, scope, report.pooled_note,
+                                   pooled_waves) | tables
         bench = _NO_BENCHMARKS
         if computed_cells is None:
             for name, frame in tables.items():
@@ -394,10 +394,11 @@ def _add_held(pub: duckdb.DuckDBPyConnection, name: str, rows: pa.Table) -> None
 
 
 def _pooled(con: duckdb.DuckDBPyConnection, tables: dict, scope: RunScope,
-            final: Path) -> str | None:
+            final: Path) -> tuple[str | None, tuple[int, ...]]:
     """Rows pooled over waves: kept in the store when this run computed them from open
     waves (`pooled_<table>`), put back as last published when no wave is open. Returns
-    what the summary says of them (None: no frozen wave, nothing to keep)."""
+    what the summary says of them (None: no frozen wave, nothing to say) and the waves
+    they describe."""
     if scope.pooled:
         for name, frame in tables.items():
             if isinstance(frame, pa.Table):
@@ -419,11 +420,11 @@ def _pooled(con: duckdb.DuckDBPyConnection, tables: dict, scope: RunScope,
         con.execute("create or replace table pooled_waves as select unnest(?::integer[]) "
                     "as wave", [list(scope.pooled)])
         if not scope.frozen:
-            return None
+            return None, scope.pooled
         return (f"rows pooled over waves (validation, overall reliability) describe the "
-                f"open wave(s) {', '.join(map(str, scope.pooled))}")
+                f"open wave(s) {', '.join(map(str, scope.pooled))}", scope.pooled)
     if not scope.frozen:
-        return None
+        return None, ()
     kept = _last_pooled(con, final)
     for name, rows in kept.items():
         frame = rows.to_pandas()
@@ -440,7 +441,8 @@ def _pooled(con: duckdb.DuckDBPyConnection, tables: dict, scope: RunScope,
         else []
     return ("no wave is open: rows pooled over waves (validation, overall reliability) "
             "are kept as last published"
-            + (f" (from wave(s) {', '.join(map(str, described))})" if described else ""))
+            + (f" (from wave(s) {', '.join(map(str, described))})" if described else ""),
+            tuple(described))
 
 
 def _store_has(con: duckdb.DuckDBPyConnection, table: str) -> bool:
@@ -489,7 +491,8 @@ def _write_and_check_cells(cursor: duckdb.DuckDBPyConnection, rows: pa.Table,
 
 def _reference_tables(con, instrument: Instrument, settings: Settings,
                       scope: RunScope | None = None,
-                      pooled_note: str | None = None) -> dict[str, pd.DataFrame]:
+                      pooled_note: str | None = None,
+                      pooled_waves: tuple[int, ...] = ()) -> dict[str, pd.DataFrame]:
     """Descriptions readers need beside the numbers: sites, measures, actions, settings
     (and, in `meta`, which waves were computed and which held as published)."""
     sites = con.execute("select site_code, name, site_type, region from sites "
@@ -524,6 +527,7 @@ def _reference_tables(con, instrument: Instrument, settings: Settings,
             "published_on": dt.date.today().isoformat()}
     if scope is not None:
         meta |= scope.describe()
+        meta["waves_pooled"] = ",".join(map(str, pooled_waves))
         if pooled_note is not None:
             meta["pooled_rows"] = pooled_note
     groups = [{"breakdown": a.id, "attribute": attribute_title(a.id),
