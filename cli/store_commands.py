@@ -169,7 +169,7 @@ def waves_freeze(year: int, reason: Annotated[str, typer.Option(
 def _freeze(settings: Settings, year: int, reason: str, close: bool) -> None:
     from collect.inbox import closed_waves, set_wave_closed
     from pipeline.store import open_store
-    from pipeline.waves import check_freezable, freeze_wave
+    from pipeline.waves import check_freezable, freeze_wave, frozen_state
 
     if not reason.strip():
         raise CultureError("say why the wave is frozen (--reason), e.g. 'board report "
@@ -189,8 +189,7 @@ def _freeze(settings: Settings, year: int, reason: str, close: bool) -> None:
             # An answer may have arrived between the check and the close.
             check_freezable(con, year, published, inbox)
         held = freeze_wave(con, year, published, reason)
-        version = con.execute("select version from frozen_waves where wave = ?",
-                              [year]).fetchall()[0][0]
+        version = {wave: v for wave, v, *_ in frozen_state(con)["frozen"]}[year]
     out.print(f"wave {year} frozen (version {version}): {held} published rows held; later "
               f"runs publish them unchanged. To correct it: culture waves unfreeze {year} "
               f"--reason \"...\"", highlight=False)
@@ -452,6 +451,7 @@ def status(db: DbOption = None, instrument: InstrumentOption = None,
     """
     from pipeline.fieldwork import write_fieldwork
     from pipeline.store import open_store, store_summary
+    from pipeline.waves import frozen_state
 
     settings = settings_for(db, instrument)
     with open_store(settings.db_path) as con:
@@ -463,21 +463,6 @@ def status(db: DbOption = None, instrument: InstrumentOption = None,
     print_fieldwork(fieldwork, wave)
     out.print(f"fieldwork counts written to {path} (the dashboard's Fieldwork page)",
               highlight=False)
-
-
-def frozen_state(con) -> dict:
-    """The frozen waves (wave, version, when, by, why) and the waves unfrozen for a
-    correction and not frozen again (wave, when, why)."""
-    frozen = con.execute("""
-        select f.wave, f.version, f.frozen_at, f.frozen_by,
-               (select reason from wave_events e where e.wave = f.wave and e.action = 'freeze'
-                order by happened_at desc limit 1)
-        from frozen_waves f order by f.wave""").fetchall()
-    unfrozen = con.execute("""
-        select wave, max(happened_at), arg_max(reason, happened_at) from wave_events
-        where action = 'unfreeze' and wave not in (select wave from frozen_waves)
-        group by wave order by wave""").fetchall()
-    return {"frozen": frozen, "unfrozen": unfrozen}
 
 
 def print_frozen(state: dict) -> None:

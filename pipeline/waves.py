@@ -247,3 +247,18 @@ def _published_count(con: duckdb.DuckDBPyConnection, wave: int,
     if excluded == "true" or not row:
         return stored, None
     return stored, int(row[0][0])
+
+
+def frozen_state(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
+    """{"frozen": (wave, version, frozen at, by, why) of each frozen wave, "unfrozen":
+    (wave, when, why) of each wave unfrozen for a correction and not frozen again}."""
+    frozen = con.execute("""
+        select f.wave, f.version, f.frozen_at, f.frozen_by,
+               (select arg_max(reason, happened_at) from wave_events e
+                where e.wave = f.wave and e.action = 'freeze')
+        from frozen_waves f order by f.wave""").fetchall()
+    unfrozen = con.execute("""
+        select wave, max(happened_at), arg_max(reason, happened_at) from wave_events
+        where action = 'unfreeze' and wave not in (select wave from frozen_waves)
+        group by wave order by wave""").fetchall()
+    return {"frozen": frozen, "unfrozen": unfrozen}

@@ -25,9 +25,9 @@ from tests.conftest import culture, response_row, write_csv
 CLI_DIR = PROJECT_ROOT / "cli"
 
 #: `culture --help` lists these, in this order (commands, then groups).
-TOP_LEVEL = ["ingest", "quarantine", "status", "psychometrics", "generate", "run", "export",
-             "report", "demo", "serve", "collect", "invite", "instrument", "sites", "waves",
-             "users", "actions"]
+TOP_LEVEL = ["ingest", "quarantine", "status", "psychometrics", "generate", "run", "purge",
+             "export", "report", "demo", "serve", "collect", "invite", "instrument", "sites",
+             "waves", "users", "actions"]
 
 
 def _leaf_commands() -> list[tuple[str, ...]]:
@@ -50,11 +50,12 @@ def _leaf_commands() -> list[tuple[str, ...]]:
 def test_the_commands_keep_their_names_and_order():
     root = typer.main.get_command(app)
     assert root.list_commands(None) == TOP_LEVEL
-    assert len(_leaf_commands()) == 28
+    assert len(_leaf_commands()) == 32
     assert ("users", "set-password") in _leaf_commands()
     assert {("actions", "list"), ("actions", "add"), ("actions", "export")} <= set(
         _leaf_commands())
-    assert {("waves", "close"), ("waves", "open")} <= set(_leaf_commands())
+    assert {("waves", "close"), ("waves", "open"), ("waves", "freeze"), ("waves", "unfreeze"),
+            ("waves", "log")} <= set(_leaf_commands())
 
 
 @pytest.mark.parametrize("words", _leaf_commands(), ids=" ".join)

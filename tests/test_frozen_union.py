@@ -131,6 +131,22 @@ def test_the_layer_as_frozen_passes(frozen):
     assert report.cross_wave_rows > 0
 
 
+def test_a_run_beside_the_frozen_wave_publishes_it_unchanged(frozen, tmp_path):
+    """`culture run` with 2025 frozen: the verifier inside the run compares its held rows
+    and passes; the new layer's 2025 cells are the frozen ones."""
+    settings = _copy(frozen, tmp_path / "rerun")
+    run = culture("run", "--db", settings.db_path, "--reports", tmp_path / "reports")
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr
+    with open_store(settings.db_path) as con:
+        report = verify_frozen_union(con, settings.published_path, K)
+        changed = con.execute(f"""
+            attach '{settings.published_path}' as layer (read_only);
+            select count(*) from (select * from held_cells except all
+                                  select * from layer.cells where wave = 2025)""").fetchone()
+    assert report.ok and report.held_rows > 10_000
+    assert changed == (0,)
+
+
 def test_a_changed_frozen_statistic_is_refused(frozen, tmp_path):
     path = _tampered(frozen, tmp_path, """
         update cells set mean = mean + 0.01 where wave = 2025 and level = 'site'
