@@ -218,6 +218,16 @@ def test_a_run_with_every_wave_frozen_keeps_the_layer(frozen_then_new, tmp_path,
     # The pooled rows (validation, overall reliability) are as last published.
     assert len(after["validation"]) > 0
     assert after["reliability"]["wave"].isna().sum() > 0
+    # A full run with every wave frozen recomputes them all and still publishes the held
+    # rows, and the pooled rows as last published.
+    full = run_pipeline(settings, instrument, full=True)
+    assert full.scope.computed == (*FROZEN, NEW) and full.scope.pooled == ()
+    assert "kept as last published" in full.published.pooled_note
+    recomputed = _tables(settings.published_path)
+    for name in before:
+        if name != "meta":
+            pd.testing.assert_frame_equal(recomputed[name], before[name], check_exact=True,
+                                          obj=name)
     # Unfreezing 2026 brings it back into the next run's computation.
     with open_store(settings.db_path) as con:
         unfreeze_wave(con, NEW, "late batch", "tester")
