@@ -262,7 +262,10 @@ def publish(con: duckdb.DuckDBPyConnection, instrument: Instrument, settings: Se
     step("publish")
     tmp = final.with_name(final.name + ".tmp")
     tmp.unlink(missing_ok=True)
-    held = _held_rows(con, scope)
+    # Held tables are read one at a time as they are written (ten years of them at
+    # national scale are millions of rows); the cells first, for the comparisons.
+    held = held_tables(con) if scope.frozen else []
+    held_cells = _held_rows(con, scope, "cells") if "cells" in held else None
     pub = duckdb.connect(str(tmp))
     writer = pub.cursor()
     try:
@@ -297,8 +300,8 @@ def publish(con: duckdb.DuckDBPyConnection, instrument: Instrument, settings: Se
             rows = pa.Table.from_pandas(tables["cells"], preserve_index=False)
             pub.register("open_cells", rows)
             registered = ["open_cells"]
-            if "cells" in held:
-                pub.register("held_cells", held["cells"])
+            if held_cells is not None:
+                pub.register("held_cells", held_cells)
                 registered.append("held_cells")
                 pub.execute("create temp view published_cells as select * from open_cells "
                             "union all by name select * from held_cells")
@@ -318,8 +321,10 @@ def publish(con: duckdb.DuckDBPyConnection, instrument: Instrument, settings: Se
             pub.execute("drop view published_cells")
             for name in registered:
                 pub.unregister(name)
-        for name, rows_held in held.items():
-            _add_held(pub, name, rows_held)
+        for name in held:
+            _add_held(pub, name, held_cells if name == "cells" else
+                      _held_rows(con, scope, name))
+        held_cells = None
         report.tables = {name: pub.execute(f'select count(*) from "{name}"').fetchall()[0][0]
                          for (name,) in pub.execute(
                              "select table_name from information_schema.tables where "
@@ -359,13 +364,10 @@ def _open_rows(frame: pd.DataFrame | pa.Table, scope: RunScope) -> pd.DataFrame 
     return frame[~frame["wave"].isin(scope.frozen)].reset_index(drop=True)
 
 
-def _held_rows(con: duckdb.DuckDBPyConnection, scope: RunScope) -> dict[str, pa.Table]:
-    """The frozen waves' held rows of every published table, as stored when frozen."""
-    if not scope.frozen:
-        return {}
-    return {table: con.sql(f'select * from "held_{table}" where '
-                           f'{wave_list_sql(scope.frozen)}').to_arrow_table()
-            for table in held_tables(con)}
+def _held_rows(con: duckdb.DuckDBPyConnection, scope: RunScope, table: str) -> pa.Table:
+    """The frozen waves' held rows of published table `table`, as stored when frozen."""
+    return con.sql(f'select * from "held_{table}" where '
+                   f'{wave_list_sql(scope.frozen)}').to_arrow_table()
 
 
 def _add_held(pub: duckdb.DuckDBPyConnection, name: str, rows: pa.Table) -> None:
