@@ -434,10 +434,12 @@ def _relations(cells) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _check_recovery(cells, hidden: np.ndarray, n: np.ndarray, k: int,
                     report: VerificationReport,
-                    extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
+                    extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+                    relations: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
     """Property 2 on `cells`; `extra` adds (equation, cell row, coefficient) triples of
-    equations of its own (numbered from 0) to the relations between the cells."""
-    eq, cell, coef = _relations(cells)
+    equations of its own (numbered from 0) to the relations between the cells
+    (`relations`: `_relations(cells)`, when the caller has them)."""
+    eq, cell, coef = relations if relations is not None else _relations(cells)
     if extra is not None and len(extra[0]):
         offset = int(eq.max()) + 1 if len(eq) else 0
         eq = np.concatenate([eq, extra[0] + offset])
@@ -846,18 +848,19 @@ def _check_union_recovery(con, k: int, report: FrozenUnionReport) -> None:
     hidden = cells["suppressed"].to_numpy(zero_copy_only=False)
     n = np.nan_to_num(cells["n"].to_numpy(zero_copy_only=False).astype(float))
     report.union_cells, report.union_hidden = len(cells), int(hidden.sum())
-    links = _unchanged_links(cells, hidden, n, waves, report.versions)
+    relations = _relations(cells)
+    links = _unchanged_links(cells, hidden, n, report.versions, relations)
     report.unchanged_links = len(links[0]) // 2
     found = VerificationReport()
-    _check_recovery(cells, hidden, n, k, found, links)
+    _check_recovery(cells, hidden, n, k, found, links, relations)
     report.recoverable_hidden = found.recoverable_hidden
     report.problems += [f"{problem} (combining versions published of wave "
                         f"{', '.join(map(str, waves))} with the new layer)"
                         for problem in found.problems]
 
 
-def _unchanged_links(cells, hidden: np.ndarray, n: np.ndarray, waves: list[int],
-                     versions: list[tuple[int, int]]):
+def _unchanged_links(cells, hidden: np.ndarray, n: np.ndarray,
+                     versions: list[tuple[int, int]], relations):
     """Equations old - new = 0 for every cell an attacker can tell is the same in an
     earlier version and the new layer, as (equation, cell row, coefficient) triples.
 
@@ -867,21 +870,29 @@ def _unchanged_links(cells, hidden: np.ndarray, n: np.ndarray, waves: list[int],
     a group whose number of respondents did not change. That is generous to the
     attacker, as the verifier should be.
     """
-    eq, cell, coef = _relations(cells)
-    wave = np.asarray(cells["wave"].to_pylist(), dtype=object)
-    key_columns = [c for c in CELL_KEY if c != "wave"]
-    keys = pd.MultiIndex.from_arrays([cells[c].to_numpy(zero_copy_only=False)
-                                      for c in key_columns])
+    eq, cell, coef = relations
+    # Integer codes of the key columns, mixed into one integer per cell (as in
+    # _relations): pairing and grouping hash integers, not tuples of strings.
+    codes = {column: _codes(cells[column]) for column in CELL_KEY}
+
+    def mixed(columns) -> np.ndarray:
+        out = np.zeros(len(cells), dtype=np.int64)
+        for column in columns:
+            code, values = codes[column]
+            out = out * max(len(values), 1) + code
+        return out
+
+    wave_code, wave_values = codes["wave"]
+    wave_of = {value: i for i, value in enumerate(wave_values.to_pylist())}
+    keys = mixed([c for c in CELL_KEY if c != "wave"])
     # A group of a unit (all its measures): nobody joined it if its responses did not change.
-    group, _ = pd.MultiIndex.from_arrays(
-        [cells[c].to_numpy(zero_copy_only=False)
-         for c in ("level", "unit", "breakdown", "grp")]).factorize()
+    group = mixed(["level", "unit", "breakdown", "grp"])
     is_responses = cells["measure_kind"].to_numpy(zero_copy_only=False) == "responses"
     n_eq = int(eq.max()) + 1 if len(eq) else 0
     out_eq, out_cell, out_coef = [], [], []
     for w, v in versions:
-        new_rows = np.flatnonzero(wave == str(w))
-        old_rows = np.flatnonzero(wave == f"{w} (version {v})")
+        new_rows = np.flatnonzero(wave_code == wave_of.get(str(w), -1))
+        old_rows = np.flatnonzero(wave_code == wave_of.get(f"{w} (version {v})", -1))
         # Pair the version's cells with the new layer's (a cell may be in one only).
         match = pd.Index(keys[new_rows]).get_indexer(keys[old_rows])
         paired_old, paired_new = old_rows[match >= 0], new_rows[match[match >= 0]]
