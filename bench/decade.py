@@ -142,13 +142,14 @@ def one_run(job: dict) -> dict:
         import duckdb
 
         from pipeline.waves import freeze_wave
+        from survey.errors import CultureError
 
         began = time.perf_counter()
         try:
             with open_store(store) as con:
                 held = freeze_wave(con, job["freeze"], settings.published_path,
                                    reason="bench/decade.py: wave closed")
-        except duckdb.Error as exc:  # reported, and the decade goes on unfrozen
+        except (duckdb.Error, CultureError) as exc:  # reported; the decade goes on unfrozen
             freeze_error = str(exc).splitlines()[0]
         freeze_seconds = time.perf_counter() - began
     pub = report.published
