@@ -153,20 +153,28 @@ def waves_freeze(year: int, reason: Annotated[str, typer.Option(
                  close: Annotated[bool, typer.Option(
                      "--close", help="Close the wave for answers first, if it is open")
                  ] = False,
+                 as_published: Annotated[bool, typer.Option(
+                     "--as-published", help="Freeze it as the published layer shows it even "
+                     "though answers came since (they stay out of its numbers), e.g. after "
+                     "a correction the verifier refused")] = False,
                  db: DbOption = None) -> None:
     """Freeze a published wave: later runs publish its numbers exactly as now.
 
     The published layer must hold the wave as the store has it (no answers ingested
     since, none waiting in the web form's inbox), and the wave must be closed for
     answers (--close closes it first). Correcting a frozen wave is an explicit, logged
-    `culture waves unfreeze`, a run, and a freeze again.
+    `culture waves unfreeze`, a run, and a freeze again. If the run refuses the
+    correction (it would let a small group be worked out by subtraction),
+    --as-published freezes the wave again as it was published, without the late answers.
 
-    Example: culture waves freeze 2025 --reason "board report signed off"
+    Examples: culture waves freeze 2025 --reason "board report signed off"
+              culture waves freeze 2025 --as-published --reason "late batch too small"
     """
-    _freeze(settings_for(db), year, reason, close)
+    _freeze(settings_for(db), year, reason, close, as_published)
 
 
-def _freeze(settings: Settings, year: int, reason: str, close: bool) -> None:
+def _freeze(settings: Settings, year: int, reason: str, close: bool,
+            as_published: bool = False) -> None:
     from collect.inbox import closed_waves, set_wave_closed
     from pipeline.store import open_store
     from pipeline.waves import check_freezable, freeze_wave, frozen_state
@@ -177,7 +185,7 @@ def _freeze(settings: Settings, year: int, reason: str, close: bool) -> None:
     _wave_in_store(settings, year)
     published, inbox = settings.published_path, settings.inbox_path
     with open_store(settings.db_path) as con:
-        check_freezable(con, year, published, inbox)
+        left_out = check_freezable(con, year, published, inbox, as_published)
         if year not in closed_waves(inbox):
             if not close:
                 raise CultureError(
@@ -187,12 +195,17 @@ def _freeze(settings: Settings, year: int, reason: str, close: bool) -> None:
             set_wave_closed(inbox, year, closed=True)
             out.print(f"wave {year} closed: the form refuses new answers")
             # An answer may have arrived between the check and the close.
-            check_freezable(con, year, published, inbox)
+            left_out = check_freezable(con, year, published, inbox, as_published)
+        if left_out:
+            reason = f"{reason} (as published, leaving out {left_out} later answer(s))"
         held = freeze_wave(con, year, published, reason)
         version = {wave: v for wave, v, *_ in frozen_state(con)["frozen"]}[year]
     out.print(f"wave {year} frozen (version {version}): {held} published rows held; later "
               f"runs publish them unchanged. To correct it: culture waves unfreeze {year} "
               f"--reason \"...\"", highlight=False)
+    if left_out:
+        out.print(f"{left_out} answer(s) of wave {year} that came after it was published "
+                  f"stay in the store and out of its published numbers", highlight=False)
 
 
 def waves_unfreeze(year: int, reason: Annotated[str, typer.Option(

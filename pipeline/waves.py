@@ -178,10 +178,14 @@ def published_waves(published: Path | str) -> list[int]:
 
 
 def check_freezable(con: duckdb.DuckDBPyConnection, wave: int, published: Path | str,
-                    inbox: Path | str | None = None) -> None:
+                    inbox: Path | str | None = None, as_published: bool = False) -> int:
     """Refuse (WaveStateError) to freeze `wave` unless the layer at `published` holds
     it as the store now has it: no response of it ingested after the layer was written,
-    none left waiting in the web form's inbox at `inbox`."""
+    none left waiting in the web form's inbox at `inbox`.
+
+    With `as_published` the wave may be frozen as the layer shows it although answers
+    came since (after a correction the verifier refused): returns how many answers its
+    numbers then leave out (0 when none)."""
     published = Path(published)
     if wave in frozen_waves(con):
         raise WaveStateError(f"wave {wave} is already frozen; unfreeze it first "
@@ -191,23 +195,29 @@ def check_freezable(con: duckdb.DuckDBPyConnection, wave: int, published: Path |
             f"the published layer {published} holds no cells of it"
         raise WaveStateError(f"wave {wave} cannot be frozen: {where}. Run `culture run` to "
                              f"publish it, check it, then freeze it")
+    keep = (f"; or, to keep the wave exactly as published and leave those answers out of "
+            f"its numbers: `culture waves freeze {wave} --as-published`")
+    left_out = 0
     written = datetime.fromtimestamp(published.stat().st_mtime)
     late = con.execute(
         "select count(*), min(b.batch_id), any_value(b.source_name), max(b.ingested_at) "
         "from responses r join ingest_batches b using (batch_id) "
         "where r.wave = ? and b.ingested_at > ?", [wave, written]).fetchall()[0]
-    if late[0]:
+    if late[0] and not as_published:
         raise WaveStateError(
             f"wave {wave} cannot be frozen yet: {late[0]} of its responses were ingested "
             f"after the published layer was written (from batch {late[1]}, {late[2]}, on "
             f"{late[3]:%Y-%m-%d %H:%M}), so the layer does not show them. Run `culture run` "
-            f"to publish them, check the results, then freeze the wave")
+            f"to publish them, check the results, then freeze the wave" + keep)
+    left_out = max(left_out, late[0])
     stored, shown = _published_count(con, wave, published)
     if shown is not None and stored != shown:
-        raise WaveStateError(
-            f"wave {wave} cannot be frozen yet: the store holds {stored} of its responses "
-            f"but the published layer counts {shown}. Run `culture run` to publish the "
-            f"store as it is, check the results, then freeze the wave")
+        if not as_published:
+            raise WaveStateError(
+                f"wave {wave} cannot be frozen yet: the store holds {stored} of its "
+                f"responses but the published layer counts {shown}. Run `culture run` to "
+                f"publish the store as it is, check the results, then freeze the wave" + keep)
+        left_out = max(left_out, abs(stored - shown))
     if inbox is not None and Path(inbox).exists():
         from collect.inbox import read_submissions
 
@@ -219,11 +229,13 @@ def check_freezable(con: duckdb.DuckDBPyConnection, wave: int, published: Path |
                 "select count(*) from inbox_ids where response_id not in "
                 "(select response_id from responses where wave = ?)", [wave]).fetchall()[0][0]
             con.execute("drop table inbox_ids")
-            if waiting:
+            if waiting and not as_published:
                 raise WaveStateError(
                     f"wave {wave} cannot be frozen yet: {waiting} web answer(s) of it are "
                     f"waiting in the form's inbox ({inbox}). Run `culture run` to take them "
-                    f"in and publish them, check the results, then freeze the wave")
+                    f"in and publish them, check the results, then freeze the wave" + keep)
+            left_out += waiting
+    return left_out
 
 
 def _published_count(con: duckdb.DuckDBPyConnection, wave: int,

@@ -224,6 +224,31 @@ def test_a_late_batch_below_k_is_refused_and_the_layer_stays(frozen, tmp_path):
     assert "wave 2025 site C all=all responses responses: n 140 as published in version 1, " \
            "144 now: the 4 respondent(s) between them are a group below 10" in message
     assert _sha(settings.published_path) == before      # the previous layer stays
+    assert "culture waves freeze 2025 --as-published" in message
+
+    # The way out: the wave frozen again exactly as it was published, without the batch.
+    kept = refused(culture("waves", "freeze", 2025, "--db", settings.db_path))
+    assert "4 of its responses were ingested after the published layer was written" in kept
+    assert "--as-published" in kept
+    done = culture("waves", "freeze", 2025, "--as-published", "--reason", "batch too small",
+                   "--db", settings.db_path)
+    assert done.returncode == 0, done.stderr
+    assert "wave 2025 frozen (version 2)" in done.stdout
+    assert "4 answer(s) of wave 2025 that came after it was published stay in the store" \
+           in done.stdout
+    rerun = culture("run", "--db", settings.db_path, "--reports", tmp_path / "reports")
+    assert rerun.returncode == 0, rerun.stderr
+    with open_store(settings.db_path) as con:
+        versions = con.execute("""
+            select count(*) from (
+                select * exclude (version) from frozen_cell_versions where version = 1
+                except all
+                select * exclude (version) from frozen_cell_versions where version = 2)
+            """).fetchone()[0]
+        log = con.execute("select reason from wave_events where action = 'freeze' "
+                          "order by happened_at").fetchall()
+    assert versions == 0                      # the same numbers as first published
+    assert log[-1][0] == "batch too small (as published, leaving out 4 later answer(s))"
 
 
 def test_a_late_batch_of_k_or_more_in_one_group_is_published(corrected):

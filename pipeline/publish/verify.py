@@ -817,7 +817,8 @@ def _check_versions(con, k: int, report: FrozenUnionReport) -> None:
                 f"as published by 1 to {k - 1} respondents, or by their statistics at the "
                 f"same n; subtracting the two versions shows that small group. A correction "
                 f"may change each shown cell by none or at least {k} respondents; otherwise "
-                f"leave the wave as published (publish late answers with the next wave)")
+                f"keep the wave as published: `culture waves freeze {where['wave']} "
+                f"--as-published` (the late answers stay out of its numbers)")
         cell = (f"wave {where['wave']} {where['level']} {where['unit']} "
                 f"{where['breakdown']}={where['grp']} {where['measure_kind']} "
                 f"{where['measure']}")
