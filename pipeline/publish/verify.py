@@ -630,7 +630,7 @@ def verify_frozen_union(store_con: duckdb.DuckDBPyConnection, published_path: Pa
        benchmarks) rest on cells shown in both waves, with their published values.
     """
     report = FrozenUnionReport()
-    store_con.execute(f"attach '{Path(published_path)}' as {_PUB} (read_only)")
+    store_con.execute(f"attach ? as {_PUB} (read_only)", [str(Path(published_path))])
     try:
         report.frozen_waves = [int(w) for (w,) in store_con.execute(
             "select wave from frozen_waves order by wave").fetchall()]
