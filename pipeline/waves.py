@@ -111,6 +111,7 @@ def freeze_wave(con: duckdb.DuckDBPyConnection, wave: int, published: Path | str
             for table in tables:
                 con.execute(f'create table if not exists "held_{table}" as '
                             f'select * from pub."{table}" limit 0')
+                _widen_null_columns(con, table)
                 held += con.execute(f'insert into "held_{table}" select * from pub."{table}" '
                                     f'where wave = ?', [wave]).fetchall()[0][0]
             columns = ", ".join(VERSION_COLUMNS)
@@ -127,6 +128,21 @@ def freeze_wave(con: duckdb.DuckDBPyConnection, wave: int, published: Path | str
     finally:
         con.execute("detach pub")
     return held
+
+
+def _widen_null_columns(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """Give a held column typed NULL (all empty in the waves frozen so far, e.g. a first
+    wave's change from the previous one) the type the layer now has, so this wave's
+    values fit; NULL casts to any type, so no held value changes."""
+    held = dict(con.execute("select column_name, data_type from information_schema.columns "
+                            "where table_catalog = current_database() and table_name = ?",
+                            [f"held_{table}"]).fetchall())
+    for column, kind in con.execute(
+            "select column_name, data_type from information_schema.columns "
+            "where table_catalog = 'pub' and table_name = ?", [table]).fetchall():
+        if held.get(column) == '"NULL"' and kind != '"NULL"':
+            con.execute(f'alter table "held_{table}" alter column "{column}" '
+                        f'set data type {kind}')
 
 
 def unfreeze_wave(con: duckdb.DuckDBPyConnection, wave: int, reason: str,

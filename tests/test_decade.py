@@ -92,3 +92,37 @@ def test_every_scale_drifts_by_the_planted_trend_each_wave(tmp_path):
         probit = norm.ppf([share for _, share in shares])
         slope = np.polyfit(WAVES, probit, 1)[0]
         assert low < slope < high, (scale.id, slope, (low, high))
+
+
+def test_a_decade_starts_with_one_wave_run_and_frozen_alone(tmp_path):
+    """bench/decade.py's course at a tiny scale: the first wave ingested, run and frozen
+    by itself, then the next two one at a time. A first wave's layer has columns with no
+    value at all (changes from a previous wave that does not exist), typed NULL; the
+    waves after it must still freeze and publish beside its held rows."""
+    from pipeline.run import run_pipeline
+    from pipeline.store import load_reference_data, open_store
+    from pipeline.waves import freeze_wave, frozen_waves
+    from survey.settings import Settings
+
+    data = tmp_path / "data"
+    write_decade(data, seed=3, per_wave=400, n_sites=6, n_waves=3)
+    instrument = load_instrument(DEFAULT_INSTRUMENT)
+    settings = Settings(db_path=tmp_path / "decade.duckdb")
+    with open_store(settings.db_path) as con:
+        load_reference_data(con, data, instrument)
+    first_layer = None
+    for wave in (2017, 2018, 2019):
+        run_pipeline(settings, instrument, [data / wave_file(wave)])
+        with duckdb.connect(str(settings.published_path), read_only=True) as pub:
+            if first_layer is None:
+                first_layer = pub.execute("select * from cells where wave = 2017 "
+                                          "order by all").fetchall()
+            else:
+                assert pub.execute("select * from cells where wave = 2017 order by all"
+                                   ).fetchall() == first_layer
+            assert [w for (w,) in pub.execute("select distinct wave from cells "
+                                              "order by 1").fetchall()] == \
+                list(range(2017, wave + 1))
+        with open_store(settings.db_path) as con:
+            assert freeze_wave(con, wave, settings.published_path) > 0
+            assert frozen_waves(con) == list(range(2017, wave + 1))

@@ -387,7 +387,8 @@ def _add_held(pub: duckdb.DuckDBPyConnection, name: str, rows: pa.Table) -> None
         for column, kind in held_types.items():
             if column not in fresh_types:
                 pub.execute(f'alter table "{name}" add column "{column}" {kind}')
-            elif fresh_types[column] != kind:
+            elif fresh_types[column] != kind and kind != '"NULL"':
+                # (A held column typed NULL, all empty, fits the fresh type as it is.)
                 pub.execute(f'alter table "{name}" alter column "{column}" '
                             f'set data type {kind}')
         # The held order of the columns (a frame built empty can order them otherwise).
