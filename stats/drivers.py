@@ -31,7 +31,11 @@ the scores at a fixed value (e.g. subtracting 3 from a 1-5 score) before summing
 cross-products small at national scale; it changes no result here.
 
 Logistic models (a yes/no outcome) are fitted on respondent rows, or on a table of unique
-answer patterns with frequency weights; see `logistic_subset_fit` for the pseudo-R^2.
+answer patterns with frequency weights; see `logistic_subset_fit` for the pseudo-R^2
+(McFadden's). Their site bootstrap, `logistic_site_bootstrap`, does not refit: it sums
+each model's score and information per site once and takes one Newton step a replicate
+(a one-step approximation, checked against refitting in
+tests/test_drivers_logistic_bootstrap.py).
 
 Checked against R: tests/expected/generate_r_drivers.R fits every subset with lm() and
 glm() and computes all of the above by hand (no dominance package is installed here).
