@@ -1,9 +1,11 @@
 """Benchmark: the national driver analysis (issue 23) at national scale, 1M responses.
 
 A seeded national set made here with numpy (300 sites of the national mix of site types,
-eight scale scores, the three outcome questions, a few missing answers), with planted
-driver weights for `oc_intend`: stigma and psychological safety matter most. It sits in
-an in-memory DuckDB table, as responses do in the store. Two paths in this process:
+eight scale scores, the three outcome questions, a few missing answers), with the national
+generator's planted driver weights for `oc_intend` (survey.synthetic
+.NATIONAL_DRIVER_WEIGHTS, on latent scales correlated as it correlates them): stigma and
+psychological safety matter most. It sits in an in-memory DuckDB table, as responses do
+in the store. Two paths in this process:
 
 - ours: one DuckDB statement sums n, sums and cross-products of [outcome, 8 scales] per
   site; then, for `oc_intend` and its "favourable" sensitivity outcome, dominance
@@ -15,8 +17,9 @@ an in-memory DuckDB table, as responses do in the store. Two paths in this proce
   sample of sites and scaled to all of them (`--baseline-sites 0` fits every one).
 
 Prints both times, their ratios (goal: ours a few seconds, >= 20x faster), the largest
-difference in general dominance between the two, the planted and estimated orders, and
-the national logistic analysis (using support among those who needed it) for scale.
+difference in general dominance between the two, the planted and estimated orders of all
+eight scales, and the logistic analysis (using support among those who needed it)
+nationally and per peer group with its one-step site bootstrap (as the pipeline runs it).
 
     .venv/bin/python bench/drivers.py [--rows 1000000] [--sites 300] [--baseline-sites 20]
 """
@@ -32,19 +35,20 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from stats.drivers import (MIN_BOOTSTRAP_SITES, MIN_SITE_RESPONDENTS,  # noqa: E402
                            SiteMoments, dominance_from_fits, dominance_from_site_moments,
-                           logistic_subset_fit, site_bootstrap, site_dominance)
-from survey.synthetic import national_sites  # noqa: E402
+                           logistic_site_bootstrap, site_bootstrap, site_dominance)
+from survey.synthetic import (BASE_CORRELATION, CLUSTER, CLUSTER_CORRELATION,  # noqa: E402
+                              NATIONAL_DRIVER_WEIGHTS, national_sites)
 
 SCALES = ("stigma", "psysafety", "pathways", "confidentiality", "systems_view",
           "development", "voice_peer", "leader_modelling")
 #: Planted weights of the latent scales in the propensity to seek help early.
-PLANTED = {"stigma": .40, "psysafety": .35, "pathways": .22, "leader_modelling": .15,
-           "voice_peer": .08, "confidentiality": .04, "systems_view": 0, "development": 0}
+PLANTED = NATIONAL_DRIVER_WEIGHTS
 OUTCOMES = ("oc_intend", "oc_intend_fav")
 DRAWS = 200
 
@@ -56,7 +60,9 @@ def national_set(rows: int, n_sites: int, seed: int = 2026) -> tuple[pd.DataFram
     size = rng.multinomial(rows - 20 * n_sites, rng.dirichlet(np.full(n_sites, 1.5))) + 20
     site = np.repeat(np.arange(n_sites), size)
     k = len(SCALES)
-    person = np.full((k, k), .45) + .55 * np.eye(k)
+    # the national generator's latent correlations: a tighter cluster of four scales
+    person = np.array([[1.0 if a == b else CLUSTER_CORRELATION if {a, b} <= set(CLUSTER)
+                        else BASE_CORRELATION for b in SCALES] for a in SCALES])
     theta = (rng.standard_normal((rows, k)) @ np.linalg.cholesky(person).T
              + rng.normal(0, .3, (n_sites, k))[site])
     # a scale score is the mean of five 1-5 answers: steps of 0.2
@@ -75,6 +81,9 @@ def national_set(rows: int, n_sites: int, seed: int = 2026) -> tuple[pd.DataFram
     frame["oc_needed"], frame["oc_used"] = needed.astype(float), used.astype(float)
     for column, share in (("oc_intend", .04), *((s, .02) for s in SCALES)):
         frame.loc[rng.random(rows) < share, column] = np.nan
+    # one of five waves, drawn last so the rest is as before: the pipeline fits the
+    # logistic model on the latest wave only
+    frame["wave"] = rng.integers(0, 5, rows)
     return frame, {s.code: s.site_type for s in sites}
 
 
@@ -205,21 +214,42 @@ def main() -> None:
     print(f"speed-up, same work: {slow_seconds / same_seconds:.0f}x; whole analysis against "
           f"the loop without its bootstrap: {slow_seconds / fast_seconds:.0f}x (goal >= 20x)")
     print(f"largest |difference| in general dominance: {difference:.1e}")
-    print(f"national R2 {national.total:.3f} (n = {national.n:,}); planted order "
-          f"{planted[:4]}; estimated {estimated[:4]}")
+    print(f"national R2 {national.total:.3f} (n = {national.n:,})")
+    print(f"planted order   {planted}")
+    print(f"estimated order {estimated}: "
+          + ("the planted order" if estimated == planted else "NOT the planted order"))
     print("national shares with site-bootstrap 95% intervals:")
     print(boot.table().round(3).to_string())
 
-    started = time.perf_counter()
-    rows = con.execute("select oc_used, " + ", ".join(SCALES) + " from responses where "
-                       "oc_needed = 1 and oc_used is not null and "
+    started, cpu = time.perf_counter(), time.process_time()
+    with threadpool_limits(limits=1, user_api="blas"):   # as pipeline.run runs it
+        used = used_if_needed(con, site_type)
+    print(f"logistic, using support among those who needed it (255 IRLS fits on the rows "
+          f"and a 200-draw one-step site bootstrap, nationally and in each of "
+          f"{len(used) - 1} peer groups): {time.perf_counter() - started:.2f} s (CPU "
+          f"{time.process_time() - cpu:.2f} s)")
+    national_used = used["national"]
+    print(f"national McFadden R2 {national_used.total:.3f} "
+          f"({national_used.total_low:.3f} to {national_used.total_high:.3f}), "
+          f"n = {national_used.n:,}; shares with one-step 95% intervals:")
+    print(national_used.table().round(3).to_string())
+
+
+def used_if_needed(con, site_type: dict) -> dict:
+    """The pipeline's logistic analysis of the latest wave: {group: one-step site
+    bootstrap}, nationally and per peer group of at least MIN_BOOTSTRAP_SITES sites."""
+    rows = con.execute("select site_code, oc_used, " + ", ".join(SCALES) + " from responses "
+                       "where wave = 4 and oc_needed = 1 and oc_used is not null and "
                        + " and ".join(f"{s} is not null" for s in SCALES)).fetchnumpy()
-    fits = logistic_subset_fit(np.column_stack([rows[s] for s in SCALES]), rows["oc_used"])
-    used = dominance_from_fits(fits, "oc_used", SCALES, "logistic", "McFadden R2",
-                               len(rows["oc_used"]))
-    print(f"logistic, using support among the {used.n:,} who needed it (255 IRLS fits on "
-          f"rows, no bootstrap): {time.perf_counter() - started:.2f} s; McFadden R2 "
-          f"{used.total:.3f}; top {[used.predictors[i] for i in np.argsort(-used.general)][:3]}")
+    site = np.asarray(rows["site_code"]).astype(str)
+    x, y = np.column_stack([rows[s] for s in SCALES]), np.asarray(rows["oc_used"], float)
+    kind = np.array([site_type[s] for s in site], dtype=object)
+    groups = {"national": np.ones(len(y), bool)}
+    groups |= {k: kind == k for k in sorted(set(site_type.values()))}
+    return {name: logistic_site_bootstrap(x[chosen], y[chosen], site[chosen], "oc_used",
+                                          SCALES, draws=DRAWS)
+            for name, chosen in groups.items()
+            if len(np.unique(site[chosen])) >= MIN_BOOTSTRAP_SITES}
 
 
 if __name__ == "__main__":
