@@ -5,7 +5,8 @@ the store (`held_<table>`), records a fingerprint of them, and logs who froze it
 Later runs compute only the waves that are not frozen and publish the held rows beside
 them, so a number a board saw last year stays as published. Unfreezing (to correct a
 late batch or a wrong site code) is explicit and logged; the cells of every frozen
-version stay in `frozen_cell_versions`, so the verifier can check a corrected wave
+version stay in `cell_versions` (with every other version of a wave's cells a run
+published), so the verifier can check a corrected wave, or an open wave published again,
 against what was published before.
 """
 
@@ -21,7 +22,7 @@ import pandas as pd
 
 from survey.errors import CultureError
 
-#: Columns of the cells table kept for every frozen version (the differencing check).
+#: Columns of the cells table kept for every published version (the differencing check).
 VERSION_COLUMNS = ("level", "unit", "breakdown", "grp", "measure_kind", "measure", "n",
                    "suppressed", "peer_group", "mean", "sd", "pct_favourable",
                    "pct_unfavourable")
@@ -103,8 +104,6 @@ def freeze_wave(con: duckdb.DuckDBPyConnection, wave: int, published: Path | str
         if not shown:
             raise WaveStateError(f"{published} holds no cells of wave {wave}; run "
                                  f"`culture run` to publish it, then freeze it")
-        version = 1 + con.execute("select coalesce(max(version), 0) from frozen_cell_versions "
-                                  "where wave = ?", [wave]).fetchall()[0][0]
         held = 0
         con.execute("begin transaction")
         try:
@@ -114,9 +113,7 @@ def freeze_wave(con: duckdb.DuckDBPyConnection, wave: int, published: Path | str
                 _widen_null_columns(con, table)
                 held += con.execute(f'insert into "held_{table}" select * from pub."{table}" '
                                     f'where wave = ?', [wave]).fetchall()[0][0]
-            columns = ", ".join(VERSION_COLUMNS)
-            con.execute(f"insert into frozen_cell_versions select wave, ?, {columns} "
-                        f"from pub.cells where wave = ?", [version, wave])
+            version = record_version(con, wave, "pub")
             con.execute("insert into frozen_waves values (?, ?, ?, ?, ?)",
                         [wave, datetime.now(), by or _who(), version,
                          _fingerprint(con, wave, tables)])
@@ -128,6 +125,55 @@ def freeze_wave(con: duckdb.DuckDBPyConnection, wave: int, published: Path | str
     finally:
         con.execute("detach pub")
     return held
+
+
+def cells_fingerprint(con: duckdb.DuckDBPyConnection, catalog: str, wave: int) -> str:
+    """A fingerprint of `wave`'s cells in the database attached as `catalog`: equal for
+    two layers showing the same cells with the same numbers (statistics to 8 decimals,
+    since sums added in another order differ in the last bits)."""
+    rounded = ", ".join(f"round({v}, 8)" for v in VERSION_COLUMNS[8:] if v != "peer_group")
+    return str(con.execute(
+        f"select coalesce(bit_xor(hash(level, unit, breakdown, grp, measure_kind, measure, "
+        f"n, suppressed, peer_group, {rounded})), 0) || '/' || count(*) "
+        f'from "{catalog}".main.cells where wave = ?', [wave]).fetchall()[0][0])
+
+
+def record_version(con: duckdb.DuckDBPyConnection, wave: int, catalog: str) -> int:
+    """Keep `wave`'s cells of the layer attached as `catalog` as a published version,
+    unless a version with the same cells is kept already; return its number."""
+    mark = cells_fingerprint(con, catalog, wave)
+    known = con.execute("select version from cell_version_marks where wave = ? and "
+                        "fingerprint = ?", [wave, mark]).fetchall()
+    if known:
+        return int(known[0][0])
+    version = 1 + con.execute("select coalesce(max(version), 0) from cell_version_marks "
+                              "where wave = ?", [wave]).fetchall()[0][0]
+    columns = ", ".join(VERSION_COLUMNS)
+    con.execute(f'insert into cell_versions select wave, ?, {columns} '
+                f'from "{catalog}".main.cells where wave = ?', [version, wave])
+    con.execute("insert into cell_version_marks values (?, ?, ?, ?)",
+                [wave, version, mark, datetime.now()])
+    return version
+
+
+def record_published_versions(con: duckdb.DuckDBPyConnection, published: Path | str,
+                              waves: list[int]) -> dict[int, int]:
+    """After a publish: keep each computed wave's cells as a version ({wave: version}),
+    so a later layer is checked against what readers of this one saw."""
+    if not waves:
+        return {}
+    con.execute("attach ? as recorded_layer (read_only)", [str(Path(published))])
+    try:
+        con.execute("begin transaction")
+        try:
+            versions = {wave: record_version(con, wave, "recorded_layer") for wave in waves}
+            con.execute("commit")
+        except BaseException:
+            con.execute("rollback")
+            raise
+    finally:
+        con.execute("detach recorded_layer")
+    return versions
 
 
 def _widen_null_columns(con: duckdb.DuckDBPyConnection, table: str) -> None:

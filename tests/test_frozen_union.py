@@ -48,20 +48,20 @@ def _copy(template: Settings, folder: Path) -> Settings:
     return settings
 
 
-def _late_batch(path: Path, size: int, same_groups: bool) -> Path:
-    """`size` late answers of wave 2025 at site C, copied from C's own (complete) rows;
+def _late_batch(path: Path, size: int, same_groups: bool, wave: int = 2025) -> Path:
+    """`size` late answers of `wave` at site C, copied from C's own (complete) rows;
     with `same_groups`, all in one group of every breakdown (they then change only the
     cells of those groups, each by `size`)."""
     with (SAMPLES_DIR / "responses_clean.csv").open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    complete = [r for r in rows if r["site"] == "C" and r["wave"] == "2025"
+    complete = [r for r in rows if r["site"] == "C" and r["wave"] == str(wave)
                 and all(value != "" for value in r.values())]
     assert len(complete) >= size
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         for number, row in enumerate(complete[:size]):
-            late = dict(row, response_id=f"C-2025-LATE-{size}-{number:03d}")
+            late = dict(row, response_id=f"C-{wave}-LATE-{size}-{number:03d}")
             if same_groups:
                 late |= {a: complete[0][a] for a in ATTRIBUTES}
             writer.writerow(late)
@@ -210,6 +210,35 @@ def test_rows_added_for_a_frozen_wave_are_refused(frozen, tmp_path):
 
 # (ii) ------------------------------------------------------------------------------
 
+def test_an_open_wave_published_again_with_a_few_more_answers_is_refused(frozen, tmp_path):
+    """Never frozen, wave 2026 was still published: readers of that layer could subtract
+    it from one with four more answers, so the run refuses, naming the earlier version."""
+    settings = _copy(frozen, tmp_path / "open")
+    before = _sha(settings.published_path)
+    with open_store(settings.db_path) as con:
+        kept = con.execute("select count(distinct version) from cell_versions "
+                           "where wave = 2026").fetchone()[0]
+    assert kept == 1          # the template's run kept what it published of 2026
+    late = _late_batch(tmp_path / "late-2026.csv", 4, same_groups=False, wave=2026)
+    assert culture("ingest", late, "--db", settings.db_path).returncode == 0
+    message = refused(culture("run", "--db", settings.db_path, "--reports",
+                              tmp_path / "reports"))
+    assert "wave 2026: " in message and "differ from version 1 as published by 1 to 9 " \
+        "respondents" in message
+    assert "wave 2026 site C all=all responses responses: n " in message
+    assert _sha(settings.published_path) == before      # the previous layer stays
+
+
+def test_republishing_the_same_numbers_keeps_one_version(frozen, tmp_path):
+    settings = _copy(frozen, tmp_path / "same")
+    run = culture("run", "--db", settings.db_path, "--reports", tmp_path / "reports")
+    assert run.returncode == 0, run.stderr
+    with open_store(settings.db_path) as con:
+        versions = con.execute("select wave, count(*) from cell_version_marks "
+                               "group by wave order by wave").fetchall()
+    assert versions == [(2024, 1), (2025, 1), (2026, 1)]
+
+
 def test_a_late_batch_below_k_is_refused_and_the_layer_stays(frozen, tmp_path):
     settings = _copy(frozen, tmp_path / "small")
     before = _sha(settings.published_path)
@@ -233,21 +262,18 @@ def test_a_late_batch_below_k_is_refused_and_the_layer_stays(frozen, tmp_path):
     done = culture("waves", "freeze", 2025, "--as-published", "--reason", "batch too small",
                    "--db", settings.db_path)
     assert done.returncode == 0, done.stderr
-    assert "wave 2025 frozen (version 2)" in done.stdout
+    # The very cells first published: the same version (1), not a new one.
+    assert "wave 2025 frozen (version 1)" in done.stdout
     assert "4 answer(s) of wave 2025 that came after it was published stay in the store" \
            in done.stdout
     rerun = culture("run", "--db", settings.db_path, "--reports", tmp_path / "reports")
     assert rerun.returncode == 0, rerun.stderr
     with open_store(settings.db_path) as con:
-        versions = con.execute("""
-            select count(*) from (
-                select * exclude (version) from frozen_cell_versions where version = 1
-                except all
-                select * exclude (version) from frozen_cell_versions where version = 2)
-            """).fetchone()[0]
+        versions = con.execute("select count(distinct version) from cell_versions "
+                               "where wave = 2025").fetchone()[0]
         log = con.execute("select reason from wave_events where action = 'freeze' "
                           "order by happened_at").fetchall()
-    assert versions == 0                      # the same numbers as first published
+    assert versions == 1                      # the same numbers as first published
     assert log[-1][0] == "batch too small (as published, leaving out 4 later answer(s))"
 
 

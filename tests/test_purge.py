@@ -173,7 +173,7 @@ def test_purge_keeps_the_published_layer_held_rows_aggregates_and_logs(frozen):
     # aggregates (quality medians, suppression log, whatever a stage pools by wave).
     changed = {"responses", "response_flags", "quarantine", "wave_events"}
     before = _snapshot(frozen.db_path)
-    assert {"held_cells", "held_trends", "frozen_cell_versions", "ingest_batches",
+    assert {"held_cells", "held_trends", "cell_versions", "ingest_batches",
             "suppression_log", "response_quality_waves"} <= set(before)
     published = _file_hash(frozen.published_path)
     with open_store(frozen.db_path) as con:

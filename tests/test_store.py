@@ -23,7 +23,7 @@ def test_new_store_has_every_table_at_the_current_version(tmp_path):
         assert schema_version(con) == SCHEMA_VERSION == 3
     assert {"sites", "site_headcounts", "waves", "instruments", "ingest_batches", "responses",
             "quarantine", "schema_version", "frozen_waves", "wave_events",
-            "frozen_cell_versions"} <= tables
+            "cell_versions", "cell_version_marks"} <= tables
 
 
 def test_reopening_does_not_migrate_again(tmp_path):

@@ -171,9 +171,10 @@ def test_unfreeze_needs_a_reason_and_is_logged(published):
     status = culture("status", "--db", db)
     assert "wave 2025: unfrozen on" in status.stdout
     assert "late batch from site C" in status.stdout
-    # Frozen again, it is version 2: the verifier keeps version 1 to check against.
+    # Frozen again with nothing changed, it is version 1 again: a version is kept once
+    # per distinct set of cells (a changed wave would be version 2, checked against 1).
     assert culture("waves", "freeze", 2025, "--db", db).returncode == 0
-    assert _frozen(published) == [(2025, 2)]
+    assert _frozen(published) == [(2025, 1)]
 
 
 def test_log_and_status_with_nothing_frozen(published):

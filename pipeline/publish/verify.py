@@ -84,6 +84,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from threadpoolctl import threadpool_limits
 
+from pipeline.waves import cells_fingerprint
 from survey.errors import CultureError
 
 #: Blocks of hidden cells up to this size are solved exactly (any combination of
@@ -619,7 +620,8 @@ def verify_frozen_union(store_con: duckdb.DuckDBPyConnection, published_path: Pa
        held in the store when it was frozen (`held_<table>`): none changed, none missing,
        none added.
     8. **No differencing across versions.** A wave unfrozen and published again is
-       combined with every version of it published before (`frozen_cell_versions`). A
+       combined with every version of it published before (`cell_versions`: an open
+       wave's earlier layers too; versions with the very same cells are skipped). A
        cell shown in both may not change its n by 1 to k-1 (the difference is a group
        below k), nor keep its n and change a statistic (a small set swapped). Cells an
        attacker can tell are unchanged (same n shown in both, or a part of an unchanged
@@ -783,11 +785,20 @@ def _blank(value) -> str:
 def _check_versions(con, k: int, report: FrozenUnionReport) -> None:
     """Property 8: the new layer combined with each earlier published version of a wave."""
     report.versions = [(int(w), int(v)) for w, v in con.execute(f"""
-        select distinct v.wave, v.version from frozen_cell_versions v
+        select distinct v.wave, v.version from cell_version_marks v
         where not exists (select 1 from frozen_waves f
                           where f.wave = v.wave and f.version = v.version)
           and exists (select 1 from {_PUB}.cells c where c.wave = v.wave)
         order by all""").fetchall()]
+    # A version showing the very cells of the new layer tells an attacker nothing more.
+    marks = {}
+    for wave, version in report.versions:
+        if wave not in marks:
+            marks[wave] = cells_fingerprint(con, _PUB, wave)
+    same = {(int(w), int(v)) for w, v, mark in con.execute(
+        "select wave, version, fingerprint from cell_version_marks").fetchall()
+        if marks.get(w) == mark}
+    report.versions = [pair for pair in report.versions if pair not in same]
     if not report.versions:
         return
     pairs = " or ".join(f"(v.wave = {w} and v.version = {v})" for w, v in report.versions)
@@ -798,7 +809,7 @@ def _check_versions(con, k: int, report: FrozenUnionReport) -> None:
                           f"or (c.{v} is null) <> (v.{v} is null)" for v in VERSION_VALUES)
     found = con.execute(f"""
         select v.version, {key}, v.n, c.n, count(*) over (partition by v.wave, v.version)
-        from frozen_cell_versions v join {_PUB}.cells c using ({key})
+        from cell_versions v join {_PUB}.cells c using ({key})
         where ({pairs}) and not v.suppressed and not c.suppressed
           and (abs(c.n - v.n) between 1 and {k - 1} or (c.n = v.n and ({differs})))
         order by v.wave, v.version, case v.level when 'site' then 0 when 'peer' then 1
@@ -815,7 +826,8 @@ def _check_versions(con, k: int, report: FrozenUnionReport) -> None:
             report.problems.append(
                 f"wave {where['wave']}: {count} shown cell(s) differ from version {version} "
                 f"as published by 1 to {k - 1} respondents, or by their statistics at the "
-                f"same n; subtracting the two versions shows that small group. A correction "
+                f"same n; subtracting the two versions shows that small group. A new version "
+                f"(a correction, or a wave published again while answers still came in) "
                 f"may change each shown cell by none or at least {k} respondents; otherwise "
                 f"keep the wave as published: `culture waves freeze {where['wave']} "
                 f"--as-published` (the late answers stay out of its numbers)")
@@ -843,7 +855,7 @@ def _check_union_recovery(con, k: int, report: FrozenUnionReport) -> None:
               "suppressed")
     parts = [f"select wave::varchar as wave, {select} from {_PUB}.cells "
              f"where wave in ({', '.join(map(str, waves))})"]
-    parts += [f"select '{w} (version {v})', {select} from frozen_cell_versions "
+    parts += [f"select '{w} (version {v})', {select} from cell_versions "
               f"where wave = {w} and version = {v}" for w, v in report.versions]
     cells = con.sql(" union all ".join(parts)).to_arrow_table()
     hidden = cells["suppressed"].to_numpy(zero_copy_only=False)

@@ -49,10 +49,10 @@ from pipeline.frames import with_columns, write_table
 from pipeline.psychometrics.results import Judgement, PsychometricsResult
 from pipeline.quality import analysis_view
 from pipeline.store import drop_relation
-from pipeline.publish import verify as verify_module
-from pipeline.publish.verify import VerificationReport, check_cells, verify_published
+from pipeline.publish.verify import (VerificationReport, check_cells, verify_frozen_union,
+                                     verify_published)
 from pipeline.scope import RunScope, wave_list_sql
-from pipeline.waves import held_tables
+from pipeline.waves import held_tables, record_published_versions
 from published.layout import (CELL_COLUMNS, LAYOUT_KEY, PSYCHOMETRIC_COLUMNS, PUBLISHED_LAYOUT,
                               attribute_title)
 from survey.instrument import Instrument
@@ -339,15 +339,17 @@ def publish(con: duckdb.DuckDBPyConnection, instrument: Instrument, settings: Se
     step("verify")
     try:
         report.verification = verify_published(tmp, k, cells_checked)
-        # Issue 25: no cell of any wave may be recovered by combining this layer with any
-        # frozen version published before (the verifier's check over their union).
-        verify_frozen_union = getattr(verify_module, "verify_frozen_union", None)
-        if verify_frozen_union is not None:
-            verify_frozen_union(con, tmp, k)
+        # No cell of any wave may be recovered by combining this layer with any version
+        # published before (the verifier's check over their union).
+        verify_frozen_union(con, tmp, k)
     except Exception:
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, final)
+    # What readers of this layer see of each computed wave becomes a version the next
+    # layer is checked against (an open wave published again with a few more answers
+    # would otherwise show those few by subtraction).
+    record_published_versions(con, final, report.waves_computed)
     return report
 
 

@@ -22,10 +22,13 @@ create table wave_events (
     detail varchar
 );
 
--- Every version of every frozen wave's cells ever published (kept through unfreezes):
--- the verifier checks a new layer against all of them, so a corrected wave cannot be
--- differenced against the version published before the correction.
-create table frozen_cell_versions (
+-- Every distinct version of every wave's cells ever published, open waves' too (each
+-- `culture run` records the waves it computed when their cells differ from every version
+-- recorded; a freeze records the frozen version), kept through unfreezes and purges: the
+-- verifier checks a new layer against all of them, so neither a corrected frozen wave nor
+-- an open wave published again with a few more answers can be differenced against what
+-- readers saw before.
+create table cell_versions (
     wave         integer not null,
     version      integer not null,
     level        varchar not null,
@@ -43,4 +46,12 @@ create table frozen_cell_versions (
     sd               double,
     pct_favourable   double,
     pct_unfavourable double
+);
+
+create table cell_version_marks (
+    wave        integer not null,
+    version     integer not null,
+    fingerprint varchar not null,     -- of the version's cells (pipeline.waves.cells_fingerprint)
+    recorded_at timestamp not null,
+    primary key (wave, version)
 );
