@@ -21,7 +21,7 @@ waves; the ten-wave full run under 4 GB peak with time near-linear in responses 
 ratio per wave added). Figures are printed, not asserted.
 
     .venv/bin/python bench/decade.py [--per-wave 1000000] [--sites 300] [--waves 10]
-                                     [--checkpoints 2 5 10] [--skip-full]
+                                     [--checkpoints 2 5 10] [--skip-full | --only-full]
                                      [--memory-limit 3GB] [--generate]
 
 A quick try: --per-wave 20000 (10 waves x 20,000). --generate only writes the data.
