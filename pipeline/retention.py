@@ -6,7 +6,7 @@ every other respondent-level table of the store (any table with a `response_id` 
 `source_row` column: the quality flags, and whatever a stage adds later), its web form
 submissions in the inbox beside the store, and the answer values and response ids of
 its quarantined rows. What stays: the published layer and the held rows that later runs
-publish verbatim (`held_<table>`), every frozen version's cells, the per-wave
+publish verbatim (`held_<table>`), every published version's cells (`cell_versions`), the per-wave
 aggregates (`response_quality_waves`, the `suppression_log`), the ingest log
 (`ingest_batches`), each quarantined row's reason (its value blanked) and the
 `wave_events` log, where the purge is recorded with its counts.
