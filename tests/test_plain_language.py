@@ -26,11 +26,13 @@ from tests.pages import markdown_tables, signed_in
 
 PASSWORD = "a long enough password"
 #: The pages a director sees (the glossary aside).
-DIRECTOR_PAGES = ["/", "/principle", "/benchmark", "/trends", "/equity", "/quality"]
+DIRECTOR_PAGES = ["/", "/principle", "/benchmark", "/trends", "/equity", "/quality",
+                  "/drivers"]
 #: Words a director must never meet on those pages: each is explained in the glossary and
 #: stated exactly on the Methods page.
 JARGON = ("ICC", "rwg", "KMO", "HTMT", "RMSEA", "CFI", "|z|", "Benjamini", "Welch",
-          "overdispersion", "random effects", "q (BH)", "Cronbach", "alpha")
+          "overdispersion", "random effects", "q (BH)", "Cronbach", "alpha", "McFadden",
+          "R2", "R^2", "dominance", "logistic", "bootstrap")
 #: Every term the pages rest on, by its glossary anchor, section by section.
 GLOSSARY_TERMS = {
     "Scores and measures": ["score", "principle", "scale", "favourable", "drivers",

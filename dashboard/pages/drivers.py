@@ -34,7 +34,7 @@ SITE_COLUMNS = {"name": "Scale", "share_pct": "Share of what the scales explain 
 DIGITS = {"share_pct": 0, "low_pct": 0, "high_pct": 0, "weight_pct": 0, "rank": 0, "score": 1,
           "difference": 1}
 #: The used-support (logistic) model's table: column -> header.
-USED_COLUMNS = {"name": "Scale", "share_pct": "Share of McFadden R2 (%)",
+USED_COLUMNS = {"name": "Scale", "share_pct": "Share of what the scales explain (%)",
                 "low_pct": "95% range low", "high_pct": "95% range high", "rank": "Rank"}
 
 
@@ -184,7 +184,8 @@ def _researcher_layout(view: View, parts: list) -> html.Div:
                        f"{national['r2'].iloc[0]:.2f})."))
     used = used_rows(view)
     if len(used):
-        parts.append(table(used, {"group": "Group", **USED_COLUMNS, "n": "Respondents",
+        parts.append(table(used, {"group": "Group", **USED_COLUMNS,
+                                  "share_pct": "Share of McFadden R2 (%)", "n": "Respondents",
                                   "sites": "Sites", "r2": "McFadden R2"},
                            f"{outcome_name(USED)}: logistic models (95% ranges from a "
                            "one-step site bootstrap)",
