@@ -83,7 +83,7 @@ def _run(settings: Settings, instrument: Instrument, files: list[Path], site: st
          column_map: dict[str, str] | None, full: bool = False) -> RunReport:
     report = RunReport()
     definition = settings.instrument_path.read_text(encoding="utf-8")
-    with open_store(settings.db_path) as con:
+    with open_store(settings.db_path, memory_limit=settings.memory_limit) as con:
         step("ingest")
         for file in files:
             ingested, imported = ingest_from_tool(con, file, instrument, definition, tool,

@@ -83,8 +83,11 @@ def migrate(con: duckdb.DuckDBPyConnection, path: Path,
 
 
 @contextmanager
-def open_store(path: Path | str, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    """An open connection to the store at `path`, created and migrated as needed."""
+def open_store(path: Path | str, read_only: bool = False,
+               memory_limit: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An open connection to the store at `path`, created and migrated as needed;
+    `memory_limit` (a size checked by `Settings`, e.g. "3GB") caps DuckDB's memory, beyond
+    which it spills to a folder beside the store."""
     path = Path(path)
     if read_only and not path.exists():
         raise StoreError(f"{path}: no store here yet; run `culture demo` or `culture ingest` "
@@ -105,6 +108,8 @@ def open_store(path: Path | str, read_only: bool = False) -> Iterator[duckdb.Duc
         raise StoreError(f"{path}: not a DuckDB store or damaged "
                          f"({str(exc).splitlines()[0]})") from None
     try:
+        if memory_limit:
+            con.execute("set memory_limit = ?", [memory_limit.strip()])
         if read_only:
             version = schema_version(con)
             if version != SCHEMA_VERSION:

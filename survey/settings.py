@@ -27,6 +27,9 @@ ENV_TRUST_PROXY = "CULTURE_TRUST_PROXY"
 ENV_SECURE_COOKIES = "CULTURE_SECURE_COOKIES"
 ENV_URL_PREFIX = "CULTURE_URL_PREFIX"
 ENV_MIN_SITES = "CULTURE_MIN_SITES_PER_COMBINATION"
+ENV_MEMORY_LIMIT = "CULTURE_MEMORY_LIMIT"
+#: A DuckDB memory size: a number and a unit (e.g. 3GB, 512MB).
+_MEMORY = re.compile(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 
 #: How a principle's target is set (see pipeline.benchmark.principle_gap_table).
 TARGET_RULES = ("peer_q3", "national_q3", "peer_median", "national_median")
@@ -62,6 +65,10 @@ class Settings:
     #: Pseudonymised exports coarsen site type and region until every combination shown
     #: covers at least this many sites.
     min_sites_per_combination: int = 3
+    #: What DuckDB may hold in memory during a run before it spills to disk: a full run of
+    #: ten national waves otherwise peaks near 4.4 GB (bench/decade.py), and the run
+    #: shares the machine with the dashboard and the survey server.
+    memory_limit: str = "3GB"
 
     @property
     def published_path(self) -> Path:
@@ -95,6 +102,9 @@ class Settings:
         if self.url_prefix and not _URL_PREFIX.fullmatch(self.url_prefix):
             raise SettingsError(f"URL prefix {self.url_prefix!r} is not a path like /culture "
                                 "(a leading /, letters, digits, - _ . and / only)")
+        if not _MEMORY.fullmatch(self.memory_limit.strip()):
+            raise SettingsError(f"memory limit {self.memory_limit!r} is not a size like 3GB "
+                                "or 512MB")
         if self.min_sites_per_combination < ABSOLUTE_MIN_SITES_PER_COMBINATION:
             raise SettingsError(
                 f"minimum sites per combination {self.min_sites_per_combination} is below "
@@ -111,6 +121,7 @@ def resolve_settings(
     secure_cookies: bool | None = None,
     url_prefix: str | None = None,
     min_sites_per_combination: int | None = None,
+    memory_limit: str | None = None,
     environ: dict[str, str] | None = None,
 ) -> Settings:
     """Settings from command-line flags, then environment variables, then defaults."""
@@ -155,7 +166,8 @@ def resolve_settings(
                     min_group_size=min_group_size, exclude_flagged=exclude_flagged,
                     target_rule=target_rule, trust_proxy=trust_proxy,
                     secure_cookies=secure_cookies, url_prefix=url_prefix,
-                    min_sites_per_combination=min_sites_per_combination)
+                    min_sites_per_combination=min_sites_per_combination,
+                    memory_limit=memory_limit or env.get(ENV_MEMORY_LIMIT) or "3GB")
 
 
 def _yes_or_no(env, name: str) -> bool:

@@ -163,3 +163,19 @@ def test_factor_analyzer_works_with_the_pinned_scikit_learn():
     data = factor @ np.full((1, 5), 0.8) + rng.normal(scale=0.6, size=(400, 5))
     fitted = FactorAnalyzer(n_factors=1, rotation=None).fit(data)
     assert np.all(np.abs(fitted.loadings_) > 0.6)
+
+
+def test_a_run_caps_duckdbs_memory_as_set(tmp_path):
+    """The run's connection holds DuckDB to the setting (default 3GB; CULTURE_MEMORY_LIMIT),
+    and a setting that is not a size is refused before anything is opened."""
+    from survey.errors import SettingsError
+    from survey.settings import resolve_settings
+
+    assert resolve_settings(environ={}).memory_limit == "3GB"
+    chosen = resolve_settings(db=tmp_path / "s.duckdb",
+                              environ={"CULTURE_MEMORY_LIMIT": "512MB"})
+    with open_store(chosen.db_path, memory_limit=chosen.memory_limit) as con:
+        limit = con.execute("select current_setting('memory_limit')").fetchone()[0]
+    assert limit == "488.2 MiB"                       # DuckDB shows 512 MB in MiB
+    with pytest.raises(SettingsError, match="'plenty' is not a size like 3GB"):
+        resolve_settings(environ={"CULTURE_MEMORY_LIMIT": "plenty"})
