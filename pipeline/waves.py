@@ -156,23 +156,34 @@ def record_version(con: duckdb.DuckDBPyConnection, wave: int, catalog: str) -> i
     return version
 
 
-def record_published_versions(con: duckdb.DuckDBPyConnection, published: Path | str,
-                              waves: list[int]) -> dict[int, int]:
-    """After a publish: keep each computed wave's cells as a version ({wave: version}),
-    so a later layer is checked against what readers of this one saw."""
-    if not waves:
+def record_replaced_versions(con: duckdb.DuckDBPyConnection, current: Path | str,
+                             new: Path | str) -> dict[int, int]:
+    """Before a new layer replaces the current one: keep, as a version, each wave of the
+    current layer whose cells the new one changes (or drops), so the new layer, and every
+    later one, is checked against what readers of the current one saw. A wave published
+    again unchanged costs a fingerprint, not a copy. Returns {wave: version kept}."""
+    current = Path(current)
+    if not current.exists():
         return {}
-    con.execute("attach ? as recorded_layer (read_only)", [str(Path(published))])
+    con.execute("attach ? as replaced_layer (read_only)", [str(current)])
+    con.execute("attach ? as replacing_layer (read_only)", [str(Path(new))])
     try:
+        waves = [w for (w,) in con.execute(
+            "select distinct wave from replaced_layer.main.cells order by 1").fetchall()]
+        changed = [w for w in waves if cells_fingerprint(con, "replaced_layer", w)
+                   != cells_fingerprint(con, "replacing_layer", w)]
+        if not changed:
+            return {}
         con.execute("begin transaction")
         try:
-            versions = {wave: record_version(con, wave, "recorded_layer") for wave in waves}
+            versions = {w: record_version(con, w, "replaced_layer") for w in changed}
             con.execute("commit")
         except BaseException:
             con.execute("rollback")
             raise
     finally:
-        con.execute("detach recorded_layer")
+        con.execute("detach replaced_layer")
+        con.execute("detach replacing_layer")
     return versions
 
 

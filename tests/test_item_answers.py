@@ -29,9 +29,11 @@ def small_site_published(sample_store, instrument):
         con.execute("delete from responses where site_code = 'B' and wave = 2026 and "
                     "response_id not in (select response_id from responses where "
                     "site_code = 'B' and wave = 2026 order by response_id limit 6)")
-        # Another sample, not the first published again: forget the versions kept of it
-        # (published again, the verifier would rightly refuse the cut by subtraction).
+        # Another sample, not the first published again: forget the first's layer and any
+        # versions kept of it (published again, the verifier would rightly refuse the cut
+        # by subtraction).
         con.execute("delete from cell_versions; delete from cell_version_marks")
+        settings.published_path.unlink(missing_ok=True)
         publish(con, instrument, settings, run_psychometrics(con, instrument, settings))
     return settings
 

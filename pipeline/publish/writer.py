@@ -52,7 +52,7 @@ from pipeline.store import drop_relation
 from pipeline.publish.verify import (VerificationReport, check_cells, verify_frozen_union,
                                      verify_published)
 from pipeline.scope import RunScope, wave_list_sql
-from pipeline.waves import held_tables, record_published_versions
+from pipeline.waves import held_tables, record_replaced_versions
 from published.layout import (CELL_COLUMNS, LAYOUT_KEY, PSYCHOMETRIC_COLUMNS, PUBLISHED_LAYOUT,
                               attribute_title)
 from survey.instrument import Instrument
@@ -341,15 +341,14 @@ def publish(con: duckdb.DuckDBPyConnection, instrument: Instrument, settings: Se
         report.verification = verify_published(tmp, k, cells_checked)
         # No cell of any wave may be recovered by combining this layer with any version
         # published before (the verifier's check over their union).
+        # What readers of the layer being replaced saw of each wave this one changes
+        # becomes a version this layer, and every later one, is checked against.
+        record_replaced_versions(con, final, tmp)
         verify_frozen_union(con, tmp, k)
     except Exception:
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, final)
-    # What readers of this layer see of each computed wave becomes a version the next
-    # layer is checked against (an open wave published again with a few more answers
-    # would otherwise show those few by subtraction).
-    record_published_versions(con, final, report.waves_computed)
     return report
 
 

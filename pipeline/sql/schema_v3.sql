@@ -22,9 +22,9 @@ create table wave_events (
     detail varchar
 );
 
--- Every distinct version of every wave's cells ever published, open waves' too (each
--- `culture run` records the waves it computed when their cells differ from every version
--- recorded; a freeze records the frozen version), kept through unfreezes and purges: the
+-- Every distinct version of every wave's cells ever published, open waves' too (a run
+-- keeps, before replacing the published layer, the cells of each wave the new layer
+-- changes; a freeze keeps the frozen version), kept through unfreezes and purges: the
 -- verifier checks a new layer against all of them, so neither a corrected frozen wave nor
 -- an open wave published again with a few more answers can be differenced against what
 -- readers saw before.
