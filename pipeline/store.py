@@ -83,6 +83,18 @@ def migrate(con: duckdb.DuckDBPyConnection, path: Path,
 
 
 @contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """All of the block's writes, or none of them (rolled back on any error)."""
+    con.execute("begin transaction")
+    try:
+        yield con
+    except BaseException:
+        con.execute("rollback")
+        raise
+    con.execute("commit")
+
+
+@contextmanager
 def open_store(path: Path | str, read_only: bool = False,
                memory_limit: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
     """An open connection to the store at `path`, created and migrated as needed;

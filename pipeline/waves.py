@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from pipeline.store import transaction
 from survey.errors import CultureError
 
 #: Columns of the cells table kept for every published version (the differencing check).
@@ -105,8 +106,7 @@ def freeze_wave(con: duckdb.DuckDBPyConnection, wave: int, published: Path | str
             raise WaveStateError(f"{published} holds no cells of wave {wave}; run "
                                  f"`culture run` to publish it, then freeze it")
         held = 0
-        con.execute("begin transaction")
-        try:
+        with transaction(con):
             for table in tables:
                 con.execute(f'create table if not exists "held_{table}" as '
                             f'select * from pub."{table}" limit 0')
@@ -118,10 +118,6 @@ def freeze_wave(con: duckdb.DuckDBPyConnection, wave: int, published: Path | str
                         [wave, datetime.now(), by or _who(), version,
                          _fingerprint(con, wave, tables)])
             _log(con, wave, "freeze", reason, f"version {version}, {held} rows held", by)
-            con.execute("commit")
-        except BaseException:
-            con.execute("rollback")
-            raise
     finally:
         con.execute("detach pub")
     return held
@@ -174,13 +170,8 @@ def record_replaced_versions(con: duckdb.DuckDBPyConnection, current: Path | str
                    != cells_fingerprint(con, "replacing_layer", w)]
         if not changed:
             return {}
-        con.execute("begin transaction")
-        try:
+        with transaction(con):
             versions = {w: record_version(con, w, "replaced_layer") for w in changed}
-            con.execute("commit")
-        except BaseException:
-            con.execute("rollback")
-            raise
     finally:
         con.execute("detach replaced_layer")
         con.execute("detach replacing_layer")
@@ -218,17 +209,12 @@ def unfreeze_wave(con: duckdb.DuckDBPyConnection, wave: int, reason: str,
         raise WaveStateError(f"wave {wave}'s respondents were purged; it cannot be recomputed, "
                              f"so it stays frozen as published")
     removed = 0
-    con.execute("begin transaction")
-    try:
+    with transaction(con):
         for table in held_tables(con):
             removed += con.execute(f'delete from "held_{table}" where wave = ?',
                                    [wave]).fetchall()[0][0]
         con.execute("delete from frozen_waves where wave = ?", [wave])
         _log(con, wave, "unfreeze", reason, f"{removed} held rows released", by)
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
     return removed
 
 
