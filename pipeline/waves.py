@@ -94,7 +94,10 @@ def freeze_wave(con: duckdb.DuckDBPyConnection, wave: int, published: Path | str
     if not published.exists():
         raise WaveStateError(f"{published}: no published layer to freeze; run `culture run` "
                              f"first")
-    con.execute("attach ? as pub (read_only)", [str(published)])
+    try:
+        con.execute("attach ? as pub (read_only)", [str(published)])
+    except duckdb.Error as exc:
+        raise _unreadable(published, exc) from None
     try:
         tables = [row[0] for row in con.execute(
                 "select distinct table_name from information_schema.columns "
@@ -223,12 +226,26 @@ def wave_events(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     return con.execute("select * from wave_events order by happened_at").df()
 
 
+def _unreadable(published: Path | str, exc: Exception) -> WaveStateError:
+    return WaveStateError(f"{published}: not a published layer this program can read "
+                          f"({str(exc).splitlines()[0]}); run `culture run` to write it "
+                          f"again, then freeze")
+
+
+def _open_layer(published: Path | str) -> duckdb.DuckDBPyConnection:
+    """The published layer, read-only; a damaged file is a WaveStateError, not a traceback."""
+    try:
+        return duckdb.connect(str(published), read_only=True)
+    except duckdb.Error as exc:
+        raise _unreadable(published, exc) from None
+
+
 def published_waves(published: Path | str) -> list[int]:
     """The waves with cells in the published layer at `published` (none: no layer)."""
     published = Path(published)
     if not published.exists():
         return []
-    con = duckdb.connect(str(published), read_only=True)
+    con = _open_layer(published)
     try:
         return [row[0] for row in con.execute(
             "select distinct wave from cells order by wave").fetchall()]
@@ -304,7 +321,7 @@ def _published_count(con: duckdb.DuckDBPyConnection, wave: int,
     out of the count)."""
     stored = con.execute("select count(*) from responses where wave = ?",
                          [wave]).fetchall()[0][0]
-    layer = duckdb.connect(str(published), read_only=True)
+    layer = _open_layer(published)
     try:
         excluded = layer.execute("select any_value(value) from meta "
                                  "where key = 'excluded_flagged'").fetchall()[0][0]

@@ -179,3 +179,15 @@ def test_a_run_caps_duckdbs_memory_as_set(tmp_path):
     assert limit == "488.2 MiB"                       # DuckDB shows 512 MB in MiB
     with pytest.raises(SettingsError, match="'plenty' is not a size like 3GB"):
         resolve_settings(environ={"CULTURE_MEMORY_LIMIT": "plenty"})
+
+
+def test_freezing_from_a_damaged_layer_says_so_without_a_traceback(tmp_path):
+    from pipeline.waves import WaveStateError, freeze_wave
+
+    layer = tmp_path / "s.published.duckdb"
+    layer.write_bytes(b"not a database at all" * 100)
+    with open_store(tmp_path / "s.duckdb") as con:
+        with pytest.raises(WaveStateError, match="not a published layer this program can "
+                                                 "read .*run `culture run` to write it again"):
+            freeze_wave(con, 2025, layer)
+        assert con.execute("select count(*) from frozen_waves").fetchone()[0] == 0

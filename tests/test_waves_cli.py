@@ -183,3 +183,11 @@ def test_log_and_status_with_nothing_frozen(published):
     assert "no wave has been frozen, unfrozen or purged yet" in log.stdout
     status = culture("status", "--db", published.db_path)
     assert "no wave is frozen" in status.stdout
+
+
+def test_freezing_from_a_damaged_layer_is_one_kind_line(published):
+    published.published_path.write_bytes(b"not a database" * 200)
+    message = refused(culture("waves", "freeze", 2025, "--close", "--db",
+                              published.db_path))
+    assert "not a published layer this program can read" in message
+    assert "culture run" in message
