@@ -14,11 +14,10 @@ each scale carries (general dominance, `stats.drivers`), published as table `dri
 - using support among those who needed it (`oc_used` given `oc_needed` = yes), a
   logistic model (McFadden's R^2) nationally and per peer group, under the same minimums
   (MIN_SITE_RESPONDENTS such respondents, MIN_BOOTSTRAP_SITES sites), in the latest
-  wave only: it is fitted on the respondent rows, 255 models a group (some 1 s for a
-  million responses' latest wave), and every wave would multiply that. Its 200-draw
-  site bootstrap is the one-step approximation of `stats.drivers
-  .logistic_site_bootstrap` (each model's score and information summed per site once,
-  one Newton step a replicate), not 200 refits; each row's note says so.
+  wave only: it is fitted on the respondent rows, 255 models a group, and every wave
+  would multiply that. Its 200-draw site bootstrap is the one-step approximation of
+  `stats.drivers.logistic_site_bootstrap` (each model's score and information summed
+  per site once, one Newton step a replicate), not 200 refits; each row's note says so.
 
 The linear models are fitted from sums DuckDB makes per wave and site
 (sql/driver_moments.sql): no respondent row reaches Python for them. Every model rests
@@ -29,6 +28,7 @@ publishes only shares of explained variance, from which no answer can be worked 
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -57,9 +57,9 @@ USED_NOTE = ("logistic model (McFadden's R2) on the respondents who needed suppo
 DRAWS = 200
 LEVEL = 0.95
 #: Whether to fit the logistic model (latest wave only). At national scale (a million
-#: responses over five waves) that wave has some 60,000 respondents who needed support:
-#: 255 fits on them nationally and again across the peer groups, plus the one-step
-#: bootstraps' per-site sums; all five waves would take five times as long. Set False to
+#: responses a wave) that wave has over a quarter of a million respondents who needed
+#: support: 255 fits on them nationally and again across the peer groups, plus the
+#: one-step bootstraps' per-site sums; every wave would multiply that. Set False to
 #: leave it out.
 FIT_USED_IF_NEEDED = True
 
@@ -190,12 +190,9 @@ def _site_rows(moments: SiteMoments, wave: int, peer_of: dict[str, str],
     return rows
 
 
-def _used_if_needed_rows(con: duckdb.DuckDBPyConnection, instrument: Instrument,
-                         scales: list[str], wave: int, peer_of: dict[str, str]) -> list[dict]:
-    """The logistic model of using support among those who needed it, nationally and
-    per peer group, with one-step site-bootstrap intervals (stats.drivers
-    .logistic_site_bootstrap), for groups of at least MIN_SITE_RESPONDENTS such
-    respondents at MIN_BOOTSTRAP_SITES sites or more, as for the linear models."""
+def _used_rows(con: duckdb.DuckDBPyConnection, instrument: Instrument, scales: list[str],
+               wave: int) -> dict[str, np.ndarray]:
+    """The rows the logistic model of wave `wave` is fitted on (sql/driver_rows.sql)."""
     scores = [quote("s_" + s) for s in scales]
     answered = " and ".join([f"{quote(NEEDED)} in ({_yes_codes(instrument, NEEDED)})",
                              f"{quote(USED)} is not null", *(f"{s} is not null" for s in scores)])
@@ -203,18 +200,27 @@ def _used_if_needed_rows(con: duckdb.DuckDBPyConnection, instrument: Instrument,
                  respondent_scores=respondent_scores_sql(instrument, "analysis_responses"),
                  used=f"({quote(USED)} in ({_yes_codes(instrument, USED)}))::double",
                  scores=columns(scores), answered=answered)
-    data = con.sql(sql, params={"wave": wave}).fetchnumpy()
+    return con.sql(sql, params={"wave": wave}).fetchnumpy()
+
+
+def _used_if_needed_rows(data: dict[str, np.ndarray], scales: list[str], wave: int,
+                         peer_of: dict[str, str]) -> list[dict]:
+    """The logistic model of using support among those who needed it, nationally and
+    per peer group, with one-step site-bootstrap intervals (stats.drivers
+    .logistic_site_bootstrap), for groups of at least MIN_SITE_RESPONDENTS such
+    respondents at MIN_BOOTSTRAP_SITES sites or more, as for the linear models."""
     site = np.asarray(data["site_code"]).astype(str)
     x = np.column_stack([data["s_" + s] for s in scales]).astype(float)
     y = np.asarray(data["y"], float)
     peer = np.array([peer_of.get(s) or "" for s in site], dtype=object)
     groups = [("national", "national", None, np.ones(len(y), bool))]
     groups += [("peer", g, g, peer == g) for g in sorted(set(peer_of.values()))]
-    rows = []
-    for scope, unit, peer_group, chosen in groups:
+
+    def group_rows(scope: str, unit: str, peer_group: str | None, chosen: np.ndarray
+                   ) -> list[dict]:
         n, sites = int(chosen.sum()), len(np.unique(site[chosen]))
         if n < MIN_SITE_RESPONDENTS or (scope == "peer" and sites < MIN_BOOTSTRAP_SITES):
-            continue
+            return []
         base = {"wave": wave, "scope": scope, "unit": unit, "peer_group": peer_group,
                 "outcome": USED_IF_NEEDED, "model": "logistic",
                 "fit_measure": "McFadden R2", "n": n, "sites": sites}
@@ -227,46 +233,74 @@ def _used_if_needed_rows(con: duckdb.DuckDBPyConnection, instrument: Instrument,
             try:
                 fit = logistic_subset_fit(x[chosen], y[chosen])
             except DriversError:
-                continue   # everyone (or no one) who needed support used it
+                return []   # everyone (or no one) who needed support used it
             result = dominance_from_fits(fit, USED_IF_NEEDED, scales, "logistic",
                                          "McFadden R2", n)
-            rows += _rows(scales, result.general_share, result.total, base | {
+            return _rows(scales, result.general_share, result.total, base | {
                 "note": f"{USED_NOTE}; no interval: fewer than {MIN_BOOTSTRAP_SITES} sites "
                         "to resample"})
-            continue
         note = (f"{USED_NOTE}; {LEVEL:.0%} interval from {DRAWS} resamples of the {sites} "
                 "sites, each one Newton step from the fit on all of them (a one-step "
                 "approximation, not a refit)"
                 + ("" if sites >= 20 else "; with fewer than 20 sites it is likely too narrow"))
-        rows += _rows(scales, boot.share, boot.total, base | {"note": note}, boot.share_low,
-                      boot.share_high, boot.total_low, boot.total_high)
-    return rows
+        return _rows(scales, boot.share, boot.total, base | {"note": note}, boot.share_low,
+                     boot.share_high, boot.total_low, boot.total_high)
+
+    return [row for group in groups for row in group_rows(*group)]
 
 
-def driver_table(con: duckdb.DuckDBPyConnection, instrument: Instrument,
-                 cells: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The published `drivers` rows from `analysis_responses` (empty, with its columns,
-    when the instrument has no outcome question).
+@dataclass
+class DriverInputs:
+    """What the driver models need from the store, read on its connection; the models
+    themselves (`driver_rows`) are numpy work that needs no connection, so the
+    publish stage runs them beside its DuckDB work."""
+
+    scales: list[str]
+    peer_of: dict[str, str]
+    #: per wave, the per-site moments of the linear models
+    moments: dict[int, SiteMoments]
+    #: the latest wave and its rows for the logistic model (None: not fitted)
+    used: tuple[int, dict[str, np.ndarray]] | None
+
+
+def driver_inputs(con: duckdb.DuckDBPyConnection, instrument: Instrument
+                  ) -> DriverInputs | None:
+    """The moments and rows the driver models need, from `analysis_responses` (None
+    when the instrument has no outcome question)."""
+    item_ids = {i.id for i in instrument.items}
+    if INTEND not in item_ids:
+        return None
+    scales = [s.id for s in instrument.scales]
+    peer_of = dict(con.execute("select site_code, site_type from sites").fetchall())
+    moments = driver_moments(con, instrument, scales)
+    used = None
+    if FIT_USED_IF_NEEDED and {NEEDED, USED} <= item_ids and moments:
+        latest = max(moments)
+        used = latest, _used_rows(con, instrument, scales, latest)
+    return DriverInputs(scales, peer_of, moments, used)
+
+
+def driver_rows(inputs: DriverInputs | None, cells: pd.DataFrame | None = None
+                ) -> pd.DataFrame:
+    """The published `drivers` rows from `driver_inputs` (empty, with its columns, when
+    the instrument has no outcome question).
 
     With the published `cells`, a site's own model is kept only where the site's
     response count for the wave is shown: a count hidden to protect a smaller group
     must not come back as a model's n.
     """
-    item_ids = {i.id for i in instrument.items}
-    scales = [s.id for s in instrument.scales]
-    if INTEND not in item_ids:
+    if inputs is None:
         return with_columns(pd.DataFrame(), DRIVER_COLUMNS)
-    peer_of = dict(con.execute("select site_code, site_type from sites").fetchall())
+    scales, peer_of = inputs.scales, inputs.peer_of
     rows: list[dict] = []
-    by_wave = driver_moments(con, instrument, scales)
-    for wave, moments in by_wave.items():
+    for wave, moments in inputs.moments.items():
         rows += _group_rows(moments, wave, "national", "national", None, scales)
         for group in sorted(set(peer_of.values())):
             members = [s for s in moments.sites if peer_of.get(s) == group]
             rows += _group_rows(moments.of_sites(members), wave, "peer", group, group, scales)
         rows += _site_rows(moments, wave, peer_of, scales)
-        if FIT_USED_IF_NEEDED and {NEEDED, USED} <= item_ids and wave == max(by_wave):
-            rows += _used_if_needed_rows(con, instrument, scales, wave, peer_of)
+        if inputs.used is not None and inputs.used[0] == wave:
+            rows += _used_if_needed_rows(inputs.used[1], scales, wave, peer_of)
     frame = pd.DataFrame(rows, columns=list(DRIVER_COLUMNS))
     if cells is not None and len(frame):
         shown = cells[(cells["level"] == "site") & (cells["breakdown"] == "all")
@@ -276,3 +310,10 @@ def driver_table(con: duckdb.DuckDBPyConnection, instrument: Instrument,
                 for scope, wave, unit in zip(frame["scope"], frame["wave"], frame["unit"])]
         frame = frame[keep].reset_index(drop=True)
     return frame.astype(DRIVER_COLUMNS)
+
+
+def driver_table(con: duckdb.DuckDBPyConnection, instrument: Instrument,
+                 cells: pd.DataFrame | None = None) -> pd.DataFrame:
+    """`driver_rows(driver_inputs(con, instrument), cells)`: the published `drivers`
+    rows from `analysis_responses`."""
+    return driver_rows(driver_inputs(con, instrument), cells)

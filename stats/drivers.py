@@ -49,7 +49,6 @@ from math import comb
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit
 
 from stats.reliability import StatisticsError
 
@@ -317,52 +316,64 @@ def stacked_relative_weights(covariances) -> np.ndarray:
 # ---------------------------------------------------------------- logistic
 
 
-def _weighted_crossproduct(xt: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """X' diag(h) X for X stored one row a variable, a row at a time: at a few hundred
-    thousand rows this is twice as fast as one product through an n x k temporary."""
-    k = len(xt)
-    out = np.empty((k, k))
-    for i in range(k):
-        out[i, i:] = xt[i:] @ (xt[i] * h)
-        out[i:, i] = out[i, i:]
-    return out
+#: Rows a block when summing the information matrix: a block of the design stays in the
+#: processor's cache, which whole rows at national scale (a few MB each) do not.
+_BLOCK = 8192
+
+
+def _information_and_score(xt: np.ndarray, h: np.ndarray, r: np.ndarray
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """X' diag(h) X and X' r for X stored one row a variable, (k, n), a block of rows at
+    a time."""
+    k, n = xt.shape
+    information, score = np.zeros((k, k)), np.zeros(k)
+    for start in range(0, n, _BLOCK):
+        block = xt[:, start:start + _BLOCK]
+        information += (block * h[start:start + _BLOCK]) @ block.T
+        score += block @ r[start:start + _BLOCK]
+    return information, score
+
+
+def _logistic_state(eta: np.ndarray, y1: np.ndarray, w: np.ndarray | None
+                    ) -> tuple[float, np.ndarray]:
+    """(log-likelihood, fitted probabilities) at the linear predictor `eta`; `y1` is
+    y - 1. With t = 1 + e^-eta: mu = 1 / t and log(1 + e^eta) = eta + log t, so
+    y eta - log(1 + e^eta) = (y - 1) eta - log t: one exponential and one logarithm a
+    row (an eta so negative that e^-eta overflows gives -inf, a rejected step)."""
+    t = np.negative(eta)
+    with np.errstate(over="ignore"):
+        np.exp(t, out=t)
+    t += 1
+    mu = np.reciprocal(t)
+    np.log(t, out=t)
+    # (einsum's own loop, not a 1-D BLAS dot: a threaded OpenBLAS can run that far
+    # slower on a busy machine)
+    if w is None:
+        return float(np.einsum("i,i->", y1, eta) - t.sum()), mu
+    return float(np.einsum("i,i,i->", w, y1, eta) - np.einsum("i,i->", w, t)), mu
 
 
 def _irls(xt: np.ndarray, y: np.ndarray, w: np.ndarray | None, beta: np.ndarray,
-          tol: float = 1e-12, max_iter: int = 100, step_tol: float = 1e-3,
-          current: float | None = None) -> tuple[np.ndarray, float]:
+          eta: np.ndarray, mu: np.ndarray, current: float, tol: float = 1e-12,
+          max_iter: int = 100, step_tol: float = 1e-3
+          ) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
     """Maximum-likelihood logistic coefficients by Newton-Raphson (= IRLS), with step
-    halving, for the design `xt` stored one row a variable (k, n); returns
-    (coefficients, log-likelihood). `w` None means every row weighs 1; `current` is the
-    log-likelihood at `beta` when known (a parent model's, at its solution)."""
-
-    def loglik(eta):
-        """(log-likelihood, fitted probabilities): log(1 + e^eta) without overflow,
-        summed (not a 1-D BLAS dot, which a threaded OpenBLAS runs a thousand times
-        slower on a busy machine); few passes over the rows, the cost of a fit."""
-        softplus = np.abs(eta)
-        np.negative(softplus, out=softplus)
-        np.exp(softplus, out=softplus)
-        np.log1p(softplus, out=softplus)
-        softplus += np.maximum(eta, 0)
-        if w is None:
-            value = float((y * eta).sum() - softplus.sum())
-        else:
-            value = float((w * (y * eta - softplus)).sum())
-        return value, expit(eta)
-
-    eta = beta @ xt
-    if current is None:
-        current, mu = loglik(eta)
-    else:
-        mu = expit(eta)
-    weight = 1.0 if w is None else w
+    halving, for the design `xt` stored one row a variable (k, n), from `beta` whose
+    linear predictor, fitted probabilities and log-likelihood are `eta`, `mu` and
+    `current` (a parent model's, at its solution); returns (coefficients,
+    log-likelihood, eta, mu) at the solution. `w` None means every row weighs 1."""
+    y1 = y - 1
     for _ in range(max_iter):
-        hessian = _weighted_crossproduct(xt, weight * mu * (1 - mu))
-        step = np.linalg.lstsq(hessian, xt @ (weight * (y - mu)), rcond=None)[0]
+        h = mu * (1 - mu)
+        r = y - mu
+        if w is not None:
+            h *= w
+            r *= w
+        information, score = _information_and_score(xt, h, r)
+        step = np.linalg.lstsq(information, score, rcond=None)[0]
         for halvings in range(30):
             trial = (beta + step) @ xt
-            candidate, trial_mu = loglik(trial)
+            candidate, trial_mu = _logistic_state(trial, y1, w)
             if candidate >= current - 1e-12 * abs(current):
                 break
             step = step / 2
@@ -380,7 +391,7 @@ def _irls(xt: np.ndarray, y: np.ndarray, w: np.ndarray | None, beta: np.ndarray,
         beta = None
     # Fitted probabilities within e^-30 of 0 or 1 mean the maximum is at infinity.
     if beta is not None and np.abs(eta).max() < 30:
-        return beta, current
+        return beta, current, eta, mu
     raise DriversError("the logistic model did not converge: a predictor (or a "
                        "combination) may separate the yes and no answers perfectly; use "
                        "fewer predictors or a larger group")
@@ -415,7 +426,13 @@ def _logistic_fits(design: np.ndarray, y: np.ndarray, w: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Every subset model's coefficients, (2^p, p + 1) with 0 for a predictor not in the
     model (column 0 the intercept), and log-likelihood (2^p,), for the design stored one
-    row a variable with the intercept first, (p + 1, n)."""
+    row a variable with the intercept first, (p + 1, n).
+
+    The models are visited depth first, each child adding a predictor above its parent's
+    highest (the parent is the model without the child's highest predictor): the
+    child's design is then the parent's rows plus one, in one buffer (no copy of the
+    design a model), and its Newton start is the parent's solution with the new
+    coefficient at 0, whose linear predictor and probabilities are the parent's."""
     p = len(design) - 1
     rate = float((w * y).sum() / w.sum())
     if not 0 < rate < 1:
@@ -425,13 +442,23 @@ def _logistic_fits(design: np.ndarray, y: np.ndarray, w: np.ndarray
     coefficients[0, 0] = np.log(rate / (1 - rate))
     loglik[0] = float(w.sum() * (rate * np.log(rate) + (1 - rate) * np.log(1 - rate)))
     unit = None if (w == 1).all() else w
-    for mask in range(1, 2 ** p):
-        parent = mask ^ (1 << (mask.bit_length() - 1))   # drop the highest predictor
-        columns = [0] + [j + 1 for j in range(p) if mask >> j & 1]
-        # the parent's solution with the new predictor at 0: the same fit to start from
-        start = coefficients[parent, columns]
-        coefficients[mask, columns], loglik[mask] = _irls(design[columns], y, unit, start,
-                                                          current=loglik[parent])
+    buffer = np.empty(design.shape)   # one row a variable, whatever the layout of `design`
+    buffer[0] = design[0]
+
+    def children(parent: int, depth: int, eta: np.ndarray, mu: np.ndarray) -> None:
+        # buffer[:depth + 1] holds the parent's design; a child's subtree writes only
+        # the rows after its own
+        columns = [0] + [j + 1 for j in range(p) if parent >> j & 1]
+        for j in range(parent.bit_length(), p):
+            mask = parent | 1 << j
+            buffer[depth + 1] = design[j + 1]
+            start = np.append(coefficients[parent, columns], 0.0)
+            beta, loglik[mask], child_eta, child_mu = _irls(
+                buffer[:depth + 2], y, unit, start, eta, mu, loglik[parent])
+            coefficients[mask, columns + [j + 1]] = beta
+            children(mask, depth + 1, child_eta, child_mu)
+
+    children(0, 0, np.full(len(y), coefficients[0, 0]), np.full(len(y), rate))
     return coefficients, loglik
 
 
@@ -707,13 +734,14 @@ def _logistic_site_sums(design: np.ndarray, y: np.ndarray, w: np.ndarray,
         part = slice(bounds[site], bounds[site + 1])
         xt, ys, ws = design[:, part], y[part], w[part]
         eta = coefficients @ xt
-        mu = expit(eta)
-        softplus = np.abs(eta)   # log(1 + e^eta) without overflow, in place
-        np.negative(softplus, out=softplus)
-        np.exp(softplus, out=softplus)
-        np.log1p(softplus, out=softplus)
-        softplus += np.maximum(eta, 0)
-        loglik[site] = eta @ (ws * ys) - softplus @ ws
+        # t = 1 + e^-eta: mu = 1 / t, log(1 + e^eta) = eta + log t (as _logistic_state)
+        t = np.negative(eta)
+        with np.errstate(over="ignore"):
+            np.exp(t, out=t)
+        t += 1
+        mu = np.reciprocal(t)
+        np.log(t, out=t)
+        loglik[site] = eta @ (ws * (ys - 1)) - t @ ws
         # sum w (y - mu) x: the y part is the same for every model
         score[site] = xt @ (ws * ys) - (mu * ws) @ xt.T
         mu *= 1 - mu

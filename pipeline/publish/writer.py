@@ -41,7 +41,7 @@ from scipy import stats
 
 from pipeline.publish.actions import action_rows, load_actions
 from pipeline.publish.answers import item_answers
-from pipeline.drivers import driver_table
+from pipeline.drivers import driver_inputs, driver_rows
 from pipeline.benchmark import build_benchmarks
 from pipeline.publish.cells import NOT_STATED, cell_sums, item_is_agreement
 from pipeline.publish.disclosure import suppress_flag_counts, suppress_headcounts, suppress_small_cells
@@ -268,16 +268,22 @@ def publish(con: duckdb.DuckDBPyConnection, instrument: Instrument, settings: Se
     held_cells = _held_rows(con, scope, "cells") if "cells" in held else None
     pub = duckdb.connect(str(tmp))
     writer = pub.cursor()
+    # The driver models (issue 23) are numpy work on what DuckDB sums and fetches for
+    # them, most of it the logistic model's 255 fits a group: a worker fits them while
+    # this thread goes on with DuckDB's work (answers, benchmarks, held rows).
+    drivers_pool = ThreadPoolExecutor(max_workers=1)
+    drivers = None
     try:
         tables: dict[str, pd.DataFrame | pa.Table] = {}
         if computed_cells is not None:
             tables["cells"] = _open_rows(computed_cells, scope)
             # Counted from the store (the respondents), shown only for the shown item cells.
             analysis_view(con, settings.exclude_flagged, scope.computed)
+            # What goes with seeking help early (issue 23): from the same respondents.
+            drivers = drivers_pool.submit(driver_rows, driver_inputs(con, instrument),
+                                          computed_cells)
             tables["item_answers"] = _open_rows(item_answers(con, instrument, computed_cells),
                                                 scope)
-            # What goes with seeking help early (issue 23): from the same respondents.
-            tables["drivers"] = _open_rows(driver_table(con, instrument, computed_cells), scope)
             if psychometrics is not None:
                 tables |= {name: _open_rows(frame, scope) for name, frame in
                            reliability_tables(psychometrics, computed_cells, k,
@@ -321,10 +327,17 @@ def publish(con: duckdb.DuckDBPyConnection, instrument: Instrument, settings: Se
             pub.execute("drop view published_cells")
             for name in registered:
                 pub.unregister(name)
+        # The drivers' held rows go in after the fresh ones, which the worker may still
+        # be fitting: the other tables' first.
         for name in held:
-            _add_held(pub, name, held_cells if name == "cells" else
-                      _held_rows(con, scope, name))
+            if name != "drivers":
+                _add_held(pub, name, held_cells if name == "cells" else
+                          _held_rows(con, scope, name))
         held_cells = None
+        if drivers is not None:
+            write_table(pub, "drivers", _open_rows(drivers.result(), scope))
+        if "drivers" in held:
+            _add_held(pub, "drivers", _held_rows(con, scope, "drivers"))
         report.tables = {name: pub.execute(f'select count(*) from "{name}"').fetchall()[0][0]
                          for (name,) in pub.execute(
                              "select table_name from information_schema.tables where "
@@ -332,6 +345,7 @@ def publish(con: duckdb.DuckDBPyConnection, instrument: Instrument, settings: Se
                          ).fetchall()}
         pub.execute("checkpoint")
     finally:
+        drivers_pool.shutdown(cancel_futures=True)
         writer.close()
         pub.close()
     report.site_verdicts = bench["site_verdicts"]
