@@ -301,15 +301,21 @@ def driver_rows(inputs: DriverInputs | None, cells: pd.DataFrame | None = None
         rows += _site_rows(moments, wave, peer_of, scales)
         if inputs.used is not None and inputs.used[0] == wave:
             rows += _used_if_needed_rows(inputs.used[1], scales, wave, peer_of)
-    frame = pd.DataFrame(rows, columns=list(DRIVER_COLUMNS))
-    if cells is not None and len(frame):
-        shown = cells[(cells["level"] == "site") & (cells["breakdown"] == "all")
-                      & (cells["measure_kind"] == "responses") & ~cells["suppressed"]]
-        shown = set(zip(shown["wave"].astype(int), shown["unit"]))
-        keep = [scope != "site" or (int(wave), unit) in shown
-                for scope, wave, unit in zip(frame["scope"], frame["wave"], frame["unit"])]
-        frame = frame[keep].reset_index(drop=True)
-    return frame.astype(DRIVER_COLUMNS)
+    frame = pd.DataFrame(rows, columns=list(DRIVER_COLUMNS)).astype(DRIVER_COLUMNS)
+    return frame if cells is None else of_shown_sites(frame, cells)
+
+
+def of_shown_sites(frame: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+    """`driver_rows` without the site models of sites whose response count for the wave
+    the published `cells` hide."""
+    if not len(frame):
+        return frame
+    shown = cells[(cells["level"] == "site") & (cells["breakdown"] == "all")
+                  & (cells["measure_kind"] == "responses") & ~cells["suppressed"]]
+    shown = set(zip(shown["wave"].astype(int), shown["unit"]))
+    keep = [scope != "site" or (int(wave), unit) in shown
+            for scope, wave, unit in zip(frame["scope"], frame["wave"], frame["unit"])]
+    return frame[keep].reset_index(drop=True)
 
 
 def driver_table(con: duckdb.DuckDBPyConnection, instrument: Instrument,

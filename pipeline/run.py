@@ -3,8 +3,9 @@
 Stages: ingest (files given, each all-or-nothing, then the web form's new submissions
 from the inbox) -> quality flags -> aggregate, alongside the structural models ->
 psychometrics (scores, reliability) alongside suppression -> publish -> benchmark,
-alongside the verifier's check of the cells -> verify (every table's counts). Stages
-side by side share nothing but what they read. The store is opened once for writing;
+alongside the verifier's check of the cells -> verify (every table's counts). The
+driver models are fitted from the quality flags on, beside every later stage until
+publish writes them. Stages side by side share nothing but what they read. The store is opened once for writing;
 the published layer is a separate file replaced in one rename at the end, so a
 dashboard reading it is never blocked.
 
@@ -25,13 +26,14 @@ from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
+from pipeline.drivers import driver_inputs, driver_rows
 from pipeline.ingest.inbox import InboxReport, ingest_inbox
 from pipeline.ingest.files import IngestReport
 from pipeline.publish.disclosure import suppress_small_cells
 from pipeline.psychometrics.results import PsychometricsResult
 from pipeline.psychometrics.stage import run_psychometrics, start_structural_models
 from pipeline.publish.writer import PublishReport, aggregate_cells, publish
-from pipeline.quality import flag_response_quality
+from pipeline.quality import analysis_view, flag_response_quality
 from pipeline.scope import RunScope
 from pipeline.store import open_store
 from pipeline.ingest.tools import ImportReport, check_tool, ingest_from_tool
@@ -108,10 +110,16 @@ def _run(settings: Settings, instrument: Instrument, files: list[Path], site: st
         step("quality")
         flags = flag_response_quality(con, instrument, waves=scope.computed)
         with ThreadPoolExecutor(max_workers=1) as models_pool, \
-                ThreadPoolExecutor(max_workers=1) as pool:
-            # (Should a stage fail, leaving the block waits for both workers.)
+                ThreadPoolExecutor(max_workers=1) as pool, \
+                ThreadPoolExecutor(max_workers=1) as drivers_pool:
+            # (Should a stage fail, leaving the block waits for the workers.)
             models = start_structural_models(con, instrument, settings, models_pool,
                                              scope.computed, scope.pooled)
+            # The driver models are the run's longest numpy work (the logistic model's
+            # 255 fits a group on the latest wave's respondents): fitted from here on,
+            # beside everything up to their place in the published layer.
+            analysis_view(con, settings.exclude_flagged, scope.computed)
+            drivers = drivers_pool.submit(driver_rows, driver_inputs(con, instrument))
             step("aggregate")
             sums = aggregate_cells(con, instrument, settings, scope.computed)
             step("psychometrics + suppress")
@@ -120,6 +128,6 @@ def _run(settings: Settings, instrument: Instrument, files: list[Path], site: st
                                                      models=models, waves=scope.computed,
                                                      pooled=scope.pooled)
             decided = suppressing.result()
-        report.published = publish(con, instrument, settings, report.psychometrics, step,
-                                   decided, scope)
+            report.published = publish(con, instrument, settings, report.psychometrics, step,
+                                       decided, scope, drivers)
     return report

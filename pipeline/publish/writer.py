@@ -28,7 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +41,7 @@ from scipy import stats
 
 from pipeline.publish.actions import action_rows, load_actions
 from pipeline.publish.answers import item_answers
-from pipeline.drivers import driver_inputs, driver_rows
+from pipeline.drivers import driver_inputs, driver_rows, of_shown_sites
 from pipeline.benchmark import build_benchmarks
 from pipeline.publish.cells import NOT_STATED, cell_sums, item_is_agreement
 from pipeline.publish.disclosure import suppress_flag_counts, suppress_headcounts, suppress_small_cells
@@ -225,11 +225,15 @@ _NO_BENCHMARKS = {"rows": {}, "site_verdicts": [], "funnels_compared": 0}
 
 def publish(con: duckdb.DuckDBPyConnection, instrument: Instrument, settings: Settings,
             psychometrics: PsychometricsResult | None = None, progress: Progress | None = None,
-            decided: pd.DataFrame | None = None, scope: RunScope | None = None) -> PublishReport:
+            decided: pd.DataFrame | None = None, scope: RunScope | None = None,
+            drivers: Future | None = None) -> PublishReport:
     """Build, benchmark, verify and move into place the published layer of the store.
 
     `decided` is `suppress_small_cells(aggregate_cells(...))` when the caller has already
     run those two stages (`culture run` overlaps them with the psychometrics).
+    `drivers` is `driver_rows(driver_inputs(...))` of the computed waves being fitted
+    in a worker, when the caller started them (`culture run` does, after the quality
+    flags); otherwise they are fitted here, beside the rest of the publishing.
     `scope` says which waves are computed and which held as published (default: the
     store's frozen waves held, the others computed); `decided` and `psychometrics`
     cover `scope.computed`. Every table with a `wave` column publishes the computed rows
@@ -268,20 +272,22 @@ def publish(con: duckdb.DuckDBPyConnection, instrument: Instrument, settings: Se
     held_cells = _held_rows(con, scope, "cells") if "cells" in held else None
     pub = duckdb.connect(str(tmp))
     writer = pub.cursor()
-    # The driver models (issue 23) are numpy work on what DuckDB sums and fetches for
-    # them, most of it the logistic model's 255 fits a group: a worker fits them while
-    # this thread goes on with DuckDB's work (answers, benchmarks, held rows).
-    drivers_pool = ThreadPoolExecutor(max_workers=1)
-    drivers = None
+    drivers_pool = None
     try:
         tables: dict[str, pd.DataFrame | pa.Table] = {}
-        if computed_cells is not None:
+        if computed_cells is None:
+            drivers = None
+        else:
             tables["cells"] = _open_rows(computed_cells, scope)
             # Counted from the store (the respondents), shown only for the shown item cells.
             analysis_view(con, settings.exclude_flagged, scope.computed)
-            # What goes with seeking help early (issue 23): from the same respondents.
-            drivers = drivers_pool.submit(driver_rows, driver_inputs(con, instrument),
-                                          computed_cells)
+            if drivers is None:
+                # What goes with seeking help early (issue 23), from the same
+                # respondents: numpy work (most of it the logistic model's 255 fits a
+                # group) on what DuckDB sums and fetches, so a worker fits the models
+                # while this thread goes on with DuckDB's work.
+                drivers_pool = ThreadPoolExecutor(max_workers=1)
+                drivers = drivers_pool.submit(driver_rows, driver_inputs(con, instrument))
             tables["item_answers"] = _open_rows(item_answers(con, instrument, computed_cells),
                                                 scope)
             if psychometrics is not None:
@@ -335,7 +341,8 @@ def publish(con: duckdb.DuckDBPyConnection, instrument: Instrument, settings: Se
                           _held_rows(con, scope, name))
         held_cells = None
         if drivers is not None:
-            write_table(pub, "drivers", _open_rows(drivers.result(), scope))
+            write_table(pub, "drivers", _open_rows(of_shown_sites(drivers.result(),
+                                                                  computed_cells), scope))
         if "drivers" in held:
             _add_held(pub, "drivers", _held_rows(con, scope, "drivers"))
         report.tables = {name: pub.execute(f'select count(*) from "{name}"').fetchall()[0][0]
@@ -345,7 +352,8 @@ def publish(con: duckdb.DuckDBPyConnection, instrument: Instrument, settings: Se
                          ).fetchall()}
         pub.execute("checkpoint")
     finally:
-        drivers_pool.shutdown(cancel_futures=True)
+        if drivers_pool is not None:
+            drivers_pool.shutdown(cancel_futures=True)
         writer.close()
         pub.close()
     report.site_verdicts = bench["site_verdicts"]
