@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import getpass
 import hashlib
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -81,6 +82,94 @@ def _who() -> str:
         return getpass.getuser()
     except Exception:  # no login name (a container): still log the action
         return "unknown"
+
+
+#: The table of a held layer file saying which frozen waves (and fingerprints) it holds.
+HELD_LAYER_STATE = "held_layer_state"
+
+
+def held_layer(con: duckdb.DuckDBPyConnection, path: Path | str, rebuild: bool = False
+               ) -> Path:
+    """A DuckDB file at `path` holding every frozen wave's held rows, a table a published
+    table (named as the layer names it), and table HELD_LAYER_STATE: what each run's
+    published layer starts from, copied, so ten years of held rows are not written
+    again every run. It is derived from the store's `held_<table>` tables: brought up
+    to date when the frozen waves changed (newly frozen ones appended; anything else,
+    an unfreeze or a column's type widened, rebuilt), and rebuilt if missing or
+    unreadable, or when `rebuild` says so."""
+    path = Path(path)
+    wanted = con.execute("select wave, fingerprint from frozen_waves order by wave").fetchall()
+    have = None if rebuild else _held_layer_state(path)
+    if have == wanted:
+        return path
+    tables = held_tables(con)
+    if have is not None and set(have) <= set(wanted) and _held_layer_fits(con, path, tables):
+        added = [wave for wave, _ in wanted if (wave, _) not in set(have)]
+        _fill_held_layer(con, path, tables, added, wanted)
+        return path
+    building = path.with_name(path.name + ".tmp")
+    building.unlink(missing_ok=True)
+    _fill_held_layer(con, building, tables, [wave for wave, _ in wanted], wanted)
+    os.replace(building, path)
+    return path
+
+
+def _held_layer_state(path: Path) -> list[tuple] | None:
+    """What the held layer at `path` says it holds (None: no usable file)."""
+    if not path.exists():
+        return None
+    try:
+        layer = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error:
+        return None
+    try:
+        return layer.execute(f"select wave, fingerprint from {HELD_LAYER_STATE} "
+                             "order by wave").fetchall()
+    except duckdb.Error:
+        return None
+    finally:
+        layer.close()
+
+
+def _held_layer_fits(con: duckdb.DuckDBPyConnection, path: Path, tables: list[str]) -> bool:
+    """Whether the held layer's tables have the store's held tables' columns, in order,
+    and types (a freeze can widen a column typed NULL, which the file would not take)."""
+    columns = ("select table_name, ordinal_position, column_name, data_type "
+               "from information_schema.columns where table_schema = 'main' and ")
+    store = [(table[len("held_"):], *rest) for table, *rest in con.execute(
+        columns + "table_catalog = current_database() and table_name like 'held\\_%' "
+                  "escape '\\' order by 1, 2").fetchall()]
+    con.execute("attach ? as held_layer_check (read_only)", [str(path)])
+    try:
+        layer = con.execute(columns + "table_catalog = 'held_layer_check' and "
+                                      "table_name <> ? order by 1, 2",
+                            [HELD_LAYER_STATE]).fetchall()
+    finally:
+        con.execute("detach held_layer_check")
+    return [tuple(row) for row in store] == [tuple(row) for row in layer] and \
+        sorted({row[0] for row in layer}) == sorted(tables)
+
+
+def _fill_held_layer(con: duckdb.DuckDBPyConnection, path: Path, tables: list[str],
+                     waves: list[int], state: list[tuple]) -> None:
+    """Append `waves`' held rows of every held table to the file at `path` (created if
+    need be) and record `state` as what it holds; one transaction."""
+    con.execute("attach ? as held_layer_file", [str(path)])
+    try:
+        with transaction(con):
+            for table in tables:
+                con.execute(f'create table if not exists held_layer_file."{table}" as '
+                            f'select * from "held_{table}" limit 0')
+                if waves:
+                    con.execute(f'insert into held_layer_file."{table}" select * from '
+                                f'"held_{table}" where wave in ({", ".join(map(str, waves))})')
+            con.execute(f"create or replace table held_layer_file.{HELD_LAYER_STATE} "
+                        "(wave integer, fingerprint varchar)")
+            if state:
+                con.executemany(f"insert into held_layer_file.{HELD_LAYER_STATE} values (?, ?)",
+                                [list(row) for row in state])
+    finally:
+        con.execute("detach held_layer_file")
 
 
 def freeze_wave(con: duckdb.DuckDBPyConnection, wave: int, published: Path | str,

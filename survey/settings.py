@@ -76,6 +76,13 @@ class Settings:
         return self.db_path.with_name(self.db_path.stem + ".published.duckdb")
 
     @property
+    def held_layer_path(self) -> Path:
+        """Frozen waves' held rows as a layer, beside the store (culture.held.duckdb): what
+        each run's published layer starts from (`pipeline.waves.held_layer`); derived
+        from the store, and rebuilt from it when missing or out of date."""
+        return self.db_path.with_name(self.db_path.stem + ".held.duckdb")
+
+    @property
     def accounts_path(self) -> Path:
         """Dashboard accounts, beside the store (culture.accounts.duckdb)."""
         return self.db_path.with_name(self.db_path.stem + ".accounts.duckdb")

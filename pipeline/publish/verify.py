@@ -67,6 +67,7 @@ cells of every version of a frozen wave ever published:
 
 from __future__ import annotations
 
+import copy
 import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -141,7 +142,10 @@ def verify_published(path: Path | str, min_group_size: int,
     """
     con = duckdb.connect(str(path), read_only=True)
     try:
-        report = cells_checked if cells_checked is not None else check_cells(con, min_group_size)
+        # (A copy: the caller's report of the cells is not added to, so it can check a
+        # file again.)
+        report = (copy.deepcopy(cells_checked) if cells_checked is not None
+                  else check_cells(con, min_group_size))
         check_counts(con, min_group_size, report)
         check_headcounts(con, min_group_size, report)
         check_flag_counts(con, min_group_size, report)

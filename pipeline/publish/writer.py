@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -49,10 +50,11 @@ from pipeline.frames import with_columns, write_table
 from pipeline.psychometrics.results import Judgement, PsychometricsResult
 from pipeline.quality import analysis_view
 from pipeline.store import drop_relation
-from pipeline.publish.verify import (VerificationReport, check_cells, verify_frozen_union,
-                                     verify_published)
+from pipeline.publish.verify import (DisclosureError, VerificationReport, check_cells,
+                                     verify_frozen_union, verify_published)
 from pipeline.scope import RunScope, wave_list_sql
-from pipeline.waves import held_tables, record_replaced_versions
+from pipeline.waves import (HELD_LAYER_STATE, held_layer, held_tables,
+                            record_replaced_versions)
 from published.layout import (CELL_COLUMNS, LAYOUT_KEY, PSYCHOMETRIC_COLUMNS, PUBLISHED_LAYOUT,
                               attribute_title)
 from survey.instrument import Instrument
@@ -266,11 +268,16 @@ def publish(con: duckdb.DuckDBPyConnection, instrument: Instrument, settings: Se
     step("publish")
     tmp = final.with_name(final.name + ".tmp")
     tmp.unlink(missing_ok=True)
-    # Held tables are read one at a time as they are written (ten years of them at
-    # national scale are millions of rows); the cells first, for the comparisons.
-    held = held_tables(con) if scope.frozen else []
-    held_cells = _held_rows(con, scope, "cells") if "cells" in held else None
-    pub = duckdb.connect(str(tmp))
+    # With waves held as published, the layer starts from a copy of the held layer file
+    # (pipeline.waves.held_layer): ten years of held rows at national scale are
+    # millions, copied as a file rather than written again. This run's tables go to a
+    # file of their own, merged into the copy once complete.
+    held = bool(held_tables(con)) if scope.frozen else False
+    fresh = final.with_name(final.name + ".fresh.tmp") if held else tmp
+    fresh.unlink(missing_ok=True)
+    # Last year's values for the comparisons: the held cells of whole units.
+    held_cells = _held_totals(con, scope) if held else None
+    pub = duckdb.connect(str(fresh))
     writer = pub.cursor()
     drivers_pool = None
     try:
@@ -333,23 +340,10 @@ def publish(con: duckdb.DuckDBPyConnection, instrument: Instrument, settings: Se
             pub.execute("drop view published_cells")
             for name in registered:
                 pub.unregister(name)
-        # The drivers' held rows go in after the fresh ones, which the worker may still
-        # be fitting: the other tables' first.
-        for name in held:
-            if name != "drivers":
-                _add_held(pub, name, held_cells if name == "cells" else
-                          _held_rows(con, scope, name))
         held_cells = None
         if drivers is not None:
             write_table(pub, "drivers", _open_rows(of_shown_sites(drivers.result(),
                                                                   computed_cells), scope))
-        if "drivers" in held:
-            _add_held(pub, "drivers", _held_rows(con, scope, "drivers"))
-        report.tables = {name: pub.execute(f'select count(*) from "{name}"').fetchall()[0][0]
-                         for (name,) in pub.execute(
-                             "select table_name from information_schema.tables where "
-                             "table_schema = 'main' and table_type = 'BASE TABLE' order by 1"
-                         ).fetchall()}
         pub.execute("checkpoint")
     finally:
         if drivers_pool is not None:
@@ -360,16 +354,34 @@ def publish(con: duckdb.DuckDBPyConnection, instrument: Instrument, settings: Se
     report.funnels_compared = bench["funnels_compared"]
     step("verify")
     try:
-        report.verification = verify_published(tmp, k, cells_checked)
-        # No cell of any wave may be recovered by combining this layer with any version
-        # published before (the verifier's check over their union).
-        # What readers of the layer being replaced saw of each wave this one changes
-        # becomes a version this layer, and every later one, is checked against.
-        record_replaced_versions(con, final, tmp)
-        verify_frozen_union(con, tmp, k)
+        for attempt in (1, 2):
+            if held:
+                # (A second time from a held layer rebuilt from the store: see below.)
+                _merge_into_held_layer(held_layer(con, settings.held_layer_path,
+                                                  rebuild=attempt == 2), fresh, tmp)
+            report.tables = _table_counts(tmp)
+            try:
+                report.verification = verify_published(tmp, k, cells_checked)
+                # No cell of any wave may be recovered by combining this layer with any
+                # version published before (the verifier's check over their union).
+                # What readers of the layer being replaced saw of each wave this one
+                # changes becomes a version this layer, and every later one, is checked
+                # against.
+                record_replaced_versions(con, final, tmp)
+                verify_frozen_union(con, tmp, k)
+                break
+            except DisclosureError:
+                # The held layer file is a copy kept for speed: one that no longer
+                # matches the store's held rows (edited, or damaged yet readable) fails
+                # the verifier, and is rebuilt once from the store.
+                if not held or attempt == 2:
+                    raise
     except Exception:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        if held:
+            fresh.unlink(missing_ok=True)
     os.replace(tmp, final)
     return report
 
@@ -387,42 +399,63 @@ def _open_rows(frame: pd.DataFrame | pa.Table, scope: RunScope) -> pd.DataFrame 
     return frame[~frame["wave"].isin(scope.frozen)].reset_index(drop=True)
 
 
-def _held_rows(con: duckdb.DuckDBPyConnection, scope: RunScope, table: str) -> pa.Table:
-    """The frozen waves' held rows of published table `table`, as stored when frozen."""
-    return con.sql(f'select * from "held_{table}" where '
-                   f'{wave_list_sql(scope.frozen)}').to_arrow_table()
+def _held_totals(con: duckdb.DuckDBPyConnection, scope: RunScope) -> pa.Table:
+    """The frozen waves' held cells of whole units (breakdown "all"), as stored when
+    frozen: what the comparisons of a new wave read of earlier waves (last year's
+    values, the waves published)."""
+    return con.sql(f"select * from held_cells where breakdown = 'all' and "
+                   f"{wave_list_sql(scope.frozen)}").to_arrow_table()
 
 
-def _add_held(pub: duckdb.DuckDBPyConnection, name: str, rows: pa.Table) -> None:
-    """Append held rows to table `name` of the published file, their values and columns as
-    held: a column the fresh rows typed otherwise (an all-NULL column, say) takes the
-    held type, so no held value is cast, and the columns keep the held order."""
-    pub.register("held_rows", rows)
+def _merge_into_held_layer(held: Path, fresh: Path, out: Path) -> None:
+    """`out`: a copy of the held layer file `held` with this run's tables (the file
+    `fresh`) added. A table both have gets the fresh rows after the held ones, in the
+    held columns' order and types (a fresh value is cast to the held type; a held
+    column typed NULL, all empty, takes the fresh type; a column only the fresh rows
+    have is added at the end); a table only one has is taken as it is."""
+    shutil.copyfile(held, out)
+    layer = duckdb.connect(str(out))
     try:
-        held_types = {c: t for c, t, *_ in pub.execute("describe select * from held_rows"
-                                                       ).fetchall()}
-        exists = pub.execute("select count(*) from information_schema.tables "
-                             "where table_name = ?", [name]).fetchall()[0][0]
-        if not exists:
-            pub.execute(f'create table "{name}" as select * from held_rows')
-            return
-        fresh_types = {c: t for c, t, *_ in pub.execute(f'describe "{name}"').fetchall()}
-        for column, kind in held_types.items():
-            if column not in fresh_types:
-                pub.execute(f'alter table "{name}" add column "{column}" {kind}')
-            elif fresh_types[column] != kind and kind != '"NULL"':
-                # (A held column typed NULL, all empty, fits the fresh type as it is.)
-                pub.execute(f'alter table "{name}" alter column "{column}" '
-                            f'set data type {kind}')
-        # The held order of the columns (a frame built empty can order them otherwise).
-        fresh_order = list(fresh_types)
-        order = list(held_types) + [c for c in fresh_order if c not in held_types]
-        if [c for c in fresh_order if c in held_types] != list(held_types):
-            listed = ", ".join(f'"{c}"' for c in order)
-            pub.execute(f'create or replace table "{name}" as select {listed} from "{name}"')
-        pub.execute(f'insert into "{name}" by name select * from held_rows')
+        layer.execute(f"drop table {HELD_LAYER_STATE}")
+        layer.execute("attach ? as fresh (read_only)", [str(fresh)])
+        columns = ("select table_name, column_name, data_type from information_schema.columns "
+                   "where table_catalog = {} and table_schema = 'main' "
+                   "order by table_name, ordinal_position")
+        held_types: dict[str, dict[str, str]] = {}
+        for table, column, kind in layer.execute(columns.format("current_database()")
+                                                 ).fetchall():
+            held_types.setdefault(table, {})[column] = kind
+        fresh_types: dict[str, dict[str, str]] = {}
+        for table, column, kind in layer.execute(columns.format("'fresh'")).fetchall():
+            fresh_types.setdefault(table, {})[column] = kind
+        for name, types in fresh_types.items():
+            if name not in held_types:
+                layer.execute(f'create table "{name}" as select * from fresh."{name}"')
+                continue
+            for column, kind in types.items():
+                if column not in held_types[name]:
+                    layer.execute(f'alter table "{name}" add column "{column}" {kind}')
+                elif held_types[name][column] == '"NULL"' and kind != '"NULL"':
+                    layer.execute(f'alter table "{name}" alter column "{column}" '
+                                  f'set data type {kind}')
+            layer.execute(f'insert into "{name}" by name select * from fresh."{name}"')
+        layer.execute("detach fresh")
+        layer.execute("checkpoint")
     finally:
-        pub.unregister("held_rows")
+        layer.close()
+
+
+def _table_counts(path: Path) -> dict[str, int]:
+    """Rows of every table of the layer file at `path`."""
+    layer = duckdb.connect(str(path), read_only=True)
+    try:
+        return {name: layer.execute(f'select count(*) from "{name}"').fetchall()[0][0]
+                for (name,) in layer.execute(
+                    "select table_name from information_schema.tables where "
+                    "table_schema = 'main' and table_type = 'BASE TABLE' order by 1"
+                ).fetchall()}
+    finally:
+        layer.close()
 
 
 def _pooled(con: duckdb.DuckDBPyConnection, tables: dict, scope: RunScope,
