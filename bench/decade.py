@@ -122,7 +122,8 @@ def one_run(job: dict) -> dict:
     instrument = load_instrument(DEFAULT_INSTRUMENT)
     settings = Settings(db_path=store)
     if job["fresh"]:
-        for path in (store, settings.published_path):
+        for path in (store, settings.published_path,
+                     store.with_name(store.stem + ".held.duckdb")):
             path.unlink(missing_ok=True)
         with open_store(store) as con:
             load_reference_data(con, Path(job["folder"]), instrument)
@@ -223,14 +224,21 @@ def main() -> None:
     rows, reruns = [], {}
     for index, wave in enumerate([] if args.only_full else waves, start=1):
         if index in args.checkpoints:
-            # The full rerun starts from the store exactly as the incremental run finds it.
+            # The full rerun starts from the store exactly as the incremental run finds it:
+            # the store, its published layer and its held layer file.
+            beside = (".published.duckdb", ".held.duckdb")
             if index > 1:
                 shutil.copyfile(incremental, rerun)
+                for suffix in beside:
+                    source = incremental.with_name(incremental.stem + suffix)
+                    if source.exists():
+                        shutil.copyfile(source, rerun.with_name(rerun.stem + suffix))
             reruns[index] = run_child({"store": str(rerun), "folder": str(folder),
                                        "files": [files[index - 1]], "full": True,
                                        "fresh": index == 1, **limit})
             rerun.unlink()
-            rerun.with_name(rerun.stem + ".published.duckdb").unlink(missing_ok=True)
+            for suffix in beside:
+                rerun.with_name(rerun.stem + suffix).unlink(missing_ok=True)
         result = run_child({"store": str(incremental), "folder": str(folder),
                             "files": [files[index - 1]], "full": False, "fresh": index == 1,
                             "freeze": wave, **limit})
