@@ -442,7 +442,10 @@ def _logistic_fits(design: np.ndarray, y: np.ndarray, w: np.ndarray
     coefficients[0, 0] = np.log(rate / (1 - rate))
     loglik[0] = float(w.sum() * (rate * np.log(rate) + (1 - rate) * np.log(1 - rate)))
     unit = None if (w == 1).all() else w
-    buffer = np.empty(design.shape)   # one row a variable, whatever the layout of `design`
+    # One row a variable, each row contiguous: the callers' vstack of x.T is laid out a
+    # respondent at a time, from which a row is a strided gather.
+    design = np.ascontiguousarray(design, dtype=float)
+    buffer = np.empty(design.shape)
     buffer[0] = design[0]
 
     def children(parent: int, depth: int, eta: np.ndarray, mu: np.ndarray) -> None:
@@ -823,7 +826,7 @@ def logistic_site_bootstrap(x, y, sites, outcome: str, predictors, draws: int = 
     codes, x, y = codes[order], x[order], y[order]
     w = np.ones(len(y)) if weights is None else np.asarray(weights, float)[order]
     bounds = np.searchsorted(codes, np.arange(len(labels) + 1))
-    design = np.vstack([np.ones(len(y)), x.T])
+    design = np.ascontiguousarray(np.vstack([np.ones(len(y)), x.T]))
     coefficients, loglik = _logistic_fits(design, y, w)
     fit = 1 - loglik / loglik[0]
     _, general, _ = _decompose(fit, with_complete=False)
