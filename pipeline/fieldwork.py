@@ -38,6 +38,12 @@ def _store_counts(store: Path) -> dict:
         held = {r[0] for r in con.execute(
             "select response_id from responses union all select response_id from quarantine "
             "where response_id is not null").fetchall()}
+        purged = {}
+        if con.execute("select count(*) from information_schema.tables where table_schema = "
+                       "'main' and table_name = 'wave_events'").fetchall()[0][0]:
+            purged = {int(wave): str(day) for wave, day in con.execute(
+                "select wave, min(happened_at)::date from wave_events where action = 'purge' "
+                "group by wave").fetchall()}
         return {
             "sites": con.execute("select site_code, name from sites order by 1").fetchall(),
             "waves": [int(r[0]) for r in con.execute("select wave from waves order by 1")
@@ -46,6 +52,7 @@ def _store_counts(store: Path) -> dict:
                                       "from site_headcounts").fetchall(),
             "responses": responses,
             "held": held,
+            "purged": purged,
         }
 
 
@@ -97,8 +104,12 @@ def fieldwork_summary(settings: Settings, instrument: Instrument,
                             "headcount": headcount.get((code, g)) or None}
                            for g, label in groups],
             })
+        # A purged wave's answers are gone from the store (retention): its counts here
+        # are zero, so it is shown as purged, never as an open wave with no answers.
+        purged_on = store["purged"].get(wave)
         waves.append({
-            "wave": wave, "open": wave not in closed, "closed_on": closed.get(wave),
+            "wave": wave, "open": wave not in closed and purged_on is None,
+            "closed_on": closed.get(wave), "purged_on": purged_on,
             "responses": sum(s["responses"] for s in sites),
             "waiting": sum(s["waiting"] for s in sites),
             "days": [[day, n] for (w, day), n in sorted(days.items()) if w == wave],

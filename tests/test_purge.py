@@ -365,3 +365,26 @@ def test_every_respondent_level_table_is_purged_and_an_unknown_shape_refused(fro
     assert refused.stderr.startswith("error: table loose_answers holds rows per respondent "
                                      "(response_id) but no wave, nor batch_id and source_row")
     assert _snapshot(frozen.db_path) == before
+
+
+def test_fieldwork_says_a_purged_waves_answers_were_deleted_not_that_it_has_none(
+        frozen, instrument):
+    from dashboard.pages.fieldwork import _closed_line
+    from pipeline.fieldwork import fieldwork_summary
+
+    before = {w["wave"]: w for w in fieldwork_summary(frozen, instrument)["waves"]}
+    assert before[2024]["purged_on"] is None and before[2024]["responses"] > 0
+    with open_store(frozen.db_path) as con:
+        purge(con, 2025, "two-year retention", frozen.inbox_path, by="tester")
+    # Without the inbox (no web form), the purge is still what closes the wave here.
+    frozen.inbox_path.unlink()
+    after = {w["wave"]: w for w in fieldwork_summary(frozen, instrument)["waves"]}
+    purged = after[2024]
+    today = str(pd.Timestamp.now().date())
+    assert purged["purged_on"] == today and purged["open"] is False
+    assert purged["responses"] == 0      # the store holds none: hence the words below
+    line = _closed_line(purged)
+    assert line.startswith("Wave 2024: closed;") and f"deleted on {today}" in line
+    assert "0 responses" not in line and "published results are kept" in line
+    assert after[2025]["purged_on"] is None and after[2025]["responses"] > 0
+    assert after[OPEN]["open"] is True and after[OPEN]["purged_on"] is None

@@ -127,6 +127,16 @@ def layout(view: View) -> html.Div:
     closed = [w for w in waves if not w["open"]]
     if closed:
         parts.append(html.H2("Closed waves"))
-        parts.append(html.Ul([html.Li(f"Wave {w['wave']}: closed on {w['closed_on']}, "
-                                      f"{w['responses']:,} responses") for w in closed]))
+        parts.append(html.Ul([html.Li(_closed_line(w)) for w in closed]))
     return html.Div(parts)
+
+
+def _closed_line(wave: dict) -> str:
+    """One closed wave: when it closed and its responses, or that its answers were
+    deleted under the retention policy (its published results stay)."""
+    closed = f"closed on {wave['closed_on']}" if wave.get("closed_on") else "closed"
+    if wave.get("purged_on"):
+        return (f"Wave {wave['wave']}: {closed}; its answers were deleted on "
+                f"{wave['purged_on']} under the retention policy (its published results "
+                "are kept)")
+    return f"Wave {wave['wave']}: {closed}, {wave['responses']:,} responses"
