@@ -16,6 +16,7 @@ from rich.text import Text
 
 from cli.options import DbOption, InstrumentOption, err, instrument_of, out, settings_for
 from survey.errors import CultureError
+from survey.fieldwork import closed_wave_line
 from survey.settings import Settings
 
 
@@ -505,8 +506,7 @@ def print_fieldwork(fieldwork: dict, wave: int | None = None) -> None:
     if wave and not waves:
         raise CultureError(f"wave {wave} is not in the store")
     for closed in (w for w in fieldwork["waves"] if not w["open"] and not wave):
-        out.print(f"wave {closed['wave']}: closed on {closed['closed_on']}, "
-                  f"{closed['responses']} responses", highlight=False)
+        out.print(closed_wave_line(closed), highlight=False)
     if not waves:
         out.print("no wave is open for answers (`culture waves open YEAR`)")
     if len(waves) > 1:   # the latest open one; earlier ones are usually finished

@@ -99,3 +99,14 @@ def _withhold_again(groups: list[dict], total: int, k: int) -> None:
     hidden = total - sum(g["responses"] for g in shown)
     if 0 < hidden < k and shown:
         min(shown, key=lambda g: g["responses"])["responses"] = None
+
+
+def closed_wave_line(wave: dict) -> str:
+    """One closed wave: when it closed and its responses, or that its answers were
+    deleted under the retention policy (its published results stay)."""
+    closed = f"closed on {wave['closed_on']}" if wave.get("closed_on") else "closed"
+    if wave.get("purged_on"):
+        return (f"Wave {wave['wave']}: {closed}; its answers were deleted on "
+                f"{wave['purged_on']} under the retention policy (its published results "
+                "are kept)")
+    return f"Wave {wave['wave']}: {closed}, {wave['responses']:,} responses"

@@ -196,7 +196,7 @@ def test_a_closed_wave_refuses_links_and_answers_with_a_clear_page(season):
     assert _open(port, f"/s/A/{WAVE - 1}")[0] == 200      # other waves stay open
     # Nothing was stored after the close, and status says the wave is closed.
     done = culture("status", "--db", settings.db_path)
-    assert re.search(rf"wave {WAVE}: closed on \d{{4}}-\d\d-\d\d, 25 responses", done.stdout)
+    assert re.search(rf"Wave {WAVE}: closed on \d{{4}}-\d\d-\d\d, 25 responses", done.stdout)
     # Invitations for a closed wave are refused with the way to open it again.
     refused = culture("invite", "--site", "A", "--wave", WAVE, "--count", 3, "--out",
                       settings.db_path.with_name("links.csv"), "--db", settings.db_path)

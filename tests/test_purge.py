@@ -26,6 +26,7 @@ from pipeline.retention import PAUSE_VARIABLE, compact_store, plan_purge, purge
 from pipeline.run import run_pipeline
 from pipeline.store import load_reference_data, open_store
 from pipeline.waves import WaveStateError, freeze_wave, unfreeze_wave
+from survey.fieldwork import closed_wave_line
 from survey.settings import SAMPLES_DIR, Settings
 from tests.conftest import culture, full_answers, response_row, write_csv
 
@@ -369,7 +370,6 @@ def test_every_respondent_level_table_is_purged_and_an_unknown_shape_refused(fro
 
 def test_fieldwork_says_a_purged_waves_answers_were_deleted_not_that_it_has_none(
         frozen, instrument):
-    from dashboard.pages.fieldwork import _closed_line
     from pipeline.fieldwork import fieldwork_summary
 
     before = {w["wave"]: w for w in fieldwork_summary(frozen, instrument)["waves"]}
@@ -383,7 +383,7 @@ def test_fieldwork_says_a_purged_waves_answers_were_deleted_not_that_it_has_none
     today = str(pd.Timestamp.now().date())
     assert purged["purged_on"] == today and purged["open"] is False
     assert purged["responses"] == 0      # the store holds none: hence the words below
-    line = _closed_line(purged)
+    line = closed_wave_line(purged)
     assert line.startswith("Wave 2024: closed;") and f"deleted on {today}" in line
     assert "0 responses" not in line and "published results are kept" in line
     assert after[2025]["purged_on"] is None and after[2025]["responses"] > 0

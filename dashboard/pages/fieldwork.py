@@ -19,7 +19,7 @@ from dash import html
 
 from dashboard.components import key_figure, notice, table
 from dashboard.view import View
-from survey.fieldwork import beside_published, read_summary
+from survey.fieldwork import beside_published, closed_wave_line, read_summary
 
 TITLE = "Fieldwork"
 NEEDS_SITE = False
@@ -127,16 +127,6 @@ def layout(view: View) -> html.Div:
     closed = [w for w in waves if not w["open"]]
     if closed:
         parts.append(html.H2("Closed waves"))
-        parts.append(html.Ul([html.Li(_closed_line(w)) for w in closed]))
+        parts.append(html.Ul([html.Li(closed_wave_line(w)) for w in closed]))
     return html.Div(parts)
 
-
-def _closed_line(wave: dict) -> str:
-    """One closed wave: when it closed and its responses, or that its answers were
-    deleted under the retention policy (its published results stay)."""
-    closed = f"closed on {wave['closed_on']}" if wave.get("closed_on") else "closed"
-    if wave.get("purged_on"):
-        return (f"Wave {wave['wave']}: {closed}; its answers were deleted on "
-                f"{wave['purged_on']} under the retention policy (its published results "
-                "are kept)")
-    return f"Wave {wave['wave']}: {closed}, {wave['responses']:,} responses"
