@@ -334,18 +334,25 @@ def _information_and_score(xt: np.ndarray, h: np.ndarray, r: np.ndarray
     return information, score
 
 
-def _logistic_state(eta: np.ndarray, y1: np.ndarray, w: np.ndarray | None
-                    ) -> tuple[float, np.ndarray]:
-    """(log-likelihood, fitted probabilities) at the linear predictor `eta`; `y1` is
-    y - 1. With t = 1 + e^-eta: mu = 1 / t and log(1 + e^eta) = eta + log t, so
-    y eta - log(1 + e^eta) = (y - 1) eta - log t: one exponential and one logarithm a
-    row (an eta so negative that e^-eta overflows gives -inf, a rejected step)."""
+def _probability_and_log_t(eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mu, log t) with t = 1 + e^-eta: the fitted probability 1 / t, and log t, from
+    which log(1 + e^eta) = eta + log t; an overflowing e^-eta gives mu 0, log t inf."""
     t = np.negative(eta)
     with np.errstate(over="ignore"):
         np.exp(t, out=t)
     t += 1
     mu = np.reciprocal(t)
     np.log(t, out=t)
+    return mu, t
+
+
+def _logistic_state(eta: np.ndarray, y1: np.ndarray, w: np.ndarray | None
+                    ) -> tuple[float, np.ndarray]:
+    """(log-likelihood, fitted probabilities) at the linear predictor `eta`; `y1` is
+    y - 1. With t = 1 + e^-eta: mu = 1 / t and log(1 + e^eta) = eta + log t, so
+    y eta - log(1 + e^eta) = (y - 1) eta - log t: one exponential and one logarithm a
+    row (an eta so negative that e^-eta overflows gives -inf, a rejected step)."""
+    mu, t = _probability_and_log_t(eta)
     # (einsum's own loop, not a 1-D BLAS dot: a threaded OpenBLAS can run that far
     # slower on a busy machine)
     if w is None:
@@ -737,13 +744,7 @@ def _logistic_site_sums(design: np.ndarray, y: np.ndarray, w: np.ndarray,
         part = slice(bounds[site], bounds[site + 1])
         xt, ys, ws = design[:, part], y[part], w[part]
         eta = coefficients @ xt
-        # t = 1 + e^-eta: mu = 1 / t, log(1 + e^eta) = eta + log t (as _logistic_state)
-        t = np.negative(eta)
-        with np.errstate(over="ignore"):
-            np.exp(t, out=t)
-        t += 1
-        mu = np.reciprocal(t)
-        np.log(t, out=t)
+        mu, t = _probability_and_log_t(eta)   # log(1 + e^eta) = eta + t
         loglik[site] = eta @ (ws * (ys - 1)) - t @ ws
         # sum w (y - mu) x: the y part is the same for every model
         score[site] = xt @ (ws * ys) - (mu * ws) @ xt.T
