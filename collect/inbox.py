@@ -457,6 +457,27 @@ def submission_ids_by_wave(path: Path | str, waves: list[int]) -> dict[int, list
         con.close()
 
 
+def last_kept_submission(path: Path | str, row: int, waves: list[int]
+                         ) -> tuple[str | None, tuple[int, str] | None]:
+    """For a reader whose cursor is at `row`, before `waves`' submissions are deleted:
+    the response id now at `row` (None if none), and the rowid and response id of the
+    last submission at or before `row` of another wave (None if none), from one
+    snapshot."""
+    con = connect(path)
+    try:
+        con.execute("begin")
+        found = con.execute("select response_id from submissions where rowid = ?",
+                            [row]).fetchone()
+        kept = con.execute(
+            f"select rowid, response_id from submissions where rowid <= ? and wave not in "
+            f"({', '.join('?' * len(waves))}) order by rowid desc limit 1",
+            [row, *waves]).fetchone()
+        con.execute("commit")
+    finally:
+        con.close()
+    return (found[0] if found else None), (tuple(kept) if kept else None)
+
+
 def delete_wave_submissions(path: Path | str, waves: list[int]) -> int:
     """Delete the submissions of `waves` and close those waves, in one transaction (a
     retention purge); returns how many submissions went. Closed too, so that the form

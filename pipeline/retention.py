@@ -35,6 +35,7 @@ from pathlib import Path
 import duckdb
 
 from collect.inbox import delete_wave_submissions, submission_ids_by_wave
+from pipeline.ingest.inbox import move_cursor_before_purge
 from pipeline.sql_templates import quote, render
 from pipeline.store import SQL_DIR, open_store, read_sql
 from pipeline.waves import WaveStateError, _log, frozen_waves
@@ -211,6 +212,10 @@ def purge(con: duckdb.DuckDBPyConnection, before: int, reason: str,
             _delete(con, plan)
             _pause("store-deleted")
             if inbox_path is not None:
+                # (In the store's transaction: a purge that dies after the inbox's
+                # deletions but before the store commits leaves the cursor where it was,
+                # and the next run reads the whole inbox again, taking nothing twice.)
+                move_cursor_before_purge(con, inbox_path, list(plan.waves))
                 # Its own transaction, committed here: see the module note.
                 delete_wave_submissions(inbox_path, list(plan.waves))
             _pause("inbox-deleted")

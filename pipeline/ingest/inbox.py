@@ -24,7 +24,7 @@ from pathlib import Path
 import duckdb
 
 from pipeline.ingest.files import IngestReport, ingest_file
-from collect.inbox import read_inbox
+from collect.inbox import last_kept_submission, read_inbox
 from survey.instrument import Instrument
 
 _CURSORS = """
@@ -105,6 +105,9 @@ def ingest_inbox(con: duckdb.DuckDBPyConnection, inbox: Path, instrument: Instru
     if cursor is None:
         rows = read_inbox(inbox).rows
         report.reread = "an inbox this store has not read before: all of it read"
+    elif cursor[0] == 0:
+        # Set so by a purge that deleted every submission up to the cursor.
+        rows = read_inbox(inbox).rows
     else:
         current = read_inbox(inbox, cursor[0], check_row=cursor[0])
         if current.response_at_check == cursor[1]:
@@ -123,6 +126,26 @@ def ingest_inbox(con: duckdb.DuckDBPyConnection, inbox: Path, instrument: Instru
     # Cursors keyed by file name (before inboxes had ids) are replaced by the above.
     con.execute("drop table if exists inbox_cursor")
     return report
+
+
+def move_cursor_before_purge(con: duckdb.DuckDBPyConnection, inbox: Path,
+                             waves: list[int]) -> None:
+    """Before a retention purge deletes the submissions of `waves` from `inbox`: move
+    this store's cursor on it back to the last submission that stays (to the start if
+    none does). Left where it was, the cursor's row would be gone and the next run would
+    read the whole inbox again, saying it may have been restored from a backup."""
+    if not inbox.exists():
+        return
+    identity = read_inbox(inbox, after=_NO_ROWS).inbox_id
+    cursor = _cursor(con, identity)
+    if cursor is None or cursor[0] == 0:
+        return
+    at_cursor, kept = last_kept_submission(inbox, cursor[0], waves)
+    if at_cursor != cursor[1]:
+        return   # the inbox is not the one the cursor was set on: the next run reads it all
+    last_row, last_response = kept or (0, "")
+    con.execute("update inbox_cursors set last_row = ?, last_response_id = ? "
+                "where inbox_id = ?", [last_row, last_response, identity])
 
 
 def _ingest_rows(con: duckdb.DuckDBPyConnection, inbox: Path, rows: list[tuple],
