@@ -286,6 +286,12 @@ document.querySelectorAll('.js-plotly-plot').forEach(plot => {
   });
   const title = plot.querySelector('.gtitle'), bar = plot.querySelector('.modebar');
   if (title && bar && meets(box(title), box(bar))) faults.push(`${name}: title under mode bar`);
+  // Names written beside points and notes on the plot: none may cover another.
+  const marks = [...plot.querySelectorAll('.textpoint text, .annotation-text-g')]
+      .filter(t => t.textContent.trim()).map(t => [t.textContent.trim(), box(t)]);
+  marks.forEach(([a, ra], i) => marks.slice(i + 1).forEach(([b, rb]) => {
+    if (meets(ra, rb)) faults.push(`${name}: "${a.slice(0, 30)}" overlaps "${b.slice(0, 30)}"`);
+  }));
   const legend = plot.querySelector('.legend');
   plot.querySelectorAll('.xtitle, .ytitle, .x2title').forEach(axis => {
     if (title && meets(box(title), box(axis))) faults.push(`${name}: title meets an axis title`);
@@ -364,3 +370,49 @@ def test_headline_axes_read_out_of_100():
     assert figures.PRINCIPLE_AXIS == figures.SCALE_AXIS == figures.SCORE_AXIS
     assert re.search(r"out of 100", figures.SCORE_AXIS)
     assert figures.DEFINITIONS == figures.SCORE_DEFINITION
+
+
+def _driver_view(shares: list[float], differences: list[float]):
+    from published.drivers import DriverView
+
+    names = ["Help-seeking stigma", "Leaders modelling vulnerability",
+             "Awareness of support pathways", "Team psychological safety",
+             "Trust in confidentiality", "Support framed as development",
+             "Voice and peer support", "Systems view of performance difficulties"]
+    rows = pd.DataFrame({"name": names, "share": shares, "share_low": np.nan,
+                         "share_high": np.nan, "relative_weight": shares,
+                         "difference": differences,
+                         "below": [d < -3 for d in differences],
+                         "verdict": ["clearly below" if d < -3 else "in line"
+                                     for d in differences],
+                         "score": 60.0})
+    return DriverView("site", "A", "Site A's own answers", "doctors at Site A", 204, rows)
+
+
+def test_driver_points_are_numbered_by_rank_and_the_legend_names_them():
+    """A director on a phone must be able to tell which point is which scale: names
+    written beside points a few pixels apart cover each other, so each point carries its
+    rank (1: the largest share) and the legend names every scale with its verdict, in
+    words as well as by shape."""
+    from dashboard.pages.drivers import importance_figure
+
+    view = _driver_view([0.24, 0.25, 0.18, 0.15, 0.06, 0.05, 0.03, 0.03],
+                        [-1.3, -5.4, -15.7, -25.3, 1.0, -5.8, 10.8, 4.3])
+    fig = importance_figure(view, "Site A")
+    assert [_unwrapped(t["name"]) for t in fig["data"]] == [
+        "1 Leaders modelling vulnerability: below other sites",
+        "2 Help-seeking stigma: not below other sites",
+        "3 Awareness of support pathways: below other sites",
+        "4 Team psychological safety: below other sites",
+        "5 Trust in confidentiality: not below other sites",
+        "6 Support framed as development: below other sites",
+        "7 Voice and peer support: not below other sites",
+        "8 Systems view of performance difficulties: not below other sites"]
+    assert [t["texttemplate"] for t in fig["data"]] == [str(i) for i in range(1, 9)]
+    assert [t["marker"]["symbol"] for t in fig["data"]] == [
+        "diamond", "circle", "diamond", "diamond", "circle", "diamond", "circle", "circle"]
+    assert [(t["x"], t["y"]) for t in fig["data"]][:2] == [([25.0], [-5.4]), ([24.0], [-1.3])]
+    # Hovering still names the scale; nothing else is written on the plot but its notes.
+    assert fig["data"][0]["text"] == ["Leaders modelling vulnerability"]
+    assert [a["text"] for a in fig["layout"]["annotations"]] == ["Priority corner",
+                                                                 "equal share"]

@@ -33,6 +33,8 @@ SITE_COLUMNS = {"name": "Scale", "share_pct": "Share of what the scales explain 
                 "quadrant": "Where it falls", "actions": "The guide's actions"}
 DIGITS = {"share_pct": 0, "low_pct": 0, "high_pct": 0, "weight_pct": 0, "rank": 0, "score": 1,
           "difference": 1}
+#: The importance chart's plot area, in pixels.
+PLOT_HEIGHT = 360
 #: The used-support (logistic) model's table: column -> header.
 USED_COLUMNS = {"name": "Scale", "share_pct": "Share of what the scales explain (%)",
                 "low_pct": "95% range low", "high_pct": "95% range high", "rank": "Rank"}
@@ -49,33 +51,38 @@ def as_percent(rows: pd.DataFrame) -> pd.DataFrame:
 def importance_figure(view: DriverView, site_label: str) -> Figure:
     """Importance (share, with its range) across; where the site stands up the side (points
     from the other sites' average), marked by its verdict; the priority corner (more than
-    an equal share, below other sites) shaded and named."""
+    an equal share, below other sites) shaded and named.
+
+    Each point is numbered by its rank (1: the largest share); the legend names each
+    scale with its verdict."""
     rows = as_percent(view.rows)
     equal = 100 / len(rows)
-    fig = Figure()
-    for below, colour, name in ((True, VERMILLION, "verdict: below other sites"),
-                                (False, BLUE, "verdict: not below other sites")):
-        part = rows[rows["below"] == below]
-        if part.empty:
-            continue
-        fig.add_trace(dict(
-            type="scatter", mode="markers+text", name=f"{site_label}, {name}",
-            x=part["share_pct"], y=part["difference"].round(1),
-            text=[wrap(n, 18) for n in part["name"]],
-            textposition=["top center" if i % 2 else "bottom center"
-                          for i in range(len(part))],
-            textfont={"size": 11}, cliponaxis=False,
-            marker={"color": colour, "size": 12, "symbol": "diamond" if below else "circle"},
-            error_x={"type": "data", "symmetric": False, "color": colour,
-                     "visible": bool(part["high_pct"].notna().any()),
-                     "array": (part["high_pct"] - part["share_pct"]).fillna(0),
-                     "arrayminus": (part["share_pct"] - part["low_pct"]).fillna(0)},
-            customdata=part[["verdict", "score"]].fillna("").to_numpy(),
-            hovertemplate="%{text}<br>share %{x:.0f}%<br>%{y:+.1f} points from other sites"
-                          "<br>%{customdata[0]}<extra></extra>"))
     right = max(50.0, float(rows["high_pct"].fillna(rows["share_pct"]).max()) + 5)
     depth = max(10.0, float(rows["difference"].abs().max()) + 8) if rows[
         "difference"].notna().any() else 10.0
+    # Each point carries its rank and the legend names it: the scales' names written
+    # beside points a few pixels apart on a phone would cover each other (and the axis,
+    # for the many scales with small shares).
+    ranked = rows[rows["difference"].notna()].sort_values("share_pct", ascending=False,
+                                                           kind="stable")
+    fig = Figure()
+    for rank, (_, row) in enumerate(ranked.iterrows(), start=1):
+        below = bool(row["below"])
+        colour = VERMILLION if below else BLUE
+        low, high = row["share_pct"] - row["low_pct"], row["high_pct"] - row["share_pct"]
+        fig.add_trace(dict(
+            type="scatter", mode="markers+text", cliponaxis=False,
+            name=f"{rank} {row['name']}: {'below' if below else 'not below'} other sites",
+            x=[row["share_pct"]], y=[round(row["difference"], 1)], text=[row["name"]],
+            texttemplate=str(rank), textposition="middle center",
+            textfont={"size": 10, "color": "#FFFFFF"},
+            marker={"color": colour, "size": 17, "symbol": "diamond" if below else "circle"},
+            error_x={"type": "data", "symmetric": False, "color": colour,
+                     "visible": bool(pd.notna(high)), "array": [0 if pd.isna(high) else high],
+                     "arrayminus": [0 if pd.isna(low) else low]},
+            customdata=[["" if pd.isna(row["verdict"]) else row["verdict"], row["score"]]],
+            hovertemplate="%{text}<br>share %{x:.0f}%<br>%{y:+.1f} points from other sites"
+                          "<br>%{customdata[0]}<extra></extra>"))
     fig["layout"].setdefault("shapes", []).append(
         {"type": "rect", "xref": "x", "yref": "y", "x0": equal, "x1": right, "y0": -depth,
          "y1": 0, "fillcolor": "rgba(213, 94, 0, 0.08)", "line": {"width": 0},
@@ -89,7 +96,7 @@ def importance_figure(view: DriverView, site_label: str) -> Figure:
     fig.update_yaxes(title="Points from the other sites' average", range=[-depth, depth],
                      zeroline=True)
     return _base(fig, f"What goes with seeking help early, against where {site_label} stands",
-                 plot_height=360, subtitle=f"Importance from {view.label}")
+                 plot_height=PLOT_HEIGHT, subtitle=f"Importance from {view.label}")
 
 
 def _site_layout(view: View, parts: list) -> html.Div:
