@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 from threadpoolctl import threadpool_limits
 
 from pipeline.drivers import driver_inputs, driver_rows
@@ -109,25 +110,41 @@ def _run(settings: Settings, instrument: Instrument, files: list[Path], site: st
             return report
         step("quality")
         flags = flag_response_quality(con, instrument, waves=scope.computed)
-        with ThreadPoolExecutor(max_workers=1) as models_pool, \
-                ThreadPoolExecutor(max_workers=1) as pool, \
-                ThreadPoolExecutor(max_workers=1) as drivers_pool:
-            # (Should a stage fail, leaving the block waits for the workers.)
-            models = start_structural_models(con, instrument, settings, models_pool,
-                                             scope.computed, scope.pooled)
-            # The driver models are the run's longest numpy work (the logistic model's
-            # 255 fits a group on the latest wave's respondents): fitted from here on,
-            # beside everything up to their place in the published layer.
-            analysis_view(con, settings.exclude_flagged, scope.computed)
-            drivers = drivers_pool.submit(driver_rows, driver_inputs(con, instrument))
-            step("aggregate")
-            sums = aggregate_cells(con, instrument, settings, scope.computed)
-            step("psychometrics + suppress")
-            suppressing = pool.submit(suppress_small_cells, sums, settings.min_group_size)
-            report.psychometrics = run_psychometrics(con, instrument, settings, flags=flags,
-                                                     models=models, waves=scope.computed,
-                                                     pooled=scope.pooled)
-            decided = suppressing.result()
-            report.published = publish(con, instrument, settings, report.psychometrics, step,
-                                       decided, scope, drivers)
+        drivers_pool = ThreadPoolExecutor(max_workers=1)
+        try:
+            _compute_and_publish(con, instrument, settings, report, scope, flags, step,
+                                 drivers_pool)
+        except BaseException:
+            # Told at once: the driver fits under way are left to end on their own.
+            drivers_pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        drivers_pool.shutdown()
     return report
+
+
+def _compute_and_publish(con: duckdb.DuckDBPyConnection, instrument: Instrument,
+                         settings: Settings, report: RunReport, scope: RunScope,
+                         flags: dict[str, int], step: Callable[[str], None],
+                         drivers_pool: ThreadPoolExecutor) -> None:
+    """The stages from the quality flags on, into `report`; the driver models fitted in
+    `drivers_pool` (which the caller shuts down)."""
+    with ThreadPoolExecutor(max_workers=1) as models_pool, \
+            ThreadPoolExecutor(max_workers=1) as pool:
+        # (Should a stage fail, leaving the block waits for these two workers.)
+        models = start_structural_models(con, instrument, settings, models_pool,
+                                         scope.computed, scope.pooled)
+        # The driver models are the run's longest numpy work (the logistic model's
+        # 255 fits a group on the latest wave's respondents): fitted from here on,
+        # beside everything up to their place in the published layer.
+        analysis_view(con, settings.exclude_flagged, scope.computed)
+        drivers = drivers_pool.submit(driver_rows, driver_inputs(con, instrument))
+        step("aggregate")
+        sums = aggregate_cells(con, instrument, settings, scope.computed)
+        step("psychometrics + suppress")
+        suppressing = pool.submit(suppress_small_cells, sums, settings.min_group_size)
+        report.psychometrics = run_psychometrics(con, instrument, settings, flags=flags,
+                                                 models=models, waves=scope.computed,
+                                                 pooled=scope.pooled)
+        decided = suppressing.result()
+        report.published = publish(con, instrument, settings, report.psychometrics, step,
+                                   decided, scope, drivers)

@@ -70,7 +70,18 @@ def _wait(browser, css: str, timeout: float = 30):
     return browser.find_element(By.CSS_SELECTOR, css)
 
 
-def _message(browser) -> str:
+def _message(browser, expected: str, timeout: float = 30) -> str:
+    """What the Actions page's message says once it says `expected`, or after `timeout`:
+    a click's answer arrives after the click returns, and until then the page shows the
+    message before it (no request is loading yet), which an immediate read would take."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        WebDriverWait(browser, timeout).until(
+            lambda b: _wait(b, "#actions-message").text == expected)
+    except TimeoutException:
+        pass
     return _wait(browser, "#actions-message").text
 
 
@@ -92,7 +103,8 @@ def test_a_director_adds_edits_and_closes_an_action_in_a_browser(server, setting
     browser.find_element(By.ID, "actions-new-owner").send_keys("Guardian of safe working")
     browser.find_element(By.ID, "actions-new-note").send_keys(NOTE)
     browser.find_element(By.ID, "actions-new-add").click()
-    assert _message(browser) == "Action added: Say what stays confidential."
+    added = "Action added: Say what stays confidential."
+    assert _message(browser, added) == added
     [action] = _book(settings).list(site="A").to_dict("records")
     assert (action["principle"], action["owner_role"], action["status"], action["note"]) == (
         "P2", "Guardian of safe working", "planned", NOTE)
@@ -111,7 +123,7 @@ def test_a_director_adds_edits_and_closes_an_action_in_a_browser(server, setting
     note.send_keys(Keys.CONTROL, "a")
     note.send_keys("Agreed at the March board")
     browser.find_element(By.CSS_SELECTOR, prefix + "-save").click()
-    assert _message(browser) == "Changes saved."
+    assert _message(browser, "Changes saved.") == "Changes saved."
     assert _book(settings).get(action["id"])["status"] == "in progress"
 
     # The Overview lists it under its principle; Trends marks its start.
@@ -127,7 +139,7 @@ def test_a_director_adds_edits_and_closes_an_action_in_a_browser(server, setting
     # Close it as done: it leaves the open list for the closed table.
     browser.get(base + "/actions?site=A")
     _wait(browser, prefix + "-done").click()
-    assert _message(browser) == "Action closed as done."
+    assert _message(browser, "Action closed as done.") == "Action closed as done."
     assert not browser.find_elements(By.CSS_SELECTOR, prefix + "-form")
     assert "Closed actions (1)" in browser.find_element(By.ID, "page").text
 
