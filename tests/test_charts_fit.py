@@ -235,6 +235,7 @@ def served(published_sample):
     book = AccountBook(settings.accounts_path)
     book.add("fit-dir", "director", PASSWORD, "A")
     book.add("fit-admin", "admin", PASSWORD)
+    book.add("fit-res", "researcher", PASSWORD)
     port = free_port()
     process = start_culture("serve", "--db", str(settings.db_path), "--port", str(port),
                             port=port)
@@ -303,7 +304,7 @@ return faults;
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("username", ["fit-dir", "fit-admin"])
+@pytest.mark.parametrize("username", ["fit-dir", "fit-admin", "fit-res"])
 def test_every_page_fits_a_390_px_phone(served, username):
     """No page, chart or table is wider than a phone held upright, nothing in a chart is
     cut at its sides, and no title sits under the mode bar or meets an axis title or the
