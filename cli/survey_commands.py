@@ -103,11 +103,13 @@ def instrument_export(
               culture instrument export --format pdf --out questionnaire.pdf
     """
     from survey.instrument_export import export_instrument, parse_site_codes, survey_year
+    from survey.questionnaire import for_respondents
 
     settings = settings_for(db=db, instrument=instrument)
     fmt = fmt.strip().lower()
     choices = _named_sites(settings, sites)
-    written = export_instrument(instrument_of(settings), fmt, out_path, choices, wave)
+    written = export_instrument(for_respondents(instrument_of(settings), settings.min_group_size),
+                                fmt, out_path, choices, wave)
     out.print(f"wrote {written} ({fmt})")
     if fmt in ("redcap", "xlsform"):
         out.print(f"survey year recorded without asking: {survey_year(wave)}"

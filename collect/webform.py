@@ -47,7 +47,8 @@ from urllib.parse import parse_qs, unquote_to_bytes, urlparse
 from collect.inbox import Inbox, TokenRefused, WaveClosed
 from survey.instrument import Instrument, Item
 from survey.questionnaire import (ABOUT_YOU_SECTION, ROUTING_NOTE, ROUTING_SECTION,
-                                  closing_attributes, routing_attributes)
+                                  closing_attributes, count_in_words, for_respondents,
+                                  routing_attributes)
 
 _FORM_SLOT, _INVITATION_SLOT = "@@form-token@@", "@@invitation@@"
 #: Largest accepted post: a full answer set is about 2 KB.
@@ -186,7 +187,9 @@ class CollectApp:
                  require_tokens: bool = False, secret: bytes | None = None,
                  sites: dict[str, SurveySite] | None = None, run_by: str | None = None,
                  contact: str | None = None, min_group_size: int = 10) -> None:
-        self.instrument, self.inbox, self.surveys = instrument, inbox, surveys
+        # The introduction names the group size this trust shows, whatever the wording says.
+        self.instrument = for_respondents(instrument, min_group_size)
+        self.inbox, self.surveys = inbox, surveys
         self.min_group_size = min_group_size
         self.require_tokens = require_tokens
         self.secret = secret or inbox.form_secret()
@@ -270,7 +273,7 @@ class CollectApp:
         if (site, wave) not in self._rendered:
             self._rendered[(site, wave)] = render_form(self.instrument, site, wave,
                                                        _FORM_SLOT, _INVITATION_SLOT,
-                                                       self.about(site))
+                                                       self.about(site), self.min_group_size)
         page = self._rendered[(site, wave)].replace(
             _FORM_SLOT, new_form_token(self.secret, site, wave))
         page = page.replace(_INVITATION_SLOT, escape(token, quote=True)).encode()
@@ -335,7 +338,7 @@ class CollectApp:
                 + (": they had already been received, so nothing more is needed." if duplicate
                    else ".") + "</p>"
                 "<p>Nobody can tell which answers are yours. Results are shown only for "
-                f"groups of {_count(self.min_group_size)} or more people.</p>")
+                f"groups of {count_in_words(self.min_group_size)} or more people.</p>")
         return _page("Thank you", said + support_html(about.site, after=True)
                      + _contact(about), 200)
 
@@ -438,11 +441,6 @@ def support_html(site: SurveySite, after: bool = False) -> str:
             f"{escape(heading)}</h2>{own}<p>{escape(GENERAL_SUPPORT)}</p></aside>")
 
 
-def _count(number: int) -> str:
-    words = {5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine", 10: "ten"}
-    return words.get(number, str(number))
-
-
 def privacy_notice(about: About | None, min_group_size: int = 10) -> str:
     """The privacy notice, in the project's own words (HTML)."""
     who = (f"<p>This survey is run by {escape(about.run_by)} for {escape(about.site.name)}."
@@ -456,7 +454,7 @@ def privacy_notice(about: About | None, min_group_size: int = 10) -> str:
         "marked as used together with others, so nobody, not even the survey team, can "
         "tell which answers came from which link.</p>"
         "<h2>What is shown</h2><p>Results are shown only as totals for groups of at least "
-        f"{_count(min_group_size)} people (never fewer than five, whatever the settings). "
+        f"{count_in_words(min_group_size)} people (never fewer than five, whatever the settings). "
         "Nobody sees one "
         "person's answers. The optional questions about you are used only to compare such "
         "groups.</p>"
@@ -473,7 +471,8 @@ def _wrap(title: str, body: str, script: str = "") -> str:
 
 
 def render_form(instrument: Instrument, site: str, wave: int, form_token: str,
-                invitation: str = "", about: About | None = None) -> str:
+                invitation: str = "", about: About | None = None,
+                min_group_size: int = 10) -> str:
     """The whole survey as one accessible HTML page (sections shown one at a time by JS)."""
     about = about or About(SurveySite(site, f"site {site}"), f"the survey team at site {site}",
                            None)
@@ -495,7 +494,7 @@ def render_form(instrument: Instrument, site: str, wave: int, form_token: str,
                          "".join(_question(instrument, item) for item in items)))
     sections.append((ABOUT_YOU_SECTION,
                      "<p>These questions are optional. They are used only to compare groups "
-                     "of ten or more people.</p>"
+                     f"of {count_in_words(min_group_size)} or more people.</p>"
                      + "".join(_attribute(a) for a in closing_attributes(instrument))))
     total = len(sections)
     parts = []
@@ -595,6 +594,7 @@ button.back{background:#fff;color:#005a8c}
 button:focus-visible{outline:3px solid #b35806;outline-offset:2px}
 .box{background:#fff;border-radius:8px;margin-top:8vh;padding:16px 22px;max-width:720px}
 .js .step{display:none}.js .step.current{display:block}
+html:not(.js) .nav button[type=button]{display:none}
 @media (max-width:640px){
 .options.scale{flex-direction:column}
 .options.scale .option{flex:none;flex-direction:row;text-align:left;gap:10px;

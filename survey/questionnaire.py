@@ -100,6 +100,32 @@ def claimed_minutes(instrument: Instrument) -> tuple[int, int] | None:
     return min(values), max(values)
 
 
+def count_in_words(number: int) -> str:
+    """A small count as a respondent reads it ("seven"); larger ones as digits."""
+    words = {value: word for word, value in _NUMBER_WORDS.items()}
+    return words.get(number, str(number))
+
+
+#: The introduction's promise of the smallest group shown: "groups of at least ten people",
+#: "groups of ten or more people".
+_GROUP_PROMISE = re.compile(
+    r"(groups\s+of\s+(?:at\s+least\s+)?)(\d+|" + "|".join(_NUMBER_WORDS)
+    + r")(\s+(?:or\s+more\s+)?people)", re.IGNORECASE)
+
+
+def for_respondents(instrument: Instrument, min_group_size: int) -> Instrument:
+    """The instrument as respondents read it: where the introduction promises the smallest
+    group results are shown for, it names the trust's own minimum group size.
+
+    The instruments' wording says "ten" (the default); a trust that shows groups of seven
+    must not promise ten, and one that shows only groups of fifteen can say so.
+    """
+    said = _GROUP_PROMISE.sub(
+        lambda found: found[1] + count_in_words(min_group_size) + found[3],
+        instrument.introduction)
+    return instrument.model_copy(update={"introduction": said})
+
+
 def item_choices(instrument: Instrument, item: Item) -> list[tuple[int, str]]:
     """(code, label) of every answer an item offers, "don't know" last."""
     rs = instrument.response_scale(item.response_scale)

@@ -64,10 +64,13 @@ def submit_sign_in(browser, base: str, username: str, password: str) -> None:
     browser.find_element(By.ID, "sign-in").click()
 
 
-def chromium(width: int = 1280, height: int = 1000, phone: bool = False):
+def chromium(width: int = 1280, height: int = 1000, phone: bool = False,
+             scripts: bool = True):
     """Headless Chromium through chromedriver, keeping the console log (Debian's packages;
     CI must have them, elsewhere the test is skipped). `phone`: a 390 x 844 phone held
-    upright, by device emulation (a desktop window cannot be narrower than 500 px)."""
+    upright, by device emulation (a desktop window cannot be narrower than 500 px).
+    `scripts=False`: the pages' own JavaScript is blocked, as a respondent's locked-down
+    browser would (chromedriver's own commands still run)."""
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
     driver = shutil.which("chromedriver")
     if not (binary and driver):
@@ -83,6 +86,9 @@ def chromium(width: int = 1280, height: int = 1000, phone: bool = False):
                  f"--window-size={width},{height}"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    if not scripts:
+        options.add_experimental_option(
+            "prefs", {"profile.managed_default_content_settings.javascript": 2})
     if phone:
         options.add_experimental_option("mobileEmulation", {
             "deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 2}})

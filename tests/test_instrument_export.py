@@ -352,3 +352,26 @@ def test_cli_exports_and_reports_errors_without_traceback(tmp_path):
     assert bad.exit_code == 1
     assert bad.stderr.startswith("error: --format 'spss' is not known")
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("k, said", [(7, "seven"), (15, "fifteen"), (10, "ten")])
+def test_every_export_promises_the_group_size_the_trust_shows(tmp_path, k, said):
+    """The instruments' introduction says "at least ten"; a trust that shows groups of
+    seven must not promise ten on its REDCap, XLSForm or paper form (nor ten when it
+    shows only fifteen)."""
+    env = {"CULTURE_MIN_GROUP_SIZE": str(k)}
+    db = tmp_path / "none.duckdb"
+    for fmt, name in (("redcap", "dd.csv"), ("xlsform", "form.xlsx"), ("html", "form.html")):
+        done = culture("instrument", "export", "--format", fmt, "--out", tmp_path / name,
+                       "--db", db, env=env)
+        assert done.exit_code == 0, done.stderr
+    rows = list(csv.DictReader((tmp_path / "dd.csv").open(encoding="utf-8")))
+    intro = next(r for r in rows if r["Variable / Field Name"] == "intro")["Field Label"]
+    sheet = load_workbook(tmp_path / "form.xlsx")["survey"]
+    header = [cell.value for cell in sheet[1]]
+    note = next(row for row in sheet.iter_rows(min_row=2, values_only=True)
+                if row[header.index("name")] == "intro")[header.index("label")]
+    page = html.unescape((tmp_path / "form.html").read_text(encoding="utf-8"))
+    for text in (intro, note, page):
+        assert f"groups of at least {said} people" in text
+        assert said == "ten" or "at least ten" not in text

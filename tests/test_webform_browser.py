@@ -67,3 +67,60 @@ def test_phone_respondent_fills_in_the_form_and_the_pipeline_finds_it(store_path
     assert (site, wave, hs01, ps01, oc_needed, staff_group) == ("A", 2025, 4, 4, 2,
                                                                  "foundation")
     assert duration is not None and 0 <= duration < 600
+
+
+def test_without_javascript_a_phone_shows_every_section_and_one_send_button(
+        store_path, instrument, definition_yaml):
+    """A browser that runs no scripts gets one long page: every section shown, no Back or
+    Next button that would do nothing, the send button at the end, and the group size the
+    trust set (here 7) in the introduction and the note on the optional questions. The page it shows, posted as
+    such a browser posts it (no duration), is thanked and stored."""
+    import os
+    import re
+    import urllib.parse
+    import urllib.request
+
+    from selenium.webdriver.common.by import By
+
+    from tests.live import start_culture, stop
+
+    port = free_port()
+    server = start_culture("collect", "--db", str(store_path), "--port", str(port), port=port,
+                           env={**os.environ, "CULTURE_MIN_GROUP_SIZE": "7"})
+    # (chromedriver's clicks wait on scripts of their own, so with scripts blocked the
+    # browser is only looked at; the post is made from the page it was given.)
+    browser = chromium(phone=True, scripts=False)
+    try:
+        browser.get(f"http://127.0.0.1:{port}/s/A/2025")
+        assert browser.find_element(By.TAG_NAME, "html").get_attribute("class") == ""
+        sections = browser.find_elements(By.CSS_SELECTOR, "section.step")
+        assert len(sections) >= 10 and all(s.is_displayed() for s in sections)
+        buttons = browser.find_elements(By.CSS_SELECTOR, "button")
+        assert {b.get_attribute("textContent") for b in buttons} == {"Back", "Next",
+                                                                 "Send my answers"}
+        assert [b.text for b in buttons if b.is_displayed()] == ["Send my answers"]
+        body = browser.find_element(By.TAG_NAME, "body").text
+        assert "compare groups of seven or more people" in body
+        assert "shown for groups of at least seven people" in body    # the introduction
+        assert "groups of ten" not in body and "at least ten" not in body
+        SCREENSHOTS.mkdir(exist_ok=True)
+        browser.save_screenshot(str(SCREENSHOTS / "survey_phone_no_script.png"))
+        page = browser.page_source
+    finally:
+        browser.quit()
+    try:
+        token = re.search(r'name="form_token" value="([^"]+)"', page)[1]
+        answers = {item.id: instrument.response_scale(item.response_scale).options[1].code
+                   for item in instrument.items}
+        post = urllib.parse.urlencode({"form_token": token, "t": "", "duration_seconds": "",
+                                       **answers}).encode()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/s/A/2025", post) as answer:
+            thanks = answer.read().decode()
+        assert "saved anonymously" in thanks and "groups of seven or more people" in thanks
+    finally:
+        stop(server)
+    with open_store(store_path) as con:
+        report = ingest_inbox(con, store_path.with_name("store.inbox.sqlite"), instrument,
+                              definition_yaml)
+        row = con.execute("select hs01, duration_seconds from responses").fetchall()
+    assert report.taken == 1 and row == [(int(answers["hs01"]), None)]
