@@ -21,6 +21,7 @@ import pandas as pd
 from published.layout import DRIVER_OUTCOMES, VERDICTS
 from published.reader import PublishedLayer
 from published.scores import to_score
+from survey.questionnaire import count_in_words
 
 #: The outcome the page and the report lead with.
 OUTCOME = "oc_intend"
@@ -154,7 +155,7 @@ def used_sentence(view: DriverView) -> str:
                 f", 95% range {first['share_low']:.0%} to {first['share_high']:.0%},")
     return (f"Among {view.whose} who needed support, {first['name'].lower()} goes most "
             f"with using it ({first['share']:.0%}{interval} of what the "
-            f"{_count(len(view.rows))} scales explain together).")
+            f"{count_in_words(len(view.rows))} scales explain together).")
 
 
 def _actions_for(actions: pd.DataFrame, principles) -> str:
@@ -170,17 +171,11 @@ def driver_sentence(view: DriverView) -> str:
     first = top.iloc[0]
     rest = [f"{r.name.lower()} ({r.share:.0%})" for r in top.iloc[1:].itertuples()]
     sentence = (f"Among {view.whose}, {first['name'].lower()} goes most with seeking help "
-                f"early ({first['share']:.0%} of what the {_count(len(view.rows))} scales explain "
+                f"early ({first['share']:.0%} of what the {count_in_words(len(view.rows))} scales explain "
                 f"together)")
     if rest:
         sentence += ", then " + " and ".join(rest)
     return sentence + "."
-
-
-def _count(number: int) -> str:
-    words = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
-             "ten", "eleven", "twelve")
-    return words[number] if number < len(words) else str(number)
 
 
 def priorities(view: DriverView) -> pd.DataFrame:

@@ -82,7 +82,8 @@ def estimated_seconds(instrument: Instrument) -> tuple[int, int]:
 
 
 _NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-                 "eight": 8, "nine": 9, "ten": 10, "twelve": 12, "fifteen": 15, "twenty": 20}
+                 "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "fifteen": 15,
+                 "twenty": 20}
 
 
 def claimed_minutes(instrument: Instrument) -> tuple[int, int] | None:
