@@ -108,8 +108,9 @@ def instrument_export(
     settings = settings_for(db=db, instrument=instrument)
     fmt = fmt.strip().lower()
     choices = _named_sites(settings, sites)
-    written = export_instrument(for_respondents(instrument_of(settings), settings.min_group_size),
-                                fmt, out_path, choices, wave)
+    # Respondents read the group size this trust shows, not the wording's default.
+    shown = for_respondents(instrument_of(settings), settings.min_group_size)
+    written = export_instrument(shown, fmt, out_path, choices, wave)
     out.print(f"wrote {written} ({fmt})")
     if fmt in ("redcap", "xlsform"):
         out.print(f"survey year recorded without asking: {survey_year(wave)}"

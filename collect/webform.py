@@ -454,10 +454,9 @@ def privacy_notice(about: About | None, min_group_size: int = 10) -> str:
         "marked as used together with others, so nobody, not even the survey team, can "
         "tell which answers came from which link.</p>"
         "<h2>What is shown</h2><p>Results are shown only as totals for groups of at least "
-        f"{count_in_words(min_group_size)} people (never fewer than five, whatever the settings). "
-        "Nobody sees one "
-        "person's answers. The optional questions about you are used only to compare such "
-        "groups.</p>"
+        f"{count_in_words(min_group_size)} people (never fewer than five, whatever the "
+        "settings). Nobody sees one person's answers. The optional questions about you are "
+        "used only to compare such groups.</p>"
         "<h2>Your choice</h2><p>Every question can be skipped, and you can stop at any "
         "time: nothing is kept until you press \u201cSend my answers\u201d. Because answers "
         "cannot be traced back to you, they cannot be withdrawn once sent.</p>")

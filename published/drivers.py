@@ -171,8 +171,8 @@ def driver_sentence(view: DriverView) -> str:
     first = top.iloc[0]
     rest = [f"{r.name.lower()} ({r.share:.0%})" for r in top.iloc[1:].itertuples()]
     sentence = (f"Among {view.whose}, {first['name'].lower()} goes most with seeking help "
-                f"early ({first['share']:.0%} of what the {count_in_words(len(view.rows))} scales explain "
-                f"together)")
+                f"early ({first['share']:.0%} of what the {count_in_words(len(view.rows))} "
+                "scales explain together)")
     if rest:
         sentence += ", then " + " and ".join(rest)
     return sentence + "."
