@@ -69,6 +69,12 @@ def points(value: object, signed: bool = False) -> str:
     return f"{float(value):+.1f}" if signed else f"{float(value):.1f}"
 
 
+def of_principle(rows: pd.DataFrame, principle: str) -> pd.DataFrame:
+    """The rows (of `item_benchmarks` or `question_rows`) of one principle's questions."""
+    tags = rows["principles"].fillna("").str.split(",")
+    return rows[tags.map(lambda p: principle in p).to_numpy(bool)].reset_index(drop=True)
+
+
 def question_rows(layer: PublishedLayer, site: str, wave: int, principle: str | None = None,
                   hide_small_peer_groups: bool = True) -> pd.DataFrame:
     """A site's questions in one wave (of one principle, or of every principle), with the
@@ -81,9 +87,11 @@ def question_rows(layer: PublishedLayer, site: str, wave: int, principle: str | 
     median and worst are blanked under PEER_RULE, in the numbers as well as the words.
     """
     rows = layer.item_benchmarks(site, wave)
-    tags = rows["principles"].fillna("").str.split(",")
-    keep = tags.map(lambda p: principle in p) if principle else tags.map(lambda p: p != [""])
-    rows = rows[keep.to_numpy(bool)].reset_index(drop=True)
+    if principle:
+        rows = of_principle(rows, principle)
+    else:
+        tags = rows["principles"].fillna("").str.split(",")
+        rows = rows[tags.map(lambda p: p != [""]).to_numpy(bool)].reset_index(drop=True)
     shown = rows["peer_sites"].map(lambda s: distribution_shown(float(s))).astype(bool)
     if hide_small_peer_groups:
         for column in ("peer_best", "peer_median", "peer_worst"):

@@ -25,7 +25,8 @@ from pipeline.publish.verify import DisclosureError, verify_published
 from pipeline.publish.writer import publish
 from pipeline.store import load_reference_data, open_store
 from published.layout import MIN_SITES_FOR_DISTRIBUTION, VERDICTS
-from published.questions import COLUMNS, PEER_COLUMNS, biggest_changes, question_rows
+from published.questions import (COLUMNS, PEER_COLUMNS, biggest_changes, of_principle,
+                                 question_rows)
 from published.reader import PublishedLayer
 from stats.verdicts import site_verdicts
 from survey.settings import SAMPLES_DIR, Settings
@@ -299,6 +300,24 @@ def test_the_board_report_and_the_principle_page_give_the_same_numbers(planted):
     assert page_lists(page) == report_lists
     assert report_lists["improved"][0].startswith("hs03: ")
     assert "points" in report_lists["improved"][0]
+
+
+def test_one_principles_questions_are_its_rows_of_all_the_questions(planted):
+    """The Principle page reads every question once and takes its principle's from them:
+    the same rows, in the same order, as reading that principle alone, for every principle
+    and both ways of showing peers."""
+    with PublishedLayer.open(planted[0].published_path) as layer:
+        principles = list(layer.measures().query("measure_kind == 'principle'")["measure"])
+        for hide in (True, False):
+            every = question_rows(layer, "A", 2026, None, hide)
+            seen = set()
+            for principle in principles:
+                alone = question_rows(layer, "A", 2026, principle, hide)
+                assert len(alone) >= 1
+                pd.testing.assert_frame_equal(of_principle(every, principle), alone)
+                seen |= set(alone["measure"])
+            assert seen == set(every["measure"])
+    assert len(principles) == 6
 
 
 def test_the_verifier_refuses_question_rows_that_rest_on_hidden_or_invented_cells(

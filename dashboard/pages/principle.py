@@ -13,7 +13,7 @@ from dashboard.pages.glossary import what_this_means
 from dashboard.view import View
 from published.questions import (METHOD, NEGATIVE_NOTE, PEER_RULE, TOP_CHANGES,
                                  biggest_changes, change_sentence, lowest, no_change_words,
-                                 question_rows, shown_columns)
+                                 of_principle, question_rows, shown_columns)
 from published.scores import FAVOURABLE, SCORE, SCORE_AXIS, headline
 
 TITLE = "Principle detail"
@@ -100,7 +100,9 @@ def question_section(view: View, principle: str, item_ids: list[str]) -> list:
     # A director is shown no figure that is one identifiable peer's own (PEER_RULE);
     # an admin sees every site by name anyway.
     hide = view.viewer.role == "director"
-    rows = question_rows(view.data, view.site, view.wave, principle, hide)
+    # Read once: the principle's questions are some of everything's.
+    everything = question_rows(view.data, view.site, view.wave, None, hide)
+    rows = of_principle(everything, principle)
     parts = [html.H2("Its questions"),
              html.P(f"Each question as the {FAVOURABLE} at the site: the share who gave a "
                     f"supportive answer; for a negatively worded question, {NEGATIVE_NOTE} "
@@ -122,7 +124,6 @@ def question_section(view: View, principle: str, item_ids: list[str]) -> list:
     if hidden:
         parts.append(notice(f"Not shown: {', '.join(hidden)} (fewer than {view.k} answers, or "
                             "hidden so that a smaller group cannot be worked out)."))
-    everything = question_rows(view.data, view.site, view.wave, None, hide)
     parts.append(html.H3("Most improved and most declined questions"))
     parts.append(html.P("Across the questions of all six principles at this site, largest "
                         f"change first (at most {TOP_CHANGES} each; only changes called "
