@@ -164,8 +164,15 @@ def change_sentence(row) -> str:
     """One question's change in a sentence, e.g. 'hs03: In my workplace, ...: 41.2% in
     2025, 55.0% now (+13.8 points, +6.1 to +21.5)'."""
     change, _, interval = row["change"].partition(" ")
-    return (f"{row['question']}: {points(row['pct_previous'])}% in {int(row['previous_wave'])}, "
-            f"{row['favourable']}% now ({change} points, {interval.strip('()')})")
+    return (f"{in_sentence(row)}: {points(row['pct_previous'])}% in "
+            f"{int(row['previous_wave'])}, {row['favourable']}% now ({change} points, "
+            f"{interval.strip('()')})")
+
+
+def in_sentence(row) -> str:
+    """A row's question as it reads inside a sentence: the item's closing full stop
+    dropped ("hs03: In my workplace, ... a doctor" then ": 41.2% ..." or " (11.6%)")."""
+    return row["question"].removesuffix(".")
 
 
 def no_change_words(rows: pd.DataFrame, direction: str) -> str:

@@ -25,8 +25,8 @@ from pipeline.publish.verify import DisclosureError, verify_published
 from pipeline.publish.writer import publish
 from pipeline.store import load_reference_data, open_store
 from published.layout import MIN_SITES_FOR_DISTRIBUTION, VERDICTS
-from published.questions import (COLUMNS, PEER_COLUMNS, biggest_changes, of_principle,
-                                 question_rows)
+from published.questions import (COLUMNS, PEER_COLUMNS, biggest_changes, change_sentence,
+                                 of_principle, question_rows)
 from published.reader import PublishedLayer
 from stats.verdicts import site_verdicts
 from survey.settings import SAMPLES_DIR, Settings
@@ -215,6 +215,11 @@ def test_a_planted_improvement_is_found_and_leads_the_most_improved(planted):
     assert (improved["change_verdict"] == "improved").all()
     assert improved["change_value"].is_monotonic_decreasing
     assert (declined["change_verdict"] == "declined").all()
+    # In words: the item's own full stop does not end the sentence half-way.
+    said = change_sentence(improved.iloc[0])
+    assert said.startswith("hs03: ") and re.search(r"[a-z]: \d+\.\d% in 2025, \d+\.\d% now "
+                                                    r"\(\+\d+\.\d points, ", said), said
+    assert ".:" not in said
 
 
 def test_a_hidden_item_cell_takes_no_part_anywhere(planted):
@@ -299,6 +304,20 @@ def test_the_board_report_and_the_principle_page_give_the_same_numbers(planted):
     # planted improvement leads.
     assert page_lists(page) == report_lists
     assert report_lists["improved"][0].startswith("hs03: ")
+    # Each principle's summary names its least favourable question mid-sentence: "... wrong
+    # (11.6%).", not "... wrong. (11.6%).".
+    named = []
+    with signed_in(app, "q-dir-a"):
+        for each in set(every["principles"].str.split(",").explode()):
+            page, _ = render_page("/principle", f"?site=A&wave=2026&principle={each}")
+            found = re.search(r"questions shown; the least favourable is ([^\"]*?) "
+                              r"\((\d+\.\d)%\)\. ", as_text(page))
+            assert found, each
+            named.append(found[1])
+    assert len(named) == 6 and not [n for n in named if n.endswith(".")], named
+    # Some are positively worded (the item's text last, not the note's bracket), so the
+    # check has a full stop to catch.
+    assert [n for n in named if not n.endswith(")")]
     assert "points" in report_lists["improved"][0]
 
 

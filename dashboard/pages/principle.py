@@ -12,8 +12,8 @@ from dashboard.figures import question_figure, trend_figure
 from dashboard.pages.glossary import what_this_means
 from dashboard.view import View
 from published.questions import (METHOD, NEGATIVE_NOTE, PEER_RULE, TOP_CHANGES,
-                                 biggest_changes, change_sentence, lowest, no_change_words,
-                                 of_principle, question_rows, shown_columns)
+                                 biggest_changes, change_sentence, in_sentence, lowest,
+                                 no_change_words, of_principle, question_rows, shown_columns)
 from published.scores import FAVOURABLE, SCORE, SCORE_AXIS, headline
 
 TITLE = "Principle detail"
@@ -113,7 +113,7 @@ def question_section(view: View, principle: str, item_ids: list[str]) -> list:
         moved = rows["change_verdict"].isin(["improved", "declined"]).sum()
         apart = (~rows["verdict"].isin(["in line", "too few sites to compare"])).sum()
         summary = (f"{len(rows)} questions shown; the least favourable is "
-                   f"{lowest_row['question']} ({lowest_row['favourable']}%). {moved} changed "
+                   f"{in_sentence(lowest_row)} ({lowest_row['favourable']}%). {moved} changed "
                    f"clearly since last year; {apart} stand apart from the other sites.")
         parts.append(chart("principle-questions",
                            question_figure(rows, "Its questions: % favourable, last year and "
